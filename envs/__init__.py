@@ -1,0 +1,20 @@
+"""labelchain environments layer: datasets, metrics, rewards, label orderings, Gymnasium envs.
+
+Importing `envs` registers ``LabelChain-v0`` (single env, with a native vector entry point).
+"""
+from gymnasium.envs.registration import register, registry
+
+from envs.dataset import Dataset, Split
+from envs.label_env import LabelChainEnv
+from envs.vector_env import LabelChainVectorEnv
+
+ENV_ID = "LabelChain-v0"
+
+if ENV_ID not in registry:
+    register(
+        id=ENV_ID,
+        entry_point="envs.label_env:LabelChainEnv",
+        vector_entry_point="envs.vector_env:LabelChainVectorEnv",
+    )
+
+__all__ = ["ENV_ID", "Dataset", "LabelChainEnv", "LabelChainVectorEnv", "Split"]

@@ -1,0 +1,120 @@
+"""What both LabelChain environments share: the documents, the step cap and the spaces.
+
+Building the task once (data resolved, step cap fixed, spaces defined) is what guarantees that the
+single and the vector environment describe the same problem.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from gymnasium import spaces
+
+from envs.dataset import Dataset, Split
+from envs.rewards import check_reward_args
+
+SPLITS = ("train", "test")
+
+
+@dataclass
+class ChainTask:
+    """One split of a dataset seen as label-chain episodes (one document = one episode)."""
+
+    split: Split
+    n_labels: int
+    max_steps: int
+    reward: str = "f1"
+    reward_mode: str = "terminal"
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        check_reward_args(self.reward, self.reward_mode)
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        X = self.split.X
+        self.is_sparse = sp.issparse(X)
+        values = X.data if self.is_sparse else X
+        self.feature_low = float(min(0.0, values.min(initial=0.0)))
+        self.feature_high = float(max(1.0, values.max(initial=1.0)))
+        Y = self.split.Y
+        self.gold_indptr = Y.indptr.astype(np.int64)
+        self.gold_count = np.diff(self.gold_indptr)
+        # Sorted keys doc * L + label: a gold-membership test is one searchsorted, for any batch.
+        rows = np.repeat(np.arange(Y.shape[0], dtype=np.int64), self.gold_count)
+        self.gold_keys = rows * self.n_labels + Y.indices.astype(np.int64)
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.split)
+
+    @property
+    def n_features(self) -> int:
+        return self.split.X.shape[1]
+
+    @property
+    def stop_action(self) -> int:
+        return self.n_labels
+
+    def features(self, docs: np.ndarray) -> np.ndarray:
+        """Dense float32 feature rows of documents `docs`."""
+        rows = self.split.X[docs]
+        return rows.toarray() if self.is_sparse else np.array(rows, dtype=np.float32)
+
+    def is_gold(self, docs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Whether label `labels[i]` belongs to document `docs[i]` (labels must be < L)."""
+        keys = docs.astype(np.int64) * self.n_labels + labels.astype(np.int64)
+        pos = np.searchsorted(self.gold_keys, keys)
+        pos = np.minimum(pos, max(len(self.gold_keys) - 1, 0))
+        if len(self.gold_keys) == 0:
+            return np.zeros(keys.shape, dtype=bool)
+        return self.gold_keys[pos] == keys
+
+    def observation_space(self) -> spaces.Dict:
+        """Features (dense row), emitted-label history (L marks an empty slot), step index."""
+        return spaces.Dict(
+            {
+                "features": spaces.Box(
+                    self.feature_low, self.feature_high, (self.n_features,), np.float32
+                ),
+                "history": spaces.MultiDiscrete(np.full(self.max_steps, self.n_labels + 1)),
+                "step": spaces.Discrete(self.max_steps + 1),
+            }
+        )
+
+    def action_space(self) -> spaces.Discrete:
+        return spaces.Discrete(self.n_labels + 1)
+
+
+def default_max_steps(train_max_labels: int, n_labels: int) -> int:
+    """A little above the largest training label set: room for every label plus STOP, and 2 spare."""
+    return min(n_labels, train_max_labels + 2) + 1
+
+
+def make_task(
+    dataset: str | Path | Dataset,
+    split: str = "train",
+    *,
+    reward: str = "f1",
+    reward_mode: str = "terminal",
+    max_steps: int | None = None,
+    data_dir: str | Path | None = None,
+) -> ChainTask:
+    """Resolve a dataset (name, path or `Dataset`) and one of its splits into a `ChainTask`."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if not isinstance(dataset, Dataset):
+        from envs.loading import load_dataset  # deferred: parsing is only needed for names/paths
+
+        dataset = load_dataset(dataset, data_dir)
+    if max_steps is None:
+        max_steps = default_max_steps(dataset.max_labels_per_doc, dataset.n_labels)
+    return ChainTask(
+        split=getattr(dataset, split),
+        n_labels=dataset.n_labels,
+        max_steps=int(max_steps),
+        reward=reward,
+        reward_mode=reward_mode,
+        name=f"{dataset.name}/{split}",
+    )

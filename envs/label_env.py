@@ -1,0 +1,126 @@
+"""`LabelChainEnv`: multi-label classification of one document as a sequential decision problem."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from envs.chain_task import ChainTask, make_task
+from envs.dataset import Dataset
+from envs.rewards import chain_quality
+
+DOC_ORDERS = ("random", "sequential")
+
+
+class LabelChainEnv(gym.Env):
+    """Emit a document's labels one at a time, then STOP.
+
+    An episode is one document of the chosen split (drawn at random with the env's seed, or in order
+    with ``doc_order="sequential"``, or chosen by ``reset(options={"doc_index": i})``).
+
+    ## Action Space
+    ``Discrete(L + 1)``: actions ``0 .. L-1`` emit that label, action ``L`` is STOP. A label already
+    emitted is masked: ``action_masks()`` (sb3-contrib's contract) and ``info["action_mask"]`` give
+    the valid actions. Taking a masked action anyway is a wasted step: nothing is emitted, the step
+    counter advances, and the delta reward is 0.
+
+    ## Observation
+    A ``Dict``:
+    - ``features``: the document's feature row, float32, shape ``(d,)`` (dense even for sparse data);
+    - ``history``: the labels emitted so far, in order, padded to the step cap with ``L``;
+    - ``step``: the number of steps taken.
+
+    ## Rewards
+    The quality of the emitted set P against the gold set G: ``reward="f1"`` (default,
+    2|P∩G|/(|P|+|G|)), ``"jaccard"`` or ``"subset_accuracy"``; an empty P for an empty G scores 1.
+    ``reward_mode="terminal"`` pays it once, when the episode ends; ``"delta"`` pays after every step the
+    change in quality of the set so far (starting from 0), so the rewards sum to the same return.
+
+    ## Termination
+    Terminated on STOP. Truncated when the step cap (``max_steps``, default a little above the
+    largest training label set) is reached without STOP; the finished chain is still scored.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        dataset: str | Path | Dataset | ChainTask = "emotions",
+        split: str = "train",
+        *,
+        reward: str = "f1",
+        reward_mode: str = "terminal",
+        max_steps: int | None = None,
+        doc_order: str = "random",
+        data_dir: str | Path | None = None,
+    ) -> None:
+        if doc_order not in DOC_ORDERS:
+            raise ValueError(f"doc_order must be one of {DOC_ORDERS}, got {doc_order!r}")
+        self.task = dataset if isinstance(dataset, ChainTask) else make_task(
+            dataset, split, reward=reward, reward_mode=reward_mode, max_steps=max_steps,
+            data_dir=data_dir,
+        )
+        self.doc_order = doc_order
+        self.observation_space = self.task.observation_space()
+        self.action_space = self.task.action_space()
+        self._cursor = 0
+        self.doc = -1
+        self._emitted: np.ndarray = np.zeros(self.task.n_labels + 1, dtype=bool)
+
+    def action_masks(self) -> np.ndarray:
+        """Valid actions: labels not yet emitted, and STOP (always valid)."""
+        return ~self._emitted
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        super().reset(seed=seed)
+        options = options or {}
+        if "doc_index" in options:
+            self.doc = int(options["doc_index"])
+            if not 0 <= self.doc < self.task.n_docs:
+                raise ValueError(
+                    f"options['doc_index']={self.doc} is outside 0..{self.task.n_docs - 1}"
+                )
+        elif self.doc_order == "sequential":
+            self.doc, self._cursor = self._cursor, (self._cursor + 1) % self.task.n_docs
+        else:
+            self.doc = int(self.np_random.integers(self.task.n_docs))
+        task = self.task
+        lo, hi = task.gold_indptr[self.doc], task.gold_indptr[self.doc + 1]
+        self._gold = set(task.split.Y.indices[lo:hi].tolist())
+        self._features = task.features(np.array([self.doc]))[0]
+        self._emitted = np.zeros(task.n_labels + 1, dtype=bool)
+        self._history: list[int] = []
+        self._steps = 0
+        self._tp = 0
+        self._quality = 0.0
+        return self._observation(), self._info()
+
+    def step(self, action: int) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
+        task, action = self.task, int(action)
+        if not 0 <= action <= task.n_labels:
+            raise ValueError(f"action {action} is outside 0..{task.n_labels} (L labels + STOP)")
+        self._steps += 1
+        terminated = action == task.stop_action
+        if not terminated and not self._emitted[action]:
+            self._emitted[action] = True
+            self._history.append(action)
+            self._tp += action in self._gold
+        quality = float(chain_quality(self._tp, len(self._history), len(self._gold), task.reward))
+        truncated = not terminated and self._steps >= task.max_steps
+        if task.reward_mode == "delta":
+            reward, self._quality = quality - self._quality, quality
+        else:
+            reward = quality if (terminated or truncated) else 0.0
+        return self._observation(), float(reward), terminated, truncated, self._info()
+
+    def _observation(self) -> dict[str, Any]:
+        history = np.full(self.task.max_steps, self.task.n_labels, dtype=np.int64)
+        history[: len(self._history)] = self._history
+        return {"features": self._features.copy(), "history": history, "step": self._steps}
+
+    def _info(self) -> dict[str, Any]:
+        return {"doc_index": self.doc, "action_mask": self.action_masks()}

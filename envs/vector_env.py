@@ -1,0 +1,157 @@
+"""`LabelChainVectorEnv`: N label-chain episodes stepped together with array operations."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from envs.chain_task import ChainTask, make_task
+from envs.dataset import Dataset
+from envs.label_env import DOC_ORDERS
+from envs.rewards import chain_quality
+
+
+class LabelChainVectorEnv(VectorEnv):
+    """The `LabelChainEnv` semantics for ``num_envs`` documents at once, without a per-document loop.
+
+    Observations, actions, rewards and termination are those of `LabelChainEnv` (see its docstring),
+    batched: ``features`` (N, d), ``history`` (N, cap), ``step`` (N,). Masks of valid actions are in
+    ``infos["action_mask"]`` (N, L + 1), and the documents in ``infos["doc_index"]``.
+
+    Autoreset: ``autoreset_mode=AutoresetMode.NEXT_STEP`` (default, as Gymnasium's own vector envs):
+    the step after a sub-env ends starts a new document there, ignores its action and pays 0.
+    ``AutoresetMode.DISABLED`` suits batched rollouts of whole documents: an ended sub-env stays
+    ended (actions ignored, reward 0, terminated/truncated False) until
+    ``reset(options={"reset_mask": mask})``. ``reset(options={"doc_indices": docs})`` picks the
+    documents of the envs being reset (in env order); otherwise ``doc_order`` decides.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        dataset: str | Path | Dataset | ChainTask = "emotions",
+        split: str = "train",
+        *,
+        reward: str = "f1",
+        reward_mode: str = "terminal",
+        max_steps: int | None = None,
+        doc_order: str = "random",
+        data_dir: str | Path | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        copy: bool = True,
+    ) -> None:
+        if doc_order not in DOC_ORDERS:
+            raise ValueError(f"doc_order must be one of {DOC_ORDERS}, got {doc_order!r}")
+        autoreset_mode = AutoresetMode(autoreset_mode)
+        if autoreset_mode == AutoresetMode.SAME_STEP:
+            raise ValueError("autoreset_mode must be NEXT_STEP or DISABLED, not SAME_STEP")
+        self.task = dataset if isinstance(dataset, ChainTask) else make_task(
+            dataset, split, reward=reward, reward_mode=reward_mode, max_steps=max_steps,
+            data_dir=data_dir,
+        )
+        self.metadata = {**self.metadata, "autoreset_mode": autoreset_mode}
+        self.num_envs, self.doc_order, self.copy = int(num_envs), doc_order, copy
+        self.single_observation_space = self.task.observation_space()
+        self.single_action_space = self.task.action_space()
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        n, task = self.num_envs, self.task
+        self.docs = np.zeros(n, dtype=np.int64)
+        self.emitted = np.zeros((n, task.n_labels + 1), dtype=bool)
+        self.history = np.full((n, task.max_steps), task.n_labels, dtype=np.int64)
+        self.n_emitted = np.zeros(n, dtype=np.int64)
+        self.steps = np.zeros(n, dtype=np.int64)
+        self.tp = np.zeros(n, dtype=np.int64)
+        self.quality = np.zeros(n, dtype=np.float64)
+        self.features = np.zeros((n, task.n_features), dtype=np.float32)
+        self.ended = np.zeros(n, dtype=bool)
+        self._cursor = 0
+        self._arange = np.arange(n)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        super().reset(seed=seed)
+        options = options or {}
+        mask = np.asarray(options.get("reset_mask", np.ones(self.num_envs, dtype=bool)), bool)
+        if mask.shape != (self.num_envs,):
+            raise ValueError(f"options['reset_mask'] must have shape ({self.num_envs},)")
+        self._start_documents(np.flatnonzero(mask), options.get("doc_indices"))
+        return self._observation(), self._infos()
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        task = self.task
+        actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)
+        if actions.min() < 0 or actions.max() > task.n_labels:
+            bad = int(np.flatnonzero((actions < 0) | (actions > task.n_labels))[0])
+            raise ValueError(f"actions[{bad}]={actions[bad]} is outside 0..{task.n_labels}")
+        idle = self.ended.copy()
+        if self.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP and idle.any():
+            self._start_documents(np.flatnonzero(idle), None)
+        active = ~idle
+        stop = active & (actions == task.stop_action)
+        rows = np.flatnonzero(active & ~stop)
+        labels = actions[rows]
+        fresh = ~self.emitted[rows, labels]
+        rows, labels = rows[fresh], labels[fresh]
+        self.emitted[rows, labels] = True
+        self.history[rows, self.n_emitted[rows]] = labels
+        self.n_emitted[rows] += 1
+        self.tp[rows] += task.is_gold(self.docs[rows], labels)
+        self.steps[active] += 1
+        quality = chain_quality(self.tp, self.n_emitted, task.gold_count[self.docs], task.reward)
+        terminated = stop
+        truncated = active & ~stop & (self.steps >= task.max_steps)
+        finished = terminated | truncated
+        if task.reward_mode == "delta":
+            rewards = np.where(active, quality - self.quality, 0.0)
+            self.quality = np.where(active, quality, self.quality)
+        else:
+            rewards = np.where(finished, quality, 0.0)
+        self.ended = idle | finished if self._absorbing else finished
+        return self._observation(), rewards, terminated, truncated, self._infos()
+
+    @property
+    def _absorbing(self) -> bool:
+        return self.metadata["autoreset_mode"] == AutoresetMode.DISABLED
+
+    def action_masks(self) -> np.ndarray:
+        """Valid actions per sub-env (N, L + 1): labels not yet emitted, and STOP."""
+        return ~self.emitted
+
+    def _start_documents(self, envs: np.ndarray, doc_indices: Any) -> None:
+        """Put fresh documents into sub-envs `envs`, clearing their chains."""
+        task, k = self.task, len(envs)
+        if doc_indices is not None:
+            docs = np.asarray(doc_indices, dtype=np.int64).reshape(-1)
+            if docs.shape != (k,):
+                raise ValueError(f"options['doc_indices'] needs {k} entries, got {docs.shape[0]}")
+            if k and (docs.min() < 0 or docs.max() >= task.n_docs):
+                raise ValueError(f"options['doc_indices'] must lie in 0..{task.n_docs - 1}")
+        elif self.doc_order == "sequential":
+            docs = (self._cursor + np.arange(k)) % task.n_docs
+            self._cursor = int((self._cursor + k) % task.n_docs)
+        else:
+            docs = self.np_random.integers(task.n_docs, size=k)
+        self.docs[envs] = docs
+        self.features[envs] = task.features(docs)
+        self.emitted[envs] = False
+        self.history[envs] = task.n_labels
+        for counter in (self.n_emitted, self.steps, self.tp):
+            counter[envs] = 0
+        self.quality[envs] = 0.0
+        self.ended[envs] = False
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        features = self.features.copy() if self.copy else self.features
+        return {"features": features, "history": self.history.copy(), "step": self.steps.copy()}
+
+    def _infos(self) -> dict[str, Any]:
+        return {"action_mask": self.action_masks(), "doc_index": self.docs.copy()}

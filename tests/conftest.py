@@ -1,0 +1,31 @@
+"""Shared test set-up: one thread (2 shared cores make two threads many times slower)."""
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+import torch  # noqa: E402
+
+from envs.dataset import Dataset, Split  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def _split(features: list[list[float]], labels: list[list[int]], n_labels: int) -> Split:
+    Y = sp.lil_matrix((len(labels), n_labels), dtype=bool)
+    for row, ids in enumerate(labels):
+        for label in ids:
+            Y[row, label] = True
+    return Split(np.array(features, dtype=np.float32), Y.tocsr())
+
+
+@pytest.fixture
+def tiny_dataset() -> Dataset:
+    """4 labels; train docs with gold sets {0,2}, {1}, {}, {0,1,3}; test docs {3}, {0,2}."""
+    train = _split(
+        [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]], [[0, 2], [1], [], [0, 1, 3]], n_labels=4
+    )
+    test = _split([[0, 0, 1], [1, 0, 0]], [[3], [0, 2]], n_labels=4)
+    return Dataset("tiny", train, test, ["a", "b", "c", "d"], ["x", "y", "z"])
