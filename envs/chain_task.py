@@ -41,9 +41,6 @@ class ChainTask:
         Y = self.split.Y
         self.gold_indptr = Y.indptr.astype(np.int64)
         self.gold_count = np.diff(self.gold_indptr)
-        # Sorted keys doc * L + label: a gold-membership test is one searchsorted, for any batch.
-        rows = np.repeat(np.arange(Y.shape[0], dtype=np.int64), self.gold_count)
-        self.gold_keys = rows * self.n_labels + Y.indices.astype(np.int64)
 
     @property
     def n_docs(self) -> int:
@@ -61,15 +58,6 @@ class ChainTask:
         """Dense float32 feature rows of documents `docs`."""
         rows = self.split.X[docs]
         return rows.toarray() if self.is_sparse else np.array(rows, dtype=np.float32)
-
-    def is_gold(self, docs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """Whether label `labels[i]` belongs to document `docs[i]` (labels must be < L)."""
-        keys = docs.astype(np.int64) * self.n_labels + labels.astype(np.int64)
-        pos = np.searchsorted(self.gold_keys, keys)
-        pos = np.minimum(pos, max(len(self.gold_keys) - 1, 0))
-        if len(self.gold_keys) == 0:
-            return np.zeros(keys.shape, dtype=bool)
-        return self.gold_keys[pos] == keys
 
     def observation_space(self) -> spaces.Dict:
         """Features (dense row), emitted-label history (L marks an empty slot), step index."""

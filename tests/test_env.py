@@ -159,3 +159,15 @@ def test_vector_env_validates_actions(tiny_dataset):
         vec.step(np.array([0, 9]))
     with pytest.raises(ValueError, match="doc_indices"):
         vec.reset(options={"doc_indices": [0]})
+
+
+def test_vector_env_copy_flag(tiny_dataset):
+    shared = LabelChainVectorEnv(2, tiny_dataset)
+    first, _ = shared.reset(seed=0)
+    second, _ = shared.step(np.array([0, 1]))[0], None
+    assert first["features"] is second["features"]  # default: the env's own buffers, for speed
+    fresh = LabelChainVectorEnv(2, tiny_dataset, copy=True)
+    first, info = fresh.reset(seed=0)
+    second, *_, info2 = fresh.step(np.array([0, 1]))
+    assert first["history"] is not second["history"] and info["action_mask"].all()
+    assert not info2["action_mask"][0, 0]

@@ -1,0 +1,91 @@
+"""Plumbing every experiment script shares: dataclass Args -> command line, atomic writes, threads."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # scripts run as `python experiments/x.py` from anywhere
+    sys.path.insert(0, str(REPO_ROOT))
+
+T = TypeVar("T")
+
+
+def parse_args(args_class: type[T], argv: list[str] | None = None) -> T:
+    """Build an argparse parser from a dataclass: one `--field-name` flag per field, help from docs.
+
+    Booleans take `--flag/--no-flag`; list fields take several values; `X | None` fields accept "none".
+    """
+    hints = typing.get_type_hints(args_class)
+    parser = argparse.ArgumentParser(description=(args_class.__doc__ or "").strip())
+    for field in dataclasses.fields(args_class):
+        flag = "--" + field.name.replace("_", "-")
+        default = (
+            field.default_factory()  # type: ignore[misc]
+            if field.default is dataclasses.MISSING
+            else field.default
+        )
+        hint = hints[field.name]
+        help_text = field.metadata.get("help", "")
+        base, optional = _unwrap_optional(hint)
+        if base is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                                help=help_text)
+        elif typing.get_origin(base) in (list, tuple):
+            (item,) = set(typing.get_args(base)) - {Ellipsis}
+            parser.add_argument(flag, nargs="+", type=item, default=default, help=help_text)
+        else:
+            parser.add_argument(flag, type=_converter(base, optional), default=default,
+                                help=f"{help_text} (default: {default})")
+    return args_class(**vars(parser.parse_args(argv)))
+
+
+def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
+    args = typing.get_args(hint)
+    if type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return hint, False
+
+
+def _converter(base: Any, optional: bool):
+    def convert(text: str):
+        if optional and text.lower() == "none":
+            return None
+        return base(text)
+
+    convert.__name__ = getattr(base, "__name__", "value")
+    return convert
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write via a temporary file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, payload: Any) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def single_thread() -> None:
+    """One thread: on 2 shared cores, two threads can be many times slower."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
