@@ -6,6 +6,7 @@ from gymnasium.envs.registration import register, registry
 
 from envs.dataset import Dataset, Split
 from envs.label_env import LabelChainEnv
+from envs.loading import DATASET_NAMES, load_dataset
 from envs.vector_env import LabelChainVectorEnv
 
 ENV_ID = "LabelChain-v0"
@@ -17,4 +18,6 @@ if ENV_ID not in registry:
         vector_entry_point="envs.vector_env:LabelChainVectorEnv",
     )
 
-__all__ = ["ENV_ID", "Dataset", "LabelChainEnv", "LabelChainVectorEnv", "Split"]
+__all__ = [
+    "DATASET_NAMES", "ENV_ID", "Dataset", "LabelChainEnv", "LabelChainVectorEnv", "Split", "load_dataset",
+]

@@ -1,0 +1,156 @@
+"""Bad input must raise DataFormatError naming the file, the line (or field) and what was expected."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from envs.arff import read_arff, read_mulan_xml
+from envs.errors import DataFormatError, DataNotFoundError
+from envs.loading import dataset_folder, load_dataset
+from envs.textformats import read_libsvm_pair, read_xc
+
+HEADER = "@relation r\n@attribute a numeric\n@attribute b numeric\n@attribute y {0,1}\n"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def mulan_folder(tmp_path: Path, train: str, test: str, labels: list[str]) -> Path:
+    write(tmp_path / "toy-train.arff", train)
+    write(tmp_path / "toy-test.arff", test)
+    body = "".join(f'<label name="{n}"></label>' for n in labels)
+    write(tmp_path / "toy.xml", f'<?xml version="1.0"?><labels xmlns="http://mulan.sourceforge.net/labels">{body}</labels>')
+    return tmp_path
+
+
+def test_dense_row_cut_short_names_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "cut.arff", HEADER + "@data\n1,2,0\n3,4\n")
+    with pytest.raises(DataFormatError) as info:
+        read_arff(path)
+    assert info.value.line == 7 and str(path) in str(info.value)
+    assert "expected 3" in str(info.value)
+
+
+def test_missing_data_section(tmp_path: Path) -> None:
+    path = write(tmp_path / "nodata.arff", HEADER)
+    with pytest.raises(DataFormatError, match="no @data section") as info:
+        read_arff(path)
+    assert str(path) in str(info.value)
+
+
+def test_sparse_row_without_closing_brace(tmp_path: Path) -> None:
+    path = write(tmp_path / "cut.arff", HEADER + "@data\n{0 1,2 1}\n{1 5,2\n")
+    with pytest.raises(DataFormatError, match="must end with '}'") as info:
+        read_arff(path)
+    assert info.value.line == 7
+
+
+def test_unknown_attribute_type(tmp_path: Path) -> None:
+    path = write(tmp_path / "type.arff", "@relation r\n@attribute a numeric\n@attribute b complex\n@data\n1,2\n")
+    with pytest.raises(DataFormatError, match="unknown attribute type 'complex'") as info:
+        read_arff(path)
+    assert info.value.line == 3 and "'b'" in str(info.value)
+
+
+def test_string_attribute_is_rejected_clearly(tmp_path: Path) -> None:
+    path = write(tmp_path / "str.arff", "@relation r\n@attribute a string\n@data\nx\n")
+    with pytest.raises(DataFormatError, match="type 'string'"):
+        read_arff(path)
+
+
+def test_xml_label_missing_from_arff(tmp_path: Path) -> None:
+    data = HEADER + "@data\n1,2,1\n"
+    folder = mulan_folder(tmp_path, data, data, ["y", "z"])
+    with pytest.raises(DataFormatError, match="'z'") as info:
+        load_dataset(folder, cache=False)
+    assert "toy.xml" in str(info.value) and "toy-train.arff" in str(info.value)
+
+
+def test_sparse_index_out_of_range(tmp_path: Path) -> None:
+    path = write(tmp_path / "idx.arff", HEADER + "@data\n{0 1}\n{1 2,3 1}\n")
+    with pytest.raises(DataFormatError, match=r"sparse index 3 out of range.*0\.\.2") as info:
+        read_arff(path)
+    assert info.value.line == 7
+
+
+def test_nominal_value_not_declared(tmp_path: Path) -> None:
+    path = write(tmp_path / "nom.arff", HEADER + "@data\n1,2,2\n")
+    with pytest.raises(DataFormatError, match="not one of the declared values") as info:
+        read_arff(path)
+    assert info.value.field == "attribute 'y'" and info.value.line == 6
+
+
+def test_missing_value_and_bad_number(tmp_path: Path) -> None:
+    with pytest.raises(DataFormatError, match=r"missing value '\?'") as info:
+        read_arff(write(tmp_path / "q.arff", HEADER + "@data\n1,2,0\n?,2,0\n"))
+    assert info.value.line == 7 and info.value.field == "attribute 'a'"
+    with pytest.raises(DataFormatError, match="'x1' is not a number"):
+        read_arff(write(tmp_path / "x.arff", HEADER + "@data\n1,x1,0\n"))
+
+
+@pytest.mark.parametrize("reader", [read_arff, read_mulan_xml, read_xc])
+def test_empty_file(tmp_path: Path, reader) -> None:
+    path = write(tmp_path / "empty.dat", "")
+    with pytest.raises(DataFormatError, match="empty") as info:
+        reader(path)
+    assert str(path) in str(info.value)
+
+
+def test_empty_libsvm_file(tmp_path: Path) -> None:
+    train = write(tmp_path / "train.txt", "1 1:1\n")
+    test = write(tmp_path / "test.txt", "\n")
+    with pytest.raises(DataFormatError, match="empty") as info:
+        read_libsvm_pair(train, test)
+    assert "test.txt" in str(info.value)
+
+
+def test_xc_header_mismatch(tmp_path: Path) -> None:
+    with pytest.raises(DataFormatError, match="header says 3 documents but the file has 2") as info:
+        read_xc(write(tmp_path / "rows.txt", "3 4 2\n0 1:1\n1 0:1\n"))
+    assert info.value.line == 1
+    with pytest.raises(DataFormatError, match=r"feature id 4 out of range; expected 0\.\.3") as info:
+        read_xc(write(tmp_path / "feat.txt", "2 4 2\n0 1:1\n1 4:1\n"))
+    assert info.value.line == 3
+    with pytest.raises(DataFormatError, match=r"label id 2 out of range") as info:
+        read_xc(write(tmp_path / "lab.txt", "1 4 2\n0,2 1:1\n"))
+    assert info.value.line == 2
+    with pytest.raises(DataFormatError, match="is not 'n_docs n_features n_labels'"):
+        read_xc(write(tmp_path / "hdr.txt", "3 4\n0 1:1\n"))
+
+
+def test_libsvm_zero_feature_id(tmp_path: Path) -> None:
+    train = write(tmp_path / "train.txt", "1 1:1\n2 0:1\n")
+    with pytest.raises(DataFormatError, match="1-based") as info:
+        read_libsvm_pair(train, train)
+    assert info.value.line == 2
+
+
+def test_malformed_xml(tmp_path: Path) -> None:
+    path = write(tmp_path / "bad.xml", '<labels>\n<label name="a">\n</labels>')
+    with pytest.raises(DataFormatError, match="not well-formed") as info:
+        read_mulan_xml(path)
+    assert info.value.line == 3
+
+
+def test_missing_dataset_lists_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABELCHAIN_DATA", str(tmp_path / "env"))
+    import envs.loading as loading
+
+    monkeypatch.setattr(loading, "REPO_ROOT", tmp_path / "repo")
+    with pytest.raises(DataNotFoundError) as info:
+        dataset_folder("bibtex", tmp_path / "arg")
+    message = str(info.value)
+    assert isinstance(info.value, FileNotFoundError)
+    for place in (tmp_path / "arg", tmp_path / "env", tmp_path / "shared" / "data"):
+        assert str(place / "mulan" / "bibtex") in message
+    assert "mulan" in message.lower() and "Reuters-21578" in message
+
+
+def test_unknown_name_and_empty_folder(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown dataset 'nope'"):
+        dataset_folder("nope")
+    with pytest.raises(DataNotFoundError, match="no dataset files found"):
+        load_dataset(tmp_path, cache=False)
