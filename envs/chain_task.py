@@ -16,6 +16,7 @@ from envs.dataset import Dataset, Split
 from envs.rewards import check_reward_args
 
 SPLITS = ("train", "test")
+DENSIFY_BYTES = 256 * 2**20  # sparse splits up to this dense size are kept dense for fast gathers
 
 
 @dataclass
@@ -35,6 +36,11 @@ class ChainTask:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         X = self.split.X
         self.is_sparse = sp.issparse(X)
+        # Dense rows are gathered far faster than CSR rows are sliced; densify when that is cheap.
+        if self.is_sparse and X.shape[0] * X.shape[1] * 4 <= DENSIFY_BYTES:
+            self._dense = X.toarray()
+        else:
+            self._dense = None if self.is_sparse else X
         values = X.data if self.is_sparse else X
         self.feature_low = float(min(0.0, values.min(initial=0.0)))
         self.feature_high = float(max(1.0, values.max(initial=1.0)))
@@ -56,8 +62,9 @@ class ChainTask:
 
     def features(self, docs: np.ndarray) -> np.ndarray:
         """Dense float32 feature rows of documents `docs`."""
-        rows = self.split.X[docs]
-        return rows.toarray() if self.is_sparse else np.array(rows, dtype=np.float32)
+        if self._dense is not None:
+            return self._dense[docs]
+        return self.split.X[docs].toarray()
 
     def observation_space(self) -> spaces.Dict:
         """Features (dense row), emitted-label history (L marks an empty slot), step index."""
