@@ -1,0 +1,298 @@
+"""Turning a chain policy into label sequences, label sets and label scores.
+
+All decoders step a whole batch of documents together (no Python loop over documents), mask labels
+already emitted (a chain never repeats) and stop a document at STOP or after `max_steps` actions
+(STOP counts as an action, as in the environments).
+
+Which output feeds which metric:
+  * label **sets** (bool CSR) -> example/micro/macro F1, subset accuracy, Hamming loss: the labels
+    emitted before the chain's own STOP;
+  * label **scores** (dense (B, L)) -> P@k, nDCG@k: decode with STOP suppressed for the first
+    `score_steps` actions (so every document ranks at least that many labels) and score a label by
+    the position it was emitted at (earlier = higher, scores >= 1); labels never emitted rank
+    below, by their first-step probability (score = p - 1, in [-1, 0]).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from agents.policy import START, ChainPolicy
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class DecodeResult:
+    """Decoded chains of a batch, all (B, T) and padded after each chain's end.
+
+    actions: chosen actions including STOP (padding -1); labels: the same without STOP;
+    log_probs / values: per action under the masked distribution it was chosen from (padding 0);
+    n_labels_emitted: labels per chain; set_lengths: how many leading labels form the predicted set
+    (differs from n_labels_emitted only when STOP was suppressed); first_probs: (B, L) label
+    probabilities at the first step (for ranking labels never emitted).
+    """
+
+    actions: torch.Tensor
+    labels: torch.Tensor
+    log_probs: torch.Tensor
+    values: torch.Tensor
+    n_labels_emitted: torch.Tensor
+    set_lengths: torch.Tensor
+    first_probs: torch.Tensor
+
+
+def action_mask(emitted: torch.Tensor, step_index: int, suppress_stop_steps: int) -> torch.Tensor:
+    """Allowed actions (B, L+1): labels not yet emitted, STOP unless suppressed while labels remain."""
+    allowed = ~emitted
+    if step_index < suppress_stop_steps:
+        labels_left = allowed[:, :-1].any(dim=1)
+        allowed[:, -1] = ~labels_left
+    return allowed
+
+
+def _check_cap(policy: ChainPolicy, max_steps: int | None) -> int:
+    cap = policy.n_labels + 1 if max_steps is None else int(max_steps)
+    if cap < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    return min(cap, policy.n_labels + 1)
+
+
+def _finish(actions: list[torch.Tensor], log_probs: list, values: list, stop_id: int, first_probs, set_len):
+    actions_t = torch.stack(actions, dim=1)
+    labels = actions_t.masked_fill(actions_t == stop_id, START)
+    n_emitted = (labels >= 0).sum(dim=1)
+    set_lengths = n_emitted if set_len is None else torch.minimum(set_len, n_emitted)
+    return DecodeResult(
+        actions_t, labels, torch.stack(log_probs, dim=1), torch.stack(values, dim=1), n_emitted, set_lengths, first_probs
+    )
+
+
+def rollout(
+    policy: ChainPolicy,
+    X,
+    *,
+    max_steps: int | None = None,
+    sample: bool = False,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    suppress_stop_steps: int = 0,
+) -> DecodeResult:
+    """Greedy (`sample=False`) or sampled decoding of a batch; gradients flow if not under no_grad.
+
+    Greedy with STOP suppressed is also exact greedy for the sets: until greedy would pick STOP the
+    two chains coincide, so `set_lengths` marks the first step where STOP was the argmax.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    cap = _check_cap(policy, max_steps)
+    state = policy.initial_state(X)
+    batch, device, stop_id = state.doc.shape[0], state.doc.device, policy.stop_id
+    emitted = torch.zeros(batch, stop_id + 1, dtype=torch.bool, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    last = torch.full((batch,), START, dtype=torch.long, device=device)
+    set_len = torch.full((batch,), cap, dtype=torch.long, device=device)
+    actions, log_probs, values, first_probs = [], [], [], None
+    for t in range(cap):
+        logits, value, state = policy.step(state, last)
+        free = logits.masked_fill(emitted, NEG_INF)
+        if t == 0:
+            first_probs = torch.softmax(free, dim=-1)[:, :stop_id].detach()
+        allowed = action_mask(emitted, t, suppress_stop_steps)
+        masked = logits.masked_fill(~allowed, NEG_INF)
+        log_p = torch.log_softmax(masked / temperature, dim=-1)
+        if sample:
+            action = torch.multinomial(log_p.exp(), 1, generator=generator).squeeze(1)
+        else:
+            action = masked.argmax(dim=-1)
+            natural_stop = (free.argmax(dim=-1) == stop_id) & ~done & (set_len == cap)
+            set_len = torch.where(natural_stop, torch.full_like(set_len, t), set_len)
+        action = action.masked_fill(done, START)
+        actions.append(action)
+        log_probs.append(log_p.gather(1, action.clamp(min=0)[:, None]).squeeze(1).masked_fill(done, 0.0))
+        values.append(value.masked_fill(done, 0.0))
+        newly = (~done & (action != stop_id)).nonzero().squeeze(1)  # STOP is never masked
+        emitted[newly, action[newly]] = True
+        done = done | (action == stop_id)
+        last = action
+        if bool(done.all()):
+            break
+    return _finish(actions, log_probs, values, stop_id, first_probs, None if sample else set_len)
+
+
+def greedy_decode(policy: ChainPolicy, X, *, max_steps: int | None = None, suppress_stop_steps: int = 0) -> DecodeResult:
+    return rollout(policy, X, max_steps=max_steps, suppress_stop_steps=suppress_stop_steps)
+
+
+def sample_decode(
+    policy: ChainPolicy,
+    X,
+    *,
+    max_steps: int | None = None,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> DecodeResult:
+    return rollout(policy, X, max_steps=max_steps, sample=True, temperature=temperature, generator=generator)
+
+
+@torch.no_grad()
+def beam_search(
+    policy: ChainPolicy,
+    X,
+    *,
+    beam_width: int = 5,
+    max_steps: int | None = None,
+    suppress_stop_steps: int = 0,
+    length_penalty: float = 0.0,
+) -> DecodeResult:
+    """Most probable chains by beam search (sum of log-probs / length**length_penalty).
+
+    Chains that reached STOP or the cap keep their score and stay in the beam. Returns the best
+    beam per document; `log_probs`/`values` are per chosen action along that beam.
+    """
+    if beam_width < 1:
+        raise ValueError(f"beam_width must be >= 1, got {beam_width}")
+    cap = _check_cap(policy, max_steps)
+    K, stop_id = beam_width, policy.stop_id
+    state0 = policy.initial_state(X)
+    batch, device = state0.doc.shape[0], state0.doc.device
+    state = state0.select(torch.arange(batch, device=device).repeat_interleave(K))
+    scores = torch.full((batch, K), NEG_INF, device=device)
+    scores[:, 0] = 0.0
+    emitted = torch.zeros(batch * K, stop_id + 1, dtype=torch.bool, device=device)
+    finished = torch.zeros(batch * K, dtype=torch.bool, device=device)
+    last = torch.full((batch * K,), START, dtype=torch.long, device=device)
+    history = torch.zeros(batch * K, 0, dtype=torch.long, device=device)
+    step_logp = torch.zeros(batch * K, 0, device=device)
+    step_values = torch.zeros(batch * K, 0, device=device)
+    first_probs = None
+    for t in range(cap):
+        logits, value, state = policy.step(state, last)
+        if t == 0:
+            free = logits.masked_fill(emitted, NEG_INF)
+            first_probs = torch.softmax(free, dim=-1)[::K, :stop_id]
+        allowed = action_mask(emitted, t, suppress_stop_steps)
+        log_p = torch.log_softmax(logits.masked_fill(~allowed, NEG_INF), dim=-1)
+        # A finished chain has exactly one continuation (index STOP, recorded as padding) at no cost.
+        carry = torch.full_like(log_p, NEG_INF)
+        carry[:, stop_id] = 0.0
+        log_p = torch.where(finished[:, None], carry, log_p)
+        candidates = (scores.reshape(-1, 1) + log_p).reshape(batch, K * (stop_id + 1))
+        scores, flat_index = candidates.topk(K, dim=1)
+        parent = (flat_index // (stop_id + 1) + torch.arange(batch, device=device)[:, None] * K).reshape(-1)
+        action = (flat_index % (stop_id + 1)).reshape(-1)
+        was_finished = finished[parent]
+        action = action.masked_fill(was_finished, START)
+        state, emitted, last = state.select(parent), emitted[parent].clone(), action
+        history = torch.cat([history[parent], action[:, None]], dim=1)
+        chosen_logp = log_p[parent].gather(1, action.clamp(min=0)[:, None]).squeeze(1).masked_fill(was_finished, 0.0)
+        step_logp = torch.cat([step_logp[parent], chosen_logp[:, None]], dim=1)
+        step_values = torch.cat([step_values[parent], value[parent].masked_fill(was_finished, 0.0)[:, None]], dim=1)
+        newly = (~was_finished & (action != stop_id)).nonzero().squeeze(1)
+        emitted[newly, action[newly]] = True
+        finished = was_finished | (action == stop_id)
+        if bool(finished.all()):
+            break
+    lengths = (history >= 0).sum(dim=1).clamp(min=1).float().reshape(batch, K)
+    best = (scores / lengths**length_penalty).argmax(dim=1) + torch.arange(batch, device=device) * K
+    return _finish(
+        list(history[best].unbind(1)), list(step_logp[best].unbind(1)), list(step_values[best].unbind(1)),
+        stop_id, first_probs, None,
+    )
+
+
+def sequence_log_probs(
+    policy: ChainPolicy, X, actions: torch.Tensor, *, suppress_stop_steps: int = 0, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Re-score recorded `actions` (B, T, STOP included, -1 padded) in one teacher-forced pass.
+
+    Returns per-action log-probs, entropies and values (B, T), zero on padding, under the same
+    masking the decoders use, with gradients; this is what policy-gradient learners differentiate.
+    """
+    actions = torch.as_tensor(actions, dtype=torch.long, device=policy.input_weight.device)
+    logits, values = policy.sequence_logits(X, actions)
+    B, T, A = logits.shape
+    present = actions >= 0
+    one_hot = torch.zeros(B, T, A, dtype=torch.bool, device=logits.device)
+    one_hot.scatter_(2, actions.clamp(min=0)[:, :, None], present[:, :, None])
+    emitted_before = ((one_hot.cumsum(dim=1) - one_hot.long()) > 0) & present[:, :, None]
+    allowed = ~emitted_before
+    steps = torch.arange(T, device=logits.device)
+    labels_left = allowed[:, :, :-1].any(dim=2)
+    suppress = (steps < suppress_stop_steps)[None, :] & labels_left
+    allowed[:, :, -1] &= ~suppress
+    log_p_all = torch.log_softmax(logits.masked_fill(~allowed, NEG_INF) / temperature, dim=-1)
+    chosen = log_p_all.gather(2, actions.clamp(min=0)[:, :, None]).squeeze(2)
+    p_all = log_p_all.exp()
+    entropy = -(p_all * log_p_all.masked_fill(~allowed, 0.0)).sum(dim=2)
+    zero = torch.zeros((), device=logits.device)
+    return torch.where(present, chosen, zero), torch.where(present, entropy, zero), torch.where(present, values, zero)
+
+
+def labels_to_csr(labels: torch.Tensor | np.ndarray, n_labels: int, lengths=None) -> sp.csr_matrix:
+    """Padded label sequences (B, T) -> bool CSR (B, L); only the first `lengths[i]` labels if given."""
+    labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels, dtype=np.int64)
+    keep = labels >= 0
+    if lengths is not None:
+        lengths = np.asarray(lengths.cpu() if isinstance(lengths, torch.Tensor) else lengths)
+        keep &= np.arange(labels.shape[1])[None, :] < lengths[:, None]
+    rows, cols = np.nonzero(keep)
+    return sp.csr_matrix(
+        (np.ones(len(rows), dtype=bool), (rows, labels[rows, cols])), shape=(labels.shape[0], n_labels)
+    )
+
+
+def position_scores(labels: torch.Tensor, n_labels: int, first_probs: torch.Tensor | None = None) -> np.ndarray:
+    """Ranking scores (B, L): emitted at position p of T -> T - p; never emitted -> p_first - 1 (or -1)."""
+    labels_np = labels.cpu().numpy()
+    B, T = labels_np.shape
+    scores = np.full((B, n_labels), -1.0, dtype=np.float32)
+    if first_probs is not None:
+        scores += first_probs.cpu().numpy().astype(np.float32)
+    rows, cols = np.nonzero(labels_np >= 0)
+    scores[rows, labels_np[rows, cols]] = (T - cols).astype(np.float32)
+    return scores
+
+
+@torch.no_grad()
+def predict(
+    policy: ChainPolicy,
+    X,
+    *,
+    batch_size: int = 512,
+    max_steps: int | None = None,
+    method: str = "greedy",
+    beam_width: int = 5,
+    score_steps: int = 5,
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Label sets (bool CSR) and ranking scores (float32 (n, L)) for every row of X, in eval mode.
+
+    Greedy needs one pass per batch (see `rollout`); beam search needs two (free and STOP-suppressed).
+    """
+    if method not in ("greedy", "beam"):
+        raise ValueError(f"method must be 'greedy' or 'beam', got {method!r}")
+    was_training = policy.training
+    policy.eval()
+    sets, scores = [], []
+    try:
+        for begin in range(0, X.shape[0], batch_size):
+            rows = X[begin : begin + batch_size]
+            if method == "greedy":
+                result = greedy_decode(policy, rows, max_steps=max_steps, suppress_stop_steps=score_steps)
+                sets.append(labels_to_csr(result.labels, policy.n_labels, result.set_lengths))
+                ranked = result
+            else:
+                free = beam_search(policy, rows, beam_width=beam_width, max_steps=max_steps)
+                sets.append(labels_to_csr(free.labels, policy.n_labels))
+                ranked = beam_search(
+                    policy, rows, beam_width=beam_width, max_steps=max_steps, suppress_stop_steps=score_steps
+                )
+            scores.append(position_scores(ranked.labels, policy.n_labels, ranked.first_probs))
+    finally:
+        policy.train(was_training)
+    if not sets:
+        return sp.csr_matrix((0, policy.n_labels), dtype=bool), np.zeros((0, policy.n_labels), np.float32)
+    return sp.vstack(sets, format="csr").astype(bool), np.vstack(scores)
