@@ -181,3 +181,40 @@ def read_libsvm_pair(
         for r in parsed
     ]
     return out[0], out[1], [str(int(v)) for v in label_space]
+
+
+def write_xc(path: str | Path, X: np.ndarray | sp.spmatrix, Y: sp.spmatrix) -> None:
+    """Write (X, Y) as one XC-format file that `read_xc` (and Omikuji's loader) read back.
+
+    A label-less document's line starts with a space (an empty label field), which both readers
+    take as "no labels"; only stored non-zero features are written, as `%.9g` (float32 round-trips).
+    The file is written to a temporary name in the same folder, then renamed.
+    """
+    import os
+    import tempfile
+
+    path = Path(path)
+    X = sp.csr_matrix(X, dtype=np.float32)
+    X.eliminate_zeros()
+    X.sort_indices()
+    Y = sp.csr_matrix(Y, dtype=bool)
+    Y.eliminate_zeros()
+    Y.sort_indices()
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}")
+    lines = [f"{X.shape[0]} {X.shape[1]} {Y.shape[1]}"]
+    for row in range(X.shape[0]):
+        labels = ",".join(map(str, Y.indices[Y.indptr[row] : Y.indptr[row + 1]]))
+        start, end = X.indptr[row], X.indptr[row + 1]
+        features = " ".join(
+            f"{f}:{v:.9g}" for f, v in zip(X.indices[start:end].tolist(), X.data[start:end].tolist())
+        )
+        lines.append(f"{labels} {features}" if features else labels)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write("\n".join(lines) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
