@@ -200,10 +200,10 @@ class FixedOrderLearner(Learner):
 
     # always_random shuffles with the ordering's own generator: it is part of the state.
     def _extra_state(self) -> dict:
-        return {"ordering_rng": self.ordering._rng.bit_generator.state}
+        return {"ordering_rng": self.ordering.rng.bit_generator.state}
 
     def _load_extra_state(self, state: dict) -> None:
-        self.ordering._rng.bit_generator.state = state["ordering_rng"]
+        self.ordering.rng.bit_generator.state = state["ordering_rng"]
 
 
 class RearrangeLearner(Learner):

@@ -45,22 +45,23 @@ def frequency_rank(label_freq: np.ndarray, descending: bool) -> np.ndarray:
 class LabelOrdering:
     """One ordering for a whole run: `fixed_random` draws its permutation once, at construction.
 
-    `always_random` keeps its own generator (seeded here), so two runs with the same seed see the
-    same sequence of shuffles; every call to `order` draws fresh ones.
+    `always_random` keeps its own generator `rng` (seeded here), so two runs with the same seed see
+    the same sequence of shuffles; every call to `order` draws fresh ones. Checkpoints save
+    `rng.bit_generator.state` so a resumed run continues the same shuffles.
     """
 
     def __init__(self, name: str, label_freq: np.ndarray, seed: int = 0) -> None:
         _check_name(name)
         self.name = name
         self.n_labels = len(label_freq)
-        self._rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(seed)
         self._rank: np.ndarray | None
         if name == "freq2rare":
             self._rank = frequency_rank(label_freq, descending=True)
         elif name == "rare2freq":
             self._rank = frequency_rank(label_freq, descending=False)
         elif name == "fixed_random":
-            permutation = self._rng.permutation(self.n_labels)
+            permutation = self.rng.permutation(self.n_labels)
             self._rank = np.empty(self.n_labels, dtype=np.int64)
             self._rank[permutation] = np.arange(self.n_labels)
         else:
@@ -77,7 +78,7 @@ class LabelOrdering:
         if flat.size and (flat.min() < 0 or flat.max() >= self.n_labels):
             raise ValueError(f"label ids must lie in [0, {self.n_labels}), got {flat.min()}..{flat.max()}")
         doc_of_entry = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-        keys = self._rng.random(flat.size) if self._rank is None else self._rank[flat]
+        keys = self.rng.random(flat.size) if self._rank is None else self._rank[flat]
         return flat[np.lexsort((keys, doc_of_entry))]
 
     def order(self, label_lists: Sequence[np.ndarray]) -> list[np.ndarray]:
