@@ -356,7 +356,7 @@ def final_evaluation(args: Args, data: RunData, run_dir: Path) -> dict:
         outputs[name] = (val_out, test_out)
         progress = state["progress"]
         results[name] = {
-            "test": evaluate(data.test.Y, scores=test_out[1], Y_pred=test_out[0]),
+            "test": evaluate(data.test.Y, scores=test_out[1], Y_pred=test_out[0], label_freq=data.label_freq),
             "val": progress["best_metrics"], "best_update": progress["best_update"],
             "updates": progress["update"], "label_steps": progress["label_steps"], "docs": progress["docs"],
             "timing": {"train_seconds": progress["train_seconds"], "eval_seconds": progress["eval_seconds"],
@@ -376,7 +376,8 @@ def final_evaluation(args: Args, data: RunData, run_dir: Path) -> dict:
         ensemble = Ensemble().fit([outputs[name][0] for name in members], data.val.Y, ranking_metric=ranking_metric)
         Y_pred, scores = ensemble.predict([outputs[name][1] for name in members])
         report["ensemble"] = {
-            "members": members, "test": evaluate(data.test.Y, scores=scores, Y_pred=Y_pred),
+            "members": members,
+            "test": evaluate(data.test.Y, scores=scores, Y_pred=Y_pred, label_freq=data.label_freq),
             "fusion": ensemble.fusion, "set_rule": ensemble.set_rule, "min_votes": ensemble.min_votes,
             "threshold": ensemble.threshold,
         }
