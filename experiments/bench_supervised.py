@@ -19,7 +19,7 @@ from common import parse_args, single_thread
 
 from agents.decoding import predict
 from agents.policy import ChainPolicy
-from agents.supervised import TrainConfig, train_supervised
+from agents.training import TrainConfig, train_epochs
 from envs.loading import load_dataset
 
 
@@ -46,7 +46,7 @@ def _fresh_policy(dataset, args: Args) -> ChainPolicy:
 
 def _train_rate(policy: ChainPolicy, dataset, args: Args, ordering: str) -> float:
     config = TrainConfig(epochs=1, batch_size=args.batch_size, seed=args.seed, val_fraction=0.0)
-    history = train_supervised(policy, dataset.train, config, ordering=ordering, progress=False)
+    history = train_epochs(policy, dataset.train, config, learner=ordering, progress=False)
     return history.epochs[0]["docs_per_sec"]
 
 

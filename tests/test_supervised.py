@@ -9,7 +9,8 @@ import torch
 from agents.decoding import predict
 from agents.policy import ChainPolicy
 from agents.rearrangement import ordered_targets, pad_sequences, rearranged_target_matrix, rearranged_targets
-from agents.supervised import TrainConfig, carve_validation, teacher_forcing_loss, train_supervised
+from agents.supervised import carve_validation, teacher_forcing_loss
+from agents.training import TrainConfig, train_epochs
 from envs.dataset import Split
 from envs.metrics import evaluate
 from envs.orderings import LabelOrdering
@@ -103,7 +104,7 @@ def test_training_is_seeded(ordering):
     def trained(seed: int) -> dict:
         torch.manual_seed(0)
         policy = ChainPolicy(12, L, hidden_size=8, label_embed_size=4, dropout=0.2)
-        train_supervised(policy, split, TrainConfig(**{**config.__dict__, "seed": seed}), ordering=ordering, progress=False)
+        train_epochs(policy, split, TrainConfig(**{**config.__dict__, "seed": seed}), learner=ordering, progress=False)
         return policy.state_dict()
 
     first, second, other = trained(5), trained(5), trained(6)
@@ -114,12 +115,12 @@ def test_training_is_seeded(ordering):
 def test_training_rejects_bad_arguments():
     split = _synthetic_split()
     policy = ChainPolicy(12, L, hidden_size=8)
-    with pytest.raises(ValueError, match="ordering must be one of"):
-        train_supervised(policy, split, TrainConfig(epochs=1), ordering="alphabetical", progress=False)
+    with pytest.raises(ValueError, match="learner must be one of"):
+        train_epochs(policy, split, TrainConfig(epochs=1), learner="alphabetical", progress=False)
     with pytest.raises(ValueError, match="val_metric"):
-        train_supervised(policy, split, TrainConfig(epochs=1, val_metric="accuracy"), progress=False)
+        train_epochs(policy, split, TrainConfig(epochs=1, val_metric="accuracy"), progress=False)
     with pytest.raises(ValueError, match="12 features x 7 labels"):
-        train_supervised(ChainPolicy(12, 7), split, TrainConfig(epochs=1), progress=False)
+        train_epochs(ChainPolicy(12, 7), split, TrainConfig(epochs=1), progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +148,7 @@ def test_learns_emotions_beyond_most_frequent_labels(emotions, ordering):
     policy.fit_input_normalization(emotions.train.X)
     started = time.perf_counter()
     config = TrainConfig(epochs=12, batch_size=32, lr=3e-3, patience=4, seed=0, max_seconds=20)
-    history = train_supervised(policy, emotions.train, config, ordering=ordering, progress=False)
+    history = train_epochs(policy, emotions.train, config, learner=ordering, progress=False)
     assert time.perf_counter() - started < 30
     assert 0 <= history.best_epoch < len(history.epochs)
     Y_pred, scores = predict(policy, emotions.test.X, max_steps=emotions.max_labels_per_doc + 1)
