@@ -1,0 +1,375 @@
+"""The paper's table: fixed label orderings vs target rearrangement vs RL, per dataset, over seeds.
+
+    python experiments/compare_orderings.py                     # bibtex delicious reuters21578 x seeds 0 1 2
+    python experiments/compare_orderings.py --jobs 2            # two grid cells at a time, one thread each
+    python experiments/compare_orderings.py --quick             # emotions, 1 seed, tiny budget (smoke test)
+
+One grid cell = (dataset, seed). `train_rl.main` trains every learner of the cell in one run folder
+(the four fixed orderings, target rearrangement, REINFORCE, PPO, the combined objective, all with
+the same architecture and update budget; RL learners start from the cell's rearrangement policy),
+keeps each learner's best-on-validation policy, scores it on test, picks the best fixed ordering on
+validation and fits the rearrange+combined ensemble. Then the non-sequential peers (experiments/peers.py)
+are scored on the same dataset. Cells run seeds-major (every dataset for seed 0 first), so a partial
+grid already has one seed of everything.
+
+After each cell its rows are merged into `orderings.json` (atomic write) and `orderings.md` is
+rebuilt from the whole file, so an interrupted grid resumes where it stopped: cells already in
+orderings.json with the same configuration are skipped, and a cell whose run folder exists but did
+not finish is continued with train_rl's resume. The tables and the claims in orderings.md are
+computed from orderings.json only (see orderings_report.py).
+
+Default budget (300 updates of 64 documents per learner, validation every 50): measured on one
+free thread, the eight learners cost about 0.7 s (bibtex), 1.2 s (reuters21578) and 2.4 s
+(delicious) per update together, PPO alone about half of that; the peers add about 2 min per seed
+(mostly one-vs-rest LR on delicious' 983 labels). One seed of the three datasets is then about
+25 min of one free core, the grid about 75 core-minutes: about 40 min with --jobs 2 on two free
+cores, about 1.5 hours when other work leaves each job half a core. Cell wall times are in
+orderings.json ("cells").
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import shlex
+import signal
+import sys
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import train_rl
+from common import REPO_ROOT, atomic_write_json, atomic_write_text, parse_args, single_thread
+from orderings_report import TABLE_METRICS, render_markdown
+from peers import PEERS, PeerUnavailable, run_peer
+from runs import CONFIG_FILE, METRICS_FILE, GracefulInterrupt
+from tqdm.auto import tqdm
+
+from agents.learners import FIXED_ORDERINGS, LEARNERS
+from envs.errors import DataFormatError, DataNotFoundError
+from envs.loading import load_dataset
+
+GROUP_NAME = "compare"  # run folders: {runs_dir}/{dataset}__compare__{seed}__{time}
+ENSEMBLE = ["rearrange", "combined"]
+# train_rl.Args fields that say how, not what, is computed: they never make two runs different.
+NOT_CONFIG = ("resume", "progress", "stop_after_updates", "runs_dir", "data_dir", "group_name")
+SCRIPT = "experiments/compare_orderings.py"
+
+
+@dataclass
+class Args:
+    """Fixed label orderings vs target rearrangement vs RL (and peers) on test, mean ± std over seeds."""
+
+    datasets: list[str] = field(default_factory=lambda: ["bibtex", "delicious", "reuters21578"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    learners: list[str] = field(default_factory=lambda: list(LEARNERS), metadata={"help": f"from {LEARNERS}"})
+    peers: list[str] = field(default_factory=lambda: ["ovr_logistic", "omikuji"],
+                             metadata={"help": f"non-sequential reference rows, from {sorted(PEERS)} (or none)"})
+    updates: int = field(default=300, metadata={"help": "updates per learner (RL learners: on top of rearrange)"})
+    batch_size: int = 64
+    hidden_size: int = 128
+    lr: float = field(default=1e-3, metadata={"help": "learning rate of the supervised learners"})
+    rl_lr: float | None = field(default=3e-4, metadata={"help": "learning rate of reinforce/ppo/combined "
+                                                                 "(fine-tuning the warm start; none = --lr)"})
+    eval_every: int = field(default=50, metadata={"help": "validate every this many updates"})
+    checkpoint_every: int = 100
+    select_metric: str = field(default="nDCG@3", metadata={"help": "validation metric choosing checkpoints and the best fixed ordering"})
+    val_fraction: float = 0.1
+    baseline: str = field(default="value", metadata={"help": "RL baseline: value, self_critical, none"})
+    rl_weight: float = field(default=0.9, metadata={"help": "combined: weight of RL vs rearrangement loss"})
+    entropy_coef: float = 0.01
+    data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
+    runs_dir: str = field(default="runs/compare", metadata={"help": "where the cells' run folders go"})
+    out_dir: str | None = field(default=None, metadata={"help": "orderings.json/.md go here (default "
+                                "experiments/results; with --quick: RUNS_DIR/quick)"})
+    quick: bool = field(default=False, metadata={"help": "smoke test: emotions, first seed, 30 updates, hidden 32"})
+    jobs: int = field(default=1, metadata={"help": "cells trained at once, each in its own one-thread process"})
+    progress: bool = field(default=True, metadata={"help": "tqdm progress bars"})
+
+
+class ArgsError(ValueError):
+    """Bad command line or results file: reported as one line, without a traceback."""
+
+
+# ----------------------------------------------------------------------------- arguments
+def resolve_args(args: Args) -> Args:
+    """Apply --quick, fill out_dir, check every field (train_rl checks the knobs it receives)."""
+    args = replace(args)
+    if args.quick:
+        args.datasets, args.seeds = ["emotions"], args.seeds[:1]
+        args.updates, args.eval_every, args.checkpoint_every = min(args.updates, 30), 10, 10
+        args.hidden_size = min(args.hidden_size, 32)
+    if args.out_dir is None:
+        args.out_dir = str(Path(args.runs_dir) / "quick") if args.quick else str(REPO_ROOT / "experiments" / "results")
+    problems = []
+    if not args.datasets or len(set(args.datasets)) != len(args.datasets):
+        problems.append(f"--datasets must be distinct names, got {args.datasets}")
+    if not args.seeds or len(set(args.seeds)) != len(args.seeds):
+        problems.append(f"--seeds must be distinct integers, got {args.seeds}")
+    if args.peers == ["none"]:
+        args.peers = []
+    if any(name not in PEERS for name in args.peers) or len(set(args.peers)) != len(args.peers):
+        problems.append(f"--peers must be distinct names from {sorted(PEERS)} (or none), got {args.peers}")
+    if args.jobs < 1:
+        problems.append(f"--jobs must be >= 1, got {args.jobs}")
+    if problems:
+        raise ArgsError("; ".join(problems))
+    try:
+        train_rl.resolve_args(train_args(args, args.datasets[0], args.seeds[0]))
+    except train_rl.ArgsError as error:
+        raise ArgsError(str(error)) from None
+    return args
+
+
+def train_args(args: Args, dataset: str, seed: int) -> train_rl.Args:
+    """The train_rl run of one cell."""
+    return train_rl.Args(
+        dataset=dataset, data_dir=args.data_dir, learners=list(args.learners), updates=args.updates,
+        batch_size=args.batch_size, hidden_size=args.hidden_size, lr=args.lr, rl_lr=args.rl_lr, baseline=args.baseline,
+        entropy_coef=args.entropy_coef, rl_weight=args.rl_weight, val_fraction=args.val_fraction,
+        eval_every=args.eval_every, select_metric=args.select_metric, checkpoint_every=args.checkpoint_every,
+        ensemble=list(ENSEMBLE), seed=seed, runs_dir=args.runs_dir, group_name=GROUP_NAME, progress=args.progress,
+    )
+
+
+def run_config(args: train_rl.Args | dict) -> dict[str, Any]:
+    """What makes a run: train_rl's Args without the fields that only say where or how to show it."""
+    values = asdict(args) if dataclasses.is_dataclass(args) else dict(args)
+    return {key: value for key, value in values.items() if key not in NOT_CONFIG}
+
+
+def cell_config(args: Args, dataset: str, seed: int) -> dict[str, Any]:
+    return {"train_rl": run_config(train_args(args, dataset, seed)), "peers": list(args.peers)}
+
+
+def command_line(args: Args) -> str:
+    """The command that reproduces `args` (fields left at their defaults are not spelled out)."""
+    words = ["python", SCRIPT]
+    defaults = Args()
+    for spec in dataclasses.fields(Args):
+        value = getattr(args, spec.name)
+        if value == getattr(defaults, spec.name) or spec.name == "progress":
+            continue
+        flag = "--" + spec.name.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + spec.name.replace("_", "-"))
+        elif isinstance(value, list):
+            words += [flag, *(str(item) for item in value)] if value else [flag, "none"]
+        else:
+            words += [flag, "none" if value is None else str(value)]
+    return shlex.join(words)
+
+
+# ----------------------------------------------------------------------------- one cell
+def find_run(runs_dir: str | Path, expected: train_rl.Args) -> Path | None:
+    """The newest run folder of this cell with exactly this configuration (None if there is none)."""
+    want = run_config(expected)
+    pattern = f"{expected.dataset}__{GROUP_NAME}__{expected.seed}__*"
+    for folder in sorted(Path(runs_dir).glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            saved = json.loads((folder / CONFIG_FILE).read_text())["args"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a folder made in the same second as a crash, before config.json was written
+        if run_config(saved) == want:
+            return folder
+    return None
+
+
+def learner_kind(name: str) -> str:
+    return "fixed" if name in FIXED_ORDERINGS else "dynamic"
+
+
+def rows_from_run(run_dir: Path, dataset: str, seed: int) -> list[dict[str, Any]]:
+    """One row per learner, plus best_fixed and ensemble, from train_rl's metrics.json/config.json."""
+    report = json.loads((run_dir / METRICS_FILE).read_text())
+    saved = json.loads((run_dir / CONFIG_FILE).read_text())
+    derived = saved["derived"]
+    shared = {key: saved["args"][key] for key in ("updates", "hidden_size", "eval_every", "select_metric", "val_fraction")}
+    base = {"dataset": dataset, "seed": seed, "run_dir": str(run_dir)}
+    rows, wall = [], {}
+    for name, result in report["learners"].items():
+        wall[name] = sum(result["timing"].values())
+        learner_config = derived["learner_config"]
+        learner_config = learner_config.get(name, learner_config)  # per learner (RL has its own lr) or shared
+        config = {"learner": name, **shared, **learner_config,
+                  "warm_start": derived["warm_start"].get(name), "best_update": result["best_update"]}
+        rows.append({**base, "method": name, "kind": learner_kind(name), "metrics": result["test"],
+                     "val": result["val"], "config": config, "wall_time_s": wall[name]})
+    if "best_fixed" in report:
+        chosen = report["best_fixed"]["learner"]
+        rows.append({**base, "method": "best_fixed", "kind": "best_fixed", "chosen": chosen,
+                     "metrics": report["best_fixed"]["test"], "val": report["best_fixed"]["val"],
+                     "config": {"rule": f"fixed ordering with the best validation {report['select_metric']}",
+                                "chosen": chosen}, "wall_time_s": wall[chosen]})
+    if "ensemble" in report:
+        ensemble = report["ensemble"]
+        config = {key: ensemble[key] for key in ("members", "fusion", "set_rule", "min_votes", "threshold")}
+        rows.append({**base, "method": "ensemble", "kind": "ensemble", "metrics": ensemble["test"], "config": config,
+                     "wall_time_s": sum(wall[m] for m in ensemble["members"])})  # members' training, not fusion
+    return rows
+
+
+def compute_cell(args: Args, dataset: str, seed: int, command: str) -> dict[str, Any] | None:
+    """Train (or continue) the cell's run, then score the peers; None when training was stopped."""
+    single_thread()
+    started = time.perf_counter()
+    expected = train_args(args, dataset, seed)
+    run_dir = find_run(args.runs_dir, expected)
+    if run_dir is None or not (run_dir / METRICS_FILE).exists():
+        run_dir = train_rl.main(expected if run_dir is None else replace(expected, resume=str(run_dir)))
+        if not (run_dir / METRICS_FILE).exists():
+            return None
+    rows = rows_from_run(run_dir, dataset, seed)
+    derived = json.loads((run_dir / CONFIG_FILE).read_text())["derived"]
+    data = {key: derived[key] for key in ("n_train", "n_val", "n_test", "n_labels", "n_features", "max_steps")}
+    skipped = []
+    if args.peers:
+        ds = load_dataset(dataset, data_dir=args.data_dir)
+        for name in args.peers:
+            try:
+                result = run_peer(name, ds, seed)
+            except PeerUnavailable as note:
+                skipped.append({"dataset": dataset, "seed": seed, "peer": name, "reason": str(note)})
+                continue
+            timing = {key: result.pop(key) for key in ("wall_time_s", "fit_time_s", "predict_time_s") if key in result}
+            rows.append({"dataset": dataset, "seed": seed, "method": name, "kind": "peer", "metrics": result,
+                         "config": {"peer": name, "train_split": "all of train (no validation slice)",
+                                    "defaults": "experiments/peers.py"},
+                         "wall_time_s": timing.pop("wall_time_s"), **timing, "run_dir": None})
+    return {"dataset": dataset, "seed": seed, "config": cell_config(args, dataset, seed), "run_dir": str(run_dir),
+            "data": data, "rows": rows, "skipped_peers": skipped, "cell_wall_time_s": time.perf_counter() - started,
+            "command": command}
+
+
+def _worker_init() -> None:
+    """Pool workers ignore Ctrl-C between tasks; train_rl catches it during training (checkpoint, stop)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    single_thread()
+
+
+# ----------------------------------------------------------------------------- results file
+def cell_key(dataset: str, seed: int) -> str:
+    return f"{dataset}:{seed}"
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"cells": {}, "rows": [], "skipped_peers": []}
+    try:
+        results = json.loads(path.read_text())
+        if not isinstance(results.get("cells"), dict) or not isinstance(results.get("rows"), list):
+            raise ValueError("expected 'cells' (object) and 'rows' (list)")
+    except (ValueError, AttributeError) as error:
+        raise ArgsError(f"{path}: not an orderings results file ({error}); move it away or pick another --out-dir") from None
+    return results
+
+
+def merge_cell(results: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
+    """Replace the cell's rows and notes (a rerun with another configuration must not add a second copy)."""
+    dataset, seed = cell["dataset"], cell["seed"]
+    same = lambda item: item["dataset"] == dataset and item["seed"] == seed  # noqa: E731
+    results["rows"] = [row for row in results["rows"] if not same(row)] + cell["rows"]
+    results["skipped_peers"] = [s for s in results.get("skipped_peers", []) if not same(s)] + cell["skipped_peers"]
+    results["cells"][cell_key(dataset, seed)] = {key: value for key, value in cell.items() if key not in ("rows", "skipped_peers")}
+    return results
+
+
+def write_results(out_dir: Path, results: dict[str, Any]) -> None:
+    order = {name: i for i, name in enumerate([*LEARNERS, "best_fixed", "ensemble", *PEERS])}
+    results["rows"].sort(key=lambda r: (r["dataset"], r["seed"], order.get(r["method"], len(order)), r["method"]))
+    atomic_write_json(out_dir / "orderings.json", results)
+    atomic_write_text(out_dir / "orderings.md", render_markdown(results))
+
+
+# ----------------------------------------------------------------------------- the grid
+def grid(args: Args) -> list[tuple[str, int]]:
+    """Seeds-major: every dataset of seed 0, then seed 1...: a partial grid holds whole seeds."""
+    return [(dataset, seed) for seed in args.seeds for dataset in args.datasets]
+
+
+def missing_cells(results: dict[str, Any], args: Args) -> list[tuple[str, int]]:
+    """Grid cells not in `results` with this exact configuration (those must be (re)computed)."""
+    return [(d, s) for d, s in grid(args)
+            if results["cells"].get(cell_key(d, s), {}).get("config") != cell_config(args, d, s)]
+
+
+def main(args: Args) -> Path:
+    """Run the missing cells of the grid, merging each into orderings.json; returns that file's path.
+
+    With --jobs 1 an error in a cell propagates; with --jobs > 1 (an unattended grid) it is printed
+    and the cell stays missing, so the other cells go on and a rerun retries it.
+    """
+    single_thread()
+    given = args
+    args = resolve_args(args)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = load_results(out_dir / "orderings.json")
+    command = command_line(given)
+    results.update(command=command, argv=sys.argv, args=asdict(args), metrics=list(TABLE_METRICS))
+    pending = missing_cells(results, args)
+    done = len(grid(args)) - len(pending)
+    write_results(out_dir, results)
+    bar = tqdm(total=len(grid(args)), initial=done, desc="grid", unit="cell", disable=not args.progress, position=0)
+    stopped = False
+
+    def finish(cell: dict[str, Any] | None) -> None:
+        nonlocal stopped
+        if cell is None:
+            stopped = True
+            return
+        merge_cell(results, cell)
+        write_results(out_dir, results)
+        bar.update(1)
+        bar.set_postfix_str(f"last {cell_key(cell['dataset'], cell['seed'])} {cell['cell_wall_time_s']:.0f}s")
+
+    with GracefulInterrupt() as interrupt:
+        if args.jobs == 1 or len(pending) <= 1:
+            for dataset, seed in pending:
+                if stopped or interrupt.requested:
+                    break
+                bar.set_description(f"grid ({dataset} seed {seed})")
+                finish(compute_cell(args, dataset, seed, command))
+        else:
+            quiet = replace(args, progress=False)  # several processes' bars would overwrite each other
+            context = multiprocessing.get_context("spawn")  # no forked torch state in the workers
+            with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_worker_init) as pool:
+                queue, running = list(pending), {}
+                while queue or running:
+                    while queue and len(running) < args.jobs and not (stopped or interrupt.requested):
+                        dataset, seed = queue.pop(0)
+                        running[pool.submit(compute_cell, quiet, dataset, seed, command)] = cell_key(dataset, seed)
+                    if not running:
+                        break
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        key = running.pop(future)
+                        try:
+                            finish(future.result())
+                        except Exception:  # an unattended grid goes on; the failed cell stays missing
+                            print(f"\ncell {key} failed:\n{traceback.format_exc()}", file=sys.stderr)
+    bar.close()
+    left = [cell_key(d, s) for d, s in missing_cells(results, args)]
+    print(f"\nresults: {out_dir / 'orderings.json'}\ntable:   {out_dir / 'orderings.md'}")
+    if left:
+        print(f"stopped with {len(left)} cells left ({', '.join(left)}); rerun the same command to resume:\n"
+              f"  {command}")
+    return out_dir / "orderings.json"
+
+
+def grid_finished(args: Args) -> bool:
+    """True when every cell of the grid is in the results file with this configuration."""
+    resolved = resolve_args(args)
+    return not missing_cells(load_results(Path(resolved.out_dir) / "orderings.json"), resolved)
+
+
+if __name__ == "__main__":
+    try:
+        cli_args = parse_args(Args)
+        path = main(cli_args)
+    except (ArgsError, train_rl.ArgsError, DataNotFoundError, DataFormatError) as error:
+        sys.exit(f"error: {error}")
+    sys.exit(0 if grid_finished(cli_args) else 130)  # 130: stopped early, rerun to resume

@@ -1,0 +1,178 @@
+"""experiments/compare_orderings.py: the grid end to end on emotions (tiny budget), resume, and the
+report's numbers and claims on hand-made rows."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+
+import compare_orderings  # noqa: E402
+import peers  # noqa: E402
+import train_rl  # noqa: E402
+from compare_orderings import Args, ArgsError, command_line, main, resolve_args, train_args  # noqa: E402
+from orderings_report import TABLE_METRICS, Summary, compare, mean_std, render_markdown  # noqa: E402
+
+LEARNERS = ["freq2rare", "rare2freq", "rearrange", "combined"]
+
+
+def quick_args(tmp: Path, **changes) -> Args:
+    return replace(Args(quick=True, learners=LEARNERS, peers=["ovr_logistic", "omikuji"], updates=10,
+                        runs_dir=str(tmp / "runs"), out_dir=str(tmp / "results"), progress=False), **changes)
+
+
+def omikuji_missing(ds, seed, **options):
+    raise peers.PeerUnavailable("Omikuji is not installed (test)")
+
+
+@pytest.fixture(scope="module")
+def grid_run(tmp_path_factory):
+    """A run folder stopped half way, then the quick grid (which must resume it), then a rerun."""
+    tmp = tmp_path_factory.mktemp("compare")
+    args = quick_args(tmp)
+    resolved = resolve_args(args)
+    half_run = train_rl.main(replace(train_args(resolved, "emotions", 0), stop_after_updates=5))
+    assert not (half_run / "metrics.json").exists()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(peers.PEERS, "omikuji", omikuji_missing)
+        path = main(args)
+        first = json.loads(path.read_text())
+        started = time.perf_counter()
+        main(args)
+        rerun_seconds = time.perf_counter() - started
+    return {"args": args, "tmp": tmp, "path": path, "first": first, "half_run": half_run,
+            "rerun_seconds": rerun_seconds, "second": json.loads(path.read_text())}
+
+
+def test_grid_writes_a_row_per_method_with_metrics_config_and_wall_time(grid_run):
+    results = grid_run["first"]
+    rows = results["rows"]
+    assert sorted(r["method"] for r in rows) == sorted([*LEARNERS, "best_fixed", "ensemble", "ovr_logistic"])
+    kinds = {r["method"]: r["kind"] for r in rows}
+    assert kinds == {"freq2rare": "fixed", "rare2freq": "fixed", "rearrange": "dynamic", "combined": "dynamic",
+                     "best_fixed": "best_fixed", "ensemble": "ensemble", "ovr_logistic": "peer"}
+    for row in rows:
+        assert row["dataset"] == "emotions" and row["seed"] == 0
+        assert all(0.0 <= row["metrics"][m] <= 1.0 for m in TABLE_METRICS)
+        assert row["wall_time_s"] > 0 and row["config"]
+    by_method = {r["method"]: r for r in rows}
+    assert by_method["combined"]["config"]["warm_start"].endswith("rearrange/policy")
+    assert by_method["rearrange"]["config"]["batch_size"] == 64 and by_method["rearrange"]["config"]["updates"] == 10
+    chosen = by_method["best_fixed"]["chosen"]
+    assert chosen in ("freq2rare", "rare2freq")
+    assert by_method["best_fixed"]["metrics"] == by_method[chosen]["metrics"]
+    assert by_method["ensemble"]["config"]["members"] == ["rearrange", "combined"]
+    assert results["skipped_peers"] == [{"dataset": "emotions", "seed": 0, "peer": "omikuji",
+                                         "reason": "Omikuji is not installed (test)"}]
+    expected_command = command_line(grid_run["args"])
+    assert results["command"] == expected_command and "--quick" in expected_command
+    assert results["cells"]["emotions:0"]["data"]["n_test"] == 202
+
+
+def test_half_finished_run_folder_is_resumed_not_restarted(grid_run):
+    run_dirs = list((grid_run["tmp"] / "runs").glob("emotions__compare__0__*"))
+    assert run_dirs == [grid_run["half_run"]]
+    assert all(r["run_dir"] == str(grid_run["half_run"]) for r in grid_run["first"]["rows"] if r["kind"] != "peer")
+    report = json.loads((grid_run["half_run"] / "metrics.json").read_text())
+    assert all(result["updates"] == 10 for result in report["learners"].values())
+
+
+def test_rerun_skips_finished_cells(grid_run):
+    assert grid_run["rerun_seconds"] < 5.0
+    assert len(grid_run["second"]["rows"]) == len(grid_run["first"]["rows"])
+    assert grid_run["second"]["rows"] == grid_run["first"]["rows"]
+
+
+def test_markdown_has_mean_std_table_claims_and_command(grid_run):
+    text = (grid_run["path"].parent / "orderings.md").read_text()
+    assert f"Made by: `{command_line(grid_run['args'])}`" in text
+    assert "## emotions" in text and "## Claims" in text and "### rearrange ≥ best fixed" in text
+    assert "### combined > best fixed" in text and "### ensemble > best fixed" in text
+    for method in [*LEARNERS, "best_fixed", "ensemble", "ovr_logistic"]:
+        assert f"| {method} |" in text
+    rows = {r["method"]: r for r in grid_run["first"]["rows"]}
+    assert f"{100 * rows['rearrange']['metrics']['P@1']:.2f}" in text
+    assert "omikuji (emotions): Omikuji is not installed (test)" in text
+    assert grid_run["first"]["cells"]["emotions:0"]["command"] == grid_run["first"]["command"]
+    assert "earlier invocations" not in text
+
+
+def test_changed_configuration_recomputes_only_that_cell(grid_run, tmp_path):
+    """A different budget must not be mistaken for a finished cell (and must not duplicate rows)."""
+    args = quick_args(grid_run["tmp"], learners=["freq2rare", "rearrange"], peers=["none"], updates=4,
+                      runs_dir=str(tmp_path / "runs"), out_dir=str(tmp_path / "other"))
+    results = json.loads(main(args).read_text())
+    assert sorted(r["method"] for r in results["rows"]) == ["best_fixed", "freq2rare", "rearrange"]
+    assert results["rows"][0]["config"]["updates"] == 4
+
+
+def test_parallel_cells_match_in_process_cells(tmp_path):
+    """--jobs 2 runs cells in spawned processes; same seed => same numbers as in this process."""
+    tiny = dict(quick=False, datasets=["emotions"], learners=["freq2rare", "rearrange"], peers=["none"],
+                updates=3, eval_every=3, hidden_size=8, progress=False)
+    parallel = json.loads(main(Args(seeds=[0, 1], jobs=2, runs_dir=str(tmp_path / "a"), out_dir=str(tmp_path / "a"),
+                                    **tiny)).read_text())
+    assert sorted(parallel["cells"]) == ["emotions:0", "emotions:1"]
+    serial = json.loads(main(Args(seeds=[1], runs_dir=str(tmp_path / "b"), out_dir=str(tmp_path / "b"),
+                                  **tiny)).read_text())
+    metrics = lambda results, seed: {r["method"]: r["metrics"] for r in results["rows"] if r["seed"] == seed}  # noqa: E731
+    assert metrics(parallel, 1) == metrics(serial, 1) and metrics(parallel, 0) != metrics(parallel, 1)
+
+
+def test_mean_std_and_claims_on_hand_made_rows():
+    def summary(kind: str, values: list[float]) -> Summary:
+        return Summary(kind, [0, 1], {m: list(values) for m in TABLE_METRICS}, [1.0, 1.0])
+
+    best = summary("best_fixed", [0.40, 0.40])
+    assert mean_std(summary("dynamic", [0.4, 0.6]), "P@1") == "50.00 ± 14.14"
+    assert mean_std(Summary("fixed", [0], {"P@1": [0.25]}, [1.0]), "P@1") == "25.00"
+    claim = compare(summary("dynamic", [0.38, 0.50]), best, "P@1", strict=True)
+    assert claim.holds and claim.seeds_holding == 1 and claim.relative == pytest.approx(10.0)
+    assert claim.cell() == "yes +10.0% (1/2)"
+    tie = compare(summary("dynamic", [0.40, 0.40]), best, "P@1", strict=True)
+    assert not tie.holds and tie.cell() == "**no** +0.0% (0/2)"
+    assert compare(summary("dynamic", [0.40, 0.40]), best, "P@1", strict=False).cell() == "yes +0.0% (2/2)"
+
+
+def test_claims_section_reports_failures_plainly():
+    def row(method: str, kind: str, seed: int, value: float) -> dict:
+        return {"dataset": "toy", "seed": seed, "method": method, "kind": kind,
+                "metrics": {m: value for m in TABLE_METRICS}, "wall_time_s": 1.0, "chosen": "freq2rare"}
+
+    rows = [row("freq2rare", "fixed", s, 0.5) for s in (0, 1)] + [row("best_fixed", "best_fixed", s, 0.5) for s in (0, 1)]
+    rows += [row("rearrange", "dynamic", 0, 0.55), row("rearrange", "dynamic", 1, 0.55)]
+    rows += [row("combined", "dynamic", 0, 0.49), row("combined", "dynamic", 1, 0.49)]
+    text = render_markdown({"rows": rows, "cells": {}, "command": "python x"})
+    assert "| toy | yes +10.0% (2/2) |" in text
+    assert "| toy | **no** -2.0% (0/2) |" in text
+    assert "Holds in 5 of 5 dataset × metric cells; on all five metrics for 1 of 1 datasets (toy)" in text
+    assert "Does not hold: toy P@1 (49.00 vs 50.00, -2.0%)" in text
+    assert "0 of 5 margins are 2% or more" not in text and "5 of 5 margins are 2% or more" in text
+    assert "Best fixed ordering (validation): seed 0: freq2rare, seed 1: freq2rare." in text
+
+
+def test_bad_arguments_are_reported_plainly(tmp_path):
+    with pytest.raises(ArgsError, match="--peers must be distinct names"):
+        resolve_args(quick_args(tmp_path, peers=["nope"]))
+    with pytest.raises(ArgsError, match="--learners must be distinct names"):
+        resolve_args(quick_args(tmp_path, learners=["freq2rare", "bogus"]))
+    with pytest.raises(ArgsError, match="--jobs must be >= 1"):
+        resolve_args(quick_args(tmp_path, jobs=0))
+    bad = tmp_path / "results" / "orderings.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("[1, 2]")
+    with pytest.raises(ArgsError, match="not an orderings results file"):
+        main(quick_args(tmp_path))
+
+
+def test_quick_never_writes_into_the_committed_results(tmp_path):
+    resolved = resolve_args(Args(quick=True, runs_dir=str(tmp_path)))
+    assert resolved.out_dir == str(tmp_path / "quick") and resolved.datasets == ["emotions"]
+    assert resolved.seeds == [0]
+    assert compare_orderings.grid(resolve_args(Args(seeds=[0, 1], datasets=["a", "b"]))) == [
+        ("a", 0), ("b", 0), ("a", 1), ("b", 1)]
