@@ -81,6 +81,9 @@ class Args:
     baseline: str = field(default="value", metadata={"help": "RL baseline: value, self_critical, none"})
     rl_weight: float = field(default=0.9, metadata={"help": "combined: weight of RL vs rearrangement loss"})
     entropy_coef: float = 0.01
+    ppo_lr: float | None = field(default=5e-5, metadata={"help": "learning rate of ppo (none = --rl-lr)"})
+    ppo_epochs: int = field(default=4, metadata={"help": "PPO: passes over each rollout"})
+    ppo_minibatches: int = field(default=4, metadata={"help": "PPO: minibatches per pass"})
     data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
     runs_dir: str = field(default="runs/compare", metadata={"help": "where the cells' run folders go"})
     out_dir: str | None = field(default=None, metadata={"help": "orderings.json/.md go here (default "
@@ -129,7 +132,8 @@ def train_args(args: Args, dataset: str, seed: int) -> train_rl.Args:
     return train_rl.Args(
         dataset=dataset, data_dir=args.data_dir, learners=list(args.learners), updates=args.updates,
         batch_size=args.batch_size, hidden_size=args.hidden_size, lr=args.lr, rl_lr=args.rl_lr, baseline=args.baseline,
-        entropy_coef=args.entropy_coef, rl_weight=args.rl_weight, val_fraction=args.val_fraction,
+        entropy_coef=args.entropy_coef, rl_weight=args.rl_weight, ppo_lr=args.ppo_lr, ppo_epochs=args.ppo_epochs,
+        ppo_minibatches=args.ppo_minibatches, val_fraction=args.val_fraction,
         eval_every=args.eval_every, select_metric=args.select_metric, checkpoint_every=args.checkpoint_every,
         ensemble=list(ENSEMBLE), seed=seed, runs_dir=args.runs_dir, group_name=GROUP_NAME, progress=args.progress,
     )

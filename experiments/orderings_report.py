@@ -177,7 +177,9 @@ def render_markdown(results: dict[str, Any]) -> str:
     if args:
         lines += ["Values ×100, mean ± sample std over seeds (n = seeds); bold = best non-peer mean per column. "
                   f"Every learner: {args.get('updates')} updates of batch {args.get('batch_size')}, hidden size "
-                  f"{args.get('hidden_size')}, lr {args.get('lr')} (reinforce, ppo, combined: {args.get('rl_lr') or args.get('lr')}), the best-on-validation checkpoint by "
+                  f"{args.get('hidden_size')}, lr {args.get('lr')} (reinforce, combined: {args.get('rl_lr') or args.get('lr')}; "
+                  f"ppo: {args.get('ppo_lr') or args.get('rl_lr') or args.get('lr')}, {args.get('ppo_epochs', 4)} epochs x "
+                  f"{args.get('ppo_minibatches', 4)} minibatches per rollout), the best-on-validation checkpoint by "
                   f"{args.get('select_metric')} (validation every {args.get('eval_every')} updates, "
                   f"{args.get('val_fraction')} of train held out). reinforce, ppo and combined start from the same "
                   "run's rearrangement policy and train that many updates more. best_fixed: per seed, the fixed "
