@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.features import DocFeatures, doc_features, input_normalization, sparse_linear
+from agents.features import doc_features, input_normalization, sparse_linear
 
 START = -1  # `last_label` value meaning "nothing emitted yet"; also the padding id of sequences
 CONFIG_FILE = "policy_config.json"

@@ -20,10 +20,7 @@ from agents.learners import LEARNERS, LearnerConfig, make_learner
 from agents.policy import ChainPolicy
 from agents.supervised import carve_validation
 from envs.dataset import Split
-from envs.metrics import RANKING_NAMES, SET_NAMES, evaluate
-
-LOWER_IS_BETTER = {"hamming_loss"}
-
+from envs.metrics import RANKING_NAMES, SET_NAMES, evaluate, is_better
 
 @dataclass
 class TrainConfig:
@@ -105,7 +102,6 @@ def train_epochs(
     trainer = make_learner(learner, policy, train, config.learner_config(), label_freq=freq)
     rng = np.random.default_rng(config.seed)
     history = TrainHistory(config={**asdict(config), "learner": learner})
-    sign = -1.0 if config.val_metric in LOWER_IS_BETTER else 1.0
     best_state, bad_epochs, started = None, 0, time.perf_counter()
     n_docs = len(train)
     bar = tqdm(total=config.epochs * n_docs, disable=not progress, unit="doc", desc=f"train[{learner}]")
@@ -122,8 +118,8 @@ def train_epochs(
         if val is not None:
             metrics = validation_metrics(policy, val, config.val_batch_size, trainer.task.max_steps)
             record.update({f"val/{k}": v for k, v in metrics.items()})
-            score = sign * metrics[config.val_metric]
-            if best_state is None or score > sign * history.best_score:
+            score = metrics[config.val_metric]
+            if is_better(config.val_metric, score, None if best_state is None else history.best_score):
                 history.best_epoch, history.best_score = epoch, metrics[config.val_metric]
                 best_state, bad_epochs = copy.deepcopy(policy.state_dict()), 0
             else:

@@ -31,6 +31,14 @@ RANKING_NAMES = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5")
 SET_NAMES = ("example_f1", "micro_f1", "macro_f1", "subset_accuracy", "hamming_loss")
 RARE_NAME = "rare_f1"
 METRIC_NAMES = RANKING_NAMES + SET_NAMES + (RARE_NAME,)
+LOWER_IS_BETTER = frozenset({"hamming_loss"})
+
+
+def is_better(metric: str, new: float, old: float | None) -> bool:
+    """Whether `new` improves on `old` (None = nothing yet) for `metric`; model selection uses it."""
+    if old is None:
+        return True
+    return new < old if metric in LOWER_IS_BETTER else new > old
 F1_AVERAGES = ("example", "micro", "macro")
 DEFAULT_RARE_FRACTION = 1.0 / 3.0
 

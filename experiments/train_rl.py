@@ -44,15 +44,15 @@ from agents.ensemble import Ensemble
 from agents.learners import FIXED_ORDERINGS, LEARNERS, LearnerConfig, make_learner
 from agents.policy import ChainPolicy
 from agents.supervised import carve_validation
+from agents.training import validation_metrics
 from envs.chain_task import default_max_steps
 from envs.dataset import Split
 from envs.errors import DataFormatError, DataNotFoundError
 from envs.loading import load_dataset
-from envs.metrics import HEADLINE, RANKING_NAMES, SET_NAMES, evaluate
+from envs.metrics import HEADLINE, RANKING_NAMES, SET_NAMES, evaluate, is_better
 
 RL_LEARNERS = ("reinforce", "ppo", "combined")
 TABLE_METRICS = HEADLINE + ("micro_f1", "example_f1")
-LOWER_IS_BETTER = ("hamming_loss",)
 PREDICT_BATCH = 512
 
 
@@ -241,17 +241,6 @@ def check_warm_start(args: Args, data: RunData) -> None:
                         f"{policy.n_labels} labels, {args.dataset} has {shape[0]} x {shape[1]}")
 
 
-def validation_metrics(policy: ChainPolicy, split: Split, max_steps: int) -> dict[str, float]:
-    Y_pred, scores = predict(policy, split.X, batch_size=PREDICT_BATCH, max_steps=max_steps)
-    return evaluate(split.Y, scores=scores, Y_pred=Y_pred)
-
-
-def better(metric: str, new: float, old: float | None) -> bool:
-    if old is None:
-        return True
-    return new < old if metric in LOWER_IS_BETTER else new > old
-
-
 # ----------------------------------------------------------------------------- one learner
 def train_learner(name: str, args: Args, data: RunData, run_dir: Path, interrupt: GracefulInterrupt,
                   budget: list[int | None]) -> bool:
@@ -292,12 +281,12 @@ def train_learner(name: str, args: Args, data: RunData, run_dir: Path, interrupt
 
     def validate() -> None:
         started = time.perf_counter()
-        metrics = validation_metrics(policy, data.val, data.max_steps)
+        metrics = validation_metrics(policy, data.val, PREDICT_BATCH, data.max_steps)
         for key, value in metrics.items():
             writer.add_scalar(f"eval/{key}", value, progress["update"])
         # Step 0 is only a reference point: a warm-started learner must not win with its starting policy.
         score = metrics[args.select_metric]
-        if progress["update"] > 0 and better(args.select_metric, score, progress["best_score"]):
+        if progress["update"] > 0 and is_better(args.select_metric, score, progress["best_score"]):
             progress.update(best_update=progress["update"], best_score=score, best_metrics=metrics)
             best_policy.update(copy.deepcopy(policy.state_dict()))
         progress["eval_seconds"] += time.perf_counter() - started
@@ -379,7 +368,7 @@ def final_evaluation(args: Args, data: RunData, run_dir: Path) -> dict:
     if fixed:
         best = fixed[0]
         for name in fixed[1:]:
-            if better(args.select_metric, results[name]["val"][args.select_metric], results[best]["val"][args.select_metric]):
+            if is_better(args.select_metric, results[name]["val"][args.select_metric], results[best]["val"][args.select_metric]):
                 best = name
         report["best_fixed"] = {"learner": best, "val": results[best]["val"], "test": results[best]["test"]}
     members = [name for name in args.ensemble if name in args.learners]
