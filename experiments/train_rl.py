@@ -101,6 +101,13 @@ class Args:
         metadata={"help": "RL learners start from: 'rearrange' (this run's rearrangement policy, if "
                           "trained), a saved policy folder / checkpoint.pt / learner folder, or none"},
     )
+    rearrange_warm_start: str | None = field(
+        default=None, metadata={"help": "rearrange starts from this saved policy (e.g. a fixed-order run's "
+                                        "<learner>/policy folder) instead of fresh weights"},
+    )
+    greedy_rearrangement: bool = field(
+        default=False, metadata={"help": "rearrange targets from the greedy chain instead of a sampled one"},
+    )
     val_fraction: float = field(default=0.1, metadata={"help": "share of train held out for validation"})
     eval_every: int = field(default=50, metadata={"help": "validate every this many updates"})
     select_metric: str = field(default="nDCG@3", metadata={"help": "validation metric choosing the best policy"})
@@ -165,8 +172,9 @@ def _check(args: Args) -> None:
         raise ArgsError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
     if args.stop_after_updates is not None and args.stop_after_updates < 1:
         raise ArgsError(f"--stop-after-updates must be >= 1, got {args.stop_after_updates}")
-    if args.warm_start not in (None, "rearrange") and not Path(args.warm_start).exists():
-        raise ArgsError(f"--warm-start {args.warm_start}: no such file or folder")
+    for flag, source in external_sources(args).items():
+        if not Path(source).exists():
+            raise ArgsError(f"--{flag} {source}: no such file or folder")
     try:
         learner_config(args).check()
         learner_config(args, name="combined").check()
@@ -184,7 +192,7 @@ def learner_config(args: Args, max_steps: int | None = None, name: str = "") -> 
         lr=lr, batch_size=args.batch_size, seed=args.seed, reward=args.reward,
         reward_mode=args.reward_mode, baseline=args.baseline, entropy_coef=args.entropy_coef,
         rl_weight=args.rl_weight, max_steps=max_steps, ppo_epochs=args.ppo_epochs,
-        ppo_minibatches=args.ppo_minibatches,
+        ppo_minibatches=args.ppo_minibatches, greedy_rearrangement=args.greedy_rearrangement,
     )
 
 
@@ -195,8 +203,20 @@ def learner_order(args: Args) -> list[str]:
     return list(args.learners)
 
 
+def external_sources(args: Args) -> dict[str, str]:
+    """Saved policies this run starts learners from, by flag (only those some learner uses)."""
+    sources = {}
+    if args.warm_start not in (None, "rearrange") and any(n in RL_LEARNERS for n in args.learners):
+        sources["warm-start"] = args.warm_start
+    if args.rearrange_warm_start is not None and "rearrange" in args.learners:
+        sources["rearrange-warm-start"] = args.rearrange_warm_start
+    return sources
+
+
 def warm_start_source(args: Args, name: str, run_dir: Path) -> Path | None:
     """Where learner `name` starts from: None = fresh weights."""
+    if name == "rearrange" and args.rearrange_warm_start is not None:
+        return Path(args.rearrange_warm_start)
     if name not in RL_LEARNERS or args.warm_start is None:
         return None
     if args.warm_start == "rearrange":
@@ -237,17 +257,16 @@ def load_run_data(args: Args) -> RunData:
 
 
 def check_warm_start(args: Args, data: RunData) -> None:
-    """Load an external warm-start policy once, before any training, so a bad path fails early."""
-    if args.warm_start in (None, "rearrange") or not any(n in RL_LEARNERS for n in args.learners):
-        return
-    try:
-        policy = load_policy(args.warm_start)
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
-        raise ArgsError(f"--warm-start {args.warm_start}: {error}") from None
+    """Load each external warm-start policy once, before any training, so a bad path fails early."""
     shape = (int(data.train.X.shape[1]), int(data.train.Y.shape[1]))
-    if (policy.n_features, policy.n_labels) != shape:
-        raise ArgsError(f"--warm-start {args.warm_start}: policy is {policy.n_features} features x "
-                        f"{policy.n_labels} labels, {args.dataset} has {shape[0]} x {shape[1]}")
+    for flag, source in external_sources(args).items():
+        try:
+            policy = load_policy(source)
+        except (OSError, ValueError, RuntimeError, KeyError) as error:
+            raise ArgsError(f"--{flag} {source}: {error}") from None
+        if (policy.n_features, policy.n_labels) != shape:
+            raise ArgsError(f"--{flag} {source}: policy is {policy.n_features} features x "
+                            f"{policy.n_labels} labels, {args.dataset} has {shape[0]} x {shape[1]}")
 
 
 # ----------------------------------------------------------------------------- one learner
@@ -369,7 +388,8 @@ def main(args: Args) -> Path:
             "run_dir": str(run_dir), "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
             "n_labels": int(data.train.Y.shape[1]), "n_features": int(data.train.X.shape[1]),
             "max_steps": data.max_steps, "learner_order": learner_order(args),
-            "warm_start": {n: str(warm_start_source(args, n, run_dir)) for n in args.learners if n in RL_LEARNERS},
+            "warm_start": {n: str(warm_start_source(args, n, run_dir)) for n in args.learners
+                           if warm_start_source(args, n, run_dir) is not None},
             "learner_config": {n: asdict(learner_config(args, data.max_steps, n)) for n in args.learners},
             "torch": torch.__version__, "command": sys.argv,
         }

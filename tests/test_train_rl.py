@@ -201,3 +201,19 @@ def test_unreadable_checkpoint_names_the_file(tmp_path: Path):
     bad.write_text("garbage")
     with pytest.raises(ValueError, match=str(bad)):
         load_checkpoint(bad)
+
+
+def test_rearrange_can_start_from_a_fixed_order_policy(reference_run: Path, tmp_path: Path):
+    """--rearrange-warm-start: rearrange's update-0 validation is the fixed-order policy's best point."""
+    report = json.loads((reference_run / "metrics.json").read_text())
+    source = reference_run / "freq2rare" / "policy"
+    run = main(replace(TINY, learners=["rearrange"], ensemble=[], greedy_rearrangement=True,
+                       rearrange_warm_start=str(source), runs_dir=str(tmp_path)))
+    start = read_scalars(run / "rearrange")["eval/P@1"][0]
+    assert start[0] == 0
+    assert start[1] == pytest.approx(report["learners"]["freq2rare"]["val"]["P@1"], abs=1e-6)
+    config = json.loads((run / "config.json").read_text())["derived"]
+    assert config["learner_config"]["rearrange"]["greedy_rearrangement"] is True
+    with pytest.raises(ArgsError, match="rearrange-warm-start"):
+        main(replace(TINY, learners=["rearrange"], rearrange_warm_start=str(tmp_path / "missing"),
+                     runs_dir=str(tmp_path)))
