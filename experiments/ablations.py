@@ -1,0 +1,339 @@
+"""Ablations of the combined objective on one dataset: reward, reward mode, RL weight, warm start, entropy.
+
+    python experiments/ablations.py                       # bibtex, seeds 0 1 2, every variant
+    python experiments/ablations.py --variants default entropy_0.05 --seeds 0
+    python experiments/ablations.py --quick               # emotions, 1 seed, tiny budget (smoke test)
+
+One factor at a time around the default combined learner (train_rl's defaults: reward f1, per-step
+"delta" rewards, rl_weight 0.9, entropy 0.01, warm start from target rearrangement). Every variant is
+one `train_rl.main` run with `--learners combined` (the project's one training loop), so its curves,
+checkpoints and best-on-validation policy live in a normal run folder under `--runs-dir`.
+
+Warm starts cost as much as the RL runs, so the rearrangement policy is trained ONCE per seed
+(`--warm-updates` updates, its own run folder) and every warm-started variant of that seed gets its
+policy folder through `--warm-start`: all variants of a seed start from the very same weights. The
+from-scratch variant gets `warm_updates + updates` updates, the same number of optimisation steps as
+the warm-started ones in total. The warm-start policy itself is reported as a reference row.
+
+Results (test and validation metrics, best update, wall time, the equivalent train_rl command) go to
+`ablations.json` after every run (atomic write) and `ablations.md` (mean ± std over seeds) is rebuilt
+from it. Rerunning the same command skips finished entries and resumes unfinished run folders.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import train_rl
+from common import REPO_ROOT, atomic_write_json, atomic_write_text, parse_args, single_thread
+from runs import CONFIG_FILE, METRICS_FILE, POLICY_DIR, GracefulInterrupt
+
+from envs.errors import DataFormatError, DataNotFoundError
+
+SCRIPT = "experiments/ablations.py"
+WARM_START = "warm_start"  # the reference row: the rearrangement policy every warm variant starts from
+# variant -> (factor, setting shown in the table, train_rl.Args overrides of the default combined learner)
+VARIANTS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "default": ("default", "f1, delta, w=0.9, warm, ent=0.01", {}),
+    "reward_jaccard": ("reward", "jaccard", {"reward": "jaccard"}),
+    "reward_subset_accuracy": ("reward", "subset_accuracy", {"reward": "subset_accuracy"}),
+    "reward_terminal": ("reward mode", "terminal", {"reward_mode": "terminal"}),
+    "rl_weight_0.5": ("rl_weight", "0.5", {"rl_weight": 0.5}),
+    "rl_weight_1.0": ("rl_weight", "1.0 (pure RL)", {"rl_weight": 1.0}),
+    "scratch": ("warm start", "none (from scratch)", {"warm_start": None}),
+    "entropy_0": ("entropy_coef", "0", {"entropy_coef": 0.0}),
+    "entropy_0.05": ("entropy_coef", "0.05", {"entropy_coef": 0.05}),
+}
+TABLE_METRICS = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5", "example_f1", "micro_f1", "subset_accuracy")
+# fields of train_rl.Args that say where or how to show a run, not what it computes
+NOT_CONFIG = ("resume", "progress", "stop_after_updates", "runs_dir", "data_dir", "group_name", "quick")
+
+
+@dataclass
+class Args:
+    """One-factor-at-a-time ablations of the combined objective (reward, weight, warm start, entropy)."""
+
+    dataset: str = field(default="bibtex", metadata={"help": "dataset name or folder (see envs.loading)"})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"help": f"from {list(VARIANTS)}"})
+    warm_updates: int = field(default=1000, metadata={"help": "updates of the per-seed rearrangement warm start"})
+    updates: int = field(default=800, metadata={"help": "updates of each combined variant (from scratch: "
+                                                        "warm_updates + updates)"})
+    batch_size: int = 64
+    hidden_size: int = 128
+    lr: float = field(default=1e-3, metadata={"help": "learning rate of rearrangement (and of nothing else)"})
+    rl_lr: float = field(default=3e-4, metadata={"help": "learning rate of the combined learner"})
+    eval_every: int = field(default=100, metadata={"help": "validate every this many updates"})
+    select_metric: str = field(default="nDCG@3", metadata={"help": "validation metric choosing the checkpoint"})
+    val_fraction: float = 0.1
+    data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
+    runs_dir: str = field(default="runs/ablations", metadata={"help": "where the run folders go"})
+    out_dir: str | None = field(default=None, metadata={"help": "ablations.json/.md go here (default "
+                                "experiments/results; with --quick: RUNS_DIR/quick)"})
+    quick: bool = field(default=False, metadata={"help": "smoke test: emotions, first seed, 30+20 updates, hidden 32"})
+    progress: bool = field(default=True, metadata={"help": "tqdm progress bars"})
+
+
+class ArgsError(ValueError):
+    """Bad command line or results file: reported as one line, without a traceback."""
+
+
+def resolve_args(args: Args) -> Args:
+    args = replace(args)
+    if args.quick:
+        args.dataset, args.seeds = "emotions", args.seeds[:1]
+        args.warm_updates, args.updates = min(args.warm_updates, 30), min(args.updates, 20)
+        args.eval_every, args.hidden_size = 10, min(args.hidden_size, 32)
+    if args.out_dir is None:
+        args.out_dir = str(Path(args.runs_dir) / "quick") if args.quick else str(REPO_ROOT / "experiments" / "results")
+    unknown = [name for name in args.variants if name not in VARIANTS]
+    if unknown or not args.variants or len(set(args.variants)) != len(args.variants):
+        raise ArgsError(f"--variants must be distinct names from {list(VARIANTS)}, got {args.variants}")
+    if not args.seeds or len(set(args.seeds)) != len(args.seeds):
+        raise ArgsError(f"--seeds must be distinct integers, got {args.seeds}")
+    if args.warm_updates < 1 or args.updates < 1:
+        raise ArgsError(f"--warm-updates and --updates must be >= 1, got {args.warm_updates}, {args.updates}")
+    try:
+        for name in args.variants:
+            train_rl.resolve_args(variant_args(args, name, args.seeds[0], warm_policy=None))
+    except train_rl.ArgsError as error:
+        raise ArgsError(str(error)) from None
+    return args
+
+
+# ----------------------------------------------------------------------------- the runs
+def base_args(args: Args, seed: int) -> train_rl.Args:
+    return train_rl.Args(
+        dataset=args.dataset, data_dir=args.data_dir, learners=["combined"], updates=args.updates,
+        batch_size=args.batch_size, hidden_size=args.hidden_size, lr=args.lr, rl_lr=args.rl_lr,
+        eval_every=args.eval_every, checkpoint_every=max(args.eval_every, 100), select_metric=args.select_metric,
+        val_fraction=args.val_fraction, ensemble=[], seed=seed, runs_dir=args.runs_dir, progress=args.progress,
+    )
+
+
+def warm_start_args(args: Args, seed: int) -> train_rl.Args:
+    """The per-seed rearrangement run every warm-started variant of `seed` starts from."""
+    return replace(base_args(args, seed), learners=["rearrange"], updates=args.warm_updates,
+                   warm_start=None, group_name="abl-warm")
+
+
+def variant_args(args: Args, name: str, seed: int, warm_policy: str | None) -> train_rl.Args:
+    """train_rl.Args of one variant; `warm_policy` is the seed's rearrangement policy folder."""
+    overrides = dict(VARIANTS[name][2])
+    run = replace(base_args(args, seed), group_name=f"abl-{name}".replace("_", "-"), warm_start=warm_policy)
+    if "warm_start" in overrides and overrides["warm_start"] is None:
+        overrides["updates"] = args.warm_updates + args.updates  # same optimisation steps in total
+    return replace(run, **overrides)
+
+
+def run_config(run: train_rl.Args | dict) -> dict[str, Any]:
+    values = asdict(run) if isinstance(run, train_rl.Args) else dict(run)
+    return {key: value for key, value in values.items() if key not in NOT_CONFIG}
+
+
+def train_rl_command(run: train_rl.Args) -> str:
+    """The train_rl.py command line that trains exactly `run` (fields at their defaults left out)."""
+    words, defaults = ["python", "experiments/train_rl.py"], train_rl.Args()
+    for spec in fields(train_rl.Args):
+        value = getattr(run, spec.name)
+        if spec.name in ("progress", "quick") or value == getattr(defaults, spec.name):
+            continue
+        flag = "--" + spec.name.replace("_", "-")
+        if isinstance(value, list):
+            words += [flag, *map(str, value)] if value else []
+        else:
+            words += [flag, "none" if value is None else str(value)]
+    return shlex.join(words)
+
+
+def find_run(run: train_rl.Args) -> Path | None:
+    """Newest run folder under run.runs_dir made with exactly this configuration."""
+    want = run_config(run)
+    pattern = f"{run.dataset}__{run.group_name}__{run.seed}__*"
+    for folder in sorted(Path(run.runs_dir).glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            saved = json.loads((folder / CONFIG_FILE).read_text())["args"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if run_config(saved) == want:
+            return folder
+    return None
+
+
+def train(run: train_rl.Args) -> tuple[Path, float]:
+    """Train `run` (continuing an unfinished folder of the same configuration); (run folder, seconds)."""
+    started = time.perf_counter()
+    folder = find_run(run)
+    if folder is None or not (folder / METRICS_FILE).exists():
+        folder = train_rl.main(run if folder is None else replace(run, resume=str(folder)))
+    return folder, time.perf_counter() - started
+
+
+def entry_from_run(folder: Path, learner: str, variant: str, seed: int, run: train_rl.Args, seconds: float) -> dict:
+    report = json.loads((folder / METRICS_FILE).read_text())
+    result = report["learners"][learner]
+    factor, setting, overrides = VARIANTS[variant] if variant in VARIANTS else ("reference", "rearrange only", {})
+    return {
+        "variant": variant, "seed": seed, "factor": factor, "setting": setting, "overrides": overrides,
+        "learner": learner, "test": result["test"], "val": result["val"], "best_update": result["best_update"],
+        "updates": result["updates"], "wall_time_s": seconds, "train_seconds": result["timing"]["train_seconds"],
+        "run_dir": str(folder), "config": run_config(run), "command": train_rl_command(run),
+    }
+
+
+# ----------------------------------------------------------------------------- results
+def entry_key(variant: str, seed: int) -> str:
+    return f"{variant}:{seed}"
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"entries": {}}
+    try:
+        results = json.loads(path.read_text())
+        if not isinstance(results.get("entries"), dict):
+            raise ValueError("expected 'entries' (an object)")
+    except (ValueError, AttributeError) as error:
+        raise ArgsError(f"{path}: not an ablations results file ({error}); move it away or pick another --out-dir") from None
+    return results
+
+
+def is_done(results: dict[str, Any], variant: str, seed: int, run: train_rl.Args) -> bool:
+    entry = results["entries"].get(entry_key(variant, seed))
+    return entry is not None and entry.get("config") == json.loads(json.dumps(run_config(run)))
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1; 0 for one value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per variant (reference row first, then VARIANTS order): seeds, mean/std per metric, wall time."""
+    by_variant: dict[str, list[dict]] = {}
+    for entry in sorted(results["entries"].values(), key=lambda e: e["seed"]):
+        by_variant.setdefault(entry["variant"], []).append(entry)
+    rank = {name: i for i, name in enumerate([WARM_START, *VARIANTS])}
+    rows = []
+    for variant in sorted(by_variant, key=lambda v: (rank.get(v, len(rank)), v)):
+        entries = by_variant[variant]
+        rows.append({
+            "variant": variant, "factor": entries[0]["factor"], "setting": entries[0]["setting"],
+            "seeds": [e["seed"] for e in entries],
+            "test": {m: mean_std([float(e["test"].get(m, math.nan)) for e in entries]) for m in TABLE_METRICS},
+            "val": {m: mean_std([float(e["val"].get(m, math.nan)) for e in entries]) for m in TABLE_METRICS},
+            "wall_time_s": mean_std([float(e["wall_time_s"]) for e in entries]),
+        })
+    return rows
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """ablations.md: test metrics ×100 as mean ± std over seeds, one row per variant."""
+    rows = summary_rows(results)
+    lines = ["# Ablations of the combined objective", ""]
+    if "command" in results:
+        lines += [f"Command: `{results['command']}`", ""]
+    args = results.get("args", {})
+    if args:
+        lines += [f"Dataset {args.get('dataset')}; seeds {args.get('seeds')}; warm start: rearrangement, "
+                  f"{args.get('warm_updates')} updates, trained once per seed; each variant {args.get('updates')} "
+                  f"combined updates on top (from scratch: {args.get('warm_updates', 0) + args.get('updates', 0)}); "
+                  f"checkpoint chosen on validation {args.get('select_metric')}. Test metrics ×100, mean ± std "
+                  "over seeds; wall time per run in seconds.", ""]
+    lines += ["| variant | factor | setting | seeds | " + " | ".join(TABLE_METRICS) + " | wall s |",
+              "|" + "---|" * (len(TABLE_METRICS) + 5)]
+    for row in rows:
+        cells = []
+        for metric in TABLE_METRICS:
+            mean, std = row["test"][metric]
+            cells.append(f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if len(row["seeds"]) > 1 else ""))
+        lines.append(f"| {row['variant']} | {row['factor']} | {row['setting']} | {len(row['seeds'])} | "
+                     + " | ".join(cells) + f" | {row['wall_time_s'][0]:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out_dir: Path, results: dict[str, Any]) -> None:
+    atomic_write_json(out_dir / "ablations.json", results)
+    atomic_write_text(out_dir / "ablations.md", render_markdown(results))
+
+
+def command_line(args: Args) -> str:
+    words, defaults = ["python", SCRIPT], Args()
+    for spec in fields(Args):
+        value = getattr(args, spec.name)
+        if spec.name == "progress" or value == getattr(defaults, spec.name):
+            continue
+        flag = "--" + spec.name.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + spec.name.replace("_", "-"))
+        elif isinstance(value, list):
+            words += [flag, *map(str, value)]
+        else:
+            words += [flag, "none" if value is None else str(value)]
+    return shlex.join(words)
+
+
+# ----------------------------------------------------------------------------- main
+def main(args: Args) -> Path:
+    """Train every missing (variant, seed), seeds-major, writing results after each; returns the json path."""
+    single_thread()
+    given, args = args, resolve_args(args)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = load_results(out_dir / "ablations.json")
+    results.update(command=command_line(given), argv=sys.argv, args=asdict(args), metrics=list(TABLE_METRICS))
+    write_results(out_dir, results)
+    with GracefulInterrupt() as interrupt:  # train_rl installs its own; this one only stops between runs
+        for seed in args.seeds:
+            if interrupt.requested:
+                break
+            warm_run = warm_start_args(args, seed)
+            needs_warm = any(VARIANTS[v][2].get("warm_start", "rearrange") is not None for v in args.variants)
+            warm_policy = None
+            if needs_warm:
+                if not is_done(results, WARM_START, seed, warm_run) or find_run(warm_run) is None:
+                    folder, seconds = train(warm_run)
+                    if not (folder / METRICS_FILE).exists():
+                        break  # stopped (Ctrl-C): resumable
+                    results["entries"][entry_key(WARM_START, seed)] = entry_from_run(
+                        folder, "rearrange", WARM_START, seed, warm_run, seconds)
+                    write_results(out_dir, results)
+                warm_policy = str(Path(results["entries"][entry_key(WARM_START, seed)]["run_dir"]) / "rearrange" / POLICY_DIR)
+            for variant in args.variants:
+                run = variant_args(args, variant, seed, warm_policy)
+                if is_done(results, variant, seed, run):
+                    continue
+                if interrupt.requested:
+                    break
+                folder, seconds = train(run)
+                if not (folder / METRICS_FILE).exists():
+                    interrupt.requested = True
+                    break
+                results["entries"][entry_key(variant, seed)] = entry_from_run(folder, "combined", variant, seed, run, seconds)
+                write_results(out_dir, results)
+    print(f"\nresults: {out_dir / 'ablations.json'}\ntable:   {out_dir / 'ablations.md'}")
+    return out_dir / "ablations.json"
+
+
+def finished(args: Args) -> bool:
+    resolved = resolve_args(args)
+    results = load_results(Path(resolved.out_dir) / "ablations.json")
+    return all(entry_key(v, s) in results["entries"] for v in resolved.variants for s in resolved.seeds)
+
+
+if __name__ == "__main__":
+    try:
+        cli_args = parse_args(Args)
+        main(cli_args)
+    except (ArgsError, train_rl.ArgsError, DataNotFoundError, DataFormatError) as error:
+        sys.exit(f"error: {error}")
+    sys.exit(0 if finished(cli_args) else 130)  # 130: stopped early, rerun to resume
