@@ -23,18 +23,18 @@ from __future__ import annotations
 
 import json
 import math
-import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import train_rl
-from common import REPO_ROOT, atomic_write_json, atomic_write_text, parse_args, single_thread
-from runs import CONFIG_FILE, METRICS_FILE, POLICY_DIR, GracefulInterrupt
+from common import REPO_ROOT, atomic_write_json, atomic_write_text, command_line, parse_args, single_thread
+from run_lookup import find_run, run_config, train_or_resume
 
 from envs.errors import DataFormatError, DataNotFoundError
+from runs import METRICS_FILE, POLICY_DIR, GracefulInterrupt
 
 SCRIPT = "experiments/ablations.py"
 WARM_START = "warm_start"  # the reference row: the rearrangement policy every warm variant starts from
@@ -51,8 +51,6 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "entropy_0.05": ("entropy_coef", "0.05", {"entropy_coef": 0.05}),
 }
 TABLE_METRICS = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5", "example_f1", "micro_f1", "subset_accuracy")
-# fields of train_rl.Args that say where or how to show a run, not what it computes
-NOT_CONFIG = ("resume", "progress", "stop_after_updates", "runs_dir", "data_dir", "group_name", "quick")
 
 
 @dataclass
@@ -132,47 +130,10 @@ def variant_args(args: Args, name: str, seed: int, warm_policy: str | None) -> t
     return replace(run, **overrides)
 
 
-def run_config(run: train_rl.Args | dict) -> dict[str, Any]:
-    values = asdict(run) if isinstance(run, train_rl.Args) else dict(run)
-    return {key: value for key, value in values.items() if key not in NOT_CONFIG}
-
-
-def train_rl_command(run: train_rl.Args) -> str:
-    """The train_rl.py command line that trains exactly `run` (fields at their defaults left out)."""
-    words, defaults = ["python", "experiments/train_rl.py"], train_rl.Args()
-    for spec in fields(train_rl.Args):
-        value = getattr(run, spec.name)
-        if spec.name in ("progress", "quick") or value == getattr(defaults, spec.name):
-            continue
-        flag = "--" + spec.name.replace("_", "-")
-        if isinstance(value, list):
-            words += [flag, *map(str, value)] if value else []
-        else:
-            words += [flag, "none" if value is None else str(value)]
-    return shlex.join(words)
-
-
-def find_run(run: train_rl.Args) -> Path | None:
-    """Newest run folder under run.runs_dir made with exactly this configuration."""
-    want = run_config(run)
-    pattern = f"{run.dataset}__{run.group_name}__{run.seed}__*"
-    for folder in sorted(Path(run.runs_dir).glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True):
-        try:
-            saved = json.loads((folder / CONFIG_FILE).read_text())["args"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if run_config(saved) == want:
-            return folder
-    return None
-
-
 def train(run: train_rl.Args) -> tuple[Path, float]:
-    """Train `run` (continuing an unfinished folder of the same configuration); (run folder, seconds)."""
+    """Reuse, continue or train the run of this configuration; (run folder, seconds this call took)."""
     started = time.perf_counter()
-    folder = find_run(run)
-    if folder is None or not (folder / METRICS_FILE).exists():
-        folder = train_rl.main(run if folder is None else replace(run, resume=str(folder)))
-    return folder, time.perf_counter() - started
+    return train_or_resume(run), time.perf_counter() - started
 
 
 def entry_from_run(folder: Path, learner: str, variant: str, seed: int, run: train_rl.Args, seconds: float) -> dict:
@@ -183,7 +144,8 @@ def entry_from_run(folder: Path, learner: str, variant: str, seed: int, run: tra
         "variant": variant, "seed": seed, "factor": factor, "setting": setting, "overrides": overrides,
         "learner": learner, "test": result["test"], "val": result["val"], "best_update": result["best_update"],
         "updates": result["updates"], "wall_time_s": seconds, "train_seconds": result["timing"]["train_seconds"],
-        "run_dir": str(folder), "config": run_config(run), "command": train_rl_command(run),
+        "run_dir": str(folder), "config": run_config(run),
+        "command": command_line(run, "experiments/train_rl.py", skip=("progress", "quick")),
     }
 
 
@@ -206,7 +168,7 @@ def load_results(path: Path) -> dict[str, Any]:
 
 def is_done(results: dict[str, Any], variant: str, seed: int, run: train_rl.Args) -> bool:
     entry = results["entries"].get(entry_key(variant, seed))
-    return entry is not None and entry.get("config") == json.loads(json.dumps(run_config(run)))
+    return entry is not None and run_config(entry.get("config", {})) == run_config(run)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -266,22 +228,6 @@ def write_results(out_dir: Path, results: dict[str, Any]) -> None:
     atomic_write_text(out_dir / "ablations.md", render_markdown(results))
 
 
-def command_line(args: Args) -> str:
-    words, defaults = ["python", SCRIPT], Args()
-    for spec in fields(Args):
-        value = getattr(args, spec.name)
-        if spec.name == "progress" or value == getattr(defaults, spec.name):
-            continue
-        flag = "--" + spec.name.replace("_", "-")
-        if isinstance(value, bool):
-            words.append(flag if value else "--no-" + spec.name.replace("_", "-"))
-        elif isinstance(value, list):
-            words += [flag, *map(str, value)]
-        else:
-            words += [flag, "none" if value is None else str(value)]
-    return shlex.join(words)
-
-
 # ----------------------------------------------------------------------------- main
 def main(args: Args) -> Path:
     """Train every missing (variant, seed), seeds-major, writing results after each; returns the json path."""
@@ -290,7 +236,7 @@ def main(args: Args) -> Path:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = load_results(out_dir / "ablations.json")
-    results.update(command=command_line(given), argv=sys.argv, args=asdict(args), metrics=list(TABLE_METRICS))
+    results.update(command=command_line(given, SCRIPT), argv=sys.argv, args=asdict(args), metrics=list(TABLE_METRICS))
     write_results(out_dir, results)
     with GracefulInterrupt() as interrupt:  # train_rl installs its own; this one only stops between runs
         for seed in args.seeds:

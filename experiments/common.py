@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 import tempfile
 import typing
@@ -21,7 +22,8 @@ T = TypeVar("T")
 def parse_args(args_class: type[T], argv: list[str] | None = None) -> T:
     """Build an argparse parser from a dataclass: one `--field-name` flag per field, help from docs.
 
-    Booleans take `--flag/--no-flag`; list fields take several values; `X | None` fields accept "none".
+    Booleans take `--flag/--no-flag`; list fields take several values (`none` alone = empty list);
+    `X | None` fields accept "none".
     """
     hints = typing.get_type_hints(args_class)
     parser = argparse.ArgumentParser(description=(args_class.__doc__ or "").strip())
@@ -44,7 +46,32 @@ def parse_args(args_class: type[T], argv: list[str] | None = None) -> T:
         else:
             parser.add_argument(flag, type=_converter(base, optional), default=default,
                                 help=f"{help_text} (default: {default})")
-    return args_class(**vars(parser.parse_args(argv)))
+    values = vars(parser.parse_args(argv))
+    for key, value in values.items():  # "--list-flag none" means an empty list
+        if isinstance(value, list) and [str(v).lower() for v in value] == ["none"]:
+            values[key] = []
+    return args_class(**values)
+
+
+def command_line(args: Any, script: str, skip: tuple[str, ...] = ("progress",)) -> str:
+    """The command that reproduces `args` (a dataclass Args) with `script`: defaults are left out.
+
+    The inverse of `parse_args`: booleans as --flag/--no-flag, lists as several values (an empty
+    list as "none"), None as "none".
+    """
+    words, defaults = ["python", script], type(args)()
+    for spec in dataclasses.fields(args):
+        value = getattr(args, spec.name)
+        if spec.name in skip or value == getattr(defaults, spec.name):
+            continue
+        flag = "--" + spec.name.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + spec.name.replace("_", "-"))
+        elif isinstance(value, list):
+            words += [flag, *map(str, value)] if value else [flag, "none"]
+        else:
+            words += [flag, "none" if value is None else str(value)]
+    return shlex.join(words)
 
 
 def _unwrap_optional(hint: Any) -> tuple[Any, bool]:

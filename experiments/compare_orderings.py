@@ -28,10 +28,8 @@ orderings.json ("cells").
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import multiprocessing
-import shlex
 import signal
 import sys
 import time
@@ -42,20 +40,19 @@ from pathlib import Path
 from typing import Any
 
 import train_rl
-from common import REPO_ROOT, atomic_write_json, atomic_write_text, parse_args, single_thread
+from common import REPO_ROOT, atomic_write_json, atomic_write_text, command_line, parse_args, single_thread
 from orderings_report import TABLE_METRICS, render_markdown
 from peers import PEERS, PeerUnavailable, run_peer
-from runs import CONFIG_FILE, METRICS_FILE, GracefulInterrupt
+from run_lookup import run_config, train_or_resume
 from tqdm.auto import tqdm
 
 from agents.learners import FIXED_ORDERINGS, LEARNERS
 from envs.errors import DataFormatError, DataNotFoundError
 from envs.loading import load_dataset
+from runs import CONFIG_FILE, METRICS_FILE, GracefulInterrupt
 
 GROUP_NAME = "compare"  # run folders: {runs_dir}/{dataset}__compare__{seed}__{time}
 ENSEMBLE = ["rearrange", "combined"]
-# train_rl.Args fields that say how, not what, is computed: they never make two runs different.
-NOT_CONFIG = ("resume", "progress", "stop_after_updates", "runs_dir", "data_dir", "group_name")
 SCRIPT = "experiments/compare_orderings.py"
 
 
@@ -139,49 +136,11 @@ def train_args(args: Args, dataset: str, seed: int) -> train_rl.Args:
     )
 
 
-def run_config(args: train_rl.Args | dict) -> dict[str, Any]:
-    """What makes a run: train_rl's Args without the fields that only say where or how to show it."""
-    values = asdict(args) if dataclasses.is_dataclass(args) else dict(args)
-    return {key: value for key, value in values.items() if key not in NOT_CONFIG}
-
-
 def cell_config(args: Args, dataset: str, seed: int) -> dict[str, Any]:
     return {"train_rl": run_config(train_args(args, dataset, seed)), "peers": list(args.peers)}
 
 
-def command_line(args: Args) -> str:
-    """The command that reproduces `args` (fields left at their defaults are not spelled out)."""
-    words = ["python", SCRIPT]
-    defaults = Args()
-    for spec in dataclasses.fields(Args):
-        value = getattr(args, spec.name)
-        if value == getattr(defaults, spec.name) or spec.name == "progress":
-            continue
-        flag = "--" + spec.name.replace("_", "-")
-        if isinstance(value, bool):
-            words.append(flag if value else "--no-" + spec.name.replace("_", "-"))
-        elif isinstance(value, list):
-            words += [flag, *(str(item) for item in value)] if value else [flag, "none"]
-        else:
-            words += [flag, "none" if value is None else str(value)]
-    return shlex.join(words)
-
-
 # ----------------------------------------------------------------------------- one cell
-def find_run(runs_dir: str | Path, expected: train_rl.Args) -> Path | None:
-    """The newest run folder of this cell with exactly this configuration (None if there is none)."""
-    want = run_config(expected)
-    pattern = f"{expected.dataset}__{GROUP_NAME}__{expected.seed}__*"
-    for folder in sorted(Path(runs_dir).glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True):
-        try:
-            saved = json.loads((folder / CONFIG_FILE).read_text())["args"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # a folder made in the same second as a crash, before config.json was written
-        if run_config(saved) == want:
-            return folder
-    return None
-
-
 def learner_kind(name: str) -> str:
     return "fixed" if name in FIXED_ORDERINGS else "dynamic"
 
@@ -220,12 +179,9 @@ def compute_cell(args: Args, dataset: str, seed: int, command: str) -> dict[str,
     """Train (or continue) the cell's run, then score the peers; None when training was stopped."""
     single_thread()
     started = time.perf_counter()
-    expected = train_args(args, dataset, seed)
-    run_dir = find_run(args.runs_dir, expected)
-    if run_dir is None or not (run_dir / METRICS_FILE).exists():
-        run_dir = train_rl.main(expected if run_dir is None else replace(expected, resume=str(run_dir)))
-        if not (run_dir / METRICS_FILE).exists():
-            return None
+    run_dir = train_or_resume(train_args(args, dataset, seed))
+    if not (run_dir / METRICS_FILE).exists():
+        return None
     rows = rows_from_run(run_dir, dataset, seed)
     derived = json.loads((run_dir / CONFIG_FILE).read_text())["derived"]
     data = {key: derived[key] for key in ("n_train", "n_val", "n_test", "n_labels", "n_features", "max_steps")}
@@ -296,8 +252,14 @@ def grid(args: Args) -> list[tuple[str, int]]:
 
 def missing_cells(results: dict[str, Any], args: Args) -> list[tuple[str, int]]:
     """Grid cells not in `results` with this exact configuration (those must be (re)computed)."""
-    return [(d, s) for d, s in grid(args)
-            if results["cells"].get(cell_key(d, s), {}).get("config") != cell_config(args, d, s)]
+    return [(d, s) for d, s in grid(args) if not _same_config(results["cells"].get(cell_key(d, s)), args, d, s)]
+
+
+def _same_config(cell: dict[str, Any] | None, args: Args, dataset: str, seed: int) -> bool:
+    if cell is None or "config" not in cell:
+        return False
+    saved, want = cell["config"], cell_config(args, dataset, seed)
+    return run_config(saved.get("train_rl", {})) == want["train_rl"] and saved.get("peers") == want["peers"]
 
 
 def main(args: Args) -> Path:
@@ -312,7 +274,7 @@ def main(args: Args) -> Path:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = load_results(out_dir / "orderings.json")
-    command = command_line(given)
+    command = command_line(given, SCRIPT)
     results.update(command=command, argv=sys.argv, args=asdict(args), metrics=list(TABLE_METRICS))
     pending = missing_cells(results, args)
     done = len(grid(args)) - len(pending)

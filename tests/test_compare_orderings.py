@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 import compare_orderings  # noqa: E402
 import peers  # noqa: E402
 import train_rl  # noqa: E402
-from compare_orderings import Args, ArgsError, command_line, main, resolve_args, train_args  # noqa: E402
+from common import command_line  # noqa: E402
+from compare_orderings import SCRIPT, Args, ArgsError, main, resolve_args, train_args  # noqa: E402
 from orderings_report import TABLE_METRICS, Summary, compare, mean_std, render_markdown  # noqa: E402
 
 LEARNERS = ["freq2rare", "rare2freq", "rearrange", "combined"]
@@ -69,7 +70,7 @@ def test_grid_writes_a_row_per_method_with_metrics_config_and_wall_time(grid_run
     assert by_method["ensemble"]["config"]["members"] == ["rearrange", "combined"]
     assert results["skipped_peers"] == [{"dataset": "emotions", "seed": 0, "peer": "omikuji",
                                          "reason": "Omikuji is not installed (test)"}]
-    expected_command = command_line(grid_run["args"])
+    expected_command = command_line(grid_run["args"], SCRIPT)
     assert results["command"] == expected_command and "--quick" in expected_command
     assert results["cells"]["emotions:0"]["data"]["n_test"] == 202
 
@@ -90,7 +91,7 @@ def test_rerun_skips_finished_cells(grid_run):
 
 def test_markdown_has_mean_std_table_claims_and_command(grid_run):
     text = (grid_run["path"].parent / "orderings.md").read_text()
-    assert f"Made by: `{command_line(grid_run['args'])}`" in text
+    assert f"Made by: `{command_line(grid_run['args'], SCRIPT)}`" in text
     assert "## emotions" in text and "## Claims" in text and "### rearrange ≥ best fixed" in text
     assert "### combined > best fixed" in text and "### ensemble > best fixed" in text
     for method in [*LEARNERS, "best_fixed", "ensemble", "ovr_logistic"]:
