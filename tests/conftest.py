@@ -29,3 +29,9 @@ def tiny_dataset() -> Dataset:
     )
     test = _split([[0, 0, 1], [1, 0, 0]], [[3], [0, 2]], n_labels=4)
     return Dataset("tiny", train, test, ["a", "b", "c", "d"], ["x", "y", "z"])
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sb3_logs_in_pytest_tmp(tmp_path_factory):
+    """SB3's learn() makes a log folder per call (in /tmp by default); keep them in pytest's tmp."""
+    os.environ["SB3_LOGDIR"] = str(tmp_path_factory.mktemp("sb3_logs"))
