@@ -92,8 +92,9 @@ class Learner:
 
     def __init__(self, policy: ChainPolicy, train: Split, config: LearnerConfig) -> None:
         self.policy, self.train, self.config = policy, train, config
-        max_labels = int(np.diff(train.Y.indptr).max(initial=0))
-        cap = config.max_steps if config.max_steps is not None else default_max_steps(max_labels, policy.n_labels)
+        cap = config.max_steps
+        if cap is None:
+            cap = default_max_steps(train.max_labels_per_doc, policy.n_labels)
         self.task = ChainTask(
             split=train, n_labels=policy.n_labels, max_steps=int(cap),
             reward=config.reward, reward_mode=config.reward_mode, name="train",
@@ -354,7 +355,7 @@ def make_learner(
             f"train split is {train.X.shape[1]} x {train.Y.shape[1]}"
         )
     if name in FIXED_ORDERINGS:
-        freq = np.asarray(train.Y.sum(axis=0)).ravel() if label_freq is None else np.asarray(label_freq)
+        freq = train.label_freq if label_freq is None else np.asarray(label_freq)
         return FixedOrderLearner(name, policy, train, config, freq)
     classes = {"rearrange": RearrangeLearner, "reinforce": ReinforceLearner, "ppo": PPOLearner, "combined": CombinedLearner}
     return classes[name](policy, train, config)

@@ -91,15 +91,9 @@ def train_epochs(
     log_fn(epoch, record) receives each epoch's record (e.g. to write TensorBoard scalars).
     """
     _check(config, learner)
-    if train.Y.shape[1] != policy.n_labels or train.X.shape[1] != policy.n_features:
-        raise ValueError(
-            f"policy is {policy.n_features} features x {policy.n_labels} labels, "
-            f"train split is {train.X.shape[1]} x {train.Y.shape[1]}"
-        )
     if val is None and config.val_fraction > 0:
         train, val = carve_validation(train, config.val_fraction, config.seed)
-    freq = np.asarray(train.Y.sum(axis=0)).ravel() if label_freq is None else np.asarray(label_freq)
-    trainer = make_learner(learner, policy, train, config.learner_config(), label_freq=freq)
+    trainer = make_learner(learner, policy, train, config.learner_config(), label_freq=label_freq)
     rng = np.random.default_rng(config.seed)
     history = TrainHistory(config={**asdict(config), "learner": learner})
     best_state, bad_epochs, started = None, 0, time.perf_counter()

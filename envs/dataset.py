@@ -37,6 +37,15 @@ class Split:
         """Rows `rows` of this split (e.g. a validation slice carved from train)."""
         return Split(self.X[rows], self.Y[rows])
 
+    @property
+    def label_freq(self) -> np.ndarray:
+        """Number of documents carrying each label, int64 of shape (L,)."""
+        return np.asarray(self.Y.sum(axis=0)).ravel().astype(np.int64)
+
+    @property
+    def max_labels_per_doc(self) -> int:
+        return int(np.diff(self.Y.indptr).max(initial=0))
+
     def label_lists(self) -> list[np.ndarray]:
         """Gold label ids of each document, sorted ascending."""
         Y = self.Y
@@ -76,11 +85,11 @@ class Dataset:
     @property
     def label_freq(self) -> np.ndarray:
         """Number of training documents carrying each label, int64 of shape (L,)."""
-        return np.asarray(self.train.Y.sum(axis=0)).ravel().astype(np.int64)
+        return self.train.label_freq
 
     @property
     def max_labels_per_doc(self) -> int:
-        return int(np.diff(self.train.Y.indptr).max(initial=0))
+        return self.train.max_labels_per_doc
 
     def stats(self) -> dict[str, float]:
         """Sizes as the data README's table gives them."""

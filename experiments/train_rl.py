@@ -251,9 +251,8 @@ def load_run_data(args: Args) -> RunData:
     except ValueError as error:  # unknown name
         raise ArgsError(f"--dataset {args.dataset}: {error}") from None
     train, val = carve_validation(dataset.train, args.val_fraction, args.seed)
-    label_freq = np.asarray(train.Y.sum(axis=0)).ravel().astype(np.int64)
-    max_labels = int(np.diff(train.Y.indptr).max(initial=0))
-    return RunData(train, val, dataset.test, label_freq, default_max_steps(max_labels, dataset.n_labels))
+    max_steps = default_max_steps(train.max_labels_per_doc, dataset.n_labels)
+    return RunData(train, val, dataset.test, train.label_freq, max_steps)
 
 
 def check_warm_start(args: Args, data: RunData) -> None:
