@@ -30,7 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import train_rl
-from common import REPO_ROOT, atomic_write_json, atomic_write_text, command_line, parse_args, single_thread
+from common import (
+    REPO_ROOT, atomic_write_json, atomic_write_text, command_line, mean_and_std, parse_args, percent_mean_std,
+    single_thread,
+)
 from run_lookup import find_run, run_config, train_or_resume
 
 from envs.errors import DataFormatError, DataNotFoundError
@@ -171,14 +174,6 @@ def is_done(results: dict[str, Any], variant: str, seed: int, run: train_rl.Args
     return entry is not None and run_config(entry.get("config", {})) == run_config(run)
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (n - 1; 0 for one value)."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
 def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Per variant (reference row first, then VARIANTS order): seeds, mean/std per metric, wall time."""
     by_variant: dict[str, list[dict]] = {}
@@ -191,9 +186,9 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({
             "variant": variant, "factor": entries[0]["factor"], "setting": entries[0]["setting"],
             "seeds": [e["seed"] for e in entries],
-            "test": {m: mean_std([float(e["test"].get(m, math.nan)) for e in entries]) for m in TABLE_METRICS},
-            "val": {m: mean_std([float(e["val"].get(m, math.nan)) for e in entries]) for m in TABLE_METRICS},
-            "wall_time_s": mean_std([float(e["wall_time_s"]) for e in entries]),
+            "test": {m: mean_and_std([float(e["test"].get(m, math.nan)) for e in entries]) for m in TABLE_METRICS},
+            "val": {m: mean_and_std([float(e["val"].get(m, math.nan)) for e in entries]) for m in TABLE_METRICS},
+            "wall_time_s": mean_and_std([float(e["wall_time_s"]) for e in entries]),
         })
     return rows
 
@@ -216,8 +211,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     for row in rows:
         cells = []
         for metric in TABLE_METRICS:
-            mean, std = row["test"][metric]
-            cells.append(f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if len(row["seeds"]) > 1 else ""))
+            cells.append(percent_mean_std(*row["test"][metric], len(row["seeds"])))
         lines.append(f"| {row['variant']} | {row['factor']} | {row['setting']} | {len(row['seeds'])} | "
                      + " | ".join(cells) + f" | {row['wall_time_s'][0]:.0f} |")
     return "\n".join(lines) + "\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import shlex
 import sys
@@ -72,6 +73,20 @@ def command_line(args: Any, script: str, skip: tuple[str, ...] = ("progress",)) 
         else:
             words += [flag, "none" if value is None else str(value)]
     return shlex.join(words)
+
+
+def mean_and_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1; 0 for a single value) of results over seeds."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def percent_mean_std(mean: float, std: float, n: int) -> str:
+    """×100, two decimals: '45.21 ± 0.35'; a single seed has no ± part."""
+    text = f"{100 * mean:.2f}"
+    return text if n < 2 else f"{text} ± {100 * std:.2f}"
 
 
 def _unwrap_optional(hint: Any) -> tuple[Any, bool]:

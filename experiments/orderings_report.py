@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from common import mean_and_std, percent_mean_std
+
 TABLE_METRICS = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5", "example_f1", "micro_f1", "macro_f1")
 CLAIM_METRICS = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5")
 METHOD_ORDER = ("freq2rare", "rare2freq", "fixed_random", "always_random", "best_fixed", "rearrange",
@@ -35,15 +37,11 @@ class Summary:
     wall: list[float]
 
     def mean(self, metric: str) -> float:
-        return sum(self.values[metric]) / len(self.values[metric])
+        return mean_and_std(self.values[metric])[0]
 
     def std(self, metric: str) -> float:
         """Sample standard deviation (n - 1); 0 for one seed."""
-        values, n = self.values[metric], len(self.values[metric])
-        if n < 2:
-            return 0.0
-        mean = self.mean(metric)
-        return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+        return mean_and_std(self.values[metric])[1]
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Summary]]:
@@ -61,8 +59,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Summary]]:
 
 def mean_std(summary: Summary, metric: str) -> str:
     """×100, two decimals: '45.21 ± 0.35' (one seed: no ± part)."""
-    text = f"{100 * summary.mean(metric):.2f}"
-    return text if len(summary.seeds) < 2 else f"{text} ± {100 * summary.std(metric):.2f}"
+    return percent_mean_std(*mean_and_std(summary.values[metric]), len(summary.seeds))
 
 
 def ordered_methods(methods) -> list[str]:
