@@ -15,8 +15,6 @@ history or target matrix).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from envs.atomic import atomic_write
 from agents.features import doc_features, input_normalization, sparse_linear
 
 START = -1  # `last_label` value meaning "nothing emitted yet"; also the padding id of sequences
@@ -173,8 +172,8 @@ class ChainPolicy(nn.Module):
         """Write config + weights into `directory` atomically (temp file, then os.replace)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write(directory / CONFIG_FILE, lambda f: f.write(json.dumps(self.config, indent=2).encode()))
-        _atomic_write(directory / WEIGHTS_FILE, lambda f: torch.save(self.state_dict(), f))
+        atomic_write(directory / CONFIG_FILE, lambda f: f.write(json.dumps(self.config, indent=2).encode()))
+        atomic_write(directory / WEIGHTS_FILE, lambda f: torch.save(self.state_dict(), f))
 
     @classmethod
     def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "ChainPolicy":
@@ -193,14 +192,3 @@ class ChainPolicy(nn.Module):
         policy.load_state_dict(torch.load(weights_path, map_location=map_location, weights_only=True))
         return policy
 
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from envs.atomic import atomic_write
 from envs.dataset import Dataset, Split
 
 CACHE_FORMAT = 1
@@ -41,24 +41,13 @@ def cache_key(version: str, options: dict[str, Any], files: list[Path]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def _atomic_write(target: Path, write: Callable[[Any], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _save_matrix(folder: Path, stem: str, matrix: np.ndarray | sp.csr_matrix) -> str:
     if sp.issparse(matrix):
         name = f"{stem}.npz"
-        _atomic_write(folder / name, lambda h: sp.save_npz(h, sp.csr_matrix(matrix), compressed=False))
+        atomic_write(folder / name, lambda h: sp.save_npz(h, sp.csr_matrix(matrix), compressed=False))
     else:
         name = f"{stem}.npy"
-        _atomic_write(folder / name, lambda h: np.save(h, matrix, allow_pickle=False))
+        atomic_write(folder / name, lambda h: np.save(h, matrix, allow_pickle=False))
     return name
 
 
@@ -85,7 +74,7 @@ def save_dataset(dataset: Dataset, folder: Path) -> None:
         "files": files,
     }
     payload = json.dumps(meta).encode()
-    _atomic_write(folder / "meta.json", lambda h: h.write(payload))
+    atomic_write(folder / "meta.json", lambda h: h.write(payload))
 
 
 def load_cached(folder: Path) -> Dataset | None:

@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from envs.arff import read_text
+from envs.atomic import atomic_write_text
 from envs.errors import DataFormatError
 
 _XC_HEADER = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s*$")
@@ -190,9 +191,6 @@ def write_xc(path: str | Path, X: np.ndarray | sp.spmatrix, Y: sp.spmatrix) -> N
     take as "no labels"; only stored non-zero features are written, as `%.9g` (float32 round-trips).
     The file is written to a temporary name in the same folder, then renamed.
     """
-    import os
-    import tempfile
-
     path = Path(path)
     X = sp.csr_matrix(X, dtype=np.float32)
     X.eliminate_zeros()
@@ -210,11 +208,4 @@ def write_xc(path: str | Path, X: np.ndarray | sp.spmatrix, Y: sp.spmatrix) -> N
             f"{f}:{v:.9g}" for f, v in zip(X.indices[start:end].tolist(), X.data[start:end].tolist())
         )
         lines.append(f"{labels} {features}" if features else labels)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, "\n".join(lines) + "\n", encoding="ascii")

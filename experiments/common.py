@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import shlex
 import sys
-import tempfile
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +14,8 @@ from typing import Any, TypeVar
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # scripts run as `python experiments/x.py` from anywhere
     sys.path.insert(0, str(REPO_ROOT))
+
+from envs.atomic import atomic_write_json, atomic_write_text  # noqa: E402,F401  (re-exported for scripts)
 
 T = TypeVar("T")
 
@@ -105,25 +105,6 @@ def _converter(base: Any, optional: bool):
 
     convert.__name__ = getattr(base, "__name__", "value")
     return convert
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write via a temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results are meant to be read by others
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | Path, payload: Any) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def single_thread() -> None:
