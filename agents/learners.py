@@ -39,7 +39,7 @@ from agents.rl import (
 from agents.decoding import sequence_log_probs
 from agents.supervised import teacher_forcing_loss
 from envs.chain_task import ChainTask, default_max_steps
-from envs.dataset import Split
+from envs.data.dataset import Split
 from envs.orderings import LabelOrdering
 from envs.rewards import check_reward_args
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from agents.policy import ChainPolicy
-from envs.dataset import Split
+from envs.data.dataset import Split
 
 
 def teacher_forcing_loss(

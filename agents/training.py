@@ -19,7 +19,7 @@ from agents.decoding import predict
 from agents.learners import LEARNERS, LearnerConfig, make_learner
 from agents.policy import ChainPolicy
 from agents.supervised import carve_validation
-from envs.dataset import Split
+from envs.data.dataset import Split
 from envs.metrics import RANKING_NAMES, SET_NAMES, evaluate, is_better
 
 @dataclass

@@ -1,12 +1,11 @@
-"""labelchain environments layer: datasets, metrics, rewards, label orderings, Gymnasium envs.
+"""labelchain environments layer: datasets (the `envs.data` sub-package), metrics, rewards, label orderings, Gymnasium envs.
 
 Importing `envs` registers ``LabelChain-v0`` (single env, with a native vector entry point).
 """
 from gymnasium.envs.registration import register, registry
 
-from envs.dataset import Dataset, Split
+from envs.data import DATASET_NAMES, Dataset, Split, load_dataset
 from envs.label_env import LabelChainEnv
-from envs.loading import DATASET_NAMES, load_dataset
 from envs.vector_env import LabelChainVectorEnv
 
 ENV_ID = "LabelChain-v0"

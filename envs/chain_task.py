@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 from gymnasium import spaces
 
-from envs.dataset import Dataset, Split
+from envs.data.dataset import Dataset, Split
 from envs.rewards import check_reward_args
 
 SPLITS = ("train", "test")
@@ -100,7 +100,7 @@ def make_task(
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if not isinstance(dataset, Dataset):
-        from envs.loading import load_dataset  # deferred: parsing is only needed for names/paths
+        from envs.data.loading import load_dataset  # deferred: parsing is only needed for names/paths
 
         dataset = load_dataset(dataset, data_dir)
     if max_steps is None:

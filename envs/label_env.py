@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs.chain_task import ChainTask, make_task
-from envs.dataset import Dataset
+from envs.data.dataset import Dataset
 from envs.rewards import chain_quality
 
 DOC_ORDERS = ("random", "sequential")

@@ -9,7 +9,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from envs.chain_task import ChainTask, make_task
-from envs.dataset import Dataset
+from envs.data.dataset import Dataset
 from envs.label_env import DOC_ORDERS
 from envs.rewards import chain_quality
 

@@ -36,7 +36,7 @@ from common import (
 )
 from run_lookup import find_run, run_config, train_or_resume
 
-from envs.errors import DataFormatError, DataNotFoundError
+from envs.data.errors import DataFormatError, DataNotFoundError
 from runs import METRICS_FILE, POLICY_DIR, GracefulInterrupt
 
 SCRIPT = "experiments/ablations.py"
@@ -60,7 +60,7 @@ TABLE_METRICS = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5", "example_f1", "micro_f
 class Args:
     """One-factor-at-a-time ablations of the combined objective (reward, weight, warm start, entropy)."""
 
-    dataset: str = field(default="bibtex", metadata={"help": "dataset name or folder (see envs.loading)"})
+    dataset: str = field(default="bibtex", metadata={"help": "dataset name or folder (see envs.data.loading)"})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"help": f"from {list(VARIANTS)}"})
     warm_updates: int = field(default=1000, metadata={"help": "updates of the per-seed rearrangement warm start"})

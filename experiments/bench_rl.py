@@ -20,7 +20,7 @@ from common import parse_args, single_thread
 
 from agents.learners import LearnerConfig, make_learner
 from agents.policy import ChainPolicy
-from envs.loading import load_dataset
+from envs.data.loading import load_dataset
 
 
 @dataclass

@@ -20,7 +20,7 @@ from common import parse_args, single_thread
 from agents.decoding import predict
 from agents.policy import ChainPolicy
 from agents.training import TrainConfig, train_epochs
-from envs.loading import load_dataset
+from envs.data.loading import load_dataset
 
 
 @dataclass

@@ -47,8 +47,8 @@ from run_lookup import run_config, train_or_resume
 from tqdm.auto import tqdm
 
 from agents.learners import FIXED_ORDERINGS, LEARNERS
-from envs.errors import DataFormatError, DataNotFoundError
-from envs.loading import load_dataset
+from envs.data.errors import DataFormatError, DataNotFoundError
+from envs.data.loading import load_dataset
 from runs import CONFIG_FILE, METRICS_FILE, GracefulInterrupt
 
 GROUP_NAME = "compare"  # run folders: {runs_dir}/{dataset}__compare__{seed}__{time}

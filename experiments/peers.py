@@ -34,10 +34,10 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
 from common import atomic_write_json, parse_args, single_thread
-from envs.dataset import Dataset, Features
-from envs.loading import load_dataset
+from envs.data.dataset import Dataset, Features
+from envs.data.loading import load_dataset
 from envs.metrics import HEADLINE, evaluate
-from envs.textformats import write_xc
+from envs.data.textformats import write_xc
 
 PeerOutput = tuple[sp.csr_matrix, np.ndarray]
 INSTALL_HINT = "pip install -e '.[peers]'"

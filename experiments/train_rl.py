@@ -41,9 +41,9 @@ from agents.policy import ChainPolicy
 from agents.supervised import carve_validation
 from agents.training import validation_metrics
 from envs.chain_task import default_max_steps
-from envs.dataset import Split
-from envs.errors import DataFormatError, DataNotFoundError
-from envs.loading import load_dataset
+from envs.data.dataset import Split
+from envs.data.errors import DataFormatError, DataNotFoundError
+from envs.data.loading import load_dataset
 from envs.metrics import RANKING_NAMES, SET_NAMES, is_better
 from runs import (
     CHECKPOINT_FILE,
@@ -69,7 +69,7 @@ RL_LEARNERS = ("reinforce", "ppo", "combined")
 class Args:
     """Train label-chain policies (fixed orderings, rearrangement, RL) and compare them on test."""
 
-    dataset: str = field(default="bibtex", metadata={"help": "dataset name or folder (see envs.loading)"})
+    dataset: str = field(default="bibtex", metadata={"help": "dataset name or folder (see envs.data.loading)"})
     data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
     learners: list[str] = field(
         default_factory=lambda: [*FIXED_ORDERINGS, "rearrange", "combined"],

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from envs.arff import read_arff, read_mulan_xml
-from envs.errors import DataFormatError, DataNotFoundError
-from envs.loading import dataset_folder, load_dataset
-from envs.textformats import read_libsvm_pair, read_xc
+from envs.data.arff import read_arff, read_mulan_xml
+from envs.data.errors import DataFormatError, DataNotFoundError
+from envs.data.loading import dataset_folder, load_dataset
+from envs.data.textformats import read_libsvm_pair, read_xc
 
 HEADER = "@relation r\n@attribute a numeric\n@attribute b numeric\n@attribute y {0,1}\n"
 
@@ -137,7 +137,7 @@ def test_malformed_xml(tmp_path: Path) -> None:
 
 def test_missing_dataset_lists_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LABELCHAIN_DATA", str(tmp_path / "env"))
-    import envs.loading as loading
+    import envs.data.loading as loading
 
     monkeypatch.setattr(loading, "REPO_ROOT", tmp_path / "repo")
     with pytest.raises(DataNotFoundError) as info:

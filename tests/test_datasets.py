@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from envs.loading import DATASET_NAMES, REPO_ROOT, load_dataset
-from envs.reuters import modapte_90, parse_sgml
+from envs.data.loading import DATASET_NAMES, REPO_ROOT, load_dataset
+from envs.data.reuters import modapte_90, parse_sgml
 
 DATA = REPO_ROOT.parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared benchmark data not found at {DATA}")
@@ -182,7 +182,7 @@ def test_cache_roundtrip_and_invalidation(tmp_path: Path) -> None:
 README_TABLE = {  # name: (train, test, labels, labels per doc over train+test)
     "emotions": (391, 202, 6, 1.87), "scene": (1211, 1196, 6, 1.07), "yeast": (1500, 917, 14, 4.24),
     "medical": (333, 645, 45, 1.25), "enron": (1123, 579, 53, 3.38),
-    # 7,770 not 7,769: see envs/reuters.py (the README's rules applied to the SGML give 7,770).
+    # 7,770 not 7,769: see envs/data/reuters.py (the README's rules applied to the SGML give 7,770).
     "reuters21578": (7770, 3019, 90, 1.24), "bibtex": (4880, 2515, 159, 2.40),
     "corel5k": (4500, 500, 374, 3.52), "delicious": (12920, 3185, 983, 19.02),
 }

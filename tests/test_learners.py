@@ -5,7 +5,7 @@ import torch
 
 from agents.learners import FIXED_ORDERINGS, LEARNERS, LearnerConfig, make_learner
 from agents.policy import ChainPolicy
-from envs.loading import load_dataset
+from envs.data.loading import load_dataset
 from envs.rewards import chain_quality
 
 

@@ -13,10 +13,10 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
 import peers  # noqa: E402
-from envs.dataset import Dataset, Split  # noqa: E402
-from envs.loading import load_dataset  # noqa: E402
+from envs.data.dataset import Dataset, Split  # noqa: E402
+from envs.data.loading import load_dataset  # noqa: E402
 from envs.metrics import evaluate  # noqa: E402
-from envs.textformats import read_xc, write_xc  # noqa: E402
+from envs.data.textformats import read_xc, write_xc  # noqa: E402
 
 
 @pytest.fixture(scope="module")

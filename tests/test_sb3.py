@@ -20,7 +20,7 @@ CHAIN_CONFIG = {"hidden_size": 32, "label_embed_size": 8}
 
 @pytest.fixture(scope="module")
 def emotions():
-    from envs.loading import load_dataset
+    from envs.data.loading import load_dataset
 
     return load_dataset("emotions")
 

@@ -11,7 +11,7 @@ from agents.policy import ChainPolicy
 from agents.rearrangement import ordered_targets, pad_sequences, rearranged_target_matrix, rearranged_targets
 from agents.supervised import carve_validation, teacher_forcing_loss
 from agents.training import TrainConfig, train_epochs
-from envs.dataset import Split
+from envs.data.dataset import Split
 from envs.metrics import evaluate
 from envs.orderings import LabelOrdering
 
@@ -125,7 +125,7 @@ def test_training_rejects_bad_arguments():
 
 @pytest.fixture(scope="module")
 def emotions():
-    from envs.loading import load_dataset
+    from envs.data.loading import load_dataset
 
     return load_dataset("emotions")
 

@@ -6,7 +6,7 @@ The data directory is looked for, in order, in the `data_dir` argument, the LABE
 environment variable and `<repo root>/../shared/data`; the first that holds the dataset wins.
 
 A path may be any folder of one of these kinds (checked in this order):
-  * Reuters-21578: holds `reut2-*.sgm` (ModApte-90, TF-IDF fitted on train; see envs.reuters);
+  * Reuters-21578: holds `reut2-*.sgm` (ModApte-90, TF-IDF fitted on train; see envs.data.reuters);
   * MULAN: one `*.xml` label header plus `*-train.arff` and `*-test.arff` (or `*-train-sparse.arff`
     and `*-test-sparse.arff`); labels are the attributes the XML names, wherever they sit;
   * MEKA: the same ARFF pair without an XML; labels come from `-C n` in the relation name;
@@ -22,10 +22,10 @@ from typing import Any, Callable
 import numpy as np
 import scipy.sparse as sp
 
-from envs import arff, textformats
-from envs.cache import cache_key, default_cache_dir, load_cached, save_dataset
-from envs.dataset import Dataset, Split
-from envs.errors import DataFormatError, DataNotFoundError
+from envs.data import arff, textformats
+from envs.data.cache import cache_key, default_cache_dir, load_cached, save_dataset
+from envs.data.dataset import Dataset, Split
+from envs.data.errors import DataFormatError, DataNotFoundError
 
 # Bump when parsing or featurizing changes, so stale cache entries are never read.
 LOADER_VERSION = "labelchain-datasets-1"
@@ -41,7 +41,7 @@ _SOURCES = (
     "https://mulan.sourceforge.net/datasets-mlc.html; Reuters-21578 Distribution 1.0: "
     "https://archive.ics.uci.edu/dataset/137/reuters+21578+text+categorization+collection"
 )
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def data_dir_candidates(data_dir: str | Path | None = None) -> list[tuple[Path, str]]:
@@ -129,7 +129,7 @@ def _plan(name: str, folder: Path) -> tuple[list[Path], dict[str, Any], Callable
                                 "or a dataset folder")
     sgml = sorted(folder.glob("reut2-*.sgm"))
     if sgml:
-        from envs import reuters
+        from envs.data import reuters
 
         options = dict(reuters.TFIDF_OPTIONS)
         return sgml, {"kind": "reuters", "tfidf": options}, lambda: _named(reuters.load_reuters(folder, options), name)

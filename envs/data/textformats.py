@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from envs.arff import read_text
+from envs.data.arff import read_text
 from envs.atomic import atomic_write_text
-from envs.errors import DataFormatError
+from envs.data.errors import DataFormatError
 
 _XC_HEADER = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s*$")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from envs.errors import DataFormatError
+from envs.data.errors import DataFormatError
 
 _NUMERIC_TYPES = {"numeric", "real", "integer"}
 _UNSUPPORTED_TYPES = {"string", "date", "relational"}

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from envs.atomic import atomic_write
-from envs.dataset import Dataset, Split
+from envs.data.dataset import Dataset, Split
 
 CACHE_FORMAT = 1
 

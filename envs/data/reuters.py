@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from envs.dataset import Dataset, Split
-from envs.errors import DataFormatError
+from envs.data.dataset import Dataset, Split
+from envs.data.errors import DataFormatError
 
 _DOC = re.compile(r"<REUTERS\b([^>]*)>(.*?)</REUTERS>", re.S)
 _ATTR = re.compile(r'(\w+)="([^"]*)"')
