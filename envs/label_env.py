@@ -9,7 +9,7 @@ import numpy as np
 
 from envs.chain_task import ChainTask, make_task
 from envs.data.dataset import Dataset
-from envs.rewards import chain_quality
+from envs.rewards import DEFAULT_REWARD_MODE, chain_quality
 
 DOC_ORDERS = ("random", "sequential")
 
@@ -51,7 +51,7 @@ class LabelChainEnv(gym.Env):
         split: str = "train",
         *,
         reward: str = "f1",
-        reward_mode: str = "terminal",
+        reward_mode: str = DEFAULT_REWARD_MODE,
         max_steps: int | None = None,
         doc_order: str = "random",
         data_dir: str | Path | None = None,

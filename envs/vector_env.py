@@ -11,7 +11,7 @@ from gymnasium.vector.utils import batch_space
 from envs.chain_task import ChainTask, make_task
 from envs.data.dataset import Dataset
 from envs.label_env import DOC_ORDERS
-from envs.rewards import chain_quality
+from envs.rewards import DEFAULT_REWARD_MODE, chain_quality
 
 
 class LabelChainVectorEnv(VectorEnv):
@@ -43,7 +43,7 @@ class LabelChainVectorEnv(VectorEnv):
         split: str = "train",
         *,
         reward: str = "f1",
-        reward_mode: str = "terminal",
+        reward_mode: str = DEFAULT_REWARD_MODE,
         max_steps: int | None = None,
         doc_order: str = "random",
         data_dir: str | Path | None = None,

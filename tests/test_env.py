@@ -39,7 +39,7 @@ def test_chain_quality_hand_computed():
 )
 def test_terminal_reward_exact(tiny_dataset, reward, expected):
     # Doc 0 has gold {0, 2}; emit 0, 1, 2 then STOP: tp=2, |P|=3 -> F1 = 4/5, Jaccard = 2/3.
-    env = LabelChainEnv(tiny_dataset, reward=reward)
+    env = LabelChainEnv(tiny_dataset, reward=reward, reward_mode="terminal")
     rewards, flags = run_episode(env, 0, [0, 1, 2, STOP])
     assert rewards == pytest.approx([0, 0, 0, expected])
     assert flags == [(False, False)] * 3 + [(True, False)]
@@ -66,7 +66,7 @@ def test_masked_action_is_a_wasted_step(tiny_dataset):
 
 
 def test_truncation_at_step_cap(tiny_dataset):
-    env = LabelChainEnv(tiny_dataset, max_steps=2)
+    env = LabelChainEnv(tiny_dataset, max_steps=2, reward_mode="terminal")
     rewards, flags = run_episode(env, 1, [0, 1])  # gold {1}; P = {0, 1}: F1 = 2/3
     assert flags == [(False, False), (False, True)]
     assert rewards == pytest.approx([0.0, 2 / 3])
@@ -139,7 +139,7 @@ def test_vector_env_matches_single_env(tiny_dataset, reward, reward_mode):
 
 
 def test_vector_env_next_step_autoreset(tiny_dataset):
-    vec = LabelChainVectorEnv(2, tiny_dataset, doc_order="sequential")
+    vec = LabelChainVectorEnv(2, tiny_dataset, doc_order="sequential", reward_mode="terminal")
     obs, info = vec.reset(seed=1)
     assert info["doc_index"].tolist() == [0, 1]
     _, rewards, terminated, _, _ = vec.step(np.array([0, STOP]))
