@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from envs.data.arff import read_arff, read_mulan_xml
+from envs.data.arff import read_arff
+from envs.data.multilabel import read_mulan_xml
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import dataset_folder, load_dataset
 from envs.data.textformats import read_libsvm_pair, read_xc
@@ -55,9 +56,9 @@ def test_unknown_attribute_type(tmp_path: Path) -> None:
     assert info.value.line == 3 and "'b'" in str(info.value)
 
 
-def test_string_attribute_is_rejected_clearly(tmp_path: Path) -> None:
-    path = write(tmp_path / "str.arff", "@relation r\n@attribute a string\n@data\nx\n")
-    with pytest.raises(DataFormatError, match="type 'string'"):
+def test_date_attribute_is_rejected_clearly(tmp_path: Path) -> None:
+    path = write(tmp_path / "date.arff", "@relation r\n@attribute a date\n@data\nx\n")
+    with pytest.raises(DataFormatError, match="type 'date'"):
         read_arff(path)
 
 
@@ -137,7 +138,9 @@ def test_malformed_xml(tmp_path: Path) -> None:
 
 def test_missing_dataset_lists_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LABELCHAIN_DATA", str(tmp_path / "env"))
-    import envs.data.loading as loading
+    (tmp_path / "env").mkdir()
+    (tmp_path / "arg").mkdir()
+    import envs.data.locate as loading
 
     monkeypatch.setattr(loading, "REPO_ROOT", tmp_path / "repo")
     with pytest.raises(DataNotFoundError) as info:
@@ -150,7 +153,7 @@ def test_missing_dataset_lists_places(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_unknown_name_and_empty_folder(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown dataset 'nope'"):
+    with pytest.raises(DataNotFoundError, match="dataset 'nope' .* not found"):
         dataset_folder("nope")
     with pytest.raises(DataNotFoundError, match="no dataset files found"):
         load_dataset(tmp_path, cache=False)
