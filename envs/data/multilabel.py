@@ -7,8 +7,8 @@ Feature rules (each dropped or expanded attribute is named in `Dataset.metadata[
     (`BOOLEAN_PAIRS`, case-insensitive, in either declaration order) the "no" value is 0 and the "yes"
     value 1; otherwise the first declared value is 0 and the second 1 (Weka's order);
   * a nominal with more than two values is one-hot encoded (`name=value` columns), unless every
-    row of train+test takes a different value: then it identifies rows (an ID, e.g. a protein
-    name), carries nothing a model can generalise from, and is dropped;
+    row of train+test (at least `ID_MIN_ROWS` rows) takes a different value: then it identifies
+    rows (an ID, e.g. a protein name), carries nothing a model can generalise from, and is dropped;
   * string attributes (free text or IDs) are dropped.
 Labels must read as 0 or 1 (numeric 0/1, or a two-valued nominal under the rule above); anything
 else (-1, 2, 0.4, a third nominal value) is a DataFormatError naming line and attribute.
@@ -28,6 +28,7 @@ from envs.data.errors import DataFormatError
 # (value read as 0, value read as 1), compared lower-cased and stripped.
 BOOLEAN_PAIRS = (("0", "1"), ("no", "yes"), ("n", "y"), ("false", "true"), ("f", "t"), ("-1", "1"),
                  ("negative", "positive"), ("absent", "present"), ("off", "on"))
+ID_MIN_ROWS = 20  # fewer rows with distinct values may just be a small categorical sample
 
 
 def read_mulan_xml(path: str | Path) -> list[str]:
@@ -148,7 +149,7 @@ def plan_columns(tables: list[ArffTable], label_columns: list[int]) -> ColumnPla
             continue
         if values is not None and len(values) > 2:
             used = np.concatenate([_column(t.matrix, j) for t in tables])
-            if len(used) >= 3 and len(np.unique(used)) == len(used):
+            if len(used) >= ID_MIN_ROWS and len(np.unique(used)) == len(used):
                 plan.notes.append(f"dropped nominal attribute {name!r}: every row has its own value (an ID)")
                 continue
             plan.one_hot[j] = values

@@ -108,7 +108,8 @@ def _to_numbers(
     if not tokens:
         return np.zeros(0, dtype=dtype)
     try:
-        return np.asarray(tokens).astype(dtype)
+        with np.errstate(over="ignore"):  # a float32 overflow becomes inf, rejected by the caller
+            return np.asarray(tokens).astype(dtype)
     except (ValueError, OverflowError):
         kind = int if dtype is np.int64 else float
         for token, line in zip(tokens, token_lines):
