@@ -56,6 +56,9 @@ class ArffTable:
 def read_text(path: Path) -> str:
     """File text as UTF-8, falling back to latin-1 (some distributions are not valid UTF-8)."""
     raw = path.read_bytes()
+    if b"\x00" in raw:  # numpy drops trailing NULs when it parses "1\x00" as 1: refuse them all
+        line = raw.count(b"\n", 0, raw.index(b"\x00")) + 1
+        raise DataFormatError(path, "NUL byte in the file (binary or corrupted data); expected text", line=line)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
