@@ -244,3 +244,17 @@ def test_empty_split_names_the_file(tmp_path: Path, empty: str) -> None:
     with pytest.raises(DataFormatError, match="no data rows") as info:
         load_dataset(xc, cache=False)
     assert "test.txt" in str(info.value)
+
+
+def test_nul_byte_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "nul.arff"
+    path.write_bytes((HEADER + "@data\n1,2,0\n").encode() + b"10\x00,2,1\n")  # numpy would read 10\x00 as 10
+    with pytest.raises(DataFormatError, match="NUL byte") as info:
+        read_arff(path)
+    assert info.value.line == 7
+
+
+def test_xml_with_unknown_encoding(tmp_path: Path) -> None:
+    path = write(tmp_path / "enc.xml", '<?xml version="1.0" encoding="u0f-8"?>\n<labels><label name="a"/></labels>')
+    with pytest.raises(DataFormatError, match="unreadable XML.*u0f-8"):
+        read_mulan_xml(path)

@@ -79,7 +79,8 @@ def _build_arff(name: str, folder: Path, paths: list[Path], xml: Path | None, sp
     for table in tables:
         _check_rows(table.path, table.n_rows)
     for table in tables[1:]:
-        if table.attribute_names != tables[0].attribute_names or table.kinds != tables[0].kinds:
+        if (table.attribute_names, table.kinds, table.nominal_values) != \
+                (tables[0].attribute_names, tables[0].kinds, tables[0].nominal_values):
             raise DataFormatError(table.path, f"@attribute declarations differ from those of {paths[0]}",
                                   field="@attribute declarations")
     if xml is not None:

@@ -45,6 +45,8 @@ def read_mulan_xml(path: str | Path) -> list[str]:
             path, f"not well-formed XML ({err.msg if hasattr(err, 'msg') else err})",
             line=err.position[0],
         ) from None
+    except (LookupError, ValueError) as err:  # e.g. a damaged encoding="..." declaration
+        raise DataFormatError(path, f"unreadable XML ({err})", line=1) from None
     names = []
     for element in root.iter():
         if element.tag.rsplit("}", 1)[-1] == "label":
