@@ -25,10 +25,10 @@ def parse_args(args_class: type[T], argv: list[str] | None = None) -> T:
     """
     hints = typing.get_type_hints(args_class)
     parser = argparse.ArgumentParser(description=(args_class.__doc__ or "").strip())
-    for field in dataclasses.fields(args_class):
+    for field in dataclasses.fields(args_class):  # type: ignore[arg-type]
         flag = "--" + field.name.replace("_", "-")
         default = (
-            field.default_factory()  # type: ignore[misc]
+            field.default_factory()  # type: ignore[misc,operator]
             if field.default is dataclasses.MISSING
             else field.default
         )
