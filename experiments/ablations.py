@@ -37,7 +37,7 @@ from experiments.common import (
 )
 from experiments.config import ArgsError, TrainKnobs, check_args, knobs_of, override
 from experiments.run_lookup import find_run, run_config, train_or_resume
-from experiments.runs import METRICS_FILE, POLICY_DIR, GracefulInterrupt
+from experiments.runs import METRICS_FILE, POLICY_DIR, DiskFullError, GracefulInterrupt
 
 SCRIPT = "experiments/ablations.py"
 WARM_START = "warm_start"  # the reference row: the rearrangement policy every warm variant starts from
@@ -267,6 +267,6 @@ if __name__ == "__main__":
     try:
         cli_args = parse_args(Args)
         main(cli_args)
-    except (ArgsError, DataNotFoundError, DataFormatError) as error:
+    except (ArgsError, DiskFullError, DataNotFoundError, DataFormatError) as error:
         sys.exit(f"error: {error}")
     sys.exit(0 if finished(cli_args) else 130)  # 130: stopped early, rerun to resume

@@ -50,7 +50,7 @@ from experiments.config import ArgsError, TrainKnobs, check_args, knobs_of, over
 from experiments.orderings_report import TABLE_METRICS, render_markdown
 from experiments.peers import PEERS, PeerUnavailable, run_peer
 from experiments.run_lookup import run_config, train_or_resume
-from experiments.runs import CONFIG_FILE, METRICS_FILE, GracefulInterrupt
+from experiments.runs import CONFIG_FILE, METRICS_FILE, DiskFullError, GracefulInterrupt
 
 GROUP_NAME = "compare"  # run folders: {runs_dir}/{dataset}__compare__{seed}__{time}
 ENSEMBLE = ["rearrange", "combined"]
@@ -313,6 +313,6 @@ if __name__ == "__main__":
     try:
         cli_args = parse_args(Args)
         path = main(cli_args)
-    except (ArgsError, DataNotFoundError, DataFormatError) as error:
+    except (ArgsError, DiskFullError, DataNotFoundError, DataFormatError) as error:
         sys.exit(f"error: {error}")
     sys.exit(0 if grid_finished(cli_args) else 130)  # 130: stopped early, rerun to resume
