@@ -17,6 +17,7 @@ from typing import Any
 
 from envs.metrics import RANKING_NAMES, SET_NAMES
 from envs.rewards import DEFAULT_REWARD_MODE, REWARD_MODES, REWARDS
+from experiments.common import flag_name
 
 
 class ArgsError(ValueError):
@@ -99,13 +100,13 @@ def check_args(args: Any) -> list[str]:
             problem = _range_problem(item, spec.metadata)
             if problem:
                 shown = value if isinstance(value, list) else item
-                problems.append(f"{_flag(spec.name)} must be {problem}, got {shown}")
+                problems.append(f"{flag_name(spec.name)} must be {problem}, got {shown}")
                 break
     if isinstance(args, TrainKnobs):
         choices = (("reward", REWARDS), ("reward_mode", REWARD_MODES), ("select_metric", RANKING_NAMES + SET_NAMES))
         for name, allowed in choices:
             if getattr(args, name) not in allowed:
-                problems.append(f"{_flag(name)} must be one of {allowed}, got {getattr(args, name)!r}")
+                problems.append(f"{flag_name(name)} must be one of {allowed}, got {getattr(args, name)!r}")
     return problems
 
 
@@ -118,7 +119,3 @@ def _range_problem(value: float, limits: Any) -> str | None:
     if all(holds(value, limits[key]) for key, _, holds in bounds if key in limits):
         return None
     return wanted
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")

@@ -43,7 +43,7 @@ from envs.chain_task import default_max_steps
 from envs.data.dataset import Split
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import load_dataset
-from experiments.common import atomic_write_json, parse_args, single_thread
+from experiments.common import atomic_write_json, flag_name, parse_args, single_thread
 from experiments.config import ArgsError, TrainKnobs, check_args
 from experiments.learner_run import (
     LearnerRun,
@@ -136,7 +136,7 @@ def resolve_args(args: Args) -> Args:
         if conflicts:
             raise ArgsError(f"--resume {args.resume}: the run was made with other values of {', '.join(conflicts)}; "
                             f"a resumed run keeps its saved configuration ({config_path}). Only "
-                            f"{', '.join(_flag(n) for n in SAFE_ON_RESUME if n != 'resume')} may change; "
+                            f"{', '.join(flag_name(n) for n in SAFE_ON_RESUME if n != 'resume')} may change; "
                             "start a new run for other settings")
         args = resumed
     if args.quick:
@@ -158,12 +158,8 @@ def resume_conflicts(given: Args, saved: Args) -> list[str]:
             continue
         value = getattr(given, name)
         if value != getattr(defaults, name) and value != getattr(saved, name):
-            conflicts.append(f"{_flag(name)} (run: {getattr(saved, name)!r}, given: {value!r})")
+            conflicts.append(f"{flag_name(name)} (run: {getattr(saved, name)!r}, given: {value!r})")
     return conflicts
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def _check(args: Args) -> None:
