@@ -79,6 +79,7 @@ def test_write_xc_round_trips_with_label_less_and_empty_docs(tmp_path: Path) -> 
 
 
 # ----------------------------------------------------------------------------- OvR logistic regression
+@pytest.mark.needs_data
 def test_ovr_logistic_handles_constant_labels_and_is_reproducible(emotions: Dataset) -> None:
     def widen(split: Split) -> Split:
         n = len(split)
@@ -96,6 +97,7 @@ def test_ovr_logistic_handles_constant_labels_and_is_reproducible(emotions: Data
     assert (again_pred != Y_pred).nnz == 0
 
 
+@pytest.mark.needs_data
 @pytest.mark.parametrize("name, margin", [("medical", 0.3), ("emotions", 0.15)])
 def test_ovr_logistic_beats_most_frequent_labels(name: str, margin: float) -> None:
     ds = load_dataset(name)
@@ -109,6 +111,7 @@ def test_ovr_logistic_beats_most_frequent_labels(name: str, margin: float) -> No
     assert got["example_f1"] >= floor["example_f1"] + margin
 
 
+@pytest.mark.needs_data
 def test_medical_has_labels_without_training_positives(medical: Dataset) -> None:
     """The degenerate case is real: medical has 7 labels never seen in training."""
     unseen = np.flatnonzero(medical.label_freq == 0)
@@ -117,6 +120,7 @@ def test_medical_has_labels_without_training_positives(medical: Dataset) -> None
     assert (scores[:, unseen] == 0).all()
 
 
+@pytest.mark.needs_data
 def test_run_peer_reports_metrics_and_times(emotions: Dataset) -> None:
     result = peers.run_peer("ovr_logistic", emotions, seed=0)
     for key in ("P@1", "nDCG@5", "example_f1", "micro_f1", "rare_f1", "wall_time_s", "fit_time_s"):
@@ -126,6 +130,7 @@ def test_run_peer_reports_metrics_and_times(emotions: Dataset) -> None:
         peers.run_peer("nope", emotions)
 
 
+@pytest.mark.needs_data
 def test_main_writes_table_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "peers.json"
     args = peers.parse_args(
@@ -138,6 +143,7 @@ def test_main_writes_table_json(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 # ----------------------------------------------------------------------------- Omikuji
+@pytest.mark.needs_data
 def test_missing_omikuji_raises_peer_unavailable(
     emotions: Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -146,6 +152,7 @@ def test_missing_omikuji_raises_peer_unavailable(
         peers.omikuji_tree(emotions)
 
 
+@pytest.mark.needs_data
 def test_omikuji_valid_outputs_and_beats_most_frequent(medical: Dataset) -> None:
     pytest.importorskip("omikuji")
     Y_pred, scores = peers.omikuji_tree(medical, top_k=7)
