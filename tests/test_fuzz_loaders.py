@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import Counter
 import tempfile
+from collections import Counter
 from pathlib import Path
 
+import fuzz_reference as ref
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import fuzz_reference as ref
 from envs.data.errors import DataFormatError
 from envs.data.loading import REPO_ROOT, load_dataset
 from envs.data.multilabel import read_mulan_xml
@@ -212,7 +212,7 @@ def test_fuzz_arff(sources: dict[str, str], kind: str, max_examples: int) -> Non
             files = {names["train"]: train, names["test"]: test, **({"x.xml": xml} if xml else {})}
             files[names[target] if target != "xml" else "x.xml"] = raw
             folder = _write(Path(tmp), files)
-            load = lambda: load_dataset(folder, cache=False)  # noqa: E731
+            load = lambda: load_dataset(folder, cache=False)
             if target == "xml":
                 return check_weak(load, clean)
             decoded = {t: texts[t] for t in ("train", "test")}
