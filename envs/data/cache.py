@@ -101,11 +101,11 @@ def save_dataset(dataset: Dataset, folder: Path) -> None:
 def load_cached(folder: Path) -> tuple[Dataset | None, str | None]:
     """(dataset, None) for a sound entry; (None, None) when there is none; (None, why) when damaged."""
     meta_path = folder / "meta.json"
-    if not folder.exists():
-        return None, None
-    if not meta_path.is_file():
-        return None, "meta.json is missing (an interrupted write?)"
     try:
+        if not folder.exists():
+            return None, None
+        if not meta_path.is_file():
+            return None, "meta.json is missing (an interrupted write?)"
         meta = json.loads(meta_path.read_bytes())
         body = meta["body"]
         if meta["body_sha256"] != _body_digest(body):

@@ -49,11 +49,11 @@ def _arff_files(folder: Path) -> list[Path]:
             if found:
                 found_pair.append(found[0])
                 break
-    if len(found_pair) == 2:
-        return found_pair
-    if found_pair:
-        raise DataNotFoundError(f"{folder}: {found_pair[0].name} has no matching train/test partner ARFF")
     whole = sorted(folder.glob("*.arff"))
+    if len(found_pair) == 2 and found_pair[0] != found_pair[1]:
+        return found_pair
+    if found_pair and len(whole) > 1:
+        raise DataNotFoundError(f"{folder}: {found_pair[0].name} has no matching train/test partner ARFF")
     if len(whole) != 1:
         raise DataFormatError(folder, f"several ARFF files {[p.name for p in whole]} and none named *-train/*-test; "
                               "expected a *-train.arff + *-test.arff pair or one ARFF to split")
