@@ -196,7 +196,8 @@ def test_fuzz_arff(sources: dict[str, str], kind: str, max_examples: int) -> Non
     names = {"train": f"x-train{'-sparse' if kind == 'sparse' else ''}.arff",
              "test": f"x-test{'-sparse' if kind == 'sparse' else ''}.arff"}
     xml = sources.get(f"{kind}_xml")
-    labels = None if xml is None else read_mulan_xml(_write(Path(tempfile.mkdtemp()), {"x.xml": xml}) / "x.xml")
+    with tempfile.TemporaryDirectory() as tmp:
+        labels = None if xml is None else read_mulan_xml(_write(Path(tmp), {"x.xml": xml}) / "x.xml")
     train, test = sources[f"{kind}_train"], sources[f"{kind}_test"]
     with tempfile.TemporaryDirectory() as tmp:
         clean = load_dataset(_write(Path(tmp), {names["train"]: train, names["test"]: test, **({"x.xml": xml} if xml else {})}), cache=False)
@@ -212,7 +213,10 @@ def test_fuzz_arff(sources: dict[str, str], kind: str, max_examples: int) -> Non
             files = {names["train"]: train, names["test"]: test, **({"x.xml": xml} if xml else {})}
             files[names[target] if target != "xml" else "x.xml"] = raw
             folder = _write(Path(tmp), files)
-            load = lambda: load_dataset(folder, cache=False)
+
+            def load():
+                return load_dataset(folder, cache=False)
+
             if target == "xml":
                 return check_weak(load, clean)
             decoded = {t: texts[t] for t in ("train", "test")}
