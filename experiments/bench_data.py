@@ -19,10 +19,10 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from common import REPO_ROOT, parse_args, single_thread
 
+DATA_DIR = REPO_ROOT.parent / "shared" / "data"  # passed explicitly: the baseline lives in a temporary folder
 SOURCES = {"delicious": ("mulan/delicious", ("*.arff", "*.xml")), "reuters21578": ("reuters21578", ("reut2-*.sgm",))}
 
 
@@ -44,10 +44,8 @@ def _use_code_root(root: str) -> None:
 
 
 def _hash_seconds(name: str) -> float:
-    from envs.data.loading import REPO_ROOT as code_repo  # noqa: F401  (same data folder either way)
-
     folder, patterns = SOURCES[name]
-    root = REPO_ROOT.parent / "shared" / "data" / folder
+    root = DATA_DIR / folder
     files = sorted(p for pattern in patterns for p in root.glob(pattern))
     start = time.perf_counter()
     for path in files:
@@ -63,12 +61,12 @@ def measure(args: Args) -> list[dict]:
     for name in args.datasets:
         with tempfile.TemporaryDirectory() as cache_dir:
             start = time.perf_counter()
-            load_dataset(name, cache_dir=cache_dir)
+            load_dataset(name, data_dir=DATA_DIR, cache_dir=cache_dir)
             first = time.perf_counter() - start
             cached = []
             for _ in range(args.repeats):
                 start = time.perf_counter()
-                load_dataset(name, cache_dir=cache_dir)
+                load_dataset(name, data_dir=DATA_DIR, cache_dir=cache_dir)
                 cached.append(time.perf_counter() - start)
         rows.append({"dataset": name, "first_s": first, "cached_s": statistics.median(cached),
                      "hash_s": _hash_seconds(name) if name in SOURCES else float("nan")})
@@ -82,8 +80,10 @@ def _baseline(args: Args) -> list[dict]:
         subprocess.run(["tar", "-x", "-C", root], input=archive, check=True)
         command = [sys.executable, __file__, "--code-root", root, "--repeats", str(args.repeats),
                    "--datasets", *args.datasets]
-        out = subprocess.run(command, check=True, capture_output=True, text=True,
-                             env=dict(os.environ, LABELCHAIN_CACHE=root)).stdout
+        done = subprocess.run(command, check=False, capture_output=True, text=True, env=dict(os.environ, LABELCHAIN_CACHE=root))
+        if done.returncode:
+            raise SystemExit(f"baseline run failed:\n{done.stderr}")
+        out = done.stdout
     return json.loads(out.strip().splitlines()[-1])["rows"]
 
 

@@ -20,7 +20,7 @@ class Unknown(Exception):
     """Outside what the reference reads; the test falls back to 'error or unchanged'."""
 
 
-_ATTRIBUTE = re.compile(r"@attribute[ \t]+([A-Za-z0-9_.\-]+)[ \t]+(\S+)[ \t]*$", re.I)
+_ATTRIBUTE = re.compile(r"@attribute[ \t]+([A-Za-z0-9_.\-]+)[ \t]+(\S+)[ \t]*$", re.IGNORECASE)
 _XC_HEADER = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s*$")
 
 

@@ -258,3 +258,31 @@ def test_xml_with_unknown_encoding(tmp_path: Path) -> None:
     path = write(tmp_path / "enc.xml", '<?xml version="1.0" encoding="u0f-8"?>\n<labels><label name="a"/></labels>')
     with pytest.raises(DataFormatError, match="unreadable XML.*u0f-8"):
         read_mulan_xml(path)
+
+
+def test_reuters_without_test_documents(tmp_path: Path) -> None:
+    doc = ('<REUTERS TOPICS="YES" LEWISSPLIT="TRAIN" CGISPLIT="TRAINING-SET" OLDID="1" NEWID="1">\n'
+           "<TOPICS><D>grain</D></TOPICS><TEXT><TITLE>WHEAT</TITLE></TEXT>\n</REUTERS>\n")
+    write(tmp_path / "reut2-000.sgm", doc)
+    with pytest.raises(DataFormatError, match="0 test documents") as info:
+        load_dataset(tmp_path, cache=False)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_reuters_damaged_markup(tmp_path: Path) -> None:
+    doc = ('<REUTERS TOPICS="YES" LEWISSPLIT="TRAIN" CGISPLIT="TRAINING-SET" OLDID="1" NEWID="{n}">\n'
+           "<TOPICS><D>grain</D></TOPICS><TEXT><TITLE>WHEAT</TITLE></TEXT>\n</REUTERS>\n")
+    from envs.data.reuters import parse_sgml
+
+    merged = write(tmp_path / "merged.sgm", doc.format(n=1).replace("</REUTERS>", "</REUTERX>") + doc.format(n=2))
+    with pytest.raises(DataFormatError, match="opened before the previous one was closed") as info:
+        parse_sgml(merged)
+    assert info.value.line == 4
+    cut = write(tmp_path / "cut.sgm", doc.format(n=1) + doc.format(n=2)[:60])
+    with pytest.raises(DataFormatError, match="outside a <REUTERS>") as info:
+        parse_sgml(cut)
+    assert info.value.line == 4
+    moved = write(tmp_path / "moved.sgm", doc.format(n=1).replace('"TRAIN"', '"TRAIX"'))
+    with pytest.raises(DataFormatError, match="LEWISSPLIT='TRAIX'") as info:
+        parse_sgml(moved)
+    assert info.value.line == 1

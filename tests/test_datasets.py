@@ -1,7 +1,6 @@
 """Loaders: exact values on tiny hand-made files, README statistics on the real data, the cache."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -211,23 +210,19 @@ def test_named_dataset_matches_readme(name: str) -> None:
 
 
 @needs_data
-def test_delicious_cache_is_fast_and_identical(tmp_path: Path) -> None:
+def test_delicious_cache_is_identical(tmp_path: Path) -> None:
     fresh = load_dataset("delicious", cache=False)
     load_dataset("delicious", cache_dir=tmp_path)
-    start = time.perf_counter()
-    cached = load_dataset("delicious", cache_dir=tmp_path)
-    assert time.perf_counter() - start < 1.0
+    cached = load_dataset("delicious", cache_dir=tmp_path)  # timings: experiments/bench_data.py
     for a, b in ((fresh.train, cached.train), (fresh.test, cached.test)):
         assert (a.X != b.X).nnz == 0 and (a.Y != b.Y).nnz == 0 and a.X.dtype == b.X.dtype
     assert cached.label_names == fresh.label_names and "TAG_m'usica" in cached.label_names
 
 
 @needs_data
-def test_reuters_cached_load_is_fast() -> None:
+def test_reuters_cached_load_is_identical() -> None:
     first = load_dataset("reuters21578")  # default cache; built once by the statistics test
-    start = time.perf_counter()
     again = load_dataset("reuters21578")
-    assert time.perf_counter() - start < 1.0
     assert (first.train.X != again.train.X).nnz == 0 and first.feature_names == again.feature_names
 
 

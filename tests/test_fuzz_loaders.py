@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import Counter
 import tempfile
+from collections import Counter
 from pathlib import Path
 
+import fuzz_reference as ref
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import fuzz_reference as ref
 from envs.data.errors import DataFormatError
 from envs.data.loading import REPO_ROOT, load_dataset
 from envs.data.multilabel import read_mulan_xml
@@ -196,7 +196,8 @@ def test_fuzz_arff(sources: dict[str, str], kind: str, max_examples: int) -> Non
     names = {"train": f"x-train{'-sparse' if kind == 'sparse' else ''}.arff",
              "test": f"x-test{'-sparse' if kind == 'sparse' else ''}.arff"}
     xml = sources.get(f"{kind}_xml")
-    labels = None if xml is None else read_mulan_xml(_write(Path(tempfile.mkdtemp()), {"x.xml": xml}) / "x.xml")
+    with tempfile.TemporaryDirectory() as tmp:
+        labels = None if xml is None else read_mulan_xml(_write(Path(tmp), {"x.xml": xml}) / "x.xml")
     train, test = sources[f"{kind}_train"], sources[f"{kind}_test"]
     with tempfile.TemporaryDirectory() as tmp:
         clean = load_dataset(_write(Path(tmp), {names["train"]: train, names["test"]: test, **({"x.xml": xml} if xml else {})}), cache=False)
@@ -212,7 +213,10 @@ def test_fuzz_arff(sources: dict[str, str], kind: str, max_examples: int) -> Non
             files = {names["train"]: train, names["test"]: test, **({"x.xml": xml} if xml else {})}
             files[names[target] if target != "xml" else "x.xml"] = raw
             folder = _write(Path(tmp), files)
-            load = lambda: load_dataset(folder, cache=False)  # noqa: E731
+
+            def load():
+                return load_dataset(folder, cache=False)
+
             if target == "xml":
                 return check_weak(load, clean)
             decoded = {t: texts[t] for t in ("train", "test")}

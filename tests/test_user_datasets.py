@@ -119,3 +119,10 @@ def test_two_valued_nominals_and_sparse_defaults(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ds.train.X.toarray(), [[0, 1, 0, 0, 1], [1, 0, 1, 0, 0]])
     np.testing.assert_array_equal(ds.test.X.toarray(), [[1, 0, 0, 1, 0]])
     assert ds.train.Y.toarray().ravel().tolist() == [True, True] and ds.test.Y.toarray().ravel().tolist() == [False]
+
+
+def test_single_arff_whose_name_says_test(tmp_path: Path) -> None:
+    write(tmp_path / "contest.arff", HEADER + "\n".join(ROWS) + "\n")
+    write(tmp_path / "contest.xml", XML)
+    ds = load_dataset(tmp_path)
+    assert (len(ds.train), len(ds.test)) == (18, 6) and ds.metadata["split"]["source"] == "contest.arff"

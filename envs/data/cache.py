@@ -15,8 +15,9 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -68,6 +69,10 @@ def _load_matrix(suffix: str, payload: bytes) -> np.ndarray | sp.csr_matrix:
     return np.load(io.BytesIO(payload), allow_pickle=False)
 
 
+def _writer(payload: bytes) -> Callable[[IO[bytes]], int]:
+    return lambda handle: handle.write(payload)
+
+
 def _body_digest(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -81,7 +86,7 @@ def save_dataset(dataset: Dataset, folder: Path) -> None:
         for part in ("X", "Y"):
             suffix, payload = _matrix_bytes(getattr(split, part))
             name = f"{split_name}_{part}{suffix}"
-            atomic_write(folder / name, lambda h, p=payload: h.write(p))
+            atomic_write(folder / name, _writer(payload))
             files[f"{split_name}_{part}"] = name
             checksums[name] = hashlib.sha256(payload).hexdigest()
     body = {
@@ -96,11 +101,11 @@ def save_dataset(dataset: Dataset, folder: Path) -> None:
 def load_cached(folder: Path) -> tuple[Dataset | None, str | None]:
     """(dataset, None) for a sound entry; (None, None) when there is none; (None, why) when damaged."""
     meta_path = folder / "meta.json"
-    if not folder.exists():
-        return None, None
-    if not meta_path.is_file():
-        return None, "meta.json is missing (an interrupted write?)"
     try:
+        if not folder.exists():
+            return None, None
+        if not meta_path.is_file():
+            return None, "meta.json is missing (an interrupted write?)"
         meta = json.loads(meta_path.read_bytes())
         body = meta["body"]
         if meta["body_sha256"] != _body_digest(body):

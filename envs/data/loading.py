@@ -15,8 +15,9 @@ Feature rules for ARFF attributes (nominal, string, ID): see `envs.data.multilab
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -48,11 +49,11 @@ def _arff_files(folder: Path) -> list[Path]:
             if found:
                 found_pair.append(found[0])
                 break
-    if len(found_pair) == 2:
-        return found_pair
-    if found_pair:
-        raise DataNotFoundError(f"{folder}: {found_pair[0].name} has no matching train/test partner ARFF")
     whole = sorted(folder.glob("*.arff"))
+    if len(found_pair) == 2 and found_pair[0] != found_pair[1]:
+        return found_pair
+    if found_pair and len(whole) > 1:
+        raise DataNotFoundError(f"{folder}: {found_pair[0].name} has no matching train/test partner ARFF")
     if len(whole) != 1:
         raise DataFormatError(folder, f"several ARFF files {[p.name for p in whole]} and none named *-train/*-test; "
                               "expected a *-train.arff + *-test.arff pair or one ARFF to split")
@@ -110,8 +111,8 @@ def _build_text(name: str, folder: Path, paths: list[Path], split: dict | None) 
                                           f"{paths[0].name} declares {a.shape[1]}", line=1)
         label_names = [str(j) for j in range(parts[0][1].shape[1])]
     else:
-        pair = textformats.read_libsvm_pair(paths[0], paths[-1])
-        parts, label_names = list(pair[: len(paths)]), pair[2]
+        train, test, label_names = textformats.read_libsvm_pair(paths[0], paths[-1])
+        parts = [train, test][: len(paths)]
     for path, (X, _) in zip(paths, parts):
         _check_rows(path, X.shape[0])
     metadata: dict[str, Any] = {"notes": []}
@@ -130,7 +131,7 @@ def seeded_split(
     n = X.shape[0]
     if n < 2:
         raise DataFormatError(path, f"{n} data row(s); a train/test split needs at least 2")
-    n_test = min(n - 1, max(1, int(round(test_fraction * n))))
+    n_test = min(n - 1, max(1, round(test_fraction * n)))
     order = np.random.default_rng(split_seed).permutation(n)
     test_rows, train_rows = np.sort(order[:n_test]), np.sort(order[n_test:])
     note = (f"{path.name} ships no train/test split: made a seeded one (test_fraction={test_fraction}, "
@@ -235,9 +236,8 @@ def resplit(dataset: Dataset, folder: Path, split_index: int) -> Dataset:
     if len(np.intersect1d(rows[0], rows[1])) or len(rows[0]) + len(rows[1]) != n_total:
         raise DataFormatError(ts[0], f"split {split_index} is not a partition of the {n_total} rows of "
                               f"train+test together with {tr[0].name}")
-    stack = sp.vstack if sp.issparse(dataset.train.X) else np.vstack
-    X = stack([dataset.train.X, dataset.test.X])
-    X = X.tocsr() if sp.issparse(X) else X
+    parts = [dataset.train.X, dataset.test.X]
+    X: np.ndarray | sp.csr_matrix = np.vstack(parts) if isinstance(parts[0], np.ndarray) else sp.vstack(parts, format="csr")
     Y = sp.vstack([dataset.train.Y, dataset.test.Y], format="csr")
     both = Split(X, Y)
     return Dataset(f"{dataset.name}-split{split_index}", both.subset(rows[0]), both.subset(rows[1]),

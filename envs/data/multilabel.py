@@ -130,7 +130,9 @@ class ColumnPlan:
 
 
 def _column(matrix: np.ndarray | sp.csr_matrix, j: int) -> np.ndarray:
-    return matrix[:, j].toarray().ravel() if sp.issparse(matrix) else np.asarray(matrix[:, j])
+    if isinstance(matrix, np.ndarray):
+        return np.asarray(matrix[:, j])
+    return matrix[:, j].toarray().ravel()
 
 
 def plan_columns(tables: list[ArffTable], label_columns: list[int]) -> ColumnPlan:
@@ -168,8 +170,9 @@ def _blocks(table: ArffTable, columns: list[int], one_hot: dict[int, list[str]])
     matrix = table.matrix
     special = [j for j in columns if j in one_hot or _recode(table.nominal_values[j]) is not None]
     if not special:
-        block = matrix[:, columns]
-        return block.tocsr() if sp.issparse(block) else np.ascontiguousarray(block)
+        if isinstance(matrix, np.ndarray):
+            return np.ascontiguousarray(matrix[:, columns])
+        return matrix[:, columns].tocsr()
     pieces: list[np.ndarray | sp.csr_matrix] = []
     run: list[int] = []
     for j in columns + [-1]:
@@ -197,12 +200,12 @@ def _blocks(table: ArffTable, columns: list[int], one_hot: dict[int, list[str]])
 
 def _check_binary(table: ArffTable, raw: np.ndarray | sp.csr_matrix, columns: list[int]) -> None:
     """Labels must be 0 or 1; name the first row and label attribute that is not."""
-    if sp.issparse(raw):
-        coo = raw.tocoo()
-        rows, cols, values = coo.row, coo.col, coo.data
-    else:
+    if isinstance(raw, np.ndarray):
         rows, cols = np.nonzero(raw != 0)
         values = raw[rows, cols]
+    else:
+        coo = raw.tocoo()
+        rows, cols, values = coo.row, coo.col, coo.data
     bad = np.flatnonzero(values != 1)
     if not bad.size:
         return
@@ -223,6 +226,6 @@ def features_labels(table: ArffTable, plan: ColumnPlan) -> tuple[np.ndarray | sp
     raw_Y = _blocks(table, plan.label_columns, {})
     _check_binary(table, raw_Y, plan.label_columns)
     Y = sp.csr_matrix(raw_Y != 0, dtype=bool)
-    if sp.issparse(X):
+    if not isinstance(X, np.ndarray):
         X.sort_indices()
     return X, Y

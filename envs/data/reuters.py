@@ -160,6 +160,9 @@ def load_reuters(folder: str | Path, tfidf_options: dict | None = None) -> Datas
         raise FileNotFoundError(f"no reut2-*.sgm files in {folder}")
     docs = [doc for path in files for doc in parse_sgml(path)]
     train, test, topics = modapte_90(docs)
+    if not train or not test:
+        raise DataFormatError(folder, f"ModApte gives {len(train)} training and {len(test)} test documents; "
+                              "expected both (LEWISSPLIT=\"TRAIN\"/\"TEST\", TOPICS=\"YES\", a topic in both)")
     vectorizer = TfidfVectorizer(dtype=np.float32, **(tfidf_options or TFIDF_OPTIONS))
     X_train = vectorizer.fit_transform([d.text for d in train]).tocsr()
     X_test = vectorizer.transform([d.text for d in test]).tocsr()

@@ -81,11 +81,11 @@ def _parse_rows(lines: list[str], first_line: int, path: Path) -> RawRows:
                               line=int(feature_lines[k]), field=f"feature {pairs[k][0]}")
     _reject_repeated_ids(ids, feature_counts, feature_lines, path)
     label_lines = np.repeat(line_numbers, label_counts)
-    labels = _to_numbers(label_tokens, np.int64, label_lines, path, "label id")
+    label_ids = _to_numbers(label_tokens, np.int64, label_lines, path, "label id")
     return RawRows(
         path, line_numbers,
         np.concatenate([[0], np.cumsum(feature_counts)]).astype(np.int64), ids, values,
-        np.concatenate([[0], np.cumsum(label_counts)]).astype(np.int64), labels,
+        np.concatenate([[0], np.cumsum(label_counts)]).astype(np.int64), label_ids,
     )
 
 
