@@ -64,3 +64,9 @@ def tiny_dataset() -> Dataset:
 def _sb3_logs_in_pytest_tmp(tmp_path_factory):
     """SB3's learn() makes a log folder per call (in /tmp by default); keep them in pytest's tmp."""
     os.environ["SB3_LOGDIR"] = str(tmp_path_factory.mktemp("sb3_logs"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _dataset_cache_in_tmp(tmp_path_factory):
+    """Parsed datasets go to pytest's tmp, never the user's cache (subprocesses inherit the variable)."""
+    os.environ["LABELCHAIN_CACHE"] = str(tmp_path_factory.mktemp("labelchain-cache"))
