@@ -75,7 +75,7 @@ def measure(args: Args) -> list[dict]:
 
 def _baseline(args: Args) -> list[dict]:
     with tempfile.TemporaryDirectory() as root:
-        archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", args.baseline_ref, "envs"],
+        archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", str(args.baseline_ref), "envs"],
                                  check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", root], input=archive, check=True)
         command = [sys.executable, __file__, "--code-root", root, "--repeats", str(args.repeats),

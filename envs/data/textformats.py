@@ -121,7 +121,7 @@ def _to_numbers(
                 raise DataFormatError(
                     path, f"{what} {token!r} is not {'an integer' if kind is int else 'a number'}"
                     + (" in the int64 range" if value is not None else ""), line=int(line),
-                )
+                ) from None
         raise
 
 
