@@ -42,7 +42,7 @@ from typing import Any
 import train_rl
 from common import REPO_ROOT, atomic_write_json, atomic_write_text, command_line, parse_args, single_thread
 from orderings_report import TABLE_METRICS, render_markdown
-from peers import PEERS, PeerUnavailable, run_peer
+from peers import PEERS, PeerUnavailable, run_peer, tuned_config
 from run_lookup import run_config, train_or_resume
 from tqdm.auto import tqdm
 
@@ -190,14 +190,13 @@ def compute_cell(args: Args, dataset: str, seed: int, command: str) -> dict[str,
         ds = load_dataset(dataset, data_dir=args.data_dir)
         for name in args.peers:
             try:
-                result = run_peer(name, ds, seed)
+                result, tuned = run_peer(name, ds, seed, args.val_fraction)
             except PeerUnavailable as note:
                 skipped.append({"dataset": dataset, "seed": seed, "peer": name, "reason": str(note)})
                 continue
             timing = {key: result.pop(key) for key in ("wall_time_s", "fit_time_s", "predict_time_s") if key in result}
             rows.append({"dataset": dataset, "seed": seed, "method": name, "kind": "peer", "metrics": result,
-                         "config": {"peer": name, "train_split": "all of train (no validation slice)",
-                                    "defaults": "experiments/peers.py"},
+                         "config": tuned_config(tuned, args.val_fraction),
                          "wall_time_s": timing.pop("wall_time_s"), **timing, "run_dir": None})
     return {"dataset": dataset, "seed": seed, "config": cell_config(args, dataset, seed), "run_dir": str(run_dir),
             "data": data, "rows": rows, "skipped_peers": skipped, "cell_wall_time_s": time.perf_counter() - started,
