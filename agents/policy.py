@@ -54,6 +54,7 @@ class ChainPolicy(nn.Module):
         doc_size: int | None = None,
         label_embed_size: int = 64,
         dropout: float = 0.1,
+        aux_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if n_features < 1 or n_labels < 1:
@@ -66,6 +67,7 @@ class ChainPolicy(nn.Module):
             "doc_size": int(doc_size),
             "label_embed_size": int(label_embed_size),
             "dropout": float(dropout),
+            "aux_weight": float(aux_weight),
         }
         self.n_features = n_features
         self.n_labels = n_labels
@@ -82,6 +84,12 @@ class ChainPolicy(nn.Module):
         self.gru = nn.GRU(label_embed_size + doc_size, hidden_size, batch_first=True)
         self.policy_head = nn.Linear(hidden_size + doc_size, n_labels + 1)
         self.value_head = nn.Linear(hidden_size + doc_size, 1)
+        # Auxiliary multi-label head on the document encoding (aux_weight > 0): trained jointly with
+        # binary cross-entropy (agents.supervised), it gives per-label scores for ranking.
+        if aux_weight < 0:
+            raise ValueError(f"aux_weight must be >= 0, got {aux_weight}")
+        self.aux_weight = float(aux_weight)
+        self.label_head = nn.Linear(doc_size, n_labels) if aux_weight > 0 else None
 
     # ------------------------------------------------------------------ encoding
     def fit_input_normalization(self, X) -> "ChainPolicy":
@@ -116,6 +124,12 @@ class ChainPolicy(nn.Module):
             doc = doc[:, None, :].expand(-1, hidden.shape[1], -1)
         joint = torch.cat([self.dropout(hidden), doc], dim=-1)
         return self.policy_head(joint), self.value_head(joint).squeeze(-1)
+
+    def aux_logits(self, X) -> torch.Tensor:
+        """Logits (B, L) of the auxiliary multi-label head; an error if the policy has none."""
+        if self.label_head is None:
+            raise ValueError("this ChainPolicy has no auxiliary label head (built with aux_weight=0)")
+        return self.label_head(self.encode(X))
 
     # ------------------------------------------------------------------ incremental face
     def initial_state(self, X) -> ChainState:

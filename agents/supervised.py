@@ -30,7 +30,24 @@ def teacher_forcing_loss(
         emitted_before = ((one_hot.cumsum(dim=1) - one_hot.long()) > 0) & present[:, :, None]
         logits = logits.masked_fill(emitted_before, float("-inf"))
     log_p = torch.log_softmax(logits, dim=-1).gather(2, targets.clamp(min=0)[:, :, None]).squeeze(2)
-    return -torch.where(present, log_p, torch.zeros_like(log_p)).sum() / present.sum().clamp(min=1)
+    loss = -torch.where(present, log_p, torch.zeros_like(log_p)).sum() / present.sum().clamp(min=1)
+    if policy.label_head is not None:
+        loss = loss + policy.aux_weight * aux_label_loss(policy, X_batch, targets)
+    return loss
+
+
+def aux_label_loss(policy: ChainPolicy, X_batch, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the auxiliary head, summed over labels and averaged over documents.
+
+    The labels of a target sequence are the document's gold set (fixed orders contain it all, and a
+    rearranged target appends the missed gold labels), so the targets are all this loss needs.
+    """
+    targets = torch.as_tensor(targets, dtype=torch.long, device=policy.input_weight.device)
+    gold = torch.zeros(targets.shape[0], policy.n_labels + 1, device=targets.device)
+    gold.scatter_(1, torch.where(targets >= 0, targets, policy.n_labels), 1.0)  # STOP, padding -> column L
+    logits = policy.aux_logits(X_batch)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, gold[:, : policy.n_labels], reduction="sum")
+    return bce / max(1, targets.shape[0])
 
 
 def carve_validation(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
