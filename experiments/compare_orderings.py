@@ -169,7 +169,7 @@ def rows_from_run(run_dir: Path, dataset: str, seed: int) -> list[dict[str, Any]
                                 "chosen": chosen}, "wall_time_s": wall[chosen]})
     if "ensemble" in report:
         ensemble = report["ensemble"]
-        config = {key: ensemble[key] for key in ("members", "fusion", "set_rule", "min_votes", "threshold")}
+        config = {key: value for key, value in ensemble.items() if key != "test"}
         rows.append({**base, "method": "ensemble", "kind": "ensemble", "metrics": ensemble["test"], "config": config,
                      "wall_time_s": sum(wall[m] for m in ensemble["members"])})  # members' training, not fusion
     return rows

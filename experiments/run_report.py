@@ -53,8 +53,7 @@ def final_evaluation(args: Any, data: Any, run_dir: Path) -> dict:
         report["ensemble"] = {
             "members": members,
             "test": evaluate(data.test.Y, scores=scores, Y_pred=Y_pred, label_freq=data.label_freq),
-            "fusion": ensemble.fusion, "set_rule": ensemble.set_rule, "min_votes": ensemble.min_votes,
-            "threshold": ensemble.threshold,
+            **ensemble.describe(),
         }
     return report
 
