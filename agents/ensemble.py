@@ -69,7 +69,7 @@ def rrf_fusion(score_list: Sequence[np.ndarray], k: float = 60.0) -> np.ndarray:
 
 def weight_grid(n_members: int, step: float = WEIGHT_STEP) -> list[tuple[float, ...]]:
     """All member weights in multiples of `step` summing to 1, equal weights first (where on the grid)."""
-    units = int(round(1 / step))
+    units = round(1 / step)
     grid = [tuple(c / units for c in combo) for combo in itertools.product(range(units + 1), repeat=n_members)
             if sum(combo) == units]
     return sorted(grid, key=lambda w: max(w) - min(w))  # stable: most even first
