@@ -172,7 +172,7 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
     ds: Dataset = load_dataset(dataset)
     source = ds.train if args.max_train_docs is None else ds.train.subset(np.arange(min(args.max_train_docs, len(ds.train))))
     train, val = carve_validation(source, args.val_fraction, seed)
-    test, freq = ds.test, train.label_freq
+    test = ds.test
     rows: list[dict] = []
     fits: dict[str, ChainFit] = {}
     for name in [*args.fixed, "rearrange"]:

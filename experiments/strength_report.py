@@ -90,10 +90,10 @@ def render_markdown(results: dict) -> str:
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     lines = ["# Strength: chains at a larger size vs tuned peers and the label-frequency floor", "",
              f"Command: `{results.get('command', '')}`", "",
-             "Test, ×100, mean ± sample std over seeds. Chain learners: set metrics from the best-validation "
+             ("Test, ×100, mean ± sample std over seeds. Chain learners: set metrics from the best-validation "
              "example-F1 checkpoint, ranking metrics from the best-validation nDCG@5 checkpoint. Peers and the "
              "floor: hyper-parameters and set rule tuned on the same validation split. wall s: training and "
-             "tuning (ensembles: their members').", ""]
+             "tuning (ensembles: their members'; best_fixed: without the k-fold selection runs)."), ""]
     if not rows:
         return "\n".join(lines + ["No cells finished yet.", ""])
     for dataset in datasets:
