@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from common import parse_args, resolve_device, single_thread
 
 from agents.decoding import greedy_decode, predict
 from agents.policy import ChainPolicy
@@ -29,6 +28,7 @@ from agents.training import TrainConfig, train_epochs
 from envs.data.dataset import Dataset, Split
 from envs.data.loading import load_dataset
 from envs.orderings import LabelOrdering
+from experiments.common import parse_args, resolve_device, single_thread
 
 
 @dataclass

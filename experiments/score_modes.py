@@ -15,13 +15,6 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from common import (
-    REPO_ROOT,
-    atomic_write_json,
-    parse_args,
-    resolve_device,
-    single_thread,
-)
 
 from agents.decoding import SCORE_MODES, predict
 from agents.policy import ChainPolicy
@@ -29,6 +22,13 @@ from agents.supervised import carve_validation
 from agents.training import TrainConfig, train_epochs
 from envs.data.loading import load_dataset
 from envs.metrics import HEADLINE, evaluate
+from experiments.common import (
+    REPO_ROOT,
+    atomic_write_json,
+    parse_args,
+    resolve_device,
+    single_thread,
+)
 
 
 @dataclass

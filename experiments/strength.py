@@ -28,17 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import (
-    REPO_ROOT,
-    atomic_write_json,
-    atomic_write_text,
-    command_line,
-    parse_args,
-    resolve_device,
-    single_thread,
-)
-from presets import PRESETS, Preset
-from strength_report import render_markdown
 
 from agents.decoding import predict
 from agents.ensemble import Ensemble
@@ -51,6 +40,17 @@ from agents.training import TrainConfig, train_epochs
 from envs.data.dataset import Dataset, Split
 from envs.data.loading import load_dataset
 from envs.metrics import evaluate
+from experiments.common import (
+    REPO_ROOT,
+    atomic_write_json,
+    atomic_write_text,
+    command_line,
+    parse_args,
+    resolve_device,
+    single_thread,
+)
+from experiments.presets import PRESETS, Preset
+from experiments.strength_report import render_markdown
 
 SCRIPT = "experiments/strength.py"
 RANK_METRIC, SET_METRIC = "nDCG@5", "example_f1"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from common import mean_and_std, percent_mean_std
+from experiments.common import mean_and_std, percent_mean_std
 
 RANKING = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5")
 SETS = ("example_f1", "micro_f1", "macro_f1")

@@ -10,10 +10,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-
-import peers
-
 from agents.peers import (
     FeatureScaler,
     LabelFrequency,
@@ -28,6 +24,7 @@ from envs.data.dataset import Dataset, Split
 from envs.data.loading import load_dataset
 from envs.data.textformats import read_xc, write_xc
 from envs.metrics import evaluate
+from experiments import peers
 
 
 def csr(rows) -> sp.csr_matrix:

@@ -3,19 +3,15 @@ verdicts on hand-made rows, and the k-fold selection helpers."""
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-
-import strength
-from strength_report import gap, goal_checks, render_markdown
-
 from agents.selection import kfold_indices, needs_folds, pick_best
+from experiments import strength
+from experiments.strength_report import gap, goal_checks, render_markdown
 
 
 def tiny_args(tmp: Path, **changes) -> strength.Args:
@@ -86,7 +82,7 @@ def _rows(method: str, values: list[float], metric: str = "P@1") -> list[dict]:
 
 
 def test_paired_gap_and_seed_noise_exact() -> None:
-    from strength_report import by_cell
+    from experiments.strength_report import by_cell
 
     table = by_cell(_rows("combined", [0.62, 0.60, 0.64]) + _rows("omikuji", [0.60, 0.61, 0.60]))
     result = gap(table, "d", "combined", "omikuji", "P@1")
@@ -100,7 +96,7 @@ def test_paired_gap_and_seed_noise_exact() -> None:
 
 
 def test_goal_checks_pick_the_best_chain_learner() -> None:
-    from strength_report import by_cell
+    from experiments.strength_report import by_cell
 
     table = by_cell(_rows("rearrange", [0.5]) + _rows("combined", [0.7]) + _rows("omikuji", [0.6]))
     checks = [c for c in goal_checks(table, ["d"]) if c[0].startswith("a chain learner")]
