@@ -58,6 +58,17 @@ class TrainKnobs:
     checkpoint_every: int = field(default=100, metadata={"help": "write checkpoint.pt every this many updates"})
     data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
     progress: bool = field(default=True, metadata={"help": "tqdm progress bars"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    patience: int | None = field(
+        default=None, metadata={"help": "stop a learner after this many validations without improvement "
+                                        "(none = run all --updates)"},
+    )
+    preset: str | None = field(
+        default=None, metadata={"help": "'paper' (experiments/presets.py): larger model, dropout on the GRU "
+                                        "inputs, weight decay, patience, a second checkpoint (best example F1) "
+                                        "for the label sets; fills the knobs left at their defaults"},
+    )
+    device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu or cuda"})
 
 
 def knobs_of(args: TrainKnobs) -> dict[str, Any]:
@@ -87,6 +98,14 @@ def check_knobs(args: TrainKnobs) -> list[str]:
         problems.append(f"--reward must be one of {REWARDS}, got {args.reward!r}")
     if args.reward_mode not in REWARD_MODES:
         problems.append(f"--reward-mode must be one of {REWARD_MODES}, got {args.reward_mode!r}")
+    if args.patience is not None and args.patience < 1:
+        problems.append(f"--patience must be >= 1 (or none), got {args.patience}")
+    if not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):
+        problems.append(f"--weight-decay must be a finite number >= 0, got {args.weight_decay}")
+    if args.preset is not None and args.preset not in ("paper", "small"):
+        problems.append(f"--preset must be paper, small or none, got {args.preset!r}")
+    if args.device not in ("auto", "cpu", "cuda"):
+        problems.append(f"--device must be auto, cpu or cuda, got {args.device!r}")
     if args.select_metric not in RANKING_NAMES + SET_NAMES:
         problems.append(f"--select-metric must be one of {RANKING_NAMES + SET_NAMES}, got {args.select_metric!r}")
     return problems
