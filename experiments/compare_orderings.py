@@ -65,7 +65,7 @@ class Args(TrainKnobs):
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "delicious", "reuters21578"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     learners: list[str] = field(default_factory=lambda: list(LEARNERS), metadata={"help": f"from {LEARNERS}"})
-    peers: list[str] = field(default_factory=lambda: ["ovr_logistic", "omikuji"],
+    peers: list[str] = field(default_factory=lambda: ["ovr_logistic", "omikuji", "label_frequency"],
                              metadata={"help": f"non-sequential reference rows, from {sorted(PEERS)} (or none)"})
     runs_dir: str = field(default="runs/compare", metadata={"help": "where the cells' run folders go"})
     out_dir: str | None = field(default=None, metadata={"help": "orderings.json/.md go here (default "
