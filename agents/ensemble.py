@@ -136,17 +136,20 @@ class Ensemble:
         *,
         ranking_metric: str = "nDCG@5",
         set_metric: str = "example_f1",
+        search_weights: bool = True,
     ) -> Ensemble:
         """Choose the fusion (and weights; best `ranking_metric`) and the set rule (best `set_metric`)
         on a validation split; ties keep the earlier candidate (mean, rrf, weighted; vote, member,
-        rule). Returns self; `self.validation` holds each candidate family's best value."""
+        rule). `search_weights` False skips the weight grid (35 candidates for 4 members, 126 for
+        6): on a small validation split it would fit noise. Returns self; `self.validation` holds
+        each candidate family's best value."""
         if ranking_metric not in RANKING_NAMES or set_metric not in SET_NAMES or set_metric == "hamming_loss":
             raise ValueError(f"ranking_metric must be in {RANKING_NAMES}, set_metric in {SET_NAMES[:-1]}")
         sets, scores = _check_outputs(val_outputs)
         self.validation: dict[str, float] = {}
         best_rank = None
         candidates = [Ensemble(fusion="mean"), Ensemble(fusion="rrf", rrf_k=self.rrf_k)]
-        if len(scores) > 1:
+        if len(scores) > 1 and search_weights:
             candidates += [Ensemble(fusion="weighted", weights=w) for w in weight_grid(len(scores))]
         for candidate in candidates:
             value = evaluate(Y_val, scores=candidate.fuse_scores(val_outputs))[ranking_metric]

@@ -209,10 +209,12 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
         if kind == "peer":
             val_out[name], test_out[name] = tuned.val_output(), output
     chains = [name for name in val_out if name.split("_aux")[0] in chain_members]
+    small_val = needs_folds(len(source), args.val_fraction, args.min_val_docs)  # no weight search then
     for method, members, wall in (("ensemble_chains", chains, chain_wall),
                                   ("ensemble_chains_peers", list(val_out), chain_wall + sum(
                                       peer_wall.get(n, 0.0) for n in val_out if n not in chains))):
-        ensemble = Ensemble().fit([val_out[m] for m in members], val.Y, ranking_metric=RANK_METRIC, set_metric=SET_METRIC)
+        ensemble = Ensemble().fit([val_out[m] for m in members], val.Y, ranking_metric=RANK_METRIC,
+                                  set_metric=SET_METRIC, search_weights=not small_val)
         output = ensemble.predict([test_out[m] for m in members])
         config = {"members": members, **ensemble.describe(), "validation": ensemble.validation}
         rows.append(_row(dataset, seed, method, "ensemble", test.Y, output, ds.label_freq, wall, config))

@@ -104,6 +104,8 @@ def test_non_sequential_member_without_a_set_and_a_kept_chain_set():
     assert (Y_pred != Y_val).nnz == 0
     assert np.allclose(scores, 0.75 * normalised(peer_scores) + 0.25 * normalised(chain_scores))
     assert ensemble.describe()["weights"] == [0.75, 0.25]
+    plain = Ensemble().fit(outputs, Y_val, ranking_metric="P@1", search_weights=False)
+    assert plain.fusion in ("mean", "rrf") and "weighted/P@1" not in plain.validation
 
 
 def test_scores_only_members_get_their_set_from_the_tuned_rule():

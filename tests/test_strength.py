@@ -47,6 +47,7 @@ def test_rows_for_every_method_with_two_checkpoints_and_tuned_peers(run) -> None
     assert best["metrics"] == rows[best["chosen"]]["metrics"]
     assert rows["ensemble_chains"]["config"]["members"] == ["rearrange", "combined", "rearrange_aux", "combined_aux"]
     assert rows["ensemble_chains_peers"]["config"]["members"][-1] == "ovr_logistic"
+    assert rows["ensemble_chains_peers"]["config"]["fusion"] in ("mean", "rrf")  # 16 val docs: no weight search
     assert results["cells"]["emotions:0"]["data"]["n_val"] == 16
 
 
