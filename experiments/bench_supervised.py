@@ -9,7 +9,8 @@ teacher-forcing epoch (warm); greedy and beam decoding of the test split (`predi
 produces the ranking scores). `--max-docs` times the first that many training / test documents
 only. `--breakdown` adds the share of each phase of a teacher-forcing update (encoder, GRU, output
 layer + loss, backward, optimiser step, the greedy decode the fixed-order learners run for their
-charts) and the share of real (non-padding) target positions. Prints tables, then one JSON line.
+charts), the share of real (non-padding) target positions, and the old and new update paths side by
+side on the same batches (a load-robust before/after ratio). Prints tables, then one JSON line.
 """
 from __future__ import annotations
 
@@ -118,6 +119,57 @@ def breakdown(policy: ChainPolicy, dataset: Dataset, args: Args, device: torch.d
     return {**phases, "real_position_share": real / max(1, padded)}
 
 
+def _padded_loss(policy: ChainPolicy, X, targets: torch.Tensor) -> torch.Tensor:
+    """The teacher-forcing loss as it was before the cost work: GRU over every padded position,
+    the output layer and the emitted-label mask on the full (B, T, L+1) grid."""
+    outputs, doc = policy.sequence_hidden(X, policy.previous_labels(targets))
+    logits, _ = policy._heads(outputs, doc)
+    present = targets >= 0
+    one_hot = torch.zeros_like(logits, dtype=torch.bool)
+    one_hot.scatter_(2, targets.clamp(min=0)[:, :, None], present[:, :, None])
+    before = ((one_hot.cumsum(dim=1) - one_hot.long()) > 0) & present[:, :, None]
+    log_p = torch.log_softmax(logits.masked_fill(before, float("-inf")), dim=-1)
+    chosen = log_p.gather(2, targets.clamp(min=0)[:, :, None]).squeeze(2)
+    return -torch.where(present, chosen, torch.zeros_like(chosen)).sum() / present.sum()
+
+
+def update_paths(dataset: Dataset, hidden: int, args: Args, device: torch.device) -> dict[str, float]:
+    """Seconds per freq2rare update, old path (padded loss, plain Adam, greedy chart decode) vs new
+    (packed GRU, output layer at real positions, fused AdamW, no chart decode), alternating on the
+    same batches in one process so that machine load hits both alike."""
+    ordering = LabelOrdering("freq2rare", dataset.label_freq, seed=args.seed)
+    paths = {}
+    for name in ("before", "after"):
+        policy = _fresh_policy(dataset, hidden, args, device)
+        fused = name == "after"
+        optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3, weight_decay=0.0, fused=fused) if fused else \
+            torch.optim.Adam(policy.parameters(), lr=1e-3)
+        paths[name] = (policy, optimizer)
+    seconds = {"before": 0.0, "after": 0.0}
+    rng = np.random.default_rng(args.seed)
+    for _ in range(args.breakdown_batches):
+        rows = np.sort(rng.choice(len(dataset.train), args.batch_size, replace=False))
+        X = dataset.train.X[rows]
+        targets = torch.as_tensor(ordered_targets(dataset.train.Y[rows], ordering), device=device)
+        for name, (policy, optimizer) in paths.items():
+            started = time.perf_counter()
+            policy.train()
+            loss = _padded_loss(policy, X, targets) if name == "before" else teacher_forcing_loss(policy, X, targets)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+            optimizer.step()
+            if name == "before":
+                policy.eval()
+                with torch.no_grad():
+                    greedy_decode(policy, X, max_steps=dataset.train.max_labels_per_doc + 2)
+            _sync(device)
+            seconds[name] += time.perf_counter() - started
+    n = args.breakdown_batches * args.batch_size
+    return {"before_docs_per_sec": n / seconds["before"], "after_docs_per_sec": n / seconds["after"],
+            "speedup": seconds["before"] / seconds["after"]}
+
+
 def main(args: Args) -> dict:
     single_thread()
     device = resolve_device(args.device)
@@ -152,6 +204,10 @@ def main(args: Args) -> dict:
                 if name != "real_position_share":
                     print(f"  {name:<22} {100 * seconds / total:5.1f}%  {1000 * seconds / args.breakdown_batches:8.1f} ms")
             result["breakdown"][str(hidden)] = {k: round(v, 4) for k, v in parts.items()}
+            ab = update_paths(dataset, hidden, args, device)
+            print(f"teacher-forcing update, old vs new path side by side: {ab['before_docs_per_sec']:.1f} vs "
+                  f"{ab['after_docs_per_sec']:.1f} docs/s ({ab['speedup']:.2f}x)")
+            result.setdefault("update_paths", {})[str(hidden)] = {k: round(v, 2) for k, v in ab.items()}
     print(json.dumps(result))
     return result
 
