@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,7 +35,7 @@ class ChainTask:
         check_reward_args(self.reward, self.reward_mode)
         if self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
-        X = self.split.X
+        X: Any = self.split.X  # dense array or CSR
         self.is_sparse = sp.issparse(X)
         # Dense rows are gathered far faster than CSR rows are sliced; densify when that is cheap.
         if self.is_sparse and X.shape[0] * X.shape[1] * 4 <= DENSIFY_BYTES:
@@ -54,7 +55,7 @@ class ChainTask:
 
     @property
     def n_features(self) -> int:
-        return self.split.X.shape[1]
+        return int(np.shape(self.split.X)[1])
 
     @property
     def stop_action(self) -> int:
@@ -64,7 +65,8 @@ class ChainTask:
         """Dense float32 feature rows of documents `docs`."""
         if self._dense is not None:
             return self._dense[docs]
-        return self.split.X[docs].toarray()
+        X: Any = self.split.X
+        return X[docs].toarray()
 
     def observation_space(self) -> spaces.Dict:
         """Features (dense row), emitted-label history (L marks an empty slot), step index."""

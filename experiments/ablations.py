@@ -35,9 +35,9 @@ from experiments.common import (
     REPO_ROOT, atomic_write_json, atomic_write_text, command_line, mean_and_std, parse_args, percent_mean_std,
     single_thread,
 )
-from experiments.config import ArgsError, TrainKnobs, knobs_of
+from experiments.config import ArgsError, TrainKnobs, check_args, knobs_of, override
 from experiments.run_lookup import find_run, run_config, train_or_resume
-from experiments.runs import METRICS_FILE, POLICY_DIR, GracefulInterrupt
+from experiments.runs import METRICS_FILE, POLICY_DIR, DiskFullError, GracefulInterrupt
 
 SCRIPT = "experiments/ablations.py"
 WARM_START = "warm_start"  # the reference row: the rearrangement policy every warm variant starts from
@@ -63,17 +63,24 @@ class Args(TrainKnobs):
     The training knobs (TrainKnobs) set the default variant; each variant then changes one factor.
     """
 
-    updates: int = field(default=800, metadata={"help": "updates of each combined variant (from scratch: "
-                                                        "warm_updates + updates)"})
-    eval_every: int = field(default=100, metadata={"help": "validate every this many updates"})
+    updates: int = override("updates", 800, "updates of each combined variant (from scratch: warm_updates + updates)")
+    eval_every: int = override("eval_every", 100)
     dataset: str = field(default="bibtex", metadata={"help": "dataset name or folder (see envs.data.loading)"})
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"at_least": 0})
     variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"help": f"from {list(VARIANTS)}"})
-    warm_updates: int = field(default=1000, metadata={"help": "updates of the per-seed rearrangement warm start"})
+    warm_updates: int = field(default=1000, metadata={"help": "updates of the per-seed rearrangement warm start",
+                                                      "at_least": 1})
     runs_dir: str = field(default="runs/ablations", metadata={"help": "where the run folders go"})
     out_dir: str | None = field(default=None, metadata={"help": "ablations.json/.md go here (default "
                                 "experiments/results; with --quick: RUNS_DIR/quick)"})
     quick: bool = field(default=False, metadata={"help": "smoke test: emotions, first seed, 30+20 updates, hidden 32"})
+
+
+def results_dir(args: Args) -> Path:
+    """Where the results files go: --out-dir, else RUNS_DIR/quick with --quick, else experiments/results."""
+    if args.out_dir is not None:
+        return Path(args.out_dir)
+    return Path(args.runs_dir) / "quick" if args.quick else REPO_ROOT / "experiments" / "results"
 
 
 def resolve_args(args: Args) -> Args:
@@ -82,15 +89,15 @@ def resolve_args(args: Args) -> Args:
         args.dataset, args.seeds = "emotions", args.seeds[:1]
         args.warm_updates, args.updates = min(args.warm_updates, 30), min(args.updates, 20)
         args.eval_every, args.hidden_size = 10, min(args.hidden_size, 32)
-    if args.out_dir is None:
-        args.out_dir = str(Path(args.runs_dir) / "quick") if args.quick else str(REPO_ROOT / "experiments" / "results")
+    args.out_dir = str(results_dir(args))
     unknown = [name for name in args.variants if name not in VARIANTS]
     if unknown or not args.variants or len(set(args.variants)) != len(args.variants):
         raise ArgsError(f"--variants must be distinct names from {list(VARIANTS)}, got {args.variants}")
     if not args.seeds or len(set(args.seeds)) != len(args.seeds):
         raise ArgsError(f"--seeds must be distinct integers, got {args.seeds}")
-    if args.warm_updates < 1 or args.updates < 1:
-        raise ArgsError(f"--warm-updates and --updates must be >= 1, got {args.warm_updates}, {args.updates}")
+    problems = check_args(args)
+    if problems:
+        raise ArgsError("; ".join(problems))
     for name in args.variants:  # checks every knob
         train_rl.resolve_args(variant_args(args, name, args.seeds[0], warm_policy=None))
     return args
@@ -196,7 +203,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     for row in rows:
         cells = []
         for metric in TABLE_METRICS:
-            cells.append(percent_mean_std(*row["test"][metric], len(row["seeds"])))
+            mean, std = row["test"][metric]
+            cells.append(percent_mean_std(mean, std, len(row["seeds"])))
         lines.append(f"| {row['variant']} | {row['factor']} | {row['setting']} | {len(row['seeds'])} | "
                      + " | ".join(cells) + f" | {row['wall_time_s'][0]:.0f} |")
     return "\n".join(lines) + "\n"
@@ -212,7 +220,7 @@ def main(args: Args) -> Path:
     """Train every missing (variant, seed), seeds-major, writing results after each; returns the json path."""
     single_thread()
     given, args = args, resolve_args(args)
-    out_dir = Path(args.out_dir)
+    out_dir = results_dir(args)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = load_results(out_dir / "ablations.json")
     results.update(command=command_line(given, SCRIPT), argv=sys.argv, args=asdict(args), metrics=list(TABLE_METRICS))
@@ -251,7 +259,7 @@ def main(args: Args) -> Path:
 
 def finished(args: Args) -> bool:
     resolved = resolve_args(args)
-    results = load_results(Path(resolved.out_dir) / "ablations.json")
+    results = load_results(results_dir(resolved) / "ablations.json")
     return all(entry_key(v, s) in results["entries"] for v in resolved.variants for s in resolved.seeds)
 
 
@@ -259,6 +267,6 @@ if __name__ == "__main__":
     try:
         cli_args = parse_args(Args)
         main(cli_args)
-    except (ArgsError, DataNotFoundError, DataFormatError) as error:
+    except (ArgsError, DiskFullError, DataNotFoundError, DataFormatError) as error:
         sys.exit(f"error: {error}")
     sys.exit(0 if finished(cli_args) else 130)  # 130: stopped early, rerun to resume

@@ -17,6 +17,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 
+def flag_name(name: str) -> str:
+    """The command-line flag of an Args field: `rl_lr` -> `--rl-lr`."""
+    return "--" + name.replace("_", "-")
+
+
 def parse_args(args_class: type[T], argv: list[str] | None = None) -> T:
     """Build an argparse parser from a dataclass: one `--field-name` flag per field, help from docs.
 
@@ -25,10 +30,10 @@ def parse_args(args_class: type[T], argv: list[str] | None = None) -> T:
     """
     hints = typing.get_type_hints(args_class)
     parser = argparse.ArgumentParser(description=(args_class.__doc__ or "").strip())
-    for field in dataclasses.fields(args_class):
-        flag = "--" + field.name.replace("_", "-")
+    for field in dataclasses.fields(args_class):  # type: ignore[arg-type]
+        flag = flag_name(field.name)
         default = (
-            field.default_factory()  # type: ignore[misc]
+            field.default_factory()  # type: ignore[misc,operator]
             if field.default is dataclasses.MISSING
             else field.default
         )
@@ -62,7 +67,7 @@ def command_line(args: Any, script: str, skip: tuple[str, ...] = ("progress",)) 
         value = getattr(args, spec.name)
         if spec.name in skip or value == getattr(defaults, spec.name):
             continue
-        flag = "--" + spec.name.replace("_", "-")
+        flag = flag_name(spec.name)
         if isinstance(value, bool):
             words.append(flag if value else "--no-" + spec.name.replace("_", "-"))
         elif isinstance(value, list):

@@ -46,11 +46,11 @@ from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import load_dataset
 from experiments import train_rl
 from experiments.common import REPO_ROOT, atomic_write_json, atomic_write_text, command_line, parse_args, single_thread
-from experiments.config import ArgsError, TrainKnobs, knobs_of
+from experiments.config import ArgsError, TrainKnobs, check_args, knobs_of, override
 from experiments.orderings_report import TABLE_METRICS, render_markdown
 from experiments.peers import PEERS, PeerUnavailable, run_peer, tuned_config
 from experiments.run_lookup import run_config, train_or_resume
-from experiments.runs import CONFIG_FILE, METRICS_FILE, GracefulInterrupt
+from experiments.runs import CONFIG_FILE, METRICS_FILE, DiskFullError, GracefulInterrupt
 
 GROUP_NAME = "compare"  # run folders: {runs_dir}/{dataset}__compare__{seed}__{time}
 ENSEMBLE = ["rearrange", "combined"]
@@ -61,9 +61,9 @@ SCRIPT = "experiments/compare_orderings.py"
 class Args(TrainKnobs):
     """Fixed label orderings vs target rearrangement vs RL (and peers) on test, mean ± std over seeds."""
 
-    updates: int = field(default=300, metadata={"help": "updates per learner (RL learners: on top of rearrange)"})
+    updates: int = override("updates", 300, "updates per learner (RL learners: on top of rearrange)")
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "delicious", "reuters21578"])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"at_least": 0})
     learners: list[str] = field(default_factory=lambda: list(LEARNERS), metadata={"help": f"from {LEARNERS}"})
     peers: list[str] = field(default_factory=lambda: ["ovr_logistic", "omikuji", "label_frequency"],
                              metadata={"help": f"non-sequential reference rows, from {sorted(PEERS)} (or none)"})
@@ -71,10 +71,18 @@ class Args(TrainKnobs):
     out_dir: str | None = field(default=None, metadata={"help": "orderings.json/.md go here (default "
                                 "experiments/results; with --quick: RUNS_DIR/quick)"})
     quick: bool = field(default=False, metadata={"help": "smoke test: emotions, first seed, 30 updates, hidden 32"})
-    jobs: int = field(default=1, metadata={"help": "cells trained at once, each in its own one-thread process"})
+    jobs: int = field(default=1, metadata={"help": "cells trained at once, each in its own one-thread process",
+                                           "at_least": 1})
 
 
 # ----------------------------------------------------------------------------- arguments
+def results_dir(args: Args) -> Path:
+    """Where the results files go: --out-dir, else RUNS_DIR/quick with --quick, else experiments/results."""
+    if args.out_dir is not None:
+        return Path(args.out_dir)
+    return Path(args.runs_dir) / "quick" if args.quick else REPO_ROOT / "experiments" / "results"
+
+
 def resolve_args(args: Args) -> Args:
     """Apply --quick, fill out_dir, check every field (train_rl checks the knobs it receives)."""
     args = replace(args)
@@ -82,8 +90,7 @@ def resolve_args(args: Args) -> Args:
         args.datasets, args.seeds = ["emotions"], args.seeds[:1]
         args.updates, args.eval_every, args.checkpoint_every = min(args.updates, 30), 10, 10
         args.hidden_size = min(args.hidden_size, 32)
-    if args.out_dir is None:
-        args.out_dir = str(Path(args.runs_dir) / "quick") if args.quick else str(REPO_ROOT / "experiments" / "results")
+    args.out_dir = str(results_dir(args))
     problems = []
     if not args.datasets or len(set(args.datasets)) != len(args.datasets):
         problems.append(f"--datasets must be distinct names, got {args.datasets}")
@@ -93,8 +100,7 @@ def resolve_args(args: Args) -> Args:
         args.peers = []
     if any(name not in PEERS for name in args.peers) or len(set(args.peers)) != len(args.peers):
         problems.append(f"--peers must be distinct names from {sorted(PEERS)} (or none), got {args.peers}")
-    if args.jobs < 1:
-        problems.append(f"--jobs must be >= 1, got {args.jobs}")
+    problems += check_args(args)
     if problems:
         raise ArgsError("; ".join(problems))
     train_rl.resolve_args(train_args(args, args.datasets[0], args.seeds[0]))  # checks every knob
@@ -165,7 +171,7 @@ def compute_cell(args: Args, dataset: str, seed: int, command: str) -> dict[str,
             except PeerUnavailable as note:
                 skipped.append({"dataset": dataset, "seed": seed, "peer": name, "reason": str(note)})
                 continue
-            timing = {key: result.pop(key) for key in ("wall_time_s", "fit_time_s", "predict_time_s") if key in result}
+            timing: dict[str, float] = {key: result.pop(key) for key in ("wall_time_s", "fit_time_s", "predict_time_s") if key in result}
             rows.append({"dataset": dataset, "seed": seed, "method": name, "kind": "peer", "metrics": result,
                          "config": tuned_config(tuned, args.val_fraction),
                          "wall_time_s": timing.pop("wall_time_s"), **timing, "run_dir": None})
@@ -241,7 +247,7 @@ def main(args: Args) -> Path:
     single_thread()
     given = args
     args = resolve_args(args)
-    out_dir = Path(args.out_dir)
+    out_dir = results_dir(args)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = load_results(out_dir / "orderings.json")
     command = command_line(given, SCRIPT)
@@ -273,7 +279,7 @@ def main(args: Args) -> Path:
             quiet = replace(args, progress=False)  # several processes' bars would overwrite each other
             context = multiprocessing.get_context("spawn")  # no forked torch state in the workers
             with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_worker_init) as pool:
-                queue, running = list(pending), {}
+                queue, running = list(pending), dict[Any, str]()
                 while queue or running:
                     while queue and len(running) < args.jobs and not (stopped or interrupt.requested):
                         dataset, seed = queue.pop(0)
@@ -299,13 +305,13 @@ def main(args: Args) -> Path:
 def grid_finished(args: Args) -> bool:
     """True when every cell of the grid is in the results file with this configuration."""
     resolved = resolve_args(args)
-    return not missing_cells(load_results(Path(resolved.out_dir) / "orderings.json"), resolved)
+    return not missing_cells(load_results(results_dir(resolved) / "orderings.json"), resolved)
 
 
 if __name__ == "__main__":
     try:
         cli_args = parse_args(Args)
         path = main(cli_args)
-    except (ArgsError, DataNotFoundError, DataFormatError) as error:
+    except (ArgsError, DiskFullError, DataNotFoundError, DataFormatError) as error:
         sys.exit(f"error: {error}")
     sys.exit(0 if grid_finished(cli_args) else 130)  # 130: stopped early, rerun to resume

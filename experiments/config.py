@@ -3,7 +3,8 @@
 `train_rl.Args`, `compare_orderings.Args` and `ablations.Args` inherit `TrainKnobs`, so each knob has
 one flag name, one type, one help text and one default (a script may redeclare a field only to give
 its own budget default, e.g. `updates`). Their runs are built with `knobs_of(args)`, which copies
-every knob, so a knob added here reaches every script without touching four functions.
+every knob, so a knob added here reaches every script without touching four functions. Ranges live
+in each field's metadata and `check_args` checks every numeric flag of any script with them.
 
 A new knob must default to the behaviour runs had before it existed: saved run configs that lack it
 read it at its default (`run_lookup.run_config`), so finished runs stay valid.
@@ -16,6 +17,7 @@ from typing import Any
 
 from envs.metrics import RANKING_NAMES, SET_NAMES
 from envs.rewards import DEFAULT_REWARD_MODE, REWARD_MODES, REWARDS
+from experiments.common import flag_name
 
 
 class ArgsError(ValueError):
@@ -26,42 +28,47 @@ class ArgsError(ValueError):
 class TrainKnobs:
     """How each learner trains and is validated (shared by train_rl, compare_orderings, ablations)."""
 
-    updates: int = field(default=500, metadata={"help": "optimisation steps per learner"})
-    batch_size: int = field(default=64, metadata={"help": "documents per update"})
-    hidden_size: int = field(default=128, metadata={"help": "GRU hidden size (also document encoding size)"})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of supervised learners"})
+    updates: int = field(default=500, metadata={"help": "optimisation steps per learner", "at_least": 1})
+    batch_size: int = field(default=64, metadata={"help": "documents per update", "at_least": 1})
+    hidden_size: int = field(default=128, metadata={"help": "GRU hidden size (also document encoding size)",
+                                                    "at_least": 1})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of supervised learners", "above": 0})
     rl_lr: float | None = field(
         default=3e-4, metadata={"help": "learning rate of reinforce/ppo/combined (none = --lr); lower "
                                         "because they fine-tune a warm start (bibtex seed 0: 1e-3 drifted "
-                                        "below the start on val nDCG@3, 3e-4 rose above it)"},
+                                        "below the start on val nDCG@3, 3e-4 rose above it)", "above": 0},
     )
     reward: str = field(default="f1", metadata={"help": f"RL reward metric, from {REWARDS}"})
     reward_mode: str = field(default=DEFAULT_REWARD_MODE, metadata={"help": f"from {REWARD_MODES}: "
                              "'delta' pays per-step differences, 'terminal' the final quality once"})
     baseline: str = field(default="value", metadata={"help": "RL baseline: value, self_critical, none"})
-    entropy_coef: float = field(default=0.01, metadata={"help": "RL entropy bonus weight"})
+    entropy_coef: float = field(default=0.01, metadata={"help": "RL entropy bonus weight", "at_least": 0})
     ppo_lr: float | None = field(
         default=5e-5, metadata={"help": "learning rate of ppo (none = --rl-lr): it takes ppo_epochs x "
                                         "ppo_minibatches steps per rollout (bibtex seed 0, 100 updates from "
-                                        "the warm start: 3e-4 drifted val nDCG@3 0.579 -> 0.501, 5e-5 held 0.578-0.584)"},
+                                        "the warm start: 3e-4 drifted val nDCG@3 0.579 -> 0.501, 5e-5 held 0.578-0.584)",
+                          "above": 0},
     )
-    ppo_epochs: int = field(default=4, metadata={"help": "PPO: passes over each rollout"})
-    ppo_minibatches: int = field(default=4, metadata={"help": "PPO: minibatches per pass"})
-    rl_weight: float = field(default=0.9, metadata={"help": "combined: weight of RL vs rearrangement loss"})
+    ppo_epochs: int = field(default=4, metadata={"help": "PPO: passes over each rollout", "at_least": 1})
+    ppo_minibatches: int = field(default=4, metadata={"help": "PPO: minibatches per pass", "at_least": 1})
+    rl_weight: float = field(default=0.9, metadata={"help": "combined: weight of RL vs rearrangement loss",
+                                                   "at_least": 0, "at_most": 1})
     greedy_rearrangement: bool = field(
         default=False, metadata={"help": "rearrange targets from the greedy chain instead of a sampled one"},
     )
-    val_fraction: float = field(default=0.1, metadata={"help": "share of train held out for validation"})
-    eval_every: int = field(default=50, metadata={"help": "validate every this many updates"})
+    val_fraction: float = field(default=0.1, metadata={"help": "share of train held out for validation",
+                                                     "above": 0, "below": 1})
+    eval_every: int = field(default=50, metadata={"help": "validate every this many updates", "at_least": 1})
     select_metric: str = field(default="nDCG@3", metadata={"help": "validation metric choosing the best policy "
                                                                    "(and the best fixed ordering)"})
-    checkpoint_every: int = field(default=100, metadata={"help": "write checkpoint.pt every this many updates"})
+    checkpoint_every: int = field(default=100, metadata={"help": "write checkpoint.pt every this many updates",
+                                                          "at_least": 1})
     data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
     progress: bool = field(default=True, metadata={"help": "tqdm progress bars"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay", "at_least": 0})
     patience: int | None = field(
         default=None, metadata={"help": "stop a learner after this many validations without improvement "
-                                        "(none = run all --updates)"},
+                                        "(none = run all --updates)", "at_least": 1},
     )
     preset: str | None = field(
         default=None, metadata={"help": "'paper' (experiments/presets.py): larger model, dropout on the GRU "
@@ -71,45 +78,56 @@ class TrainKnobs:
     device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu or cuda"})
 
 
+def override(name: str, default: Any, help: str | None = None) -> Any:
+    """A script's own default for knob `name` (same flag, range and, unless given, help text)."""
+    metadata = dict(_KNOB_FIELDS[name].metadata)
+    if help is not None:
+        metadata["help"] = help
+    return field(default=default, metadata=metadata)
+
+
+_KNOB_FIELDS = {spec.name: spec for spec in fields(TrainKnobs)}
+
+
 def knobs_of(args: TrainKnobs) -> dict[str, Any]:
     """Every knob of `args` by field name, to build another script's Args (`train_rl.Args(**knobs_of(a), ...)`)."""
     return {spec.name: getattr(args, spec.name) for spec in fields(TrainKnobs)}
 
 
-def check_knobs(args: TrainKnobs) -> list[str]:
-    """Range problems of the knobs, one line each naming the flag (empty when all is well)."""
+def check_args(args: Any) -> list[str]:
+    """Every problem of a script's Args, one line each naming the flag (empty when all is well).
+
+    The one place flags are range-checked: a numeric field declares its range in its metadata
+    (`at_least`, `above`, `at_most`, `below`; list fields apply it to each value), and every float
+    must be finite. Scripts add their own checks that are not about ranges (names, folders).
+    """
     problems = []
-    for name in ("updates", "batch_size", "hidden_size", "eval_every", "checkpoint_every", "ppo_epochs",
-                 "ppo_minibatches"):
-        value = getattr(args, name)
-        if value < 1:
-            problems.append(f"{_flag(name)} must be >= 1, got {value}")
-    for name in ("lr", "rl_lr", "ppo_lr"):
-        value = getattr(args, name)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            problems.append(f"{_flag(name)} must be a finite number > 0, got {value}")
-    if not (math.isfinite(args.entropy_coef) and args.entropy_coef >= 0):
-        problems.append(f"--entropy-coef must be a finite number >= 0, got {args.entropy_coef}")
-    if not 0.0 <= args.rl_weight <= 1.0:  # also false for nan
-        problems.append(f"--rl-weight must be in [0, 1], got {args.rl_weight}")
-    if not 0.0 < args.val_fraction < 1.0:
-        problems.append(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
-    if args.reward not in REWARDS:
-        problems.append(f"--reward must be one of {REWARDS}, got {args.reward!r}")
-    if args.reward_mode not in REWARD_MODES:
-        problems.append(f"--reward-mode must be one of {REWARD_MODES}, got {args.reward_mode!r}")
-    if args.patience is not None and args.patience < 1:
-        problems.append(f"--patience must be >= 1 (or none), got {args.patience}")
-    if not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):
-        problems.append(f"--weight-decay must be a finite number >= 0, got {args.weight_decay}")
-    if args.preset is not None and args.preset not in ("paper", "small"):
-        problems.append(f"--preset must be paper, small or none, got {args.preset!r}")
-    if args.device not in ("auto", "cpu", "cuda"):
-        problems.append(f"--device must be auto, cpu or cuda, got {args.device!r}")
-    if args.select_metric not in RANKING_NAMES + SET_NAMES:
-        problems.append(f"--select-metric must be one of {RANKING_NAMES + SET_NAMES}, got {args.select_metric!r}")
+    for spec in fields(args):
+        value = getattr(args, spec.name)
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            problem = _range_problem(item, spec.metadata)
+            if problem:
+                shown = value if isinstance(value, list) else item
+                problems.append(f"{flag_name(spec.name)} must be {problem}, got {shown}")
+                break
+    if isinstance(args, TrainKnobs):
+        choices = (("reward", REWARDS), ("reward_mode", REWARD_MODES), ("select_metric", RANKING_NAMES + SET_NAMES),
+                   ("preset", (None, "paper", "small")), ("device", ("auto", "cpu", "cuda")))
+        for name, allowed in choices:
+            if getattr(args, name) not in allowed:
+                problems.append(f"{flag_name(name)} must be one of {allowed}, got {getattr(args, name)!r}")
     return problems
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def _range_problem(value: float, limits: Any) -> str | None:
+    bounds = [("at_least", ">=", lambda v, b: v >= b), ("above", ">", lambda v, b: v > b),
+              ("at_most", "<=", lambda v, b: v <= b), ("below", "<", lambda v, b: v < b)]
+    wanted = " and ".join(f"{sign} {limits[key]}" for key, sign, _ in bounds if key in limits)
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"a finite number {wanted}".rstrip()
+    if all(holds(value, limits[key]) for key, _, holds in bounds if key in limits):
+        return None
+    return wanted

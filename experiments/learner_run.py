@@ -47,6 +47,14 @@ class RunData:
     label_freq: np.ndarray
     max_steps: int
 
+    @property
+    def n_features(self) -> int:
+        return int(np.shape(self.train.X)[1])
+
+    @property
+    def n_labels(self) -> int:
+        return int(self.train.Y.shape[1])
+
 
 @dataclass
 class Schedule:
@@ -102,6 +110,19 @@ def checkpoint_path(learner_dir: Path) -> Path:
     return learner_dir / CHECKPOINT_FILE
 
 
+def discard_events(learner_dir: Path) -> None:
+    """Delete the TensorBoard events of a start that died before its first checkpoint.
+
+    The learner restarts from update 0, so those events would show as a second curve whose steps
+    go backwards; the restart's events replace them.
+    """
+    stale = sorted(learner_dir.glob("events.out.tfevents.*"))
+    for path in stale:
+        path.unlink()
+    if stale:
+        print(f"{learner_dir}: no checkpoint, starting this learner again (removed {len(stale)} old event files)")
+
+
 def finish_saved_learner(learner_dir: Path, state: dict[str, Any]) -> None:
     """A learner whose final checkpoint exists: write its policy folder if a stop came before it."""
     if not (learner_dir / POLICY_DIR).is_dir():
@@ -124,6 +145,8 @@ class LearnerRun:
             sampler.load_state_dict(state["sampler"])
             self.progress, self.best_policy = Progress.from_dict(state["progress"]), state["best_policy"]
             self.best_set_policy = state.get("best_set_policy")
+        if state is None:
+            discard_events(learner_dir)
         # A resumed run hides what a crashed session logged after its last checkpoint.
         self.writer = open_writer(learner_dir, purge_step=self.progress.update + 1 if state is not None else None)
         if state is None:

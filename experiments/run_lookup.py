@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments import train_rl
-from experiments.runs import CONFIG_FILE, METRICS_FILE
+from experiments.runs import CONFIG_FILE, METRICS_FILE, run_name_part
 
 NOT_CONFIG = ("resume", "progress", "stop_after_updates", "runs_dir", "data_dir", "group_name", "quick")
 
@@ -28,7 +28,7 @@ def find_run(run: train_rl.Args) -> Path | None:
     """The newest folder under run.runs_dir of this dataset, group and seed with exactly this configuration."""
     want = run_config(run)
     group = run.group_name or train_rl.group_label(run)
-    pattern = f"{run.dataset}__{group}__{run.seed}__*"
+    pattern = f"{run_name_part(run.dataset)}__{group}__{run.seed}__*"
     for folder in sorted(Path(run.runs_dir).glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True):
         try:
             saved = json.loads((folder / CONFIG_FILE).read_text())["args"]

@@ -41,7 +41,8 @@ def best_fixed_ordering(val_scores: dict[str, float], metric: str) -> str:
 def final_evaluation(data: RunData, run_dir: Path, dataset: str, learners: Sequence[str], ensemble: Sequence[str],
                      select_metric: str) -> dict[str, Any]:
     """Test metrics of every learner's best policy, of the best fixed ordering, and of the ensemble."""
-    results, outputs = {}, {}
+    results: dict[str, dict[str, Any]] = {}
+    outputs = {}
     for name in learners:
         state = load_checkpoint(run_dir / name / CHECKPOINT_FILE)
         policy = policy_from_state(state["policy_config"], state["best_policy"])

@@ -8,22 +8,33 @@ a resumed run sees the same data order as an uninterrupted one.
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 
 from agents.policy import ChainPolicy
 from envs.atomic import atomic_write
+from experiments.config import ArgsError
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 POLICY_DIR = "policy"  # a learner's best-on-validation weights, as ChainPolicy.save writes them
+LOCK_FILE = ".lock"  # held (fcntl.flock) by the one train_rl process working in a run folder
+
+
+class DiskFullError(OSError):
+    """ENOSPC while writing a run's files: reported in one line, with what to do, not a traceback."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 # ----------------------------------------------------------------------------- run folders
@@ -33,6 +44,68 @@ def run_name(dataset: str, group: str, seed: int, started: float | None = None) 
         if not text or "__" in text or "/" in text or os.sep in text:
             raise ValueError(f"{part} {text!r} cannot be part of a run name (empty, '__' or '/')")
     return f"{dataset}__{group}__{seed}__{int(time.time() if started is None else started)}"
+
+
+def run_name_part(dataset: str) -> str:
+    """The dataset's part of a run name: a name as given, a folder or file by its own name
+    (`../data/mulan/emotions/` -> `emotions`), with '__' (the name separator) made '_'."""
+    text = dataset.rstrip("/" + os.sep)
+    if "/" in text or os.sep in text:
+        text = Path(text).name
+    while "__" in text:
+        text = text.replace("__", "_")
+    return text
+
+
+def check_writable_folder(folder: str | Path, flag: str, create: bool) -> None:
+    """Fail early (before any data is loaded) when runs cannot be written into `folder`.
+
+    `create`: make it (and its parents) if missing, as a new run does with --runs-dir; otherwise
+    it must exist (a --resume folder).
+    """
+    folder = Path(folder)
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        elif not folder.is_dir():
+            raise ArgsError(f"{flag} {folder}: no such folder")
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ArgsError(f"{flag} {folder}: cannot write there ({error.strerror or error})") from None
+
+
+class RunLock:
+    """An OS lock on `<run folder>/.lock`, held while one process trains in that folder.
+
+    `fcntl.flock` is released by the OS when the process exits, however it exits, so a killed run
+    leaves no stale lock behind. A second process gets an ArgsError naming the folder.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self._handle: IO[str] | None = None
+
+    def __enter__(self) -> "RunLock":
+        import fcntl  # POSIX only, like the rest of the run plumbing's signals
+
+        handle = open(self.run_dir / LOCK_FILE, "a")  # noqa: SIM115 (held until __exit__)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise ArgsError(f"{self.run_dir} is in use by another train_rl process (it holds "
+                            f"{self.run_dir / LOCK_FILE}); wait for it to end or stop it first") from None
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            import fcntl
+
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
 
 
 def create_run_dir(runs_dir: str | Path, name: str) -> Path:
@@ -96,7 +169,12 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """torch.save to a temporary file in the same folder, then os.replace: never half a checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda handle: torch.save(payload, handle))
+    try:
+        atomic_write(path, lambda handle: torch.save(payload, handle))
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        raise DiskFullError(errno.ENOSPC, f"{path}: the disk is full (ENOSPC) while writing a checkpoint") from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -186,31 +264,38 @@ class BatchSampler:
 
 
 # ----------------------------------------------------------------------------- Ctrl-C
+SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and what `kill`, schedulers and containers send
+
+
 class GracefulInterrupt:
-    """Turns the first Ctrl-C into a flag the training loop polls between updates.
+    """Turns the first Ctrl-C or SIGTERM into a flag the training loop polls between updates.
 
     A KeyboardInterrupt raised in the middle of an optimiser step could leave half-updated weights
-    behind; polling lets the loop finish the update, checkpoint, and exit cleanly. A second Ctrl-C
+    behind; polling lets the loop finish the update, checkpoint, and exit cleanly. A second signal
     raises KeyboardInterrupt as usual. Outside the main thread (no signals) it is a plain flag.
     """
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "GracefulInterrupt":
         try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for number in SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
         except ValueError:  # not the main thread
-            self._previous = None
+            pass
         return self
 
-    def _handle(self, signum, frame) -> None:
+    def _handle(self, signum: int, frame: object) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nCtrl-C: finishing the current update, then writing a checkpoint (Ctrl-C again to abort)")
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\n{name}: finishing the current update, then writing a checkpoint (Ctrl-C again to abort)",
+              flush=True)
 
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+    def __exit__(self, *exc: object) -> None:
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
+        self._previous = {}

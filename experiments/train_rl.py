@@ -24,22 +24,27 @@ learners' curves under the same tags: `charts/episodic_return`, `losses/*`, `eva
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import sys
 import time
+import warnings
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from agents.learners import FIXED_ORDERINGS, LEARNERS, LearnerConfig, make_learner
 from agents.policy import ChainPolicy
 from agents.supervised import carve_validation
 from envs.chain_task import default_max_steps
+from envs.data.dataset import Split
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import load_dataset
-from experiments.common import atomic_write_json, parse_args, resolve_device, single_thread
-from experiments.config import ArgsError, TrainKnobs, check_knobs
+from experiments.common import atomic_write_json, flag_name, parse_args, resolve_device, single_thread
+from experiments.config import ArgsError, TrainKnobs, check_args
 from experiments.learner_run import (
     LearnerRun,
     RunData,
@@ -56,15 +61,22 @@ from experiments.runs import (
     METRICS_FILE,
     POLICY_DIR,
     BatchSampler,
+    DiskFullError,
     GracefulInterrupt,
+    RunLock,
+    check_writable_folder,
     create_run_dir,
     load_checkpoint,
     load_policy,
     policy_from_state,
     run_name,
+    run_name_part,
 )
 
 RL_LEARNERS = ("reinforce", "ppo", "combined")
+# Flags a --resume may change: they say how to show or where to find things, not what the run is.
+SAFE_ON_RESUME = ("resume", "progress", "stop_after_updates", "data_dir", "device")
+EMPTY_WARN_FRACTION = 0.01  # warn when at least this share of training documents has no label
 __all__ = ["Args", "ArgsError", "main"]
 
 
@@ -90,12 +102,16 @@ class Args(TrainKnobs):
         default_factory=lambda: ["rearrange", "combined"],
         metadata={"help": "learners whose best policies are ensembled (those trained in this run)"},
     )
-    seed: int = 0
-    runs_dir: str = "runs"
+    seed: int = field(default=0, metadata={"help": "seed of the validation split, weights and sampling",
+                                           "at_least": 0})
+    runs_dir: str = field(default="runs", metadata={"help": "new run folders go here"})
     group_name: str | None = field(default=None, metadata={"help": "run-name group instead of learner names"})
-    resume: str | None = field(default=None, metadata={"help": "run folder to continue (its config.json wins)"})
+    resume: str | None = field(default=None, metadata={"help": "run folder to continue with its saved "
+                                                                "configuration (only --progress, --stop-after-updates "
+                                                                "and --data-dir may be given with it)"})
     stop_after_updates: int | None = field(
-        default=None, metadata={"help": "stop (checkpointed, resumable) after this many updates in this call"}
+        default=None, metadata={"help": "stop (checkpointed, resumable) after this many updates in this call",
+                                "at_least": 1},
     )
     quick: bool = field(default=False, metadata={"help": "smoke test: 40 updates per learner, eval every 20"})
 
@@ -114,11 +130,17 @@ def resolve_args(args: Args) -> Args:
             unknown = sorted(set(saved) - known)
             if unknown:
                 raise ArgsError(f"{config_path}: unknown Args fields {unknown}")
-            args = Args(**{**saved, "resume": args.resume, "stop_after_updates": args.stop_after_updates,
-                           "progress": args.progress})
+            resumed = Args(**{**saved, **{name: getattr(args, name) for name in SAFE_ON_RESUME}})
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise ArgsError(f"{config_path}: not a train_rl config ({type(error).__name__}: {error})") from None
-    apply_preset(args)
+        conflicts = resume_conflicts(args, resumed)
+        if conflicts:
+            raise ArgsError(f"--resume {args.resume}: the run was made with other values of {', '.join(conflicts)}; "
+                            f"a resumed run keeps its saved configuration ({config_path}). Only "
+                            f"{', '.join(flag_name(n) for n in SAFE_ON_RESUME if n != 'resume')} may change; "
+                            "start a new run for other settings")
+        args = resumed
+    apply_preset(args)  # idempotent on resume: the saved knobs already hold the preset's values
     if args.quick:
         args.updates, args.eval_every, args.checkpoint_every = min(args.updates, 40), 20, 20
     _check(args)
@@ -144,17 +166,36 @@ def policy_extras(args: Args) -> dict:
             "input_dropout": preset.input_dropout, "aux_weight": preset.aux_weight}
 
 
+def resume_conflicts(given: Args, saved: Args) -> list[str]:
+    """Flags given with --resume (not at their default) whose value differs from the saved run's.
+
+    A flag left at its default cannot be told apart from one not given, so it is taken from the run.
+    """
+    defaults = Args()
+    conflicts = []
+    for spec in fields(Args):
+        name = spec.name
+        if name in SAFE_ON_RESUME or name == "runs_dir":  # runs_dir: unused on resume (the folder is given)
+            continue
+        value = getattr(given, name)
+        if value != getattr(defaults, name) and value != getattr(saved, name):
+            conflicts.append(f"{flag_name(name)} (run: {getattr(saved, name)!r}, given: {value!r})")
+    return conflicts
+
+
 def _check(args: Args) -> None:
     bad = [name for name in args.learners if name not in LEARNERS]
     if bad or not args.learners or len(set(args.learners)) != len(args.learners):
         raise ArgsError(f"--learners must be distinct names from {LEARNERS}, got {args.learners}")
     if any(name not in LEARNERS for name in args.ensemble):
         raise ArgsError(f"--ensemble must name learners from {LEARNERS}, got {args.ensemble}")
-    problems = check_knobs(args)
+    problems = check_args(args)
     if problems:
         raise ArgsError("; ".join(problems))
-    if args.stop_after_updates is not None and args.stop_after_updates < 1:
-        raise ArgsError(f"--stop-after-updates must be >= 1, got {args.stop_after_updates}")
+    if args.group_name is not None and (not args.group_name or "__" in args.group_name or "/" in args.group_name):
+        raise ArgsError(f"--group-name {args.group_name!r} cannot be part of a run name (empty, '__' or '/')")
+    if not run_name_part(args.dataset):
+        raise ArgsError(f"--dataset {args.dataset!r}: give a dataset name or a folder")
     for flag, source in external_sources(args).items():
         if not Path(source).exists():
             raise ArgsError(f"--{flag} {source}: no such file or folder")
@@ -223,14 +264,31 @@ def load_run_data(args: Args) -> RunData:
         raise
     except ValueError as error:  # unknown name
         raise ArgsError(f"--dataset {args.dataset}: {error}") from None
-    train, val = carve_validation(dataset.train, args.val_fraction, args.seed)
+    check_splits(args.dataset, dataset.train, dataset.test)
+    try:
+        train, val = carve_validation(dataset.train, args.val_fraction, args.seed)
+    except ValueError as error:  # too few documents for a validation slice
+        raise ArgsError(f"--dataset {args.dataset}: {error}") from None
     max_steps = default_max_steps(train.max_labels_per_doc, dataset.n_labels)
     return RunData(train, val, dataset.test, train.label_freq, max_steps)
 
 
+def check_splits(name: str, train: Split, test: Split) -> None:
+    """Refuse splits nothing can be learned or measured on; warn when many training documents lack labels."""
+    for split_name, split in (("train", train), ("test", test)):
+        if len(split) == 0:
+            raise ArgsError(f"--dataset {name}: the {split_name} split has no documents")
+    empty = float(np.mean(np.diff(train.Y.indptr) == 0))
+    if empty == 1.0:
+        raise ArgsError(f"--dataset {name}: no training document has a label; there is nothing to learn")
+    if empty >= EMPTY_WARN_FRACTION:
+        warnings.warn(f"--dataset {name}: {empty:.1%} of the training documents have no label; the chains "
+                      "learn to stop at once on them", stacklevel=2)
+
+
 def check_warm_start(args: Args, data: RunData) -> None:
     """Load each external warm-start policy once, before any training, so a bad path fails early."""
-    shape = (int(data.train.X.shape[1]), int(data.train.Y.shape[1]))
+    shape = (data.n_features, data.n_labels)
     for flag, source in external_sources(args).items():
         try:
             policy = load_policy(source)
@@ -254,8 +312,7 @@ def start_policy(name: str, args: Args, data: RunData, run_dir: Path) -> ChainPo
     device = resolve_device(args.device)
     if source is not None:
         return load_policy(source).to(device)
-    policy = ChainPolicy(data.train.X.shape[1], data.train.Y.shape[1], hidden_size=args.hidden_size,
-                         **policy_extras(args))
+    policy = ChainPolicy(data.n_features, data.n_labels, hidden_size=args.hidden_size, **policy_extras(args))
     return policy.fit_input_normalization(data.train.X).to(device)
 
 
@@ -289,15 +346,35 @@ def main(args: Args) -> Path:
     single_thread()
     args = resolve_args(args)
     started = time.perf_counter()
-    data = load_run_data(args)
-    check_warm_start(args, data)
-    if args.resume is not None:
-        run_dir = Path(args.resume)
-    else:
-        run_dir = create_run_dir(args.runs_dir, run_name(args.dataset, group_label(args), args.seed))
+    with ExitStack() as stack:
+        if args.resume is not None:  # checked and locked before the data is loaded: fail fast
+            run_dir = Path(args.resume)
+            check_writable_folder(run_dir, "--resume", create=False)
+            stack.enter_context(RunLock(run_dir))
+            data = load_run_data(args)
+            check_warm_start(args, data)
+        else:
+            check_writable_folder(args.runs_dir, "--runs-dir", create=True)
+            data = load_run_data(args)
+            check_warm_start(args, data)
+            run_dir = create_run_dir(args.runs_dir, run_name(run_name_part(args.dataset), group_label(args), args.seed))
+            stack.enter_context(RunLock(run_dir))
+        try:
+            return train_and_report(args, data, run_dir, started)
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+            where = str(error) if isinstance(error, DiskFullError) else f"the disk is full (ENOSPC) in {run_dir}"
+            raise DiskFullError(errno.ENOSPC, f"{where}; free some space, then resume with: "
+                                              f"python experiments/train_rl.py --resume {run_dir}") from None
+
+
+def train_and_report(args: Args, data: RunData, run_dir: Path, started: float) -> Path:
+    """The body of `main` once the run folder is chosen and locked."""
+    if args.resume is None:
         derived = {
             "run_dir": str(run_dir), "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
-            "n_labels": int(data.train.Y.shape[1]), "n_features": int(data.train.X.shape[1]),
+            "n_labels": data.n_labels, "n_features": data.n_features,
             "max_steps": data.max_steps, "learner_order": learner_order(args),
             "warm_start": {n: str(warm_start_source(args, n, run_dir)) for n in args.learners
                            if warm_start_source(args, n, run_dir) is not None},
@@ -310,7 +387,7 @@ def main(args: Args) -> Path:
         for name in learner_order(args):
             if not train_learner(name, args, data, run_dir, interrupt, budget):
                 print(f"\nstopped before {name} finished (checkpoints in {run_dir}/<learner>/{CHECKPOINT_FILE})\n"
-                      f"resume with: python experiments/train_rl.py --resume {run_dir}")
+                      f"resume with: python experiments/train_rl.py --resume {run_dir}", flush=True)
                 return run_dir
     report = final_evaluation(data, run_dir, args.dataset, args.learners, args.ensemble, args.select_metric)
     report["timing"] = {"this_call_seconds": time.perf_counter() - started}
@@ -323,6 +400,6 @@ def main(args: Args) -> Path:
 if __name__ == "__main__":
     try:
         finished_run = main(parse_args(Args))
-    except (ArgsError, DataNotFoundError, DataFormatError) as error:
+    except (ArgsError, DiskFullError, DataNotFoundError, DataFormatError) as error:
         sys.exit(f"error: {error}")
     sys.exit(0 if (finished_run / METRICS_FILE).exists() else 130)  # 130: stopped early, resumable

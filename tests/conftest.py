@@ -1,5 +1,12 @@
-"""Shared test set-up: one thread (2 shared cores make two threads many times slower)."""
+"""Shared test set-up: one thread (2 shared cores make two threads many times slower), the
+hand-made `tiny_dataset`, and the `needs_data` marker.
+
+Tests that read the shared benchmark data (emotions, yeast, ...) carry `@pytest.mark.needs_data`
+(or `pytestmark = pytest.mark.needs_data` for a whole module); when the data folder is missing they
+are skipped with a reason naming where it was looked for, instead of failing with a loader error.
+"""
 import os
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -11,6 +18,28 @@ import torch  # noqa: E402
 from envs.data.dataset import Dataset, Split  # noqa: E402
 
 torch.set_num_threads(1)
+
+# Where the loaders look when no data_dir is given (envs.data.loading): LABELCHAIN_DATA, then ../shared/data.
+DATA_DIR = Path(os.environ.get("LABELCHAIN_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """The shared benchmark data folder (for tests that pass a dataset by its path)."""
+    return DATA_DIR
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_data: reads the shared benchmark data (skipped when it is missing)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if (DATA_DIR / "mulan").is_dir():
+        return
+    skip = pytest.mark.skip(reason=f"shared benchmark data not found at {DATA_DIR} (set LABELCHAIN_DATA)")
+    for item in items:
+        if item.get_closest_marker("needs_data") is not None:
+            item.add_marker(skip)
 
 
 def _split(features: list[list[float]], labels: list[list[int]], n_labels: int) -> Split:

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from envs.data.arff import read_arff, read_mulan_xml
+from envs.data.arff import read_arff
+from envs.data.multilabel import read_mulan_xml
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import dataset_folder, load_dataset
 from envs.data.textformats import read_libsvm_pair, read_xc
@@ -55,9 +56,9 @@ def test_unknown_attribute_type(tmp_path: Path) -> None:
     assert info.value.line == 3 and "'b'" in str(info.value)
 
 
-def test_string_attribute_is_rejected_clearly(tmp_path: Path) -> None:
-    path = write(tmp_path / "str.arff", "@relation r\n@attribute a string\n@data\nx\n")
-    with pytest.raises(DataFormatError, match="type 'string'"):
+def test_date_attribute_is_rejected_clearly(tmp_path: Path) -> None:
+    path = write(tmp_path / "date.arff", "@relation r\n@attribute a date\n@data\nx\n")
+    with pytest.raises(DataFormatError, match="type 'date'"):
         read_arff(path)
 
 
@@ -137,7 +138,9 @@ def test_malformed_xml(tmp_path: Path) -> None:
 
 def test_missing_dataset_lists_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LABELCHAIN_DATA", str(tmp_path / "env"))
-    import envs.data.loading as loading
+    (tmp_path / "env").mkdir()
+    (tmp_path / "arg").mkdir()
+    import envs.data.locate as loading
 
     monkeypatch.setattr(loading, "REPO_ROOT", tmp_path / "repo")
     with pytest.raises(DataNotFoundError) as info:
@@ -150,7 +153,108 @@ def test_missing_dataset_lists_places(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_unknown_name_and_empty_folder(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown dataset 'nope'"):
+    with pytest.raises(DataNotFoundError, match="dataset 'nope' .* not found"):
         dataset_folder("nope")
     with pytest.raises(DataNotFoundError, match="no dataset files found"):
         load_dataset(tmp_path, cache=False)
+
+
+# --- silent wrong results that must now be errors ------------------------------------------------
+
+LABELLED = "@relation r\n@attribute a numeric\n@attribute b numeric\n@attribute y numeric\n"
+
+
+@pytest.mark.parametrize("token", ["nan", "NaN", "inf", "-Infinity", "1e39"])
+def test_non_finite_arff_values(tmp_path: Path, token: str) -> None:
+    dense = write(tmp_path / "dense.arff", HEADER + f"@data\n1,2,0\n3,{token},1\n")
+    with pytest.raises(DataFormatError, match="not a finite number") as info:
+        read_arff(dense)
+    assert (info.value.line, info.value.field) == (7, "attribute 'b'") and "dense.arff" in str(info.value)
+    sparse = write(tmp_path / "sparse.arff", HEADER + f"@data\n{{0 1}}\n{{0 {token},2 1}}\n")
+    with pytest.raises(DataFormatError, match="not a finite number") as info:
+        read_arff(sparse)
+    assert (info.value.line, info.value.field) == (7, "attribute 'a'")
+
+
+@pytest.mark.parametrize("token", ["nan", "inf", "-inf", "1e39"])
+def test_non_finite_text_values(tmp_path: Path, token: str) -> None:
+    with pytest.raises(DataFormatError, match="not a finite number") as info:
+        read_xc(write(tmp_path / "xc.txt", f"2 3 2\n0 0:1\n1 0:1 2:{token}\n"))
+    assert info.value.line == 3 and info.value.field == "feature 2"
+    train = write(tmp_path / "train.txt", f"1 1:1\n2 3:{token}\n")
+    with pytest.raises(DataFormatError, match="not a finite number") as info:
+        read_libsvm_pair(train, write(tmp_path / "test.txt", "1 1:1\n"))
+    assert info.value.line == 2 and "train.txt" in str(info.value)
+
+
+def test_attribute_declared_twice(tmp_path: Path) -> None:
+    path = write(tmp_path / "dup.arff", HEADER + "@attribute a numeric\n@data\n1,2,0,1\n")
+    with pytest.raises(DataFormatError, match="declared twice.*first on line 2") as info:
+        read_arff(path)
+    assert info.value.line == 5 and info.value.field == "attribute 'a'"
+
+
+@pytest.mark.parametrize("value", ["-1", "2", "0.4"])
+def test_numeric_label_must_be_0_or_1(tmp_path: Path, value: str) -> None:
+    folder = mulan_folder(tmp_path, LABELLED + "@data\n1,2,1\n", LABELLED + f"@data\n1,2,0\n3,4,{value}\n", ["y"])
+    with pytest.raises(DataFormatError, match="not 0 or 1") as info:
+        load_dataset(folder, cache=False)
+    assert info.value.line == 7 and info.value.field == "attribute 'y'" and "toy-test.arff" in str(info.value)
+
+
+def test_nominal_label_with_a_third_value(tmp_path: Path) -> None:
+    header = "@relation r\n@attribute a numeric\n@attribute y {0,1,2}\n"
+    folder = mulan_folder(tmp_path, header + "@data\n1,1\n5,2\n", header + "@data\n1,0\n", ["y"])
+    with pytest.raises(DataFormatError, match="label value '2' is not 0 or 1") as info:
+        load_dataset(folder, cache=False)
+    assert info.value.line == 6 and "toy-train.arff" in str(info.value)
+
+
+def test_sparse_index_named_twice(tmp_path: Path) -> None:
+    with pytest.raises(DataFormatError, match="names index 1 twice") as info:
+        read_arff(write(tmp_path / "twice.arff", HEADER + "@data\n{0 1}\n{1 2,0 1,1 3}\n"))
+    assert info.value.line == 7 and info.value.field == "attribute 'b'"
+    with pytest.raises(DataFormatError, match="feature id 2 appears twice") as info:
+        read_xc(write(tmp_path / "xc.txt", "2 3 2\n0 0:1\n1 2:1 0:1 2:5\n"))
+    assert info.value.line == 3
+
+
+@pytest.mark.parametrize("variable", [None, "LABELCHAIN_DATA"])
+def test_missing_data_folder_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable) -> None:
+    missing = tmp_path / "no-such-folder"
+    if variable:
+        monkeypatch.setenv(variable, str(missing))
+    with pytest.raises(DataNotFoundError, match="does not exist") as info:
+        load_dataset("emotions", data_dir=None if variable else missing, cache=False)
+    assert str(missing) in str(info.value) and (variable or "--data-dir") in str(info.value)
+
+
+@pytest.mark.parametrize("empty", ["train", "test"])
+def test_empty_split_names_the_file(tmp_path: Path, empty: str) -> None:
+    rows = {"train": LABELLED + "@data\n1,2,1\n", "test": LABELLED + "@data\n3,4,0\n"}
+    rows[empty] = LABELLED + "@data\n% no rows\n"
+    folder = mulan_folder(tmp_path, rows["train"], rows["test"], ["y"])
+    with pytest.raises(DataFormatError, match="no data rows") as info:
+        load_dataset(folder, cache=False)
+    assert f"toy-{empty}.arff" in str(info.value)
+    xc = tmp_path / "xc"
+    xc.mkdir()
+    write(xc / "train.txt", "1 3 2\n0 0:1\n")
+    write(xc / "test.txt", "0 3 2\n")
+    with pytest.raises(DataFormatError, match="no data rows") as info:
+        load_dataset(xc, cache=False)
+    assert "test.txt" in str(info.value)
+
+
+def test_nul_byte_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "nul.arff"
+    path.write_bytes((HEADER + "@data\n1,2,0\n").encode() + b"10\x00,2,1\n")  # numpy would read 10\x00 as 10
+    with pytest.raises(DataFormatError, match="NUL byte") as info:
+        read_arff(path)
+    assert info.value.line == 7
+
+
+def test_xml_with_unknown_encoding(tmp_path: Path) -> None:
+    path = write(tmp_path / "enc.xml", '<?xml version="1.0" encoding="u0f-8"?>\n<labels><label name="a"/></labels>')
+    with pytest.raises(DataFormatError, match="unreadable XML.*u0f-8"):
+        read_mulan_xml(path)

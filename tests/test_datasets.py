@@ -12,7 +12,15 @@ from envs.data.loading import DATASET_NAMES, REPO_ROOT, load_dataset
 from envs.data.reuters import modapte_90, parse_sgml
 
 DATA = REPO_ROOT.parent / "shared" / "data"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared benchmark data not found at {DATA}")
+needs_data = pytest.mark.needs_data  # conftest skips it, with the reason, when the data is missing
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _cache_in_tmp(tmp_path_factory: pytest.TempPathFactory):
+    """Default-cache loads of this module go to one tmp folder, never the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LABELCHAIN_CACHE", str(tmp_path_factory.mktemp("labelchain-cache")))
+        yield
 
 
 def write(path: Path, text: str) -> Path:

@@ -8,6 +8,8 @@ from agents.policy import ChainPolicy
 from envs.data.loading import load_dataset
 from envs.rewards import chain_quality
 
+pytestmark = pytest.mark.needs_data  # every test here reads emotions
+
 
 @pytest.fixture(scope="module")
 def emotions():

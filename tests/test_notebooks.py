@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
 from analysis import nbtools
 from experiments import ablations, compare_orderings
+
+REPO = Path(__file__).resolve().parents[1]
 
 NOTEBOOKS = ("orderings", "learned_orders", "reward_curves", "ablations")
 
@@ -48,6 +49,7 @@ def parameters(name: str, tmp: Path) -> dict:
     }[name]
 
 
+@pytest.mark.needs_data  # the notebooks read runs trained here on emotions
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_headless_top_to_bottom(name, tiny_results):
     notebook = nbtools.execute_notebook(REPO / "analysis" / f"{name}.ipynb", parameters(name, tiny_results))

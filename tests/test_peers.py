@@ -113,6 +113,8 @@ def test_write_xc_round_trips_with_label_less_and_empty_docs(tmp_path: Path) -> 
 
 
 # ----------------------------------------------------------------------------- OvR logistic regression
+@pytest.mark.needs_data
+@pytest.mark.needs_data
 def test_ovr_logistic_handles_constant_labels_and_is_reproducible(emotions: Dataset) -> None:
     def widen(split: Split) -> Split:
         n = len(split)
@@ -125,7 +127,9 @@ def test_ovr_logistic_handles_constant_labels_and_is_reproducible(emotions: Data
     np.testing.assert_array_equal(scores, OvRLogistic(seed=3).fit(train).scores(emotions.test.X))
 
 
+@pytest.mark.needs_data
 @pytest.mark.parametrize("name, margin", [("medical", 0.3), ("emotions", 0.15)])
+@pytest.mark.needs_data
 def test_tuned_ovr_beats_the_tuned_label_frequency_floor(name: str, margin: float) -> None:
     ds = load_dataset(name)
     train, val = carve_validation(ds.train, 0.1, 0)
@@ -140,6 +144,8 @@ def test_tuned_ovr_beats_the_tuned_label_frequency_floor(name: str, margin: floa
     assert got["example_f1"] >= floor["example_f1"] + margin
 
 
+@pytest.mark.needs_data
+@pytest.mark.needs_data
 def test_medical_has_labels_without_training_positives(medical: Dataset) -> None:
     """The degenerate case is real: medical has labels never seen in training."""
     unseen = np.flatnonzero(medical.label_freq == 0)
@@ -147,6 +153,7 @@ def test_medical_has_labels_without_training_positives(medical: Dataset) -> None
     assert (OvRLogistic().fit(medical.train).scores(medical.test.X)[:, unseen] == 0).all()
 
 
+@pytest.mark.needs_data
 def test_tune_peer_rejects_bad_names(emotions: Dataset) -> None:
     with pytest.raises(ValueError, match="unknown peer 'nope'"):
         tune_peer("nope", emotions.train, emotions.test)
@@ -154,6 +161,7 @@ def test_tune_peer_rejects_bad_names(emotions: Dataset) -> None:
         tune_peer("label_frequency", emotions.train, emotions.test, ranking_metric="example_f1")
 
 
+@pytest.mark.needs_data
 def test_script_writes_table_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "peers.json"
     args = peers.parse_args(peers.Args, ["--dataset", "emotions", "--peers", "ovr_logistic", "label_frequency",
@@ -174,6 +182,7 @@ def test_missing_omikuji_raises_peer_unavailable(monkeypatch: pytest.MonkeyPatch
         OmikujiTree()
 
 
+@pytest.mark.needs_data
 def test_tuned_omikuji_valid_outputs_and_beats_the_floor(medical: Dataset) -> None:
     pytest.importorskip("omikuji")
     train, val = carve_validation(medical.train, 0.1, 0)

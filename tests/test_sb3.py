@@ -78,12 +78,14 @@ def visited_observations(dataset, n_docs: int = 12, seed: int = 0):
     return stacked, np.stack(masks)
 
 
+@pytest.mark.needs_data
 def test_plain_multi_input_maskable_ppo_beats_random_valid_policy(emotions, random_return):
     model = MaskablePPO("MultiInputPolicy", LabelChainEnv(emotions), seed=0, **PPO_ARGS).learn(TRAIN_STEPS)
     trained = greedy_return(model, emotions)
     assert trained > random_return + MARGIN, f"trained {trained:.3f} vs random {random_return:.3f}"
 
 
+@pytest.mark.needs_data
 def test_adapter_trains_chain_policy_weights_that_decode_standalone(emotions, random_return, adapter_model, tmp_path):
     trained = greedy_return(adapter_model, emotions)
     assert trained > random_return + MARGIN, f"trained {trained:.3f} vs random {random_return:.3f}"
@@ -116,6 +118,7 @@ def test_adapter_trains_chain_policy_weights_that_decode_standalone(emotions, ra
     np.testing.assert_array_equal(actions, expected)
 
 
+@pytest.mark.needs_data
 def test_adapter_probabilities_equal_prefix_logits_softmax(emotions, adapter_model):
     policy: ChainPolicyAdapter = adapter_model.policy
     policy.set_training_mode(False)
@@ -151,6 +154,7 @@ def test_adapter_probabilities_equal_prefix_logits_softmax(emotions, adapter_mod
             assert masks[np.arange(len(masks)), chosen.numpy()].all()
 
 
+@pytest.mark.needs_data
 def test_sb3_save_load_round_trip_gives_identical_predictions(emotions, adapter_model, tmp_path):
     path = tmp_path / "maskable_ppo.zip"
     adapter_model.save(path)

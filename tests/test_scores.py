@@ -87,6 +87,7 @@ def trained_with_head():
     return ds, policy
 
 
+@pytest.mark.needs_data
 def test_aux_head_learns_on_emotions(trained_with_head) -> None:
     ds, policy = trained_with_head
     floor = evaluate(ds.test.Y, scores=LabelFrequency().fit(ds.train).scores(ds.test.X))

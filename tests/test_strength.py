@@ -27,6 +27,7 @@ def run(tmp_path_factory):
     return tmp, json.loads(path.read_text())
 
 
+@pytest.mark.needs_data
 def test_rows_for_every_method_with_two_checkpoints_and_tuned_peers(run) -> None:
     _, results = run
     rows = {r["method"]: r for r in results["rows"]}
@@ -51,6 +52,7 @@ def test_rows_for_every_method_with_two_checkpoints_and_tuned_peers(run) -> None
     assert results["cells"]["emotions:0"]["data"]["n_val"] == 16
 
 
+@pytest.mark.needs_data
 def test_markdown_has_tables_and_verdicts(run) -> None:
     tmp, _ = run
     text = (tmp / "strength.md").read_text()
@@ -60,6 +62,7 @@ def test_markdown_has_tables_and_verdicts(run) -> None:
     assert "one seed: noise unknown" in text
 
 
+@pytest.mark.needs_data
 def test_finished_cells_are_reused_and_changed_settings_rerun(run, capsys) -> None:
     tmp, first = run
     strength.main(tiny_args(tmp))

@@ -1,5 +1,4 @@
 """Rearranged targets (exact), the teacher-forcing loss, seeded training, and learning on emotions."""
-import time
 
 import numpy as np
 import pytest
@@ -139,17 +138,16 @@ def _most_frequent_baseline_f1(dataset) -> float:
     return evaluate(dataset.test.Y, Y_pred=sp.csr_matrix(Y_pred))["example_f1"]
 
 
+@pytest.mark.needs_data
 @pytest.mark.parametrize("ordering", ["freq2rare", "rearrange"])
 def test_learns_emotions_beyond_most_frequent_labels(emotions, ordering):
-    """A few seconds of training beat the most-frequent-labels baseline (0.389) by >= 0.15 example F1."""
+    """Twelve epochs of training beat the most-frequent-labels baseline (0.389) by >= 0.15 example F1."""
     baseline = _most_frequent_baseline_f1(emotions)
     torch.manual_seed(0)
     policy = ChainPolicy(emotions.n_features, emotions.n_labels, hidden_size=64, label_embed_size=16)
     policy.fit_input_normalization(emotions.train.X)
-    started = time.perf_counter()
-    config = TrainConfig(epochs=12, batch_size=32, lr=3e-3, patience=4, seed=0, max_seconds=20)
-    history = train_epochs(policy, emotions.train, config, learner=ordering, progress=False)
-    assert time.perf_counter() - started < 30
+    config = TrainConfig(epochs=12, batch_size=32, lr=3e-3, patience=4, seed=0)  # epochs, not seconds: same result
+    history = train_epochs(policy, emotions.train, config, learner=ordering, progress=False)  # on a busy machine
     assert 0 <= history.best_epoch < len(history.epochs)
     Y_pred, scores = predict(policy, emotions.test.X, max_steps=emotions.max_labels_per_doc + 1)
     metrics = evaluate(emotions.test.Y, scores=scores, Y_pred=Y_pred)

@@ -38,6 +38,7 @@ def reference_run(tmp_path_factory) -> Path:
     return main(replace(TINY, runs_dir=str(tmp_path_factory.mktemp("reference"))))
 
 
+@pytest.mark.needs_data
 def test_run_folder_holds_config_metrics_checkpoints_and_policies(reference_run: Path):
     assert reference_run.name.startswith("emotions__freq2rare+rearrange+combined__0__")
     config = json.loads((reference_run / "config.json").read_text())
@@ -58,6 +59,7 @@ def test_run_folder_holds_config_metrics_checkpoints_and_policies(reference_run:
     assert report["ensemble"]["members"] == ["rearrange", "combined"]
 
 
+@pytest.mark.needs_data
 def test_tensorboard_curves_per_learner(reference_run: Path):
     steps = list(range(1, UPDATES + 1))
     for name in TINY.learners:
@@ -77,6 +79,7 @@ def test_tensorboard_curves_per_learner(reference_run: Path):
     assert table.startswith("|param|value|") and "|learner|combined|" in table and "|updates|6|" in table
 
 
+@pytest.mark.needs_data
 def test_best_validation_scores_match_the_curves(reference_run: Path):
     """The kept policy is the best validation point, and combined starts exactly where rearrange ended."""
     report = json.loads((reference_run / "metrics.json").read_text())
@@ -90,6 +93,7 @@ def test_best_validation_scores_match_the_curves(reference_run: Path):
     assert combined_start[1] == pytest.approx(report["learners"]["rearrange"]["val"]["P@1"], abs=1e-6)
 
 
+@pytest.mark.needs_data
 def test_same_seed_same_metrics_other_seed_differs(reference_run: Path, tmp_path: Path):
     again = main(replace(TINY, runs_dir=str(tmp_path / "a")))
     assert deterministic_part(again) == deterministic_part(reference_run)
@@ -98,6 +102,7 @@ def test_same_seed_same_metrics_other_seed_differs(reference_run: Path, tmp_path
             != deterministic_part(reference_run)["learners"]["freq2rare"]["test"])
 
 
+@pytest.mark.needs_data
 def test_interrupted_run_resumes_to_the_same_metrics(reference_run: Path, tmp_path: Path):
     run_dir = main(replace(TINY, runs_dir=str(tmp_path), stop_after_updates=4))  # stops inside freq2rare
     assert not (run_dir / "metrics.json").exists()
@@ -117,6 +122,7 @@ def test_interrupted_run_resumes_to_the_same_metrics(reference_run: Path, tmp_pa
         assert scalars["charts/episodic_return"] == read_scalars(reference_run / name)["charts/episodic_return"]
 
 
+@pytest.mark.needs_data
 def test_resume_purges_steps_logged_after_the_last_checkpoint(tmp_path: Path):
     """A crash after checkpoint 2 but after logging steps 3-4: the resumed curve has each step once."""
     args = replace(TINY, runs_dir=str(tmp_path), learners=["rearrange"], ensemble=[], checkpoint_every=2)
@@ -131,6 +137,7 @@ def test_resume_purges_steps_logged_after_the_last_checkpoint(tmp_path: Path):
     assert [s for s, _ in scalars["eval/P@1"]] == [0, 3, 6]
 
 
+@pytest.mark.needs_data
 def test_ctrl_c_checkpoints_and_says_how_to_resume(tmp_path: Path):
     script = Path(__file__).resolve().parents[1] / "experiments" / "train_rl.py"
     command = [sys.executable, str(script), "--dataset", "emotions", "--learners", "freq2rare", "--updates",
@@ -200,6 +207,7 @@ def test_unreadable_checkpoint_names_the_file(tmp_path: Path):
         load_checkpoint(bad)
 
 
+@pytest.mark.needs_data
 def test_rearrange_can_start_from_a_fixed_order_policy(reference_run: Path, tmp_path: Path):
     """--rearrange-warm-start: rearrange's update-0 validation is the fixed-order policy's best point."""
     report = json.loads((reference_run / "metrics.json").read_text())
@@ -217,6 +225,7 @@ def test_rearrange_can_start_from_a_fixed_order_policy(reference_run: Path, tmp_
 
 
 # ----------------------------------------------------------------------------- --preset paper
+@pytest.mark.needs_data
 def test_paper_preset_end_to_end_with_two_checkpoints_patience_and_a_floor(tmp_path: Path):
     """The paper preset on emotions at a tiny budget: explicit flags win over the preset, the rest
     (weight decay, label embeddings, input dropout, aux head, patience) come from it."""

@@ -3,6 +3,7 @@ numbers of the plain padded computation, with and without dropout's randomness r
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from agents.policy import START as PAD
@@ -55,6 +56,7 @@ def test_input_dropout_is_one_mask_per_sequence() -> None:
     assert torch.equal(policy.eval()._rnn_inputs(doc[:1], torch.tensor([[-1, 2]]))[:, :, 4:], torch.ones(1, 2, 8))
 
 
+@pytest.mark.needs_data
 def test_train_epochs_keeps_a_best_checkpoint_per_metric() -> None:
     from agents.decoding import predict
     from agents.training import TrainConfig, train_epochs

@@ -5,11 +5,14 @@ files. Here every value token of a file is converted in one numpy call, so the 3
 training file parses in well under a second; the slow per-token path runs only to locate an error.
 
 Supported: `%` comments, `@relation`, `@attribute NAME TYPE` with TYPE numeric / real / integer /
-nominal `{v1,v2,...}`, quoted names (`'a b'`, `"a"`) and backslash escapes (`TAG_m\\'usica`),
-dense rows `v1,v2,...` and sparse rows `{index value, ...}` (omitted entries are 0, i.e. the first
-nominal value). Nominal values are stored as their index in the declaration, as Weka does, so
-`{0,1}` reads as 0/1. Not supported (clear error instead): string/date/relational attributes,
-missing values `?`, instance weights.
+nominal `{v1,v2,...}` / string, quoted names and values (`'a b'`, `"a"`) and backslash escapes
+(`TAG_m\\'usica`), dense rows `v1,v2,...` and sparse rows `{index value, ...}` (omitted entries are
+0, i.e. the first nominal value, as in Weka). The table stores a nominal value as its index in the
+declaration and a string value as 0 (string attributes are dropped by `envs.data.multilabel`).
+Rejected with a DataFormatError naming file, line and attribute (silent wrong data otherwise): the
+same attribute name declared twice, non-finite numbers (nan, inf, overflow), missing values `?`
+(labelchain does not impute: a guess would silently become training data), a sparse row naming an
+index twice, date/relational attributes.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import scipy.sparse as sp
 from envs.data.errors import DataFormatError
 
 _NUMERIC_TYPES = {"numeric", "real", "integer"}
-_UNSUPPORTED_TYPES = {"string", "date", "relational"}
+_UNSUPPORTED_TYPES = {"date", "relational"}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
 _ESCAPE_RE = re.compile(r"\\(.)")
 
@@ -40,8 +43,10 @@ class ArffTable:
     path: Path
     relation: str
     attribute_names: list[str]
-    nominal_values: list[list[str] | None]  # None for numeric attributes
+    nominal_values: list[list[str] | None]  # None for numeric and string attributes
     matrix: np.ndarray | sp.csr_matrix
+    kinds: list[str]  # "numeric", "nominal" or "string", one per attribute
+    row_lines: np.ndarray  # 1-based file line of each data row, in row order
 
     @property
     def n_rows(self) -> int:
@@ -51,6 +56,9 @@ class ArffTable:
 def read_text(path: Path) -> str:
     """File text as UTF-8, falling back to latin-1 (some distributions are not valid UTF-8)."""
     raw = path.read_bytes()
+    if b"\x00" in raw:  # numpy drops trailing NULs when it parses "1\x00" as 1: refuse them all
+        line = raw.count(b"\n", 0, raw.index(b"\x00")) + 1
+        raise DataFormatError(path, "NUL byte in the file (binary or corrupted data); expected text", line=line)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -85,22 +93,48 @@ def _strip_quotes(token: str) -> str:
     return token
 
 
-def _parse_type(text: str, name: str, path: Path, line_no: int) -> list[str] | None:
-    """None for numeric types, the value list for nominal ones; DataFormatError for anything else."""
+def split_quoted(text: str, path: Path, line_no: int) -> list[str]:
+    """Split on commas outside quotes (values like 'a, b' or "x" keep their quotes)."""
+    tokens, start, quote, i = [], 0, "", 0
+    while i < len(text):
+        char = text[i]
+        if char == "\\" and quote:
+            i += 2
+            continue
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == ",":
+            tokens.append(text[start:i])
+            start = i + 1
+        i += 1
+    if quote:
+        raise DataFormatError(path, f"unterminated quote {quote} in data row", line=line_no)
+    tokens.append(text[start:])
+    return tokens
+
+
+def _parse_type(text: str, name: str, path: Path, line_no: int) -> tuple[str, list[str] | None]:
+    """(kind, nominal values or None); DataFormatError for types labelchain does not read."""
     text = text.strip()
     if text.startswith("{"):
         if not text.endswith("}"):
             raise DataFormatError(
                 path, f"nominal type of attribute {name!r} must end with '}}'", line=line_no
             )
-        values = [_strip_quotes(v) for v in text[1:-1].split(",")]
+        values = [_strip_quotes(v) for v in split_quoted(text[1:-1], path, line_no)]
         if not values or any(v == "" for v in values):
             raise DataFormatError(path, f"empty value in nominal type of {name!r}", line=line_no)
-        return values
+        if len(set(values)) != len(values):
+            raise DataFormatError(path, f"nominal type of {name!r} lists a value twice", line=line_no)
+        return "nominal", values
     kind = text.split()[0].lower() if text else ""
     if kind in _NUMERIC_TYPES:
-        return None
-    expected = "expected numeric, real, integer or a nominal {v1,v2,...}"
+        return "numeric", None
+    if kind == "string":
+        return "string", None
+    expected = "expected numeric, real, integer, string or a nominal {v1,v2,...}"
     if kind in _UNSUPPORTED_TYPES:
         raise DataFormatError(
             path, f"attribute {name!r} has type {kind!r}, which labelchain does not read; {expected}",
@@ -119,7 +153,9 @@ def read_arff(path: str | Path) -> ArffTable:
         raise DataFormatError(path, "file is empty; expected an ARFF header (@relation, @attribute, @data)")
     relation = ""
     names: list[str] = []
+    kinds: list[str] = []
     nominals: list[list[str] | None] = []
+    declared_on: dict[str, int] = {}
     data_start = None
     for i, raw in enumerate(lines):
         line = raw.strip()
@@ -130,7 +166,15 @@ def read_arff(path: str | Path) -> ArffTable:
             relation = _strip_quotes(line[len("@relation") :])
         elif keyword == "@attribute":
             name, rest = _split_name(line[len("@attribute") :], path, i + 1)
-            nominals.append(_parse_type(rest, name, path, i + 1))
+            if name in declared_on:  # a later duplicate would silently take the earlier one's role
+                raise DataFormatError(
+                    path, f"attribute {name!r} is declared twice (first on line {declared_on[name]}); "
+                    "expected unique attribute names", line=i + 1, field=f"attribute {name!r}",
+                )
+            declared_on[name] = i + 1
+            kind, values = _parse_type(rest, name, path, i + 1)
+            kinds.append(kind)
+            nominals.append(values)
             names.append(name)
         elif keyword == "@data":
             data_start = i + 1
@@ -144,16 +188,36 @@ def read_arff(path: str | Path) -> ArffTable:
         raise DataFormatError(path, "no @attribute declarations before the data; expected an ARFF header")
     if data_start is None:
         raise DataFormatError(path, "no @data section: the file is truncated or not ARFF")
-    matrix = _parse_data(lines, data_start, path, names, nominals)
-    return ArffTable(path, relation, names, nominals, matrix)
+    matrix, row_lines = _parse_data(lines, data_start, path, names, nominals, kinds)
+    return ArffTable(path, relation, names, nominals, matrix, kinds, row_lines)
+
+
+def _sparse_pairs(line: str, path: Path, line_no: int) -> list[str]:
+    """Tokens `index, value, index, value, ...` of a sparse row `{i v, j w}` (quote-aware)."""
+    inner = line[1:-1]
+    if "'" not in inner and '"' not in inner:
+        tokens = inner.replace(",", " ").split()
+        if len(tokens) % 2:
+            raise DataFormatError(path, "sparse row must hold 'index value' pairs separated by commas",
+                                  line=line_no)
+        return tokens
+    tokens = []
+    for item in split_quoted(inner, path, line_no):
+        pair = item.strip().split(None, 1)
+        if len(pair) != 2:
+            raise DataFormatError(path, "sparse row must hold 'index value' pairs separated by commas",
+                                  line=line_no)
+        tokens.extend(pair)
+    return tokens
 
 
 def _parse_data(
-    lines: list[str], start: int, path: Path, names: list[str], nominals: list[list[str] | None]
-) -> np.ndarray | sp.csr_matrix:
+    lines: list[str], start: int, path: Path, names: list[str], nominals: list[list[str] | None],
+    kinds: list[str],
+) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray]:
     """Collect every row's tokens, then convert them all at once (fast path) and validate."""
     n_attr = len(names)
-    dense_rows: list[str] = []
+    dense_tokens: list[str] = []
     dense_lines: list[int] = []
     sparse_idx: list[str] = []
     sparse_val: list[str] = []
@@ -166,63 +230,74 @@ def _parse_data(
             continue
         if line.startswith("{"):
             if not line.endswith("}"):
-                raise DataFormatError(
-                    path, "sparse row must end with '}' (row cut short?)", line=i + 1
-                )
-            tokens = line[1:-1].replace(",", " ").split()
-            if len(tokens) % 2:
-                raise DataFormatError(
-                    path, "sparse row must hold 'index value' pairs separated by commas", line=i + 1
-                )
+                raise DataFormatError(path, "sparse row must end with '}' (row cut short?)", line=i + 1)
+            tokens = _sparse_pairs(line, path, i + 1)
             sparse_idx.extend(tokens[0::2])
             sparse_val.extend(tokens[1::2])
             sparse_counts.append(len(tokens) // 2)
             sparse_lines.append(i + 1)
             is_sparse_row.append(True)
         else:
-            n_values = line.count(",") + 1
-            if n_values != n_attr:
+            quoted = "'" in line or '"' in line
+            tokens = split_quoted(line, path, i + 1) if quoted else line.split(",")
+            if len(tokens) != n_attr:
                 raise DataFormatError(
                     path,
-                    f"dense row has {n_values} values, expected {n_attr} (one per @attribute); "
+                    f"dense row has {len(tokens)} values, expected {n_attr} (one per @attribute); "
                     "row cut short or header mismatch?",
                     line=i + 1,
                 )
-            dense_rows.append(line)
+            dense_tokens.extend(tokens)
             dense_lines.append(i + 1)
             is_sparse_row.append(False)
 
-    dense = np.zeros((len(dense_rows), n_attr), dtype=np.float32)
-    if dense_rows:
-        tokens = ",".join(dense_rows).split(",")
-        cols = np.tile(np.arange(n_attr), len(dense_rows))
+    row_lines = np.asarray(sorted(dense_lines + sparse_lines), dtype=np.int64)
+    dense = np.zeros((len(dense_lines), n_attr), dtype=np.float32)
+    if dense_lines:
+        cols = np.tile(np.arange(n_attr), len(dense_lines))
         entry_lines = np.repeat(np.asarray(dense_lines), n_attr)
-        dense = _convert(tokens, cols, entry_lines, path, names, nominals).reshape(-1, n_attr)
+        dense = _convert(dense_tokens, cols, entry_lines, path, names, nominals, kinds).reshape(-1, n_attr)
     if not sparse_counts:
-        return dense
+        return dense, row_lines
 
     entry_lines = np.repeat(np.asarray(sparse_lines), sparse_counts)
     cols = _parse_indices(sparse_idx, entry_lines, path, n_attr)
-    vals = _convert(sparse_val, cols, entry_lines, path, names, nominals)
+    vals = _convert(sparse_val, cols, entry_lines, path, names, nominals, kinds)
     n_sparse = len(sparse_counts)
     rows = np.repeat(np.arange(n_sparse), sparse_counts)
+    _reject_repeated_indices(rows, cols, entry_lines, path, names)
     sparse_part = sp.csr_matrix((vals, (rows, cols)), shape=(n_sparse, n_attr), dtype=np.float32)
-    if dense_rows:  # a file may mix both row styles; keep the file's row order
+    sparse_part.sort_indices()
+    if dense_lines:  # a file may mix both row styles; keep the file's row order
         order = np.argsort(~np.asarray(is_sparse_row), kind="stable")  # positions of each part
         stacked = sp.vstack([sparse_part, sp.csr_matrix(dense)], format="csr")
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
-        return stacked[inverse]
-    sparse_part.sum_duplicates()
-    return sparse_part
+        return stacked[inverse], row_lines
+    return sparse_part, row_lines
+
+
+def _reject_repeated_indices(
+    rows: np.ndarray, cols: np.ndarray, entry_lines: np.ndarray, path: Path, names: list[str]
+) -> None:
+    """A sparse row naming an index twice would have its values added: refuse it instead."""
+    if rows.size < 2:
+        return
+    order = np.lexsort((cols, rows))
+    same = np.flatnonzero((np.diff(rows[order]) == 0) & (np.diff(cols[order]) == 0))
+    if same.size:
+        k = order[same[0] + 1]
+        col = int(cols[k])
+        raise DataFormatError(path, f"sparse row names index {col} twice; expected each index once",
+                              line=int(entry_lines[k]), field=f"attribute {names[col]!r}")
 
 
 def _parse_indices(tokens: list[str], entry_lines: np.ndarray, path: Path, n_attr: int) -> np.ndarray:
     try:
         cols = np.asarray(tokens).astype(np.int64) if tokens else np.zeros(0, dtype=np.int64)
-    except ValueError:
+    except (ValueError, OverflowError):
         for token, line in zip(tokens, entry_lines):
-            if not token.lstrip("-").isdigit():
+            if not token.lstrip("-").isdigit() or abs(int(token)) >= 2**63:
                 raise DataFormatError(
                     path, f"sparse index {token!r} is not an integer", line=int(line)
                 ) from None
@@ -246,24 +321,33 @@ def _convert(
     path: Path,
     names: list[str],
     nominals: list[list[str] | None],
+    kinds: list[str],
 ) -> np.ndarray:
-    """Values of all tokens as float32; nominal tokens become their declaration index."""
-    n_attr = len(names)
+    """Values of all tokens as float32; nominal tokens become their declaration index, strings 0."""
     is_nominal = np.array([v is not None for v in nominals], dtype=bool)
+    is_string = np.array([k == "string" for k in kinds], dtype=bool)
     # Nominal attributes declared as {0,1,...,k-1} can be read as numbers directly.
     identity = np.array(
         [v is not None and v == [str(j) for j in range(len(v))] for v in nominals], dtype=bool
     )
     n_values = np.array([len(v) if v is not None else 0 for v in nominals])
-    needs_map = is_nominal & ~identity
-    mapped = needs_map[cols] if n_attr else np.zeros(len(tokens), dtype=bool)
+    mapped = (is_nominal & ~identity)[cols]
+    skipped = is_string[cols]
     values = np.zeros(len(tokens), dtype=np.float64)
-    plain = np.flatnonzero(~mapped)
+    plain = np.flatnonzero(~mapped & ~skipped)
     plain_tokens = np.asarray(tokens)[plain] if len(tokens) else np.zeros(0, dtype=str)
     try:
         values[plain] = plain_tokens.astype(np.float64)
     except ValueError:
         _raise_bad_number(tokens, plain, cols, entry_lines, path, names)
+    with np.errstate(over="ignore"):  # 1e39 is finite in float64 but inf once stored as float32
+        bad = np.flatnonzero(~np.isfinite(values[plain].astype(np.float32)))
+    if bad.size:
+        k = plain[bad[0]]
+        raise DataFormatError(
+            path, f"value {tokens[k].strip()!r} is not a finite number; expected a finite numeric value",
+            line=int(entry_lines[k]), field=f"attribute {names[int(cols[k])]!r}",
+        )
     for k in np.flatnonzero(mapped):  # only attributes with non-numeric nominal values
         col = int(cols[k])
         lookup = nominals[col]
@@ -275,7 +359,7 @@ def _convert(
                 line=int(entry_lines[k]), field=f"attribute {names[col]!r}",
             )
         values[k] = lookup.index(token)
-    check = np.flatnonzero(identity[cols]) if len(tokens) else plain
+    check = np.flatnonzero(identity[cols])
     if check.size:
         v = values[check]
         bad = np.flatnonzero((v != np.round(v)) | (v < 0) | (v >= n_values[cols[check]]))
@@ -299,99 +383,10 @@ def _raise_bad_number(
         try:
             float(token)
         except ValueError:
-            what = "missing value '?' is not supported" if token == "?" else f"value {token!r} is not a number"
+            what = ("missing value '?' is not supported (labelchain does not impute)" if token == "?"
+                    else f"value {token!r} is not a number")
             raise DataFormatError(
                 path, f"{what}; expected a numeric value",
                 line=int(entry_lines[k]), field=f"attribute {names[int(cols[k])]!r}",
             ) from None
     raise DataFormatError(path, "could not convert the data section to numbers")
-
-
-# --- multi-label views: MULAN (labels named by an XML file) and MEKA (-C n in the relation) ---------
-
-
-def read_mulan_xml(path: str | Path) -> list[str]:
-    """Label names of a MULAN XML header, in document order (nested/hierarchical labels included)."""
-    import xml.etree.ElementTree as ET
-
-    path = Path(path)
-    if not path.read_bytes().strip():
-        raise DataFormatError(path, "file is empty; expected a MULAN <labels> XML header")
-    try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError as err:
-        raise DataFormatError(
-            path, f"not well-formed XML ({err.msg if hasattr(err, 'msg') else err})",
-            line=err.position[0],
-        ) from None
-    names = []
-    for element in root.iter():
-        if element.tag.rsplit("}", 1)[-1] == "label":
-            if "name" not in element.attrib:
-                raise DataFormatError(path, "a <label> element has no name attribute")
-            names.append(unescape_name(element.attrib["name"]))
-    if not names:
-        raise DataFormatError(path, "no <label name=...> elements; expected a MULAN labels header")
-    if len(set(names)) != len(names):
-        raise DataFormatError(path, "label names repeat; each label must be named once")
-    return names
-
-
-def meka_label_count(relation: str, path: Path) -> tuple[int, bool]:
-    """(number of labels, labels_first) from MEKA's `-C n` option in the relation name."""
-    match = re.search(r"-C\s+(-?\d+)", relation)
-    if match is None:
-        raise DataFormatError(
-            path, f"relation name {relation!r} has no MEKA '-C n' option and there is no MULAN XML; "
-            "expected '-C n' (first n attributes are labels) or '-C -n' (last n)",
-            field="@relation",
-        )
-    n = int(match.group(1))
-    if n == 0:
-        raise DataFormatError(path, "MEKA '-C 0' declares no labels", field="@relation")
-    return abs(n), n > 0
-
-
-def split_features_labels(
-    table: ArffTable, label_columns: list[int]
-) -> tuple[np.ndarray | sp.csr_matrix, sp.csr_matrix, list[str]]:
-    """(X float32, Y bool CSR, feature names): label columns wherever they sit; the rest are features."""
-    is_label = np.zeros(len(table.attribute_names), dtype=bool)
-    is_label[label_columns] = True
-    feature_columns = np.flatnonzero(~is_label)
-    matrix = table.matrix
-    if sp.issparse(matrix):
-        X = matrix[:, feature_columns].tocsr()
-        Y = (matrix[:, label_columns] != 0).tocsr()
-    else:
-        X = np.ascontiguousarray(matrix[:, feature_columns])
-        Y = sp.csr_matrix(matrix[:, label_columns] != 0)
-    if sp.issparse(X):
-        X.sort_indices()
-    return X, Y, [table.attribute_names[j] for j in feature_columns]
-
-
-def mulan_label_columns(table: ArffTable, label_names: list[str], xml_path: Path) -> list[int]:
-    """Column of each XML label in the ARFF header; a missing label is a DataFormatError."""
-    position = {name: j for j, name in enumerate(table.attribute_names)}
-    missing = [name for name in label_names if name not in position]
-    if missing:
-        raise DataFormatError(
-            table.path,
-            f"{len(missing)} label(s) named in {xml_path} are not attributes of this file, "
-            f"e.g. {missing[0]!r}; expected every XML label to be an @attribute",
-            field="@attribute declarations",
-        )
-    return [position[name] for name in label_names]
-
-
-def meka_label_columns(table: ArffTable) -> list[int]:
-    """Label columns per the MEKA relation option: first n (`-C n`) or last n (`-C -n`)."""
-    n, first = meka_label_count(table.relation, table.path)
-    n_attr = len(table.attribute_names)
-    if n >= n_attr:
-        raise DataFormatError(
-            table.path, f"'-C' declares {n} labels but there are only {n_attr} attributes",
-            field="@relation",
-        )
-    return list(range(n)) if first else list(range(n_attr - n, n_attr))

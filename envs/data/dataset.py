@@ -6,6 +6,7 @@ environments, learners and metrics never care where the data came from.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -15,7 +16,12 @@ Features = np.ndarray | sp.csr_matrix
 
 @dataclass
 class Split:
-    """One split: features `X` (float32, dense ndarray or CSR) and labels `Y` (bool CSR, n x L)."""
+    """One split: features `X` (float32, dense ndarray or CSR) and labels `Y` (bool CSR, n x L).
+
+    X is a dense ndarray only for ARFF datasets whose rows are all dense (emotions, scene, yeast);
+    sparse ARFF rows, XC/LIBSVM text and Reuters TF-IDF give CSR. Consumers accept both, and the
+    type carries meaning: `agents.features.input_normalization` z-scores dense features only.
+    """
 
     X: Features
     Y: sp.csr_matrix
@@ -62,6 +68,9 @@ class Dataset:
     label_names: list[str]
     feature_names: list[str] = field(default_factory=list)
     source: str = ""
+    # What the loader did beyond parsing (JSON-able): "notes" (human-readable lines: dropped or
+    # one-hot encoded attributes, a split it made) and "split" (the options of a seeded split).
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n_labels = len(self.label_names)

@@ -36,6 +36,7 @@ _TEXT = re.compile(r"<TEXT\b[^>]*>(.*?)</TEXT>", re.S)
 _TITLE = re.compile(r"<TITLE>(.*?)</TITLE>", re.S)
 _BODY = re.compile(r"<BODY>(.*?)</BODY>", re.S)
 _TAG = re.compile(r"<[^>]+>")
+_DOCTYPE = re.compile(r"<!DOCTYPE[^>]*>")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 # Default featurizer options; part of the cache key, so changing them re-fits.
@@ -65,15 +66,24 @@ def parse_sgml(path: str | Path) -> list[ReutersDoc]:
     path = Path(path)
     text = path.read_bytes().decode("latin-1")
     docs = []
+    end, end_line = 0, 1  # offset and line just after the previous document (counted incrementally)
     for match in _DOC.finditer(text):
+        gap = text[end : match.start()]
+        _check_between(gap, path, end_line)
+        line = end_line + gap.count("\n")
+        end, end_line = match.end(), line + match.group(0).count("\n")
         attrs = dict(_ATTR.findall(match.group(1)))
         for key in ("TOPICS", "LEWISSPLIT", "NEWID"):
             if key not in attrs:
                 raise DataFormatError(
                     path, f"<REUTERS> tag has no {key}=\"...\" attribute; expected Distribution 1.0 SGML",
-                    line=text.count("\n", 0, match.start()) + 1,
+                    line=line,
                 )
+        _check_attributes(attrs, path, line)
         content = match.group(2)
+        if "<REUTERS" in content:  # a damaged </REUTERS> would silently merge two documents
+            raise DataFormatError(path, "<REUTERS> document opened before the previous one was closed",
+                                  line=line + content[: content.index("<REUTERS")].count("\n"))
         topics_block = _TOPICS.search(content)
         topics = [_clean(t) for t in _D.findall(topics_block.group(1))] if topics_block else []
         text_block = _TEXT.search(content)
@@ -89,7 +99,28 @@ def parse_sgml(path: str | Path) -> list[ReutersDoc]:
         )
     if not docs:
         raise DataFormatError(path, "no <REUTERS ...>...</REUTERS> documents; expected Reuters-21578 SGML")
+    _check_between(text[end:], path, end_line)
     return docs
+
+
+def _check_between(gap: str, path: Path, first_line: int) -> None:
+    """Only blanks and the DOCTYPE may sit between documents; anything else is a cut or damaged tag."""
+    rest = _DOCTYPE.sub("", gap)
+    if rest.strip():
+        offset = len(rest) - len(rest.lstrip())
+        raise DataFormatError(path, f"text outside a <REUTERS>...</REUTERS> document ({rest.strip()[:40]!r}); "
+                              "file cut short or a tag damaged?", line=first_line + rest[:offset].count("\n"))
+
+
+def _check_attributes(attrs: dict[str, str], path: Path, line: int) -> None:
+    """The values ModApte reads; a damaged one would silently move a document out of its split."""
+    allowed = {"TOPICS": ("YES", "NO", "BYPASS"), "LEWISSPLIT": ("TRAIN", "TEST", "NOT-USED")}
+    for key, values in allowed.items():
+        if attrs[key] not in values:
+            raise DataFormatError(path, f"{key}={attrs[key]!r}; expected one of {values}", line=line,
+                                  field=f"<REUTERS {key}>")
+    if not attrs["NEWID"].isdigit():
+        raise DataFormatError(path, f"NEWID={attrs['NEWID']!r} is not a number", line=line, field="<REUTERS NEWID>")
 
 
 def sgml_files(folder: str | Path) -> list[Path]:
