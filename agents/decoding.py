@@ -257,6 +257,44 @@ def position_scores(labels: torch.Tensor, n_labels: int, first_probs: torch.Tens
     return scores
 
 
+SCORE_MODES = ("position", "position_aux", "aux", "marginal")
+
+
+def marginal_counts_to_scores(counts: np.ndarray, n_samples: int, tiebreak: np.ndarray) -> np.ndarray:
+    """(count + tiebreak / 2) / n_samples: the share of sampled chains that emitted each label, ties
+    (equal counts) broken by `tiebreak` in [0, 1] without ever overturning a count."""
+    return ((counts + 0.5 * np.clip(tiebreak, 0.0, 1.0)) / n_samples).astype(np.float32)
+
+
+def marginal_scores(
+    policy: ChainPolicy, X, *, n_samples: int, max_steps: int | None, score_steps: int,
+    generator: torch.Generator, tiebreak: torch.Tensor,
+) -> np.ndarray:
+    """Label marginals from `n_samples` sampled chains per document (STOP suppressed for the first
+    `score_steps` actions, as for position scores); `tiebreak` (B, L) in [0, 1] orders equal counts."""
+    rows = X.shape[0]
+    repeated = X[np.repeat(np.arange(rows), n_samples)]
+    chains = rollout(policy, repeated, max_steps=max_steps, sample=True, generator=generator,
+                     suppress_stop_steps=score_steps)
+    emitted = labels_to_csr(chains.labels, policy.n_labels).toarray().reshape(rows, n_samples, policy.n_labels)
+    return marginal_counts_to_scores(emitted.sum(axis=1), n_samples, tiebreak.cpu().numpy())
+
+
+def _ranking_scores(policy: ChainPolicy, rows, ranked: DecodeResult, score_mode: str, n_samples: int,
+                    max_steps: int | None, score_steps: int, generator: torch.Generator) -> np.ndarray:
+    """Ranking scores of one batch under `score_mode` (see SCORE_MODES and `predict`)."""
+    aux = torch.sigmoid(policy.aux_logits(rows)) if score_mode in ("aux", "position_aux") else None
+    if score_mode == "position":
+        return position_scores(ranked.labels, policy.n_labels, ranked.first_probs)
+    if score_mode == "aux":
+        return aux.cpu().numpy().astype(np.float32)
+    if score_mode == "position_aux":
+        return position_scores(ranked.labels, policy.n_labels, aux)
+    tiebreak = ranked.first_probs if policy.label_head is None else torch.sigmoid(policy.aux_logits(rows))
+    return marginal_scores(policy, rows, n_samples=n_samples, max_steps=max_steps, score_steps=score_steps,
+                           generator=generator, tiebreak=tiebreak)
+
+
 @torch.no_grad()
 def predict(
     policy: ChainPolicy,
@@ -267,13 +305,27 @@ def predict(
     method: str = "greedy",
     beam_width: int = 5,
     score_steps: int = 5,
+    score_mode: str = "position",
+    n_samples: int = 16,
+    seed: int = 0,
 ) -> tuple[sp.csr_matrix, np.ndarray]:
     """Label sets (bool CSR) and ranking scores (float32 (n, L)) for every row of X, in eval mode.
 
     Greedy needs one pass per batch (see `rollout`); beam search needs two (free and STOP-suppressed).
+    score_mode: "position" (emission position; never-emitted labels by first-step probability),
+    "position_aux" (the same, never-emitted labels by the auxiliary head), "aux" (the head's
+    probabilities alone), "marginal" (share of `n_samples` sampled chains emitting the label, seeded
+    by `seed`; ties by the auxiliary head if the policy has one, else by first-step probability).
     """
     if method not in ("greedy", "beam"):
         raise ValueError(f"method must be 'greedy' or 'beam', got {method!r}")
+    if score_mode not in SCORE_MODES:
+        raise ValueError(f"score_mode must be one of {SCORE_MODES}, got {score_mode!r}")
+    if score_mode in ("aux", "position_aux") and policy.label_head is None:
+        raise ValueError(f"score_mode {score_mode!r} needs a policy with an auxiliary head (aux_weight > 0)")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    generator = torch.Generator(device=policy.input_weight.device).manual_seed(seed)
     was_training = policy.training
     policy.eval()
     sets, scores = [], []
@@ -290,7 +342,7 @@ def predict(
                 ranked = beam_search(
                     policy, rows, beam_width=beam_width, max_steps=max_steps, suppress_stop_steps=score_steps
                 )
-            scores.append(position_scores(ranked.labels, policy.n_labels, ranked.first_probs))
+            scores.append(_ranking_scores(policy, rows, ranked, score_mode, n_samples, max_steps, score_steps, generator))
     finally:
         policy.train(was_training)
     if not sets:

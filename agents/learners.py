@@ -72,6 +72,8 @@ class LearnerConfig:
     grad_clip: float | None = 1.0
     greedy_rearrangement: bool = False
     normalize_advantages: bool = True
+    weight_decay: float = 0.0
+    greedy_charts: bool = True  # fixed orders: decode greedy chains each update for the return chart
 
     def check(self) -> None:
         check_reward_args(self.reward, self.reward_mode)
@@ -103,7 +105,9 @@ class Learner:
         torch.manual_seed(config.seed)  # dropout draws from the global generator
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator(device=policy.input_weight.device).manual_seed(config.seed)
-        self.optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
+        # AdamW (= Adam when weight_decay is 0); fused: one kernel over all parameters, measured
+        # 4x faster steps than the default on CPU at hidden 512-1024
+        self.optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
         self.n_updates = 0
 
     # ------------------------------------------------------------------ interface
@@ -192,12 +196,10 @@ class FixedOrderLearner(Learner):
         self.policy.train()
         loss = teacher_forcing_loss(self.policy, self._X(rows), targets)
         self._optimize(loss)
-        greedy = self._sample_chains(rows, greedy=True)
-        return {
-            "losses/teacher_forcing": float(loss.detach()),
-            "charts/episodic_return": float(greedy.episode_returns.mean()),
-            "charts/label_steps": float((targets >= 0).sum()),
-        }
+        scalars = {"losses/teacher_forcing": float(loss.detach()), "charts/label_steps": float((targets >= 0).sum())}
+        if self.config.greedy_charts:  # about a fifth of an update at hidden 512 (bench_supervised --breakdown)
+            scalars["charts/episodic_return"] = float(self._sample_chains(rows, greedy=True).episode_returns.mean())
+        return scalars
 
     # always_random shuffles with the ordering's own generator: it is part of the state.
     def _extra_state(self) -> dict:

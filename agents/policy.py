@@ -55,6 +55,8 @@ class ChainPolicy(nn.Module):
         doc_size: int | None = None,
         label_embed_size: int = 64,
         dropout: float = 0.1,
+        aux_weight: float = 0.0,
+        input_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if n_features < 1 or n_labels < 1:
@@ -67,6 +69,8 @@ class ChainPolicy(nn.Module):
             "doc_size": int(doc_size),
             "label_embed_size": int(label_embed_size),
             "dropout": float(dropout),
+            "aux_weight": float(aux_weight),
+            "input_dropout": float(input_dropout),
         }
         self.n_features = n_features
         self.n_labels = n_labels
@@ -83,6 +87,14 @@ class ChainPolicy(nn.Module):
         self.gru = nn.GRU(label_embed_size + doc_size, hidden_size, batch_first=True)
         self.policy_head = nn.Linear(hidden_size + doc_size, n_labels + 1)
         self.value_head = nn.Linear(hidden_size + doc_size, 1)
+        # Auxiliary multi-label head on the document encoding (aux_weight > 0): trained jointly with
+        # binary cross-entropy (agents.supervised), it gives per-label scores for ranking.
+        if aux_weight < 0:
+            raise ValueError(f"aux_weight must be >= 0, got {aux_weight}")
+        self.aux_weight = float(aux_weight)
+        self.label_head = nn.Linear(doc_size, n_labels) if aux_weight > 0 else None
+        # Variational dropout on the GRU inputs: one mask per sequence, shared by all its steps.
+        self.input_dropout = float(input_dropout)
 
     # ------------------------------------------------------------------ encoding
     def fit_input_normalization(self, X) -> "ChainPolicy":
@@ -110,13 +122,23 @@ class ChainPolicy(nn.Module):
     def _rnn_inputs(self, doc: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         """(B, T) previous labels -> (B, T, E + D) GRU inputs."""
         embedded = self.label_embedding(self._input_ids(previous))
-        return torch.cat([embedded, doc[:, None, :].expand(-1, previous.shape[1], -1)], dim=-1)
+        inputs = torch.cat([embedded, doc[:, None, :].expand(-1, previous.shape[1], -1)], dim=-1)
+        if self.training and self.input_dropout > 0:  # (the step face draws a fresh mask per step)
+            keep = inputs.new_ones(inputs.shape[0], 1, inputs.shape[2])
+            inputs = inputs * nn.functional.dropout(keep, self.input_dropout, training=True)
+        return inputs
 
     def _heads(self, hidden: torch.Tensor, doc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if hidden.dim() == 3:
             doc = doc[:, None, :].expand(-1, hidden.shape[1], -1)
         joint = torch.cat([self.dropout(hidden), doc], dim=-1)
         return self.policy_head(joint), self.value_head(joint).squeeze(-1)
+
+    def aux_logits(self, X) -> torch.Tensor:
+        """Logits (B, L) of the auxiliary multi-label head; an error if the policy has none."""
+        if self.label_head is None:
+            raise ValueError("this ChainPolicy has no auxiliary label head (built with aux_weight=0)")
+        return self.label_head(self.encode(X))
 
     # ------------------------------------------------------------------ incremental face
     def initial_state(self, X) -> ChainState:
@@ -135,10 +157,32 @@ class ChainPolicy(nn.Module):
         return logits, value, ChainState(hidden, state.doc)
 
     # ------------------------------------------------------------------ sequence faces
-    def _run_sequence(self, X, previous: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _run_sequence(self, X, previous: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs, doc = self.sequence_hidden(X, previous, lengths)
+        return self._heads(outputs, doc)
+
+    def sequence_hidden(
+        self, X, previous: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """GRU outputs (B, T, H) over `previous` inputs and the document encodings (B, D).
+
+        With `lengths` (B,), rows run only over their first lengths[b] inputs (a packed sequence:
+        padding costs no GRU work, which is most of a batch when label-set sizes vary); outputs past
+        a row's length are 0 and must not be used.
+        """
         state = self.initial_state(X)
-        outputs, _ = self.gru(self._rnn_inputs(state.doc, previous), state.hidden[None].contiguous())
-        return self._heads(outputs, state.doc)
+        inputs, h0 = self._rnn_inputs(state.doc, previous), state.hidden[None].contiguous()
+        if lengths is None or int(lengths.min()) >= previous.shape[1]:
+            return self.gru(inputs, h0)[0], state.doc
+        packed = nn.utils.rnn.pack_padded_sequence(inputs, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        outputs, _ = self.gru(packed, h0)
+        return nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True, total_length=previous.shape[1])[0], state.doc
+
+    @staticmethod
+    def previous_labels(targets: torch.Tensor) -> torch.Tensor:
+        """Teacher-forcing inputs: START, then each target shifted right by one."""
+        start = torch.full((targets.shape[0], 1), START, dtype=torch.long, device=targets.device)
+        return torch.cat([start, targets[:, :-1]], dim=1)
 
     def sequence_logits(self, X, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing: logits (B, T, L+1) and values (B, T); position t predicts targets[:, t].
@@ -146,9 +190,7 @@ class ChainPolicy(nn.Module):
         The input at t is targets[:, t-1] (START at t=0); rows are padded with -1 after their end.
         """
         targets = torch.as_tensor(targets, dtype=torch.long, device=self.input_weight.device)
-        start = torch.full((targets.shape[0], 1), START, dtype=torch.long, device=targets.device)
-        previous = torch.cat([start, targets[:, :-1]], dim=1)
-        return self._run_sequence(X, previous)
+        return self._run_sequence(X, self.previous_labels(targets), (targets >= 0).sum(dim=1))
 
     def prefix_logits(self, X, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Memoryless face: logits (B, L+1) and value (B) for the action after each row's history.
@@ -164,7 +206,7 @@ class ChainPolicy(nn.Module):
         lengths = present.sum(dim=1)
         width = int(lengths.max()) if history.shape[0] else 0
         start = torch.full((history.shape[0], 1), START, dtype=torch.long, device=history.device)
-        logits, values = self._run_sequence(X, torch.cat([start, history[:, :width]], dim=1))
+        logits, values = self._run_sequence(X, torch.cat([start, history[:, :width]], dim=1), lengths + 1)
         rows = torch.arange(history.shape[0], device=history.device)
         return logits[rows, lengths], values[rows, lengths]
 

@@ -27,7 +27,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from agents.policy import START, ChainPolicy
 
-CHAIN_ARCH_KEYS = ("hidden_size", "doc_size", "label_embed_size", "dropout")
+CHAIN_ARCH_KEYS = ("hidden_size", "doc_size", "label_embed_size", "dropout", "aux_weight", "input_dropout")
 
 
 class RawObservation(BaseFeaturesExtractor):
@@ -77,6 +77,8 @@ class ChainPolicyAdapter(MaskableActorCriticPolicy):
         doc_size: int | None = None,
         label_embed_size: int = 64,
         dropout: float = 0.0,
+        aux_weight: float = 0.0,
+        input_dropout: float = 0.0,
         optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
         **unused_sb3_kwargs: Any,
@@ -97,7 +99,8 @@ class ChainPolicyAdapter(MaskableActorCriticPolicy):
             optimizer_kwargs=optimizer_kwargs,
         )
         self.chain = ChainPolicy(
-            n_features, n_labels, hidden_size=hidden_size, doc_size=doc_size,
+            n_features, n_labels, hidden_size=hidden_size, doc_size=doc_size, aux_weight=aux_weight,
+            input_dropout=input_dropout,
             label_embed_size=label_embed_size, dropout=dropout,
         )
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)

@@ -19,18 +19,41 @@ def teacher_forcing_loss(
     """Mean cross-entropy over the non-padding positions of `targets` (B, T; STOP-terminated, -1 pad).
 
     With `mask_emitted`, labels earlier in the same target sequence are excluded from each softmax,
-    the same masking the decoders apply, so training and decoding see one distribution.
+    the same masking the decoders apply, so training and decoding see one distribution. Cost: the
+    GRU runs packed and the output layer only at the N real positions (not B x T; most of a batch
+    is padding when label-set sizes vary), and the mask is built at those positions too.
     """
     targets = torch.as_tensor(targets, dtype=torch.long, device=policy.input_weight.device)
-    logits, _ = policy.sequence_logits(X_batch, targets)
     present = targets >= 0
+    outputs, doc = policy.sequence_hidden(X_batch, policy.previous_labels(targets), present.sum(dim=1))
+    rows, steps = present.nonzero(as_tuple=True)
+    logits, _ = policy._heads(outputs[rows, steps], doc[rows])  # (N, L + 1)
+    chosen = targets[rows, steps]
     if mask_emitted:
-        one_hot = torch.zeros_like(logits, dtype=torch.bool)
-        one_hot.scatter_(2, targets.clamp(min=0)[:, :, None], present[:, :, None])
-        emitted_before = ((one_hot.cumsum(dim=1) - one_hot.long()) > 0) & present[:, :, None]
-        logits = logits.masked_fill(emitted_before, float("-inf"))
-    log_p = torch.log_softmax(logits, dim=-1).gather(2, targets.clamp(min=0)[:, :, None]).squeeze(2)
-    return -torch.where(present, log_p, torch.zeros_like(log_p)).sum() / present.sum().clamp(min=1)
+        width = targets.shape[1]
+        earlier = torch.arange(width, device=targets.device)[None, :] < steps[:, None]  # (N, T)
+        before = torch.where(earlier, targets[rows], logits.shape[1])  # earlier labels; else a spare column
+        mask = torch.zeros(len(rows), logits.shape[1] + 1, dtype=torch.bool, device=logits.device)
+        mask.scatter_(1, before, True)
+        logits = logits.masked_fill(mask[:, :-1], float("-inf"))
+    loss = -torch.log_softmax(logits, dim=-1).gather(1, chosen[:, None]).sum() / max(1, len(rows))
+    if policy.label_head is not None:
+        loss = loss + policy.aux_weight * aux_label_loss(policy, X_batch, targets, doc=doc)
+    return loss
+
+
+def aux_label_loss(policy: ChainPolicy, X_batch, targets: torch.Tensor, doc: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy of the auxiliary head, summed over labels and averaged over documents.
+
+    The labels of a target sequence are the document's gold set (fixed orders contain it all, and a
+    rearranged target appends the missed gold labels), so the targets are all this loss needs.
+    """
+    targets = torch.as_tensor(targets, dtype=torch.long, device=policy.input_weight.device)
+    gold = torch.zeros(targets.shape[0], policy.n_labels + 1, device=targets.device)
+    gold.scatter_(1, torch.where(targets >= 0, targets, policy.n_labels), 1.0)  # STOP, padding -> column L
+    logits = policy.aux_logits(X_batch) if doc is None else policy.label_head(doc)  # doc: reuse the encoding
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, gold[:, : policy.n_labels], reduction="sum")
+    return bce / max(1, targets.shape[0])
 
 
 def carve_validation(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:

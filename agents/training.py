@@ -22,6 +22,7 @@ from agents.supervised import carve_validation
 from envs.data.dataset import Split
 from envs.metrics import RANKING_NAMES, SET_NAMES, evaluate, is_better
 
+
 @dataclass
 class TrainConfig:
     """Epochs, early stopping and the learner's own knobs; `max_steps` None = the envs' default cap."""
@@ -39,12 +40,16 @@ class TrainConfig:
     val_metric: str = "example_f1"
     val_batch_size: int = 512
     max_seconds: float | None = None
+    weight_decay: float = 0.0
+    extra_checkpoints: tuple[str, ...] = ()  # more metrics to keep a best checkpoint for (e.g. nDCG@5)
+    rl_lr: float | None = None  # reinforce / ppo / combined: their own (smaller) rate; None = lr
 
-    def learner_config(self) -> LearnerConfig:
+    def learner_config(self, learner: str = "freq2rare") -> LearnerConfig:
+        rl = learner in ("reinforce", "ppo", "combined") and self.rl_lr is not None
         return LearnerConfig(
-            lr=self.lr, batch_size=self.batch_size, seed=self.seed, max_steps=self.max_steps,
+            lr=self.rl_lr if rl else self.lr, batch_size=self.batch_size, seed=self.seed, max_steps=self.max_steps,
             greedy_rearrangement=self.greedy_rearrangement, temperature=self.temperature,
-            grad_clip=self.grad_clip,
+            grad_clip=self.grad_clip, weight_decay=self.weight_decay, greedy_charts=False,  # no charts here
         )
 
 
@@ -56,13 +61,16 @@ class TrainHistory:
     best_epoch: int = -1
     best_score: float = float("nan")
     config: dict = field(default_factory=dict)
+    # val_metric and every extra checkpoint metric -> (epoch, validation metrics, weights) of its best epoch
+    checkpoints: dict[str, tuple[int, dict, dict]] = field(default_factory=dict)
 
 
 def _check(config: TrainConfig, learner: str) -> None:
     if learner not in LEARNERS:
         raise ValueError(f"learner must be one of {LEARNERS}, got {learner!r}")
-    if config.val_metric not in RANKING_NAMES + SET_NAMES:
-        raise ValueError(f"val_metric must be one of {RANKING_NAMES + SET_NAMES}, got {config.val_metric!r}")
+    for metric in (config.val_metric, *config.extra_checkpoints):
+        if metric not in RANKING_NAMES + SET_NAMES:
+            raise ValueError(f"val_metric / extra_checkpoints must be in {RANKING_NAMES + SET_NAMES}, got {metric!r}")
     if config.batch_size < 1 or config.epochs < 0:
         raise ValueError(f"need batch_size >= 1 and epochs >= 0, got {config.batch_size}, {config.epochs}")
 
@@ -93,7 +101,8 @@ def train_epochs(
     _check(config, learner)
     if val is None and config.val_fraction > 0:
         train, val = carve_validation(train, config.val_fraction, config.seed)
-    trainer = make_learner(learner, policy, train, config.learner_config(), label_freq=label_freq)
+    trainer = make_learner(learner, policy, train, config.learner_config(learner), label_freq=label_freq)
+    tracked = dict.fromkeys((config.val_metric, *config.extra_checkpoints))
     rng = np.random.default_rng(config.seed)
     history = TrainHistory(config={**asdict(config), "learner": learner})
     best_state, bad_epochs, started = None, 0, time.perf_counter()
@@ -112,12 +121,15 @@ def train_epochs(
         if val is not None:
             metrics = validation_metrics(policy, val, config.val_batch_size, trainer.task.max_steps)
             record.update({f"val/{k}": v for k, v in metrics.items()})
-            score = metrics[config.val_metric]
-            if is_better(config.val_metric, score, None if best_state is None else history.best_score):
-                history.best_epoch, history.best_score = epoch, metrics[config.val_metric]
-                best_state, bad_epochs = copy.deepcopy(policy.state_dict()), 0
-            else:
-                bad_epochs += 1
+            improved = False
+            for metric in tracked:  # early stopping waits while any tracked metric still improves
+                kept = history.checkpoints.get(metric)
+                if is_better(metric, metrics[metric], None if kept is None else kept[1][metric]):
+                    history.checkpoints[metric] = (epoch, metrics, copy.deepcopy(policy.state_dict()))
+                    improved = True
+            best_epoch, best_metrics, best_state = history.checkpoints[config.val_metric]
+            history.best_epoch, history.best_score = best_epoch, best_metrics[config.val_metric]
+            bad_epochs = 0 if improved else bad_epochs + 1
         history.epochs.append(record)
         bar.set_postfix(loss=f"{record['loss']:.3f}", **({"val": f"{history.best_score:.3f}"} if val is not None else {}))
         if log_fn is not None:

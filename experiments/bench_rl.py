@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from experiments.common import parse_args, single_thread
+from experiments.common import parse_args, resolve_device, single_thread
 
 from agents.learners import LearnerConfig, make_learner
 from agents.policy import ChainPolicy
@@ -34,12 +34,13 @@ class Args:
     seconds: float = field(default=10.0, metadata={"help": "wall time per configuration"})
     warmup: int = 2
     seed: int = 0
+    device: str = "auto"
 
 
 def bench(dataset, learner_name: str, args: Args) -> dict[str, float]:
     torch.manual_seed(args.seed)
     policy = ChainPolicy(dataset.n_features, dataset.n_labels, hidden_size=args.hidden_size)
-    policy.fit_input_normalization(dataset.train.X)
+    policy.fit_input_normalization(dataset.train.X).to(resolve_device(args.device))
     learner = make_learner(learner_name, policy, dataset.train, LearnerConfig(batch_size=args.batch_size, seed=args.seed))
     rng = np.random.default_rng(args.seed)
     n = len(dataset.train)

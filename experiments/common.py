@@ -115,3 +115,19 @@ def single_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str):
+    """--device auto|cpu|cuda -> torch.device (auto = cuda if available); a clear error otherwise."""
+    import torch
+
+    if name not in DEVICES:
+        raise SystemExit(f"--device must be one of {DEVICES}, got {name!r}")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return torch.device(name)

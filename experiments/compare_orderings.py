@@ -48,7 +48,7 @@ from experiments import train_rl
 from experiments.common import REPO_ROOT, atomic_write_json, atomic_write_text, command_line, parse_args, single_thread
 from experiments.config import ArgsError, TrainKnobs, check_args, knobs_of, override
 from experiments.orderings_report import TABLE_METRICS, render_markdown
-from experiments.peers import PEERS, PeerUnavailable, run_peer
+from experiments.peers import PEERS, PeerUnavailable, run_peer, tuned_config
 from experiments.run_lookup import run_config, train_or_resume
 from experiments.runs import CONFIG_FILE, METRICS_FILE, DiskFullError, GracefulInterrupt
 
@@ -65,7 +65,7 @@ class Args(TrainKnobs):
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "delicious", "reuters21578"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"at_least": 0})
     learners: list[str] = field(default_factory=lambda: list(LEARNERS), metadata={"help": f"from {LEARNERS}"})
-    peers: list[str] = field(default_factory=lambda: ["ovr_logistic", "omikuji"],
+    peers: list[str] = field(default_factory=lambda: ["ovr_logistic", "omikuji", "label_frequency"],
                              metadata={"help": f"non-sequential reference rows, from {sorted(PEERS)} (or none)"})
     runs_dir: str = field(default="runs/compare", metadata={"help": "where the cells' run folders go"})
     out_dir: str | None = field(default=None, metadata={"help": "orderings.json/.md go here (default "
@@ -146,7 +146,7 @@ def rows_from_run(run_dir: Path, dataset: str, seed: int) -> list[dict[str, Any]
                                 "chosen": chosen}, "wall_time_s": wall[chosen]})
     if "ensemble" in report:
         ensemble = report["ensemble"]
-        config = {key: ensemble[key] for key in ("members", "fusion", "set_rule", "min_votes", "threshold")}
+        config = {key: value for key, value in ensemble.items() if key != "test"}
         rows.append({**base, "method": "ensemble", "kind": "ensemble", "metrics": ensemble["test"], "config": config,
                      "wall_time_s": sum(wall[m] for m in ensemble["members"])})  # members' training, not fusion
     return rows
@@ -167,14 +167,13 @@ def compute_cell(args: Args, dataset: str, seed: int, command: str) -> dict[str,
         ds = load_dataset(dataset, data_dir=args.data_dir)
         for name in args.peers:
             try:
-                result = run_peer(name, ds, seed)
+                result, tuned = run_peer(name, ds, seed, args.val_fraction)
             except PeerUnavailable as note:
                 skipped.append({"dataset": dataset, "seed": seed, "peer": name, "reason": str(note)})
                 continue
             timing: dict[str, float] = {key: result.pop(key) for key in ("wall_time_s", "fit_time_s", "predict_time_s") if key in result}
             rows.append({"dataset": dataset, "seed": seed, "method": name, "kind": "peer", "metrics": result,
-                         "config": {"peer": name, "train_split": "all of train (no validation slice)",
-                                    "defaults": "experiments/peers.py"},
+                         "config": tuned_config(tuned, args.val_fraction),
                          "wall_time_s": timing.pop("wall_time_s"), **timing, "run_dir": None})
     return {"dataset": dataset, "seed": seed, "config": cell_config(args, dataset, seed), "run_dir": str(run_dir),
             "data": data, "rows": rows, "skipped_peers": skipped, "cell_wall_time_s": time.perf_counter() - started,

@@ -65,6 +65,17 @@ class TrainKnobs:
                                                           "at_least": 1})
     data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
     progress: bool = field(default=True, metadata={"help": "tqdm progress bars"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay", "at_least": 0})
+    patience: int | None = field(
+        default=None, metadata={"help": "stop a learner after this many validations without improvement "
+                                        "(none = run all --updates)", "at_least": 1},
+    )
+    preset: str | None = field(
+        default=None, metadata={"help": "'paper' (experiments/presets.py): larger model, dropout on the GRU "
+                                        "inputs, weight decay, patience, a second checkpoint (best example F1) "
+                                        "for the label sets; fills the knobs left at their defaults"},
+    )
+    device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu or cuda"})
 
 
 def override(name: str, default: Any, help: str | None = None) -> Any:
@@ -103,7 +114,8 @@ def check_args(args: Any) -> list[str]:
                 problems.append(f"{flag_name(spec.name)} must be {problem}, got {shown}")
                 break
     if isinstance(args, TrainKnobs):
-        choices = (("reward", REWARDS), ("reward_mode", REWARD_MODES), ("select_metric", RANKING_NAMES + SET_NAMES))
+        choices = (("reward", REWARDS), ("reward_mode", REWARD_MODES), ("select_metric", RANKING_NAMES + SET_NAMES),
+                   ("preset", (None, "paper", "small")), ("device", ("auto", "cpu", "cuda")))
         for name, allowed in choices:
             if getattr(args, name) not in allowed:
                 problems.append(f"{flag_name(name)} must be one of {allowed}, got {getattr(args, name)!r}")

@@ -65,6 +65,8 @@ class Schedule:
     checkpoint_every: int
     select_metric: str
     progress_bar: bool = True
+    patience: int | None = None  # validations without improvement (of either checkpoint) before stopping
+    set_metric: str | None = None  # a second best checkpoint (e.g. example_f1) for the label sets
 
 
 @dataclass
@@ -75,6 +77,9 @@ class Progress:
     best_update: int = -1
     best_score: float | None = None
     best_metrics: dict[str, float] = field(default_factory=dict)
+    best_set_update: int = -1  # the second checkpoint (Schedule.set_metric), when there is one
+    best_set_score: float | None = None
+    stopped_early: bool = False
     return_ema: float | None = None  # smoothed training return, for the progress bar
     label_steps: float = 0.0
     docs: int = 0
@@ -134,10 +139,12 @@ class LearnerRun:
         self.learner_dir = learner_dir
         self.progress = Progress()
         self.best_policy = copy.deepcopy(self.policy.state_dict())
+        self.best_set_policy = copy.deepcopy(self.best_policy) if schedule.set_metric else None
         if state is not None:
             learner.load_state_dict(state["learner"])
             sampler.load_state_dict(state["sampler"])
             self.progress, self.best_policy = Progress.from_dict(state["progress"]), state["best_policy"]
+            self.best_set_policy = state.get("best_set_policy")
         if state is None:
             discard_events(learner_dir)
         # A resumed run hides what a crashed session logged after its last checkpoint.
@@ -157,13 +164,26 @@ class LearnerRun:
         if progress.update > 0 and is_better(self.schedule.select_metric, score, progress.best_score):
             progress.best_update, progress.best_score, progress.best_metrics = progress.update, score, metrics
             self.best_policy.update(copy.deepcopy(self.policy.state_dict()))
+        set_metric = self.schedule.set_metric
+        if set_metric and progress.update > 0 and is_better(set_metric, metrics[set_metric], progress.best_set_score):
+            progress.best_set_update, progress.best_set_score = progress.update, metrics[set_metric]
+            self.best_set_policy = copy.deepcopy(self.policy.state_dict())
         progress.eval_seconds += time.perf_counter() - started
+
+    def out_of_patience(self) -> bool:
+        """No improvement of either checkpoint in the last `patience` validations."""
+        patience, progress = self.schedule.patience, self.progress
+        if patience is None or progress.best_update < 0:
+            return False
+        last = max(progress.best_update, progress.best_set_update)
+        return progress.update - last >= patience * self.schedule.eval_every
 
     def checkpoint(self, finished: bool) -> None:
         save_checkpoint(checkpoint_path(self.learner_dir), {
             "learner_name": self.name, "finished": finished, "policy_config": self.policy.config,
             "learner": self.learner.state_dict(), "sampler": self.sampler.state_dict(),
             "progress": asdict(self.progress), "best_policy": self.best_policy,
+            **({"best_set_policy": self.best_set_policy} if self.best_set_policy is not None else {}),
         })
 
     def train(self, interrupt: GracefulInterrupt, budget: UpdateBudget) -> bool:
@@ -178,13 +198,17 @@ class LearnerRun:
                 step = progress.update
                 if step % schedule.eval_every == 0 or step == schedule.updates:
                     self.validate()
+                    progress.stopped_early = self.out_of_patience()
                 budget.spend()
                 stopped = interrupt.requested or budget.exhausted
-                if step == schedule.updates or stopped or step % schedule.checkpoint_every == 0:
-                    self.checkpoint(finished=step == schedule.updates)
+                done = step == schedule.updates or progress.stopped_early
+                if done or stopped or step % schedule.checkpoint_every == 0:
+                    self.checkpoint(finished=done)
+                if progress.stopped_early:
+                    break
                 bar.update(1)
                 bar.set_postfix(ret=f"{progress.return_ema or 0.0:.3f}", best=f"{progress.best_score or 0.0:.3f}")
-                if stopped and step < schedule.updates:
+                if stopped and not done:
                     return False
         finally:
             bar.close()

@@ -15,7 +15,7 @@ from experiments.common import mean_and_std, percent_mean_std
 TABLE_METRICS = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5", "example_f1", "micro_f1", "macro_f1")
 CLAIM_METRICS = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5")
 METHOD_ORDER = ("freq2rare", "rare2freq", "fixed_random", "always_random", "best_fixed", "rearrange",
-                "reinforce", "ppo", "combined", "ensemble", "ovr_logistic", "omikuji")
+                "reinforce", "ppo", "combined", "ensemble", "ovr_logistic", "omikuji", "label_frequency")
 # (method, strict, what the published work says about it vs the best fixed ordering)
 CLAIMS = (
     ("rearrange", False, "Target rearrangement at least matches the best fixed ordering (on most of the five metrics)"),
@@ -182,7 +182,8 @@ def render_markdown(results: dict[str, Any]) -> str:
                   "run's rearrangement policy and train that many updates more. best_fixed: per seed, the fixed "
                   "ordering with the best validation score. ensemble: rearrange + combined fused on validation "
                   "(agents.ensemble); its wall time is its members' training. Peers (non-sequential references) "
-                  "train on all of train with experiments/peers.py defaults. wall s: training + validation + test "
+                  "train on the chains' training part; C / tree settings and set rule are tuned on the same "
+                  "validation split (experiments/peers.py). wall s: training + validation + test "
                   "decoding per learner (RL learners exclude the rearrangement run they start from).", ""]
     if not rows:
         lines += ["No cells finished yet.", ""]

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from agents.decoding import predict
 from agents.ensemble import Ensemble
 from agents.learners import FIXED_ORDERINGS
+from agents.peers import tune_peer
 from envs.metrics import HEADLINE, RANKING_NAMES, evaluate, is_better
 from experiments.learner_run import PREDICT_BATCH, Progress, RunData
 from experiments.runs import CHECKPOINT_FILE, load_checkpoint, policy_from_state
@@ -48,6 +49,10 @@ def final_evaluation(data: RunData, run_dir: Path, dataset: str, learners: Seque
         started = time.perf_counter()
         val_out = predict(policy, data.val.X, batch_size=PREDICT_BATCH, max_steps=data.max_steps)
         test_out = predict(policy, data.test.X, batch_size=PREDICT_BATCH, max_steps=data.max_steps)
+        if "best_set_policy" in state:  # two checkpoints: label sets from the best-example-F1 weights
+            set_policy = policy_from_state(state["policy_config"], state["best_set_policy"])
+            val_out = (predict(set_policy, data.val.X, batch_size=PREDICT_BATCH, max_steps=data.max_steps)[0], val_out[1])
+            test_out = (predict(set_policy, data.test.X, batch_size=PREDICT_BATCH, max_steps=data.max_steps)[0], test_out[1])
         outputs[name] = (val_out, test_out)
         progress = Progress.from_dict(state["progress"])
         results[name] = {
@@ -58,6 +63,10 @@ def final_evaluation(data: RunData, run_dir: Path, dataset: str, learners: Seque
                        "test_seconds": time.perf_counter() - started},
         }
     report: dict[str, Any] = {"dataset": dataset, "select_metric": select_metric, "learners": results}
+    floor = tune_peer("label_frequency", data.train, data.val)  # the floor every table shows
+    Y_floor, floor_scores = floor.predict(data.test.X)
+    report["floor"] = {"method": "label_frequency", "set_rule": floor.set_rule.to_dict(),
+                       "test": evaluate(data.test.Y, scores=floor_scores, Y_pred=Y_floor, label_freq=data.label_freq)}
     fixed = [name for name in learners if name in FIXED_ORDERINGS]
     if fixed:
         best = best_fixed_ordering({name: results[name]["val"].get(select_metric, math.nan) for name in fixed},
@@ -71,8 +80,7 @@ def final_evaluation(data: RunData, run_dir: Path, dataset: str, learners: Seque
         report["ensemble"] = {
             "members": members,
             "test": evaluate(data.test.Y, scores=scores, Y_pred=Y_pred, label_freq=data.label_freq),
-            "fusion": fused.fusion, "set_rule": fused.set_rule, "min_votes": fused.min_votes,
-            "threshold": fused.threshold,
+            **fused.describe(),
         }
     return report
 
@@ -83,6 +91,8 @@ def results_table(report: dict[str, Any]) -> str:
         rows.append((f"best fixed ({report['best_fixed']['learner']})", report["best_fixed"]["test"]))
     if "ensemble" in report:
         rows.append(("ensemble(" + "+".join(report["ensemble"]["members"]) + ")", report["ensemble"]["test"]))
+    if "floor" in report:
+        rows.append(("label frequency (floor)", report["floor"]["test"]))
     width = max(len(name) for name, _ in rows) + 2
     lines = [f"{'test':<{width}}" + "".join(f"{m:>11}" for m in TABLE_METRICS)]
     lines += [f"{name:<{width}}" + "".join(f"{metrics[m]:>11.4f}" for m in TABLE_METRICS) for name, metrics in rows]

@@ -43,7 +43,7 @@ from envs.chain_task import default_max_steps
 from envs.data.dataset import Split
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import load_dataset
-from experiments.common import atomic_write_json, flag_name, parse_args, single_thread
+from experiments.common import atomic_write_json, flag_name, parse_args, resolve_device, single_thread
 from experiments.config import ArgsError, TrainKnobs, check_args
 from experiments.learner_run import (
     LearnerRun,
@@ -53,6 +53,7 @@ from experiments.learner_run import (
     checkpoint_path,
     finish_saved_learner,
 )
+from experiments.presets import PRESETS
 from experiments.run_report import final_evaluation, results_table
 from experiments.runs import (
     CHECKPOINT_FILE,
@@ -74,7 +75,7 @@ from experiments.runs import (
 
 RL_LEARNERS = ("reinforce", "ppo", "combined")
 # Flags a --resume may change: they say how to show or where to find things, not what the run is.
-SAFE_ON_RESUME = ("resume", "progress", "stop_after_updates", "data_dir")
+SAFE_ON_RESUME = ("resume", "progress", "stop_after_updates", "data_dir", "device")
 EMPTY_WARN_FRACTION = 0.01  # warn when at least this share of training documents has no label
 __all__ = ["Args", "ArgsError", "main"]
 
@@ -139,10 +140,30 @@ def resolve_args(args: Args) -> Args:
                             f"{', '.join(flag_name(n) for n in SAFE_ON_RESUME if n != 'resume')} may change; "
                             "start a new run for other settings")
         args = resumed
+    apply_preset(args)  # idempotent on resume: the saved knobs already hold the preset's values
     if args.quick:
         args.updates, args.eval_every, args.checkpoint_every = min(args.updates, 40), 20, 20
     _check(args)
     return args
+
+
+def apply_preset(args: Args) -> None:
+    """--preset: its values for the knobs still at this script's defaults (explicit flags win)."""
+    if args.preset not in PRESETS:
+        return  # none, or a bad name that _check reports
+    preset, defaults = PRESETS[args.preset], type(args)()
+    for knob in ("hidden_size", "lr", "rl_lr", "weight_decay", "patience", "updates", "eval_every", "batch_size"):
+        if getattr(args, knob) == getattr(defaults, knob):
+            setattr(args, knob, getattr(preset, knob))
+
+
+def policy_extras(args: Args) -> dict:
+    """ChainPolicy arguments a preset sets beyond the hidden size (none without a preset)."""
+    if args.preset not in PRESETS:
+        return {}
+    preset = PRESETS[args.preset]
+    return {"label_embed_size": preset.label_embed_size, "dropout": preset.dropout,
+            "input_dropout": preset.input_dropout, "aux_weight": preset.aux_weight}
 
 
 def resume_conflicts(given: Args, saved: Args) -> list[str]:
@@ -196,6 +217,7 @@ def learner_config(args: Args, max_steps: int | None = None, name: str = "") -> 
         reward_mode=args.reward_mode, baseline=args.baseline, entropy_coef=args.entropy_coef,
         rl_weight=args.rl_weight, max_steps=max_steps, ppo_epochs=args.ppo_epochs,
         ppo_minibatches=args.ppo_minibatches, greedy_rearrangement=args.greedy_rearrangement,
+        weight_decay=args.weight_decay,
     )
 
 
@@ -279,16 +301,19 @@ def check_warm_start(args: Args, data: RunData) -> None:
 
 # ----------------------------------------------------------------------------- one learner
 def schedule(args: Args) -> Schedule:
-    return Schedule(args.updates, args.eval_every, args.checkpoint_every, args.select_metric, args.progress)
+    set_metric = "example_f1" if args.preset is not None and args.select_metric != "example_f1" else None
+    return Schedule(args.updates, args.eval_every, args.checkpoint_every, args.select_metric, args.progress,
+                    patience=args.patience, set_metric=set_metric)
 
 
 def start_policy(name: str, args: Args, data: RunData, run_dir: Path) -> ChainPolicy:
     """Learner `name`'s starting weights: its warm start, or fresh ones normalised on train."""
     source = warm_start_source(args, name, run_dir)
+    device = resolve_device(args.device)
     if source is not None:
-        return load_policy(source)
-    policy = ChainPolicy(data.n_features, data.n_labels, hidden_size=args.hidden_size)
-    return policy.fit_input_normalization(data.train.X)
+        return load_policy(source).to(device)
+    policy = ChainPolicy(data.n_features, data.n_labels, hidden_size=args.hidden_size, **policy_extras(args))
+    return policy.fit_input_normalization(data.train.X).to(device)
 
 
 def train_learner(name: str, args: Args, data: RunData, run_dir: Path, interrupt: GracefulInterrupt,
@@ -303,7 +328,10 @@ def train_learner(name: str, args: Args, data: RunData, run_dir: Path, interrupt
     if interrupt.requested or budget.exhausted:
         return False
     torch.manual_seed(args.seed)
-    policy = policy_from_state(state["policy_config"]) if state is not None else start_policy(name, args, data, run_dir)
+    if state is not None:
+        policy = policy_from_state(state["policy_config"]).to(resolve_device(args.device))
+    else:
+        policy = start_policy(name, args, data, run_dir)
     learner = make_learner(name, policy, data.train, learner_config(args, data.max_steps, name),
                            label_freq=data.label_freq)
     sampler = BatchSampler(len(data.train), args.batch_size, args.seed)

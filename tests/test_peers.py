@@ -1,5 +1,5 @@
-"""The non-sequential reference baselines (experiments/peers.py): exact behaviour of the shared
-pieces on hand-made cases, and learning on real data against the most-frequent-labels floor."""
+"""Non-sequential peers (agents.peers), the shared set rule (agents.set_rules) and the peers script:
+exact behaviour on hand-made cases, and learning on real data against the label-frequency floor."""
 from __future__ import annotations
 
 import json
@@ -10,11 +10,25 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from experiments import peers  # noqa: E402
-from envs.data.dataset import Dataset, Split  # noqa: E402
-from envs.data.loading import load_dataset  # noqa: E402
-from envs.metrics import evaluate  # noqa: E402
-from envs.data.textformats import read_xc, write_xc  # noqa: E402
+from agents.peers import (
+    FeatureScaler,
+    LabelFrequency,
+    OmikujiTree,
+    OvRLogistic,
+    PeerUnavailable,
+    tune_peer,
+)
+from agents.set_rules import SetRule, candidate_thresholds, tune_set_rule
+from agents.supervised import carve_validation
+from envs.data.dataset import Dataset, Split
+from envs.data.loading import load_dataset
+from envs.data.textformats import read_xc, write_xc
+from envs.metrics import evaluate
+from experiments import peers
+
+
+def csr(rows) -> sp.csr_matrix:
+    return sp.csr_matrix(np.array(rows, dtype=bool))
 
 
 @pytest.fixture(scope="module")
@@ -27,50 +41,70 @@ def emotions() -> Dataset:
     return load_dataset("emotions")
 
 
-def _check_outputs(ds: Dataset, Y_pred: sp.csr_matrix, scores: np.ndarray) -> None:
-    shape = (len(ds.test), ds.n_labels)
-    assert sp.isspmatrix_csr(Y_pred) and Y_pred.dtype == bool and Y_pred.shape == shape
-    assert isinstance(scores, np.ndarray) and scores.dtype == np.float32 and scores.shape == shape
-    assert np.isfinite(scores).all() and scores.min() >= 0.0 and scores.max() <= 1.0
-    assert (np.diff(Y_pred.indptr) >= 1).all()  # at_least_one is on by default
-
-
-# ----------------------------------------------------------------------------- exact, tiny cases
-def test_threshold_labels_adds_top1_with_ties_to_lower_id() -> None:
+# ----------------------------------------------------------------------------- set rules, exact
+def test_set_rules_exact_with_ties_to_lower_id() -> None:
     scores = np.array([[0.2, 0.6, 0.7], [0.1, 0.3, 0.3]], dtype=np.float32)
-    assert peers.threshold_labels(scores, 0.5, True).toarray().tolist() == [
-        [False, True, True], [False, True, False]
-    ]
-    assert peers.threshold_labels(scores, 0.5, False).toarray().tolist() == [
-        [False, True, True], [False, False, False]
-    ]
+    assert SetRule("threshold", 0.5).apply(scores).toarray().tolist() == [[False, True, True], [False, False, False]]
+    assert SetRule("threshold", 0.5, at_least_one=True).apply(scores).toarray().tolist() == [
+        [False, True, True], [False, True, False]]
+    assert SetRule("top_k", 1).apply(scores).toarray().tolist() == [[False, False, True], [False, True, False]]
+    assert SetRule("top_k", 5).apply(scores).toarray().all()
+    with pytest.raises(ValueError, match="top_k needs a whole k"):
+        SetRule("top_k", 1.5)
+    with pytest.raises(ValueError, match="kind"):
+        SetRule("vote", 1)
 
 
-def test_frequency_baseline_on_tiny(tiny_dataset: Dataset) -> None:
-    # train label counts 2, 2, 1, 1 over 4 docs; 6 / 4 = 1.5 labels per doc rounds half up to 2
-    Y_pred, scores = peers.frequency_baseline(tiny_dataset)
-    assert Y_pred.toarray().tolist() == [[True, True, False, False]] * 2
+def test_tuned_rule_leaves_label_less_documents_empty() -> None:
+    """Half the documents have no gold label: forcing one label per document would cost them F1 1."""
+    scores = np.array([[0.9, 0.1], [0.2, 0.1], [0.1, 0.8], [0.3, 0.2]])
+    Y = csr([[1, 0], [0, 0], [0, 1], [0, 0]])
+    rule, per_kind = tune_set_rule(scores, Y)
+    assert rule.kind == "threshold" and not rule.at_least_one and 0.3 < rule.value <= 0.8
+    assert (rule.apply(scores) != Y).nnz == 0
+    assert per_kind["threshold/example_f1"] == 1.0
+    assert per_kind["threshold+top1/example_f1"] == pytest.approx(0.5)  # the old rule: 2 docs of 4 wrong
+    assert per_kind["top_k/example_f1"] == pytest.approx(0.5)
+
+
+def test_tuned_rule_prefers_top_k_when_scores_are_uncalibrated() -> None:
+    # every document has exactly 2 gold labels, the top 2 by score; no global threshold separates them
+    scores = np.array([[0.9, 0.8, 0.1], [0.3, 0.02, 0.2], [0.05, 0.04, 0.01]])
+    Y = csr([[1, 1, 0], [1, 0, 1], [1, 1, 0]])
+    rule, _ = tune_set_rule(scores, Y)
+    assert rule == SetRule("top_k", 2)
+    with pytest.raises(ValueError, match="set metric"):
+        tune_set_rule(scores, Y, metric="P@1")
+
+
+def test_candidate_thresholds_come_from_each_rows_best_scores() -> None:
+    scores = np.zeros((2, 100))
+    scores[0, 0], scores[1, 1] = 0.9, 0.4
+    got = candidate_thresholds(scores, n_thresholds=3, top=1)
+    assert {0.4, 0.65, 0.9} <= set(np.round(got, 6))
+    assert got.min() >= 0.4  # not drowned by the 198 zeros
+
+
+# ----------------------------------------------------------------------------- scorers, exact
+def test_label_frequency_scores_and_its_tuned_floor(tiny_dataset: Dataset) -> None:
+    # train label counts 2, 2, 1, 1 over 4 docs
+    scores = LabelFrequency().fit(tiny_dataset.train).scores(tiny_dataset.test.X)
     np.testing.assert_array_equal(scores, [[0.5, 0.5, 0.25, 0.25]] * 2)
     assert scores.dtype == np.float32
 
 
 def test_dense_features_standardised_with_train_statistics(tiny_dataset: Dataset) -> None:
-    train, test = peers.prepare_features(tiny_dataset)
+    scaler = FeatureScaler().fit(tiny_dataset.train.X)
     # every train column is {1, 0, 0, 1} in some order: mean 0.5, std 0.5
-    np.testing.assert_allclose(train, [[1, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 1, 1]])
-    np.testing.assert_allclose(test, [[-1, -1, 1], [1, -1, -1]])
-
-
-def test_constant_feature_column_stays_finite() -> None:
-    X = np.array([[1.0, 3.0], [2.0, 3.0]], dtype=np.float32)
-    split = Split(X, sp.csr_matrix(np.array([[1], [0]], dtype=bool)))
-    train, test = peers.prepare_features(Dataset("c", split, split, ["a"]))
-    np.testing.assert_allclose(train, [[-1, 0], [1, 0]])
+    np.testing.assert_allclose(scaler.transform(tiny_dataset.train.X), [[1, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 1, 1]])
+    np.testing.assert_allclose(scaler.transform(tiny_dataset.test.X), [[-1, -1, 1], [1, -1, -1]])
+    constant = FeatureScaler().fit(np.array([[1.0, 3.0], [2.0, 3.0]]))
+    np.testing.assert_allclose(constant.transform(np.array([[1.0, 3.0], [2.0, 3.0]])), [[-1, 0], [1, 0]])
 
 
 def test_write_xc_round_trips_with_label_less_and_empty_docs(tmp_path: Path) -> None:
     X = sp.csr_matrix(np.array([[0.5, 0, 1e-7], [0, 2.25, 0], [0, 0, 0]], dtype=np.float32))
-    Y = sp.csr_matrix(np.array([[1, 0, 1, 0], [0, 0, 0, 0], [0, 1, 0, 0]], dtype=bool))
+    Y = csr([[1, 0, 1, 0], [0, 0, 0, 0], [0, 1, 0, 0]])
     path = tmp_path / "train.txt"
     write_xc(path, X, Y)
     assert path.read_text().splitlines() == ["3 3 4", "0,2 0:0.5 2:1.00000001e-07", " 1:2.25", "1"]
@@ -80,89 +114,86 @@ def test_write_xc_round_trips_with_label_less_and_empty_docs(tmp_path: Path) -> 
 
 # ----------------------------------------------------------------------------- OvR logistic regression
 @pytest.mark.needs_data
+@pytest.mark.needs_data
 def test_ovr_logistic_handles_constant_labels_and_is_reproducible(emotions: Dataset) -> None:
     def widen(split: Split) -> Split:
         n = len(split)
-        never, always = np.zeros((n, 1), dtype=bool), np.ones((n, 1), dtype=bool)
-        return Split(split.X, sp.hstack([split.Y, never, always]).tocsr())
+        return Split(split.X, sp.hstack([split.Y, np.zeros((n, 1), bool), np.ones((n, 1), bool)]).tocsr())
 
-    ds = Dataset("emotions+2", widen(emotions.train), widen(emotions.test),
-                 emotions.label_names + ["never", "always"])
-    Y_pred, scores = peers.ovr_logistic(ds, seed=3)
-    _check_outputs(ds, Y_pred, scores)
+    train = widen(emotions.train)
+    scores = OvRLogistic(seed=3).fit(train).scores(emotions.test.X)
+    assert scores.dtype == np.float32 and scores.shape == (len(emotions.test), 8)
     assert (scores[:, -2] == 0).all() and (scores[:, -1] == 1).all()
-    assert Y_pred[:, -2].nnz == 0 and Y_pred[:, -1].nnz == len(ds.test)
-    again_pred, again_scores = peers.ovr_logistic(ds, seed=3)
-    np.testing.assert_array_equal(scores, again_scores)
-    assert (again_pred != Y_pred).nnz == 0
+    np.testing.assert_array_equal(scores, OvRLogistic(seed=3).fit(train).scores(emotions.test.X))
 
 
 @pytest.mark.needs_data
 @pytest.mark.parametrize("name, margin", [("medical", 0.3), ("emotions", 0.15)])
-def test_ovr_logistic_beats_most_frequent_labels(name: str, margin: float) -> None:
+@pytest.mark.needs_data
+def test_tuned_ovr_beats_the_tuned_label_frequency_floor(name: str, margin: float) -> None:
     ds = load_dataset(name)
-    floor_pred, floor_scores = peers.frequency_baseline(ds)
-    floor = evaluate(ds.test.Y, scores=floor_scores, Y_pred=floor_pred)
-    Y_pred, scores = peers.ovr_logistic(ds)
-    _check_outputs(ds, Y_pred, scores)
-    got = evaluate(ds.test.Y, scores=scores, Y_pred=Y_pred)
-    # measured: medical P@1 0.84 / F1 0.80 vs 0.26 / 0.22; emotions 0.75 / 0.63 vs 0.48 / 0.39
+    train, val = carve_validation(ds.train, 0.1, 0)
+    floor_peer = tune_peer("label_frequency", train, val)
+    ovr = tune_peer("ovr_logistic", train, val)
+    assert ovr.hyper["C"] in (0.1, 1.0, 10.0) and len(ovr.search) == 3
+    assert max(c["nDCG@5"] for c in ovr.search) == evaluate(val.Y, scores=ovr.val_scores)["nDCG@5"]
+    floor = evaluate(ds.test.Y, *floor_peer.predict(ds.test.X)[::-1])
+    got = evaluate(ds.test.Y, *ovr.predict(ds.test.X)[::-1])
+    # measured: medical P@1 0.84 / F1 0.79 vs 0.26 / 0.23; emotions 0.71 / 0.66 vs 0.48 / 0.49
     assert got["P@1"] >= floor["P@1"] + margin
     assert got["example_f1"] >= floor["example_f1"] + margin
 
 
 @pytest.mark.needs_data
+@pytest.mark.needs_data
 def test_medical_has_labels_without_training_positives(medical: Dataset) -> None:
-    """The degenerate case is real: medical has 7 labels never seen in training."""
+    """The degenerate case is real: medical has labels never seen in training."""
     unseen = np.flatnonzero(medical.label_freq == 0)
     assert unseen.size > 0
-    _, scores = peers.ovr_logistic(medical)
-    assert (scores[:, unseen] == 0).all()
+    assert (OvRLogistic().fit(medical.train).scores(medical.test.X)[:, unseen] == 0).all()
 
 
 @pytest.mark.needs_data
-def test_run_peer_reports_metrics_and_times(emotions: Dataset) -> None:
-    result = peers.run_peer("ovr_logistic", emotions, seed=0)
-    for key in ("P@1", "nDCG@5", "example_f1", "micro_f1", "rare_f1", "wall_time_s", "fit_time_s"):
-        assert key in result
-    assert 0 < result["fit_time_s"] <= result["wall_time_s"]
+def test_tune_peer_rejects_bad_names(emotions: Dataset) -> None:
     with pytest.raises(ValueError, match="unknown peer 'nope'"):
-        peers.run_peer("nope", emotions)
+        tune_peer("nope", emotions.train, emotions.test)
+    with pytest.raises(ValueError, match="ranking_metric"):
+        tune_peer("label_frequency", emotions.train, emotions.test, ranking_metric="example_f1")
 
 
 @pytest.mark.needs_data
-def test_main_writes_table_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_script_writes_table_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "peers.json"
-    args = peers.parse_args(
-        peers.Args, ["--dataset", "emotions", "--peers", "ovr_logistic", "--out", str(out)]
-    )
+    args = peers.parse_args(peers.Args, ["--dataset", "emotions", "--peers", "ovr_logistic", "label_frequency",
+                                         "--out", str(out)])
     peers.main(args)
-    saved = json.loads(out.read_text())
-    assert saved["dataset"] == "emotions" and set(saved["results"]) == {"most_frequent", "ovr_logistic"}
-    assert "ovr_logistic" in capsys.readouterr().out
+    saved = json.loads(out.read_text())["results"]
+    assert set(saved) == {"ovr_logistic", "label_frequency"}
+    assert saved["ovr_logistic"]["config"]["hyper"]["C"] in (0.1, 1.0, 10.0)
+    assert saved["ovr_logistic"]["P@1"] > saved["label_frequency"]["P@1"]
+    assert 0 < saved["ovr_logistic"]["fit_time_s"] <= saved["ovr_logistic"]["wall_time_s"]
+    assert "label_frequency" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- Omikuji
-@pytest.mark.needs_data
-def test_missing_omikuji_raises_peer_unavailable(
-    emotions: Dataset, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_omikuji_raises_peer_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "omikuji", None)  # makes `import omikuji` raise ImportError
-    with pytest.raises(peers.PeerUnavailable, match=r"pip install -e '\.\[peers\]'"):
-        peers.omikuji_tree(emotions)
+    with pytest.raises(PeerUnavailable, match=r"pip install -e '\.\[peers\]'"):
+        OmikujiTree()
 
 
 @pytest.mark.needs_data
-def test_omikuji_valid_outputs_and_beats_most_frequent(medical: Dataset) -> None:
+def test_tuned_omikuji_valid_outputs_and_beats_the_floor(medical: Dataset) -> None:
     pytest.importorskip("omikuji")
-    Y_pred, scores = peers.omikuji_tree(medical, top_k=7)
-    _check_outputs(medical, Y_pred, scores)
-    assert (np.count_nonzero(scores, axis=1) <= 7).all()
-    top1 = np.zeros_like(scores, dtype=bool)
-    top1[np.arange(len(scores)), scores.argmax(axis=1)] = True
-    np.testing.assert_array_equal(Y_pred.toarray(), (scores >= 0.5) | top1)
-    floor = evaluate(medical.test.Y, scores=peers.frequency_baseline(medical)[1])
+    train, val = carve_validation(medical.train, 0.1, 0)
+    tuned = tune_peer("omikuji", train, val, grid=({"n_trees": 1, "cluster_k": 2}, {"n_trees": 2, "cluster_k": 4}))
+    assert tuned.hyper in ({"n_trees": 1, "cluster_k": 2}, {"n_trees": 2, "cluster_k": 4})
+    Y_pred, scores = tuned.predict(medical.test.X)
+    assert scores.dtype == np.float32 and scores.min() >= 0.0 and scores.max() <= 1.0
+    assert (np.count_nonzero(scores, axis=1) <= 10).all()
+    assert (Y_pred != tuned.set_rule.apply(scores)).nnz == 0
+    floor = evaluate(medical.test.Y, scores=LabelFrequency().fit(train).scores(medical.test.X))
     # measured 0.84-0.845 over repeated (unseedable) runs vs 0.26
     assert evaluate(medical.test.Y, scores=scores)["P@1"] >= floor["P@1"] + 0.3
     with pytest.raises(ValueError, match="top_k must be >= 5"):
-        peers.omikuji_tree(medical, top_k=3)
+        OmikujiTree(top_k=3)

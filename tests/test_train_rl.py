@@ -222,3 +222,40 @@ def test_rearrange_can_start_from_a_fixed_order_policy(reference_run: Path, tmp_
     with pytest.raises(ArgsError, match="rearrange-warm-start"):
         main(replace(TINY, learners=["rearrange"], rearrange_warm_start=str(tmp_path / "missing"),
                      runs_dir=str(tmp_path)))
+
+
+# ----------------------------------------------------------------------------- --preset paper
+@pytest.mark.needs_data
+def test_paper_preset_end_to_end_with_two_checkpoints_patience_and_a_floor(tmp_path: Path):
+    """The paper preset on emotions at a tiny budget: explicit flags win over the preset, the rest
+    (weight decay, label embeddings, input dropout, aux head, patience) come from it."""
+    args = replace(TINY, preset="paper", runs_dir=str(tmp_path), updates=12, patience=1, device="cpu")
+    run_dir = main(args)
+    config = json.loads((run_dir / "config.json").read_text())["args"]
+    assert config["hidden_size"] == 16 and config["weight_decay"] == 1e-4 and config["eval_every"] == 3
+    report = json.loads((run_dir / "metrics.json").read_text())
+    for name in TINY.learners:
+        state = load_checkpoint(run_dir / name / "checkpoint.pt")
+        assert state["policy_config"]["label_embed_size"] == 256 and state["policy_config"]["input_dropout"] == 0.2
+        assert "best_set_policy" in state and state["finished"]
+        progress = state["progress"]
+        if progress["stopped_early"]:  # patience 1: one validation without any improvement ends it
+            assert progress["update"] - max(progress["best_update"], progress["best_set_update"]) >= 3
+        else:
+            assert progress["update"] == 12
+    assert report["floor"]["method"] == "label_frequency"
+    assert 0.0 < report["floor"]["test"]["P@1"] < report["best_fixed"]["test"]["P@1"]
+
+
+def test_out_of_patience_counts_validations_since_either_checkpoint():
+    from types import SimpleNamespace
+
+    from experiments.learner_run import LearnerRun, Progress, Schedule
+
+    def stop(update: int, best: int, best_set: int, patience: int | None = 2) -> bool:
+        run = SimpleNamespace(schedule=Schedule(100, 10, 10, "nDCG@3", patience=patience, set_metric="example_f1"),
+                              progress=Progress(update=update, best_update=best, best_set_update=best_set))
+        return LearnerRun.out_of_patience(run)
+
+    assert not stop(30, 10, 20) and stop(40, 10, 20) and stop(40, 20, -1)
+    assert not stop(40, 30, 10) and not stop(90, 10, 10, patience=None) and not stop(40, -1, -1)
