@@ -17,6 +17,14 @@ Conventions (chosen once, here, so every run and every paper table agrees):
 * Label-level 0/0 is 0: a label with no gold and no prediction contributes F1 = 0 to the macro mean
   (it stays in the denominator L), and micro F1 is 0 when nothing is gold and nothing predicted.
   This is LibMultiLabel's Macro-F1 and scikit-learn's `f1_score(..., zero_division=0)`.
+* Propensity-scored metrics (Jain, Prabhu, Varma, KDD 2016) weight a hit on label l by 1/p_l, with
+  p_l from the label's training count (`propensity`), so a hit on a tail label is worth more.
+  PSP@k and PSnDCG@k are reported UNNORMALISED by default (the paper's form: PSP@k = (1/k) sum of
+  1/p_l over the top-k hits; PSnDCG@k = propensity-weighted DCG@k divided by the ordinary binary
+  ideal DCG of min(k, |gold|) hits, so both can exceed 1). `normalized=True` divides each document's
+  value by the best achievable for it (its gold labels in descending 1/p_l, top k), giving a value in
+  [0, 1]. The normalisation is per document, then averaged (pyxclib instead divides the two dataset
+  means). Documents without gold labels score 0 in both forms.
 """
 from __future__ import annotations
 
@@ -29,8 +37,9 @@ import scipy.sparse as sp
 HEADLINE = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5")
 RANKING_NAMES = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5")
 SET_NAMES = ("example_f1", "micro_f1", "macro_f1", "subset_accuracy", "hamming_loss")
+PROPENSITY_NAMES = ("PSP@1", "PSP@3", "PSP@5", "PSnDCG@3", "PSnDCG@5")
 RARE_NAME = "rare_f1"
-METRIC_NAMES = RANKING_NAMES + SET_NAMES + (RARE_NAME,)
+METRIC_NAMES = RANKING_NAMES + PROPENSITY_NAMES + SET_NAMES + (RARE_NAME,)
 LOWER_IS_BETTER = frozenset({"hamming_loss"})
 
 
@@ -41,6 +50,7 @@ def is_better(metric: str, new: float, old: float | None) -> bool:
     return new < old if metric in LOWER_IS_BETTER else new > old
 F1_AVERAGES = ("example", "micro", "macro")
 DEFAULT_RARE_FRACTION = 1.0 / 3.0
+PROPENSITY_A, PROPENSITY_B = 0.55, 1.5  # Jain et al.'s defaults (other values for some datasets)
 
 LabelMatrix = np.ndarray | sp.spmatrix | sp.sparray
 
@@ -168,6 +178,107 @@ def ndcg_at_k(Y_true: LabelMatrix, scores: np.ndarray, k: int) -> float:
     return _ndcg_from_hits(hits, np.diff(gold.indptr), k)
 
 
+def _check_label_freq(label_freq: np.ndarray, n_labels: int | None) -> np.ndarray:
+    freq = np.asarray(label_freq)
+    if freq.ndim != 1 or (n_labels is not None and freq.shape != (n_labels,)):
+        expected = "(L,)" if n_labels is None else f"({n_labels},)"
+        raise ValueError(f"label_freq must have shape {expected}, got {freq.shape}")
+    if not np.issubdtype(freq.dtype, np.number) or not np.isfinite(freq).all() or (freq < 0).any():
+        raise ValueError("label_freq must hold finite non-negative counts")
+    return freq
+
+
+# ----------------------------------------------------------------------------- propensity-scored
+def propensity(
+    label_freq: np.ndarray, n_train: int, a: float = PROPENSITY_A, b: float = PROPENSITY_B
+) -> np.ndarray:
+    """Propensity p_l = 1 / (1 + C (N_l + B)^-A), C = (ln N - 1)(B + 1)^A, float64 (L,).
+
+    N_l = label_freq (training documents carrying l), N = n_train. Needs N >= 3 so that C > 0 and
+    every p_l lies in (0, 1); a label never seen in training gets the smallest propensity.
+    """
+    freq = _check_label_freq(label_freq, None).astype(np.float64)
+    if isinstance(n_train, bool) or not isinstance(n_train, Integral) or n_train < 3:
+        raise ValueError(f"n_train must be an integer >= 3 (the propensity needs ln N > 1), got {n_train!r}")
+    if freq.size and freq.max() > n_train:
+        raise ValueError(f"label_freq has a count {freq.max():g} above n_train={n_train}")
+    if not (a > 0 and b > 0):
+        raise ValueError(f"propensity parameters must be positive, got a={a!r}, b={b!r}")
+    c = (math.log(n_train) - 1.0) * (b + 1.0) ** a
+    return 1.0 / (1.0 + c * (freq + b) ** (-a))
+
+
+def _check_propensity(values: np.ndarray, n_labels: int) -> np.ndarray:
+    p = np.asarray(values, dtype=np.float64)
+    if p.shape != (n_labels,):
+        raise ValueError(f"propensities must have shape ({n_labels},), got {p.shape}")
+    if not (np.isfinite(p).all() and (p > 0).all()):
+        raise ValueError("propensities must hold finite positive values (see envs.metrics.propensity)")
+    return p
+
+
+def _best_gains(gold: sp.csr_matrix, inv_p: np.ndarray, width: int) -> np.ndarray:
+    """(n, width): each document's gold 1/p_l in descending order, zero-padded (the ideal ranking)."""
+    rows = np.repeat(np.arange(gold.shape[0]), np.diff(gold.indptr))
+    gains = inv_p[gold.indices]
+    order = np.lexsort((-gains, rows))  # by row, then descending gain
+    rank = np.arange(order.size) - gold.indptr[rows[order]]
+    keep = rank < width
+    best = np.zeros((gold.shape[0], width))
+    best[rows[order][keep], rank[keep]] = gains[order][keep]
+    return best
+
+
+def _propensity_scores(
+    gold: sp.csr_matrix, ranked: np.ndarray, inv_p: np.ndarray, k: int, normalized: bool
+) -> tuple[float, float]:
+    """(PSP@k, PSnDCG@k) from a ranking that holds at least min(k, L) labels per document."""
+    width = min(k, ranked.shape[1])
+    gains = _gold_hits(gold, ranked[:, :width]) * inv_p[ranked[:, :width]]
+    disc = _discounts(width)
+    if normalized:
+        best = _best_gains(gold, inv_p, width)
+        p_den, d_den = best.sum(axis=1), best @ disc
+        p_num = gains.sum(axis=1)
+    else:
+        ideal_table = np.concatenate(([0.0], np.cumsum(disc)))
+        d_den = ideal_table[np.minimum(np.diff(gold.indptr), width)]
+        p_num, p_den = gains.sum(axis=1), np.full(gold.shape[0], float(k))
+    psp = np.divide(p_num, p_den, out=np.zeros_like(p_num), where=p_den > 0)
+    dcg = gains @ disc
+    psndcg = np.divide(dcg, d_den, out=np.zeros_like(dcg), where=d_den > 0)
+    return float(psp.mean()), float(psndcg.mean())
+
+
+def psp_at_k(
+    Y_true: LabelMatrix, scores: np.ndarray, k: int, propensities: np.ndarray, normalized: bool = False
+) -> float:
+    """Propensity-scored P@k: mean over documents of (1/k) sum over top-k hits of 1/p_l.
+
+    `propensities` is `propensity(label_freq, n_train)`. normalized=True divides each
+    document's value by its best achievable (its top-k gold labels by 1/p_l) instead of by nothing.
+    """
+    k = _check_k(k)
+    gold = _as_label_csr(Y_true, "Y_true")
+    inv_p = 1.0 / _check_propensity(propensities, gold.shape[1])
+    ranked = _top_k_ranked(_as_scores(scores, gold.shape), k)
+    return _propensity_scores(gold, ranked, inv_p, k, normalized)[0]
+
+
+def psndcg_at_k(
+    Y_true: LabelMatrix, scores: np.ndarray, k: int, propensities: np.ndarray, normalized: bool = False
+) -> float:
+    """Propensity-scored nDCG@k: sum over top-k hits at rank r of 1/(p_l log2(r+1)), divided by the
+    binary ideal DCG of min(k, |gold|) hits (the paper), or with normalized=True by the best
+    propensity-weighted DCG achievable for the document.
+    """
+    k = _check_k(k)
+    gold = _as_label_csr(Y_true, "Y_true")
+    inv_p = 1.0 / _check_propensity(propensities, gold.shape[1])
+    ranked = _top_k_ranked(_as_scores(scores, gold.shape), k)
+    return _propensity_scores(gold, ranked, inv_p, k, normalized)[1]
+
+
 # ----------------------------------------------------------------------------- set metrics
 def _counts(
     Y_true: LabelMatrix, Y_pred: LabelMatrix
@@ -253,11 +364,7 @@ def rare_labels(
     if isinstance(fraction, bool) or not isinstance(fraction, Real) or not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
     gold = _as_label_csr(Y_true, "Y_true")
-    freq = np.asarray(label_freq)
-    if freq.shape != (gold.shape[1],):
-        raise ValueError(f"label_freq must have shape ({gold.shape[1]},), got {freq.shape}")
-    if not np.issubdtype(freq.dtype, np.number) or not np.isfinite(freq).all() or (freq < 0).any():
-        raise ValueError("label_freq must hold finite non-negative counts")
+    freq = _check_label_freq(label_freq, gold.shape[1])
     candidates = np.flatnonzero(_col_sizes(gold) > 0)
     n_keep = math.ceil(fraction * candidates.size)
     by_freq = candidates[np.argsort(freq[candidates], kind="stable")]
@@ -294,9 +401,12 @@ def evaluate(
     scores: np.ndarray | None = None,
     Y_pred: LabelMatrix | None = None,
     label_freq: np.ndarray | None = None,
+    n_train: int | None = None,
 ) -> dict[str, float]:
     """All metrics in METRIC_NAMES order: ranking keys when `scores` is given, set keys when
-    `Y_pred` is given, and `rare_f1` when both `Y_pred` and `label_freq` are given.
+    `Y_pred` is given, `rare_f1` when both `Y_pred` and `label_freq` are given, and the unnormalised
+    PSP@1/3/5, PSnDCG@3/5 when `scores`, `label_freq` (training counts) and `n_train` (training
+    documents) are all given.
 
     Validates and ranks once (top-5 serves P@1/3/5 and nDCG@3/5, since the order is a prefix order).
     """
@@ -305,13 +415,18 @@ def evaluate(
     gold = _as_label_csr(Y_true, "Y_true")
     result: dict[str, float] = {}
     if scores is not None:
-        hits = _gold_hits(gold, _top_k_ranked(_as_scores(scores, gold.shape), 5))
+        ranked = _top_k_ranked(_as_scores(scores, gold.shape), 5)
+        hits = _gold_hits(gold, ranked)
         n_gold = np.diff(gold.indptr)
         result["P@1"] = _precision_from_hits(hits, 1)
         result["P@3"] = _precision_from_hits(hits, 3)
         result["P@5"] = _precision_from_hits(hits, 5)
         result["nDCG@3"] = _ndcg_from_hits(hits, n_gold, 3)
         result["nDCG@5"] = _ndcg_from_hits(hits, n_gold, 5)
+        if label_freq is not None and n_train is not None:
+            inv_p = 1.0 / propensity(_check_label_freq(label_freq, gold.shape[1]), n_train)
+            for k in (1, 3, 5):  # PSnDCG@1 is computed too and dropped below
+                result[f"PSP@{k}"], result[f"PSnDCG@{k}"] = _propensity_scores(gold, ranked, inv_p, k, False)
     if Y_pred is not None:
         _, pred, both = _counts(gold, Y_pred)
         result.update(_set_metrics(gold, pred, both))
