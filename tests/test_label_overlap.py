@@ -88,3 +88,21 @@ def test_bad_inputs():
     over = assign_overlapping(COUNTS, LABEL_CLUSTER, max_copies=2)
     with pytest.raises(ValueError, match="scores"):
         collapse_scores(np.zeros((1, 4)), over)
+
+
+def test_on_kmeans_clusters_of_a_real_dataset():
+    """PIFA k-means clusters of yeast, counts from the gold clusters of a noisy 'model': the round trip
+    expand -> collapse returns the labels, and λ = 2 adds copies only where counts exist."""
+    from envs import load_dataset
+    from envs.label_clusters import kmeans_clusters, pifa_embeddings
+
+    ds = load_dataset("yeast")
+    label_cluster = kmeans_clusters(pifa_embeddings(ds.train.X, ds.train.Y), 4, seed=0)
+    rng = np.random.default_rng(0)
+    noisy = ds.train.Y.toarray() ^ (rng.random(ds.train.Y.shape) < 0.1)  # a model's imperfect sets
+    M = document_clusters(noisy, label_cluster, n_clusters=4)
+    over = assign_overlapping(cooccurrence_counts(ds.train.Y, M), label_cluster, max_copies=2)
+    assert 0 < over.n_copies <= len(ds.label_names)  # λ = 2: at most one copy per label
+    assert set(over.column_cluster.tolist()) <= set(range(4))
+    wide = expand_labels(ds.test.Y, over)
+    assert (collapse_sets(wide, over) != ds.test.Y.astype(bool)).nnz == 0
