@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from envs.atomic import atomic_write
-from envs.label_clusters import LabelTree
 from agents.features import doc_features, input_normalization, sparse_linear
 from agents.output_layers import make_output_layer
+from envs.atomic import atomic_write
+from envs.label_clusters import LabelTree
 
 START = -1  # `last_label` value meaning "nothing emitted yet"; also the padding id of sequences
 CONFIG_FILE = "policy_config.json"
@@ -39,7 +39,7 @@ class ChainState:
     hidden: torch.Tensor
     doc: torch.Tensor
 
-    def select(self, rows: torch.Tensor) -> "ChainState":
+    def select(self, rows: torch.Tensor) -> ChainState:
         """Rows `rows` of the batch (beam search reorders and repeats chains)."""
         return ChainState(self.hidden[rows], self.doc[rows])
 
@@ -99,7 +99,7 @@ class ChainPolicy(nn.Module):
         return self.output.linear
 
     # ------------------------------------------------------------------ encoding
-    def fit_input_normalization(self, X) -> "ChainPolicy":
+    def fit_input_normalization(self, X) -> ChainPolicy:
         """Store per-feature (shift, scale) from training features (see features.input_normalization)."""
         shift, scale = input_normalization(X)
         self.input_shift.copy_(torch.from_numpy(shift))
@@ -203,7 +203,7 @@ class ChainPolicy(nn.Module):
         atomic_write(directory / WEIGHTS_FILE, lambda f: torch.save(self.state_dict(), f))
 
     @classmethod
-    def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "ChainPolicy":
+    def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> ChainPolicy:
         """Rebuild a policy saved by `save`; the error names the missing or malformed file."""
         directory = Path(directory)
         config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
