@@ -23,7 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.features import doc_features, input_normalization, sparse_linear
+from agents.features import (
+    DocFeatures,
+    doc_features,
+    input_normalization,
+    sparse_linear,
+)
+from agents.guidance import ClusterGuidance, split_guidance_columns
 from agents.output_layers import make_output_layer
 from envs.atomic import atomic_write
 from envs.label_clusters import LabelTree
@@ -60,6 +66,9 @@ class ChainPolicy(nn.Module):
         output: str = "flat",
         tree: LabelTree | dict | None = None,
         tree_beam: int = 10,
+        n_clusters: int = 0,
+        guidance_weight: float = 1.0,
+        guidance_anneal: bool = False,
     ) -> None:
         super().__init__()
         if n_features < 1 or n_labels < 1:
@@ -90,6 +99,11 @@ class ChainPolicy(nn.Module):
         self.output = make_output_layer(output, hidden_size + doc_size, n_labels, tree, tree_beam)
         self.value_head = nn.Linear(hidden_size + doc_size, 1)
         self.config.update(self.output.config())
+        # BCL cluster guidance (agents.guidance), created last so unguided policies draw the same weights.
+        self.guidance: ClusterGuidance | None = None
+        if n_clusters:
+            self.guidance = ClusterGuidance(doc_size, n_clusters, guidance_weight, guidance_anneal)
+            self.config.update(self.guidance.config())
         self._register_load_state_dict_pre_hook(_rename_old_policy_head)
 
     @property
@@ -99,16 +113,58 @@ class ChainPolicy(nn.Module):
             raise AttributeError("policy_head exists only for output='flat'")
         return self.output.linear
 
+    @property
+    def feature_widths(self) -> tuple[int, ...]:
+        """Accepted feature-row widths: the text features, and for a guided policy text + gold clusters."""
+        if self.guidance is None:
+            return (self.n_features,)
+        return (self.n_features, self.n_features + self.guidance.n_clusters)
+
     # ------------------------------------------------------------------ encoding
     def fit_input_normalization(self, X) -> ChainPolicy:
         """Store per-feature (shift, scale) from training features (see features.input_normalization)."""
-        shift, scale = input_normalization(X)
+        shift, scale = input_normalization(self._split_guidance(X)[0])
         self.input_shift.copy_(torch.from_numpy(shift))
         self.input_scale.copy_(torch.from_numpy(scale))
         return self
 
     def encode(self, X) -> torch.Tensor:
-        """Document encoding (B, D); X is anything `doc_features` accepts."""
+        """Document encoding (B, D); X is anything `doc_features` accepts.
+
+        A guided policy conditions it on the gold clusters carried as extra columns of X (training),
+        else on the clusters its own head predicts (agents.guidance).
+        """
+        text, gold = self._split_guidance(X)
+        doc = self._encode_text(text)
+        if self.guidance is None:
+            return doc
+        clusters = self.guidance.predict(doc) if gold is None else gold.to(doc.device)
+        return self.guidance.condition(doc, clusters)
+
+    def guidance_loss(self, X, epoch: int = 1) -> torch.Tensor:
+        """BCL's weighted cluster BCE on rows of X that carry gold clusters (see agents.guidance)."""
+        if self.guidance is None:
+            raise ValueError("guidance_loss needs a policy built with n_clusters > 0")
+        text, gold = self._split_guidance(X)
+        if gold is None:
+            raise ValueError("guidance_loss needs feature rows with the gold cluster columns (with_gold_clusters)")
+        doc = self._encode_text(text)
+        return self.guidance.loss_weight(epoch) * self.guidance.loss(doc, gold.to(doc.device))
+
+    def predicted_clusters(self, X) -> np.ndarray:
+        """(B, C) bool clusters the guidance head predicts for feature rows X (no gradients)."""
+        if self.guidance is None:
+            raise ValueError("predicted_clusters needs a policy built with n_clusters > 0")
+        with torch.no_grad():
+            return self.guidance.predict(self._encode_text(self._split_guidance(X)[0])).bool().cpu().numpy()
+
+    def _split_guidance(self, X):
+        """(text features, gold clusters or None): only a guided policy reads cluster columns."""
+        if self.guidance is None or isinstance(X, DocFeatures):
+            return X, None
+        return split_guidance_columns(X, self.n_features, self.guidance.n_clusters)
+
+    def _encode_text(self, X) -> torch.Tensor:
         features = doc_features(X, device=self.input_weight.device)
         if features.n_features != self.n_features:
             raise ValueError(f"policy expects {self.n_features} features, got {features.n_features}")
