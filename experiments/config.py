@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from agents.guidance import GUIDANCE_KINDS
 from envs.metrics import RANKING_NAMES, SET_NAMES
 from envs.rewards import DEFAULT_REWARD_MODE, REWARD_MODES, REWARDS
 
@@ -56,6 +57,17 @@ class TrainKnobs:
     select_metric: str = field(default="nDCG@3", metadata={"help": "validation metric choosing the best policy "
                                                                    "(and the best fixed ordering)"})
     checkpoint_every: int = field(default=100, metadata={"help": "write checkpoint.pt every this many updates"})
+    guidance: str = field(default="none", metadata={"help": f"cluster guidance, from {GUIDANCE_KINDS}: bcl = "
+                          "XLGen's bit-vector guidance (agents.guidance)"})
+    clusters: int = field(default=30, metadata={"help": "--guidance: k-means clusters of the PIFA label "
+                                                         "embeddings (XLGen: 30)"})
+    guidance_weight: float = field(default=1.0, metadata={"help": "bcl: weight of the cluster BCE loss"})
+    guidance_anneal: bool = field(default=False, metadata={"help": "bcl: divide that weight by the epoch (1-based)"})
+    hide_train_labels: float = field(
+        default=0.0, metadata={"help": "positive-unlabelled setting: hide this fraction of each training "
+                                       "document's labels (seeded, at least one kept; validation is carved "
+                                       "from the hidden labels, test keeps all)"},
+    )
     data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
     progress: bool = field(default=True, metadata={"help": "tqdm progress bars"})
 
@@ -87,6 +99,14 @@ def check_knobs(args: TrainKnobs) -> list[str]:
         problems.append(f"--reward must be one of {REWARDS}, got {args.reward!r}")
     if args.reward_mode not in REWARD_MODES:
         problems.append(f"--reward-mode must be one of {REWARD_MODES}, got {args.reward_mode!r}")
+    if args.guidance not in GUIDANCE_KINDS:
+        problems.append(f"--guidance must be one of {GUIDANCE_KINDS}, got {args.guidance!r}")
+    if args.clusters < 1:
+        problems.append(f"--clusters must be >= 1, got {args.clusters}")
+    if not (math.isfinite(args.guidance_weight) and args.guidance_weight >= 0):
+        problems.append(f"--guidance-weight must be a finite number >= 0, got {args.guidance_weight}")
+    if not 0.0 <= args.hide_train_labels <= 1.0:
+        problems.append(f"--hide-train-labels must be in [0, 1], got {args.hide_train_labels}")
     if args.select_metric not in RANKING_NAMES + SET_NAMES:
         problems.append(f"--select-metric must be one of {RANKING_NAMES + SET_NAMES}, got {args.select_metric!r}")
     return problems

@@ -50,7 +50,8 @@ def final_evaluation(data: RunData, run_dir: Path, dataset: str, learners: Seque
         outputs[name] = (val_out, test_out)
         progress = Progress.from_dict(state["progress"])
         results[name] = {
-            "test": evaluate(data.test.Y, scores=test_out[1], Y_pred=test_out[0], label_freq=data.label_freq),
+            "test": evaluate(data.test.Y, scores=test_out[1], Y_pred=test_out[0], label_freq=data.label_freq,
+                             n_train=len(data.train)),
             "val": progress.best_metrics, "best_update": progress.best_update,
             "updates": progress.update, "label_steps": progress.label_steps, "docs": progress.docs,
             "timing": {"train_seconds": progress.train_seconds, "eval_seconds": progress.eval_seconds,
@@ -69,7 +70,8 @@ def final_evaluation(data: RunData, run_dir: Path, dataset: str, learners: Seque
         Y_pred, scores = fused.predict([outputs[name][1] for name in members])
         report["ensemble"] = {
             "members": members,
-            "test": evaluate(data.test.Y, scores=scores, Y_pred=Y_pred, label_freq=data.label_freq),
+            "test": evaluate(data.test.Y, scores=scores, Y_pred=Y_pred, label_freq=data.label_freq,
+                             n_train=len(data.train)),
             "fusion": fused.fusion, "set_rule": fused.set_rule, "min_votes": fused.min_votes,
             "threshold": fused.threshold,
         }

@@ -32,12 +32,16 @@ from pathlib import Path
 
 import torch
 
+from agents.guidance import with_gold_clusters
 from agents.learners import FIXED_ORDERINGS, LEARNERS, LearnerConfig, make_learner
 from agents.policy import ChainPolicy
 from agents.supervised import carve_validation
 from envs.chain_task import default_max_steps
+from envs.data.dataset import Split
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import load_dataset
+from envs.data.pu import hide_labels
+from envs.label_clusters import kmeans_clusters, pifa_embeddings
 from experiments.common import atomic_write_json, parse_args, single_thread
 from experiments.config import ArgsError, TrainKnobs, check_knobs
 from experiments.learner_run import (
@@ -201,9 +205,18 @@ def load_run_data(args: Args) -> RunData:
         raise
     except ValueError as error:  # unknown name
         raise ArgsError(f"--dataset {args.dataset}: {error}") from None
-    train, val = carve_validation(dataset.train, args.val_fraction, args.seed)
+    full_train = dataset.train
+    if args.hide_train_labels > 0:  # PU: the run never sees the hidden labels, test keeps all
+        full_train = Split(full_train.X, hide_labels(full_train.Y, args.hide_train_labels, args.seed))
+    train, val = carve_validation(full_train, args.val_fraction, args.seed)
     max_steps = default_max_steps(train.max_labels_per_doc, dataset.n_labels)
-    return RunData(train, val, dataset.test, train.label_freq, max_steps)
+    label_freq = train.label_freq
+    if args.guidance == "bcl":  # gold clusters ride as extra feature columns of train (agents.guidance)
+        if args.clusters > dataset.n_labels:
+            raise ArgsError(f"--clusters {args.clusters}: {args.dataset} has only {dataset.n_labels} labels")
+        label_cluster = kmeans_clusters(pifa_embeddings(train.X, train.Y), args.clusters, seed=args.seed)
+        train = with_gold_clusters(train, label_cluster, args.clusters)
+    return RunData(train, val, dataset.test, label_freq, max_steps)
 
 
 def check_warm_start(args: Args, data: RunData) -> None:
@@ -214,7 +227,7 @@ def check_warm_start(args: Args, data: RunData) -> None:
             policy = load_policy(source)
         except (OSError, ValueError, RuntimeError, KeyError) as error:
             raise ArgsError(f"--{flag} {source}: {error}") from None
-        if (policy.n_features, policy.n_labels) != shape:
+        if shape[0] not in policy.feature_widths or policy.n_labels != shape[1]:
             raise ArgsError(f"--{flag} {source}: policy is {policy.n_features} features x "
                             f"{policy.n_labels} labels, {args.dataset} has {shape[0]} x {shape[1]}")
 
@@ -229,7 +242,10 @@ def start_policy(name: str, args: Args, data: RunData, run_dir: Path) -> ChainPo
     source = warm_start_source(args, name, run_dir)
     if source is not None:
         return load_policy(source)
-    policy = ChainPolicy(data.train.X.shape[1], data.train.Y.shape[1], hidden_size=args.hidden_size)
+    n_clusters = args.clusters if args.guidance == "bcl" else 0
+    policy = ChainPolicy(data.test.X.shape[1], data.train.Y.shape[1], hidden_size=args.hidden_size,
+                         n_clusters=n_clusters, guidance_weight=args.guidance_weight,
+                         guidance_anneal=args.guidance_anneal)
     return policy.fit_input_normalization(data.train.X)
 
 
@@ -268,7 +284,7 @@ def main(args: Args) -> Path:
         run_dir = create_run_dir(args.runs_dir, run_name(args.dataset, group_label(args), args.seed))
         derived = {
             "run_dir": str(run_dir), "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
-            "n_labels": int(data.train.Y.shape[1]), "n_features": int(data.train.X.shape[1]),
+            "n_labels": int(data.train.Y.shape[1]), "n_features": int(data.test.X.shape[1]),
             "max_steps": data.max_steps, "learner_order": learner_order(args),
             "warm_start": {n: str(warm_start_source(args, n, run_dir)) for n in args.learners
                            if warm_start_source(args, n, run_dir) is not None},
