@@ -23,6 +23,9 @@ def test_guided_pu_run_end_to_end(tmp_path: Path):
     for name in ("freq2rare", "rearrange", "combined"):
         test = report["learners"][name]["test"]
         assert {"PSP@1", "PSP@5", "PSnDCG@3", "rare_f1"} <= set(test)
+        few_shot = report["learners"][name]["few_shot"]
+        assert few_shot["0shot_labels"] == 0 and few_shot["0shot_micro_f1"] is None  # every label seen
+        assert few_shot["10shot_labels"] >= 0 and set(few_shot) >= {"1shot_macro_f1", "5shot_micro_f1"}
         state = load_checkpoint(run_dir / name / "checkpoint.pt")
         assert state["policy_config"]["n_clusters"] == 3
     assert "ensemble" in report
