@@ -70,9 +70,13 @@ class ClusterGuidance(nn.Module):
         return F.binary_cross_entropy_with_logits(self.cluster_logits(doc), gold.to(doc.dtype))
 
 
-def with_gold_clusters(split: Split, label_cluster: np.ndarray, n_clusters: int) -> Split:
-    """`split` with the documents' gold cluster multi-hot appended as C feature columns (training)."""
-    gold = document_clusters(split.Y, label_cluster, n_clusters).astype(np.float32)
+def with_gold_clusters(split: Split, clusters: np.ndarray | sp.spmatrix, n_clusters: int) -> Split:
+    """`split` with the documents' gold cluster multi-hot appended as C feature columns (training).
+
+    `clusters`: label -> cluster array, or an (L, C) membership matrix of overlapping clusters
+    (`envs.label_overlap.membership_matrix`), where a label puts all its clusters in the gold vector.
+    """
+    gold = document_clusters(split.Y, clusters, n_clusters).astype(np.float32)
     if sp.issparse(split.X):
         X = sp.hstack([sp.csr_matrix(split.X, dtype=np.float32), gold], format="csr")
     else:

@@ -47,10 +47,19 @@ def cluster_matrix(label_cluster: np.ndarray, n_clusters: int | None = None) -> 
     return sp.csr_matrix((ones, (np.arange(assign.size), assign)), shape=(assign.size, n_clusters))
 
 
-def document_clusters(Y: LabelMatrix, label_cluster: np.ndarray, n_clusters: int | None = None) -> sp.csr_matrix:
+def document_clusters(
+    Y: LabelMatrix, clusters: np.ndarray | sp.spmatrix, n_clusters: int | None = None
+) -> sp.csr_matrix:
     """(n, C) bool: the clusters of each document's labels (gold Y: its gold clusters; a predicted
-    label set: the clusters the model matched it to)."""
-    B = cluster_matrix(label_cluster, n_clusters)
+    label set: the clusters the model matched it to). `clusters` is an assignment array (label ->
+    cluster) or an (L, C) membership matrix where a label may sit in several clusters
+    (`membership_matrix` of overlapping clusters)."""
+    if sp.issparse(clusters):
+        B = sp.csr_matrix(clusters, dtype=np.int64)
+        if n_clusters is not None and B.shape[1] != n_clusters:
+            raise ValueError(f"membership matrix has {B.shape[1]} clusters, n_clusters={n_clusters}")
+    else:
+        B = cluster_matrix(clusters, n_clusters)
     out = (_label_csr(Y, B.shape[0], "Y").astype(np.int64) @ B).astype(bool).tocsr()
     out.eliminate_zeros()
     return out
@@ -118,6 +127,16 @@ def assign_overlapping(counts: sp.spmatrix | np.ndarray, label_cluster: np.ndarr
         column_cluster=np.concatenate((primary, np.asarray(copy_clusters, dtype=np.int64))),
         n_labels=assign.size,
     )
+
+
+def membership_matrix(overlap: OverlappingLabels, n_clusters: int) -> sp.csr_matrix:
+    """(L, C) bool: label l sits in every cluster one of its columns was assigned to."""
+    if n_clusters <= int(overlap.column_cluster.max()):
+        raise ValueError(f"n_clusters={n_clusters} but the overlap uses cluster id {overlap.column_cluster.max()}")
+    ones = np.ones(overlap.column_label.size, dtype=bool)
+    out = sp.csr_matrix((ones, (overlap.column_label, overlap.column_cluster)), shape=(overlap.n_labels, n_clusters))
+    out.sum_duplicates()
+    return out
 
 
 def expand_labels(Y: LabelMatrix, overlap: OverlappingLabels) -> sp.csr_matrix:

@@ -63,6 +63,12 @@ class TrainKnobs:
                                                          "embeddings (XLGen: 30)"})
     guidance_weight: float = field(default=1.0, metadata={"help": "bcl: weight of the cluster BCE loss"})
     guidance_anneal: bool = field(default=False, metadata={"help": "bcl: divide that weight by the epoch (1-based)"})
+    overlap_from: str | None = field(
+        default=None, metadata={"help": "bcl: overlapping clusters (label disentanglement) from this saved "
+                                        "guided policy's cluster predictions on the training documents (a run "
+                                        "with the same --dataset, --seed, --clusters, --hide-train-labels)"},
+    )
+    overlap_lambda: int = field(default=2, metadata={"help": "--overlap-from: clusters per label at most"})
     hide_train_labels: float = field(
         default=0.0, metadata={"help": "positive-unlabelled setting: hide this fraction of each training "
                                        "document's labels (seeded, at least one kept; validation is carved "
@@ -105,6 +111,10 @@ def check_knobs(args: TrainKnobs) -> list[str]:
         problems.append(f"--clusters must be >= 1, got {args.clusters}")
     if not (math.isfinite(args.guidance_weight) and args.guidance_weight >= 0):
         problems.append(f"--guidance-weight must be a finite number >= 0, got {args.guidance_weight}")
+    if args.overlap_lambda < 1:
+        problems.append(f"--overlap-lambda must be >= 1, got {args.overlap_lambda}")
+    if args.overlap_from is not None and args.guidance != "bcl":
+        problems.append("--overlap-from needs --guidance bcl")
     if not 0.0 <= args.hide_train_labels <= 1.0:
         problems.append(f"--hide-train-labels must be in [0, 1], got {args.hide_train_labels}")
     if args.select_metric not in RANKING_NAMES + SET_NAMES:

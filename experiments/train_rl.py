@@ -30,6 +30,8 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 
 from agents.guidance import with_gold_clusters
@@ -42,6 +44,11 @@ from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import load_dataset
 from envs.data.pu import hide_labels
 from envs.label_clusters import kmeans_clusters, pifa_embeddings
+from envs.label_overlap import (
+    assign_overlapping,
+    cooccurrence_counts,
+    membership_matrix,
+)
 from experiments.common import atomic_write_json, parse_args, single_thread
 from experiments.config import ArgsError, TrainKnobs, check_knobs
 from experiments.learner_run import (
@@ -214,9 +221,27 @@ def load_run_data(args: Args) -> RunData:
     if args.guidance == "bcl":  # gold clusters ride as extra feature columns of train (agents.guidance)
         if args.clusters > dataset.n_labels:
             raise ArgsError(f"--clusters {args.clusters}: {args.dataset} has only {dataset.n_labels} labels")
-        label_cluster = kmeans_clusters(pifa_embeddings(train.X, train.Y), args.clusters, seed=args.seed)
-        train = with_gold_clusters(train, label_cluster, args.clusters)
+        clusters = kmeans_clusters(pifa_embeddings(train.X, train.Y), args.clusters, seed=args.seed)
+        if args.overlap_from is not None:
+            clusters = overlapping_clusters(args, train, clusters)
+        train = with_gold_clusters(train, clusters, args.clusters)
     return RunData(train, val, dataset.test, label_freq, max_steps)
+
+
+def overlapping_clusters(args: Args, train: Split, label_cluster: np.ndarray) -> sp.csr_matrix:
+    """Membership (L, C) after label disentanglement: the --overlap-from policy's predicted clusters
+    of the training documents, C = Yᵀ·M, each label in up to --overlap-lambda clusters."""
+    try:
+        first = load_policy(args.overlap_from)
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        raise ArgsError(f"--overlap-from {args.overlap_from}: {error}") from None
+    if first.guidance is None or first.guidance.n_clusters != args.clusters or first.n_features != train.X.shape[1]:
+        raise ArgsError(f"--overlap-from {args.overlap_from}: not a guided policy with --clusters {args.clusters} "
+                        f"over {train.X.shape[1]} features")
+    first.eval()
+    M = np.vstack([first.predicted_clusters(train.X[start:start + 1024]) for start in range(0, len(train), 1024)])
+    overlap = assign_overlapping(cooccurrence_counts(train.Y, M), label_cluster, args.overlap_lambda)
+    return membership_matrix(overlap, args.clusters)
 
 
 def check_warm_start(args: Args, data: RunData) -> None:

@@ -13,6 +13,7 @@ from envs.label_overlap import (
     cooccurrence_counts,
     document_clusters,
     expand_labels,
+    membership_matrix,
 )
 
 LABEL_CLUSTER = np.array([0, 0, 1, 2])
@@ -106,3 +107,15 @@ def test_on_kmeans_clusters_of_a_real_dataset():
     assert set(over.column_cluster.tolist()) <= set(range(4))
     wide = expand_labels(ds.test.Y, over)
     assert (collapse_sets(wide, over) != ds.test.Y.astype(bool)).nnz == 0
+
+
+def test_membership_of_overlapping_clusters_feeds_document_clusters():
+    over = assign_overlapping(COUNTS, LABEL_CLUSTER, max_copies=2)  # columns: (0,c0) (1,c1) (2,c1) (3,c2) (1,c2) (0,c1) (2,c2)
+    member = membership_matrix(over, 3)
+    assert member.toarray().astype(int).tolist() == [[1, 1, 0], [0, 1, 1], [0, 1, 1], [0, 0, 1]]
+    Y = np.array([[1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]])
+    assert document_clusters(Y, member).toarray().astype(int).tolist() == [[1, 1, 0], [0, 0, 1], [0, 0, 0]]
+    plain = membership_matrix(assign_overlapping(COUNTS, LABEL_CLUSTER, max_copies=1), 3)
+    assert (document_clusters(Y, plain) != document_clusters(Y, np.array([0, 1, 1, 2]))).nnz == 0
+    with pytest.raises(ValueError, match="n_clusters"):
+        membership_matrix(over, 2)

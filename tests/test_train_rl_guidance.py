@@ -5,6 +5,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from experiments.runs import load_checkpoint
@@ -51,3 +52,16 @@ def test_run_data_hides_train_labels_and_appends_gold_clusters():
 def test_bad_guidance_flags_are_named(tmp_path: Path, change, flag):
     with pytest.raises(ArgsError, match=flag):
         main(replace(TINY, runs_dir=str(tmp_path), **change))
+
+
+def test_overlapping_clusters_from_a_first_guided_policy(tmp_path: Path):
+    first = main(replace(TINY, runs_dir=str(tmp_path), learners=["rearrange"], ensemble=[]))
+    source = str(first / "rearrange" / "policy")
+    one = load_run_data(replace(TINY, overlap_from=source, overlap_lambda=1)).train.X[:, -3:]
+    two = load_run_data(replace(TINY, overlap_from=source, overlap_lambda=3)).train.X[:, -3:]
+    assert set(np.unique(two)) <= {0.0, 1.0} and two.sum(axis=1).min() >= 1
+    assert two.sum() >= one.sum()  # more clusters per label -> at least as many gold clusters
+    with pytest.raises(ArgsError, match="--overlap-from needs --guidance bcl"):
+        main(replace(TINY, runs_dir=str(tmp_path), guidance="none", overlap_from=source))
+    with pytest.raises(ArgsError, match="--overlap-from .*not a guided policy"):
+        load_run_data(replace(TINY, clusters=4, overlap_from=source))
