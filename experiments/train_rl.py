@@ -36,8 +36,10 @@ from agents.learners import FIXED_ORDERINGS, LEARNERS, LearnerConfig, make_learn
 from agents.policy import ChainPolicy
 from agents.supervised import carve_validation
 from envs.chain_task import default_max_steps
+from envs.data.dataset import Split
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import load_dataset
+from envs.label_clusters import build_label_tree, pifa_embeddings
 from experiments.common import atomic_write_json, parse_args, single_thread
 from experiments.config import ArgsError, TrainKnobs, check_knobs
 from experiments.learner_run import (
@@ -217,6 +219,9 @@ def check_warm_start(args: Args, data: RunData) -> None:
         if (policy.n_features, policy.n_labels) != shape:
             raise ArgsError(f"--{flag} {source}: policy is {policy.n_features} features x "
                             f"{policy.n_labels} labels, {args.dataset} has {shape[0]} x {shape[1]}")
+        if policy.output.kind != args.output:
+            raise ArgsError(f"--{flag} {source}: policy has a {policy.output.kind} output layer, "
+                            f"this run asks for --output {args.output}")
 
 
 # ----------------------------------------------------------------------------- one learner
@@ -229,8 +234,19 @@ def start_policy(name: str, args: Args, data: RunData, run_dir: Path) -> ChainPo
     source = warm_start_source(args, name, run_dir)
     if source is not None:
         return load_policy(source)
-    policy = ChainPolicy(data.train.X.shape[1], data.train.Y.shape[1], hidden_size=args.hidden_size)
-    return policy.fit_input_normalization(data.train.X)
+    return fresh_policy(args, data.train)
+
+
+def fresh_policy(args: Args, train: Split) -> ChainPolicy:
+    """New weights normalised on `train`; with `--output tree`, over the balanced label tree of the
+    PIFA embeddings of `train` (seeded by --seed, so every learner of a run gets the same tree)."""
+    tree = None
+    if args.output == "tree":
+        emb = pifa_embeddings(train.X, train.Y)
+        tree = build_label_tree(emb, args.tree_branching, args.tree_leaf_size, seed=args.seed)
+    policy = ChainPolicy(train.X.shape[1], train.Y.shape[1], hidden_size=args.hidden_size,
+                         output=args.output, tree=tree, tree_beam=args.tree_beam)
+    return policy.fit_input_normalization(train.X)
 
 
 def train_learner(name: str, args: Args, data: RunData, run_dir: Path, interrupt: GracefulInterrupt,
