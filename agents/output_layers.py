@@ -31,12 +31,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from envs.label_clusters import LabelTree
 
 NEG_INF = float("-inf")
 OUTPUT_KINDS = ("flat", "tree")
+DENSE_FACTOR = 4  # score all R rows of a level with one GEMM when R <= DENSE_FACTOR x candidates per row
 
 
 @dataclass
@@ -212,27 +214,33 @@ class TreeOutput(nn.Module):
         return self.ancestors[ids, level - 1]
 
     def _children(self, joint, node, level, history, stop_blocked, temperature):
-        """Log-softmax over the children (at level+1) of `node` (N,) at `level`; at the root a last
-        column is STOP. Returns (log_p (N, C), child ids (N, C) with -1 for padding / STOP, allowed)."""
+        """Log-softmax over the children (at level+1) of each of the nodes `node` (N, K) at `level`.
+
+        Returns (log_p, child ids with -1 for padding / STOP, allowed), all (N, K, C); at the root
+        (level 0, K = 1) a last column is STOP."""
         kids = getattr(self, f"children{level}")[node.clamp(min=0)]
         safe = kids.clamp(min=0)
-        scores = torch.einsum("nj,ncj->nc", joint, self.node_weight[level][safe]) + self.node_bias[level][safe]
+        N, K, C = kids.shape
+        scores = _gathered_scores(joint, self.node_weight[level], self.node_bias[level], safe.reshape(N, K * C))
+        scores = scores.reshape(N, K, C)
         anc = self._history_ancestors(history, level + 1)
-        used = (anc[:, None, :] == kids[:, :, None]).sum(dim=2)
+        used = (anc[:, None, None, :] == kids[..., None]).sum(dim=-1)
         allowed = (kids >= 0) & (used < getattr(self, f"size{level + 1}")[safe])
         if level == 0:
-            stop_score = joint @ self.stop_weight + self.stop_bias
-            scores = torch.cat([scores, stop_score[:, None]], dim=1)
-            kids = torch.cat([kids, torch.full_like(kids[:, :1], -1)], dim=1)
-            allowed = torch.cat([allowed, ~(stop_blocked & allowed.any(dim=1))[:, None]], dim=1)
+            stop_score = (joint @ self.stop_weight + self.stop_bias)[:, None, None].expand(N, K, 1)
+            scores = torch.cat([scores, stop_score], dim=-1)
+            kids = torch.cat([kids, torch.full_like(kids[..., :1], -1)], dim=-1)
+            stop_ok = ~(stop_blocked[:, None] & allowed.any(dim=-1))
+            allowed = torch.cat([allowed, stop_ok[..., None]], dim=-1)
         return _masked_log_softmax(scores / temperature, allowed), kids, allowed
 
     def _leaf(self, joint, leaf, history, temperature):
-        """Log-softmax over the labels of `leaf` (N,): (log_p (N, M), label ids (N, M), allowed)."""
+        """Log-softmax over the labels of each leaf `leaf` (N, K): (log_p, label ids, allowed) (N, K, M)."""
         labels = self.leaf_members[leaf.clamp(min=0)]
+        N, K, M = labels.shape
         safe = labels.clamp(min=0)
-        scores = torch.einsum("nj,nmj->nm", joint, self.label_weight[safe]) + self.label_bias[safe]
-        allowed = (labels >= 0) & ~(labels[:, :, None] == history[:, None, :]).any(dim=2)
+        scores = _gathered_scores(joint, self.label_weight, self.label_bias, safe.reshape(N, K * M)).reshape(N, K, M)
+        allowed = (labels >= 0) & ~(labels[..., None] == history[:, None, None, :]).any(dim=-1)
         return _masked_log_softmax(scores / temperature, allowed), labels, allowed
 
     def _stop_blocked(self, history: torch.Tensor, suppress) -> torch.Tensor:
@@ -249,7 +257,7 @@ class TreeOutput(nn.Module):
         total = torch.zeros(actions.shape, device=joint.device)
         entropy = torch.zeros_like(total)
         for level in range(self.depth):
-            log_p, kids, allowed = self._children(joint, node, level, history, stop_blocked, temperature)
+            log_p, kids, allowed = (t[:, 0] for t in self._children(joint, node[:, None], level, history, stop_blocked, temperature))
             column = getattr(self, f"rank{level + 1}")[path[:, level]]
             if level == 0:
                 column = torch.where(is_stop, kids.shape[1] - 1, column)
@@ -257,7 +265,7 @@ class TreeOutput(nn.Module):
             total = total + torch.where(live, log_p.gather(1, column[:, None]).squeeze(1), 0.0)
             entropy = entropy + torch.where(live, _entropy(log_p, allowed), 0.0)
             node = path[:, level]
-        log_p, _, allowed = self._leaf(joint, node, history, temperature)
+        log_p, _, allowed = (t[:, 0] for t in self._leaf(joint, node[:, None], history, temperature))
         in_leaf = log_p.gather(1, self.label_position[label][:, None]).squeeze(1)
         total = total + torch.where(is_stop, 0.0, in_leaf)
         return total, entropy + torch.where(is_stop, 0.0, _entropy(log_p, allowed))
@@ -287,22 +295,19 @@ class TreeOutput(nn.Module):
         leaves (-inf for padding), their ids, log p(STOP) (N,) and the root's log-mass of STOP-free
         children (for STOP-free comparisons)."""
         N = joint.shape[0]
-        node = torch.zeros(N, dtype=torch.long, device=joint.device)
-        log_p, kids, _ = self._children(joint, node, 0, history, stop_blocked, 1.0)
+        root = torch.zeros(N, 1, dtype=torch.long, device=joint.device)
+        log_p, kids, _ = (t[:, 0] for t in self._children(joint, root, 0, history, stop_blocked, 1.0))
         stop_lp = log_p[:, -1]
         cum, nodes = log_p[:, :-1], kids[:, :-1]
         for level in range(1, self.depth + 1):
-            keep = min(width, cum.shape[1])
-            cum, index = cum.topk(keep, dim=1)
+            cum, index = cum.topk(min(width, cum.shape[1]), dim=1)
             nodes = nodes.gather(1, index)
-            repeat = torch.arange(N, device=joint.device).repeat_interleave(keep)
-            flat_nodes = nodes.reshape(-1)
             if level < self.depth:
-                log_p, kids, _ = self._children(joint[repeat], flat_nodes, level, history[repeat], stop_blocked, 1.0)
+                log_p, kids, _ = self._children(joint, nodes, level, history, stop_blocked, 1.0)
             else:
-                log_p, kids, _ = self._leaf(joint[repeat], flat_nodes, history[repeat], 1.0)
-            step = torch.where(flat_nodes[:, None] >= 0, log_p, NEG_INF)
-            cum = (cum.reshape(-1, 1) + step).reshape(N, -1)
+                log_p, kids, _ = self._leaf(joint, nodes, history, 1.0)
+            step = torch.where(nodes[..., None] >= 0, log_p, NEG_INF)
+            cum = (cum[..., None] + step).reshape(N, -1)
             nodes = kids.reshape(N, -1)
         return cum, nodes, stop_lp
 
@@ -336,12 +341,12 @@ class TreeOutput(nn.Module):
         node = torch.zeros(joint.shape[0], dtype=torch.long, device=joint.device)
         is_stop = torch.zeros_like(node, dtype=torch.bool)
         for level in range(self.depth):
-            log_p, kids, _ = self._children(joint, node, level, history, blocked, temperature)
+            log_p, kids, _ = (t[:, 0] for t in self._children(joint, node[:, None], level, history, blocked, temperature))
             column = torch.multinomial(log_p.exp(), 1, generator=generator)
             if level == 0:
                 is_stop = column.squeeze(1) == kids.shape[1] - 1
             node = torch.where(is_stop, 0, kids.gather(1, column).squeeze(1))
-        log_p, labels, _ = self._leaf(joint, node, history, temperature)
+        log_p, labels, _ = (t[:, 0] for t in self._leaf(joint, node[:, None], history, temperature))
         label = labels.gather(1, torch.multinomial(log_p.exp(), 1, generator=generator)).squeeze(1)
         return torch.where(is_stop, self.stop_id, label)
 
@@ -370,6 +375,20 @@ class TreeOutput(nn.Module):
         return torch.cat([out, stop_lp[:, None]], dim=1).reshape(*shape, self.n_labels + 1)
 
 
+def _gathered_scores(joint: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Row n's scores (N, C) for its own candidates ids[n]: weight[ids[n, c]] · joint[n] + bias.
+
+    Two exact ways, picked by cost: gathering each row's candidate weights moves N·C·J floats, one
+    GEMM over all R weight rows does N·R·J multiply-adds but several times faster per element; so
+    small label spaces / upper levels take the GEMM, large ones the gather (F.embedding, faster on
+    CPU than advanced indexing).
+    """
+    if weight.shape[0] <= DENSE_FACTOR * ids.shape[1]:
+        return torch.addmm(bias, joint, weight.T).gather(1, ids)
+    rows = F.embedding(ids, weight)  # (N, C, J)
+    return torch.bmm(rows, joint[:, :, None]).squeeze(2) + F.embedding(ids, bias[:, None]).squeeze(2)
+
+
 def _group_log_softmax(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """Log-softmax of `scores` (N, n) within each group (rows of `groups`, -1 padded)."""
     gathered = scores[:, groups.clamp(min=0)].masked_fill(groups < 0, NEG_INF)
@@ -383,12 +402,12 @@ def _group_log_softmax(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tens
 def _masked_log_softmax(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     """Log-softmax over allowed entries; a row with none allowed (only reached past a STOP, whose
     values are discarded) gets a uniform distribution instead of NaNs."""
-    none = ~allowed.any(dim=1, keepdim=True)
+    none = ~allowed.any(dim=-1, keepdim=True)
     return torch.log_softmax(scores.masked_fill(~allowed & ~none, NEG_INF), dim=-1)
 
 
 def _entropy(log_p: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    return -(log_p.exp() * log_p.masked_fill(~allowed, 0.0)).sum(dim=1)
+    return -(log_p.exp() * log_p.masked_fill(~allowed, 0.0)).sum(dim=-1)
 
 
 def make_output_layer(kind: str, in_size: int, n_labels: int, tree: LabelTree | dict | None, beam: int):

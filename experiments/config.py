@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from agents.guidance import GUIDANCE_KINDS
+from agents.output_layers import OUTPUT_KINDS
 from envs.metrics import RANKING_NAMES, SET_NAMES
 from envs.rewards import DEFAULT_REWARD_MODE, REWARD_MODES, REWARDS
 
@@ -52,6 +53,11 @@ class TrainKnobs:
     greedy_rearrangement: bool = field(
         default=False, metadata={"help": "rearrange targets from the greedy chain instead of a sampled one"},
     )
+    output: str = field(default="flat", metadata={"help": f"policy output layer, from {OUTPUT_KINDS}: one softmax "
+                                                   "over all labels, or factorised through a PIFA label tree"})
+    tree_branching: int = field(default=16, metadata={"help": "tree output: children per node (PECOS' nr_splits)"})
+    tree_leaf_size: int = field(default=100, metadata={"help": "tree output: at most this many labels per leaf"})
+    tree_beam: int = field(default=10, metadata={"help": "tree output: clusters kept per level in greedy decoding"})
     val_fraction: float = field(default=0.1, metadata={"help": "share of train held out for validation"})
     eval_every: int = field(default=50, metadata={"help": "validate every this many updates"})
     select_metric: str = field(default="nDCG@3", metadata={"help": "validation metric choosing the best policy "
@@ -99,6 +105,13 @@ def check_knobs(args: TrainKnobs) -> list[str]:
         problems.append(f"--entropy-coef must be a finite number >= 0, got {args.entropy_coef}")
     if not 0.0 <= args.rl_weight <= 1.0:  # also false for nan
         problems.append(f"--rl-weight must be in [0, 1], got {args.rl_weight}")
+    if args.output not in OUTPUT_KINDS:
+        problems.append(f"--output must be one of {OUTPUT_KINDS}, got {args.output!r}")
+    if args.tree_branching < 2:
+        problems.append(f"--tree-branching must be >= 2, got {args.tree_branching}")
+    for name in ("tree_leaf_size", "tree_beam"):
+        if getattr(args, name) < 1:
+            problems.append(f"{_flag(name)} must be >= 1, got {getattr(args, name)}")
     if not 0.0 < args.val_fraction < 1.0:
         problems.append(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
     if args.reward not in REWARDS:

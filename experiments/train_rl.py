@@ -43,7 +43,7 @@ from envs.data.dataset import Split
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import load_dataset
 from envs.data.pu import hide_labels
-from envs.label_clusters import kmeans_clusters, pifa_embeddings
+from envs.label_clusters import build_label_tree, kmeans_clusters, pifa_embeddings
 from envs.label_overlap import (
     assign_overlapping,
     cooccurrence_counts,
@@ -255,6 +255,9 @@ def check_warm_start(args: Args, data: RunData) -> None:
         if shape[0] not in policy.feature_widths or policy.n_labels != shape[1]:
             raise ArgsError(f"--{flag} {source}: policy is {policy.n_features} features x "
                             f"{policy.n_labels} labels, {args.dataset} has {shape[0]} x {shape[1]}")
+        if policy.output.kind != args.output:
+            raise ArgsError(f"--{flag} {source}: policy has a {policy.output.kind} output layer, "
+                            f"this run asks for --output {args.output}")
 
 
 # ----------------------------------------------------------------------------- one learner
@@ -267,11 +270,23 @@ def start_policy(name: str, args: Args, data: RunData, run_dir: Path) -> ChainPo
     source = warm_start_source(args, name, run_dir)
     if source is not None:
         return load_policy(source)
+    return fresh_policy(args, data.train, n_features=data.test.X.shape[1])
+
+
+def fresh_policy(args: Args, train: Split, n_features: int | None = None) -> ChainPolicy:
+    """New weights normalised on `train`; with `--output tree`, over the balanced label tree of the
+    PIFA embeddings of `train` (seeded by --seed, so every learner of a run gets the same tree).
+    With `--guidance bcl`, `train` carries gold cluster columns after its first `n_features`."""
+    n_features = train.X.shape[1] if n_features is None else n_features
+    tree = None
+    if args.output == "tree":
+        emb = pifa_embeddings(train.X[:, :n_features], train.Y)
+        tree = build_label_tree(emb, args.tree_branching, args.tree_leaf_size, seed=args.seed)
     n_clusters = args.clusters if args.guidance == "bcl" else 0
-    policy = ChainPolicy(data.test.X.shape[1], data.train.Y.shape[1], hidden_size=args.hidden_size,
-                         n_clusters=n_clusters, guidance_weight=args.guidance_weight,
-                         guidance_anneal=args.guidance_anneal)
-    return policy.fit_input_normalization(data.train.X)
+    policy = ChainPolicy(n_features, train.Y.shape[1], hidden_size=args.hidden_size,
+                         output=args.output, tree=tree, tree_beam=args.tree_beam, n_clusters=n_clusters,
+                         guidance_weight=args.guidance_weight, guidance_anneal=args.guidance_anneal)
+    return policy.fit_input_normalization(train.X)
 
 
 def train_learner(name: str, args: Args, data: RunData, run_dir: Path, interrupt: GracefulInterrupt,

@@ -238,3 +238,34 @@ def test_reinforce_learns_with_a_tree(emotions):
     all_labels = float(chain_quality(gold, emotions.n_labels, gold, "f1").mean())  # 0.475
     # measured: 0.007 -> 0.615 (the flat policy: 0.368 -> 0.612)
     assert end >= start + 0.3 and end >= all_labels + 0.08, (start, end, all_labels)
+
+
+# ----------------------------------------------------------------------------- the training script
+def test_train_rl_trains_and_saves_tree_policies(tmp_path):
+    from experiments.train_rl import Args, main
+
+    args = Args(dataset="emotions", learners=["rearrange", "combined"], ensemble=["rearrange", "combined"],
+                updates=4, batch_size=16, hidden_size=16, eval_every=2, checkpoint_every=2, progress=False,
+                output="tree", tree_branching=2, tree_leaf_size=4, tree_beam=3, runs_dir=str(tmp_path))
+    run_dir = main(args)
+    trees = []
+    for name in ("rearrange", "combined"):  # combined warm-starts from rearrange: the same tree
+        policy = ChainPolicy.load(run_dir / name / "policy")
+        assert policy.output.kind == "tree" and policy.output.beam == 3
+        trees.append(policy.output.tree.to_dict())
+    assert trees[0] == trees[1] and trees[0]["branching"] == 2 and max(np.diff(trees[0]["leaf_indptr"])) <= 4
+    report = json.loads((run_dir / "metrics.json").read_text())
+    assert 0.0 <= report["learners"]["rearrange"]["test"]["P@1"] <= 1.0
+
+
+def test_train_rl_names_bad_tree_flags():
+    from experiments.config import check_knobs
+    from experiments.train_rl import Args
+
+    problems = check_knobs(Args(output="trie", tree_branching=1, tree_leaf_size=0, tree_beam=0))
+    assert problems == [
+        "--output must be one of ('flat', 'tree'), got 'trie'",
+        "--tree-branching must be >= 2, got 1",
+        "--tree-leaf-size must be >= 1, got 0",
+        "--tree-beam must be >= 1, got 0",
+    ]
