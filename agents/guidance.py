@@ -34,17 +34,20 @@ GUIDANCE_KINDS = ("none", "bcl")
 class ClusterGuidance(nn.Module):
     """The BCL head (document encoding -> cluster logits) and the conditioning projection."""
 
-    def __init__(self, doc_size: int, n_clusters: int, weight: float = 1.0, anneal: bool = False) -> None:
+    def __init__(
+        self, doc_size: int, n_clusters: int, weight: float = 1.0, anneal: bool = False, mix: float = 0.0
+    ) -> None:
         super().__init__()
-        if n_clusters < 1 or not weight >= 0:
-            raise ValueError(f"guidance needs n_clusters >= 1 and weight >= 0, got {n_clusters}, {weight}")
-        self.n_clusters, self.weight, self.anneal = int(n_clusters), float(weight), bool(anneal)
+        if n_clusters < 1 or not weight >= 0 or not 0.0 <= mix <= 1.0:
+            raise ValueError(f"guidance needs n_clusters >= 1, weight >= 0, 0 <= mix <= 1; got {n_clusters}, {weight}, {mix}")
+        self.n_clusters, self.weight, self.anneal, self.mix = int(n_clusters), float(weight), bool(anneal), float(mix)
         self.head = nn.Linear(doc_size, n_clusters)
         self.project = nn.Linear(n_clusters, doc_size, bias=False)
 
     def config(self) -> dict:
         """The policy-config keys that rebuild this module (ChainPolicy passes them back)."""
-        return {"n_clusters": self.n_clusters, "guidance_weight": self.weight, "guidance_anneal": self.anneal}
+        config = {"n_clusters": self.n_clusters, "guidance_weight": self.weight, "guidance_anneal": self.anneal}
+        return config | ({"guidance_mix": self.mix} if self.mix else {})
 
     def cluster_logits(self, doc: torch.Tensor) -> torch.Tensor:
         return self.head(doc)
@@ -56,6 +59,15 @@ class ClusterGuidance(nn.Module):
         best = F.one_hot(logits.argmax(dim=1), self.n_clusters).bool()
         empty = ~chosen.any(dim=1, keepdim=True)
         return (chosen | (best & empty)).float()
+
+    def training_clusters(self, doc: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+        """The cluster vector a training document is conditioned on: gold, or with probability `mix`
+        (in train mode, drawn from torch's global generator like dropout) the predicted one, so the
+        decoder also learns from the noisy vectors it will see at inference."""
+        if not (self.training and self.mix > 0):
+            return gold
+        use_predicted = torch.rand(gold.shape[0], 1, device=gold.device) < self.mix
+        return torch.where(use_predicted, self.predict(doc.detach()), gold)
 
     def condition(self, doc: torch.Tensor, clusters: torch.Tensor) -> torch.Tensor:
         """Document encoding conditioned on a (B, C) cluster vector: doc + W c."""

@@ -69,6 +69,7 @@ class ChainPolicy(nn.Module):
         n_clusters: int = 0,
         guidance_weight: float = 1.0,
         guidance_anneal: bool = False,
+        guidance_mix: float = 0.0,
     ) -> None:
         super().__init__()
         if n_features < 1 or n_labels < 1:
@@ -102,7 +103,7 @@ class ChainPolicy(nn.Module):
         # BCL cluster guidance (agents.guidance), created last so unguided policies draw the same weights.
         self.guidance: ClusterGuidance | None = None
         if n_clusters:
-            self.guidance = ClusterGuidance(doc_size, n_clusters, guidance_weight, guidance_anneal)
+            self.guidance = ClusterGuidance(doc_size, n_clusters, guidance_weight, guidance_anneal, guidance_mix)
             self.config.update(self.guidance.config())
         self._register_load_state_dict_pre_hook(_rename_old_policy_head)
 
@@ -138,7 +139,7 @@ class ChainPolicy(nn.Module):
         doc = self._encode_text(text)
         if self.guidance is None:
             return doc
-        clusters = self.guidance.predict(doc) if gold is None else gold.to(doc.device)
+        clusters = self.guidance.predict(doc) if gold is None else self.guidance.training_clusters(doc, gold.to(doc.device))
         return self.guidance.condition(doc, clusters)
 
     def guidance_loss(self, X, epoch: int = 1) -> torch.Tensor:

@@ -69,6 +69,8 @@ class TrainKnobs:
                                                          "embeddings (XLGen: 30)"})
     guidance_weight: float = field(default=1.0, metadata={"help": "bcl: weight of the cluster BCE loss"})
     guidance_anneal: bool = field(default=False, metadata={"help": "bcl: divide that weight by the epoch (1-based)"})
+    guidance_mix: float = field(default=0.0, metadata={"help": "bcl: share of training documents conditioned on "
+                                                            "their predicted clusters instead of the gold ones"})
     overlap_from: str | None = field(
         default=None, metadata={"help": "bcl: overlapping clusters (label disentanglement) from this saved "
                                         "guided policy's cluster predictions on the training documents (a run "
@@ -124,6 +126,8 @@ def check_knobs(args: TrainKnobs) -> list[str]:
         problems.append(f"--clusters must be >= 1, got {args.clusters}")
     if not (math.isfinite(args.guidance_weight) and args.guidance_weight >= 0):
         problems.append(f"--guidance-weight must be a finite number >= 0, got {args.guidance_weight}")
+    if not 0.0 <= args.guidance_mix <= 1.0:
+        problems.append(f"--guidance-mix must be in [0, 1], got {args.guidance_mix}")
     if args.overlap_lambda < 1:
         problems.append(f"--overlap-lambda must be >= 1, got {args.overlap_lambda}")
     if args.overlap_from is not None and args.guidance != "bcl":

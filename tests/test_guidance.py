@@ -146,3 +146,25 @@ def test_guided_chain_learns_emotions_beyond_most_frequent_labels(emotions):
     cluster_f1 = evaluate(gold_clusters, Y_pred=policy.predicted_clusters(emotions.test.X))["micro_f1"]
     base_f1 = evaluate(gold_clusters, Y_pred=base_clusters)["micro_f1"]
     assert cluster_f1 >= base_f1 + 0.1, (cluster_f1, base_f1)
+
+
+def test_mix_conditions_training_documents_on_predicted_clusters():
+    g = _guidance()
+    doc = torch.tensor([[2.0, -1.0], [1.0, 1.0]])  # predicted {0}, {0, 1}
+    gold = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    assert torch.equal(g.training_clusters(doc, gold), gold)  # mix 0: always gold
+    g.mix = 1.0
+    assert g.training_clusters(doc, gold).tolist() == [[1, 0, 0], [1, 1, 0]]
+    g.eval()
+    assert torch.equal(g.training_clusters(doc, gold), gold)  # eval mode (RL rollouts): gold
+    g.train()
+    g.mix = 0.5
+    torch.manual_seed(0)
+    mixed = g.training_clusters(doc.repeat(200, 1), gold.repeat(200, 1))
+    share = float((mixed != gold.repeat(200, 1)).any(dim=1).float().mean())
+    assert 0.35 < share < 0.65
+    with pytest.raises(ValueError, match="mix"):
+        ClusterGuidance(2, 3, mix=1.5)
+    policy = ChainPolicy(3, 4, hidden_size=8, n_clusters=3, guidance_mix=0.25)
+    assert policy.config["guidance_mix"] == 0.25 and ChainPolicy.from_config(policy.config).guidance.mix == 0.25
+    assert "guidance_mix" not in ChainPolicy(3, 4, hidden_size=8, n_clusters=3).config

@@ -47,7 +47,7 @@ def test_run_data_hides_train_labels_and_appends_gold_clusters():
 @pytest.mark.parametrize("change, flag", [
     ({"guidance": "mcg"}, "--guidance"), ({"clusters": 0}, "--clusters"),
     ({"hide_train_labels": 1.5}, "--hide-train-labels"), ({"guidance_weight": -1.0}, "--guidance-weight"),
-    ({"clusters": 7}, "--clusters 7"),
+    ({"clusters": 7}, "--clusters 7"), ({"guidance_mix": 2.0}, "--guidance-mix"),
 ])
 def test_bad_guidance_flags_are_named(tmp_path: Path, change, flag):
     with pytest.raises(ArgsError, match=flag):
