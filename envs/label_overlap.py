@@ -151,7 +151,7 @@ def collapse_scores(scores: np.ndarray, overlap: OverlappingLabels) -> np.ndarra
         raise ValueError(f"scores must have shape (n, {overlap.column_label.size}), got {arr.shape}")
     out = arr[:, : overlap.n_labels].copy()
     if overlap.n_copies:
-        np.maximum.at(out, (slice(None), overlap.column_label[overlap.n_labels :]), arr[:, overlap.n_labels :])
+        np.maximum.at(out.T, overlap.column_label[overlap.n_labels :], arr[:, overlap.n_labels :].T)  # out.T: a view
     return out
 
 
