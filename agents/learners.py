@@ -109,12 +109,17 @@ class Learner:
         # 4x faster steps than the default on CPU at hidden 512-1024
         self.optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
         self.n_updates = 0
+        self._rows = np.zeros(0, dtype=np.int64)  # the rows of the update in progress (for guidance_loss)
+        self._guidance_losses: list[float] = []
 
     # ------------------------------------------------------------------ interface
     def update(self, rows: np.ndarray) -> dict[str, float]:
         """One optimisation step on training documents `rows`; returns TensorBoard scalars."""
         rows = self._check_rows(rows)
+        self._rows, self._guidance_losses = rows, []
         scalars = self._update(rows)
+        if self._guidance_losses:
+            scalars["losses/cluster_bce"] = float(np.mean(self._guidance_losses))
         self.n_updates += 1
         return scalars
 
@@ -164,6 +169,11 @@ class Learner:
 
     def _optimize(self, loss: torch.Tensor) -> float:
         self.optimizer.zero_grad(set_to_none=True)
+        if self.policy.guidance is not None:  # BCL: the cluster head trains with every step (agents.guidance)
+            epoch = 1 + self.n_updates * self.config.batch_size // len(self.train)
+            guidance_loss = self.policy.guidance_loss(self._X(self._rows), epoch)
+            self._guidance_losses.append(float(guidance_loss.detach()))
+            loss = loss + guidance_loss
         loss.backward()
         norm = 0.0
         if self.config.grad_clip is not None:
@@ -351,9 +361,9 @@ def make_learner(
     if name not in LEARNERS:
         raise ValueError(f"learner must be one of {LEARNERS}, got {name!r}")
     config.check()
-    if train.Y.shape[1] != policy.n_labels or train.X.shape[1] != policy.n_features:
+    if train.Y.shape[1] != policy.n_labels or train.X.shape[1] not in policy.feature_widths:
         raise ValueError(
-            f"policy is {policy.n_features} features x {policy.n_labels} labels, "
+            f"policy is {' or '.join(map(str, policy.feature_widths))} features x {policy.n_labels} labels, "
             f"train split is {train.X.shape[1]} x {train.Y.shape[1]}"
         )
     if name in FIXED_ORDERINGS:

@@ -23,8 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from agents.features import (
+    DocFeatures,
+    doc_features,
+    input_normalization,
+    sparse_linear,
+)
+from agents.guidance import ClusterGuidance, split_guidance_columns
+from agents.output_layers import make_output_layer
 from envs.atomic import atomic_write
-from agents.features import doc_features, input_normalization, sparse_linear
+from envs.label_clusters import LabelTree
 
 START = -1  # `last_label` value meaning "nothing emitted yet"; also the padding id of sequences
 CONFIG_FILE = "policy_config.json"
@@ -38,7 +46,7 @@ class ChainState:
     hidden: torch.Tensor
     doc: torch.Tensor
 
-    def select(self, rows: torch.Tensor) -> "ChainState":
+    def select(self, rows: torch.Tensor) -> ChainState:
         """Rows `rows` of the batch (beam search reorders and repeats chains)."""
         return ChainState(self.hidden[rows], self.doc[rows])
 
@@ -57,6 +65,13 @@ class ChainPolicy(nn.Module):
         dropout: float = 0.1,
         aux_weight: float = 0.0,
         input_dropout: float = 0.0,
+        output: str = "flat",
+        tree: LabelTree | dict | None = None,
+        tree_beam: int = 10,
+        n_clusters: int = 0,
+        guidance_weight: float = 1.0,
+        guidance_anneal: bool = False,
+        guidance_mix: float = 0.0,
     ) -> None:
         super().__init__()
         if n_features < 1 or n_labels < 1:
@@ -85,8 +100,10 @@ class ChainPolicy(nn.Module):
         self.label_embedding = nn.Embedding(n_labels + 1, label_embed_size)  # row n_labels = START
         self.init_hidden = nn.Linear(doc_size, hidden_size)
         self.gru = nn.GRU(label_embed_size + doc_size, hidden_size, batch_first=True)
-        self.policy_head = nn.Linear(hidden_size + doc_size, n_labels + 1)
+        # Created where the flat policy_head always was, so a flat policy draws the same initial weights.
+        self.output = make_output_layer(output, hidden_size + doc_size, n_labels, tree, tree_beam)
         self.value_head = nn.Linear(hidden_size + doc_size, 1)
+        self.config.update(self.output.config())
         # Auxiliary multi-label head on the document encoding (aux_weight > 0): trained jointly with
         # binary cross-entropy (agents.supervised), it gives per-label scores for ranking.
         if aux_weight < 0:
@@ -95,17 +112,72 @@ class ChainPolicy(nn.Module):
         self.label_head = nn.Linear(doc_size, n_labels) if aux_weight > 0 else None
         # Variational dropout on the GRU inputs: one mask per sequence, shared by all its steps.
         self.input_dropout = float(input_dropout)
+        # BCL cluster guidance (agents.guidance), created last so unguided policies draw the same weights.
+        self.guidance: ClusterGuidance | None = None
+        if n_clusters:
+            self.guidance = ClusterGuidance(doc_size, n_clusters, guidance_weight, guidance_anneal, guidance_mix)
+            self.config.update(self.guidance.config())
+        self._register_load_state_dict_pre_hook(_rename_old_policy_head)
+
+    @property
+    def policy_head(self) -> nn.Linear:
+        """The flat layer's Linear (weights saved before the output layer became pluggable)."""
+        if self.output.kind != "flat":
+            raise AttributeError("policy_head exists only for output='flat'")
+        return self.output.linear
+
+    @property
+    def feature_widths(self) -> tuple[int, ...]:
+        """Accepted feature-row widths: the text features, and for a guided policy text + gold clusters."""
+        if self.guidance is None:
+            return (self.n_features,)
+        return (self.n_features, self.n_features + self.guidance.n_clusters)
 
     # ------------------------------------------------------------------ encoding
-    def fit_input_normalization(self, X) -> "ChainPolicy":
+    def fit_input_normalization(self, X) -> ChainPolicy:
         """Store per-feature (shift, scale) from training features (see features.input_normalization)."""
-        shift, scale = input_normalization(X)
+        shift, scale = input_normalization(self._split_guidance(X)[0])
         self.input_shift.copy_(torch.from_numpy(shift))
         self.input_scale.copy_(torch.from_numpy(scale))
         return self
 
     def encode(self, X) -> torch.Tensor:
-        """Document encoding (B, D); X is anything `doc_features` accepts."""
+        """Document encoding (B, D); X is anything `doc_features` accepts.
+
+        A guided policy conditions it on the gold clusters carried as extra columns of X (training),
+        else on the clusters its own head predicts (agents.guidance).
+        """
+        text, gold = self._split_guidance(X)
+        doc = self._encode_text(text)
+        if self.guidance is None:
+            return doc
+        clusters = self.guidance.predict(doc) if gold is None else self.guidance.training_clusters(doc, gold.to(doc.device))
+        return self.guidance.condition(doc, clusters)
+
+    def guidance_loss(self, X, epoch: int = 1) -> torch.Tensor:
+        """BCL's weighted cluster BCE on rows of X that carry gold clusters (see agents.guidance)."""
+        if self.guidance is None:
+            raise ValueError("guidance_loss needs a policy built with n_clusters > 0")
+        text, gold = self._split_guidance(X)
+        if gold is None:
+            raise ValueError("guidance_loss needs feature rows with the gold cluster columns (with_gold_clusters)")
+        doc = self._encode_text(text)
+        return self.guidance.loss_weight(epoch) * self.guidance.loss(doc, gold.to(doc.device))
+
+    def predicted_clusters(self, X) -> np.ndarray:
+        """(B, C) bool clusters the guidance head predicts for feature rows X (no gradients)."""
+        if self.guidance is None:
+            raise ValueError("predicted_clusters needs a policy built with n_clusters > 0")
+        with torch.no_grad():
+            return self.guidance.predict(self._encode_text(self._split_guidance(X)[0])).bool().cpu().numpy()
+
+    def _split_guidance(self, X):
+        """(text features, gold clusters or None): only a guided policy reads cluster columns."""
+        if self.guidance is None or isinstance(X, DocFeatures):
+            return X, None
+        return split_guidance_columns(X, self.n_features, self.guidance.n_clusters)
+
+    def _encode_text(self, X) -> torch.Tensor:
         features = doc_features(X, device=self.input_weight.device)
         if features.n_features != self.n_features:
             raise ValueError(f"policy expects {self.n_features} features, got {features.n_features}")
@@ -128,11 +200,12 @@ class ChainPolicy(nn.Module):
             inputs = inputs * nn.functional.dropout(keep, self.input_dropout, training=True)
         return inputs
 
-    def _heads(self, hidden: torch.Tensor, doc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _joint(self, hidden: torch.Tensor, doc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the output layer reads, (..., H + D), and the value (...)."""
         if hidden.dim() == 3:
             doc = doc[:, None, :].expand(-1, hidden.shape[1], -1)
         joint = torch.cat([self.dropout(hidden), doc], dim=-1)
-        return self.policy_head(joint), self.value_head(joint).squeeze(-1)
+        return joint, self.value_head(joint).squeeze(-1)
 
     def aux_logits(self, X) -> torch.Tensor:
         """Logits (B, L) of the auxiliary multi-label head; an error if the policy has none."""
@@ -146,20 +219,29 @@ class ChainPolicy(nn.Module):
         doc = self.encode(X)
         return ChainState(torch.tanh(self.init_hidden(doc)), doc)
 
+    def step_joint(
+        self, state: ChainState, last_label: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, ChainState]:
+        """Consume `last_label` (B,) -> output-layer input (B, H+D), value (B), new state."""
+        inputs = self._rnn_inputs(state.doc, last_label.reshape(-1, 1))
+        _, hidden = self.gru(inputs, state.hidden[None].contiguous())
+        hidden = hidden[0]
+        joint, value = self._joint(hidden, state.doc)
+        return joint, value, ChainState(hidden, state.doc)
+
     def step(
         self, state: ChainState, last_label: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, ChainState]:
         """Consume `last_label` (B,) -> logits (B, L+1) and value (B) for the next action, new state."""
-        inputs = self._rnn_inputs(state.doc, last_label.reshape(-1, 1))
-        _, hidden = self.gru(inputs, state.hidden[None].contiguous())
-        hidden = hidden[0]
-        logits, value = self._heads(hidden, state.doc)
-        return logits, value, ChainState(hidden, state.doc)
+        joint, value, state = self.step_joint(state, last_label)
+        return self.output.logits(joint), value, state
 
     # ------------------------------------------------------------------ sequence faces
-    def _run_sequence(self, X, previous: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _run_sequence(
+        self, X, previous: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         outputs, doc = self.sequence_hidden(X, previous, lengths)
-        return self._heads(outputs, doc)
+        return self._joint(outputs, doc)
 
     def sequence_hidden(
         self, X, previous: torch.Tensor, lengths: torch.Tensor | None = None
@@ -174,9 +256,12 @@ class ChainPolicy(nn.Module):
         inputs, h0 = self._rnn_inputs(state.doc, previous), state.hidden[None].contiguous()
         if lengths is None or int(lengths.min()) >= previous.shape[1]:
             return self.gru(inputs, h0)[0], state.doc
-        packed = nn.utils.rnn.pack_padded_sequence(inputs, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        packed = nn.utils.rnn.pack_padded_sequence(
+            inputs, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
         outputs, _ = self.gru(packed, h0)
-        return nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True, total_length=previous.shape[1])[0], state.doc
+        padded = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True, total_length=previous.shape[1])[0]
+        return padded, state.doc
 
     @staticmethod
     def previous_labels(targets: torch.Tensor) -> torch.Tensor:
@@ -184,13 +269,17 @@ class ChainPolicy(nn.Module):
         start = torch.full((targets.shape[0], 1), START, dtype=torch.long, device=targets.device)
         return torch.cat([start, targets[:, :-1]], dim=1)
 
-    def sequence_logits(self, X, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher forcing: logits (B, T, L+1) and values (B, T); position t predicts targets[:, t].
-
-        The input at t is targets[:, t-1] (START at t=0); rows are padded with -1 after their end.
+    def sequence_joint(self, X, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing: output-layer inputs (B, T, H+D) and values (B, T); position t predicts
+        targets[:, t]. The input at t is targets[:, t-1] (START at t=0); rows are -1 padded after their end.
         """
         targets = torch.as_tensor(targets, dtype=torch.long, device=self.input_weight.device)
         return self._run_sequence(X, self.previous_labels(targets), (targets >= 0).sum(dim=1))
+
+    def sequence_logits(self, X, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing: logits (B, T, L+1) and values (B, T) (see `sequence_joint`)."""
+        joint, values = self.sequence_joint(X, targets)
+        return self.output.logits(joint), values
 
     def prefix_logits(self, X, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Memoryless face: logits (B, L+1) and value (B) for the action after each row's history.
@@ -206,9 +295,9 @@ class ChainPolicy(nn.Module):
         lengths = present.sum(dim=1)
         width = int(lengths.max()) if history.shape[0] else 0
         start = torch.full((history.shape[0], 1), START, dtype=torch.long, device=history.device)
-        logits, values = self._run_sequence(X, torch.cat([start, history[:, :width]], dim=1), lengths + 1)
+        joint, values = self._run_sequence(X, torch.cat([start, history[:, :width]], dim=1), lengths + 1)
         rows = torch.arange(history.shape[0], device=history.device)
-        return logits[rows, lengths], values[rows, lengths]
+        return self.output.logits(joint[rows, lengths]), values[rows, lengths]
 
     # ------------------------------------------------------------------ persistence
     @classmethod
@@ -229,7 +318,7 @@ class ChainPolicy(nn.Module):
         atomic_write(directory / WEIGHTS_FILE, lambda f: torch.save(self.state_dict(), f))
 
     @classmethod
-    def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "ChainPolicy":
+    def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> ChainPolicy:
         """Rebuild a policy saved by `save`; the error names the missing or malformed file."""
         directory = Path(directory)
         config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
@@ -243,3 +332,11 @@ class ChainPolicy(nn.Module):
         policy.load_state_dict(torch.load(weights_path, map_location=map_location, weights_only=True))
         return policy
 
+
+
+def _rename_old_policy_head(state_dict: dict, prefix: str, *args) -> None:
+    """Weights saved before the output layer became pluggable call the flat layer `policy_head`."""
+    for name in ("weight", "bias"):
+        old = f"{prefix}policy_head.{name}"
+        if old in state_dict:
+            state_dict[f"{prefix}output.linear.{name}"] = state_dict.pop(old)

@@ -1,7 +1,7 @@
 """The supervised pieces every learner shares: the teacher-forcing loss and the validation carve.
 
 Teacher forcing trains on a whole minibatch of target sequences (padded into a (B, T) tensor) in one
-pass of `policy.sequence_logits`; fixed orderings, target rearrangement and the combined objective
+pass of `policy.sequence_joint` and the output layer; fixed orderings, target rearrangement and the combined objective
 all use this one loss (agents.learners).
 """
 from __future__ import annotations
@@ -19,26 +19,16 @@ def teacher_forcing_loss(
     """Mean cross-entropy over the non-padding positions of `targets` (B, T; STOP-terminated, -1 pad).
 
     With `mask_emitted`, labels earlier in the same target sequence are excluded from each softmax,
-    the same masking the decoders apply, so training and decoding see one distribution. Cost: the
-    GRU runs packed and the output layer only at the N real positions (not B x T; most of a batch
-    is padding when label-set sizes vary), and the mask is built at those positions too.
+    the same masking the decoders apply, so training and decoding see one distribution. The GRU runs
+    packed (padding costs no recurrent work; most of a batch is padding when label-set sizes vary).
     """
     targets = torch.as_tensor(targets, dtype=torch.long, device=policy.input_weight.device)
+    joint, _ = policy.sequence_joint(X_batch, targets)
+    log_p, _ = policy.output.sequence_log_probs(joint, targets, mask_emitted=mask_emitted, with_entropy=False)
     present = targets >= 0
-    outputs, doc = policy.sequence_hidden(X_batch, policy.previous_labels(targets), present.sum(dim=1))
-    rows, steps = present.nonzero(as_tuple=True)
-    logits, _ = policy._heads(outputs[rows, steps], doc[rows])  # (N, L + 1)
-    chosen = targets[rows, steps]
-    if mask_emitted:
-        width = targets.shape[1]
-        earlier = torch.arange(width, device=targets.device)[None, :] < steps[:, None]  # (N, T)
-        before = torch.where(earlier, targets[rows], logits.shape[1])  # earlier labels; else a spare column
-        mask = torch.zeros(len(rows), logits.shape[1] + 1, dtype=torch.bool, device=logits.device)
-        mask.scatter_(1, before, True)
-        logits = logits.masked_fill(mask[:, :-1], float("-inf"))
-    loss = -torch.log_softmax(logits, dim=-1).gather(1, chosen[:, None]).sum() / max(1, len(rows))
+    loss = -log_p.sum() / present.sum().clamp(min=1)
     if policy.label_head is not None:
-        loss = loss + policy.aux_weight * aux_label_loss(policy, X_batch, targets, doc=doc)
+        loss = loss + policy.aux_weight * aux_label_loss(policy, X_batch, targets)
     return loss
 
 

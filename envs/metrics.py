@@ -17,20 +17,40 @@ Conventions (chosen once, here, so every run and every paper table agrees):
 * Label-level 0/0 is 0: a label with no gold and no prediction contributes F1 = 0 to the macro mean
   (it stays in the denominator L), and micro F1 is 0 when nothing is gold and nothing predicted.
   This is LibMultiLabel's Macro-F1 and scikit-learn's `f1_score(..., zero_division=0)`.
+* Tail-aware metrics (PSP@k, PSnDCG@k, few-shot buckets) live in `envs.tail_metrics`;
+  `evaluate` adds the unnormalised PSP@k / PSnDCG@k when given the training counts.
 """
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 import scipy.sparse as sp
 
+from envs.metric_core import (
+    LabelMatrix,
+    as_label_csr,
+    as_scores,
+    check_k,
+    check_label_freq,
+    col_sizes,
+    discounts,
+    gold_hits,
+    gold_pred_both,
+    label_f1,
+    row_sizes,
+    safe_f1,
+    top_k_ranked,
+)
+from envs.tail_metrics import propensity, propensity_scores
+
 HEADLINE = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5")
 RANKING_NAMES = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5")
 SET_NAMES = ("example_f1", "micro_f1", "macro_f1", "subset_accuracy", "hamming_loss")
+PROPENSITY_NAMES = ("PSP@1", "PSP@3", "PSP@5", "PSnDCG@3", "PSnDCG@5")
 RARE_NAME = "rare_f1"
-METRIC_NAMES = RANKING_NAMES + SET_NAMES + (RARE_NAME,)
+METRIC_NAMES = RANKING_NAMES + PROPENSITY_NAMES + SET_NAMES + (RARE_NAME,)
 LOWER_IS_BETTER = frozenset({"hamming_loss"})
 
 
@@ -42,103 +62,17 @@ def is_better(metric: str, new: float, old: float | None) -> bool:
 F1_AVERAGES = ("example", "micro", "macro")
 DEFAULT_RARE_FRACTION = 1.0 / 3.0
 
-LabelMatrix = np.ndarray | sp.spmatrix | sp.sparray
-
-
-# ----------------------------------------------------------------------------- input checks
-def _as_label_csr(Y: LabelMatrix, name: str) -> sp.csr_matrix:
-    """Bool CSR copy of a 0/1 label matrix with no stored zeros; ValueError naming `name` if bad."""
-    if sp.issparse(Y):
-        values = Y.tocoo().data
-        csr = sp.csr_matrix(Y, dtype=bool, copy=True)
-    else:
-        arr = np.asarray(Y)
-        if arr.ndim != 2:
-            raise ValueError(f"{name} must be 2-D (n, L), got shape {arr.shape}")
-        values = arr.ravel()
-        csr = sp.csr_matrix(arr.astype(bool, copy=False))
-    if values.size and not np.isin(values, (0, 1)).all():
-        raise ValueError(f"{name} must hold only 0/1 or bool values")
-    if csr.shape[0] == 0 or csr.shape[1] == 0:
-        raise ValueError(f"{name} must have at least one row and one label, got shape {csr.shape}")
-    csr.eliminate_zeros()
-    csr.sort_indices()
-    return csr
-
-
-def _check_same_shape(expected: tuple[int, int], other: tuple[int, ...], name: str) -> None:
-    if tuple(other) != tuple(expected):
-        raise ValueError(f"{name} has shape {tuple(other)} but Y_true has shape {tuple(expected)}")
-
-
-def _as_scores(scores: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    if sp.issparse(scores):
-        raise ValueError("scores must be a dense (n, L) float array, got a sparse matrix")
-    arr = np.asarray(scores, dtype=np.float64)
-    if arr.ndim != 2:
-        raise ValueError(f"scores must be 2-D (n, L), got shape {arr.shape}")
-    _check_same_shape(shape, arr.shape, "scores")
-    if np.isnan(arr).any():
-        raise ValueError("scores contain NaN; rankings over NaN are undefined")
-    return arr
-
-
-def _check_k(k: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    return int(k)
-
 
 # ----------------------------------------------------------------------------- ranking
-def _top_k_ranked(scores: np.ndarray, k: int) -> np.ndarray:
-    """(n, min(k, L)) label ids ordered by descending score, ties to the lower label id.
-
-    np.partition finds each row's k-th largest score in O(L); labels strictly above it are all in,
-    and the remaining slots go to the lowest-id labels equal to it. A plain argpartition would pick
-    among tied labels arbitrarily, which would make P@k depend on numpy's internals.
-    """
-    n, n_labels = scores.shape
-    k_sel = min(k, n_labels)
-    neg = -scores  # ascending order of `neg` = descending score
-    kth = np.partition(neg, k_sel - 1, axis=1)[:, k_sel - 1 : k_sel]
-    above = neg < kth
-    tied = neg == kth
-    slots_left = k_sel - above.sum(axis=1, keepdims=True)
-    selected = above | (tied & (np.cumsum(tied, axis=1) <= slots_left))
-    cols = np.nonzero(selected)[1].reshape(n, k_sel)  # ascending label id within each row
-    order = np.argsort(np.take_along_axis(neg, cols, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(cols, order, axis=1)
-
-
-def _gold_hits(Y_true: sp.csr_matrix, ranked: np.ndarray) -> np.ndarray:
-    """hits[i, j] = whether ranked[i, j] is a gold label of document i, without densifying Y_true.
-
-    With sorted indices, row*L + col of the stored entries is globally sorted, so membership is one
-    searchsorted over all (document, label) pairs.
-    """
-    n, n_labels = Y_true.shape
-    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(Y_true.indptr))
-    gold_keys = rows * n_labels + Y_true.indices.astype(np.int64)
-    query = np.arange(n, dtype=np.int64)[:, None] * n_labels + ranked.astype(np.int64)
-    if gold_keys.size == 0:
-        return np.zeros(ranked.shape, dtype=bool)
-    pos = np.minimum(np.searchsorted(gold_keys, query), gold_keys.size - 1)
-    return gold_keys[pos] == query
-
-
-def _discounts(k: int) -> np.ndarray:
-    return 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
-
-
 def _precision_from_hits(hits: np.ndarray, k: int) -> float:
     return float(hits[:, :k].sum(axis=1).mean() / k)
 
 
 def _ndcg_from_hits(hits: np.ndarray, n_gold: np.ndarray, k: int) -> float:
     top = hits[:, :k]
-    dcg = top @ _discounts(top.shape[1])
+    dcg = top @ discounts(top.shape[1])
     ideal_counts = np.minimum(n_gold, top.shape[1])
-    ideal_table = np.concatenate(([0.0], np.cumsum(_discounts(top.shape[1]))))
+    ideal_table = np.concatenate(([0.0], np.cumsum(discounts(top.shape[1]))))
     idcg = ideal_table[ideal_counts]
     ratio = np.divide(dcg, idcg, out=np.zeros_like(dcg), where=idcg > 0)
     return float(ratio.mean())
@@ -149,9 +83,9 @@ def precision_at_k(Y_true: LabelMatrix, scores: np.ndarray, k: int) -> float:
 
     If k > L, all L labels are taken but the division is still by k. Ties go to lower label ids.
     """
-    k = _check_k(k)
-    gold = _as_label_csr(Y_true, "Y_true")
-    hits = _gold_hits(gold, _top_k_ranked(_as_scores(scores, gold.shape), k))
+    k = check_k(k)
+    gold = as_label_csr(Y_true, "Y_true")
+    hits = gold_hits(gold, top_k_ranked(as_scores(scores, gold.shape), k))
     return _precision_from_hits(hits, k)
 
 
@@ -162,57 +96,24 @@ def ndcg_at_k(Y_true: LabelMatrix, scores: np.ndarray, k: int) -> float:
     This is PECOS/LibMultiLabel nDCG. With 0/1 gold and no tied scores it equals sklearn's
     ndcg_score(Y_true, scores, k=k); sklearn differs on ties (it averages over tied orders).
     """
-    k = _check_k(k)
-    gold = _as_label_csr(Y_true, "Y_true")
-    hits = _gold_hits(gold, _top_k_ranked(_as_scores(scores, gold.shape), k))
+    k = check_k(k)
+    gold = as_label_csr(Y_true, "Y_true")
+    hits = gold_hits(gold, top_k_ranked(as_scores(scores, gold.shape), k))
     return _ndcg_from_hits(hits, np.diff(gold.indptr), k)
 
-
-# ----------------------------------------------------------------------------- set metrics
-def _counts(
-    Y_true: LabelMatrix, Y_pred: LabelMatrix
-) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
-    """(gold, pred, gold AND pred) as bool CSR, after validation."""
-    gold = _as_label_csr(Y_true, "Y_true")
-    pred = _as_label_csr(Y_pred, "Y_pred")
-    _check_same_shape(gold.shape, pred.shape, "Y_pred")
-    both = gold.multiply(pred).tocsr()
-    both.eliminate_zeros()
-    return gold, pred, both
-
-
-def _row_sizes(Y: sp.csr_matrix) -> np.ndarray:
-    return np.diff(Y.indptr).astype(np.int64)
-
-
-def _col_sizes(Y: sp.csr_matrix) -> np.ndarray:
-    return np.bincount(Y.indices, minlength=Y.shape[1]).astype(np.int64)
-
-
-def _safe_f1(
-    tp: np.ndarray, n_pred: np.ndarray, n_gold: np.ndarray, empty_value: float
-) -> np.ndarray:
-    """2 tp / (|pred| + |gold|), with `empty_value` where both are empty."""
-    denom = (n_pred + n_gold).astype(np.float64)
-    return np.divide(2.0 * tp, denom, out=np.full(denom.shape, empty_value), where=denom > 0)
-
-
-def _label_f1(gold: sp.csr_matrix, pred: sp.csr_matrix, both: sp.csr_matrix) -> np.ndarray:
-    """Per-label F1 (L,), 0 for labels never gold and never predicted."""
-    return _safe_f1(_col_sizes(both), _col_sizes(pred), _col_sizes(gold), empty_value=0.0)
 
 
 def _set_metrics(
     gold: sp.csr_matrix, pred: sp.csr_matrix, both: sp.csr_matrix
 ) -> dict[str, float]:
     """The five set metrics from validated (gold, pred, gold AND pred); one pass, shared by all."""
-    gold_rows, pred_rows, both_rows = _row_sizes(gold), _row_sizes(pred), _row_sizes(both)
+    gold_rows, pred_rows, both_rows = row_sizes(gold), row_sizes(pred), row_sizes(both)
     mismatch_rows = gold_rows + pred_rows - 2 * both_rows
     micro_denom = pred.nnz + gold.nnz
     return {
-        "example_f1": float(_safe_f1(both_rows, pred_rows, gold_rows, empty_value=1.0).mean()),
+        "example_f1": float(safe_f1(both_rows, pred_rows, gold_rows, empty_value=1.0).mean()),
         "micro_f1": 2.0 * both.nnz / micro_denom if micro_denom else 0.0,
-        "macro_f1": float(_label_f1(gold, pred, both).mean()),
+        "macro_f1": float(label_f1(gold, pred, both).mean()),
         "subset_accuracy": float((mismatch_rows == 0).mean()),
         "hamming_loss": float(mismatch_rows.sum() / (gold.shape[0] * gold.shape[1])),
     }
@@ -227,17 +128,17 @@ def f1(Y_true: LabelMatrix, Y_pred: LabelMatrix, average: str = "example") -> fl
     """
     if average not in F1_AVERAGES:
         raise ValueError(f"average must be one of {F1_AVERAGES}, got {average!r}")
-    return _set_metrics(*_counts(Y_true, Y_pred))[f"{average}_f1"]
+    return _set_metrics(*gold_pred_both(Y_true, Y_pred))[f"{average}_f1"]
 
 
 def subset_accuracy(Y_true: LabelMatrix, Y_pred: LabelMatrix) -> float:
     """Fraction of documents whose predicted set equals the gold set exactly (empty == empty)."""
-    return _set_metrics(*_counts(Y_true, Y_pred))["subset_accuracy"]
+    return _set_metrics(*gold_pred_both(Y_true, Y_pred))["subset_accuracy"]
 
 
 def hamming_loss(Y_true: LabelMatrix, Y_pred: LabelMatrix) -> float:
     """Fraction of the n*L (document, label) entries where prediction and gold disagree."""
-    return _set_metrics(*_counts(Y_true, Y_pred))["hamming_loss"]
+    return _set_metrics(*gold_pred_both(Y_true, Y_pred))["hamming_loss"]
 
 
 def rare_labels(
@@ -252,13 +153,9 @@ def rare_labels(
     """
     if isinstance(fraction, bool) or not isinstance(fraction, Real) or not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
-    gold = _as_label_csr(Y_true, "Y_true")
-    freq = np.asarray(label_freq)
-    if freq.shape != (gold.shape[1],):
-        raise ValueError(f"label_freq must have shape ({gold.shape[1]},), got {freq.shape}")
-    if not np.issubdtype(freq.dtype, np.number) or not np.isfinite(freq).all() or (freq < 0).any():
-        raise ValueError("label_freq must hold finite non-negative counts")
-    candidates = np.flatnonzero(_col_sizes(gold) > 0)
+    gold = as_label_csr(Y_true, "Y_true")
+    freq = check_label_freq(label_freq, gold.shape[1])
+    candidates = np.flatnonzero(col_sizes(gold) > 0)
     n_keep = math.ceil(fraction * candidates.size)
     by_freq = candidates[np.argsort(freq[candidates], kind="stable")]
     return np.sort(by_freq[:n_keep])
@@ -274,7 +171,7 @@ def rare_label_f1(
 
     Returns 0.0 when Y_true has no gold label at all (there is no tail to measure).
     """
-    return _rare_f1(*_counts(Y_true, Y_pred), label_freq, fraction)
+    return _rare_f1(*gold_pred_both(Y_true, Y_pred), label_freq, fraction)
 
 
 def _rare_f1(
@@ -285,7 +182,8 @@ def _rare_f1(
     fraction: float,
 ) -> float:
     chosen = rare_labels(gold, label_freq, fraction)
-    return float(_label_f1(gold, pred, both)[chosen].mean()) if chosen.size else 0.0
+    return float(label_f1(gold, pred, both)[chosen].mean()) if chosen.size else 0.0
+
 
 
 # ----------------------------------------------------------------------------- everything at once
@@ -294,26 +192,34 @@ def evaluate(
     scores: np.ndarray | None = None,
     Y_pred: LabelMatrix | None = None,
     label_freq: np.ndarray | None = None,
+    n_train: int | None = None,
 ) -> dict[str, float]:
     """All metrics in METRIC_NAMES order: ranking keys when `scores` is given, set keys when
-    `Y_pred` is given, and `rare_f1` when both `Y_pred` and `label_freq` are given.
+    `Y_pred` is given, `rare_f1` when both `Y_pred` and `label_freq` are given, and the unnormalised
+    PSP@1/3/5, PSnDCG@3/5 when `scores`, `label_freq` (training counts) and `n_train` (training
+    documents) are all given.
 
     Validates and ranks once (top-5 serves P@1/3/5 and nDCG@3/5, since the order is a prefix order).
     """
     if scores is None and Y_pred is None:
         raise ValueError("evaluate needs scores, Y_pred, or both")
-    gold = _as_label_csr(Y_true, "Y_true")
+    gold = as_label_csr(Y_true, "Y_true")
     result: dict[str, float] = {}
     if scores is not None:
-        hits = _gold_hits(gold, _top_k_ranked(_as_scores(scores, gold.shape), 5))
+        ranked = top_k_ranked(as_scores(scores, gold.shape), 5)
+        hits = gold_hits(gold, ranked)
         n_gold = np.diff(gold.indptr)
         result["P@1"] = _precision_from_hits(hits, 1)
         result["P@3"] = _precision_from_hits(hits, 3)
         result["P@5"] = _precision_from_hits(hits, 5)
         result["nDCG@3"] = _ndcg_from_hits(hits, n_gold, 3)
         result["nDCG@5"] = _ndcg_from_hits(hits, n_gold, 5)
+        if label_freq is not None and n_train is not None:
+            inv_p = 1.0 / propensity(check_label_freq(label_freq, gold.shape[1]), n_train)
+            for k in (1, 3, 5):  # PSnDCG@1 is computed too and dropped below
+                result[f"PSP@{k}"], result[f"PSnDCG@{k}"] = propensity_scores(gold, ranked, inv_p, k, False)
     if Y_pred is not None:
-        _, pred, both = _counts(gold, Y_pred)
+        _, pred, both = gold_pred_both(gold, Y_pred)
         result.update(_set_metrics(gold, pred, both))
         if label_freq is not None:
             result[RARE_NAME] = _rare_f1(gold, pred, both, label_freq, DEFAULT_RARE_FRACTION)

@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from agents.guidance import GUIDANCE_KINDS
+from agents.output_layers import OUTPUT_KINDS
 from envs.metrics import RANKING_NAMES, SET_NAMES
 from envs.rewards import DEFAULT_REWARD_MODE, REWARD_MODES, REWARDS
 from experiments.common import flag_name
@@ -56,6 +58,14 @@ class TrainKnobs:
     greedy_rearrangement: bool = field(
         default=False, metadata={"help": "rearrange targets from the greedy chain instead of a sampled one"},
     )
+    output: str = field(default="flat", metadata={"help": f"policy output layer, from {OUTPUT_KINDS}: one softmax "
+                                                   "over all labels, or factorised through a PIFA label tree"})
+    tree_branching: int = field(default=16, metadata={"help": "tree output: children per node (PECOS' nr_splits)",
+                                                      "at_least": 2})
+    tree_leaf_size: int = field(default=100, metadata={"help": "tree output: at most this many labels per leaf",
+                                                       "at_least": 1})
+    tree_beam: int = field(default=10, metadata={"help": "tree output: clusters kept per level in greedy decoding",
+                                                 "at_least": 1})
     val_fraction: float = field(default=0.1, metadata={"help": "share of train held out for validation",
                                                      "above": 0, "below": 1})
     eval_every: int = field(default=50, metadata={"help": "validate every this many updates", "at_least": 1})
@@ -63,6 +73,28 @@ class TrainKnobs:
                                                                    "(and the best fixed ordering)"})
     checkpoint_every: int = field(default=100, metadata={"help": "write checkpoint.pt every this many updates",
                                                           "at_least": 1})
+    guidance: str = field(default="none", metadata={"help": f"cluster guidance, from {GUIDANCE_KINDS}: bcl = "
+                          "XLGen's bit-vector guidance (agents.guidance)"})
+    clusters: int = field(default=30, metadata={"help": "--guidance: k-means clusters of the PIFA label "
+                                                         "embeddings (XLGen: 30)", "at_least": 1})
+    guidance_weight: float = field(default=1.0, metadata={"help": "bcl: weight of the cluster BCE loss",
+                                                          "at_least": 0})
+    guidance_anneal: bool = field(default=False, metadata={"help": "bcl: divide that weight by the epoch (1-based)"})
+    guidance_mix: float = field(default=0.0, metadata={"help": "bcl: share of training documents conditioned on "
+                                                            "their predicted clusters instead of the gold ones",
+                                                       "at_least": 0, "at_most": 1})
+    overlap_from: str | None = field(
+        default=None, metadata={"help": "bcl: overlapping clusters (label disentanglement) from this saved "
+                                        "guided policy's cluster predictions on the training documents (a run "
+                                        "with the same --dataset, --seed, --clusters, --hide-train-labels)"},
+    )
+    overlap_lambda: int = field(default=2, metadata={"help": "--overlap-from: clusters per label at most",
+                                                     "at_least": 1})
+    hide_train_labels: float = field(
+        default=0.0, metadata={"help": "positive-unlabelled setting: hide this fraction of each training "
+                                       "document's labels (seeded, at least one kept; validation is carved "
+                                       "from the hidden labels, test keeps all)", "at_least": 0, "at_most": 1},
+    )
     data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
     progress: bool = field(default=True, metadata={"help": "tqdm progress bars"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay", "at_least": 0})
@@ -115,10 +147,13 @@ def check_args(args: Any) -> list[str]:
                 break
     if isinstance(args, TrainKnobs):
         choices = (("reward", REWARDS), ("reward_mode", REWARD_MODES), ("select_metric", RANKING_NAMES + SET_NAMES),
-                   ("preset", (None, "paper", "small")), ("device", ("auto", "cpu", "cuda")))
+                   ("preset", (None, "paper", "small")), ("device", ("auto", "cpu", "cuda")),
+                   ("output", OUTPUT_KINDS), ("guidance", GUIDANCE_KINDS))
         for name, allowed in choices:
             if getattr(args, name) not in allowed:
                 problems.append(f"{flag_name(name)} must be one of {allowed}, got {getattr(args, name)!r}")
+        if args.overlap_from is not None and args.guidance != "bcl":
+            problems.append("--overlap-from needs --guidance bcl")
     return problems
 
 

@@ -49,7 +49,8 @@ class RunData:
 
     @property
     def n_features(self) -> int:
-        return int(np.shape(self.train.X)[1])
+        """Text features per document (test's width: with --guidance bcl, train carries gold cluster columns too)."""
+        return int(np.shape(self.test.X)[1])
 
     @property
     def n_labels(self) -> int:

@@ -15,6 +15,7 @@ from agents.ensemble import Ensemble
 from agents.learners import FIXED_ORDERINGS
 from agents.peers import tune_peer
 from envs.metrics import HEADLINE, RANKING_NAMES, evaluate, is_better
+from envs.tail_metrics import few_shot_f1
 from experiments.learner_run import PREDICT_BATCH, Progress, RunData
 from experiments.runs import CHECKPOINT_FILE, load_checkpoint, policy_from_state
 
@@ -38,6 +39,12 @@ def best_fixed_ordering(val_scores: dict[str, float], metric: str) -> str:
     return next(iter(val_scores)) if best is None else best
 
 
+def few_shot_report(data: RunData, Y_pred) -> dict[str, float | None]:
+    """XLGen's few-shot buckets of the test sets (envs.tail_metrics); an empty bucket's F1s are null."""
+    result = few_shot_f1(data.test.Y, Y_pred, data.label_freq)
+    return {key: None if math.isnan(value) else value for key, value in result.items()}
+
+
 def final_evaluation(data: RunData, run_dir: Path, dataset: str, learners: Sequence[str], ensemble: Sequence[str],
                      select_metric: str) -> dict[str, Any]:
     """Test metrics of every learner's best policy, of the best fixed ordering, and of the ensemble."""
@@ -56,7 +63,9 @@ def final_evaluation(data: RunData, run_dir: Path, dataset: str, learners: Seque
         outputs[name] = (val_out, test_out)
         progress = Progress.from_dict(state["progress"])
         results[name] = {
-            "test": evaluate(data.test.Y, scores=test_out[1], Y_pred=test_out[0], label_freq=data.label_freq),
+            "test": evaluate(data.test.Y, scores=test_out[1], Y_pred=test_out[0], label_freq=data.label_freq,
+                             n_train=len(data.train)),
+            "few_shot": few_shot_report(data, test_out[0]),
             "val": progress.best_metrics, "best_update": progress.best_update,
             "updates": progress.update, "label_steps": progress.label_steps, "docs": progress.docs,
             "timing": {"train_seconds": progress.train_seconds, "eval_seconds": progress.eval_seconds,
@@ -79,7 +88,9 @@ def final_evaluation(data: RunData, run_dir: Path, dataset: str, learners: Seque
         Y_pred, scores = fused.predict([outputs[name][1] for name in members])
         report["ensemble"] = {
             "members": members,
-            "test": evaluate(data.test.Y, scores=scores, Y_pred=Y_pred, label_freq=data.label_freq),
+            "test": evaluate(data.test.Y, scores=scores, Y_pred=Y_pred, label_freq=data.label_freq,
+                             n_train=len(data.train)),
+            "few_shot": few_shot_report(data, Y_pred),
             **fused.describe(),
         }
     return report

@@ -34,8 +34,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
+from agents.guidance import with_gold_clusters
 from agents.learners import FIXED_ORDERINGS, LEARNERS, LearnerConfig, make_learner
 from agents.policy import ChainPolicy
 from agents.supervised import carve_validation
@@ -43,6 +45,13 @@ from envs.chain_task import default_max_steps
 from envs.data.dataset import Split
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import load_dataset
+from envs.data.pu import hide_labels
+from envs.label_clusters import build_label_tree, kmeans_clusters, pifa_embeddings
+from envs.label_overlap import (
+    assign_overlapping,
+    cooccurrence_counts,
+    membership_matrix,
+)
 from experiments.common import atomic_write_json, flag_name, parse_args, resolve_device, single_thread
 from experiments.config import ArgsError, TrainKnobs, check_args
 from experiments.learner_run import (
@@ -265,12 +274,39 @@ def load_run_data(args: Args) -> RunData:
     except ValueError as error:  # unknown name
         raise ArgsError(f"--dataset {args.dataset}: {error}") from None
     check_splits(args.dataset, dataset.train, dataset.test)
+    full_train = dataset.train
+    if args.hide_train_labels > 0:  # PU: the run never sees the hidden labels, test keeps all
+        full_train = Split(full_train.X, hide_labels(full_train.Y, args.hide_train_labels, args.seed))
     try:
-        train, val = carve_validation(dataset.train, args.val_fraction, args.seed)
+        train, val = carve_validation(full_train, args.val_fraction, args.seed)
     except ValueError as error:  # too few documents for a validation slice
         raise ArgsError(f"--dataset {args.dataset}: {error}") from None
     max_steps = default_max_steps(train.max_labels_per_doc, dataset.n_labels)
-    return RunData(train, val, dataset.test, train.label_freq, max_steps)
+    label_freq = train.label_freq
+    if args.guidance == "bcl":  # gold clusters ride as extra feature columns of train (agents.guidance)
+        if args.clusters > dataset.n_labels:
+            raise ArgsError(f"--clusters {args.clusters}: {args.dataset} has only {dataset.n_labels} labels")
+        clusters = kmeans_clusters(pifa_embeddings(train.X, train.Y), args.clusters, seed=args.seed)
+        if args.overlap_from is not None:
+            clusters = overlapping_clusters(args, train, clusters)
+        train = with_gold_clusters(train, clusters, args.clusters)
+    return RunData(train, val, dataset.test, label_freq, max_steps)
+
+
+def overlapping_clusters(args: Args, train: Split, label_cluster: np.ndarray) -> sp.csr_matrix:
+    """Membership (L, C) after label disentanglement: the --overlap-from policy's predicted clusters
+    of the training documents, C = Yᵀ·M, each label in up to --overlap-lambda clusters."""
+    try:
+        first = load_policy(args.overlap_from)
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        raise ArgsError(f"--overlap-from {args.overlap_from}: {error}") from None
+    if first.guidance is None or first.guidance.n_clusters != args.clusters or first.n_features != train.X.shape[1]:
+        raise ArgsError(f"--overlap-from {args.overlap_from}: not a guided policy with --clusters {args.clusters} "
+                        f"over {train.X.shape[1]} features")
+    first.eval()
+    M = np.vstack([first.predicted_clusters(train.X[start:start + 1024]) for start in range(0, len(train), 1024)])
+    overlap = assign_overlapping(cooccurrence_counts(train.Y, M), label_cluster, args.overlap_lambda)
+    return membership_matrix(overlap, args.clusters)
 
 
 def check_splits(name: str, train: Split, test: Split) -> None:
@@ -294,9 +330,12 @@ def check_warm_start(args: Args, data: RunData) -> None:
             policy = load_policy(source)
         except (OSError, ValueError, RuntimeError, KeyError) as error:
             raise ArgsError(f"--{flag} {source}: {error}") from None
-        if (policy.n_features, policy.n_labels) != shape:
+        if shape[0] not in policy.feature_widths or policy.n_labels != shape[1]:
             raise ArgsError(f"--{flag} {source}: policy is {policy.n_features} features x "
                             f"{policy.n_labels} labels, {args.dataset} has {shape[0]} x {shape[1]}")
+        if policy.output.kind != args.output:
+            raise ArgsError(f"--{flag} {source}: policy has a {policy.output.kind} output layer, "
+                            f"this run asks for --output {args.output}")
 
 
 # ----------------------------------------------------------------------------- one learner
@@ -312,8 +351,24 @@ def start_policy(name: str, args: Args, data: RunData, run_dir: Path) -> ChainPo
     device = resolve_device(args.device)
     if source is not None:
         return load_policy(source).to(device)
-    policy = ChainPolicy(data.n_features, data.n_labels, hidden_size=args.hidden_size, **policy_extras(args))
-    return policy.fit_input_normalization(data.train.X).to(device)
+    return fresh_policy(args, data.train, n_features=data.n_features).to(device)
+
+
+def fresh_policy(args: Args, train: Split, n_features: int | None = None) -> ChainPolicy:
+    """New weights normalised on `train`; with `--output tree`, over the balanced label tree of the
+    PIFA embeddings of `train` (seeded by --seed, so every learner of a run gets the same tree).
+    With `--guidance bcl`, `train` carries gold cluster columns after its first `n_features`."""
+    n_features = train.X.shape[1] if n_features is None else n_features
+    tree = None
+    if args.output == "tree":
+        emb = pifa_embeddings(train.X[:, :n_features], train.Y)
+        tree = build_label_tree(emb, args.tree_branching, args.tree_leaf_size, seed=args.seed)
+    n_clusters = args.clusters if args.guidance == "bcl" else 0
+    policy = ChainPolicy(n_features, train.Y.shape[1], hidden_size=args.hidden_size,
+                         output=args.output, tree=tree, tree_beam=args.tree_beam, n_clusters=n_clusters,
+                         guidance_weight=args.guidance_weight, guidance_anneal=args.guidance_anneal,
+                         guidance_mix=args.guidance_mix, **policy_extras(args))
+    return policy.fit_input_normalization(train.X)
 
 
 def train_learner(name: str, args: Args, data: RunData, run_dir: Path, interrupt: GracefulInterrupt,

@@ -12,6 +12,7 @@ from sklearn.metrics import hamming_loss as sk_hamming_loss
 from envs.metrics import (
     HEADLINE,
     METRIC_NAMES,
+    PROPENSITY_NAMES,
     RANKING_NAMES,
     SET_NAMES,
     evaluate,
@@ -201,7 +202,7 @@ def test_evaluate_keys_and_order():
     assert list(evaluate(Y_TRUE, Y_pred=Y_PRED)) == list(SET_NAMES)
     assert list(evaluate(Y_TRUE, scores=SCORES, label_freq=freq)) == list(RANKING_NAMES)
     full = evaluate(Y_TRUE, SCORES, Y_PRED, freq)
-    assert tuple(full) == METRIC_NAMES
+    assert tuple(full) == tuple(n for n in METRIC_NAMES if n not in PROPENSITY_NAMES)  # no n_train
     assert set(HEADLINE) <= set(METRIC_NAMES)
     assert full["P@3"] == precision_at_k(Y_TRUE, SCORES, 3)
     assert full["nDCG@5"] == ndcg_at_k(Y_TRUE, SCORES, 5)
