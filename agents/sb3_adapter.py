@@ -27,7 +27,8 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from agents.policy import START, ChainPolicy
 
-CHAIN_ARCH_KEYS = ("hidden_size", "doc_size", "label_embed_size", "dropout", "aux_weight", "input_dropout")
+CHAIN_ARCH_KEYS = ("hidden_size", "doc_size", "label_embed_size", "dropout", "aux_weight", "input_dropout",
+                   "output", "tree", "tree_beam")
 
 
 class RawObservation(BaseFeaturesExtractor):
@@ -79,6 +80,9 @@ class ChainPolicyAdapter(MaskableActorCriticPolicy):
         dropout: float = 0.0,
         aux_weight: float = 0.0,
         input_dropout: float = 0.0,
+        output: str = "flat",
+        tree: Any = None,
+        tree_beam: int = 10,
         optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
         **unused_sb3_kwargs: Any,
@@ -100,8 +104,8 @@ class ChainPolicyAdapter(MaskableActorCriticPolicy):
         )
         self.chain = ChainPolicy(
             n_features, n_labels, hidden_size=hidden_size, doc_size=doc_size, aux_weight=aux_weight,
-            input_dropout=input_dropout,
-            label_embed_size=label_embed_size, dropout=dropout,
+            input_dropout=input_dropout, label_embed_size=label_embed_size, dropout=dropout,
+            output=output, tree=tree, tree_beam=tree_beam,
         )
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
@@ -112,7 +116,7 @@ class ChainPolicyAdapter(MaskableActorCriticPolicy):
         data = super()._get_constructor_parameters()
         for key in ("net_arch", "activation_fn", "ortho_init", "features_extractor_class", "features_extractor_kwargs"):
             data.pop(key, None)
-        data.update({key: self.chain.config[key] for key in CHAIN_ARCH_KEYS})
+        data.update({key: self.chain.config[key] for key in CHAIN_ARCH_KEYS if key in self.chain.config})
         return data
 
     # ------------------------------------------------------------------ observation -> chain inputs
