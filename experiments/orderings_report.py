@@ -117,9 +117,9 @@ def claims_markdown(table: dict[str, dict[str, Summary]]) -> list[str]:
                   "| dataset | " + " | ".join(CLAIM_METRICS) + " | holds on |",
                   "|---|" + "---|" * (len(CLAIM_METRICS) + 1)]
         for dataset, cells in claims.items():
-            held = sum(c.holds for c in cells.values())
+            n_held = sum(c.holds for c in cells.values())
             lines.append(f"| {dataset} | " + " | ".join(cells[m].cell() for m in CLAIM_METRICS)
-                         + f" | {held}/{len(cells)} |")
+                         + f" | {n_held}/{len(cells)} |")
         flat = [(d, m, c) for d, cells in claims.items() for m, c in cells.items()]
         held = [c for _, _, c in flat if c.holds]
         full = [d for d, cells in claims.items() if all(c.holds for c in cells.values())]
