@@ -7,6 +7,7 @@ Nothing here is written by hand: every "yes"/"no" and every percentage comes fro
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,9 +63,10 @@ def mean_std(summary: Summary, metric: str) -> str:
     return percent_mean_std(*mean_and_std(summary.values[metric]), len(summary.seeds))
 
 
-def ordered_methods(methods) -> list[str]:
-    rank = {name: i for i, name in enumerate(METHOD_ORDER)}
-    return sorted(methods, key=lambda m: (rank.get(m, len(rank)), m))
+def ordered_methods(methods: Iterable[str], order: Sequence[str] = METHOD_ORDER) -> list[str]:
+    """Distinct `methods` in report order (fixed orders, dynamic learners, peers); unknown ones last, by name."""
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(set(methods), key=lambda m: (rank.get(m, len(rank)), m))
 
 
 def relative_percent(value: float, reference: float) -> float:
