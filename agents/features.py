@@ -47,16 +47,17 @@ def doc_features(X_rows, device: torch.device | str | None = None) -> DocFeature
             weights=torch.from_numpy(csr.data.astype(np.float32)),
         )
     elif isinstance(X_rows, torch.Tensor):
-        dense = X_rows.float()
-        features = DocFeatures(dense.shape[0], dense.shape[1], dense=dense if dense.dim() == 2 else dense[None])
-        features.n_rows = features.dense.shape[0]
+        tensor = X_rows.float()
+        if tensor.dim() == 1:
+            tensor = tensor[None]
+        features = DocFeatures(tensor.shape[0], tensor.shape[1], dense=tensor)
     else:
-        dense = np.asarray(X_rows, dtype=np.float32)
-        if dense.ndim == 1:
-            dense = dense[None]
-        if dense.ndim != 2:
-            raise ValueError(f"features must be 2-D (documents x features), got shape {dense.shape}")
-        features = DocFeatures(dense.shape[0], dense.shape[1], dense=torch.from_numpy(np.ascontiguousarray(dense)))
+        array = np.asarray(X_rows, dtype=np.float32)
+        if array.ndim == 1:
+            array = array[None]
+        if array.ndim != 2:
+            raise ValueError(f"features must be 2-D (documents x features), got shape {array.shape}")
+        features = DocFeatures(array.shape[0], array.shape[1], dense=torch.from_numpy(np.ascontiguousarray(array)))
     return features if device is None else features.to(device)
 
 

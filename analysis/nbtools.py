@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from experiments.orderings_report import ordered_methods as ordered  # noqa: F401  (one method order for reports and notebooks)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-METHOD_ORDER = ("freq2rare", "rare2freq", "fixed_random", "always_random", "best_fixed", "rearrange",
-                "reinforce", "ppo", "combined", "ensemble", "ovr_logistic", "omikuji")
 KIND_COLORS = {"fixed": "#9e9e9e", "best_fixed": "#505050", "dynamic": "#1f77b4", "ensemble": "#2ca02c",
                "peer": "#ff7f0e"}
 DYNAMIC = ("rearrange", "reinforce", "ppo", "combined", "ensemble")
@@ -29,11 +29,6 @@ def repo_path(path: str | Path) -> Path:
     """Paths in notebook parameters are relative to the repository root (notebooks run in analysis/)."""
     path = Path(path)
     return path if path.is_absolute() else REPO_ROOT / path
-
-
-def ordered(methods: Iterable[str], order: Sequence[str] = METHOD_ORDER) -> list[str]:
-    rank = {name: i for i, name in enumerate(order)}
-    return sorted(set(methods), key=lambda m: (rank.get(m, len(rank)), m))
 
 
 def read_json(path: str | Path, what: str) -> dict[str, Any]:
@@ -149,15 +144,14 @@ def run_learners(run_dir: Path) -> list[str]:
 def event_scalars(log_dir: str | Path):
     """Scalars of one event folder with wall time: DataFrame tag, step, wall_time (unix s), value.
 
-    Read through TensorBoard's EventAccumulator, so purged steps of a resumed run are dropped.
+    Read as the training script's own tests read them (`experiments.runs.scalar_events`), so purged
+    steps of a resumed run are dropped.
     """
     import pandas as pd
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    accumulator = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "tensors": 0})
-    accumulator.Reload()
-    records = [(tag, e.step, e.wall_time, e.value) for tag in accumulator.Tags()["scalars"]
-               for e in accumulator.Scalars(tag)]
+    from experiments.runs import scalar_events
+
+    records = [(tag, e.step, e.wall_time, e.value) for tag, events in scalar_events(log_dir).items() for e in events]
     return pd.DataFrame.from_records(records, columns=["tag", "step", "wall_time", "value"])
 
 

@@ -43,13 +43,14 @@ class RandomValidActions:
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, masks: np.ndarray) -> np.ndarray:
-        n = masks.shape[0]
+        n: int = masks.shape[0]
         actions = self.rng.integers(self.n_labels, size=n)
         actions[self.rng.random(n) < self.p_stop] = self.n_labels
         rows = np.arange(n)
         bad = ~masks[rows, actions]
-        while bad.any():  # redraw the few labels that were already emitted
-            actions[bad] = self.rng.integers(self.n_labels, size=int(bad.sum()))
+        while bad.any():  # redraw the few invalid draws; STOP is drawable so a row with every label
+            # emitted (possible when L <= the step cap, e.g. emotions) ends instead of looping forever
+            actions[bad] = self.rng.integers(self.n_labels + 1, size=int(bad.sum()))
             bad[bad] = ~masks[rows[bad], actions[bad]]
         return actions
 

@@ -50,7 +50,8 @@ def bench(dataset, learner_name: str, args: Args) -> dict[str, float]:
 
     for _ in range(args.warmup):
         learner.update(batch())
-    steps = docs = updates = 0
+    steps = 0.0  # label steps, summed from the learner's float scalars
+    docs = updates = 0
     returns = []
     started = time.perf_counter()
     while time.perf_counter() - started < args.seconds:

@@ -7,6 +7,7 @@ Nothing here is written by hand: every "yes"/"no" and every percentage comes fro
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,9 +63,10 @@ def mean_std(summary: Summary, metric: str) -> str:
     return percent_mean_std(*mean_and_std(summary.values[metric]), len(summary.seeds))
 
 
-def ordered_methods(methods) -> list[str]:
-    rank = {name: i for i, name in enumerate(METHOD_ORDER)}
-    return sorted(methods, key=lambda m: (rank.get(m, len(rank)), m))
+def ordered_methods(methods: Iterable[str], order: Sequence[str] = METHOD_ORDER) -> list[str]:
+    """Distinct `methods` in report order (fixed orders, dynamic learners, peers); unknown ones last, by name."""
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(set(methods), key=lambda m: (rank.get(m, len(rank)), m))
 
 
 def relative_percent(value: float, reference: float) -> float:
@@ -117,9 +119,9 @@ def claims_markdown(table: dict[str, dict[str, Summary]]) -> list[str]:
                   "| dataset | " + " | ".join(CLAIM_METRICS) + " | holds on |",
                   "|---|" + "---|" * (len(CLAIM_METRICS) + 1)]
         for dataset, cells in claims.items():
-            held = sum(c.holds for c in cells.values())
+            n_held = sum(c.holds for c in cells.values())
             lines.append(f"| {dataset} | " + " | ".join(cells[m].cell() for m in CLAIM_METRICS)
-                         + f" | {held}/{len(cells)} |")
+                         + f" | {n_held}/{len(cells)} |")
         flat = [(d, m, c) for d, cells in claims.items() for m, c in cells.items()]
         held = [c for _, _, c in flat if c.holds]
         full = [d for d, cells in claims.items() if all(c.holds for c in cells.values())]

@@ -152,16 +152,22 @@ def _event_file_second(path: Path) -> int:
         return -1
 
 
-def read_scalars(log_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """All scalar curves of one event folder as {tag: [(step, value), ...]}, purges applied."""
+def scalar_events(log_dir: str | Path) -> dict[str, list[Any]]:
+    """Every scalar event (`.step`, `.wall_time`, `.value`) of one event folder, by tag.
+
+    Read through TensorBoard's EventAccumulator with no sampling, so purged steps of a resumed run
+    are dropped exactly as TensorBoard shows them.
+    """
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     accumulator = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "tensors": 0})
     accumulator.Reload()
-    return {
-        tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
-        for tag in accumulator.Tags()["scalars"]
-    }
+    return {tag: accumulator.Scalars(tag) for tag in accumulator.Tags()["scalars"]}
+
+
+def read_scalars(log_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """All scalar curves of one event folder as {tag: [(step, value), ...]}, purges applied."""
+    return {tag: [(event.step, event.value) for event in events] for tag, events in scalar_events(log_dir).items()}
 
 
 # ----------------------------------------------------------------------------- checkpoints

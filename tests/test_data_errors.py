@@ -219,6 +219,19 @@ def test_sparse_index_named_twice(tmp_path: Path) -> None:
     assert info.value.line == 3
 
 
+@pytest.mark.parametrize(
+    ("rows", "message", "line"),
+    [
+        ("{+1 5}\n{x 3}\n", "sparse index 'x' is not an integer$", 7),  # '+1' is a valid integer
+        ("{0 1}\n{99999999999999999999 3}\n", "is not an integer in the int64 range", 7),
+    ],
+)
+def test_bad_sparse_index_names_its_own_line(tmp_path: Path, rows: str, message: str, line: int) -> None:
+    with pytest.raises(DataFormatError, match=message) as info:
+        read_arff(write(tmp_path / "index.arff", HEADER + "@data\n" + rows))
+    assert info.value.line == line
+
+
 @pytest.mark.parametrize("variable", [None, "LABELCHAIN_DATA"])
 def test_missing_data_folder_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable) -> None:
     missing = tmp_path / "no-such-folder"

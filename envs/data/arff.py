@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from envs.data.bulk import first_repeat, to_numbers
 from envs.data.errors import DataFormatError
 
 _NUMERIC_TYPES = {"numeric", "real", "integer"}
@@ -265,7 +266,11 @@ def _parse_data(
     vals = _convert(sparse_val, cols, entry_lines, path, names, nominals, kinds)
     n_sparse = len(sparse_counts)
     rows = np.repeat(np.arange(n_sparse), sparse_counts)
-    _reject_repeated_indices(rows, cols, entry_lines, path, names)
+    repeat = first_repeat(rows, cols)
+    if repeat is not None:
+        col = int(cols[repeat])
+        raise DataFormatError(path, f"sparse row names index {col} twice; expected each index once",
+                              line=int(entry_lines[repeat]), field=f"attribute {names[col]!r}")
     sparse_part = sp.csr_matrix((vals, (rows, cols)), shape=(n_sparse, n_attr), dtype=np.float32)
     sparse_part.sort_indices()
     if dense_lines:  # a file may mix both row styles; keep the file's row order
@@ -277,31 +282,8 @@ def _parse_data(
     return sparse_part, row_lines
 
 
-def _reject_repeated_indices(
-    rows: np.ndarray, cols: np.ndarray, entry_lines: np.ndarray, path: Path, names: list[str]
-) -> None:
-    """A sparse row naming an index twice would have its values added: refuse it instead."""
-    if rows.size < 2:
-        return
-    order = np.lexsort((cols, rows))
-    same = np.flatnonzero((np.diff(rows[order]) == 0) & (np.diff(cols[order]) == 0))
-    if same.size:
-        k = order[same[0] + 1]
-        col = int(cols[k])
-        raise DataFormatError(path, f"sparse row names index {col} twice; expected each index once",
-                              line=int(entry_lines[k]), field=f"attribute {names[col]!r}")
-
-
 def _parse_indices(tokens: list[str], entry_lines: np.ndarray, path: Path, n_attr: int) -> np.ndarray:
-    try:
-        cols = np.asarray(tokens).astype(np.int64) if tokens else np.zeros(0, dtype=np.int64)
-    except (ValueError, OverflowError):
-        for token, line in zip(tokens, entry_lines):
-            if not token.lstrip("-").isdigit() or abs(int(token)) >= 2**63:
-                raise DataFormatError(
-                    path, f"sparse index {token!r} is not an integer", line=int(line)
-                ) from None
-        raise
+    cols = to_numbers(tokens, np.int64, entry_lines, path, "sparse index")
     bad = np.flatnonzero((cols < 0) | (cols >= n_attr))
     if bad.size:
         k = bad[0]

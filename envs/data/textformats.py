@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from envs.data.arff import read_text
+from envs.data.bulk import first_repeat, to_numbers
 from envs.atomic import atomic_write_text
 from envs.data.errors import DataFormatError
 
@@ -71,58 +72,25 @@ def _parse_rows(lines: list[str], first_line: int, path: Path) -> RawRows:
                 path, f"feature token {feature_tokens[k]!r} is not 'id:value'",
                 line=int(feature_lines[k]),
             )
-    ids = _to_numbers([p[0] for p in pairs], np.int64, feature_lines, path, "feature id")
-    values = _to_numbers([p[1] for p in pairs], np.float32, feature_lines, path, "feature value")
+    ids = to_numbers([p[0] for p in pairs], np.int64, feature_lines, path, "feature id")
+    values = to_numbers([p[1] for p in pairs], np.float32, feature_lines, path, "feature value")
     with np.errstate(over="ignore"):
         bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:  # nan/inf (or a float32 overflow) would train silently on garbage
         k = int(bad[0])
         raise DataFormatError(path, f"feature value {pairs[k][1]!r} is not a finite number",
                               line=int(feature_lines[k]), field=f"feature {pairs[k][0]}")
-    _reject_repeated_ids(ids, feature_counts, feature_lines, path)
+    repeat = first_repeat(np.repeat(np.arange(len(feature_counts)), feature_counts), ids)
+    if repeat is not None:
+        raise DataFormatError(path, f"feature id {ids[repeat]} appears twice in the row; expected each id once",
+                              line=int(feature_lines[repeat]))
     label_lines = np.repeat(line_numbers, label_counts)
-    label_ids = _to_numbers(label_tokens, np.int64, label_lines, path, "label id")
+    label_ids = to_numbers(label_tokens, np.int64, label_lines, path, "label id")
     return RawRows(
         path, line_numbers,
         np.concatenate([[0], np.cumsum(feature_counts)]).astype(np.int64), ids, values,
         np.concatenate([[0], np.cumsum(label_counts)]).astype(np.int64), label_ids,
     )
-
-
-def _reject_repeated_ids(ids: np.ndarray, counts: list[int], token_lines: np.ndarray, path: Path) -> None:
-    """A row naming a feature id twice would have its values added: refuse it instead."""
-    if ids.size < 2:
-        return
-    rows = np.repeat(np.arange(len(counts)), counts)
-    order = np.lexsort((ids, rows))
-    same = np.flatnonzero((np.diff(rows[order]) == 0) & (np.diff(ids[order]) == 0))
-    if same.size:
-        k = order[same[0] + 1]
-        raise DataFormatError(path, f"feature id {ids[k]} appears twice in the row; expected each id once",
-                              line=int(token_lines[k]))
-
-
-def _to_numbers(
-    tokens: list[str], dtype: type, token_lines: np.ndarray, path: Path, what: str
-) -> np.ndarray:
-    if not tokens:
-        return np.zeros(0, dtype=dtype)
-    try:
-        with np.errstate(over="ignore"):  # a float32 overflow becomes inf, rejected by the caller
-            return np.asarray(tokens).astype(dtype)
-    except (ValueError, OverflowError):
-        kind = int if dtype is np.int64 else float
-        for token, line in zip(tokens, token_lines):
-            try:
-                value = kind(token)
-            except ValueError:
-                value = None
-            if value is None or (kind is int and not -(2**63) <= value < 2**63):
-                raise DataFormatError(
-                    path, f"{what} {token!r} is not {'an integer' if kind is int else 'a number'}"
-                    + (" in the int64 range" if value is not None else ""), line=int(line),
-                ) from None
-        raise
 
 
 def _check_range(
