@@ -90,6 +90,8 @@ class LearnerConfig:
 class Learner:
     """Base: owns the optimizer, the random generators and the episode collector over `train`."""
 
+    differentiates_in_eval_mode = False  # see update()
+
     name: str = ""
 
     def __init__(self, policy: ChainPolicy, train: Split, config: LearnerConfig) -> None:
@@ -117,7 +119,10 @@ class Learner:
         """One optimisation step on training documents `rows`; returns TensorBoard scalars."""
         rows = self._check_rows(rows)
         self._rows, self._guidance_losses = rows, []
-        scalars = self._update(rows)
+        # cuDNN's GRU has no backward pass in eval mode, where RL learners differentiate (no dropout,
+        # so the sampled and the differentiated distributions are one): run them without cuDNN.
+        with torch.backends.cudnn.flags(enabled=not self.differentiates_in_eval_mode):
+            scalars = self._update(rows)
         if self._guidance_losses:
             scalars["losses/cluster_bce"] = float(np.mean(self._guidance_losses))
         self.n_updates += 1
@@ -241,6 +246,7 @@ class ReinforceLearner(Learner):
     """Actor-critic on Monte-Carlo returns of chains sampled through the environment."""
 
     name = "reinforce"
+    differentiates_in_eval_mode = True
 
     def _rl_terms(self, rows: np.ndarray) -> tuple[Episodes, torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
         """Sample with gradients, then the actor-critic loss (and extra scalars)."""
