@@ -270,6 +270,7 @@ def _ranking_scores(policy: ChainPolicy, rows, ranked: DecodeResult, score_mode:
     if score_mode == "position":
         return position_scores(ranked.labels, policy.n_labels, ranked.first_probs)
     if score_mode == "aux":
+        assert aux is not None
         return aux.cpu().numpy().astype(np.float32)
     if score_mode == "position_aux":
         return position_scores(ranked.labels, policy.n_labels, aux)

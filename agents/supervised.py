@@ -41,7 +41,11 @@ def aux_label_loss(policy: ChainPolicy, X_batch, targets: torch.Tensor, doc: tor
     targets = torch.as_tensor(targets, dtype=torch.long, device=policy.input_weight.device)
     gold = torch.zeros(targets.shape[0], policy.n_labels + 1, device=targets.device)
     gold.scatter_(1, torch.where(targets >= 0, targets, policy.n_labels), 1.0)  # STOP, padding -> column L
-    logits = policy.aux_logits(X_batch) if doc is None else policy.label_head(doc)  # doc: reuse the encoding
+    if doc is None:
+        logits = policy.aux_logits(X_batch)
+    else:  # reuse the encoding the teacher-forcing pass made
+        assert policy.label_head is not None, "aux_label_loss needs a policy with an auxiliary head"
+        logits = policy.label_head(doc)
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, gold[:, : policy.n_labels], reduction="sum")
     return bce / max(1, targets.shape[0])
 

@@ -45,9 +45,11 @@ class TrainConfig:
     rl_lr: float | None = None  # reinforce / ppo / combined: their own (smaller) rate; None = lr
 
     def learner_config(self, learner: str = "freq2rare") -> LearnerConfig:
-        rl = learner in ("reinforce", "ppo", "combined") and self.rl_lr is not None
+        lr = self.lr
+        if learner in ("reinforce", "ppo", "combined") and self.rl_lr is not None:
+            lr = self.rl_lr
         return LearnerConfig(
-            lr=self.rl_lr if rl else self.lr, batch_size=self.batch_size, seed=self.seed, max_steps=self.max_steps,
+            lr=lr, batch_size=self.batch_size, seed=self.seed, max_steps=self.max_steps,
             greedy_rearrangement=self.greedy_rearrangement, temperature=self.temperature,
             grad_clip=self.grad_clip, weight_decay=self.weight_decay, greedy_charts=False,  # no charts here
         )

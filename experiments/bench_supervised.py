@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,11 +80,12 @@ def breakdown(policy: ChainPolicy, dataset: Dataset, args: Args, device: torch.d
     ordering = LabelOrdering("freq2rare", dataset.label_freq, seed=args.seed)
     optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3, fused=True)
     rng = np.random.default_rng(args.seed)
+    features: Any = dataset.train.X  # dense or CSR
     phases = dict.fromkeys(("encoder", "GRU", "output layer + loss", "backward", "optimiser step", "chart decode"), 0.0)
     real = padded = 0
     for _ in range(args.breakdown_batches):
         rows = np.sort(rng.choice(len(dataset.train), args.batch_size, replace=False))
-        X = dataset.train.X[rows]
+        X = features[rows]
         targets = torch.as_tensor(ordered_targets(dataset.train.Y[rows], ordering), device=device)
         real, padded = real + int((targets >= 0).sum()), padded + targets.numel()
         policy.train()
@@ -147,9 +149,10 @@ def update_paths(dataset: Dataset, hidden: int, args: Args, device: torch.device
         paths[name] = (policy, optimizer)
     seconds = {"before": 0.0, "after": 0.0}
     rng = np.random.default_rng(args.seed)
+    features: Any = dataset.train.X  # dense or CSR
     for _ in range(args.breakdown_batches):
         rows = np.sort(rng.choice(len(dataset.train), args.batch_size, replace=False))
-        X = dataset.train.X[rows]
+        X = features[rows]
         targets = torch.as_tensor(ordered_targets(dataset.train.Y[rows], ordering), device=device)
         for name, (policy, optimizer) in paths.items():
             started = time.perf_counter()

@@ -105,7 +105,8 @@ def fit_chain(learner: str, train: Split, val: Split, test: Split | None, preset
               device: torch.device, warm_state: dict | None = None) -> ChainFit:
     started = time.perf_counter()
     torch.manual_seed(seed)
-    policy = ChainPolicy(train.X.shape[1], train.Y.shape[1], hidden_size=preset.hidden_size,
+    features: Any = train.X  # dense or CSR
+    policy = ChainPolicy(features.shape[1], train.Y.shape[1], hidden_size=preset.hidden_size,
                          label_embed_size=preset.label_embed_size, dropout=preset.dropout,
                          input_dropout=preset.input_dropout, aux_weight=preset.aux_weight)
     policy = policy.fit_input_normalization(train.X).to(device)
@@ -179,6 +180,7 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
         fits[name] = fit_chain(name, train, val, test, preset, seed, device)
     fits["combined"] = fit_chain("combined", train, val, test, preset, seed, device, warm_state=fits["rearrange"].rank_state)
     for name, fit in fits.items():
+        assert fit.test is not None and (fit.aux_val is None) == (fit.aux_test is None)
         config = {"preset": preset.to_dict(), "best_epochs": fit.best_epochs, "checkpoints": [SET_METRIC, RANK_METRIC]}
         kind = "fixed" if name in FIXED_ORDERINGS else "dynamic"
         rows.append(_row(dataset, seed, name, kind, test.Y, fit.test, ds.label_freq, fit.wall_time_s, config))
@@ -186,8 +188,8 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
     best_row = next(r for r in rows if r["method"] == best)
     rows.append({**best_row, "method": "best_fixed", "kind": "best_fixed", "chosen": best, "selection": selection})
     chain_members = {"rearrange": fits["rearrange"], "combined": fits["combined"]}
-    val_out: dict[str, Output] = {name: fit.val for name, fit in chain_members.items()}
-    test_out: dict[str, Output] = {name: fit.test for name, fit in chain_members.items()}
+    val_out: dict[str, Any] = {name: fit.val for name, fit in chain_members.items()}
+    test_out: dict[str, Any] = {name: fit.test for name, fit in chain_members.items()}
     for name, fit in chain_members.items():
         if fit.aux_val is not None:
             val_out[f"{name}_aux"], test_out[f"{name}_aux"] = (None, fit.aux_val), (None, fit.aux_test)
