@@ -91,7 +91,8 @@ class FlatOutput(nn.Module):
         self.linear = nn.Linear(in_size, n_labels + 1)
 
     def config(self) -> dict:
-        return {"output": "flat"}
+        """Nothing: flat is the default, so flat configs stay what they were before trees existed."""
+        return {}
 
     def logits(self, joint: torch.Tensor) -> torch.Tensor:
         return self.linear(joint)
