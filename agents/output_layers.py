@@ -167,12 +167,12 @@ class TreeOutput(nn.Module):
 
     kind = "tree"
 
-    def __init__(self, in_size: int, tree: LabelTree, beam: int = 10) -> None:
+    def __init__(self, in_size: int, tree: LabelTree, beam: int = 10, sparse: bool = False) -> None:
         super().__init__()
         if beam < 1:
             raise ValueError(f"tree beam must be >= 1, got {beam}")
         tree.check()
-        self.tree, self.beam = tree, int(beam)
+        self.tree, self.beam, self.sparse = tree, int(beam), bool(sparse)
         self.n_labels = self.stop_id = tree.n_labels
         self.depth = tree.depth
         bound = 1.0 / np.sqrt(in_size)
@@ -180,11 +180,11 @@ class TreeOutput(nn.Module):
         self.node_weight = nn.ParameterList(
             nn.Parameter(torch.empty(n, in_size).uniform_(-bound, bound)) for n in sizes[1:]
         )
-        self.node_bias = nn.ParameterList(nn.Parameter(torch.zeros(n)) for n in sizes[1:])
+        self.node_bias = nn.ParameterList(nn.Parameter(torch.zeros(n, 1)) for n in sizes[1:])
         self.stop_weight = nn.Parameter(torch.empty(in_size).uniform_(-bound, bound))
         self.stop_bias = nn.Parameter(torch.zeros(()))
         self.label_weight = nn.Parameter(torch.empty(tree.n_labels, in_size).uniform_(-bound, bound))
-        self.label_bias = nn.Parameter(torch.zeros(tree.n_labels))
+        self.label_bias = nn.Parameter(torch.zeros(tree.n_labels, 1))  # (R, 1): a table F.embedding can read
         ancestors = tree.ancestors()
         self._buffer("ancestors", np.vstack([ancestors, np.full((1, self.depth), -1)]))  # row L: STOP/pad
         for d, parent in enumerate(tree.parents):
@@ -204,6 +204,10 @@ class TreeOutput(nn.Module):
 
     def config(self) -> dict:
         return {"output": "tree", "tree": self.tree.to_dict(), "tree_beam": self.beam}
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """The label tables, when they get sparse gradients (see agents.optim)."""
+        return [self.label_weight, self.label_bias] if self.sparse else []
 
     def new_emitted(self, batch: int, device: torch.device) -> HistoryEmitted:
         return HistoryEmitted(torch.zeros(batch, 0, dtype=torch.long, device=device))
@@ -240,7 +244,8 @@ class TreeOutput(nn.Module):
         labels = self.leaf_members[leaf.clamp(min=0)]
         N, K, M = labels.shape
         safe = labels.clamp(min=0)
-        scores = _gathered_scores(joint, self.label_weight, self.label_bias, safe.reshape(N, K * M)).reshape(N, K, M)
+        flat_ids = safe.reshape(N, K * M)
+        scores = _gathered_scores(joint, self.label_weight, self.label_bias, flat_ids, self.sparse).reshape(N, K, M)
         allowed = (labels >= 0) & ~(labels[..., None] == history[:, None, None, :]).any(dim=-1)
         return _masked_log_softmax(scores / temperature, allowed), labels, allowed
 
@@ -364,30 +369,33 @@ class TreeOutput(nn.Module):
         flat = joint.reshape(-1, joint.shape[-1])
         node_lp = torch.zeros(flat.shape[0], 1, device=joint.device)
         for level in range(self.depth):
-            scores = flat @ self.node_weight[level].T + self.node_bias[level]
+            scores = flat @ self.node_weight[level].T + self.node_bias[level][:, 0]
             if level == 0:
                 root = torch.log_softmax(torch.cat([scores, (flat @ self.stop_weight + self.stop_bias)[:, None]], 1), 1)
                 node_lp, stop_lp = root[:, :-1], root[:, -1]
                 continue
             node_lp = _group_log_softmax(scores, getattr(self, f"children{level}")) + node_lp[:, self.tree.parents[level]]
-        label_scores = flat @ self.label_weight.T + self.label_bias
+        label_scores = flat @ self.label_weight.T + self.label_bias[:, 0]
         within = _group_log_softmax(label_scores, self.leaf_members)
         out = within + node_lp[:, self.ancestors[:-1, -1]]
         return torch.cat([out, stop_lp[:, None]], dim=1).reshape(*shape, self.n_labels + 1)
 
 
-def _gathered_scores(joint: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+def _gathered_scores(joint: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ids: torch.Tensor,
+                     sparse: bool = False) -> torch.Tensor:
     """Row n's scores (N, C) for its own candidates ids[n]: weight[ids[n, c]] · joint[n] + bias.
 
     Two exact ways, picked by cost: gathering each row's candidate weights moves N·C·J floats, one
     GEMM over all R weight rows does N·R·J multiply-adds but several times faster per element; so
     small label spaces / upper levels take the GEMM, large ones the gather (F.embedding, faster on
-    CPU than advanced indexing).
+    CPU than advanced indexing). `sparse` (label tables of a sparse_label_grads policy) always
+    gathers while gradients are recorded, so that only the rows used receive (sparse) gradients.
     """
-    if weight.shape[0] <= DENSE_FACTOR * ids.shape[1]:
-        return torch.addmm(bias, joint, weight.T).gather(1, ids)
-    rows = F.embedding(ids, weight)  # (N, C, J)
-    return torch.bmm(rows, joint[:, :, None]).squeeze(2) + F.embedding(ids, bias[:, None]).squeeze(2)
+    sparse = sparse and torch.is_grad_enabled()
+    if not sparse and weight.shape[0] <= DENSE_FACTOR * ids.shape[1]:
+        return torch.addmm(bias[:, 0], joint, weight.T).gather(1, ids)
+    rows = F.embedding(ids, weight, sparse=sparse)  # (N, C, J)
+    return torch.bmm(rows, joint[:, :, None]).squeeze(2) + F.embedding(ids, bias, sparse=sparse).squeeze(2)
 
 
 def _group_log_softmax(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
@@ -411,15 +419,18 @@ def _entropy(log_p: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     return -(log_p.exp() * log_p.masked_fill(~allowed, 0.0)).sum(dim=-1)
 
 
-def make_output_layer(kind: str, in_size: int, n_labels: int, tree: LabelTree | dict | None, beam: int):
+def make_output_layer(kind: str, in_size: int, n_labels: int, tree: LabelTree | dict | None, beam: int,
+                      sparse: bool = False):
     """The output layer `kind` ("flat" or "tree"; the tree needs a LabelTree over the n_labels)."""
     if kind not in OUTPUT_KINDS:
         raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {kind!r}")
     if kind == "flat":
+        if sparse:
+            raise ValueError("sparse_label_grads needs output='tree' (the flat layer scores every label)")
         return FlatOutput(in_size, n_labels)
     if tree is None:
         raise ValueError("output='tree' needs a label tree (envs.label_clusters.build_label_tree)")
     tree = LabelTree.from_dict(tree) if isinstance(tree, dict) else tree
     if tree.n_labels != n_labels:
         raise ValueError(f"label tree covers {tree.n_labels} labels, the policy has {n_labels}")
-    return TreeOutput(in_size, tree, beam)
+    return TreeOutput(in_size, tree, beam, sparse)

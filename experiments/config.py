@@ -57,6 +57,10 @@ class TrainKnobs:
     tree_branching: int = field(default=16, metadata={"help": "tree output: children per node (PECOS' nr_splits)"})
     tree_leaf_size: int = field(default=100, metadata={"help": "tree output: at most this many labels per leaf"})
     tree_beam: int = field(default=10, metadata={"help": "tree output: clusters kept per level in greedy decoding"})
+    sparse_label_grads: bool = field(
+        default=False, metadata={"help": "tree output: sparse gradients and lazy Adam (SparseAdam) for the label "
+                                         "tables, so a step costs O(labels touched), not O(L) (agents/optim.py)"},
+    )
     val_fraction: float = field(default=0.1, metadata={"help": "share of train held out for validation"})
     eval_every: int = field(default=50, metadata={"help": "validate every this many updates"})
     select_metric: str = field(default="nDCG@3", metadata={"help": "validation metric choosing the best policy "
@@ -91,6 +95,8 @@ def check_knobs(args: TrainKnobs) -> list[str]:
         problems.append(f"--output must be one of {OUTPUT_KINDS}, got {args.output!r}")
     if args.tree_branching < 2:
         problems.append(f"--tree-branching must be >= 2, got {args.tree_branching}")
+    if args.sparse_label_grads and args.output != "tree":
+        problems.append("--sparse-label-grads needs --output tree")
     for name in ("tree_leaf_size", "tree_beam"):
         if getattr(args, name) < 1:
             problems.append(f"{_flag(name)} must be >= 1, got {getattr(args, name)}")
