@@ -31,14 +31,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from agents.tree_ops import (
+    gathered_scores,
+    group_log_softmax,
+    masked_entropy,
+    masked_log_softmax,
+    padded_groups,
+)
 from envs.label_clusters import LabelTree
 
 NEG_INF = float("-inf")
 OUTPUT_KINDS = ("flat", "tree")
-DENSE_FACTOR = 4  # score all R rows of a level with one GEMM when R <= DENSE_FACTOR x candidates per row
 
 
 @dataclass
@@ -152,16 +157,6 @@ class FlatOutput(nn.Module):
         return torch.where(present, chosen, zero), torch.where(present, entropy, zero)
 
 
-def _padded_groups(parent: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """Members of each group as a (n_groups, width) matrix padded with -1, and each member's rank."""
-    counts = np.bincount(parent, minlength=n_groups)
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.arange(len(parent)) - first[parent]
-    table = np.full((n_groups, int(counts.max())), -1, dtype=np.int64)
-    table[parent, rank] = np.arange(len(parent))
-    return table, rank
-
-
 class TreeOutput(nn.Module):
     """Tree-factored output: node scores per level, label scores inside leaves; see module docstring."""
 
@@ -188,12 +183,12 @@ class TreeOutput(nn.Module):
         ancestors = tree.ancestors()
         self._buffer("ancestors", np.vstack([ancestors, np.full((1, self.depth), -1)]))  # row L: STOP/pad
         for d, parent in enumerate(tree.parents):
-            children, rank = _padded_groups(parent, sizes[d])
+            children, rank = padded_groups(parent, sizes[d])
             self._buffer(f"children{d}", children)
             self._buffer(f"rank{d + 1}", rank)
             self._buffer(f"size{d + 1}", np.bincount(ancestors[:, d], minlength=sizes[d + 1]))
         leaf = tree.leaf_of_label()
-        members, label_rank = _padded_groups(leaf[tree.leaf_labels], tree.n_leaves)
+        members, label_rank = padded_groups(leaf[tree.leaf_labels], tree.n_leaves)
         self._buffer("leaf_members", np.where(members >= 0, tree.leaf_labels[members.clip(min=0)], -1))
         position = np.empty(tree.n_labels, dtype=np.int64)
         position[tree.leaf_labels] = label_rank
@@ -226,7 +221,7 @@ class TreeOutput(nn.Module):
         kids = getattr(self, f"children{level}")[node.clamp(min=0)]
         safe = kids.clamp(min=0)
         N, K, C = kids.shape
-        scores = _gathered_scores(joint, self.node_weight[level], self.node_bias[level], safe.reshape(N, K * C))
+        scores = gathered_scores(joint, self.node_weight[level], self.node_bias[level], safe.reshape(N, K * C))
         scores = scores.reshape(N, K, C)
         anc = self._history_ancestors(history, level + 1)
         used = (anc[:, None, None, :] == kids[..., None]).sum(dim=-1)
@@ -237,7 +232,7 @@ class TreeOutput(nn.Module):
             kids = torch.cat([kids, torch.full_like(kids[..., :1], -1)], dim=-1)
             stop_ok = ~(stop_blocked[:, None] & allowed.any(dim=-1))
             allowed = torch.cat([allowed, stop_ok[..., None]], dim=-1)
-        return _masked_log_softmax(scores / temperature, allowed), kids, allowed
+        return masked_log_softmax(scores / temperature, allowed), kids, allowed
 
     def _leaf(self, joint, leaf, history, temperature):
         """Log-softmax over the labels of each leaf `leaf` (N, K): (log_p, label ids, allowed) (N, K, M)."""
@@ -245,9 +240,9 @@ class TreeOutput(nn.Module):
         N, K, M = labels.shape
         safe = labels.clamp(min=0)
         flat_ids = safe.reshape(N, K * M)
-        scores = _gathered_scores(joint, self.label_weight, self.label_bias, flat_ids, self.sparse).reshape(N, K, M)
+        scores = gathered_scores(joint, self.label_weight, self.label_bias, flat_ids, self.sparse).reshape(N, K, M)
         allowed = (labels >= 0) & ~(labels[..., None] == history[:, None, None, :]).any(dim=-1)
-        return _masked_log_softmax(scores / temperature, allowed), labels, allowed
+        return masked_log_softmax(scores / temperature, allowed), labels, allowed
 
     def _stop_blocked(self, history: torch.Tensor, suppress) -> torch.Tensor:
         blocked = torch.as_tensor(suppress, device=history.device).expand(history.shape[0])
@@ -269,12 +264,12 @@ class TreeOutput(nn.Module):
                 column = torch.where(is_stop, kids.shape[1] - 1, column)
             live = ~is_stop | (level == 0)
             total = total + torch.where(live, log_p.gather(1, column[:, None]).squeeze(1), 0.0)
-            entropy = entropy + torch.where(live, _entropy(log_p, allowed), 0.0)
+            entropy = entropy + torch.where(live, masked_entropy(log_p, allowed), 0.0)
             node = path[:, level]
         log_p, _, allowed = (t[:, 0] for t in self._leaf(joint, node[:, None], history, temperature))
         in_leaf = log_p.gather(1, self.label_position[label][:, None]).squeeze(1)
         total = total + torch.where(is_stop, 0.0, in_leaf)
-        return total, entropy + torch.where(is_stop, 0.0, _entropy(log_p, allowed))
+        return total, entropy + torch.where(is_stop, 0.0, masked_entropy(log_p, allowed))
 
     def sequence_log_probs(self, joint, actions, *, suppress_stop_steps: int = 0, temperature: float = 1.0,
                            mask_emitted: bool = True, with_entropy: bool = True):
@@ -374,49 +369,11 @@ class TreeOutput(nn.Module):
                 root = torch.log_softmax(torch.cat([scores, (flat @ self.stop_weight + self.stop_bias)[:, None]], 1), 1)
                 node_lp, stop_lp = root[:, :-1], root[:, -1]
                 continue
-            node_lp = _group_log_softmax(scores, getattr(self, f"children{level}")) + node_lp[:, self.tree.parents[level]]
+            node_lp = group_log_softmax(scores, getattr(self, f"children{level}")) + node_lp[:, self.tree.parents[level]]
         label_scores = flat @ self.label_weight.T + self.label_bias[:, 0]
-        within = _group_log_softmax(label_scores, self.leaf_members)
+        within = group_log_softmax(label_scores, self.leaf_members)
         out = within + node_lp[:, self.ancestors[:-1, -1]]
         return torch.cat([out, stop_lp[:, None]], dim=1).reshape(*shape, self.n_labels + 1)
-
-
-def _gathered_scores(joint: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ids: torch.Tensor,
-                     sparse: bool = False) -> torch.Tensor:
-    """Row n's scores (N, C) for its own candidates ids[n]: weight[ids[n, c]] · joint[n] + bias.
-
-    Two exact ways, picked by cost: gathering each row's candidate weights moves N·C·J floats, one
-    GEMM over all R weight rows does N·R·J multiply-adds but several times faster per element; so
-    small label spaces / upper levels take the GEMM, large ones the gather (F.embedding, faster on
-    CPU than advanced indexing). `sparse` (label tables of a sparse_label_grads policy) always
-    gathers while gradients are recorded, so that only the rows used receive (sparse) gradients.
-    """
-    sparse = sparse and torch.is_grad_enabled()
-    if not sparse and weight.shape[0] <= DENSE_FACTOR * ids.shape[1]:
-        return torch.addmm(bias[:, 0], joint, weight.T).gather(1, ids)
-    rows = F.embedding(ids, weight, sparse=sparse)  # (N, C, J)
-    return torch.bmm(rows, joint[:, :, None]).squeeze(2) + F.embedding(ids, bias, sparse=sparse).squeeze(2)
-
-
-def _group_log_softmax(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-    """Log-softmax of `scores` (N, n) within each group (rows of `groups`, -1 padded)."""
-    gathered = scores[:, groups.clamp(min=0)].masked_fill(groups < 0, NEG_INF)
-    log_p = torch.log_softmax(gathered, dim=-1)
-    out = torch.empty_like(scores)
-    valid = groups >= 0
-    out[:, groups[valid]] = log_p[:, valid]
-    return out
-
-
-def _masked_log_softmax(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """Log-softmax over allowed entries; a row with none allowed (only reached past a STOP, whose
-    values are discarded) gets a uniform distribution instead of NaNs."""
-    none = ~allowed.any(dim=-1, keepdim=True)
-    return torch.log_softmax(scores.masked_fill(~allowed & ~none, NEG_INF), dim=-1)
-
-
-def _entropy(log_p: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    return -(log_p.exp() * log_p.masked_fill(~allowed, 0.0)).sum(dim=-1)
 
 
 def make_output_layer(kind: str, in_size: int, n_labels: int, tree: LabelTree | dict | None, beam: int,
