@@ -197,6 +197,10 @@ class TreeOutput(nn.Module):
     def _buffer(self, name: str, array: np.ndarray) -> None:
         self.register_buffer(name, torch.as_tensor(np.asarray(array, dtype=np.int64)), persistent=False)
 
+    def _table(self, name: str) -> torch.Tensor:
+        """An index buffer derived from the tree (rebuilt from the config, never saved with the weights)."""
+        return getattr(self, name)
+
     def config(self) -> dict:
         return {"output": "tree", "tree": self.tree.to_dict(), "tree_beam": self.beam}
 
@@ -211,21 +215,21 @@ class TreeOutput(nn.Module):
     def _history_ancestors(self, history: torch.Tensor, level: int) -> torch.Tensor:
         """(N, T) node at `level` (1..depth) of each history label, -1 for padding."""
         ids = torch.where(history >= 0, history, self.n_labels)
-        return self.ancestors[ids, level - 1]
+        return self._table("ancestors")[ids, level - 1]
 
     def _children(self, joint, node, level, history, stop_blocked, temperature):
         """Log-softmax over the children (at level+1) of each of the nodes `node` (N, K) at `level`.
 
         Returns (log_p, child ids with -1 for padding / STOP, allowed), all (N, K, C); at the root
         (level 0, K = 1) a last column is STOP."""
-        kids = getattr(self, f"children{level}")[node.clamp(min=0)]
+        kids = self._table(f"children{level}")[node.clamp(min=0)]
         safe = kids.clamp(min=0)
         N, K, C = kids.shape
         scores = gathered_scores(joint, self.node_weight[level], self.node_bias[level], safe.reshape(N, K * C))
         scores = scores.reshape(N, K, C)
         anc = self._history_ancestors(history, level + 1)
         used = (anc[:, None, None, :] == kids[..., None]).sum(dim=-1)
-        allowed = (kids >= 0) & (used < getattr(self, f"size{level + 1}")[safe])
+        allowed = (kids >= 0) & (used < self._table(f"size{level + 1}")[safe])
         if level == 0:
             stop_score = (joint @ self.stop_weight + self.stop_bias)[:, None, None].expand(N, K, 1)
             scores = torch.cat([scores, stop_score], dim=-1)
@@ -236,7 +240,7 @@ class TreeOutput(nn.Module):
 
     def _leaf(self, joint, leaf, history, temperature):
         """Log-softmax over the labels of each leaf `leaf` (N, K): (log_p, label ids, allowed) (N, K, M)."""
-        labels = self.leaf_members[leaf.clamp(min=0)]
+        labels = self._table("leaf_members")[leaf.clamp(min=0)]
         N, K, M = labels.shape
         safe = labels.clamp(min=0)
         flat_ids = safe.reshape(N, K * M)
@@ -253,13 +257,13 @@ class TreeOutput(nn.Module):
         """Exact log p(action) (N,) and path entropy (N,) under the masked tree distribution."""
         is_stop = actions == self.stop_id
         label = torch.where(is_stop, 0, actions)
-        path = self.ancestors[label]  # (N, depth)
+        path = self._table("ancestors")[label]  # (N, depth)
         node = torch.zeros_like(actions)
         total = torch.zeros(actions.shape, device=joint.device)
         entropy = torch.zeros_like(total)
         for level in range(self.depth):
             log_p, kids, allowed = (t[:, 0] for t in self._children(joint, node[:, None], level, history, stop_blocked, temperature))
-            column = getattr(self, f"rank{level + 1}")[path[:, level]]
+            column = self._table(f"rank{level + 1}")[path[:, level]]
             if level == 0:
                 column = torch.where(is_stop, kids.shape[1] - 1, column)
             live = ~is_stop | (level == 0)
@@ -267,7 +271,7 @@ class TreeOutput(nn.Module):
             entropy = entropy + torch.where(live, masked_entropy(log_p, allowed), 0.0)
             node = path[:, level]
         log_p, _, allowed = (t[:, 0] for t in self._leaf(joint, node[:, None], history, temperature))
-        in_leaf = log_p.gather(1, self.label_position[label][:, None]).squeeze(1)
+        in_leaf = log_p.gather(1, self._table("label_position")[label][:, None]).squeeze(1)
         total = total + torch.where(is_stop, 0.0, in_leaf)
         return total, entropy + torch.where(is_stop, 0.0, masked_entropy(log_p, allowed))
 
@@ -369,10 +373,10 @@ class TreeOutput(nn.Module):
                 root = torch.log_softmax(torch.cat([scores, (flat @ self.stop_weight + self.stop_bias)[:, None]], 1), 1)
                 node_lp, stop_lp = root[:, :-1], root[:, -1]
                 continue
-            node_lp = group_log_softmax(scores, getattr(self, f"children{level}")) + node_lp[:, self.tree.parents[level]]
+            node_lp = group_log_softmax(scores, self._table(f"children{level}")) + node_lp[:, self.tree.parents[level]]
         label_scores = flat @ self.label_weight.T + self.label_bias[:, 0]
-        within = group_log_softmax(label_scores, self.leaf_members)
-        out = within + node_lp[:, self.ancestors[:-1, -1]]
+        within = group_log_softmax(label_scores, self._table("leaf_members"))
+        out = within + node_lp[:, self._table("ancestors")[:-1, -1]]
         return torch.cat([out, stop_lp[:, None]], dim=1).reshape(*shape, self.n_labels + 1)
 
 
