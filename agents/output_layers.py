@@ -162,12 +162,19 @@ class TreeOutput(nn.Module):
 
     kind = "tree"
 
-    def __init__(self, in_size: int, tree: LabelTree, beam: int = 10, sparse: bool = False) -> None:
+    def __init__(self, in_size: int, tree: LabelTree, beam: int = 10, sparse: bool = False,
+                 query_size: int | None = None) -> None:
         super().__init__()
-        if beam < 1:
-            raise ValueError(f"tree beam must be >= 1, got {beam}")
+        if beam < 1 or (query_size is not None and query_size < 1):
+            raise ValueError(f"tree beam and query size must be >= 1, got {beam}, {query_size}")
         tree.check()
         self.tree, self.beam, self.sparse = tree, int(beam), bool(sparse)
+        # Optional low-rank query: nodes and labels are scored against Linear(joint) of this size, so
+        # each candidate gathers query_size floats, not hidden + doc (decoding is bandwidth-bound).
+        self.query_size = None if query_size is None else int(query_size)
+        if self.query_size is not None:
+            self.query = nn.Linear(in_size, self.query_size)
+            in_size = self.query_size
         self.n_labels = self.stop_id = tree.n_labels
         self.depth = tree.depth
         bound = 1.0 / np.sqrt(in_size)
@@ -202,7 +209,12 @@ class TreeOutput(nn.Module):
         return getattr(self, name)
 
     def config(self) -> dict:
-        return {"output": "tree", "tree": self.tree.to_dict(), "tree_beam": self.beam}
+        config = {"output": "tree", "tree": self.tree.to_dict(), "tree_beam": self.beam}
+        return config if self.query_size is None else {**config, "tree_query_size": self.query_size}
+
+    def _q(self, joint: torch.Tensor) -> torch.Tensor:
+        """What nodes and labels are scored against: the joint state, or its low-rank query."""
+        return joint if self.query_size is None else self.query(joint)
 
     def sparse_parameters(self) -> list[nn.Parameter]:
         """The label tables, when they get sparse gradients (see agents.optim)."""
@@ -287,7 +299,7 @@ class TreeOutput(nn.Module):
         rows = (actions >= 0).nonzero(as_tuple=True)
         flat_history = history[rows]
         blocked = self._stop_blocked(flat_history, rows[1] < suppress_stop_steps)
-        log_p, entropy = self._action_log_probs(joint[rows], actions[rows], flat_history, blocked, temperature)
+        log_p, entropy = self._action_log_probs(self._q(joint[rows]), actions[rows], flat_history, blocked, temperature)
         out_lp = torch.zeros(B, T, device=joint.device, dtype=log_p.dtype).index_put(rows, log_p)
         out_h = torch.zeros_like(out_lp)
         if with_entropy:
@@ -319,7 +331,7 @@ class TreeOutput(nn.Module):
     def candidates(self, joint, emitted: HistoryEmitted, *, suppress_stop: bool, k: int):
         """The k most probable labels found by the cluster beam (exact log-probs) and STOP, last."""
         blocked = self._stop_blocked(emitted.history, suppress_stop)
-        cum, labels, stop_lp = self._beam(joint, emitted.history, blocked, max(self.beam, 1))
+        cum, labels, stop_lp = self._beam(self._q(joint), emitted.history, blocked, max(self.beam, 1))
         top, index = cum.topk(min(k, cum.shape[1]), dim=1)
         ids = labels.gather(1, index).masked_fill(top == NEG_INF, 0)
         stop_column = torch.full_like(ids[:, :1], self.stop_id)
@@ -327,7 +339,7 @@ class TreeOutput(nn.Module):
 
     def choose(self, joint, emitted: HistoryEmitted, *, suppress_stop: bool, sample: bool,
                temperature: float = 1.0, generator: torch.Generator | None = None) -> Choice:
-        history = emitted.history
+        history, joint = emitted.history, self._q(joint)
         blocked = self._stop_blocked(history, suppress_stop)
         if sample:
             action = self._sample(joint, history, blocked, temperature, generator)
@@ -358,12 +370,13 @@ class TreeOutput(nn.Module):
     def first_step_probs(self, joint, emitted: HistoryEmitted) -> torch.Tensor:
         """p(label) at this step for the labels of the beam's leaves; 0 for labels outside them."""
         blocked = torch.zeros(joint.shape[0], dtype=torch.bool, device=joint.device)
-        cum, labels, _ = self._beam(joint, emitted.history, blocked, self.beam)
+        cum, labels, _ = self._beam(self._q(joint), emitted.history, blocked, self.beam)
         probs = torch.zeros(joint.shape[0], self.n_labels, device=joint.device)
         return probs.scatter_add_(1, labels.clamp(min=0), torch.where(labels >= 0, cum.exp(), 0.0))
 
     def logits(self, joint: torch.Tensor) -> torch.Tensor:
         """Unmasked log p over all L + 1 actions (valid logits); O(L), for small label spaces / SB3."""
+        joint = self._q(joint)
         shape = joint.shape[:-1]
         flat = joint.reshape(-1, joint.shape[-1])
         node_lp = torch.zeros(flat.shape[0], 1, device=joint.device)
@@ -381,17 +394,17 @@ class TreeOutput(nn.Module):
 
 
 def make_output_layer(kind: str, in_size: int, n_labels: int, tree: LabelTree | dict | None, beam: int,
-                      sparse: bool = False):
+                      sparse: bool = False, query_size: int | None = None):
     """The output layer `kind` ("flat" or "tree"; the tree needs a LabelTree over the n_labels)."""
     if kind not in OUTPUT_KINDS:
         raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {kind!r}")
     if kind == "flat":
-        if sparse:
-            raise ValueError("sparse_label_grads needs output='tree' (the flat layer scores every label)")
+        if sparse or query_size is not None:
+            raise ValueError("sparse_label_grads and tree_query_size need output='tree' (the flat layer scores every label)")
         return FlatOutput(in_size, n_labels)
     if tree is None:
         raise ValueError("output='tree' needs a label tree (envs.label_clusters.build_label_tree)")
     tree = LabelTree.from_dict(tree) if isinstance(tree, dict) else tree
     if tree.n_labels != n_labels:
         raise ValueError(f"label tree covers {tree.n_labels} labels, the policy has {n_labels}")
-    return TreeOutput(in_size, tree, beam, sparse)
+    return TreeOutput(in_size, tree, beam, sparse, query_size)

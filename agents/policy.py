@@ -61,6 +61,7 @@ class ChainPolicy(nn.Module):
         tree: LabelTree | dict | None = None,
         tree_beam: int = 10,
         sparse_label_grads: bool = False,
+        tree_query_size: int | None = None,
     ) -> None:
         super().__init__()
         if n_features < 1 or n_labels < 1:
@@ -89,7 +90,9 @@ class ChainPolicy(nn.Module):
         self.init_hidden = nn.Linear(doc_size, hidden_size)
         self.gru = nn.GRU(label_embed_size + doc_size, hidden_size, batch_first=True)
         # Created where the flat policy_head always was, so a flat policy draws the same initial weights.
-        self.output = make_output_layer(output, hidden_size + doc_size, n_labels, tree, tree_beam, sparse_label_grads)
+        self.output = make_output_layer(
+            output, hidden_size + doc_size, n_labels, tree, tree_beam, sparse_label_grads, tree_query_size
+        )
         self.value_head = nn.Linear(hidden_size + doc_size, 1)
         self.config.update(self.output.config())
         if sparse_label_grads:

@@ -46,6 +46,7 @@ class Args:
     branching: int = 16
     leaf_size: int = 100
     beam: int = 10
+    query_size: int | None = None
     seconds: float = 5.0
     seed: int = 0
 
@@ -75,7 +76,8 @@ def _measure(layer: str, n_labels: int, tree: LabelTree, args: Args) -> tuple[fl
     torch.manual_seed(args.seed)
     policy = ChainPolicy(args.features, n_labels, hidden_size=args.hidden_size,
                          output="flat" if layer == "flat" else "tree", tree=None if layer == "flat" else tree,
-                         tree_beam=args.beam, sparse_label_grads=layer == "tree+sparse")
+                         tree_beam=args.beam, sparse_label_grads=layer == "tree+sparse",
+                         tree_query_size=None if layer == "flat" else args.query_size)
     optimizer = make_optimizer(policy, 1e-3)
 
     def train_step() -> None:
@@ -114,7 +116,8 @@ def main(args: Args) -> dict:
         print(f"{row['labels']:>8,} {row['layer']:<12} {row['train_docs_per_sec']:>23,.0f} "
               f"{row['greedy_docs_per_sec']:>14,.0f} {build:>13}")
     result = {"threads": torch.get_num_threads(), "batch_size": args.batch_size, "hidden_size": args.hidden_size,
-              "branching": args.branching, "leaf_size": args.leaf_size, "beam": args.beam, "rows": rows}
+              "branching": args.branching, "leaf_size": args.leaf_size, "beam": args.beam,
+              "query_size": args.query_size, "rows": rows}
     print(json.dumps(result))
     return result
 

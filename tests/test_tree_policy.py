@@ -29,12 +29,13 @@ N_FEATURES, N_LABELS = 7, 11
 STOP = N_LABELS
 
 
-def tree_policy(branching: int = 2, leaf: int = 3, beam: int = 10, seed: int = 0, sparse: bool = False) -> ChainPolicy:
+def tree_policy(branching: int = 2, leaf: int = 3, beam: int = 10, seed: int = 0, sparse: bool = False,
+                query: int | None = None) -> ChainPolicy:
     emb = np.random.default_rng(seed).normal(size=(N_LABELS, 4))
     tree = build_label_tree(emb, branching, leaf, seed=seed)
     torch.manual_seed(seed)
     policy = ChainPolicy(N_FEATURES, N_LABELS, hidden_size=8, label_embed_size=4, output="tree", tree=tree,
-                         tree_beam=beam, sparse_label_grads=sparse)
+                         tree_beam=beam, sparse_label_grads=sparse, tree_query_size=query)
     return policy.eval()
 
 
@@ -55,10 +56,10 @@ def last_step_log_probs(policy, X, prefix: list[int], suppress: int = 0) -> torc
     return out
 
 
-@pytest.mark.parametrize("branching,leaf", [(2, 3), (3, 2), (4, 11)])
+@pytest.mark.parametrize("branching,leaf,query", [(2, 3, None), (3, 2, None), (4, 11, None), (2, 3, 5)])
 @pytest.mark.parametrize("prefix", [[], [0], [4, 1, 7], list(range(N_LABELS))])
-def test_probabilities_over_all_actions_sum_to_one(X, branching, leaf, prefix):
-    policy = tree_policy(branching, leaf)
+def test_probabilities_over_all_actions_sum_to_one(X, branching, leaf, query, prefix):
+    policy = tree_policy(branching, leaf, query=query)
     for suppress in (0, len(prefix) + 1):
         with torch.no_grad():
             log_p = last_step_log_probs(policy, X, prefix, suppress)
@@ -107,8 +108,9 @@ def test_ancestral_sampling_follows_the_exact_distribution():
     np.testing.assert_allclose(counts, exact, atol=0.01)  # 40k draws: standard error <= 0.0025
 
 
-def test_decoders_never_repeat_and_rescoring_matches(X):
-    policy = tree_policy(2, 3, beam=2)
+@pytest.mark.parametrize("query", [None, 5])
+def test_decoders_never_repeat_and_rescoring_matches(X, query):
+    policy = tree_policy(2, 3, beam=2, query=query)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for result in (
@@ -155,10 +157,10 @@ def test_ranking_scores_of_tree_decoding(X):
 
 
 def test_save_load_round_trip(X, tmp_path):
-    policy = tree_policy(3, 2, beam=4)
+    policy = tree_policy(3, 2, beam=4, query=6)
     policy.save(tmp_path)
     config = json.loads((tmp_path / "policy_config.json").read_text())
-    assert config["output"] == "tree" and config["tree_beam"] == 4
+    assert config["output"] == "tree" and config["tree_beam"] == 4 and config["tree_query_size"] == 6
     loaded = ChainPolicy.load(tmp_path).eval()
     assert loaded.output.tree.to_dict() == policy.output.tree.to_dict()
     with torch.no_grad():
@@ -180,7 +182,7 @@ def test_sparse_label_grads_are_the_dense_gradients_stored_sparsely(X):
         is_table = name in ("label_embedding.weight", "output.label_weight", "output.label_bias")
         assert b.grad.is_sparse == is_table, name
         assert torch.allclose(a.grad, b.grad.to_dense(), atol=1e-6), name
-    with pytest.raises(ValueError, match="sparse_label_grads needs output='tree'"):
+    with pytest.raises(ValueError, match="sparse_label_grads and tree_query_size need output='tree'"):
         ChainPolicy(3, 4, sparse_label_grads=True)
 
 
@@ -217,8 +219,10 @@ def test_bad_output_arguments_are_named():
         ChainPolicy(3, 4, output="tree")
     with pytest.raises(ValueError, match="covers 4 labels, the policy has 5"):
         ChainPolicy(3, 5, output="tree", tree=tree)
-    with pytest.raises(ValueError, match="beam must be >= 1"):
+    with pytest.raises(ValueError, match="beam and query size must be >= 1"):
         ChainPolicy(3, 4, output="tree", tree=tree, tree_beam=0)
+    with pytest.raises(ValueError, match="need output='tree'"):
+        ChainPolicy(3, 4, tree_query_size=8)
 
 
 # ----------------------------------------------------------------------------- learning on real data
