@@ -57,6 +57,10 @@ class TrainKnobs:
     tree_branching: int = field(default=16, metadata={"help": "tree output: children per node (PECOS' nr_splits)"})
     tree_leaf_size: int = field(default=100, metadata={"help": "tree output: at most this many labels per leaf"})
     tree_beam: int = field(default=10, metadata={"help": "tree output: clusters kept per level in greedy decoding"})
+    tree_query_size: int | None = field(
+        default=None, metadata={"help": "tree output: score nodes and labels against a low-rank query of this "
+                                        "size (none = the full hidden + doc state); cheaper decoding at large L"},
+    )
     sparse_label_grads: bool = field(
         default=False, metadata={"help": "tree output: sparse gradients and lazy Adam (SparseAdam) for the label "
                                          "tables, so a step costs O(labels touched), not O(L) (agents/optim.py)"},
@@ -97,6 +101,8 @@ def check_knobs(args: TrainKnobs) -> list[str]:
         problems.append(f"--tree-branching must be >= 2, got {args.tree_branching}")
     if args.sparse_label_grads and args.output != "tree":
         problems.append("--sparse-label-grads needs --output tree")
+    if args.tree_query_size is not None and (args.output != "tree" or args.tree_query_size < 1):
+        problems.append(f"--tree-query-size needs --output tree and a size >= 1, got {args.tree_query_size}")
     for name in ("tree_leaf_size", "tree_beam"):
         if getattr(args, name) < 1:
             problems.append(f"{_flag(name)} must be >= 1, got {getattr(args, name)}")

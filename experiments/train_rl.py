@@ -246,7 +246,7 @@ def fresh_policy(args: Args, train: Split) -> ChainPolicy:
         tree = build_label_tree(emb, args.tree_branching, args.tree_leaf_size, seed=args.seed)
     policy = ChainPolicy(train.X.shape[1], train.Y.shape[1], hidden_size=args.hidden_size,
                          output=args.output, tree=tree, tree_beam=args.tree_beam,
-                         sparse_label_grads=args.sparse_label_grads)
+                         sparse_label_grads=args.sparse_label_grads, tree_query_size=args.tree_query_size)
     return policy.fit_input_normalization(train.X)
 
 

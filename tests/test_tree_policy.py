@@ -289,13 +289,13 @@ def test_train_rl_trains_and_saves_tree_policies(tmp_path):
 
     args = Args(dataset="emotions", learners=["rearrange", "combined"], ensemble=["rearrange", "combined"],
                 updates=4, batch_size=16, hidden_size=16, eval_every=2, checkpoint_every=2, progress=False,
-                output="tree", tree_branching=2, tree_leaf_size=4, tree_beam=3, sparse_label_grads=True,
+                output="tree", tree_branching=2, tree_leaf_size=4, tree_beam=3, sparse_label_grads=True, tree_query_size=8,
                 runs_dir=str(tmp_path))
     run_dir = main(args)
     trees = []
     for name in ("rearrange", "combined"):  # combined warm-starts from rearrange: the same tree
         policy = ChainPolicy.load(run_dir / name / "policy")
-        assert policy.output.kind == "tree" and policy.output.beam == 3
+        assert policy.output.kind == "tree" and policy.output.beam == 3 and policy.output.query_size == 8
         trees.append(policy.output.tree.to_dict())
     assert trees[0] == trees[1] and trees[0]["branching"] == 2 and max(np.diff(trees[0]["leaf_indptr"])) <= 4
     report = json.loads((run_dir / "metrics.json").read_text())
@@ -306,11 +306,13 @@ def test_train_rl_names_bad_tree_flags():
     from experiments.config import check_knobs
     from experiments.train_rl import Args
 
-    problems = check_knobs(Args(output="trie", tree_branching=1, tree_leaf_size=0, tree_beam=0, sparse_label_grads=True))
+    problems = check_knobs(Args(output="trie", tree_branching=1, tree_leaf_size=0, tree_beam=0, sparse_label_grads=True,
+                                tree_query_size=8))
     assert problems == [
         "--output must be one of ('flat', 'tree'), got 'trie'",
         "--tree-branching must be >= 2, got 1",
         "--sparse-label-grads needs --output tree",
+        "--tree-query-size needs --output tree and a size >= 1, got 8",
         "--tree-leaf-size must be >= 1, got 0",
         "--tree-beam must be >= 1, got 0",
     ]
