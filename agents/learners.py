@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from agents.optim import clip_grad_norm, make_optimizer
 from agents.policy import ChainPolicy
 from agents.rearrangement import ordered_targets, rearranged_target_matrix
 from agents.rl import (
@@ -107,9 +108,7 @@ class Learner:
         torch.manual_seed(config.seed)  # dropout draws from the global generator
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator(device=policy.input_weight.device).manual_seed(config.seed)
-        # AdamW (= Adam when weight_decay is 0); fused: one kernel over all parameters, measured
-        # 4x faster steps than the default on CPU at hidden 512-1024
-        self.optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
+        self.optimizer = make_optimizer(policy, config.lr, config.weight_decay)
         self.n_updates = 0
         self._rows = np.zeros(0, dtype=np.int64)  # the rows of the update in progress (for guidance_loss)
         self._guidance_losses: list[float] = []
@@ -182,7 +181,7 @@ class Learner:
         loss.backward()
         norm = 0.0
         if self.config.grad_clip is not None:
-            norm = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.grad_clip))
+            norm = clip_grad_norm(self.policy.parameters(), self.config.grad_clip)
         self.optimizer.step()
         return norm
 

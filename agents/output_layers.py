@@ -31,14 +31,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from agents.tree_ops import (
+    gathered_scores,
+    group_log_softmax,
+    masked_entropy,
+    masked_log_softmax,
+    padded_groups,
+)
 from envs.label_clusters import LabelTree
 
 NEG_INF = float("-inf")
 OUTPUT_KINDS = ("flat", "tree")
-DENSE_FACTOR = 4  # score all R rows of a level with one GEMM when R <= DENSE_FACTOR x candidates per row
 
 
 @dataclass
@@ -91,7 +96,8 @@ class FlatOutput(nn.Module):
         self.linear = nn.Linear(in_size, n_labels + 1)
 
     def config(self) -> dict:
-        return {"output": "flat"}
+        """Nothing: flat is the default, so flat configs stay what they were before trees existed."""
+        return {}
 
     def logits(self, joint: torch.Tensor) -> torch.Tensor:
         return self.linear(joint)
@@ -151,27 +157,24 @@ class FlatOutput(nn.Module):
         return torch.where(present, chosen, zero), torch.where(present, entropy, zero)
 
 
-def _padded_groups(parent: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """Members of each group as a (n_groups, width) matrix padded with -1, and each member's rank."""
-    counts = np.bincount(parent, minlength=n_groups)
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.arange(len(parent)) - first[parent]
-    table = np.full((n_groups, int(counts.max())), -1, dtype=np.int64)
-    table[parent, rank] = np.arange(len(parent))
-    return table, rank
-
-
 class TreeOutput(nn.Module):
     """Tree-factored output: node scores per level, label scores inside leaves; see module docstring."""
 
     kind = "tree"
 
-    def __init__(self, in_size: int, tree: LabelTree, beam: int = 10) -> None:
+    def __init__(self, in_size: int, tree: LabelTree, beam: int = 10, sparse: bool = False,
+                 query_size: int | None = None) -> None:
         super().__init__()
-        if beam < 1:
-            raise ValueError(f"tree beam must be >= 1, got {beam}")
+        if beam < 1 or (query_size is not None and query_size < 1):
+            raise ValueError(f"tree beam and query size must be >= 1, got {beam}, {query_size}")
         tree.check()
-        self.tree, self.beam = tree, int(beam)
+        self.tree, self.beam, self.sparse = tree, int(beam), bool(sparse)
+        # Optional low-rank query: nodes and labels are scored against Linear(joint) of this size, so
+        # each candidate gathers query_size floats, not hidden + doc (decoding is bandwidth-bound).
+        self.query_size = None if query_size is None else int(query_size)
+        if self.query_size is not None:
+            self.query = nn.Linear(in_size, self.query_size)
+            in_size = self.query_size
         self.n_labels = self.stop_id = tree.n_labels
         self.depth = tree.depth
         bound = 1.0 / np.sqrt(in_size)
@@ -179,20 +182,20 @@ class TreeOutput(nn.Module):
         self.node_weight = nn.ParameterList(
             nn.Parameter(torch.empty(n, in_size).uniform_(-bound, bound)) for n in sizes[1:]
         )
-        self.node_bias = nn.ParameterList(nn.Parameter(torch.zeros(n)) for n in sizes[1:])
+        self.node_bias = nn.ParameterList(nn.Parameter(torch.zeros(n, 1)) for n in sizes[1:])
         self.stop_weight = nn.Parameter(torch.empty(in_size).uniform_(-bound, bound))
         self.stop_bias = nn.Parameter(torch.zeros(()))
         self.label_weight = nn.Parameter(torch.empty(tree.n_labels, in_size).uniform_(-bound, bound))
-        self.label_bias = nn.Parameter(torch.zeros(tree.n_labels))
+        self.label_bias = nn.Parameter(torch.zeros(tree.n_labels, 1))  # (R, 1): a table F.embedding can read
         ancestors = tree.ancestors()
         self._buffer("ancestors", np.vstack([ancestors, np.full((1, self.depth), -1)]))  # row L: STOP/pad
         for d, parent in enumerate(tree.parents):
-            children, rank = _padded_groups(parent, sizes[d])
+            children, rank = padded_groups(parent, sizes[d])
             self._buffer(f"children{d}", children)
             self._buffer(f"rank{d + 1}", rank)
             self._buffer(f"size{d + 1}", np.bincount(ancestors[:, d], minlength=sizes[d + 1]))
         leaf = tree.leaf_of_label()
-        members, label_rank = _padded_groups(leaf[tree.leaf_labels], tree.n_leaves)
+        members, label_rank = padded_groups(leaf[tree.leaf_labels], tree.n_leaves)
         self._buffer("leaf_members", np.where(members >= 0, tree.leaf_labels[members.clip(min=0)], -1))
         position = np.empty(tree.n_labels, dtype=np.int64)
         position[tree.leaf_labels] = label_rank
@@ -201,8 +204,21 @@ class TreeOutput(nn.Module):
     def _buffer(self, name: str, array: np.ndarray) -> None:
         self.register_buffer(name, torch.as_tensor(np.asarray(array, dtype=np.int64)), persistent=False)
 
+    def _table(self, name: str) -> torch.Tensor:
+        """An index buffer derived from the tree (rebuilt from the config, never saved with the weights)."""
+        return getattr(self, name)
+
     def config(self) -> dict:
-        return {"output": "tree", "tree": self.tree.to_dict(), "tree_beam": self.beam}
+        config = {"output": "tree", "tree": self.tree.to_dict(), "tree_beam": self.beam}
+        return config if self.query_size is None else {**config, "tree_query_size": self.query_size}
+
+    def _q(self, joint: torch.Tensor) -> torch.Tensor:
+        """What nodes and labels are scored against: the joint state, or its low-rank query."""
+        return joint if self.query_size is None else self.query(joint)
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """The label tables, when they get sparse gradients (see agents.optim)."""
+        return [self.label_weight, self.label_bias] if self.sparse else []
 
     def new_emitted(self, batch: int, device: torch.device) -> HistoryEmitted:
         return HistoryEmitted(torch.zeros(batch, 0, dtype=torch.long, device=device))
@@ -211,37 +227,38 @@ class TreeOutput(nn.Module):
     def _history_ancestors(self, history: torch.Tensor, level: int) -> torch.Tensor:
         """(N, T) node at `level` (1..depth) of each history label, -1 for padding."""
         ids = torch.where(history >= 0, history, self.n_labels)
-        return self.ancestors[ids, level - 1]
+        return self._table("ancestors")[ids, level - 1]
 
     def _children(self, joint, node, level, history, stop_blocked, temperature):
         """Log-softmax over the children (at level+1) of each of the nodes `node` (N, K) at `level`.
 
         Returns (log_p, child ids with -1 for padding / STOP, allowed), all (N, K, C); at the root
         (level 0, K = 1) a last column is STOP."""
-        kids = getattr(self, f"children{level}")[node.clamp(min=0)]
+        kids = self._table(f"children{level}")[node.clamp(min=0)]
         safe = kids.clamp(min=0)
         N, K, C = kids.shape
-        scores = _gathered_scores(joint, self.node_weight[level], self.node_bias[level], safe.reshape(N, K * C))
+        scores = gathered_scores(joint, self.node_weight[level], self.node_bias[level], safe.reshape(N, K * C))
         scores = scores.reshape(N, K, C)
         anc = self._history_ancestors(history, level + 1)
         used = (anc[:, None, None, :] == kids[..., None]).sum(dim=-1)
-        allowed = (kids >= 0) & (used < getattr(self, f"size{level + 1}")[safe])
+        allowed = (kids >= 0) & (used < self._table(f"size{level + 1}")[safe])
         if level == 0:
             stop_score = (joint @ self.stop_weight + self.stop_bias)[:, None, None].expand(N, K, 1)
             scores = torch.cat([scores, stop_score], dim=-1)
             kids = torch.cat([kids, torch.full_like(kids[..., :1], -1)], dim=-1)
             stop_ok = ~(stop_blocked[:, None] & allowed.any(dim=-1))
             allowed = torch.cat([allowed, stop_ok[..., None]], dim=-1)
-        return _masked_log_softmax(scores / temperature, allowed), kids, allowed
+        return masked_log_softmax(scores / temperature, allowed), kids, allowed
 
     def _leaf(self, joint, leaf, history, temperature):
         """Log-softmax over the labels of each leaf `leaf` (N, K): (log_p, label ids, allowed) (N, K, M)."""
-        labels = self.leaf_members[leaf.clamp(min=0)]
+        labels = self._table("leaf_members")[leaf.clamp(min=0)]
         N, K, M = labels.shape
         safe = labels.clamp(min=0)
-        scores = _gathered_scores(joint, self.label_weight, self.label_bias, safe.reshape(N, K * M)).reshape(N, K, M)
+        flat_ids = safe.reshape(N, K * M)
+        scores = gathered_scores(joint, self.label_weight, self.label_bias, flat_ids, self.sparse).reshape(N, K, M)
         allowed = (labels >= 0) & ~(labels[..., None] == history[:, None, None, :]).any(dim=-1)
-        return _masked_log_softmax(scores / temperature, allowed), labels, allowed
+        return masked_log_softmax(scores / temperature, allowed), labels, allowed
 
     def _stop_blocked(self, history: torch.Tensor, suppress) -> torch.Tensor:
         blocked = torch.as_tensor(suppress, device=history.device).expand(history.shape[0])
@@ -252,23 +269,23 @@ class TreeOutput(nn.Module):
         """Exact log p(action) (N,) and path entropy (N,) under the masked tree distribution."""
         is_stop = actions == self.stop_id
         label = torch.where(is_stop, 0, actions)
-        path = self.ancestors[label]  # (N, depth)
+        path = self._table("ancestors")[label]  # (N, depth)
         node = torch.zeros_like(actions)
         total = torch.zeros(actions.shape, device=joint.device)
         entropy = torch.zeros_like(total)
         for level in range(self.depth):
             log_p, kids, allowed = (t[:, 0] for t in self._children(joint, node[:, None], level, history, stop_blocked, temperature))
-            column = getattr(self, f"rank{level + 1}")[path[:, level]]
+            column = self._table(f"rank{level + 1}")[path[:, level]]
             if level == 0:
                 column = torch.where(is_stop, kids.shape[1] - 1, column)
             live = ~is_stop | (level == 0)
             total = total + torch.where(live, log_p.gather(1, column[:, None]).squeeze(1), 0.0)
-            entropy = entropy + torch.where(live, _entropy(log_p, allowed), 0.0)
+            entropy = entropy + torch.where(live, masked_entropy(log_p, allowed), 0.0)
             node = path[:, level]
         log_p, _, allowed = (t[:, 0] for t in self._leaf(joint, node[:, None], history, temperature))
-        in_leaf = log_p.gather(1, self.label_position[label][:, None]).squeeze(1)
+        in_leaf = log_p.gather(1, self._table("label_position")[label][:, None]).squeeze(1)
         total = total + torch.where(is_stop, 0.0, in_leaf)
-        return total, entropy + torch.where(is_stop, 0.0, _entropy(log_p, allowed))
+        return total, entropy + torch.where(is_stop, 0.0, masked_entropy(log_p, allowed))
 
     def sequence_log_probs(self, joint, actions, *, suppress_stop_steps: int = 0, temperature: float = 1.0,
                            mask_emitted: bool = True, with_entropy: bool = True):
@@ -282,7 +299,7 @@ class TreeOutput(nn.Module):
         rows = (actions >= 0).nonzero(as_tuple=True)
         flat_history = history[rows]
         blocked = self._stop_blocked(flat_history, rows[1] < suppress_stop_steps)
-        log_p, entropy = self._action_log_probs(joint[rows], actions[rows], flat_history, blocked, temperature)
+        log_p, entropy = self._action_log_probs(self._q(joint[rows]), actions[rows], flat_history, blocked, temperature)
         out_lp = torch.zeros(B, T, device=joint.device, dtype=log_p.dtype).index_put(rows, log_p)
         out_h = torch.zeros_like(out_lp)
         if with_entropy:
@@ -314,7 +331,7 @@ class TreeOutput(nn.Module):
     def candidates(self, joint, emitted: HistoryEmitted, *, suppress_stop: bool, k: int):
         """The k most probable labels found by the cluster beam (exact log-probs) and STOP, last."""
         blocked = self._stop_blocked(emitted.history, suppress_stop)
-        cum, labels, stop_lp = self._beam(joint, emitted.history, blocked, max(self.beam, 1))
+        cum, labels, stop_lp = self._beam(self._q(joint), emitted.history, blocked, max(self.beam, 1))
         top, index = cum.topk(min(k, cum.shape[1]), dim=1)
         ids = labels.gather(1, index).masked_fill(top == NEG_INF, 0)
         stop_column = torch.full_like(ids[:, :1], self.stop_id)
@@ -322,7 +339,7 @@ class TreeOutput(nn.Module):
 
     def choose(self, joint, emitted: HistoryEmitted, *, suppress_stop: bool, sample: bool,
                temperature: float = 1.0, generator: torch.Generator | None = None) -> Choice:
-        history = emitted.history
+        history, joint = emitted.history, self._q(joint)
         blocked = self._stop_blocked(history, suppress_stop)
         if sample:
             action = self._sample(joint, history, blocked, temperature, generator)
@@ -353,72 +370,41 @@ class TreeOutput(nn.Module):
     def first_step_probs(self, joint, emitted: HistoryEmitted) -> torch.Tensor:
         """p(label) at this step for the labels of the beam's leaves; 0 for labels outside them."""
         blocked = torch.zeros(joint.shape[0], dtype=torch.bool, device=joint.device)
-        cum, labels, _ = self._beam(joint, emitted.history, blocked, self.beam)
+        cum, labels, _ = self._beam(self._q(joint), emitted.history, blocked, self.beam)
         probs = torch.zeros(joint.shape[0], self.n_labels, device=joint.device)
         return probs.scatter_add_(1, labels.clamp(min=0), torch.where(labels >= 0, cum.exp(), 0.0))
 
     def logits(self, joint: torch.Tensor) -> torch.Tensor:
         """Unmasked log p over all L + 1 actions (valid logits); O(L), for small label spaces / SB3."""
+        joint = self._q(joint)
         shape = joint.shape[:-1]
         flat = joint.reshape(-1, joint.shape[-1])
         node_lp = torch.zeros(flat.shape[0], 1, device=joint.device)
         for level in range(self.depth):
-            scores = flat @ self.node_weight[level].T + self.node_bias[level]
+            scores = flat @ self.node_weight[level].T + self.node_bias[level][:, 0]
             if level == 0:
                 root = torch.log_softmax(torch.cat([scores, (flat @ self.stop_weight + self.stop_bias)[:, None]], 1), 1)
                 node_lp, stop_lp = root[:, :-1], root[:, -1]
                 continue
-            node_lp = _group_log_softmax(scores, getattr(self, f"children{level}")) + node_lp[:, self.tree.parents[level]]
-        label_scores = flat @ self.label_weight.T + self.label_bias
-        within = _group_log_softmax(label_scores, self.leaf_members)
-        out = within + node_lp[:, self.ancestors[:-1, -1]]
+            node_lp = group_log_softmax(scores, self._table(f"children{level}")) + node_lp[:, self.tree.parents[level]]
+        label_scores = flat @ self.label_weight.T + self.label_bias[:, 0]
+        within = group_log_softmax(label_scores, self._table("leaf_members"))
+        out = within + node_lp[:, self._table("ancestors")[:-1, -1]]
         return torch.cat([out, stop_lp[:, None]], dim=1).reshape(*shape, self.n_labels + 1)
 
 
-def _gathered_scores(joint: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Row n's scores (N, C) for its own candidates ids[n]: weight[ids[n, c]] · joint[n] + bias.
-
-    Two exact ways, picked by cost: gathering each row's candidate weights moves N·C·J floats, one
-    GEMM over all R weight rows does N·R·J multiply-adds but several times faster per element; so
-    small label spaces / upper levels take the GEMM, large ones the gather (F.embedding, faster on
-    CPU than advanced indexing).
-    """
-    if weight.shape[0] <= DENSE_FACTOR * ids.shape[1]:
-        return torch.addmm(bias, joint, weight.T).gather(1, ids)
-    rows = F.embedding(ids, weight)  # (N, C, J)
-    return torch.bmm(rows, joint[:, :, None]).squeeze(2) + F.embedding(ids, bias[:, None]).squeeze(2)
-
-
-def _group_log_softmax(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-    """Log-softmax of `scores` (N, n) within each group (rows of `groups`, -1 padded)."""
-    gathered = scores[:, groups.clamp(min=0)].masked_fill(groups < 0, NEG_INF)
-    log_p = torch.log_softmax(gathered, dim=-1)
-    out = torch.empty_like(scores)
-    valid = groups >= 0
-    out[:, groups[valid]] = log_p[:, valid]
-    return out
-
-
-def _masked_log_softmax(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """Log-softmax over allowed entries; a row with none allowed (only reached past a STOP, whose
-    values are discarded) gets a uniform distribution instead of NaNs."""
-    none = ~allowed.any(dim=-1, keepdim=True)
-    return torch.log_softmax(scores.masked_fill(~allowed & ~none, NEG_INF), dim=-1)
-
-
-def _entropy(log_p: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    return -(log_p.exp() * log_p.masked_fill(~allowed, 0.0)).sum(dim=-1)
-
-
-def make_output_layer(kind: str, in_size: int, n_labels: int, tree: LabelTree | dict | None, beam: int):
+def make_output_layer(kind: str, in_size: int, n_labels: int, tree: LabelTree | dict | None, beam: int,
+                      sparse: bool = False, query_size: int | None = None):
     """The output layer `kind` ("flat" or "tree"; the tree needs a LabelTree over the n_labels)."""
     if kind not in OUTPUT_KINDS:
         raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {kind!r}")
     if kind == "flat":
+        if sparse or query_size is not None:
+            raise ValueError("sparse_label_grads and tree_query_size need output='tree' (the flat layer scores every label)")
         return FlatOutput(in_size, n_labels)
     if tree is None:
         raise ValueError("output='tree' needs a label tree (envs.label_clusters.build_label_tree)")
     tree = LabelTree.from_dict(tree) if isinstance(tree, dict) else tree
     if tree.n_labels != n_labels:
         raise ValueError(f"label tree covers {tree.n_labels} labels, the policy has {n_labels}")
-    return TreeOutput(in_size, tree, beam)
+    return TreeOutput(in_size, tree, beam, sparse, query_size)

@@ -72,6 +72,8 @@ class ChainPolicy(nn.Module):
         guidance_weight: float = 1.0,
         guidance_anneal: bool = False,
         guidance_mix: float = 0.0,
+        sparse_label_grads: bool = False,
+        tree_query_size: int | None = None,
     ) -> None:
         super().__init__()
         if n_features < 1 or n_labels < 1:
@@ -97,11 +99,14 @@ class ChainPolicy(nn.Module):
         self.register_buffer("input_scale", torch.ones(n_features))
         self.doc_norm = nn.LayerNorm(doc_size)
         self.dropout = nn.Dropout(dropout)
-        self.label_embedding = nn.Embedding(n_labels + 1, label_embed_size)  # row n_labels = START
+        # row n_labels = START; sparse gradients at large L (agents.optim explains why)
+        self.label_embedding = nn.Embedding(n_labels + 1, label_embed_size, sparse=sparse_label_grads)
         self.init_hidden = nn.Linear(doc_size, hidden_size)
         self.gru = nn.GRU(label_embed_size + doc_size, hidden_size, batch_first=True)
         # Created where the flat policy_head always was, so a flat policy draws the same initial weights.
-        self.output = make_output_layer(output, hidden_size + doc_size, n_labels, tree, tree_beam)
+        self.output = make_output_layer(
+            output, hidden_size + doc_size, n_labels, tree, tree_beam, sparse_label_grads, tree_query_size
+        )
         self.value_head = nn.Linear(hidden_size + doc_size, 1)
         self.config.update(self.output.config())
         # Auxiliary multi-label head on the document encoding (aux_weight > 0): trained jointly with
@@ -117,7 +122,15 @@ class ChainPolicy(nn.Module):
         if n_clusters:
             self.guidance = ClusterGuidance(doc_size, n_clusters, guidance_weight, guidance_anneal, guidance_mix)
             self.config.update(self.guidance.config())
+        if sparse_label_grads:
+            self.config["sparse_label_grads"] = True
         self._register_load_state_dict_pre_hook(_rename_old_policy_head)
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """Label-indexed tables that get sparse gradients (empty unless sparse_label_grads)."""
+        if not self.label_embedding.sparse:
+            return []
+        return [self.label_embedding.weight, *self.output.sparse_parameters()]
 
     @property
     def policy_head(self) -> nn.Linear:

@@ -28,7 +28,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from agents.policy import START, ChainPolicy
 
 CHAIN_ARCH_KEYS = ("hidden_size", "doc_size", "label_embed_size", "dropout", "aux_weight", "input_dropout",
-                   "output", "tree", "tree_beam")
+                   "output", "tree", "tree_beam", "sparse_label_grads", "tree_query_size")
 
 
 class RawObservation(BaseFeaturesExtractor):
@@ -83,6 +83,8 @@ class ChainPolicyAdapter(MaskableActorCriticPolicy):
         output: str = "flat",
         tree: Any = None,
         tree_beam: int = 10,
+        sparse_label_grads: bool = False,
+        tree_query_size: int | None = None,
         optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
         **unused_sb3_kwargs: Any,
@@ -105,7 +107,8 @@ class ChainPolicyAdapter(MaskableActorCriticPolicy):
         self.chain = ChainPolicy(
             n_features, n_labels, hidden_size=hidden_size, doc_size=doc_size, aux_weight=aux_weight,
             input_dropout=input_dropout, label_embed_size=label_embed_size, dropout=dropout,
-            output=output, tree=tree, tree_beam=tree_beam,
+            output=output, tree=tree, tree_beam=tree_beam, sparse_label_grads=sparse_label_grads,
+            tree_query_size=tree_query_size,
         )
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 

@@ -19,11 +19,12 @@ flat k-means they are dealt round-robin over the clusters in label-id order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
 
-Embeddings = np.ndarray | sp.csr_matrix
+Embeddings: TypeAlias = "np.ndarray | sp.csr_matrix"
 
 
 # ----------------------------------------------------------------------------- embeddings

@@ -66,6 +66,15 @@ class TrainKnobs:
                                                        "at_least": 1})
     tree_beam: int = field(default=10, metadata={"help": "tree output: clusters kept per level in greedy decoding",
                                                  "at_least": 1})
+    tree_query_size: int | None = field(
+        default=None, metadata={"help": "tree output: score nodes and labels against a low-rank query of this "
+                                        "size (none = the full hidden + doc state); cheaper decoding at large L",
+                                "at_least": 1},
+    )
+    sparse_label_grads: bool = field(
+        default=False, metadata={"help": "tree output: sparse gradients and lazy Adam (SparseAdam) for the label "
+                                         "tables, so a step costs O(labels touched), not O(L) (agents/optim.py)"},
+    )
     val_fraction: float = field(default=0.1, metadata={"help": "share of train held out for validation",
                                                      "above": 0, "below": 1})
     eval_every: int = field(default=50, metadata={"help": "validate every this many updates", "at_least": 1})
@@ -154,6 +163,10 @@ def check_args(args: Any) -> list[str]:
                 problems.append(f"{flag_name(name)} must be one of {allowed}, got {getattr(args, name)!r}")
         if args.overlap_from is not None and args.guidance != "bcl":
             problems.append("--overlap-from needs --guidance bcl")
+        if args.sparse_label_grads and args.output != "tree":
+            problems.append("--sparse-label-grads needs --output tree")
+        if args.tree_query_size is not None and args.output != "tree":
+            problems.append("--tree-query-size needs --output tree")
     return problems
 
 

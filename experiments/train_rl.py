@@ -366,6 +366,7 @@ def fresh_policy(args: Args, train: Split, n_features: int | None = None) -> Cha
     n_clusters = args.clusters if args.guidance == "bcl" else 0
     policy = ChainPolicy(n_features, train.Y.shape[1], hidden_size=args.hidden_size,
                          output=args.output, tree=tree, tree_beam=args.tree_beam, n_clusters=n_clusters,
+                         sparse_label_grads=args.sparse_label_grads, tree_query_size=args.tree_query_size,
                          guidance_weight=args.guidance_weight, guidance_anneal=args.guidance_anneal,
                          guidance_mix=args.guidance_mix, **policy_extras(args))
     return policy.fit_input_normalization(train.X)
