@@ -30,7 +30,7 @@ def test_is_gold_without_any_gold_label(tiny_dataset):
 def test_lazy_masks_equal_the_kept_masks(tiny_dataset):
     dense = LabelChainVectorEnv(3, tiny_dataset, doc_order="sequential")
     lazy = LabelChainVectorEnv(3, tiny_dataset, doc_order="sequential", dense_masks=False)
-    _, dense_info = dense.reset(seed=0)
+    dense.reset(seed=0)
     _, lazy_info = lazy.reset(seed=0)
     assert "action_mask" not in lazy_info and lazy.valid is None
     for actions in ([0, 1, 2], [0, 3, STOP], [2, 1, 0]):  # a repeat (0 in env 0) is a wasted step
