@@ -45,15 +45,6 @@ class DecodeResult:
     first_probs: torch.Tensor
 
 
-def action_mask(emitted: torch.Tensor, step_index: int, suppress_stop_steps: int) -> torch.Tensor:
-    """Allowed actions (B, L+1): labels not yet emitted, STOP unless suppressed while labels remain."""
-    allowed = ~emitted
-    if step_index < suppress_stop_steps:
-        labels_left = allowed[:, :-1].any(dim=1)
-        allowed[:, -1] = ~labels_left
-    return allowed
-
-
 def _check_cap(policy: ChainPolicy, max_steps: int | None) -> int:
     cap = policy.n_labels + 1 if max_steps is None else int(max_steps)
     if cap < 1:
@@ -91,31 +82,28 @@ def rollout(
     cap = _check_cap(policy, max_steps)
     state = policy.initial_state(X)
     batch, device, stop_id = state.doc.shape[0], state.doc.device, policy.stop_id
-    emitted = torch.zeros(batch, stop_id + 1, dtype=torch.bool, device=device)
+    emitted = policy.output.new_emitted(batch, device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     last = torch.full((batch,), START, dtype=torch.long, device=device)
     set_len = torch.full((batch,), cap, dtype=torch.long, device=device)
     actions, log_probs, values, first_probs = [], [], [], None
     for t in range(cap):
-        logits, value, state = policy.step(state, last)
-        free = logits.masked_fill(emitted, NEG_INF)
+        joint, value, state = policy.step_joint(state, last)
         if t == 0:
-            first_probs = torch.softmax(free, dim=-1)[:, :stop_id].detach()
-        allowed = action_mask(emitted, t, suppress_stop_steps)
-        masked = logits.masked_fill(~allowed, NEG_INF)
-        log_p = torch.log_softmax(masked / temperature, dim=-1)
-        if sample:
-            action = torch.multinomial(log_p.exp(), 1, generator=generator).squeeze(1)
-        else:
-            action = masked.argmax(dim=-1)
-            natural_stop = (free.argmax(dim=-1) == stop_id) & ~done & (set_len == cap)
+            first_probs = policy.output.first_step_probs(joint, emitted).detach()
+        choice = policy.output.choose(
+            joint, emitted, suppress_stop=t < suppress_stop_steps, sample=sample,
+            temperature=temperature, generator=generator,
+        )
+        action = choice.action
+        if not sample:
+            natural_stop = choice.natural_stop & ~done & (set_len == cap)
             set_len = torch.where(natural_stop, torch.full_like(set_len, t), set_len)
         action = action.masked_fill(done, START)
         actions.append(action)
-        log_probs.append(log_p.gather(1, action.clamp(min=0)[:, None]).squeeze(1).masked_fill(done, 0.0))
+        log_probs.append(choice.log_prob.masked_fill(done, 0.0))
         values.append(value.masked_fill(done, 0.0))
-        newly = (~done & (action != stop_id)).nonzero().squeeze(1)  # STOP is never masked
-        emitted[newly, action[newly]] = True
+        emitted.add(action, ~done, stop_id)  # STOP is never masked
         done = done | (action == stop_id)
         last = action
         if bool(done.all()):
@@ -162,7 +150,7 @@ def beam_search(
     state = state0.select(torch.arange(batch, device=device).repeat_interleave(K))
     scores = torch.full((batch, K), NEG_INF, device=device)
     scores[:, 0] = 0.0
-    emitted = torch.zeros(batch * K, stop_id + 1, dtype=torch.bool, device=device)
+    emitted = policy.output.new_emitted(batch * K, device)
     finished = torch.zeros(batch * K, dtype=torch.bool, device=device)
     last = torch.full((batch * K,), START, dtype=torch.long, device=device)
     history = torch.zeros(batch * K, 0, dtype=torch.long, device=device)
@@ -170,29 +158,28 @@ def beam_search(
     step_values = torch.zeros(batch * K, 0, device=device)
     first_probs = None
     for t in range(cap):
-        logits, value, state = policy.step(state, last)
+        joint, value, state = policy.step_joint(state, last)
         if t == 0:
-            free = logits.masked_fill(emitted, NEG_INF)
-            first_probs = torch.softmax(free, dim=-1)[::K, :stop_id]
-        allowed = action_mask(emitted, t, suppress_stop_steps)
-        log_p = torch.log_softmax(logits.masked_fill(~allowed, NEG_INF), dim=-1)
-        # A finished chain has exactly one continuation (index STOP, recorded as padding) at no cost.
+            first_probs = policy.output.first_step_probs(joint[::K], emitted.select(torch.arange(0, batch * K, K)))
+        log_p, ids = policy.output.candidates(joint, emitted, suppress_stop=t < suppress_stop_steps, k=K)
+        # A finished chain has exactly one continuation (the last column, STOP, recorded as padding) at no cost.
+        C = log_p.shape[1]
         carry = torch.full_like(log_p, NEG_INF)
-        carry[:, stop_id] = 0.0
+        carry[:, -1] = 0.0
         log_p = torch.where(finished[:, None], carry, log_p)
-        candidates = (scores.reshape(-1, 1) + log_p).reshape(batch, K * (stop_id + 1))
+        candidates = (scores.reshape(-1, 1) + log_p).reshape(batch, K * C)
         scores, flat_index = candidates.topk(K, dim=1)
-        parent = (flat_index // (stop_id + 1) + torch.arange(batch, device=device)[:, None] * K).reshape(-1)
-        action = (flat_index % (stop_id + 1)).reshape(-1)
+        parent = (flat_index // C + torch.arange(batch, device=device)[:, None] * K).reshape(-1)
+        column = (flat_index % C).reshape(-1)
+        action = column if ids is None else ids[parent, column]
         was_finished = finished[parent]
         action = action.masked_fill(was_finished, START)
-        state, emitted, last = state.select(parent), emitted[parent].clone(), action
+        state, emitted, last = state.select(parent), emitted.select(parent), action
         history = torch.cat([history[parent], action[:, None]], dim=1)
-        chosen_logp = log_p[parent].gather(1, action.clamp(min=0)[:, None]).squeeze(1).masked_fill(was_finished, 0.0)
+        chosen_logp = log_p[parent, column].masked_fill(was_finished, 0.0)
         step_logp = torch.cat([step_logp[parent], chosen_logp[:, None]], dim=1)
         step_values = torch.cat([step_values[parent], value[parent].masked_fill(was_finished, 0.0)[:, None]], dim=1)
-        newly = (~was_finished & (action != stop_id)).nonzero().squeeze(1)
-        emitted[newly, action[newly]] = True
+        emitted.add(action, ~was_finished, stop_id)
         finished = was_finished | (action == stop_id)
         if bool(finished.all()):
             break
@@ -213,23 +200,11 @@ def sequence_log_probs(
     masking the decoders use, with gradients; this is what policy-gradient learners differentiate.
     """
     actions = torch.as_tensor(actions, dtype=torch.long, device=policy.input_weight.device)
-    logits, values = policy.sequence_logits(X, actions)
-    B, T, A = logits.shape
-    present = actions >= 0
-    one_hot = torch.zeros(B, T, A, dtype=torch.bool, device=logits.device)
-    one_hot.scatter_(2, actions.clamp(min=0)[:, :, None], present[:, :, None])
-    emitted_before = ((one_hot.cumsum(dim=1) - one_hot.long()) > 0) & present[:, :, None]
-    allowed = ~emitted_before
-    steps = torch.arange(T, device=logits.device)
-    labels_left = allowed[:, :, :-1].any(dim=2)
-    suppress = (steps < suppress_stop_steps)[None, :] & labels_left
-    allowed[:, :, -1] &= ~suppress
-    log_p_all = torch.log_softmax(logits.masked_fill(~allowed, NEG_INF) / temperature, dim=-1)
-    chosen = log_p_all.gather(2, actions.clamp(min=0)[:, :, None]).squeeze(2)
-    p_all = log_p_all.exp()
-    entropy = -(p_all * log_p_all.masked_fill(~allowed, 0.0)).sum(dim=2)
-    zero = torch.zeros((), device=logits.device)
-    return torch.where(present, chosen, zero), torch.where(present, entropy, zero), torch.where(present, values, zero)
+    joint, values = policy.sequence_joint(X, actions)
+    log_p, entropy = policy.output.sequence_log_probs(
+        joint, actions, suppress_stop_steps=suppress_stop_steps, temperature=temperature
+    )
+    return log_p, entropy, torch.where(actions >= 0, values, torch.zeros((), device=values.device))
 
 
 def labels_to_csr(labels: torch.Tensor | np.ndarray, n_labels: int, lengths=None) -> sp.csr_matrix:

@@ -23,7 +23,9 @@ import torch
 from torch import nn
 
 from envs.atomic import atomic_write
+from envs.label_clusters import LabelTree
 from agents.features import doc_features, input_normalization, sparse_linear
+from agents.output_layers import make_output_layer
 
 START = -1  # `last_label` value meaning "nothing emitted yet"; also the padding id of sequences
 CONFIG_FILE = "policy_config.json"
@@ -54,6 +56,9 @@ class ChainPolicy(nn.Module):
         doc_size: int | None = None,
         label_embed_size: int = 64,
         dropout: float = 0.1,
+        output: str = "flat",
+        tree: LabelTree | dict | None = None,
+        tree_beam: int = 10,
     ) -> None:
         super().__init__()
         if n_features < 1 or n_labels < 1:
@@ -80,8 +85,18 @@ class ChainPolicy(nn.Module):
         self.label_embedding = nn.Embedding(n_labels + 1, label_embed_size)  # row n_labels = START
         self.init_hidden = nn.Linear(doc_size, hidden_size)
         self.gru = nn.GRU(label_embed_size + doc_size, hidden_size, batch_first=True)
-        self.policy_head = nn.Linear(hidden_size + doc_size, n_labels + 1)
+        # Created where the flat policy_head always was, so a flat policy draws the same initial weights.
+        self.output = make_output_layer(output, hidden_size + doc_size, n_labels, tree, tree_beam)
         self.value_head = nn.Linear(hidden_size + doc_size, 1)
+        self.config.update(self.output.config())
+        self._register_load_state_dict_pre_hook(_rename_old_policy_head)
+
+    @property
+    def policy_head(self) -> nn.Linear:
+        """The flat layer's Linear (weights saved before the output layer became pluggable)."""
+        if self.output.kind != "flat":
+            raise AttributeError("policy_head exists only for output='flat'")
+        return self.output.linear
 
     # ------------------------------------------------------------------ encoding
     def fit_input_normalization(self, X) -> "ChainPolicy":
@@ -111,11 +126,12 @@ class ChainPolicy(nn.Module):
         embedded = self.label_embedding(self._input_ids(previous))
         return torch.cat([embedded, doc[:, None, :].expand(-1, previous.shape[1], -1)], dim=-1)
 
-    def _heads(self, hidden: torch.Tensor, doc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _joint(self, hidden: torch.Tensor, doc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the output layer reads, (..., H + D), and the value (...)."""
         if hidden.dim() == 3:
             doc = doc[:, None, :].expand(-1, hidden.shape[1], -1)
         joint = torch.cat([self.dropout(hidden), doc], dim=-1)
-        return self.policy_head(joint), self.value_head(joint).squeeze(-1)
+        return joint, self.value_head(joint).squeeze(-1)
 
     # ------------------------------------------------------------------ incremental face
     def initial_state(self, X) -> ChainState:
@@ -123,31 +139,42 @@ class ChainPolicy(nn.Module):
         doc = self.encode(X)
         return ChainState(torch.tanh(self.init_hidden(doc)), doc)
 
+    def step_joint(
+        self, state: ChainState, last_label: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, ChainState]:
+        """Consume `last_label` (B,) -> output-layer input (B, H+D), value (B), new state."""
+        inputs = self._rnn_inputs(state.doc, last_label.reshape(-1, 1))
+        _, hidden = self.gru(inputs, state.hidden[None].contiguous())
+        hidden = hidden[0]
+        joint, value = self._joint(hidden, state.doc)
+        return joint, value, ChainState(hidden, state.doc)
+
     def step(
         self, state: ChainState, last_label: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, ChainState]:
         """Consume `last_label` (B,) -> logits (B, L+1) and value (B) for the next action, new state."""
-        inputs = self._rnn_inputs(state.doc, last_label.reshape(-1, 1))
-        _, hidden = self.gru(inputs, state.hidden[None].contiguous())
-        hidden = hidden[0]
-        logits, value = self._heads(hidden, state.doc)
-        return logits, value, ChainState(hidden, state.doc)
+        joint, value, state = self.step_joint(state, last_label)
+        return self.output.logits(joint), value, state
 
     # ------------------------------------------------------------------ sequence faces
     def _run_sequence(self, X, previous: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         state = self.initial_state(X)
         outputs, _ = self.gru(self._rnn_inputs(state.doc, previous), state.hidden[None].contiguous())
-        return self._heads(outputs, state.doc)
+        return self._joint(outputs, state.doc)
 
-    def sequence_logits(self, X, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher forcing: logits (B, T, L+1) and values (B, T); position t predicts targets[:, t].
-
-        The input at t is targets[:, t-1] (START at t=0); rows are padded with -1 after their end.
+    def sequence_joint(self, X, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing: output-layer inputs (B, T, H+D) and values (B, T); position t predicts
+        targets[:, t]. The input at t is targets[:, t-1] (START at t=0); rows are -1 padded after their end.
         """
         targets = torch.as_tensor(targets, dtype=torch.long, device=self.input_weight.device)
         start = torch.full((targets.shape[0], 1), START, dtype=torch.long, device=targets.device)
         previous = torch.cat([start, targets[:, :-1]], dim=1)
         return self._run_sequence(X, previous)
+
+    def sequence_logits(self, X, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing: logits (B, T, L+1) and values (B, T) (see `sequence_joint`)."""
+        joint, values = self.sequence_joint(X, targets)
+        return self.output.logits(joint), values
 
     def prefix_logits(self, X, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Memoryless face: logits (B, L+1) and value (B) for the action after each row's history.
@@ -163,9 +190,9 @@ class ChainPolicy(nn.Module):
         lengths = present.sum(dim=1)
         width = int(lengths.max()) if history.shape[0] else 0
         start = torch.full((history.shape[0], 1), START, dtype=torch.long, device=history.device)
-        logits, values = self._run_sequence(X, torch.cat([start, history[:, :width]], dim=1))
+        joint, values = self._run_sequence(X, torch.cat([start, history[:, :width]], dim=1))
         rows = torch.arange(history.shape[0], device=history.device)
-        return logits[rows, lengths], values[rows, lengths]
+        return self.output.logits(joint[rows, lengths]), values[rows, lengths]
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> None:
@@ -192,3 +219,11 @@ class ChainPolicy(nn.Module):
         policy.load_state_dict(torch.load(weights_path, map_location=map_location, weights_only=True))
         return policy
 
+
+
+def _rename_old_policy_head(state_dict: dict, prefix: str, *args) -> None:
+    """Weights saved before the output layer became pluggable call the flat layer `policy_head`."""
+    for name in ("weight", "bias"):
+        old = f"{prefix}policy_head.{name}"
+        if old in state_dict:
+            state_dict[f"{prefix}output.linear.{name}"] = state_dict.pop(old)

@@ -2,8 +2,9 @@
 and advantages, and the REINFORCE / actor-critic, PPO and combined (RL + target rearrangement) losses.
 
 Episodes are collected through `LabelChainVectorEnv` (autoreset DISABLED, one sub-env per document of
-the minibatch) so the rewards are exactly the environment's; the policy's incremental face picks the
-actions, with the env's action masks. Every other function here is a pure function on (B, T) tensors:
+the minibatch) so the rewards are exactly the environment's; the policy's incremental face and its output layer pick the
+actions under the same masks as the env's (emitted labels; the output layer tracks them itself, so a
+tree-factored policy never needs the env's dense (N, L + 1) mask). Every other function here is a pure function on (B, T) tensors:
 row = document, column = step, `valid` marks the steps actually taken (False after the episode ended).
 """
 from __future__ import annotations
@@ -18,7 +19,6 @@ from agents.policy import START, ChainPolicy
 from envs.chain_task import ChainTask
 from envs.vector_env import LabelChainVectorEnv
 
-NEG_INF = float("-inf")
 BASELINES = ("value", "self_critical", "none")
 
 
@@ -93,7 +93,7 @@ class EpisodeCollector:
         if policy.n_labels != task.n_labels:
             raise ValueError(f"policy has {policy.n_labels} labels, the task {task.n_labels}")
         env = self.env(batch)
-        _, infos = env.reset(options={"doc_indices": rows})
+        env.reset(options={"doc_indices": rows})
         state = policy.initial_state(task.split.X[rows])
         device = state.doc.device
         stop = task.stop_action
@@ -101,25 +101,22 @@ class EpisodeCollector:
         active = torch.ones(batch, dtype=torch.bool, device=device)
         columns: dict[str, list[torch.Tensor]] = {k: [] for k in ("a", "lp", "h", "v", "r", "m")}
         zero = torch.zeros((), device=device)
+        emitted = policy.output.new_emitted(batch, device)  # the env's masks, kept by the output layer
         for _ in range(task.max_steps):
-            logits, value, state = policy.step(state, last)
-            # Copy: the env overwrites its mask buffer in place, and autograd keeps the mask.
-            allowed = torch.from_numpy(infos["action_mask"].copy()).to(device)
-            log_p = torch.log_softmax(logits.masked_fill(~allowed, NEG_INF) / temperature, dim=-1)
-            if sample:
-                action = torch.multinomial(log_p.exp(), 1, generator=generator).squeeze(1)
-            else:
-                action = log_p.argmax(dim=-1)
-            action = torch.where(active, action, torch.full_like(action, stop))  # ended envs ignore it
-            _, rewards, terminated, truncated, infos = env.step(action.cpu().numpy())
-            chosen = log_p.gather(1, action[:, None]).squeeze(1)
-            entropy = -(log_p.exp() * log_p.masked_fill(~allowed, 0.0)).sum(dim=1)
+            joint, value, state = policy.step_joint(state, last)
+            choice = policy.output.choose(
+                joint, emitted, suppress_stop=False, sample=sample, temperature=temperature, generator=generator
+            )
+            action = torch.where(active, choice.action, torch.full_like(choice.action, stop))  # ended envs ignore it
+            _, rewards, terminated, truncated, _ = env.step(action.cpu().numpy())
+            chosen, entropy = choice.log_prob, choice.entropy
             columns["a"].append(action.masked_fill(~active, START))
             columns["lp"].append(torch.where(active, chosen, zero))
             columns["h"].append(torch.where(active, entropy, zero))
             columns["v"].append(torch.where(active, value, zero))
             columns["r"].append(torch.from_numpy(rewards.astype(np.float32)).to(device))
             columns["m"].append(active)
+            emitted.add(action, active, stop)
             active = active & ~torch.from_numpy(terminated | truncated).to(device)
             last = action
             if not bool(active.any()):

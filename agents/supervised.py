@@ -1,7 +1,7 @@
 """The supervised pieces every learner shares: the teacher-forcing loss and the validation carve.
 
 Teacher forcing trains on a whole minibatch of target sequences (padded into a (B, T) tensor) in one
-pass of `policy.sequence_logits`; fixed orderings, target rearrangement and the combined objective
+pass of `policy.sequence_joint` and the output layer; fixed orderings, target rearrangement and the combined objective
 all use this one loss (agents.learners).
 """
 from __future__ import annotations
@@ -22,15 +22,10 @@ def teacher_forcing_loss(
     the same masking the decoders apply, so training and decoding see one distribution.
     """
     targets = torch.as_tensor(targets, dtype=torch.long, device=policy.input_weight.device)
-    logits, _ = policy.sequence_logits(X_batch, targets)
+    joint, _ = policy.sequence_joint(X_batch, targets)
+    log_p, _ = policy.output.sequence_log_probs(joint, targets, mask_emitted=mask_emitted, with_entropy=False)
     present = targets >= 0
-    if mask_emitted:
-        one_hot = torch.zeros_like(logits, dtype=torch.bool)
-        one_hot.scatter_(2, targets.clamp(min=0)[:, :, None], present[:, :, None])
-        emitted_before = ((one_hot.cumsum(dim=1) - one_hot.long()) > 0) & present[:, :, None]
-        logits = logits.masked_fill(emitted_before, float("-inf"))
-    log_p = torch.log_softmax(logits, dim=-1).gather(2, targets.clamp(min=0)[:, :, None]).squeeze(2)
-    return -torch.where(present, log_p, torch.zeros_like(log_p)).sum() / present.sum().clamp(min=1)
+    return -log_p.sum() / present.sum().clamp(min=1)
 
 
 def carve_validation(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:

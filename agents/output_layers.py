@@ -1,0 +1,405 @@
+"""The chain policy's output layer, pluggable: flat (one softmax over L labels + STOP) or tree-factored.
+
+Why: a flat softmax costs O(L) per chain step; at 100,000 labels that dominates everything. The tree
+layer factorises each action through a balanced label tree (envs.label_clusters.LabelTree): at the
+root choose a level-1 node or STOP (STOP is one more child of the root), then a child per level, then
+a label inside the leaf, so
+
+    log p(label) = sum over levels of log-softmax among siblings + log-softmax inside the leaf,
+    log p(STOP)  = its log-softmax at the root.
+
+That is an exact distribution over the L + 1 actions, so teacher forcing, rearrangement and policy
+gradient train it unchanged. Masking keeps chains repeat-free: an emitted label is masked inside its
+leaf and a node whose labels are all emitted is masked among its siblings (renormalising locally, not
+globally as the flat layer does). Emitted labels are tracked as a (B, T) history on the tree path
+(never a dense (B, L) mask); the flat layer keeps its dense mask.
+
+Both layers offer the one interface the decoders and learners use (`agents.decoding`, `agents.rl`,
+`agents.supervised`): `new_emitted`, `choose` (one step: greedy or sampled), `candidates` (beam
+search), `first_step_probs` (ranking labels a chain never emitted), `sequence_log_probs` (teacher
+forcing / re-scoring) and `logits` (dense scores for the policy's logit faces; O(L) on the tree).
+
+Tree entropies are the sum of the per-level conditional entropies along the chosen path: by the
+chain rule their expectation under the policy is the exact entropy, at O(B·depth + leaf) cost.
+Greedy tree decoding is beam search over clusters (PECOS): keep the `beam` most probable nodes per
+level, score the labels of the kept leaves exactly, take the best label (or STOP if it is more
+probable); sampling is exact ancestral sampling.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from envs.label_clusters import LabelTree
+
+NEG_INF = float("-inf")
+OUTPUT_KINDS = ("flat", "tree")
+
+
+@dataclass
+class Choice:
+    """One step for a batch: action (B,), its log-prob and the entropy it was drawn with, and whether
+    STOP beats every label when STOP is not suppressed (greedy set lengths use it)."""
+
+    action: torch.Tensor
+    log_prob: torch.Tensor
+    entropy: torch.Tensor
+    natural_stop: torch.Tensor
+
+
+class FlatEmitted:
+    """Emitted labels as a dense (B, L + 1) mask (the STOP column stays False)."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        self.mask = mask
+
+    def add(self, action: torch.Tensor, active: torch.Tensor, stop_id: int) -> None:
+        newly = (active & (action != stop_id) & (action >= 0)).nonzero().squeeze(1)
+        self.mask[newly, action[newly]] = True
+
+    def select(self, rows: torch.Tensor) -> FlatEmitted:
+        return FlatEmitted(self.mask[rows].clone())
+
+
+class HistoryEmitted:
+    """Emitted labels as a (B, T) history padded with -1: memory grows with the chain, not with L."""
+
+    def __init__(self, history: torch.Tensor) -> None:
+        self.history = history
+
+    def add(self, action: torch.Tensor, active: torch.Tensor, stop_id: int) -> None:
+        keep = active & (action != stop_id) & (action >= 0)
+        self.history = torch.cat([self.history, torch.where(keep, action, -1)[:, None]], dim=1)
+
+    def select(self, rows: torch.Tensor) -> HistoryEmitted:
+        return HistoryEmitted(self.history[rows])
+
+
+class FlatOutput(nn.Module):
+    """Today's layer: Linear(hidden + doc, L + 1); every label scored at every step."""
+
+    kind = "flat"
+
+    def __init__(self, in_size: int, n_labels: int) -> None:
+        super().__init__()
+        self.n_labels, self.stop_id = n_labels, n_labels
+        self.linear = nn.Linear(in_size, n_labels + 1)
+
+    def config(self) -> dict:
+        return {"output": "flat"}
+
+    def logits(self, joint: torch.Tensor) -> torch.Tensor:
+        return self.linear(joint)
+
+    def new_emitted(self, batch: int, device: torch.device) -> FlatEmitted:
+        return FlatEmitted(torch.zeros(batch, self.n_labels + 1, dtype=torch.bool, device=device))
+
+    def _allowed(self, emitted: FlatEmitted, suppress_stop: bool) -> torch.Tensor:
+        allowed = ~emitted.mask
+        if suppress_stop:
+            allowed[:, -1] = ~allowed[:, :-1].any(dim=1)
+        return allowed
+
+    def choose(self, joint, emitted: FlatEmitted, *, suppress_stop: bool, sample: bool,
+               temperature: float = 1.0, generator: torch.Generator | None = None) -> Choice:
+        logits = self.linear(joint)
+        free = logits.masked_fill(emitted.mask, NEG_INF)
+        allowed = self._allowed(emitted, suppress_stop)
+        masked = logits.masked_fill(~allowed, NEG_INF)
+        log_p = torch.log_softmax(masked / temperature, dim=-1)
+        if sample:
+            action = torch.multinomial(log_p.exp(), 1, generator=generator).squeeze(1)
+        else:
+            action = masked.argmax(dim=-1)
+        chosen = log_p.gather(1, action[:, None]).squeeze(1)  # before the entropy: same gradient sums as ever
+        entropy = -(log_p.exp() * log_p.masked_fill(~allowed, 0.0)).sum(dim=1)
+        return Choice(action, chosen, entropy, free.argmax(dim=-1) == self.stop_id)
+
+    def candidates(self, joint, emitted: FlatEmitted, *, suppress_stop: bool, k: int):
+        """All L + 1 actions: (log-probs (N, L + 1), None = column index is the action; STOP last)."""
+        allowed = self._allowed(emitted, suppress_stop)
+        return torch.log_softmax(self.linear(joint).masked_fill(~allowed, NEG_INF), dim=-1), None
+
+    def first_step_probs(self, joint, emitted: FlatEmitted) -> torch.Tensor:
+        return torch.softmax(self.linear(joint).masked_fill(emitted.mask, NEG_INF), dim=-1)[:, : self.stop_id]
+
+    def sequence_log_probs(self, joint, actions, *, suppress_stop_steps: int = 0, temperature: float = 1.0,
+                           mask_emitted: bool = True, with_entropy: bool = True):
+        """Per-position log-prob and entropy (B, T) of `actions` (-1 padded; 0 on padding)."""
+        logits = self.linear(joint)
+        B, T, A = logits.shape
+        present = actions >= 0
+        one_hot = torch.zeros(B, T, A, dtype=torch.bool, device=logits.device)
+        one_hot.scatter_(2, actions.clamp(min=0)[:, :, None], present[:, :, None])
+        emitted_before = ((one_hot.cumsum(dim=1) - one_hot.long()) > 0) & present[:, :, None]
+        allowed = ~emitted_before if mask_emitted else torch.ones_like(emitted_before)
+        if suppress_stop_steps > 0:
+            steps = torch.arange(T, device=logits.device)
+            suppress = (steps < suppress_stop_steps)[None, :] & allowed[:, :, :-1].any(dim=2)
+            allowed[:, :, -1] &= ~suppress
+        log_p_all = torch.log_softmax(logits.masked_fill(~allowed, NEG_INF) / temperature, dim=-1)
+        chosen = log_p_all.gather(2, actions.clamp(min=0)[:, :, None]).squeeze(2)
+        zero = torch.zeros((), device=logits.device)
+        entropy = zero.expand(B, T)
+        if with_entropy:
+            entropy = -(log_p_all.exp() * log_p_all.masked_fill(~allowed, 0.0)).sum(dim=2)
+        return torch.where(present, chosen, zero), torch.where(present, entropy, zero)
+
+
+def _padded_groups(parent: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Members of each group as a (n_groups, width) matrix padded with -1, and each member's rank."""
+    counts = np.bincount(parent, minlength=n_groups)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.arange(len(parent)) - first[parent]
+    table = np.full((n_groups, int(counts.max())), -1, dtype=np.int64)
+    table[parent, rank] = np.arange(len(parent))
+    return table, rank
+
+
+class TreeOutput(nn.Module):
+    """Tree-factored output: node scores per level, label scores inside leaves; see module docstring."""
+
+    kind = "tree"
+
+    def __init__(self, in_size: int, tree: LabelTree, beam: int = 10) -> None:
+        super().__init__()
+        if beam < 1:
+            raise ValueError(f"tree beam must be >= 1, got {beam}")
+        tree.check()
+        self.tree, self.beam = tree, int(beam)
+        self.n_labels = self.stop_id = tree.n_labels
+        self.depth = tree.depth
+        bound = 1.0 / np.sqrt(in_size)
+        sizes = tree.level_sizes()
+        self.node_weight = nn.ParameterList(
+            nn.Parameter(torch.empty(n, in_size).uniform_(-bound, bound)) for n in sizes[1:]
+        )
+        self.node_bias = nn.ParameterList(nn.Parameter(torch.zeros(n)) for n in sizes[1:])
+        self.stop_weight = nn.Parameter(torch.empty(in_size).uniform_(-bound, bound))
+        self.stop_bias = nn.Parameter(torch.zeros(()))
+        self.label_weight = nn.Parameter(torch.empty(tree.n_labels, in_size).uniform_(-bound, bound))
+        self.label_bias = nn.Parameter(torch.zeros(tree.n_labels))
+        ancestors = tree.ancestors()
+        self._buffer("ancestors", np.vstack([ancestors, np.full((1, self.depth), -1)]))  # row L: STOP/pad
+        for d, parent in enumerate(tree.parents):
+            children, rank = _padded_groups(parent, sizes[d])
+            self._buffer(f"children{d}", children)
+            self._buffer(f"rank{d + 1}", rank)
+            self._buffer(f"size{d + 1}", np.bincount(ancestors[:, d], minlength=sizes[d + 1]))
+        leaf = tree.leaf_of_label()
+        members, label_rank = _padded_groups(leaf[tree.leaf_labels], tree.n_leaves)
+        self._buffer("leaf_members", np.where(members >= 0, tree.leaf_labels[members.clip(min=0)], -1))
+        position = np.empty(tree.n_labels, dtype=np.int64)
+        position[tree.leaf_labels] = label_rank
+        self._buffer("label_position", position)
+
+    def _buffer(self, name: str, array: np.ndarray) -> None:
+        self.register_buffer(name, torch.as_tensor(np.asarray(array, dtype=np.int64)), persistent=False)
+
+    def config(self) -> dict:
+        return {"output": "tree", "tree": self.tree.to_dict(), "tree_beam": self.beam}
+
+    def new_emitted(self, batch: int, device: torch.device) -> HistoryEmitted:
+        return HistoryEmitted(torch.zeros(batch, 0, dtype=torch.long, device=device))
+
+    # ------------------------------------------------------------------ conditional distributions
+    def _history_ancestors(self, history: torch.Tensor, level: int) -> torch.Tensor:
+        """(N, T) node at `level` (1..depth) of each history label, -1 for padding."""
+        ids = torch.where(history >= 0, history, self.n_labels)
+        return self.ancestors[ids, level - 1]
+
+    def _children(self, joint, node, level, history, stop_blocked, temperature):
+        """Log-softmax over the children (at level+1) of `node` (N,) at `level`; at the root a last
+        column is STOP. Returns (log_p (N, C), child ids (N, C) with -1 for padding / STOP, allowed)."""
+        kids = getattr(self, f"children{level}")[node.clamp(min=0)]
+        safe = kids.clamp(min=0)
+        scores = torch.einsum("nj,ncj->nc", joint, self.node_weight[level][safe]) + self.node_bias[level][safe]
+        anc = self._history_ancestors(history, level + 1)
+        used = (anc[:, None, :] == kids[:, :, None]).sum(dim=2)
+        allowed = (kids >= 0) & (used < getattr(self, f"size{level + 1}")[safe])
+        if level == 0:
+            stop_score = joint @ self.stop_weight + self.stop_bias
+            scores = torch.cat([scores, stop_score[:, None]], dim=1)
+            kids = torch.cat([kids, torch.full_like(kids[:, :1], -1)], dim=1)
+            allowed = torch.cat([allowed, ~(stop_blocked & allowed.any(dim=1))[:, None]], dim=1)
+        return _masked_log_softmax(scores / temperature, allowed), kids, allowed
+
+    def _leaf(self, joint, leaf, history, temperature):
+        """Log-softmax over the labels of `leaf` (N,): (log_p (N, M), label ids (N, M), allowed)."""
+        labels = self.leaf_members[leaf.clamp(min=0)]
+        safe = labels.clamp(min=0)
+        scores = torch.einsum("nj,nmj->nm", joint, self.label_weight[safe]) + self.label_bias[safe]
+        allowed = (labels >= 0) & ~(labels[:, :, None] == history[:, None, :]).any(dim=2)
+        return _masked_log_softmax(scores / temperature, allowed), labels, allowed
+
+    def _stop_blocked(self, history: torch.Tensor, suppress) -> torch.Tensor:
+        blocked = torch.as_tensor(suppress, device=history.device).expand(history.shape[0])
+        return blocked & ((history >= 0).sum(dim=1) < self.n_labels)
+
+    # ------------------------------------------------------------------ scoring known actions
+    def _action_log_probs(self, joint, actions, history, stop_blocked, temperature):
+        """Exact log p(action) (N,) and path entropy (N,) under the masked tree distribution."""
+        is_stop = actions == self.stop_id
+        label = torch.where(is_stop, 0, actions)
+        path = self.ancestors[label]  # (N, depth)
+        node = torch.zeros_like(actions)
+        total = torch.zeros(actions.shape, device=joint.device)
+        entropy = torch.zeros_like(total)
+        for level in range(self.depth):
+            log_p, kids, allowed = self._children(joint, node, level, history, stop_blocked, temperature)
+            column = getattr(self, f"rank{level + 1}")[path[:, level]]
+            if level == 0:
+                column = torch.where(is_stop, kids.shape[1] - 1, column)
+            live = ~is_stop | (level == 0)
+            total = total + torch.where(live, log_p.gather(1, column[:, None]).squeeze(1), 0.0)
+            entropy = entropy + torch.where(live, _entropy(log_p, allowed), 0.0)
+            node = path[:, level]
+        log_p, _, allowed = self._leaf(joint, node, history, temperature)
+        in_leaf = log_p.gather(1, self.label_position[label][:, None]).squeeze(1)
+        total = total + torch.where(is_stop, 0.0, in_leaf)
+        return total, entropy + torch.where(is_stop, 0.0, _entropy(log_p, allowed))
+
+    def sequence_log_probs(self, joint, actions, *, suppress_stop_steps: int = 0, temperature: float = 1.0,
+                           mask_emitted: bool = True, with_entropy: bool = True):
+        """Per-position log-prob and path entropy (B, T) of `actions` (-1 padded; 0 on padding)."""
+        if not mask_emitted:
+            raise ValueError("the tree output always masks emitted labels (mask_emitted=False is flat-only)")
+        B, T = actions.shape
+        labels = torch.where(actions == self.stop_id, -1, actions)
+        before = torch.arange(T, device=actions.device)[None, :] < torch.arange(T, device=actions.device)[:, None]
+        history = torch.where(before[None], labels[:, None, :], -1)  # (B, T, T): labels before position t
+        rows = (actions >= 0).nonzero(as_tuple=True)
+        flat_history = history[rows]
+        blocked = self._stop_blocked(flat_history, rows[1] < suppress_stop_steps)
+        log_p, entropy = self._action_log_probs(joint[rows], actions[rows], flat_history, blocked, temperature)
+        out_lp = torch.zeros(B, T, device=joint.device, dtype=log_p.dtype).index_put(rows, log_p)
+        out_h = torch.zeros_like(out_lp)
+        if with_entropy:
+            out_h = out_h.index_put(rows, entropy)
+        return out_lp, out_h
+
+    # ------------------------------------------------------------------ decoding
+    def _beam(self, joint, history, stop_blocked, width: int):
+        """Beam search over clusters: exact log-probs (N, K·M) of the labels in the `width` most probable
+        leaves (-inf for padding), their ids, log p(STOP) (N,) and the root's log-mass of STOP-free
+        children (for STOP-free comparisons)."""
+        N = joint.shape[0]
+        node = torch.zeros(N, dtype=torch.long, device=joint.device)
+        log_p, kids, _ = self._children(joint, node, 0, history, stop_blocked, 1.0)
+        stop_lp = log_p[:, -1]
+        cum, nodes = log_p[:, :-1], kids[:, :-1]
+        for level in range(1, self.depth + 1):
+            keep = min(width, cum.shape[1])
+            cum, index = cum.topk(keep, dim=1)
+            nodes = nodes.gather(1, index)
+            repeat = torch.arange(N, device=joint.device).repeat_interleave(keep)
+            flat_nodes = nodes.reshape(-1)
+            if level < self.depth:
+                log_p, kids, _ = self._children(joint[repeat], flat_nodes, level, history[repeat], stop_blocked, 1.0)
+            else:
+                log_p, kids, _ = self._leaf(joint[repeat], flat_nodes, history[repeat], 1.0)
+            step = torch.where(flat_nodes[:, None] >= 0, log_p, NEG_INF)
+            cum = (cum.reshape(-1, 1) + step).reshape(N, -1)
+            nodes = kids.reshape(N, -1)
+        return cum, nodes, stop_lp
+
+    def candidates(self, joint, emitted: HistoryEmitted, *, suppress_stop: bool, k: int):
+        """The k most probable labels found by the cluster beam (exact log-probs) and STOP, last."""
+        blocked = self._stop_blocked(emitted.history, suppress_stop)
+        cum, labels, stop_lp = self._beam(joint, emitted.history, blocked, max(self.beam, 1))
+        top, index = cum.topk(min(k, cum.shape[1]), dim=1)
+        ids = labels.gather(1, index).masked_fill(top == NEG_INF, 0)
+        stop_column = torch.full_like(ids[:, :1], self.stop_id)
+        return torch.cat([top, stop_lp[:, None]], dim=1), torch.cat([ids, stop_column], dim=1)
+
+    def choose(self, joint, emitted: HistoryEmitted, *, suppress_stop: bool, sample: bool,
+               temperature: float = 1.0, generator: torch.Generator | None = None) -> Choice:
+        history = emitted.history
+        blocked = self._stop_blocked(history, suppress_stop)
+        if sample:
+            action = self._sample(joint, history, blocked, temperature, generator)
+            natural_stop = torch.zeros_like(action, dtype=torch.bool)
+        else:
+            free_cum, labels, free_stop = self._beam(joint, history, torch.zeros_like(blocked), self.beam)
+            best, index = free_cum.max(dim=1)
+            natural_stop = free_stop > best
+            label = labels.gather(1, index[:, None]).squeeze(1)
+            action = torch.where(natural_stop & ~blocked, self.stop_id, label)
+        log_p, entropy = self._action_log_probs(joint, action, history, blocked, temperature)
+        return Choice(action, log_p, entropy, natural_stop)
+
+    def _sample(self, joint, history, blocked, temperature, generator) -> torch.Tensor:
+        """Exact ancestral sample of one action per row (STOP at the root, else down to a label)."""
+        node = torch.zeros(joint.shape[0], dtype=torch.long, device=joint.device)
+        is_stop = torch.zeros_like(node, dtype=torch.bool)
+        for level in range(self.depth):
+            log_p, kids, _ = self._children(joint, node, level, history, blocked, temperature)
+            column = torch.multinomial(log_p.exp(), 1, generator=generator)
+            if level == 0:
+                is_stop = column.squeeze(1) == kids.shape[1] - 1
+            node = torch.where(is_stop, 0, kids.gather(1, column).squeeze(1))
+        log_p, labels, _ = self._leaf(joint, node, history, temperature)
+        label = labels.gather(1, torch.multinomial(log_p.exp(), 1, generator=generator)).squeeze(1)
+        return torch.where(is_stop, self.stop_id, label)
+
+    def first_step_probs(self, joint, emitted: HistoryEmitted) -> torch.Tensor:
+        """p(label) at this step for the labels of the beam's leaves; 0 for labels outside them."""
+        blocked = torch.zeros(joint.shape[0], dtype=torch.bool, device=joint.device)
+        cum, labels, _ = self._beam(joint, emitted.history, blocked, self.beam)
+        probs = torch.zeros(joint.shape[0], self.n_labels, device=joint.device)
+        return probs.scatter_add_(1, labels.clamp(min=0), torch.where(labels >= 0, cum.exp(), 0.0))
+
+    def logits(self, joint: torch.Tensor) -> torch.Tensor:
+        """Unmasked log p over all L + 1 actions (valid logits); O(L), for small label spaces / SB3."""
+        shape = joint.shape[:-1]
+        flat = joint.reshape(-1, joint.shape[-1])
+        node_lp = torch.zeros(flat.shape[0], 1, device=joint.device)
+        for level in range(self.depth):
+            scores = flat @ self.node_weight[level].T + self.node_bias[level]
+            if level == 0:
+                root = torch.log_softmax(torch.cat([scores, (flat @ self.stop_weight + self.stop_bias)[:, None]], 1), 1)
+                node_lp, stop_lp = root[:, :-1], root[:, -1]
+                continue
+            node_lp = _group_log_softmax(scores, getattr(self, f"children{level}")) + node_lp[:, self.tree.parents[level]]
+        label_scores = flat @ self.label_weight.T + self.label_bias
+        within = _group_log_softmax(label_scores, self.leaf_members)
+        out = within + node_lp[:, self.ancestors[:-1, -1]]
+        return torch.cat([out, stop_lp[:, None]], dim=1).reshape(*shape, self.n_labels + 1)
+
+
+def _group_log_softmax(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Log-softmax of `scores` (N, n) within each group (rows of `groups`, -1 padded)."""
+    gathered = scores[:, groups.clamp(min=0)].masked_fill(groups < 0, NEG_INF)
+    log_p = torch.log_softmax(gathered, dim=-1)
+    out = torch.empty_like(scores)
+    valid = groups >= 0
+    out[:, groups[valid]] = log_p[:, valid]
+    return out
+
+
+def _masked_log_softmax(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Log-softmax over allowed entries; a row with none allowed (only reached past a STOP, whose
+    values are discarded) gets a uniform distribution instead of NaNs."""
+    none = ~allowed.any(dim=1, keepdim=True)
+    return torch.log_softmax(scores.masked_fill(~allowed & ~none, NEG_INF), dim=-1)
+
+
+def _entropy(log_p: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    return -(log_p.exp() * log_p.masked_fill(~allowed, 0.0)).sum(dim=1)
+
+
+def make_output_layer(kind: str, in_size: int, n_labels: int, tree: LabelTree | dict | None, beam: int):
+    """The output layer `kind` ("flat" or "tree"; the tree needs a LabelTree over the n_labels)."""
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {kind!r}")
+    if kind == "flat":
+        return FlatOutput(in_size, n_labels)
+    if tree is None:
+        raise ValueError("output='tree' needs a label tree (envs.label_clusters.build_label_tree)")
+    tree = LabelTree.from_dict(tree) if isinstance(tree, dict) else tree
+    if tree.n_labels != n_labels:
+        raise ValueError(f"label tree covers {tree.n_labels} labels, the policy has {n_labels}")
+    return TreeOutput(in_size, tree, beam)
