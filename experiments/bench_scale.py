@@ -44,10 +44,14 @@ class Args:
     """Scale benchmark of the label chain on synthetic label spaces (one thread, each cell its own process)."""
 
     labels: list[int] = field(default_factory=lambda: [1000, 10000, 100000])
-    outputs: list[str] = field(default_factory=lambda: ["flat"])
+    outputs: list[str] = field(default_factory=lambda: ["flat", "tree"])
+    n_features: int = field(default=16384, metadata={"help": "the same at every L, so only L varies"})
     train_docs: int = 20000
     test_docs: int = 2000
     hidden_size: int = 256
+    tree_branching: int = 16
+    tree_leaf_size: int = 100
+    tree_beam: int = 10
     batch_size: int = 64
     budget_updates: int = field(default=100, metadata={"help": "teacher-forcing updates per cell"})
     decode_docs: int = 1000
@@ -61,7 +65,8 @@ class Args:
 
 
 def synthetic_data(args: Args, n_labels: int):
-    return make_synthetic(n_labels, args.seed, n_train=args.train_docs, n_test=args.test_docs)
+    return make_synthetic(n_labels, args.seed, n_train=args.train_docs, n_test=args.test_docs,
+                          n_features=args.n_features)
 
 
 def peak_rss_mb() -> float:
@@ -76,13 +81,27 @@ def first_label_precision(Y, first: np.ndarray) -> float:
     return float(hit.mean())
 
 
-def build_policy(kind: str, data, args: Args):
-    """The chain policy with output layer `kind` ('flat' is today's Linear(hidden, L + 1))."""
-    from agents.policy import ChainPolicy
+def build_policy(kind: str, data, args: Args) -> tuple:
+    """The chain policy with output layer `kind` and the seconds spent building its label tree.
 
-    if kind != "flat":
-        raise ValueError(f"--outputs: unknown output layer {kind!r}; this checkout has 'flat' only")
-    return ChainPolicy(data.n_features, data.n_labels, hidden_size=args.hidden_size)
+    'flat': today's Linear(hidden + doc, L + 1). 'tree': PIFA label embeddings of the training split,
+    a balanced spherical k-means tree (``--tree-branching``, ``--tree-leaf-size``), beam ``--tree-beam``.
+    """
+    from agents.output_layers import OUTPUT_KINDS
+    from agents.policy import ChainPolicy
+    from envs.label_clusters import build_label_tree, pifa_embeddings
+
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"--outputs: unknown output layer {kind!r}; choose from {OUTPUT_KINDS}")
+    tree, tree_seconds = None, 0.0
+    if kind == "tree":
+        started = time.perf_counter()
+        emb = pifa_embeddings(data.train.X, data.train.Y)
+        tree = build_label_tree(emb, args.tree_branching, args.tree_leaf_size, seed=args.seed)
+        tree_seconds = time.perf_counter() - started
+    policy = ChainPolicy(data.n_features, data.n_labels, hidden_size=args.hidden_size, output=kind,
+                         tree=tree, tree_beam=args.tree_beam)
+    return policy, tree_seconds
 
 
 def chain_cell(kind: str, n_labels: int, args: Args) -> dict:
@@ -94,7 +113,7 @@ def chain_cell(kind: str, n_labels: int, args: Args) -> dict:
     data = synthetic_data(args, n_labels)
     data_mb = peak_rss_mb()
     torch.manual_seed(args.seed)
-    policy = build_policy(kind, data, args)
+    policy, tree_seconds = build_policy(kind, data, args)
     learner = make_learner("freq2rare", policy, data.train,
                            LearnerConfig(batch_size=args.batch_size, seed=args.seed))
     rng = np.random.default_rng(args.seed)
@@ -123,6 +142,7 @@ def chain_cell(kind: str, n_labels: int, args: Args) -> dict:
         "decode_docs_per_s": n_decode / decode_seconds,
         "P@1": first_label_precision(data.test.Y, first),
         "parameters": int(sum(p.numel() for p in policy.parameters())),
+        "tree_build_s": tree_seconds,
         "data_rss_mb": data_mb,
         "peak_rss_mb": peak_rss_mb(),
     }
@@ -212,7 +232,8 @@ def spawn(cell: str, args: Args) -> dict:
 # ----------------------------------------------------------------------------- table, files, plot
 COLUMNS = (
     ("train_docs_per_s", "train docs/s", ",.0f"), ("decode_docs_per_s", "decode docs/s", ",.0f"),
-    ("P@1", "P@1", ".3f"), ("parameters", "parameters", ",d"), ("peak_rss_mb", "peak MB", ",.0f"),
+    ("P@1", "P@1", ".3f"), ("parameters", "parameters", ",d"), ("tree_build_s", "tree build s", ".1f"),
+    ("peak_rss_mb", "peak MB", ",.0f"),
 )
 
 
@@ -228,7 +249,7 @@ def table(results: dict, args: Args) -> str:
         if "omikuji" in cells:
             o = cells["omikuji"]
             lines.append(f"| {int(n_labels):,} | Omikuji (1 tree), train {o['omikuji_train_s']:.1f} s | "
-                         f"- | {o['omikuji_decode_docs_per_s']:,.0f} | {o['omikuji_P@1']:.3f} | - | "
+                         f"- | {o['omikuji_decode_docs_per_s']:,.0f} | {o['omikuji_P@1']:.3f} | - | - | "
                          f"{o['peak_rss_mb']:,.0f} |")
     lines += ["", "| L | env label-steps/s (no dense mask) | with dense mask | peak MB |", "|---|---|---|---|"]
     for n_labels, cells in results.items():
@@ -282,8 +303,9 @@ def summary(results: dict, args: Args) -> dict:
     if "tree" in args.outputs and "flat" in args.outputs:
         for n in results:
             if "tree" in results[n] and "flat" in results[n]:
-                out[f"tree_over_flat_decode_L{n}"] = (
-                    results[n]["tree"]["decode_docs_per_s"] / results[n]["flat"]["decode_docs_per_s"])
+                for key in ("train", "decode"):
+                    out[f"tree_over_flat_{key}_L{n}"] = (results[n]["tree"][f"{key}_docs_per_s"]
+                                                         / results[n]["flat"][f"{key}_docs_per_s"])
     return out
 
 
