@@ -20,7 +20,8 @@ Rows as in orderings.json (dataset, seed, method, kind, metrics, val, config, wa
 variant in the method's name: ``rearrange``, ``combined``, ``ensemble`` (flat) and ``rearrange+tree``,
 ``combined+tree``, ``ensemble+tree``. wall_time_s is training time (ensemble: its members' sum).
 After each cell the rows are merged into ``{out}.json`` and ``{out}.md`` is rebuilt, so a stopped grid
-keeps its finished cells (cells already in the file are skipped).
+keeps its finished cells (cells already in the file are skipped); ``--combined-epochs 0`` trains
+rearrangement only (no combined, no ensemble rows), for large datasets on a small budget.
 """
 from __future__ import annotations
 
@@ -144,14 +145,17 @@ def run_output(cell: Cell, output: str, chosen_shapes: dict[str, str]) -> list[d
         shape_info = {"shape": shape, "validation_by_shape": shape_info,
                       "chosen_on_seed": cell.seed if len(candidates) > 1 else "earlier seed"}
     members = {"rearrange": (policy, val, outputs, seconds)}
-    combined = copy.deepcopy(policy)
-    seconds = cell.fit(combined, "combined", args.combined_epochs, args.rl_lr)
-    outputs = cell.outputs(combined)
-    members["combined"] = (combined, cell.score("val", outputs["val"]), outputs, seconds)
+    if args.combined_epochs > 0:
+        combined = copy.deepcopy(policy)
+        seconds = cell.fit(combined, "combined", args.combined_epochs, args.rl_lr)
+        outputs = cell.outputs(combined)
+        members["combined"] = (combined, cell.score("val", outputs["val"]), outputs, seconds)
     rows = []
     for method, (_, val, outputs, seconds) in members.items():
         rows.append(row(cell, method + suffix, "dynamic", cell.score("test", outputs["test"]), val,
                         seconds, shape_info))
+    if len(members) < 2:
+        return rows
     ensemble = Ensemble().fit([m[2]["val"] for m in members.values()], cell.val.Y,
                               ranking_metric=args.select_metric)
     fused = ensemble.predict([m[2]["test"] for m in members.values()])
@@ -177,8 +181,8 @@ def render_markdown(payload: dict) -> str:
     rows = payload["rows"]
     lines = ["# Flat vs tree-factored chain (test, ×100, mean ± std over seeds)", "",
              *(f"`{c}`" for c in payload.get("commands", [payload["command"]])), "",
-             "| dataset | method | seeds | " + " | ".join(TABLE_METRICS) + " | train s |",
-             "|---|---|---|" + "---|" * (len(TABLE_METRICS) + 1)]
+             "| dataset | method | seeds | " + " | ".join(TABLE_METRICS) + " | train s | epochs |",
+             "|---|---|---|" + "---|" * (len(TABLE_METRICS) + 2)]
     keys = sorted({(r["dataset"], r["method"]) for r in rows},
                   key=lambda k: (k[0], k[1].replace("+tree", "~"), "+tree" in k[1]))
     for dataset, method in keys:
@@ -186,32 +190,33 @@ def render_markdown(payload: dict) -> str:
         cells = [percent_mean_std(*mean_and_std([r["metrics"][m] for r in group]), len(group))
                  for m in TABLE_METRICS]
         wall = mean_and_std([r["wall_time_s"] for r in group])[0]
-        lines.append(f"| {dataset} | {method} | {len(group)} | " + " | ".join(cells) + f" | {wall:.0f} |")
+        config = group[0]["config"]
+        budget = f"{config['rearrange_epochs']}+{config['combined_epochs']}"
+        lines.append(f"| {dataset} | {method} | {len(group)} | " + " | ".join(cells)
+                     + f" | {wall:.0f} | {budget} |")
     lines += ["", "Tree shapes (B x max leaf size) chosen on validation: "
               + ", ".join(f"{d}: {s}" for d, s in sorted(payload.get("shapes", {}).items())), "",
-              "PSP@k columns are left out: the propensity-scored metrics are not on main yet."]
+              "epochs: rearrangement + combined epochs (the combined policy starts from the rearrangement "
+              "one; its train s excludes the rearrangement's). PSP@k columns are left out: the "
+              "propensity-scored metrics are not on main yet."]
     return "\n".join(lines) + "\n"
 
 
-def same_grid(a: dict, b: dict) -> bool:
-    """Rows of two runs belong in one file when everything but the datasets and seeds agrees."""
-    free = {"seeds": [], "datasets": [], "out": None}
-    return {**a, **free} == {**b, **free}
-
-
 def merge_into(out: Path, payload: dict, rows: list[dict]) -> dict:
-    """Add `rows` to the results file under a lock (several processes may share it), then rewrite it."""
+    """Add `rows` to the results file under a lock (several processes may share it), then rewrite it.
+
+    Rows of other runs are kept whatever their budget (each row's config says it); a cell run again
+    replaces its rows."""
     with open(out.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         payload = {**payload, "rows": rows}
         if out.with_suffix(".json").exists():
             previous = json.loads(out.with_suffix(".json").read_text())
-            if same_grid(previous.get("args", {}), payload["args"]):
-                new = {(r["dataset"], r["seed"], r["method"]) for r in rows}
-                kept = [r for r in previous["rows"] if (r["dataset"], r["seed"], r["method"]) not in new]
-                commands = sorted(set(previous.get("commands", [])) | {payload["command"]})
-                payload = {**payload, "rows": kept + rows, "commands": commands,
-                           "shapes": {**previous.get("shapes", {}), **payload["shapes"]}}
+            new = {(r["dataset"], r["seed"], r["method"]) for r in rows}
+            kept = [r for r in previous["rows"] if (r["dataset"], r["seed"], r["method"]) not in new]
+            commands = sorted(set(previous.get("commands", [])) | {payload["command"]})
+            payload = {**payload, "rows": kept + rows, "commands": commands,
+                       "shapes": {**previous.get("shapes", {}), **payload["shapes"]}}
         atomic_write_json(out.with_suffix(".json"), payload)
         atomic_write_text(out.with_suffix(".md"), render_markdown(payload))
     return payload
@@ -227,11 +232,8 @@ def main(args: Args) -> dict:
                      "commands": [command]}
     if out is not None and out.with_suffix(".json").exists():
         previous = json.loads(out.with_suffix(".json").read_text())
-        if same_grid(previous.get("args", {}), payload["args"]):
-            payload["shapes"] = previous.get("shapes", {})
-            done = {(r["dataset"], r["seed"]) for r in previous["rows"]}
-        else:
-            done = set()
+        payload["shapes"] = previous.get("shapes", {})
+        done = {(r["dataset"], r["seed"]) for r in previous["rows"]}
     else:
         done = set()
     for seed in args.seeds:  # seeds-major: a partial grid already has one seed of every dataset

@@ -63,10 +63,12 @@ def test_compare_trees_tiny_grid_writes_and_merges(tmp_path):
     tree_rows = [r for r in payload["rows"] if r["method"].endswith("+tree")]
     assert {r["config"]["shape"] for r in tree_rows} == {payload["shapes"]["emotions"]}
     assert set(tree_rows[0]["config"]["validation_by_shape"]) == {"2x2", "4x4"}
-    # A second process adding another seed keeps the first one's rows and reuses its tree shape.
-    compare_trees.main(compare_trees.Args(**{**args.__dict__, "seeds": [1]}))
+    # A second run adding another seed (rearrangement only) keeps the first one's rows and reuses
+    # its tree shape.
+    compare_trees.main(compare_trees.Args(**{**args.__dict__, "seeds": [1], "combined_epochs": 0}))
     saved = json.loads((tmp_path / "trees.json").read_text())
-    assert sorted({r["seed"] for r in saved["rows"]}) == [0, 1] and len(saved["rows"]) == 12
+    assert sorted({r["seed"] for r in saved["rows"]}) == [0, 1] and len(saved["rows"]) == 8
+    assert sorted(r["method"] for r in saved["rows"] if r["seed"] == 1) == ["rearrange", "rearrange+tree"]
     later = [r for r in saved["rows"] if r["seed"] == 1 and r["method"] == "rearrange+tree"][0]
     assert later["config"]["chosen_on_seed"] == "earlier seed"
     assert "| emotions | rearrange+tree | 2 |" in (tmp_path / "trees.md").read_text()
