@@ -194,12 +194,35 @@ def render_markdown(payload: dict) -> str:
         budget = f"{config['rearrange_epochs']}+{config['combined_epochs']}"
         lines.append(f"| {dataset} | {method} | {len(group)} | " + " | ".join(cells)
                      + f" | {wall:.0f} | {budget} |")
+    lines += ["", "Tree minus flat, points (×100), mean over the seeds both have:", "",
+              "| dataset | learner | seeds | " + " | ".join(TABLE_METRICS) + " | train time ratio |",
+              "|---|---|---|" + "---|" * (len(TABLE_METRICS) + 1)]
+    for (dataset, method), seeds, deltas, ratio in tree_minus_flat(rows):
+        lines.append(f"| {dataset} | {method} | {seeds} | "
+                     + " | ".join(f"{100 * deltas[m]:+.2f}" for m in TABLE_METRICS) + f" | {ratio:.2f} |")
     lines += ["", "Tree shapes (B x max leaf size) chosen on validation: "
               + ", ".join(f"{d}: {s}" for d, s in sorted(payload.get("shapes", {}).items())), "",
               "epochs: rearrangement + combined epochs (the combined policy starts from the rearrangement "
               "one; its train s excludes the rearrangement's). PSP@k columns are left out: the "
               "propensity-scored metrics are not on main yet."]
     return "\n".join(lines) + "\n"
+
+
+def tree_minus_flat(rows: list[dict]) -> list[tuple]:
+    """Per (dataset, learner): seeds with both variants, mean test differences tree - flat, and the
+    mean ratio of training wall times tree / flat."""
+    by_key = {(r["dataset"], r["seed"], r["method"]): r for r in rows}
+    out = []
+    for dataset, method in sorted({(r["dataset"], r["method"]) for r in rows if "+tree" not in r["method"]}):
+        seeds = sorted(s for d, s, m in by_key if d == dataset and m == method
+                       and (d, s, method + "+tree") in by_key)
+        if not seeds:
+            continue
+        pairs = [(by_key[(dataset, s, method)], by_key[(dataset, s, method + "+tree")]) for s in seeds]
+        deltas = {m: float(np.mean([t["metrics"][m] - f["metrics"][m] for f, t in pairs])) for m in TABLE_METRICS}
+        ratio = float(np.mean([t["wall_time_s"] / f["wall_time_s"] for f, t in pairs]))
+        out.append(((dataset, method), len(seeds), deltas, ratio))
+    return out
 
 
 def merge_into(out: Path, payload: dict, rows: list[dict]) -> dict:
