@@ -17,12 +17,17 @@ so that peak memory (``ru_maxrss``) is that cell's alone:
 - ``omikuji``: Omikuji (default Parabel-like hyper-parameters, 1 tree, 1 thread) trained on the same
   train split: training seconds, and P@1 of its top label on the test split.
 
+Rates are per CPU-second of the cell's process (``time.process_time``, one thread), not per wall
+second: on a machine shared with other jobs a process gets a varying slice of a core, and its CPU
+time is what one free core would have needed. Cells can run in parallel (``--jobs``).
+
 Prints a table, writes ``experiments/results/scale.{json,md}`` and the log-log plot
 ``analysis/figures/scale.png`` (unless ``--no-write``), and ends with one JSON line.
 """
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 import resource
 import shlex
 import subprocess
@@ -53,13 +58,15 @@ class Args:
     tree_leaf_size: int = 100
     tree_beam: int = 10
     batch_size: int = 64
-    budget_updates: int = field(default=100, metadata={"help": "teacher-forcing updates per cell"})
-    decode_docs: int = 1000
+    budget_updates: int = field(default=10, metadata={"help": "teacher-forcing updates per cell"})
+    decode_docs: int = 200
     decode_batch: int = 256
     env_envs: int = 1024
     env_seconds: float = 3.0
     omikuji: bool = True
     seed: int = 0
+    jobs: int = field(default=1, metadata={"help": "cells run at once (rates are per CPU-second, so "
+                                                   "parallel cells do not distort them much)"})
     write: bool = field(default=True, metadata={"help": "write results/scale.{json,md} and the plot"})
     cell: str | None = field(default=None, metadata={"help": "internal: run one 'L:kind' cell"})
 
@@ -95,10 +102,10 @@ def build_policy(kind: str, data, args: Args) -> tuple:
         raise ValueError(f"--outputs: unknown output layer {kind!r}; choose from {OUTPUT_KINDS}")
     tree, tree_seconds = None, 0.0
     if kind == "tree":
-        started = time.perf_counter()
+        started = time.process_time()
         emb = pifa_embeddings(data.train.X, data.train.Y)
         tree = build_label_tree(emb, args.tree_branching, args.tree_leaf_size, seed=args.seed)
-        tree_seconds = time.perf_counter() - started
+        tree_seconds = time.process_time() - started
     policy = ChainPolicy(data.n_features, data.n_labels, hidden_size=args.hidden_size, output=kind,
                          tree=tree, tree_beam=args.tree_beam)
     return policy, tree_seconds
@@ -119,19 +126,19 @@ def chain_cell(kind: str, n_labels: int, args: Args) -> dict:
     rng = np.random.default_rng(args.seed)
     draw = lambda: np.sort(rng.choice(len(data.train), size=args.batch_size, replace=False))  # noqa: E731
     learner.update(draw())  # warm-up: first-touch allocations and lazy initialisation
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(args.budget_updates):
         learner.update(draw())
-    train_seconds = time.perf_counter() - started
+    train_seconds = time.process_time() - started
     policy.eval()
     X_test = data.test.X
     n_decode = min(args.decode_docs, X_test.shape[0])
     with torch.no_grad():
-        started = time.perf_counter()
+        started = time.process_time()
         for begin in range(0, n_decode, args.decode_batch):
             greedy_decode(policy, X_test[begin : min(begin + args.decode_batch, n_decode)],
                           suppress_stop_steps=5)
-        decode_seconds = time.perf_counter() - started
+        decode_seconds = time.process_time() - started
         first = np.concatenate([
             greedy_decode(policy, X_test[begin : begin + args.decode_batch], max_steps=1,
                           suppress_stop_steps=1).labels[:, 0].numpy()
@@ -155,14 +162,14 @@ def env_rate(task, args: Args, dense_masks: bool) -> float:
     env.reset(seed=args.seed)
     rng = np.random.default_rng(args.seed)
     p_stop = 1.0 / (task.gold_count.mean() + 1.0)
-    steps, started = 0, time.perf_counter()
-    while time.perf_counter() - started < args.env_seconds:
+    steps, started = 0, time.process_time()
+    while time.process_time() - started < args.env_seconds:
         actions = rng.integers(task.n_labels, size=args.env_envs)
         actions[rng.random(args.env_envs) < p_stop] = task.stop_action
         acting = ~env.ended
         env.step(actions)
         steps += int(acting.sum())
-    return steps / (time.perf_counter() - started)
+    return steps / (time.process_time() - started)
 
 
 def env_cell(n_labels: int, args: Args) -> dict:
@@ -191,20 +198,20 @@ def omikuji_cell(n_labels: int, args: Args) -> dict:
     with tempfile.TemporaryDirectory(prefix="labelchain-omikuji-") as folder:
         path = Path(folder) / "train.txt"
         write_xc(path, data.train.X, data.train.Y)
-        started = time.perf_counter()
+        started = time.process_time()
         with _native_output_to(Path(folder) / "omikuji.log"):
             model = omikuji.Model.train_on_data(str(path), hyper, n_threads=1)
-        fit_seconds = time.perf_counter() - started
+        fit_seconds = time.process_time() - started
     model.init_prediction_thread_pool(1)
     X = sp.csr_matrix(data.test.X)
     X.sort_indices()
     first = np.full(X.shape[0], -1, dtype=np.int64)
-    started = time.perf_counter()
+    started = time.process_time()
     for row in range(X.shape[0]):
         lo, hi = X.indptr[row], X.indptr[row + 1]
         top = model.predict(list(zip(X.indices[lo:hi].tolist(), X.data[lo:hi].tolist())), top_k=1)
         first[row] = top[0][0] if top else -1
-    predict_seconds = time.perf_counter() - started
+    predict_seconds = time.process_time() - started
     return {"omikuji_train_s": fit_seconds, "omikuji_P@1": first_label_precision(data.test.Y, first),
             "omikuji_decode_docs_per_s": X.shape[0] / predict_seconds, "peak_rss_mb": peak_rss_mb()}
 
@@ -231,7 +238,7 @@ def spawn(cell: str, args: Args) -> dict:
 
 # ----------------------------------------------------------------------------- table, files, plot
 COLUMNS = (
-    ("train_docs_per_s", "train docs/s", ",.0f"), ("decode_docs_per_s", "decode docs/s", ",.0f"),
+    ("train_docs_per_s", "train docs/CPU-s", ",.0f"), ("decode_docs_per_s", "decode docs/CPU-s", ",.0f"),
     ("P@1", "P@1", ".3f"), ("parameters", "parameters", ",d"), ("tree_build_s", "tree build s", ".1f"),
     ("peak_rss_mb", "peak MB", ",.0f"),
 )
@@ -248,10 +255,10 @@ def table(results: dict, args: Args) -> str:
             lines.append(f"| {int(n_labels):,} | chain, {kind} output | " + " | ".join(values) + " |")
         if "omikuji" in cells:
             o = cells["omikuji"]
-            lines.append(f"| {int(n_labels):,} | Omikuji (1 tree), train {o['omikuji_train_s']:.1f} s | "
+            lines.append(f"| {int(n_labels):,} | Omikuji (1 tree), train {o['omikuji_train_s']:.1f} CPU-s | "
                          f"- | {o['omikuji_decode_docs_per_s']:,.0f} | {o['omikuji_P@1']:.3f} | - | - | "
                          f"{o['peak_rss_mb']:,.0f} |")
-    lines += ["", "| L | env label-steps/s (no dense mask) | with dense mask | peak MB |", "|---|---|---|---|"]
+    lines += ["", "| L | env label-steps/CPU-s (no dense mask) | with dense mask | peak MB |", "|---|---|---|---|"]
     for n_labels, cells in results.items():
         if "env" in cells:
             e = cells["env"]
@@ -278,7 +285,7 @@ def plot(results: dict, args: Args, path: Path) -> None:
     if omikuji:
         axes[1].plot(*zip(*omikuji), marker="s", linestyle="--", label="Omikuji")
     for axis, title in zip(axes, ("training (teacher forcing)", "greedy decoding")):
-        axis.set(xscale="log", yscale="log", xlabel="labels L (synthetic)", ylabel="documents / s",
+        axis.set(xscale="log", yscale="log", xlabel="labels L (synthetic)", ylabel="documents / CPU-second",
                  title=title)
         axis.grid(True, which="both", alpha=0.3)
         axis.legend()
@@ -315,14 +322,17 @@ def main(args: Args) -> dict:
         print(json.dumps(result))
         return result
     kinds = list(args.outputs) + ["env"] + (["omikuji"] if args.omikuji else [])
-    results: dict[str, dict] = {}
-    for n_labels in args.labels:
-        results[str(n_labels)] = {}
-        for kind in kinds:
-            started = time.perf_counter()
-            results[str(n_labels)][kind] = spawn(f"{n_labels}:{kind}", args)
-            print(f"L={n_labels:,} {kind}: {time.perf_counter() - started:.0f} s "
-                  f"{json.dumps(results[str(n_labels)][kind])}", file=sys.stderr, flush=True)
+    cells = [(str(n), kind) for n in sorted(args.labels, reverse=True) for kind in kinds]  # long ones first
+    results: dict[str, dict] = {str(n): {} for n in args.labels}
+
+    def one(cell: tuple[str, str]) -> None:
+        started = time.perf_counter()
+        results[cell[0]][cell[1]] = spawn(":".join(cell), args)
+        print(f"L={int(cell[0]):,} {cell[1]}: {time.perf_counter() - started:.0f} s wall "
+              f"{json.dumps(results[cell[0]][cell[1]])}", file=sys.stderr, flush=True)
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # cells are processes: CPU time is theirs
+        list(pool.map(one, cells))
     text = table(results, args)
     print(text)
     command = command_line(args, "experiments/bench_scale.py", skip=("cell",))
