@@ -11,6 +11,14 @@ Which output feeds which metric:
     `score_steps` actions (so every document ranks at least that many labels) and score a label by
     the position it was emitted at (earlier = higher, scores >= 1); labels never emitted rank
     below, by their first-step probability (score = p - 1, in [-1, 0]).
+
+With a tree-factored output layer (agents.output_layers.TreeOutput) the same rules hold, with two
+differences from the flat policy: each greedy step takes the most probable label among the leaves
+kept by a beam search over clusters (beam `tree_beam`, 10 by default as in PECOS), which can miss
+the global argmax the flat layer always finds; and the "first-step probability" of a never-emitted
+label is its exact tree probability only if it sits in one of the leaves the first step's beam kept;
+every other label scores exactly -1 (ties, broken by label id). So P@k / nDCG@k rank the chain's
+labels first, then at most beam x leaf-size further labels by probability, then the rest unranked.
 """
 from __future__ import annotations
 

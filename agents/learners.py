@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from agents.optim import clip_grad_norm, make_optimizer
 from agents.policy import ChainPolicy
 from agents.rearrangement import ordered_targets, rearranged_target_matrix
 from agents.rl import (
@@ -41,7 +42,7 @@ from agents.supervised import teacher_forcing_loss
 from envs.chain_task import ChainTask, default_max_steps
 from envs.data.dataset import Split
 from envs.orderings import LabelOrdering
-from envs.rewards import check_reward_args
+from envs.rewards import DEFAULT_REWARD_MODE, check_reward_args
 
 LEARNERS = ("freq2rare", "rare2freq", "fixed_random", "always_random", "rearrange", "reinforce", "ppo", "combined")
 FIXED_ORDERINGS = LEARNERS[:4]
@@ -58,7 +59,7 @@ class LearnerConfig:
     batch_size: int = 64
     seed: int = 0
     reward: str = "f1"
-    reward_mode: str = "delta"
+    reward_mode: str = DEFAULT_REWARD_MODE
     baseline: str = "value"
     entropy_coef: float = 0.01
     value_coef: float = 0.5
@@ -103,7 +104,7 @@ class Learner:
         torch.manual_seed(config.seed)  # dropout draws from the global generator
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator(device=policy.input_weight.device).manual_seed(config.seed)
-        self.optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
+        self.optimizer = make_optimizer(policy, config.lr)
         self.n_updates = 0
 
     # ------------------------------------------------------------------ interface
@@ -163,7 +164,7 @@ class Learner:
         loss.backward()
         norm = 0.0
         if self.config.grad_clip is not None:
-            norm = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.grad_clip))
+            norm = clip_grad_norm(self.policy.parameters(), self.config.grad_clip)
         self.optimizer.step()
         return norm
 

@@ -33,6 +33,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from agents.tree_ops import (
+    gathered_scores,
+    group_log_softmax,
+    masked_entropy,
+    masked_log_softmax,
+    padded_groups,
+)
 from envs.label_clusters import LabelTree
 
 NEG_INF = float("-inf")
@@ -89,7 +96,8 @@ class FlatOutput(nn.Module):
         self.linear = nn.Linear(in_size, n_labels + 1)
 
     def config(self) -> dict:
-        return {"output": "flat"}
+        """Nothing: flat is the default, so flat configs stay what they were before trees existed."""
+        return {}
 
     def logits(self, joint: torch.Tensor) -> torch.Tensor:
         return self.linear(joint)
@@ -149,27 +157,17 @@ class FlatOutput(nn.Module):
         return torch.where(present, chosen, zero), torch.where(present, entropy, zero)
 
 
-def _padded_groups(parent: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """Members of each group as a (n_groups, width) matrix padded with -1, and each member's rank."""
-    counts = np.bincount(parent, minlength=n_groups)
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.arange(len(parent)) - first[parent]
-    table = np.full((n_groups, int(counts.max())), -1, dtype=np.int64)
-    table[parent, rank] = np.arange(len(parent))
-    return table, rank
-
-
 class TreeOutput(nn.Module):
     """Tree-factored output: node scores per level, label scores inside leaves; see module docstring."""
 
     kind = "tree"
 
-    def __init__(self, in_size: int, tree: LabelTree, beam: int = 10) -> None:
+    def __init__(self, in_size: int, tree: LabelTree, beam: int = 10, sparse: bool = False) -> None:
         super().__init__()
         if beam < 1:
             raise ValueError(f"tree beam must be >= 1, got {beam}")
         tree.check()
-        self.tree, self.beam = tree, int(beam)
+        self.tree, self.beam, self.sparse = tree, int(beam), bool(sparse)
         self.n_labels = self.stop_id = tree.n_labels
         self.depth = tree.depth
         bound = 1.0 / np.sqrt(in_size)
@@ -177,20 +175,20 @@ class TreeOutput(nn.Module):
         self.node_weight = nn.ParameterList(
             nn.Parameter(torch.empty(n, in_size).uniform_(-bound, bound)) for n in sizes[1:]
         )
-        self.node_bias = nn.ParameterList(nn.Parameter(torch.zeros(n)) for n in sizes[1:])
+        self.node_bias = nn.ParameterList(nn.Parameter(torch.zeros(n, 1)) for n in sizes[1:])
         self.stop_weight = nn.Parameter(torch.empty(in_size).uniform_(-bound, bound))
         self.stop_bias = nn.Parameter(torch.zeros(()))
         self.label_weight = nn.Parameter(torch.empty(tree.n_labels, in_size).uniform_(-bound, bound))
-        self.label_bias = nn.Parameter(torch.zeros(tree.n_labels))
+        self.label_bias = nn.Parameter(torch.zeros(tree.n_labels, 1))  # (R, 1): a table F.embedding can read
         ancestors = tree.ancestors()
         self._buffer("ancestors", np.vstack([ancestors, np.full((1, self.depth), -1)]))  # row L: STOP/pad
         for d, parent in enumerate(tree.parents):
-            children, rank = _padded_groups(parent, sizes[d])
+            children, rank = padded_groups(parent, sizes[d])
             self._buffer(f"children{d}", children)
             self._buffer(f"rank{d + 1}", rank)
             self._buffer(f"size{d + 1}", np.bincount(ancestors[:, d], minlength=sizes[d + 1]))
         leaf = tree.leaf_of_label()
-        members, label_rank = _padded_groups(leaf[tree.leaf_labels], tree.n_leaves)
+        members, label_rank = padded_groups(leaf[tree.leaf_labels], tree.n_leaves)
         self._buffer("leaf_members", np.where(members >= 0, tree.leaf_labels[members.clip(min=0)], -1))
         position = np.empty(tree.n_labels, dtype=np.int64)
         position[tree.leaf_labels] = label_rank
@@ -202,6 +200,10 @@ class TreeOutput(nn.Module):
     def config(self) -> dict:
         return {"output": "tree", "tree": self.tree.to_dict(), "tree_beam": self.beam}
 
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """The label tables, when they get sparse gradients (see agents.optim)."""
+        return [self.label_weight, self.label_bias] if self.sparse else []
+
     def new_emitted(self, batch: int, device: torch.device) -> HistoryEmitted:
         return HistoryEmitted(torch.zeros(batch, 0, dtype=torch.long, device=device))
 
@@ -212,28 +214,35 @@ class TreeOutput(nn.Module):
         return self.ancestors[ids, level - 1]
 
     def _children(self, joint, node, level, history, stop_blocked, temperature):
-        """Log-softmax over the children (at level+1) of `node` (N,) at `level`; at the root a last
-        column is STOP. Returns (log_p (N, C), child ids (N, C) with -1 for padding / STOP, allowed)."""
+        """Log-softmax over the children (at level+1) of each of the nodes `node` (N, K) at `level`.
+
+        Returns (log_p, child ids with -1 for padding / STOP, allowed), all (N, K, C); at the root
+        (level 0, K = 1) a last column is STOP."""
         kids = getattr(self, f"children{level}")[node.clamp(min=0)]
         safe = kids.clamp(min=0)
-        scores = torch.einsum("nj,ncj->nc", joint, self.node_weight[level][safe]) + self.node_bias[level][safe]
+        N, K, C = kids.shape
+        scores = gathered_scores(joint, self.node_weight[level], self.node_bias[level], safe.reshape(N, K * C))
+        scores = scores.reshape(N, K, C)
         anc = self._history_ancestors(history, level + 1)
-        used = (anc[:, None, :] == kids[:, :, None]).sum(dim=2)
+        used = (anc[:, None, None, :] == kids[..., None]).sum(dim=-1)
         allowed = (kids >= 0) & (used < getattr(self, f"size{level + 1}")[safe])
         if level == 0:
-            stop_score = joint @ self.stop_weight + self.stop_bias
-            scores = torch.cat([scores, stop_score[:, None]], dim=1)
-            kids = torch.cat([kids, torch.full_like(kids[:, :1], -1)], dim=1)
-            allowed = torch.cat([allowed, ~(stop_blocked & allowed.any(dim=1))[:, None]], dim=1)
-        return _masked_log_softmax(scores / temperature, allowed), kids, allowed
+            stop_score = (joint @ self.stop_weight + self.stop_bias)[:, None, None].expand(N, K, 1)
+            scores = torch.cat([scores, stop_score], dim=-1)
+            kids = torch.cat([kids, torch.full_like(kids[..., :1], -1)], dim=-1)
+            stop_ok = ~(stop_blocked[:, None] & allowed.any(dim=-1))
+            allowed = torch.cat([allowed, stop_ok[..., None]], dim=-1)
+        return masked_log_softmax(scores / temperature, allowed), kids, allowed
 
     def _leaf(self, joint, leaf, history, temperature):
-        """Log-softmax over the labels of `leaf` (N,): (log_p (N, M), label ids (N, M), allowed)."""
+        """Log-softmax over the labels of each leaf `leaf` (N, K): (log_p, label ids, allowed) (N, K, M)."""
         labels = self.leaf_members[leaf.clamp(min=0)]
+        N, K, M = labels.shape
         safe = labels.clamp(min=0)
-        scores = torch.einsum("nj,nmj->nm", joint, self.label_weight[safe]) + self.label_bias[safe]
-        allowed = (labels >= 0) & ~(labels[:, :, None] == history[:, None, :]).any(dim=2)
-        return _masked_log_softmax(scores / temperature, allowed), labels, allowed
+        flat_ids = safe.reshape(N, K * M)
+        scores = gathered_scores(joint, self.label_weight, self.label_bias, flat_ids, self.sparse).reshape(N, K, M)
+        allowed = (labels >= 0) & ~(labels[..., None] == history[:, None, None, :]).any(dim=-1)
+        return masked_log_softmax(scores / temperature, allowed), labels, allowed
 
     def _stop_blocked(self, history: torch.Tensor, suppress) -> torch.Tensor:
         blocked = torch.as_tensor(suppress, device=history.device).expand(history.shape[0])
@@ -249,18 +258,18 @@ class TreeOutput(nn.Module):
         total = torch.zeros(actions.shape, device=joint.device)
         entropy = torch.zeros_like(total)
         for level in range(self.depth):
-            log_p, kids, allowed = self._children(joint, node, level, history, stop_blocked, temperature)
+            log_p, kids, allowed = (t[:, 0] for t in self._children(joint, node[:, None], level, history, stop_blocked, temperature))
             column = getattr(self, f"rank{level + 1}")[path[:, level]]
             if level == 0:
                 column = torch.where(is_stop, kids.shape[1] - 1, column)
             live = ~is_stop | (level == 0)
             total = total + torch.where(live, log_p.gather(1, column[:, None]).squeeze(1), 0.0)
-            entropy = entropy + torch.where(live, _entropy(log_p, allowed), 0.0)
+            entropy = entropy + torch.where(live, masked_entropy(log_p, allowed), 0.0)
             node = path[:, level]
-        log_p, _, allowed = self._leaf(joint, node, history, temperature)
+        log_p, _, allowed = (t[:, 0] for t in self._leaf(joint, node[:, None], history, temperature))
         in_leaf = log_p.gather(1, self.label_position[label][:, None]).squeeze(1)
         total = total + torch.where(is_stop, 0.0, in_leaf)
-        return total, entropy + torch.where(is_stop, 0.0, _entropy(log_p, allowed))
+        return total, entropy + torch.where(is_stop, 0.0, masked_entropy(log_p, allowed))
 
     def sequence_log_probs(self, joint, actions, *, suppress_stop_steps: int = 0, temperature: float = 1.0,
                            mask_emitted: bool = True, with_entropy: bool = True):
@@ -287,22 +296,19 @@ class TreeOutput(nn.Module):
         leaves (-inf for padding), their ids, log p(STOP) (N,) and the root's log-mass of STOP-free
         children (for STOP-free comparisons)."""
         N = joint.shape[0]
-        node = torch.zeros(N, dtype=torch.long, device=joint.device)
-        log_p, kids, _ = self._children(joint, node, 0, history, stop_blocked, 1.0)
+        root = torch.zeros(N, 1, dtype=torch.long, device=joint.device)
+        log_p, kids, _ = (t[:, 0] for t in self._children(joint, root, 0, history, stop_blocked, 1.0))
         stop_lp = log_p[:, -1]
         cum, nodes = log_p[:, :-1], kids[:, :-1]
         for level in range(1, self.depth + 1):
-            keep = min(width, cum.shape[1])
-            cum, index = cum.topk(keep, dim=1)
+            cum, index = cum.topk(min(width, cum.shape[1]), dim=1)
             nodes = nodes.gather(1, index)
-            repeat = torch.arange(N, device=joint.device).repeat_interleave(keep)
-            flat_nodes = nodes.reshape(-1)
             if level < self.depth:
-                log_p, kids, _ = self._children(joint[repeat], flat_nodes, level, history[repeat], stop_blocked, 1.0)
+                log_p, kids, _ = self._children(joint, nodes, level, history, stop_blocked, 1.0)
             else:
-                log_p, kids, _ = self._leaf(joint[repeat], flat_nodes, history[repeat], 1.0)
-            step = torch.where(flat_nodes[:, None] >= 0, log_p, NEG_INF)
-            cum = (cum.reshape(-1, 1) + step).reshape(N, -1)
+                log_p, kids, _ = self._leaf(joint, nodes, history, 1.0)
+            step = torch.where(nodes[..., None] >= 0, log_p, NEG_INF)
+            cum = (cum[..., None] + step).reshape(N, -1)
             nodes = kids.reshape(N, -1)
         return cum, nodes, stop_lp
 
@@ -336,12 +342,12 @@ class TreeOutput(nn.Module):
         node = torch.zeros(joint.shape[0], dtype=torch.long, device=joint.device)
         is_stop = torch.zeros_like(node, dtype=torch.bool)
         for level in range(self.depth):
-            log_p, kids, _ = self._children(joint, node, level, history, blocked, temperature)
+            log_p, kids, _ = (t[:, 0] for t in self._children(joint, node[:, None], level, history, blocked, temperature))
             column = torch.multinomial(log_p.exp(), 1, generator=generator)
             if level == 0:
                 is_stop = column.squeeze(1) == kids.shape[1] - 1
             node = torch.where(is_stop, 0, kids.gather(1, column).squeeze(1))
-        log_p, labels, _ = self._leaf(joint, node, history, temperature)
+        log_p, labels, _ = (t[:, 0] for t in self._leaf(joint, node[:, None], history, temperature))
         label = labels.gather(1, torch.multinomial(log_p.exp(), 1, generator=generator)).squeeze(1)
         return torch.where(is_stop, self.stop_id, label)
 
@@ -358,48 +364,30 @@ class TreeOutput(nn.Module):
         flat = joint.reshape(-1, joint.shape[-1])
         node_lp = torch.zeros(flat.shape[0], 1, device=joint.device)
         for level in range(self.depth):
-            scores = flat @ self.node_weight[level].T + self.node_bias[level]
+            scores = flat @ self.node_weight[level].T + self.node_bias[level][:, 0]
             if level == 0:
                 root = torch.log_softmax(torch.cat([scores, (flat @ self.stop_weight + self.stop_bias)[:, None]], 1), 1)
                 node_lp, stop_lp = root[:, :-1], root[:, -1]
                 continue
-            node_lp = _group_log_softmax(scores, getattr(self, f"children{level}")) + node_lp[:, self.tree.parents[level]]
-        label_scores = flat @ self.label_weight.T + self.label_bias
-        within = _group_log_softmax(label_scores, self.leaf_members)
+            node_lp = group_log_softmax(scores, getattr(self, f"children{level}")) + node_lp[:, self.tree.parents[level]]
+        label_scores = flat @ self.label_weight.T + self.label_bias[:, 0]
+        within = group_log_softmax(label_scores, self.leaf_members)
         out = within + node_lp[:, self.ancestors[:-1, -1]]
         return torch.cat([out, stop_lp[:, None]], dim=1).reshape(*shape, self.n_labels + 1)
 
 
-def _group_log_softmax(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-    """Log-softmax of `scores` (N, n) within each group (rows of `groups`, -1 padded)."""
-    gathered = scores[:, groups.clamp(min=0)].masked_fill(groups < 0, NEG_INF)
-    log_p = torch.log_softmax(gathered, dim=-1)
-    out = torch.empty_like(scores)
-    valid = groups >= 0
-    out[:, groups[valid]] = log_p[:, valid]
-    return out
-
-
-def _masked_log_softmax(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """Log-softmax over allowed entries; a row with none allowed (only reached past a STOP, whose
-    values are discarded) gets a uniform distribution instead of NaNs."""
-    none = ~allowed.any(dim=1, keepdim=True)
-    return torch.log_softmax(scores.masked_fill(~allowed & ~none, NEG_INF), dim=-1)
-
-
-def _entropy(log_p: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    return -(log_p.exp() * log_p.masked_fill(~allowed, 0.0)).sum(dim=1)
-
-
-def make_output_layer(kind: str, in_size: int, n_labels: int, tree: LabelTree | dict | None, beam: int):
+def make_output_layer(kind: str, in_size: int, n_labels: int, tree: LabelTree | dict | None, beam: int,
+                      sparse: bool = False):
     """The output layer `kind` ("flat" or "tree"; the tree needs a LabelTree over the n_labels)."""
     if kind not in OUTPUT_KINDS:
         raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {kind!r}")
     if kind == "flat":
+        if sparse:
+            raise ValueError("sparse_label_grads needs output='tree' (the flat layer scores every label)")
         return FlatOutput(in_size, n_labels)
     if tree is None:
         raise ValueError("output='tree' needs a label tree (envs.label_clusters.build_label_tree)")
     tree = LabelTree.from_dict(tree) if isinstance(tree, dict) else tree
     if tree.n_labels != n_labels:
         raise ValueError(f"label tree covers {tree.n_labels} labels, the policy has {n_labels}")
-    return TreeOutput(in_size, tree, beam)
+    return TreeOutput(in_size, tree, beam, sparse)

@@ -17,15 +17,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from envs.atomic import atomic_write
-from envs.label_clusters import LabelTree
 from agents.features import doc_features, input_normalization, sparse_linear
 from agents.output_layers import make_output_layer
+from envs.atomic import atomic_write
+from envs.label_clusters import LabelTree
 
 START = -1  # `last_label` value meaning "nothing emitted yet"; also the padding id of sequences
 CONFIG_FILE = "policy_config.json"
@@ -39,7 +40,7 @@ class ChainState:
     hidden: torch.Tensor
     doc: torch.Tensor
 
-    def select(self, rows: torch.Tensor) -> "ChainState":
+    def select(self, rows: torch.Tensor) -> ChainState:
         """Rows `rows` of the batch (beam search reorders and repeats chains)."""
         return ChainState(self.hidden[rows], self.doc[rows])
 
@@ -59,6 +60,7 @@ class ChainPolicy(nn.Module):
         output: str = "flat",
         tree: LabelTree | dict | None = None,
         tree_beam: int = 10,
+        sparse_label_grads: bool = False,
     ) -> None:
         super().__init__()
         if n_features < 1 or n_labels < 1:
@@ -82,14 +84,23 @@ class ChainPolicy(nn.Module):
         self.register_buffer("input_scale", torch.ones(n_features))
         self.doc_norm = nn.LayerNorm(doc_size)
         self.dropout = nn.Dropout(dropout)
-        self.label_embedding = nn.Embedding(n_labels + 1, label_embed_size)  # row n_labels = START
+        # row n_labels = START; sparse gradients at large L (agents.optim explains why)
+        self.label_embedding = nn.Embedding(n_labels + 1, label_embed_size, sparse=sparse_label_grads)
         self.init_hidden = nn.Linear(doc_size, hidden_size)
         self.gru = nn.GRU(label_embed_size + doc_size, hidden_size, batch_first=True)
         # Created where the flat policy_head always was, so a flat policy draws the same initial weights.
-        self.output = make_output_layer(output, hidden_size + doc_size, n_labels, tree, tree_beam)
+        self.output = make_output_layer(output, hidden_size + doc_size, n_labels, tree, tree_beam, sparse_label_grads)
         self.value_head = nn.Linear(hidden_size + doc_size, 1)
         self.config.update(self.output.config())
+        if sparse_label_grads:
+            self.config["sparse_label_grads"] = True
         self._register_load_state_dict_pre_hook(_rename_old_policy_head)
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """Label-indexed tables that get sparse gradients (empty unless sparse_label_grads)."""
+        if not self.label_embedding.sparse:
+            return []
+        return [self.label_embedding.weight, *self.output.sparse_parameters()]
 
     @property
     def policy_head(self) -> nn.Linear:
@@ -99,7 +110,7 @@ class ChainPolicy(nn.Module):
         return self.output.linear
 
     # ------------------------------------------------------------------ encoding
-    def fit_input_normalization(self, X) -> "ChainPolicy":
+    def fit_input_normalization(self, X) -> ChainPolicy:
         """Store per-feature (shift, scale) from training features (see features.input_normalization)."""
         shift, scale = input_normalization(X)
         self.input_shift.copy_(torch.from_numpy(shift))
@@ -195,6 +206,16 @@ class ChainPolicy(nn.Module):
         return self.output.logits(joint[rows, lengths]), values[rows, lengths]
 
     # ------------------------------------------------------------------ persistence
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "ChainPolicy":
+        """A fresh policy (new weights) of the architecture `config` describes (a `.config` dict).
+
+        The one way to rebuild a policy from a saved config: `load`, checkpoints and scripts use it,
+        so a new architecture key needs no change anywhere else.
+        """
+        options = dict(config)
+        return cls(options.pop("n_features"), options.pop("n_labels"), **options)
+
     def save(self, directory: str | Path) -> None:
         """Write config + weights into `directory` atomically (temp file, then os.replace)."""
         directory = Path(directory)
@@ -203,7 +224,7 @@ class ChainPolicy(nn.Module):
         atomic_write(directory / WEIGHTS_FILE, lambda f: torch.save(self.state_dict(), f))
 
     @classmethod
-    def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "ChainPolicy":
+    def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> ChainPolicy:
         """Rebuild a policy saved by `save`; the error names the missing or malformed file."""
         directory = Path(directory)
         config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
@@ -211,11 +232,9 @@ class ChainPolicy(nn.Module):
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: no saved ChainPolicy here (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
         try:
-            config = json.loads(config_path.read_text())
-            n_features, n_labels = config.pop("n_features"), config.pop("n_labels")
-        except (json.JSONDecodeError, KeyError) as error:
-            raise ValueError(f"{config_path}: not a ChainPolicy config ({error})") from None
-        policy = cls(n_features, n_labels, **config)
+            policy = cls.from_config(json.loads(config_path.read_text()))
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{config_path}: not a ChainPolicy config ({type(error).__name__}: {error})") from None
         policy.load_state_dict(torch.load(weights_path, map_location=map_location, weights_only=True))
         return policy
 

@@ -29,15 +29,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import train_rl
-from common import (
+from envs.data.errors import DataFormatError, DataNotFoundError
+from experiments import train_rl
+from experiments.common import (
     REPO_ROOT, atomic_write_json, atomic_write_text, command_line, mean_and_std, parse_args, percent_mean_std,
     single_thread,
 )
-from run_lookup import find_run, run_config, train_or_resume
-
-from envs.data.errors import DataFormatError, DataNotFoundError
-from runs import METRICS_FILE, POLICY_DIR, GracefulInterrupt
+from experiments.config import ArgsError, TrainKnobs, knobs_of
+from experiments.run_lookup import find_run, run_config, train_or_resume
+from experiments.runs import METRICS_FILE, POLICY_DIR, GracefulInterrupt
 
 SCRIPT = "experiments/ablations.py"
 WARM_START = "warm_start"  # the reference row: the rearrangement policy every warm variant starts from
@@ -57,32 +57,23 @@ TABLE_METRICS = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5", "example_f1", "micro_f
 
 
 @dataclass
-class Args:
-    """One-factor-at-a-time ablations of the combined objective (reward, weight, warm start, entropy)."""
+class Args(TrainKnobs):
+    """One-factor-at-a-time ablations of the combined objective (reward, weight, warm start, entropy).
 
+    The training knobs (TrainKnobs) set the default variant; each variant then changes one factor.
+    """
+
+    updates: int = field(default=800, metadata={"help": "updates of each combined variant (from scratch: "
+                                                        "warm_updates + updates)"})
+    eval_every: int = field(default=100, metadata={"help": "validate every this many updates"})
     dataset: str = field(default="bibtex", metadata={"help": "dataset name or folder (see envs.data.loading)"})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"help": f"from {list(VARIANTS)}"})
     warm_updates: int = field(default=1000, metadata={"help": "updates of the per-seed rearrangement warm start"})
-    updates: int = field(default=800, metadata={"help": "updates of each combined variant (from scratch: "
-                                                        "warm_updates + updates)"})
-    batch_size: int = 64
-    hidden_size: int = 128
-    lr: float = field(default=1e-3, metadata={"help": "learning rate of rearrangement (and of nothing else)"})
-    rl_lr: float = field(default=3e-4, metadata={"help": "learning rate of the combined learner"})
-    eval_every: int = field(default=100, metadata={"help": "validate every this many updates"})
-    select_metric: str = field(default="nDCG@3", metadata={"help": "validation metric choosing the checkpoint"})
-    val_fraction: float = 0.1
-    data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
     runs_dir: str = field(default="runs/ablations", metadata={"help": "where the run folders go"})
     out_dir: str | None = field(default=None, metadata={"help": "ablations.json/.md go here (default "
                                 "experiments/results; with --quick: RUNS_DIR/quick)"})
     quick: bool = field(default=False, metadata={"help": "smoke test: emotions, first seed, 30+20 updates, hidden 32"})
-    progress: bool = field(default=True, metadata={"help": "tqdm progress bars"})
-
-
-class ArgsError(ValueError):
-    """Bad command line or results file: reported as one line, without a traceback."""
 
 
 def resolve_args(args: Args) -> Args:
@@ -100,22 +91,16 @@ def resolve_args(args: Args) -> Args:
         raise ArgsError(f"--seeds must be distinct integers, got {args.seeds}")
     if args.warm_updates < 1 or args.updates < 1:
         raise ArgsError(f"--warm-updates and --updates must be >= 1, got {args.warm_updates}, {args.updates}")
-    try:
-        for name in args.variants:
-            train_rl.resolve_args(variant_args(args, name, args.seeds[0], warm_policy=None))
-    except train_rl.ArgsError as error:
-        raise ArgsError(str(error)) from None
+    for name in args.variants:  # checks every knob
+        train_rl.resolve_args(variant_args(args, name, args.seeds[0], warm_policy=None))
     return args
 
 
 # ----------------------------------------------------------------------------- the runs
 def base_args(args: Args, seed: int) -> train_rl.Args:
-    return train_rl.Args(
-        dataset=args.dataset, data_dir=args.data_dir, learners=["combined"], updates=args.updates,
-        batch_size=args.batch_size, hidden_size=args.hidden_size, lr=args.lr, rl_lr=args.rl_lr,
-        eval_every=args.eval_every, checkpoint_every=max(args.eval_every, 100), select_metric=args.select_metric,
-        val_fraction=args.val_fraction, ensemble=[], seed=seed, runs_dir=args.runs_dir, progress=args.progress,
-    )
+    """The default variant: the combined learner with every knob as given."""
+    return train_rl.Args(**knobs_of(args), dataset=args.dataset, learners=["combined"], ensemble=[], seed=seed,
+                         runs_dir=args.runs_dir)
 
 
 def warm_start_args(args: Args, seed: int) -> train_rl.Args:
@@ -274,6 +259,6 @@ if __name__ == "__main__":
     try:
         cli_args = parse_args(Args)
         main(cli_args)
-    except (ArgsError, train_rl.ArgsError, DataNotFoundError, DataFormatError) as error:
+    except (ArgsError, DataNotFoundError, DataFormatError) as error:
         sys.exit(f"error: {error}")
     sys.exit(0 if finished(cli_args) else 130)  # 130: stopped early, rerun to resume

@@ -33,7 +33,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +57,8 @@ class Args:
     tree_branching: int = 16
     tree_leaf_size: int = 100
     tree_beam: int = 10
+    sparse_label_grads: bool = field(default=True, metadata={
+        "help": "tree cells: sparse gradients and lazy Adam for the label tables (agents.optim)"})
     batch_size: int = 64
     budget_updates: int = field(default=10, metadata={"help": "teacher-forcing updates per cell"})
     decode_docs: int = 200
@@ -64,6 +66,9 @@ class Args:
     env_envs: int = 1024
     env_seconds: float = 3.0
     omikuji: bool = True
+    env: bool = True
+    update: bool = field(default=False, metadata={
+        "help": "replace only this run's cells in an existing results/scale.json"})
     seed: int = 0
     jobs: int = field(default=1, metadata={"help": "cells run at once (rates are per CPU-second, so "
                                                    "parallel cells do not distort them much)"})
@@ -107,7 +112,8 @@ def build_policy(kind: str, data, args: Args) -> tuple:
         tree = build_label_tree(emb, args.tree_branching, args.tree_leaf_size, seed=args.seed)
         tree_seconds = time.process_time() - started
     policy = ChainPolicy(data.n_features, data.n_labels, hidden_size=args.hidden_size, output=kind,
-                         tree=tree, tree_beam=args.tree_beam)
+                         tree=tree, tree_beam=args.tree_beam,
+                         sparse_label_grads=args.sparse_label_grads and kind == "tree")
     return policy, tree_seconds
 
 
@@ -150,6 +156,7 @@ def chain_cell(kind: str, n_labels: int, args: Args) -> dict:
         "P@1": first_label_precision(data.test.Y, first),
         "parameters": int(sum(p.numel() for p in policy.parameters())),
         "tree_build_s": tree_seconds,
+        "sparse_label_grads": bool(policy.sparse_parameters()),
         "data_rss_mb": data_mb,
         "peak_rss_mb": peak_rss_mb(),
     }
@@ -252,7 +259,8 @@ def table(results: dict, args: Args) -> str:
         for kind in args.outputs:
             row = cells.get(kind, {})
             values = [format(row[key], fmt) if key in row else "-" for key, _, fmt in COLUMNS]
-            lines.append(f"| {int(n_labels):,} | chain, {kind} output | " + " | ".join(values) + " |")
+            sparse = " (sparse label grads)" if row.get("sparse_label_grads") else ""
+            lines.append(f"| {int(n_labels):,} | chain, {kind} output{sparse} | " + " | ".join(values) + " |")
         if "omikuji" in cells:
             o = cells["omikuji"]
             lines.append(f"| {int(n_labels):,} | Omikuji (1 tree), train {o['omikuji_train_s']:.1f} CPU-s | "
@@ -321,7 +329,7 @@ def main(args: Args) -> dict:
         result = run_cell(args.cell, args)
         print(json.dumps(result))
         return result
-    kinds = list(args.outputs) + ["env"] + (["omikuji"] if args.omikuji else [])
+    kinds = list(args.outputs) + (["env"] if args.env else []) + (["omikuji"] if args.omikuji else [])
     cells = [(str(n), kind) for n in sorted(args.labels, reverse=True) for kind in kinds]  # long ones first
     results: dict[str, dict] = {str(n): {} for n in args.labels}
 
@@ -333,16 +341,28 @@ def main(args: Args) -> dict:
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # cells are processes: CPU time is theirs
         list(pool.map(one, cells))
+    command = command_line(args, "experiments/bench_scale.py", skip=("cell",))
+    commands = [command]
+    path = REPO_ROOT / "experiments" / "results" / "scale.json"
+    if args.update and path.exists():
+        previous = json.loads(path.read_text())
+        commands = previous.get("commands", [previous.get("command")]) + [command]
+        merged = previous["results"]
+        for n_labels, cells in results.items():
+            merged.setdefault(n_labels, {}).update(cells)
+        results = dict(sorted(merged.items(), key=lambda item: int(item[0])))
+        args = replace(args, outputs=sorted({*previous["args"]["outputs"], *args.outputs},
+                                            key=["flat", "tree"].index))
     text = table(results, args)
     print(text)
-    command = command_line(args, "experiments/bench_scale.py", skip=("cell",))
-    payload = {"command": command, "args": asdict(args), "results": results,
+    payload = {"command": command, "commands": commands, "args": asdict(args), "results": results,
                "summary": summary(results, args)}
     if args.write:
         out = REPO_ROOT / "experiments" / "results"
         atomic_write_json(out / "scale.json", payload)
+        made_by = "\n".join(f"`{c}`" for c in commands)
         atomic_write_text(out / "scale.md", f"# Scale benchmark (synthetic label spaces)\n\n"
-                          f"`{command}`\n\n{text}\n\nSummary: `{json.dumps(payload['summary'])}`\n")
+                          f"{made_by}\n\n{text}\n\nSummary: `{json.dumps(payload['summary'])}`\n")
         plot(results, args, REPO_ROOT / "analysis" / "figures" / "scale.png")
     print(json.dumps({"summary": payload["summary"], "results": results}))
     return payload

@@ -39,17 +39,18 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import train_rl
-from common import REPO_ROOT, atomic_write_json, atomic_write_text, command_line, parse_args, single_thread
-from orderings_report import TABLE_METRICS, render_markdown
-from peers import PEERS, PeerUnavailable, run_peer
-from run_lookup import run_config, train_or_resume
 from tqdm.auto import tqdm
 
 from agents.learners import FIXED_ORDERINGS, LEARNERS
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import load_dataset
-from runs import CONFIG_FILE, METRICS_FILE, GracefulInterrupt
+from experiments import train_rl
+from experiments.common import REPO_ROOT, atomic_write_json, atomic_write_text, command_line, parse_args, single_thread
+from experiments.config import ArgsError, TrainKnobs, knobs_of
+from experiments.orderings_report import TABLE_METRICS, render_markdown
+from experiments.peers import PEERS, PeerUnavailable, run_peer
+from experiments.run_lookup import run_config, train_or_resume
+from experiments.runs import CONFIG_FILE, METRICS_FILE, GracefulInterrupt
 
 GROUP_NAME = "compare"  # run folders: {runs_dir}/{dataset}__compare__{seed}__{time}
 ENSEMBLE = ["rearrange", "combined"]
@@ -57,41 +58,20 @@ SCRIPT = "experiments/compare_orderings.py"
 
 
 @dataclass
-class Args:
+class Args(TrainKnobs):
     """Fixed label orderings vs target rearrangement vs RL (and peers) on test, mean ± std over seeds."""
 
+    updates: int = field(default=300, metadata={"help": "updates per learner (RL learners: on top of rearrange)"})
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "delicious", "reuters21578"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     learners: list[str] = field(default_factory=lambda: list(LEARNERS), metadata={"help": f"from {LEARNERS}"})
     peers: list[str] = field(default_factory=lambda: ["ovr_logistic", "omikuji"],
                              metadata={"help": f"non-sequential reference rows, from {sorted(PEERS)} (or none)"})
-    updates: int = field(default=300, metadata={"help": "updates per learner (RL learners: on top of rearrange)"})
-    batch_size: int = 64
-    hidden_size: int = 128
-    lr: float = field(default=1e-3, metadata={"help": "learning rate of the supervised learners"})
-    rl_lr: float | None = field(default=3e-4, metadata={"help": "learning rate of reinforce/ppo/combined "
-                                                                 "(fine-tuning the warm start; none = --lr)"})
-    eval_every: int = field(default=50, metadata={"help": "validate every this many updates"})
-    checkpoint_every: int = 100
-    select_metric: str = field(default="nDCG@3", metadata={"help": "validation metric choosing checkpoints and the best fixed ordering"})
-    val_fraction: float = 0.1
-    baseline: str = field(default="value", metadata={"help": "RL baseline: value, self_critical, none"})
-    rl_weight: float = field(default=0.9, metadata={"help": "combined: weight of RL vs rearrangement loss"})
-    entropy_coef: float = 0.01
-    ppo_lr: float | None = field(default=5e-5, metadata={"help": "learning rate of ppo (none = --rl-lr)"})
-    ppo_epochs: int = field(default=4, metadata={"help": "PPO: passes over each rollout"})
-    ppo_minibatches: int = field(default=4, metadata={"help": "PPO: minibatches per pass"})
-    data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
     runs_dir: str = field(default="runs/compare", metadata={"help": "where the cells' run folders go"})
     out_dir: str | None = field(default=None, metadata={"help": "orderings.json/.md go here (default "
                                 "experiments/results; with --quick: RUNS_DIR/quick)"})
     quick: bool = field(default=False, metadata={"help": "smoke test: emotions, first seed, 30 updates, hidden 32"})
     jobs: int = field(default=1, metadata={"help": "cells trained at once, each in its own one-thread process"})
-    progress: bool = field(default=True, metadata={"help": "tqdm progress bars"})
-
-
-class ArgsError(ValueError):
-    """Bad command line or results file: reported as one line, without a traceback."""
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -117,23 +97,14 @@ def resolve_args(args: Args) -> Args:
         problems.append(f"--jobs must be >= 1, got {args.jobs}")
     if problems:
         raise ArgsError("; ".join(problems))
-    try:
-        train_rl.resolve_args(train_args(args, args.datasets[0], args.seeds[0]))
-    except train_rl.ArgsError as error:
-        raise ArgsError(str(error)) from None
+    train_rl.resolve_args(train_args(args, args.datasets[0], args.seeds[0]))  # checks every knob
     return args
 
 
 def train_args(args: Args, dataset: str, seed: int) -> train_rl.Args:
-    """The train_rl run of one cell."""
-    return train_rl.Args(
-        dataset=dataset, data_dir=args.data_dir, learners=list(args.learners), updates=args.updates,
-        batch_size=args.batch_size, hidden_size=args.hidden_size, lr=args.lr, rl_lr=args.rl_lr, baseline=args.baseline,
-        entropy_coef=args.entropy_coef, rl_weight=args.rl_weight, ppo_lr=args.ppo_lr, ppo_epochs=args.ppo_epochs,
-        ppo_minibatches=args.ppo_minibatches, val_fraction=args.val_fraction,
-        eval_every=args.eval_every, select_metric=args.select_metric, checkpoint_every=args.checkpoint_every,
-        ensemble=list(ENSEMBLE), seed=seed, runs_dir=args.runs_dir, group_name=GROUP_NAME, progress=args.progress,
-    )
+    """The train_rl run of one cell: every training knob as given, the cell's dataset and seed."""
+    return train_rl.Args(**knobs_of(args), dataset=dataset, learners=list(args.learners), ensemble=list(ENSEMBLE),
+                         seed=seed, runs_dir=args.runs_dir, group_name=GROUP_NAME)
 
 
 def cell_config(args: Args, dataset: str, seed: int) -> dict[str, Any]:
@@ -336,6 +307,6 @@ if __name__ == "__main__":
     try:
         cli_args = parse_args(Args)
         path = main(cli_args)
-    except (ArgsError, train_rl.ArgsError, DataNotFoundError, DataFormatError) as error:
+    except (ArgsError, DataNotFoundError, DataFormatError) as error:
         sys.exit(f"error: {error}")
     sys.exit(0 if grid_finished(cli_args) else 130)  # 130: stopped early, rerun to resume
