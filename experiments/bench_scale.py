@@ -37,7 +37,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from common import REPO_ROOT, atomic_write_json, atomic_write_text, command_line, parse_args, single_thread
+from experiments.common import (REPO_ROOT, atomic_write_json, atomic_write_text, command_line, parse_args,
+                                single_thread)
 
 from envs.data.synthetic import make_synthetic
 
@@ -194,7 +195,7 @@ def omikuji_cell(n_labels: int, args: Args) -> dict:
     import tempfile
 
     import scipy.sparse as sp
-    from peers import _import_omikuji, _native_output_to
+    from experiments.peers import _import_omikuji, _native_output_to
 
     from envs.data.textformats import write_xc
 
@@ -236,7 +237,7 @@ def run_cell(cell: str, args: Args) -> dict:
 def spawn(cell: str, args: Args) -> dict:
     """Run one cell in a fresh interpreter (its own peak memory) and read its last JSON line."""
     flags = shlex.split(command_line(Args(**{**asdict(args), "cell": cell}), "x"))[2:]
-    argv = [sys.executable, str(Path(__file__).resolve()), *flags]
+    argv = [sys.executable, "-m", "experiments.bench_scale", *flags]  # cwd = repo root: importable
     done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO_ROOT, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"cell {cell} failed:\n{done.stderr[-3000:]}")

@@ -34,8 +34,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import (REPO_ROOT, atomic_write_json, atomic_write_text, command_line, mean_and_std,
-                    parse_args, percent_mean_std, single_thread)
+from experiments.common import (
+    REPO_ROOT,
+    atomic_write_json,
+    atomic_write_text,
+    command_line,
+    mean_and_std,
+    parse_args,
+    percent_mean_std,
+    single_thread,
+)
 
 from agents.decoding import predict
 from agents.ensemble import Ensemble

@@ -3,17 +3,11 @@ end-to-end run of each (no timing asserts)."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-
-import bench_scale  # noqa: E402
-import compare_trees  # noqa: E402
+from experiments import bench_scale, compare_trees
 
 
 def test_first_label_precision_exact():
@@ -24,7 +18,7 @@ def test_first_label_precision_exact():
 
 def test_scale_summary_ratios():
     args = bench_scale.Args(labels=[10, 1000], outputs=["flat", "tree"])
-    cell = lambda train, decode: {"train_docs_per_s": train, "decode_docs_per_s": decode}  # noqa: E731
+    cell = lambda train, decode: {"train_docs_per_s": train, "decode_docs_per_s": decode}
     results = {"10": {"flat": cell(100.0, 400.0), "tree": cell(90.0, 300.0)},
                "1000": {"flat": cell(10.0, 20.0), "tree": cell(45.0, 240.0)}}
     summary = bench_scale.summary(results, args)
