@@ -245,7 +245,7 @@ def merge_into(out: Path, payload: dict, rows: list[dict]) -> dict:
             previous = json.loads(out.with_suffix(".json").read_text())
             new = {(r["dataset"], r["seed"], r["method"]) for r in rows}
             kept = [r for r in previous["rows"] if (r["dataset"], r["seed"], r["method"]) not in new]
-            commands = sorted(set(previous.get("commands", [])) | {payload["command"]})
+            commands = sorted(set(previous.get("commands", [])) | set(payload.get("commands", [payload["command"]])))
             payload = {**payload, "rows": kept + rows, "commands": commands,
                        "shapes": {**previous.get("shapes", {}), **payload["shapes"]}}
         atomic_write_json(out.with_suffix(".json"), payload)
