@@ -208,8 +208,13 @@ def render_markdown(payload: dict) -> str:
     for (dataset, method), seeds, deltas, ratio in tree_minus_flat(rows):
         lines.append(f"| {dataset} | {method} | {seeds} | "
                      + " | ".join(f"{100 * deltas[m]:+.2f}" for m in TABLE_METRICS) + f" | {ratio:.2f} |")
-    lines += ["", "Tree shapes (B x max leaf size) chosen on validation: "
-              + ", ".join(f"{d}: {s}" for d, s in sorted(payload.get("shapes", {}).items())), "",
+    tried: dict[str, int] = {}  # most shapes any seed of a dataset compared (later seeds reuse one)
+    for r in rows:
+        if "+tree" in r["method"]:
+            tried[r["dataset"]] = max(tried.get(r["dataset"], 0), len(r["config"].get("validation_by_shape", {})))
+    shapes = [f"{d}: {s}" + (" (the only shape given)" if tried.get(d, 0) < 2 else "")
+              for d, s in sorted(payload.get("shapes", {}).items())]
+    lines += ["", "Tree shapes (B x max leaf size) chosen on validation: " + ", ".join(shapes), "",
               "epochs: rearrangement + combined epochs (the combined policy starts from the rearrangement "
               "one; its train s excludes the rearrangement's). PSP@k columns are left out: the "
               "propensity-scored metrics are not on main yet."]
