@@ -27,20 +27,26 @@ Prints a table, writes ``experiments/results/scale.{json,md}`` and the log-log p
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 import resource
 import shlex
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from experiments.common import (REPO_ROOT, atomic_write_json, atomic_write_text, command_line, parse_args,
-                                single_thread)
 
 from envs.data.synthetic import make_synthetic
+from experiments.common import (
+    REPO_ROOT,
+    atomic_write_json,
+    atomic_write_text,
+    command_line,
+    parse_args,
+    single_thread,
+)
 
 KINDS_BESIDE_OUTPUTS = ("env", "omikuji")
 
@@ -131,11 +137,13 @@ def chain_cell(kind: str, n_labels: int, args: Args) -> dict:
     learner = make_learner("freq2rare", policy, data.train,
                            LearnerConfig(batch_size=args.batch_size, seed=args.seed))
     rng = np.random.default_rng(args.seed)
-    draw = lambda: np.sort(rng.choice(len(data.train), size=args.batch_size, replace=False))  # noqa: E731
-    learner.update(draw())  # warm-up: first-touch allocations and lazy initialisation
+    def batch() -> np.ndarray:
+        return np.sort(rng.choice(len(data.train), size=args.batch_size, replace=False))
+
+    learner.update(batch())  # warm-up: first-touch allocations and lazy initialisation
     started = time.process_time()
     for _ in range(args.budget_updates):
-        learner.update(draw())
+        learner.update(batch())
     train_seconds = time.process_time() - started
     policy.eval()
     X_test = data.test.X
@@ -195,9 +203,9 @@ def omikuji_cell(n_labels: int, args: Args) -> dict:
     import tempfile
 
     import scipy.sparse as sp
-    from experiments.peers import _import_omikuji, _native_output_to
 
     from envs.data.textformats import write_xc
+    from experiments.peers import _import_omikuji, _native_output_to
 
     omikuji = _import_omikuji()
     data = synthetic_data(args, n_labels)
@@ -317,11 +325,11 @@ def summary(results: dict, args: Args) -> dict:
             out[f"{kind}_decode_slowdown_{lo}_to_{hi}"] = (
                 results[lo][kind]["decode_docs_per_s"] / results[hi][kind]["decode_docs_per_s"])
     if "tree" in args.outputs and "flat" in args.outputs:
-        for n in results:
-            if "tree" in results[n] and "flat" in results[n]:
+        for n, cells in results.items():
+            if "tree" in cells and "flat" in cells:
                 for key in ("train", "decode"):
-                    out[f"tree_over_flat_{key}_L{n}"] = (results[n]["tree"][f"{key}_docs_per_s"]
-                                                         / results[n]["flat"][f"{key}_docs_per_s"])
+                    out[f"tree_over_flat_{key}_L{n}"] = (cells["tree"][f"{key}_docs_per_s"]
+                                                         / cells["flat"][f"{key}_docs_per_s"])
     return out
 
 

@@ -215,9 +215,9 @@ def render_markdown(payload: dict) -> str:
     shapes = [f"{d}: {s}" + (" (the only shape given)" if tried.get(d, 0) < 2 else "")
               for d, s in sorted(payload.get("shapes", {}).items())]
     lines += ["", "Tree shapes (B x max leaf size) chosen on validation: " + ", ".join(shapes), "",
-              "epochs: rearrangement + combined epochs (the combined policy starts from the rearrangement "
-              "one; its train s excludes the rearrangement's). PSP@k columns are left out: the "
-              "propensity-scored metrics are not on main yet."]
+              ("epochs: rearrangement + combined epochs (the combined policy starts from the rearrangement "
+               "one; its train s excludes the rearrangement's). PSP@k columns are left out: the "
+               "propensity-scored metrics are not on main yet.")]
     return "\n".join(lines) + "\n"
 
 

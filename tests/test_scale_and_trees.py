@@ -63,6 +63,6 @@ def test_compare_trees_tiny_grid_writes_and_merges(tmp_path):
     saved = json.loads((tmp_path / "trees.json").read_text())
     assert sorted({r["seed"] for r in saved["rows"]}) == [0, 1] and len(saved["rows"]) == 8
     assert sorted(r["method"] for r in saved["rows"] if r["seed"] == 1) == ["rearrange", "rearrange+tree"]
-    later = [r for r in saved["rows"] if r["seed"] == 1 and r["method"] == "rearrange+tree"][0]
+    later = next(r for r in saved["rows"] if r["seed"] == 1 and r["method"] == "rearrange+tree")
     assert later["config"]["chosen_on_seed"] == "earlier seed"
     assert "| emotions | rearrange+tree | 2 |" in (tmp_path / "trees.md").read_text()
