@@ -96,10 +96,13 @@ class LabelChainEnv(gym.Env):
         self.doc = -1
         self._emitted: set[int] = set()
         self._history: list[int] = []
+        self._mask: np.ndarray | None = None  # kept up to date only with dense_masks (L + 1 bytes)
         self._needs_reset = True  # before the first reset and after an episode ended
 
     def action_masks(self) -> np.ndarray:
-        """Valid actions: labels not yet emitted, and STOP (always valid); O(L) per call."""
+        """Valid actions: labels not yet emitted, and STOP (always valid); a fresh array, O(L)."""
+        if self._mask is not None:
+            return self._mask.copy()
         masks = np.ones(self.task.n_labels + 1, dtype=bool)
         masks[self._history] = False
         return masks
@@ -125,6 +128,7 @@ class LabelChainEnv(gym.Env):
         self._features = task.features(np.array([self.doc]))[0]
         self._emitted = set()
         self._history = []
+        self._mask = np.ones(task.n_labels + 1, dtype=bool) if self.dense_masks else None
         self._steps = 0
         self._tp = 0
         self._quality = 0.0
@@ -143,6 +147,8 @@ class LabelChainEnv(gym.Env):
         if not terminated and action not in self._emitted:
             self._emitted.add(action)
             self._history.append(action)
+            if self._mask is not None:
+                self._mask[action] = False
             self._tp += action in self._gold
         quality = float(chain_quality(self._tp, len(self._history), len(self._gold), task.reward))
         truncated = not terminated and self._steps >= task.max_steps
