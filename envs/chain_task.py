@@ -48,6 +48,10 @@ class ChainTask:
         Y = self.split.Y
         self.gold_indptr = Y.indptr.astype(np.int64)
         self.gold_count = np.diff(self.gold_indptr)
+        # One sorted int64 key doc * L + label per gold pair (CSR rows are sorted, so the keys are):
+        # membership is a binary search, memory O(nnz), never a dense (N, L) row.
+        docs = np.repeat(np.arange(len(self.split), dtype=np.int64), self.gold_count)
+        self.gold_keys = docs * self.n_labels + Y.indices.astype(np.int64)
 
     @property
     def n_docs(self) -> int:
@@ -67,6 +71,15 @@ class ChainTask:
             return self._dense[docs]
         X: Any = self.split.X
         return X[docs].toarray()
+
+    def is_gold(self, docs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Whether label `labels[i]` is a gold label of document `docs[i]` (bool array), in O(log nnz)."""
+        keys = np.asarray(docs, dtype=np.int64) * self.n_labels + np.asarray(labels, dtype=np.int64)
+        if len(self.gold_keys) == 0:
+            return np.zeros(keys.shape, dtype=bool)
+        where = np.searchsorted(self.gold_keys, keys)
+        found = self.gold_keys[np.minimum(where, len(self.gold_keys) - 1)] == keys
+        return found & (where < len(self.gold_keys))
 
     def observation_space(self) -> spaces.Dict:
         """Features (dense row), emitted-label history (L marks an empty slot), step index."""

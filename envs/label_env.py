@@ -27,8 +27,10 @@ class LabelChainEnv(gym.Env):
     ## Action Space
     ``Discrete(L + 1)``: actions ``0 .. L-1`` emit that label, action ``L`` is STOP. A label already
     emitted is masked: ``action_masks()`` (sb3-contrib's contract) and ``info["action_mask"]`` give
-    the valid actions. Taking a masked action anyway is a wasted step: nothing is emitted, the step
-    counter advances, and the delta reward is 0. An action outside ``0 .. L`` is a ``ValueError``.
+    the valid actions (an array of L + 1 built on request; ``dense_masks=False`` leaves it out of
+    ``info``, so a step costs O(cap), not O(L), at large L). Taking a masked action anyway is a
+    wasted step: nothing is emitted, the step counter advances, and the delta reward is 0. An action
+    outside ``0 .. L`` is a ``ValueError``.
 
     ## Observation Space
     A ``Dict``:
@@ -46,7 +48,8 @@ class LabelChainEnv(gym.Env):
     the episode ends. Both give the same return.
 
     ## Starting State
-    No label emitted, step 0, all actions valid; ``info`` holds ``doc_index`` and ``action_mask``.
+    No label emitted, step 0, all actions valid; ``info`` holds ``doc_index`` and ``action_mask``
+    (not with ``dense_masks=False``).
 
     ## Episode End
     Terminated on STOP. Truncated when the step cap (``max_steps``, default a little above the largest
@@ -57,7 +60,7 @@ class LabelChainEnv(gym.Env):
     ## Arguments
     ``dataset`` (a name, a folder, a ``Dataset`` or a ready ``ChainTask``), ``split`` (``"train"`` or
     ``"test"``), ``reward``, ``reward_mode``, ``max_steps``, ``doc_order`` (``"random"`` or
-    ``"sequential"``), ``data_dir``. ``gym.make("LabelChain-v0", dataset="bibtex", ...)`` passes them on;
+    ``"sequential"``), ``data_dir``, ``dense_masks``. ``gym.make("LabelChain-v0", dataset="bibtex", ...)`` passes them on;
     ``gym.make_vec(..., vectorization_mode="vector_entry_point")`` builds `LabelChainVectorEnv`.
 
     ## Version History
@@ -78,6 +81,7 @@ class LabelChainEnv(gym.Env):
         max_steps: int | None = None,
         doc_order: str = "random",
         data_dir: str | Path | None = None,
+        dense_masks: bool = True,
     ) -> None:
         if doc_order not in DOC_ORDERS:
             raise ValueError(f"doc_order must be one of {DOC_ORDERS}, got {doc_order!r}")
@@ -85,17 +89,23 @@ class LabelChainEnv(gym.Env):
             dataset, split, reward=reward, reward_mode=reward_mode, max_steps=max_steps,
             data_dir=data_dir,
         )
-        self.doc_order = doc_order
+        self.doc_order, self.dense_masks = doc_order, dense_masks
         self.observation_space = self.task.observation_space()
         self.action_space = self.task.action_space()
         self._cursor = 0
         self.doc = -1
-        self._emitted: np.ndarray = np.zeros(self.task.n_labels + 1, dtype=bool)
+        self._emitted: set[int] = set()
+        self._history: list[int] = []
+        self._mask: np.ndarray | None = None  # kept up to date only with dense_masks (L + 1 bytes)
         self._needs_reset = True  # before the first reset and after an episode ended
 
     def action_masks(self) -> np.ndarray:
-        """Valid actions: labels not yet emitted, and STOP (always valid)."""
-        return ~self._emitted
+        """Valid actions: labels not yet emitted, and STOP (always valid); a fresh array, O(L)."""
+        if self._mask is not None:
+            return self._mask.copy()
+        masks = np.ones(self.task.n_labels + 1, dtype=bool)
+        masks[self._history] = False
+        return masks
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -116,8 +126,9 @@ class LabelChainEnv(gym.Env):
         lo, hi = task.gold_indptr[self.doc], task.gold_indptr[self.doc + 1]
         self._gold = set(task.split.Y.indices[lo:hi].tolist())
         self._features = task.features(np.array([self.doc]))[0]
-        self._emitted = np.zeros(task.n_labels + 1, dtype=bool)
-        self._history: list[int] = []
+        self._emitted = set()
+        self._history = []
+        self._mask = np.ones(task.n_labels + 1, dtype=bool) if self.dense_masks else None
         self._steps = 0
         self._tp = 0
         self._quality = 0.0
@@ -133,9 +144,11 @@ class LabelChainEnv(gym.Env):
             raise ValueError(f"action {action} is outside 0..{task.n_labels} (L labels + STOP)")
         self._steps += 1
         terminated = action == task.stop_action
-        if not terminated and not self._emitted[action]:
-            self._emitted[action] = True
+        if not terminated and action not in self._emitted:
+            self._emitted.add(action)
             self._history.append(action)
+            if self._mask is not None:
+                self._mask[action] = False
             self._tp += action in self._gold
         quality = float(chain_quality(self._tp, len(self._history), len(self._gold), task.reward))
         truncated = not terminated and self._steps >= task.max_steps
@@ -152,4 +165,7 @@ class LabelChainEnv(gym.Env):
         return {"features": self._features.copy(), "history": history, "step": self._steps}
 
     def _info(self) -> dict[str, Any]:
-        return {"doc_index": self.doc, "action_mask": self.action_masks()}
+        info: dict[str, Any] = {"doc_index": self.doc}
+        if self.dense_masks:
+            info["action_mask"] = self.action_masks()
+        return info

@@ -1,0 +1,68 @@
+"""experiments/bench_scale.py and compare_trees.py: their pieces on hand-made cases, and one tiny
+end-to-end run of each (no timing asserts)."""
+from __future__ import annotations
+
+import json
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from experiments import bench_scale, compare_trees
+
+
+def test_first_label_precision_exact():
+    Y = sp.csr_matrix(np.array([[1, 0, 1], [0, 1, 0], [0, 0, 0], [1, 1, 1]], dtype=bool))
+    # doc 0 picks gold 2, doc 1 misses (0), doc 2 has no gold, doc 3 predicts nothing (-1)
+    assert bench_scale.first_label_precision(Y, np.array([2, 0, 1, -1])) == pytest.approx(0.25)
+
+
+def test_scale_summary_ratios():
+    args = bench_scale.Args(labels=[10, 1000], outputs=["flat", "tree"])
+    cell = lambda train, decode: {"train_docs_per_s": train, "decode_docs_per_s": decode}
+    results = {"10": {"flat": cell(100.0, 400.0), "tree": cell(90.0, 300.0)},
+               "1000": {"flat": cell(10.0, 20.0), "tree": cell(45.0, 240.0)}}
+    summary = bench_scale.summary(results, args)
+    assert summary["flat_train_slowdown_10_to_1000"] == pytest.approx(10.0)
+    assert summary["tree_decode_slowdown_10_to_1000"] == pytest.approx(1.25)
+    assert summary["tree_over_flat_decode_L1000"] == pytest.approx(12.0)
+    assert summary["tree_over_flat_train_L10"] == pytest.approx(0.9)
+
+
+def test_scale_cells_run_end_to_end():
+    args = bench_scale.Args(labels=[300], train_docs=200, test_docs=40, n_features=200, hidden_size=16,
+                            budget_updates=2, batch_size=16, decode_docs=20, env_envs=8,
+                            env_seconds=0.05, tree_leaf_size=20, write=False)
+    for kind in ("flat", "tree"):
+        cell = bench_scale.chain_cell(kind, 300, args)
+        assert 0.0 <= cell["P@1"] <= 1.0 and cell["train_docs_per_s"] > 0 and cell["peak_rss_mb"] > 0
+        assert (cell["tree_build_s"] > 0) == (kind == "tree")
+    env = bench_scale.env_cell(300, args)
+    assert env["env_steps_per_s"] > 0 and env["env_dense_mask_steps_per_s"] > 0
+    with pytest.raises(ValueError, match="--outputs"):
+        bench_scale.build_policy("cube", None, args)
+
+
+def test_parse_shape_names_the_flag():
+    assert compare_trees.parse_shape("16x64") == (16, 64)
+    with pytest.raises(ValueError, match="--shapes"):
+        compare_trees.parse_shape("16-64")
+
+
+def test_compare_trees_tiny_grid_writes_and_merges(tmp_path):
+    args = compare_trees.Args(datasets=["emotions"], seeds=[0], shapes=["2x2", "4x4"], rearrange_epochs=1,
+                              combined_epochs=1, hidden_size=16, out=str(tmp_path / "trees"))
+    payload = compare_trees.main(args)
+    methods = sorted(r["method"] for r in payload["rows"])
+    assert methods == ["combined", "combined+tree", "ensemble", "ensemble+tree", "rearrange", "rearrange+tree"]
+    tree_rows = [r for r in payload["rows"] if r["method"].endswith("+tree")]
+    assert {r["config"]["shape"] for r in tree_rows} == {payload["shapes"]["emotions"]}
+    assert set(tree_rows[0]["config"]["validation_by_shape"]) == {"2x2", "4x4"}
+    # A second run adding another seed (rearrangement only) keeps the first one's rows and reuses
+    # its tree shape.
+    compare_trees.main(compare_trees.Args(**{**args.__dict__, "seeds": [1], "combined_epochs": 0}))
+    saved = json.loads((tmp_path / "trees.json").read_text())
+    assert sorted({r["seed"] for r in saved["rows"]}) == [0, 1] and len(saved["rows"]) == 8
+    assert sorted(r["method"] for r in saved["rows"] if r["seed"] == 1) == ["rearrange", "rearrange+tree"]
+    later = next(r for r in saved["rows"] if r["seed"] == 1 and r["method"] == "rearrange+tree")
+    assert later["config"]["chosen_on_seed"] == "earlier seed"
+    assert "| emotions | rearrange+tree | 2 |" in (tmp_path / "trees.md").read_text()
