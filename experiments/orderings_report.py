@@ -198,6 +198,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         reasons = sorted({(s["peer"], s["reason"]) for s in skipped})
         lines += [f"- {peer} ({', '.join(sorted({s['dataset'] for s in skipped if s['peer'] == peer}))}): {reason}"
                   for peer, reason in reasons] + [""]
+    notes = results.get("notes", [])
+    if notes:  # provenance the rows cannot carry (where and with which code a slice of the grid ran)
+        lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     commands = sorted({cell.get("command") for cell in cells.values() if cell.get("command")} - {results.get("command")})
     if commands:
         lines += ["Some cells were made by earlier invocations: " + "; ".join(f"`{c}`" for c in commands), ""]
