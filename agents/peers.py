@@ -115,7 +115,7 @@ class OvRLogistic:
         return out
 
 
-def _import_omikuji():
+def import_omikuji():
     try:
         import omikuji
     except ImportError as error:
@@ -124,7 +124,7 @@ def _import_omikuji():
 
 
 @contextlib.contextmanager
-def _native_output_to(log_path: Path):
+def native_output_to(log_path: Path):
     """Send fds 1 and 2 to `log_path` while Omikuji's Rust code prints thousands of progress lines."""
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
@@ -147,7 +147,7 @@ class OmikujiTree:
     def __init__(self, n_trees: int = 3, cluster_k: int = 2, top_k: int = 10, beam_size: int = 10, n_threads: int = 1) -> None:
         if top_k < 5:
             raise ValueError(f"top_k must be >= 5 so P@5 and nDCG@5 see 5 labels, got {top_k}")
-        self.omikuji = _import_omikuji()
+        self.omikuji = import_omikuji()
         self.n_trees, self.cluster_k, self.top_k, self.beam_size, self.n_threads = n_trees, cluster_k, top_k, beam_size, n_threads
 
     def fit(self, train: Split) -> OmikujiTree:
@@ -159,7 +159,7 @@ class OmikujiTree:
             data_path, log_path = Path(folder) / "train.txt", Path(folder) / "omikuji.log"
             write_xc(data_path, sp.csr_matrix(self.scaler.transform(train.X)), train.Y)
             try:
-                with _native_output_to(log_path):
+                with native_output_to(log_path):
                     self.model = self.omikuji.Model.train_on_data(str(data_path), hyper, n_threads=self.n_threads)
             except RuntimeError as error:
                 tail = log_path.read_text(errors="replace")[-2000:]

@@ -14,7 +14,7 @@ from envs.data.dataset import Split
 
 
 def teacher_forcing_loss(
-    policy: ChainPolicy, X_batch, targets: torch.Tensor, *, mask_emitted: bool = True
+    policy: ChainPolicy, X_batch, targets: torch.Tensor | np.ndarray, *, mask_emitted: bool = True
 ) -> torch.Tensor:
     """Mean cross-entropy over the non-padding positions of `targets` (B, T; STOP-terminated, -1 pad).
 

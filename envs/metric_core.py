@@ -17,7 +17,7 @@ LabelMatrix: TypeAlias = np.ndarray | sp.spmatrix | sp.sparray
 def as_label_csr(Y: LabelMatrix, name: str) -> sp.csr_matrix:
     """Bool CSR copy of a 0/1 label matrix with no stored zeros; ValueError naming `name` if bad."""
     if sp.issparse(Y):
-        values = Y.tocoo().data
+        values = sp.coo_matrix(Y).data
         csr = sp.csr_matrix(Y, dtype=bool, copy=True)
     else:
         arr = np.asarray(Y)

@@ -205,9 +205,9 @@ def omikuji_cell(n_labels: int, args: Args) -> dict:
     import scipy.sparse as sp
 
     from envs.data.textformats import write_xc
-    from experiments.peers import _import_omikuji, _native_output_to
+    from agents.peers import import_omikuji, native_output_to
 
-    omikuji = _import_omikuji()
+    omikuji = import_omikuji()
     data = synthetic_data(args, n_labels)
     hyper = omikuji.Model.default_hyper_param()
     hyper.n_trees = 1
@@ -215,7 +215,7 @@ def omikuji_cell(n_labels: int, args: Args) -> dict:
         path = Path(folder) / "train.txt"
         write_xc(path, data.train.X, data.train.Y)
         started = time.process_time()
-        with _native_output_to(Path(folder) / "omikuji.log"):
+        with native_output_to(Path(folder) / "omikuji.log"):
             model = omikuji.Model.train_on_data(str(path), hyper, n_threads=1)
         fit_seconds = time.process_time() - started
     model.init_prediction_thread_pool(1)
@@ -357,8 +357,8 @@ def main(args: Args) -> dict:
         previous = json.loads(path.read_text())
         commands = previous.get("commands", [previous.get("command")]) + ([command] if cells else [])
         merged = previous["results"]
-        for n_labels, cells in results.items():
-            merged.setdefault(n_labels, {}).update(cells)
+        for n_labels, measured in results.items():
+            merged.setdefault(n_labels, {}).update(measured)
         results = dict(sorted(merged.items(), key=lambda item: int(item[0])))
         args = replace(args, outputs=sorted({*previous["args"]["outputs"], *args.outputs},
                                             key=["flat", "tree"].index))

@@ -131,6 +131,7 @@ def run_output(cell: Cell, output: str, chosen_shapes: dict[str, str]) -> list[d
     """Rows of rearrange, combined and ensemble with one output layer in one cell."""
     args, suffix = cell.args, "" if output == "flat" else "+tree"
     shape_info: dict = {}
+    candidates: list[str | None]
     if output == "flat":
         candidates = [None]
     elif cell.name in chosen_shapes:
@@ -147,8 +148,9 @@ def run_output(cell: Cell, output: str, chosen_shapes: dict[str, str]) -> list[d
             shape_info[shape] = val[args.select_metric]
         if best is None or val[args.select_metric] > best[2][args.select_metric]:
             best = (shape, policy, val, outputs, seconds)
+    assert best is not None  # candidates is never empty
     shape, policy, val, outputs, seconds = best
-    if output == "tree":
+    if output == "tree" and shape is not None:
         chosen_shapes.setdefault(cell.name, shape)
         shape_info = {"shape": shape, "validation_by_shape": shape_info,
                       "chosen_on_seed": cell.seed if len(candidates) > 1 else "earlier seed"}

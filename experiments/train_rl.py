@@ -296,6 +296,7 @@ def load_run_data(args: Args) -> RunData:
 def overlapping_clusters(args: Args, train: Split, label_cluster: np.ndarray) -> sp.csr_matrix:
     """Membership (L, C) after label disentanglement: the --overlap-from policy's predicted clusters
     of the training documents, C = Yᵀ·M, each label in up to --overlap-lambda clusters."""
+    assert args.overlap_from is not None  # the caller checks
     try:
         first = load_policy(args.overlap_from)
     except (OSError, ValueError, RuntimeError, KeyError) as error:
