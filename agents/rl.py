@@ -21,6 +21,8 @@ from envs.vector_env import LabelChainVectorEnv
 
 BASELINES = ("value", "self_critical", "none")
 
+DENSE_MASK_MAX_LABELS = 10_000
+
 
 @dataclass
 class Episodes:
@@ -65,7 +67,11 @@ class EpisodeCollector:
 
     def env(self, n: int) -> LabelChainVectorEnv:
         if n not in self._envs:
-            self._envs[n] = LabelChainVectorEnv(n, self.task, autoreset_mode=AutoresetMode.DISABLED)
+            # The collector never reads the env's masks: above DENSE_MASK_MAX_LABELS the env keeps no
+            # (N, L + 1) arrays (gold labels by binary search, ~40x slower per step than the dense gather
+            # at L = 983, so smaller label spaces keep the dense path).
+            dense = self.task.n_labels <= DENSE_MASK_MAX_LABELS
+            self._envs[n] = LabelChainVectorEnv(n, self.task, autoreset_mode=AutoresetMode.DISABLED, dense_masks=dense)
         return self._envs[n]
 
     def rollout(
