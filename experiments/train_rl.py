@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+import execution
 import torch
 from common import atomic_write_json, parse_args, single_thread
 from run_report import PREDICT_BATCH, final_evaluation, results_table
@@ -305,10 +306,12 @@ def train_learner(name: str, args: Args, data: RunData, run_dir: Path, interrupt
         sampler.load_state_dict(state["sampler"])
         progress, best_policy = state["progress"], state["best_policy"]
     writer = open_writer(learner_dir, purge_step=progress["update"] + 1 if state is not None else None)
+    last_val: dict[str, float] = dict(progress["best_metrics"])  # what the next grid report says
 
     def validate() -> None:
         started = time.perf_counter()
         metrics = validation_metrics(policy, data.val, PREDICT_BATCH, data.max_steps)
+        last_val.update(metrics)
         for key, value in metrics.items():
             writer.add_scalar(f"eval/{key}", value, progress["update"])
         # Step 0 is only a reference point: a warm-started learner must not win with its starting policy.
@@ -352,13 +355,18 @@ def train_learner(name: str, args: Args, data: RunData, run_dir: Path, interrupt
             if episodic is not None:
                 ema = progress["return_ema"]
                 progress["return_ema"] = episodic if ema is None else 0.9 * ema + 0.1 * episodic
-            if step % args.eval_every == 0 or step == args.updates:
+            validated = step % args.eval_every == 0 or step == args.updates
+            if validated:
                 validate()
             if budget[0] is not None:
                 budget[0] -= 1
             stopped = interrupt.requested or (budget[0] is not None and budget[0] <= 0)
-            if step == args.updates or stopped or step % args.checkpoint_every == 0:
+            checkpointed = step == args.updates or stopped or step % args.checkpoint_every == 0
+            if checkpointed:
                 checkpoint(finished=step == args.updates)
+            if validated or checkpointed:  # a grid's progress line / Ray Tune (checkpoint handed over)
+                execution.report({"learner": name, "update": step, **{f"val/{k}": v for k, v in last_val.items()}},
+                                 run_dir if checkpointed else None)
             bar.update(1)
             bar.set_postfix(ret=f"{progress['return_ema'] or 0.0:.3f}",
                             best=f"{progress['best_score'] or 0.0:.3f}")
