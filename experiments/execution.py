@@ -176,7 +176,7 @@ def _run_in_process(cells: list[Cell], on_result, bar: Progress, should_stop) ->
         if should_stop():
             break
         bar.start(cell.key)
-        _reporter = lambda metrics, _run_dir, key=cell.key: bar.scored(key, metrics)  # noqa: E731
+        _reporter = lambda metrics, _run_dir, key=cell.key: bar.scored(key, metrics)
         try:
             result = cell.function(**cell.kwargs)
         finally:

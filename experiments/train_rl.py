@@ -30,8 +30,8 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import execution
+import numpy as np
 import torch
 from common import atomic_write_json, parse_args, single_thread
 from run_report import PREDICT_BATCH, final_evaluation, results_table
