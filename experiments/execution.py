@@ -28,8 +28,9 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,17 +171,13 @@ def run_cells(cells: list[Cell], on_result: Callable[[str, dict[str, Any]], None
 
 
 def _run_in_process(cells: list[Cell], on_result, bar: Progress, should_stop) -> list[str]:
-    global _reporter
     left = [cell.key for cell in cells]
     for cell in cells:
         if should_stop():
             break
         bar.start(cell.key)
-        _reporter = lambda metrics, _run_dir, key=cell.key: bar.scored(key, metrics)
-        try:
+        with reporting_to(lambda metrics, _run_dir, key=cell.key: bar.scored(key, metrics)):
             result = cell.function(**cell.kwargs)
-        finally:
-            _reporter = None
         bar.finish(cell.key, ok=result is not None)
         if result is None:  # stopped by Ctrl-C: leave the rest for a rerun
             break
@@ -243,31 +240,48 @@ def _importable(function: Callable) -> Callable:
     return getattr(module, function.__qualname__)
 
 
+@contextmanager
+def reporting_to(reporter: Callable[[dict[str, Any], Path | None], None]) -> Iterator[None]:
+    """Route `report()` calls made inside the block to `reporter(metrics, checkpoint_run_dir)`."""
+    global _reporter
+    previous, _reporter = _reporter, reporter
+    try:
+        yield
+    finally:
+        _reporter = previous
+
+
+def restore_from_ray() -> None:
+    """In a restarted Ray trial: put the run folder back as it was at the trial's last checkpoint."""
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            restore_snapshot(Path(folder))
+
+
+def send_to_ray(metrics: dict[str, Any], run_dir: Path | None) -> None:
+    """`tune.report(metrics)`, with a snapshot of `run_dir` as the Ray checkpoint when one is given."""
+    from ray import tune
+
+    if run_dir is None:
+        tune.report(metrics)
+        return
+    with tempfile.TemporaryDirectory(prefix="labelchain-checkpoint-") as folder:
+        snapshot_run_dir(run_dir, Path(folder))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))  # copied to storage here
+
+
 def _trial(config: dict[str, Any], cells: dict[str, Cell]) -> None:
     """The Tune function trainable of one cell: restore the last checkpoint, run, report the result."""
-    global _reporter
     from ray import tune
 
     _one_thread()
     cell = cells[config["cell"]]
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:  # a restart after a failure: put the run folder back as it was checkpointed
-        with checkpoint.as_directory() as folder:
-            restore_snapshot(Path(folder))
-
-    def send(metrics: dict[str, Any], run_dir: Path | None) -> None:
-        if run_dir is None:
-            tune.report(metrics)
-            return
-        with tempfile.TemporaryDirectory(prefix="labelchain-checkpoint-") as folder:
-            snapshot_run_dir(run_dir, Path(folder))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))  # copied to storage here
-
-    _reporter = send
-    try:
+    restore_from_ray()
+    with reporting_to(send_to_ray):
         result = cell.function(**cell.kwargs)
-    finally:
-        _reporter = None
     tune.report({RESULT_KEY: json.dumps(result), "pid": os.getpid()})
 
 

@@ -1,0 +1,119 @@
+"""The Ray backend of the grid scripts: same seeds give the same table as the local backend, and a
+trial whose worker dies resumes from its last Ray checkpoint and ends with the same numbers.
+
+One local Ray session (2 CPUs, no dashboard) is shared by the module: Ray starts in a few seconds.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]' (CI installs it)")
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS.parent / "experiments"))
+
+import compare_orderings  # noqa: E402
+import execution  # noqa: E402
+from compare_orderings import Args  # noqa: E402
+from orderings_report import render_markdown  # noqa: E402
+
+LEARNERS = ["freq2rare", "rearrange", "combined"]
+KILL_AT = ("rearrange", 20)  # the worker dies right after this learner's checkpoint at this update
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """Local Ray, 2 CPUs; workers can import this module (the dying cell below) and the experiments."""
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+    execution.ray_init(None, num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+def quick_args(tmp: Path) -> Args:
+    """The quick emotions grid (30 updates, checkpoints every 10), two seeds, no peers."""
+    args = compare_orderings.resolve_args(Args(quick=True, learners=LEARNERS, peers=["none"],
+                                               runs_dir=str(tmp / "runs"), out_dir=str(tmp / "out"), progress=False))
+    return replace(args, seeds=[0, 1])
+
+
+def run_grid(args: Args, backend: str, function=compare_orderings.compute_cell, **extra) -> dict:
+    """Every cell of `args`' grid on `backend`; the results file's content (rows and cells)."""
+    results = {"cells": {}, "rows": [], "skipped_peers": []}
+    cells = [execution.Cell(compare_orderings.cell_key(d, s), function,
+                            {"args": args, "dataset": d, "seed": s, "command": "test", **extra})
+             for d, s in compare_orderings.grid(args)]
+    failed = execution.run_cells(cells, lambda key, cell: compare_orderings.merge_cell(results, cell),
+                                 backend=backend, jobs=2, storage_dir=args.runs_dir, progress=False)
+    assert failed == []
+    return results
+
+
+def table(results: dict) -> str:
+    """The results table without what legitimately differs between runs (wall times, folders)."""
+    rows = [{**row, "wall_time_s": 0.0, "run_dir": None} for row in results["rows"]]
+    return render_markdown({**results, "rows": rows, "command": "test"})
+
+
+def metrics_by_row(results: dict) -> dict:
+    return {(r["dataset"], r["seed"], r["method"]): (r["metrics"], r.get("val")) for r in results["rows"]}
+
+
+@pytest.fixture(scope="module")
+def local_and_ray(ray_session, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("grid")
+    local = run_grid(quick_args(tmp / "local"), "local")
+    on_ray = run_grid(quick_args(tmp / "ray"), "ray")
+    return local, on_ray, tmp
+
+
+def test_same_seeds_give_the_same_table_on_local_and_ray(local_and_ray):
+    local, on_ray, tmp = local_and_ray
+    assert len(local["rows"]) == 2 * (len(LEARNERS) + 2)  # + best_fixed and ensemble, per seed
+    assert metrics_by_row(on_ray) == metrics_by_row(local)
+    assert table(on_ray) == table(local)
+    run_dirs = {row["run_dir"] for row in on_ray["rows"]}
+    assert all(str(tmp / "ray" / "runs") in d for d in run_dirs)  # results land in our run folders
+    assert all(Path(d, "freq2rare", "checkpoint.pt").is_file() for d in run_dirs)
+
+
+def dying_cell(marker: str, log: str, **cell):
+    """compare_orderings.compute_cell, whose worker process is SIGKILLed once, right after KILL_AT's
+    checkpoint went to Ray, having deleted its run folder first: only Ray's checkpoint can bring it back."""
+    send = execution._reporter
+
+    def send_then_die(metrics: dict, run_dir: Path | None) -> None:
+        send(metrics, run_dir)
+        with open(log, "a") as handle:
+            handle.write(json.dumps({"pid": os.getpid(), "learner": metrics["learner"], "update": metrics["update"]}) + "\n")
+        if run_dir is not None and (metrics["learner"], metrics["update"]) == KILL_AT and not Path(marker).exists():
+            Path(marker).write_text(str(os.getpid()))
+            shutil.rmtree(run_dir)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    with execution.reporting_to(send_then_die):
+        return compare_orderings.compute_cell(**cell)
+
+
+def test_a_killed_worker_resumes_from_its_last_checkpoint_with_the_same_result(local_and_ray, tmp_path):
+    local, _, _ = local_and_ray
+    args = replace(quick_args(tmp_path), seeds=[0])
+    marker, log = tmp_path / "killed", tmp_path / "reports.jsonl"
+    results = run_grid(args, "ray", dying_cell, marker=str(marker), log=str(log))
+    assert marker.exists(), "the worker was never killed"
+    reports = [json.loads(line) for line in log.read_text().splitlines()]
+    killed = int(marker.read_text())
+    after = [(r["learner"], r["update"]) for r in reports if r["pid"] != killed]
+    assert {r["pid"] for r in reports} == {killed, reports[-1]["pid"]}  # one restart, in a new process
+    assert after[0] == ("rearrange", 30)  # resumed after the checkpoint at 20: not from scratch
+    assert not any(learner == "freq2rare" for learner, _ in after)  # finished learners are not retrained
+    seed0 = {key: value for key, value in metrics_by_row(local).items() if key[1] == 0}
+    assert metrics_by_row(results) == seed0
