@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import single_thread
 from tqdm.auto import tqdm
 
 from envs.metrics import is_better
@@ -189,14 +190,7 @@ def _run_in_process(cells: list[Cell], on_result, bar: Progress, should_stop) ->
 def _pool_init() -> None:
     """Pool workers ignore Ctrl-C between tasks; train_rl catches it during training (checkpoint, stop)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _one_thread()
-
-
-def _one_thread() -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"
-    import torch
-
-    torch.set_num_threads(1)
+    single_thread()
 
 
 def _run_pool(cells: list[Cell], on_result, bar: Progress, jobs: int, should_stop) -> list[str]:
@@ -277,7 +271,7 @@ def _trial(config: dict[str, Any], cells: dict[str, Cell]) -> None:
     """The Tune function trainable of one cell: restore the last checkpoint, run, report the result."""
     from ray import tune
 
-    _one_thread()
+    single_thread()
     cell = cells[config["cell"]]
     restore_from_ray()
     with reporting_to(send_to_ray):

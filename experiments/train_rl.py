@@ -79,6 +79,7 @@ class Args:
     updates: int = field(default=500, metadata={"help": "optimisation steps per learner"})
     batch_size: int = field(default=64, metadata={"help": "documents per update"})
     hidden_size: int = field(default=128, metadata={"help": "GRU hidden size (also document encoding size)"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout on the document encoding and GRU output"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of supervised learners"})
     rl_lr: float | None = field(
         default=3e-4, metadata={"help": "learning rate of reinforce/ppo/combined (none = --lr); lower "
@@ -171,6 +172,8 @@ def _check(args: Args) -> None:
         raise ArgsError(f"--select-metric must be one of {RANKING_NAMES + SET_NAMES}, got {args.select_metric!r}")
     if not 0.0 < args.val_fraction < 1.0:
         raise ArgsError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
+    if not 0.0 <= args.dropout < 1.0:
+        raise ArgsError(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.stop_after_updates is not None and args.stop_after_updates < 1:
         raise ArgsError(f"--stop-after-updates must be >= 1, got {args.stop_after_updates}")
     for flag, source in external_sources(args).items():
@@ -294,7 +297,8 @@ def train_learner(name: str, args: Args, data: RunData, run_dir: Path, interrupt
         if source is not None:
             policy = load_policy(source)
         else:
-            policy = ChainPolicy(data.train.X.shape[1], data.train.Y.shape[1], hidden_size=args.hidden_size)
+            policy = ChainPolicy(data.train.X.shape[1], data.train.Y.shape[1], hidden_size=args.hidden_size,
+                                 dropout=args.dropout)
             policy.fit_input_normalization(data.train.X)
     learner = make_learner(name, policy, data.train, learner_config(args, data.max_steps, name), label_freq=data.label_freq)
     sampler = BatchSampler(len(data.train), args.batch_size, args.seed)
