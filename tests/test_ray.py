@@ -117,3 +117,25 @@ def test_a_killed_worker_resumes_from_its_last_checkpoint_with_the_same_result(l
     assert not any(learner == "freq2rare" for learner, _ in after)  # finished learners are not retrained
     seed0 = {key: value for key, value in metrics_by_row(local).items() if key[1] == 0}
     assert metrics_by_row(results) == seed0
+
+
+def test_tune_search_writes_a_best_config_that_train_rl_reproduces(ray_session, tmp_path):
+    import train_rl
+    import tune
+
+    args = tune.Args(dataset="emotions", learner="combined", samples=2, updates=20, eval_every=10, grace_period=1,
+                     runs_dir=str(tmp_path))
+    best_path = tune.main(args)
+    report = json.loads((best_path.parent / "trials.json").read_text())
+    trials, winner = report["trials"], report["winner"]
+    assert len(trials) == 2 and all(t["error"] is None for t in trials)
+    assert winner["best_val"] == max(t["best_val"] for t in trials)
+    assert len({json.dumps(t["config"], sort_keys=True) for t in trials}) == 2  # two drawn configurations
+    best = json.loads(best_path.read_text())
+    for key in ("hidden_size", "dropout", "entropy_coef", "rl_weight"):
+        assert best[key] == winner["config"][key]
+    assert best["rl_lr"] == winner["config"]["lr"] and best["learners"] == ["rearrange", "combined"]
+    assert len(list(best_path.parent.glob("emotions__tune-combined__0__*/combined/events.out.tfevents.*"))) == 2
+    run_dir = train_rl.main(train_rl.Args(**best, runs_dir=str(tmp_path / "again"), progress=False))
+    again = json.loads((run_dir / "metrics.json").read_text())["learners"]["combined"]["val"]["nDCG@3"]
+    assert again == pytest.approx(winner["best_val"], abs=1e-12)  # same seed, same config: same best score
