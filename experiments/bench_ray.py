@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,7 +73,7 @@ def child(args: Args) -> dict:
         seconds = time.perf_counter() - started
         time.sleep(3.0)  # let the parent sample the idle instance
         ray.shutdown()
-        return {"ray_init_s": seconds}
+        return {"ray_init_s": seconds, "runs_dir": str(runs_dir)}
     grid = grid_args(args, runs_dir)
     results = {"cells": {}, "rows": [], "skipped_peers": []}
     cells = [execution.Cell(compare_orderings.cell_key(d, s), compare_orderings.compute_cell,
@@ -158,6 +159,7 @@ def measure(args: Args, backend: str) -> dict:
     if process.returncode != 0:
         raise SystemExit(f"error: the {backend} measurement failed (exit {process.returncode})")
     report = json.loads(output.strip().splitlines()[-1])
+    shutil.rmtree(report.pop("runs_dir"), ignore_errors=True)  # run folders of a measurement are not results
     return {"backend": backend, "wall_s": round(wall, 1), "peak_mb": round(peak[0]), "load_before": round(load, 2),
             **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in report.items()}}
 
