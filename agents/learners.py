@@ -41,7 +41,7 @@ from agents.supervised import teacher_forcing_loss
 from envs.chain_task import ChainTask, default_max_steps
 from envs.data.dataset import Split
 from envs.orderings import LabelOrdering
-from envs.rewards import check_reward_args
+from envs.rewards import DEFAULT_REWARD_MODE, check_reward_args
 
 LEARNERS = ("freq2rare", "rare2freq", "fixed_random", "always_random", "rearrange", "reinforce", "ppo", "combined")
 FIXED_ORDERINGS = LEARNERS[:4]
@@ -58,7 +58,7 @@ class LearnerConfig:
     batch_size: int = 64
     seed: int = 0
     reward: str = "f1"
-    reward_mode: str = "delta"
+    reward_mode: str = DEFAULT_REWARD_MODE
     baseline: str = "value"
     entropy_coef: float = 0.01
     value_coef: float = 0.5

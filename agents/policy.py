@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -168,6 +169,16 @@ class ChainPolicy(nn.Module):
         return logits[rows, lengths], values[rows, lengths]
 
     # ------------------------------------------------------------------ persistence
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "ChainPolicy":
+        """A fresh policy (new weights) of the architecture `config` describes (a `.config` dict).
+
+        The one way to rebuild a policy from a saved config: `load`, checkpoints and scripts use it,
+        so a new architecture key needs no change anywhere else.
+        """
+        options = dict(config)
+        return cls(options.pop("n_features"), options.pop("n_labels"), **options)
+
     def save(self, directory: str | Path) -> None:
         """Write config + weights into `directory` atomically (temp file, then os.replace)."""
         directory = Path(directory)
@@ -184,11 +195,9 @@ class ChainPolicy(nn.Module):
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: no saved ChainPolicy here (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
         try:
-            config = json.loads(config_path.read_text())
-            n_features, n_labels = config.pop("n_features"), config.pop("n_labels")
-        except (json.JSONDecodeError, KeyError) as error:
-            raise ValueError(f"{config_path}: not a ChainPolicy config ({error})") from None
-        policy = cls(n_features, n_labels, **config)
+            policy = cls.from_config(json.loads(config_path.read_text()))
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{config_path}: not a ChainPolicy config ({type(error).__name__}: {error})") from None
         policy.load_state_dict(torch.load(weights_path, map_location=map_location, weights_only=True))
         return policy
 

@@ -213,7 +213,6 @@ def chain_policy_from(model: MaskablePPO | ChainPolicyAdapter) -> ChainPolicy:
     adapter = model.policy if isinstance(model, MaskablePPO) else model
     if not isinstance(adapter, ChainPolicyAdapter):
         raise TypeError(f"expected a MaskablePPO built on ChainPolicyAdapter, got policy {type(adapter).__name__}")
-    config = dict(adapter.chain.config)
-    policy = ChainPolicy(config.pop("n_features"), config.pop("n_labels"), **config)
+    policy = ChainPolicy.from_config(adapter.chain.config)
     policy.load_state_dict({key: value.detach().cpu().clone() for key, value in adapter.chain.state_dict().items()})
     return policy

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from gymnasium import spaces
 
 from envs.data.dataset import Dataset, Split
-from envs.rewards import check_reward_args
+from envs.rewards import DEFAULT_REWARD_MODE, check_reward_args
 
 SPLITS = ("train", "test")
 DENSIFY_BYTES = 256 * 2**20  # sparse splits up to this dense size are kept dense for fast gathers
@@ -27,7 +27,7 @@ class ChainTask:
     n_labels: int
     max_steps: int
     reward: str = "f1"
-    reward_mode: str = "terminal"
+    reward_mode: str = DEFAULT_REWARD_MODE
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -92,7 +92,7 @@ def make_task(
     split: str = "train",
     *,
     reward: str = "f1",
-    reward_mode: str = "terminal",
+    reward_mode: str = DEFAULT_REWARD_MODE,
     max_steps: int | None = None,
     data_dir: str | Path | None = None,
 ) -> ChainTask:

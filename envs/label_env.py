@@ -6,10 +6,11 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.error import ResetNeeded
 
 from envs.chain_task import ChainTask, make_task
 from envs.data.dataset import Dataset
-from envs.rewards import chain_quality
+from envs.rewards import DEFAULT_REWARD_MODE, chain_quality
 
 DOC_ORDERS = ("random", "sequential")
 
@@ -17,30 +18,52 @@ DOC_ORDERS = ("random", "sequential")
 class LabelChainEnv(gym.Env):
     """Emit a document's labels one at a time, then STOP.
 
-    An episode is one document of the chosen split (drawn at random with the env's seed, or in order
-    with ``doc_order="sequential"``, or chosen by ``reset(options={"doc_index": i})``).
+    ## Description
+    Multi-label classification as a sequential decision problem: an episode is one document of the
+    chosen split (drawn at random with the env's seed, in order with ``doc_order="sequential"``, or
+    chosen by ``reset(options={"doc_index": i})``); each step emits one label or STOP, and the
+    reward is the quality of the emitted set against the document's gold labels.
 
     ## Action Space
     ``Discrete(L + 1)``: actions ``0 .. L-1`` emit that label, action ``L`` is STOP. A label already
     emitted is masked: ``action_masks()`` (sb3-contrib's contract) and ``info["action_mask"]`` give
     the valid actions. Taking a masked action anyway is a wasted step: nothing is emitted, the step
-    counter advances, and the delta reward is 0.
+    counter advances, and the delta reward is 0. An action outside ``0 .. L`` is a ``ValueError``.
 
-    ## Observation
+    ## Observation Space
     A ``Dict``:
     - ``features``: the document's feature row, float32, shape ``(d,)`` (dense even for sparse data);
-    - ``history``: the labels emitted so far, in order, padded to the step cap with ``L``;
+    - ``history``: the labels emitted so far, in order, padded to the step cap with ``L``, int64,
+      shape ``(max_steps,)``;
     - ``step``: the number of steps taken.
+    Every observation holds fresh arrays (nothing is shared with the env or with earlier steps).
 
     ## Rewards
     The quality of the emitted set P against the gold set G: ``reward="f1"`` (default,
     2|P∩G|/(|P|+|G|)), ``"jaccard"`` or ``"subset_accuracy"``; an empty P for an empty G scores 1.
-    ``reward_mode="terminal"`` pays it once, when the episode ends; ``"delta"`` pays after every step the
-    change in quality of the set so far (starting from 0), so the rewards sum to the same return.
+    ``reward_mode="delta"`` (default, ``envs.rewards.DEFAULT_REWARD_MODE``) pays after every step the
+    change in quality of the set so far (starting from 0); ``"terminal"`` pays the quality once, when
+    the episode ends. Both give the same return.
 
-    ## Termination
-    Terminated on STOP. Truncated when the step cap (``max_steps``, default a little above the
-    largest training label set) is reached without STOP; the finished chain is still scored.
+    ## Starting State
+    No label emitted, step 0, all actions valid; ``info`` holds ``doc_index`` and ``action_mask``.
+
+    ## Episode End
+    Terminated on STOP. Truncated when the step cap (``max_steps``, default a little above the largest
+    training label set: ``envs.chain_task.default_max_steps``) is reached without STOP; the finished
+    chain is still scored. Stepping before the first ``reset()`` or after the episode ended raises
+    ``gymnasium.error.ResetNeeded``, as ``gym.make``'s order-enforcing wrapper does before a reset.
+
+    ## Arguments
+    ``dataset`` (a name, a folder, a ``Dataset`` or a ready ``ChainTask``), ``split`` (``"train"`` or
+    ``"test"``), ``reward``, ``reward_mode``, ``max_steps``, ``doc_order`` (``"random"`` or
+    ``"sequential"``), ``data_dir``. ``gym.make("LabelChain-v0", dataset="bibtex", ...)`` passes them on;
+    ``gym.make_vec(..., vectorization_mode="vector_entry_point")`` builds `LabelChainVectorEnv`.
+
+    ## Version History
+    * v0: initial version. Later in v0: the default ``reward_mode`` became ``"delta"`` (the learners'
+      and scripts' default; it was ``"terminal"``), and stepping an ended episode became an error
+      (it used to go on appending labels, or paying the final reward again after truncation).
     """
 
     metadata = {"render_modes": []}
@@ -51,7 +74,7 @@ class LabelChainEnv(gym.Env):
         split: str = "train",
         *,
         reward: str = "f1",
-        reward_mode: str = "terminal",
+        reward_mode: str = DEFAULT_REWARD_MODE,
         max_steps: int | None = None,
         doc_order: str = "random",
         data_dir: str | Path | None = None,
@@ -68,6 +91,7 @@ class LabelChainEnv(gym.Env):
         self._cursor = 0
         self.doc = -1
         self._emitted: np.ndarray = np.zeros(self.task.n_labels + 1, dtype=bool)
+        self._needs_reset = True  # before the first reset and after an episode ended
 
     def action_masks(self) -> np.ndarray:
         """Valid actions: labels not yet emitted, and STOP (always valid)."""
@@ -97,10 +121,14 @@ class LabelChainEnv(gym.Env):
         self._steps = 0
         self._tp = 0
         self._quality = 0.0
+        self._needs_reset = False
         return self._observation(), self._info()
 
     def step(self, action: int) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         task, action = self.task, int(action)
+        if self._needs_reset:
+            raise ResetNeeded("LabelChainEnv.step() needs reset() first: before the first episode and after "
+                              "one terminated or was truncated")
         if not 0 <= action <= task.n_labels:
             raise ValueError(f"action {action} is outside 0..{task.n_labels} (L labels + STOP)")
         self._steps += 1
@@ -115,6 +143,7 @@ class LabelChainEnv(gym.Env):
             reward, self._quality = quality - self._quality, quality
         else:
             reward = quality if (terminated or truncated) else 0.0
+        self._needs_reset = terminated or truncated
         return self._observation(), float(reward), terminated, truncated, self._info()
 
     def _observation(self) -> dict[str, Any]:

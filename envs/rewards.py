@@ -10,6 +10,9 @@ import numpy as np
 
 REWARDS = ("f1", "jaccard", "subset_accuracy")
 REWARD_MODES = ("terminal", "delta")
+# The one default of every env, learner and script: per-step differences give the policy credit for
+# each label as it is emitted (the published runs used it; terminal was within seed noise, ablations).
+DEFAULT_REWARD_MODE = "delta"
 
 
 def chain_quality(tp, n_pred, n_gold, reward: str = "f1"):

@@ -5,13 +5,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from envs.chain_task import ChainTask, make_task
 from envs.data.dataset import Dataset
 from envs.label_env import DOC_ORDERS
-from envs.rewards import chain_quality
+from envs.rewards import DEFAULT_REWARD_MODE, chain_quality
 
 
 class LabelChainVectorEnv(VectorEnv):
@@ -28,10 +29,14 @@ class LabelChainVectorEnv(VectorEnv):
     ``reset(options={"reset_mask": mask})``. ``reset(options={"doc_indices": docs})`` picks the
     documents of the envs being reset (in env order); otherwise ``doc_order`` decides.
 
-    Buffers: with ``copy=False`` (default, for speed) the returned observation arrays and
-    ``infos["action_mask"]`` are the env's own buffers, overwritten by the next ``step``/``reset``;
-    copy what you keep, or pass ``copy=True`` (as Gymnasium's ``SyncVectorEnv(copy=True)``) to get
-    fresh arrays every step, about 3x fewer label-steps per second on delicious.
+    Buffers: with ``copy=False`` (default, for speed) the three observation arrays (``features``,
+    ``history``, ``step``) and ``infos["action_mask"]`` are the env's own buffers, overwritten in place
+    by the next ``step``/``reset``; copy what you keep, or pass ``copy=True`` (as Gymnasium's
+    ``SyncVectorEnv(copy=True)``) to get fresh arrays every step, about 3x fewer label-steps per
+    second on delicious. ``infos["doc_index"]`` is always a fresh array.
+
+    Order: ``step()`` before the first ``reset()`` raises ``gymnasium.error.ResetNeeded`` (there are
+    no documents yet); ``num_envs`` must be >= 1.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
@@ -43,13 +48,15 @@ class LabelChainVectorEnv(VectorEnv):
         split: str = "train",
         *,
         reward: str = "f1",
-        reward_mode: str = "terminal",
+        reward_mode: str = DEFAULT_REWARD_MODE,
         max_steps: int | None = None,
         doc_order: str = "random",
         data_dir: str | Path | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         copy: bool = False,
     ) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         if doc_order not in DOC_ORDERS:
             raise ValueError(f"doc_order must be one of {DOC_ORDERS}, got {doc_order!r}")
         autoreset_mode = AutoresetMode(autoreset_mode)
@@ -78,6 +85,7 @@ class LabelChainVectorEnv(VectorEnv):
         self.ended = np.zeros(n, dtype=bool)
         self._cursor = 0
         self._arange = np.arange(n)
+        self._has_reset = False
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -87,12 +95,17 @@ class LabelChainVectorEnv(VectorEnv):
         mask = np.asarray(options.get("reset_mask", np.ones(self.num_envs, dtype=bool)), bool)
         if mask.shape != (self.num_envs,):
             raise ValueError(f"options['reset_mask'] must have shape ({self.num_envs},)")
+        if not self._has_reset and not mask.all():
+            raise ResetNeeded("the first reset() must reset every sub-env (no reset_mask)")
         self._start_documents(np.flatnonzero(mask), options.get("doc_indices"))
+        self._has_reset = True
         return self._observation(), self._infos()
 
     def step(
         self, actions: np.ndarray
     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        if not self._has_reset:
+            raise ResetNeeded("LabelChainVectorEnv.step() needs reset() first (no documents yet)")
         task = self.task
         actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)
         if actions.min() < 0 or actions.max() > task.n_labels:
@@ -161,8 +174,9 @@ class LabelChainVectorEnv(VectorEnv):
         self.ended[envs] = False
 
     def _observation(self) -> dict[str, np.ndarray]:
-        features = self.features.copy() if self.copy else self.features
-        return {"features": features, "history": self.history.copy(), "step": self.steps.copy()}
+        if self.copy:
+            return {"features": self.features.copy(), "history": self.history.copy(), "step": self.steps.copy()}
+        return {"features": self.features, "history": self.history, "step": self.steps}
 
     def _infos(self) -> dict[str, Any]:
         return {"action_mask": self.action_masks(), "doc_index": self.docs.copy()}

@@ -3,6 +3,7 @@
     python experiments/ablations.py                       # bibtex, seeds 0 1 2, every variant
     python experiments/ablations.py --variants default entropy_0.05 --seeds 0
     python experiments/ablations.py --quick               # emotions, 1 seed, tiny budget (smoke test)
+    python experiments/ablations.py --backend ray --jobs 2    # every run a Ray Tune trial (or --address auto)
 
 One factor at a time around the default combined learner (train_rl's defaults: reward f1, per-step
 "delta" rewards, rl_weight 0.9, entropy 0.01, warm start from target rearrangement). Every variant is
@@ -29,15 +30,16 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import train_rl
-from common import (
+from envs.data.errors import DataFormatError, DataNotFoundError
+from experiments import train_rl
+from experiments.common import (
     REPO_ROOT, atomic_write_json, atomic_write_text, command_line, mean_and_std, parse_args, percent_mean_std,
     single_thread,
 )
-from run_lookup import find_run, run_config, train_or_resume
-
-from envs.data.errors import DataFormatError, DataNotFoundError
-from runs import METRICS_FILE, POLICY_DIR, GracefulInterrupt
+from experiments.config import ArgsError, TrainKnobs, knobs_of
+from experiments.execution import Cell, ExecutionFlags, check_backend, run_cells
+from experiments.run_lookup import find_run, run_config, train_or_resume
+from experiments.runs import METRICS_FILE, POLICY_DIR, GracefulInterrupt
 
 SCRIPT = "experiments/ablations.py"
 WARM_START = "warm_start"  # the reference row: the rearrangement policy every warm variant starts from
@@ -57,32 +59,23 @@ TABLE_METRICS = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5", "example_f1", "micro_f
 
 
 @dataclass
-class Args:
-    """One-factor-at-a-time ablations of the combined objective (reward, weight, warm start, entropy)."""
+class Args(TrainKnobs, ExecutionFlags):
+    """One-factor-at-a-time ablations of the combined objective (reward, weight, warm start, entropy).
 
+    The training knobs (TrainKnobs) set the default variant; each variant then changes one factor.
+    """
+
+    updates: int = field(default=800, metadata={"help": "updates of each combined variant (from scratch: "
+                                                        "warm_updates + updates)"})
+    eval_every: int = field(default=100, metadata={"help": "validate every this many updates"})
     dataset: str = field(default="bibtex", metadata={"help": "dataset name or folder (see envs.data.loading)"})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"help": f"from {list(VARIANTS)}"})
     warm_updates: int = field(default=1000, metadata={"help": "updates of the per-seed rearrangement warm start"})
-    updates: int = field(default=800, metadata={"help": "updates of each combined variant (from scratch: "
-                                                        "warm_updates + updates)"})
-    batch_size: int = 64
-    hidden_size: int = 128
-    lr: float = field(default=1e-3, metadata={"help": "learning rate of rearrangement (and of nothing else)"})
-    rl_lr: float = field(default=3e-4, metadata={"help": "learning rate of the combined learner"})
-    eval_every: int = field(default=100, metadata={"help": "validate every this many updates"})
-    select_metric: str = field(default="nDCG@3", metadata={"help": "validation metric choosing the checkpoint"})
-    val_fraction: float = 0.1
-    data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
     runs_dir: str = field(default="runs/ablations", metadata={"help": "where the run folders go"})
     out_dir: str | None = field(default=None, metadata={"help": "ablations.json/.md go here (default "
                                 "experiments/results; with --quick: RUNS_DIR/quick)"})
     quick: bool = field(default=False, metadata={"help": "smoke test: emotions, first seed, 30+20 updates, hidden 32"})
-    progress: bool = field(default=True, metadata={"help": "tqdm progress bars"})
-
-
-class ArgsError(ValueError):
-    """Bad command line or results file: reported as one line, without a traceback."""
 
 
 def resolve_args(args: Args) -> Args:
@@ -100,22 +93,19 @@ def resolve_args(args: Args) -> Args:
         raise ArgsError(f"--seeds must be distinct integers, got {args.seeds}")
     if args.warm_updates < 1 or args.updates < 1:
         raise ArgsError(f"--warm-updates and --updates must be >= 1, got {args.warm_updates}, {args.updates}")
-    try:
-        for name in args.variants:
-            train_rl.resolve_args(variant_args(args, name, args.seeds[0], warm_policy=None))
-    except train_rl.ArgsError as error:
-        raise ArgsError(str(error)) from None
+    problems = check_backend(args.backend, args.address, args.jobs)
+    if problems:
+        raise ArgsError("; ".join(problems))
+    for name in args.variants:  # checks every knob
+        train_rl.resolve_args(variant_args(args, name, args.seeds[0], warm_policy=None))
     return args
 
 
 # ----------------------------------------------------------------------------- the runs
 def base_args(args: Args, seed: int) -> train_rl.Args:
-    return train_rl.Args(
-        dataset=args.dataset, data_dir=args.data_dir, learners=["combined"], updates=args.updates,
-        batch_size=args.batch_size, hidden_size=args.hidden_size, lr=args.lr, rl_lr=args.rl_lr,
-        eval_every=args.eval_every, checkpoint_every=max(args.eval_every, 100), select_metric=args.select_metric,
-        val_fraction=args.val_fraction, ensemble=[], seed=seed, runs_dir=args.runs_dir, progress=args.progress,
-    )
+    """The default variant: the combined learner with every knob as given."""
+    return train_rl.Args(**knobs_of(args), dataset=args.dataset, learners=["combined"], ensemble=[], seed=seed,
+                         runs_dir=args.runs_dir)
 
 
 def warm_start_args(args: Args, seed: int) -> train_rl.Args:
@@ -137,6 +127,17 @@ def train(run: train_rl.Args) -> tuple[Path, float]:
     """Reuse, continue or train the run of this configuration; (run folder, seconds this call took)."""
     started = time.perf_counter()
     return train_or_resume(run), time.perf_counter() - started
+
+
+def run_cell(args: Args, variant: str, seed: int, warm_policy: str | None) -> dict[str, Any] | None:
+    """One ablation run as a grid cell: its results entry, None when stopped (Ctrl-C)."""
+    quiet = args if args.backend == "local" and args.jobs == 1 else replace(args, progress=False)
+    run = warm_start_args(quiet, seed) if variant == WARM_START else variant_args(quiet, variant, seed, warm_policy)
+    folder, seconds = train(run)
+    if not (folder / METRICS_FILE).exists():
+        return None
+    learner = "rearrange" if variant == WARM_START else "combined"
+    return entry_from_run(folder, learner, variant, seed, run, seconds)
 
 
 def entry_from_run(folder: Path, learner: str, variant: str, seed: int, run: train_rl.Args, seconds: float) -> dict:
@@ -232,34 +233,33 @@ def main(args: Args) -> Path:
     results = load_results(out_dir / "ablations.json")
     results.update(command=command_line(given, SCRIPT), argv=sys.argv, args=asdict(args), metrics=list(TABLE_METRICS))
     write_results(out_dir, results)
+    needs_warm = any(VARIANTS[v][2].get("warm_start", "rearrange") is not None for v in args.variants)
+
+    def cell(variant: str, seed: int, warm_policy: str | None = None) -> Cell:
+        return Cell(entry_key(variant, seed), run_cell, {"args": args, "variant": variant, "seed": seed,
+                                                          "warm_policy": warm_policy})
+
+    def record(key: str, entry: dict[str, Any]) -> None:
+        results["entries"][key] = entry
+        write_results(out_dir, results)
+
+    def warm_policy(seed: int) -> str | None:
+        entry = results["entries"].get(entry_key(WARM_START, seed))
+        return None if entry is None else str(Path(entry["run_dir"]) / "rearrange" / POLICY_DIR)
+
+    def run(cells: list[Cell]) -> None:
+        run_cells(cells, record, backend=args.backend, address=args.address, jobs=args.jobs,
+                  storage_dir=args.runs_dir, metric=args.select_metric, progress=args.progress,
+                  should_stop=lambda: interrupt.requested)
+
     with GracefulInterrupt() as interrupt:  # train_rl installs its own; this one only stops between runs
-        for seed in args.seeds:
-            if interrupt.requested:
-                break
-            warm_run = warm_start_args(args, seed)
-            needs_warm = any(VARIANTS[v][2].get("warm_start", "rearrange") is not None for v in args.variants)
-            warm_policy = None
-            if needs_warm:
-                if not is_done(results, WARM_START, seed, warm_run) or find_run(warm_run) is None:
-                    folder, seconds = train(warm_run)
-                    if not (folder / METRICS_FILE).exists():
-                        break  # stopped (Ctrl-C): resumable
-                    results["entries"][entry_key(WARM_START, seed)] = entry_from_run(
-                        folder, "rearrange", WARM_START, seed, warm_run, seconds)
-                    write_results(out_dir, results)
-                warm_policy = str(Path(results["entries"][entry_key(WARM_START, seed)]["run_dir"]) / "rearrange" / POLICY_DIR)
-            for variant in args.variants:
-                run = variant_args(args, variant, seed, warm_policy)
-                if is_done(results, variant, seed, run):
-                    continue
-                if interrupt.requested:
-                    break
-                folder, seconds = train(run)
-                if not (folder / METRICS_FILE).exists():
-                    interrupt.requested = True
-                    break
-                results["entries"][entry_key(variant, seed)] = entry_from_run(folder, "combined", variant, seed, run, seconds)
-                write_results(out_dir, results)
+        # First every seed's warm start (the variants of a seed start from it), then every variant.
+        run([cell(WARM_START, seed) for seed in args.seeds if needs_warm and not (
+            is_done(results, WARM_START, seed, warm_start_args(args, seed)) and find_run(warm_start_args(args, seed)))])
+        ready = [seed for seed in args.seeds if not needs_warm or warm_policy(seed) is not None]
+        if not interrupt.requested:
+            run([cell(variant, seed, warm_policy(seed)) for seed in ready for variant in args.variants
+                 if not is_done(results, variant, seed, variant_args(args, variant, seed, warm_policy(seed)))])
     print(f"\nresults: {out_dir / 'ablations.json'}\ntable:   {out_dir / 'ablations.md'}")
     return out_dir / "ablations.json"
 
@@ -274,6 +274,6 @@ if __name__ == "__main__":
     try:
         cli_args = parse_args(Args)
         main(cli_args)
-    except (ArgsError, train_rl.ArgsError, DataNotFoundError, DataFormatError) as error:
+    except (ArgsError, DataNotFoundError, DataFormatError) as error:
         sys.exit(f"error: {error}")
     sys.exit(0 if finished(cli_args) else 130)  # 130: stopped early, rerun to resume

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from common import parse_args, single_thread
+from experiments.common import parse_args, single_thread
 
 from envs.chain_task import make_task
 from envs.label_env import LabelChainEnv

@@ -27,10 +27,9 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import compare_orderings
-import execution
-from common import REPO_ROOT, atomic_write_json, parse_args
-from orderings_report import render_markdown
+from experiments import compare_orderings, execution
+from experiments.common import REPO_ROOT, atomic_write_json, parse_args
+from experiments.orderings_report import render_markdown
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from common import parse_args, single_thread
+from experiments.common import parse_args, single_thread
 
 from agents.learners import LearnerConfig, make_learner
 from agents.policy import ChainPolicy

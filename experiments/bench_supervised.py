@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 import torch
-from common import parse_args, single_thread
+from experiments.common import parse_args, single_thread
 
 from agents.decoding import predict
 from agents.policy import ChainPolicy

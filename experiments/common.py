@@ -6,16 +6,13 @@ import dataclasses
 import math
 import os
 import shlex
-import sys
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # scripts run as `python experiments/x.py` from anywhere
-    sys.path.insert(0, str(REPO_ROOT))
+from envs.atomic import atomic_write_json, atomic_write_text  # noqa: F401  (re-exported for scripts)
 
-from envs.atomic import atomic_write_json, atomic_write_text  # noqa: E402,F401  (re-exported for scripts)
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 T = TypeVar("T")
 

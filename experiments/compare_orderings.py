@@ -3,6 +3,7 @@
     python experiments/compare_orderings.py                     # bibtex delicious reuters21578 x seeds 0 1 2
     python experiments/compare_orderings.py --jobs 2            # two grid cells at a time, one thread each
     python experiments/compare_orderings.py --quick             # emotions, 1 seed, tiny budget (smoke test)
+    python experiments/compare_orderings.py --backend ray --address auto   # each cell a Ray Tune trial on a cluster
 
 One grid cell = (dataset, seed). `train_rl.main` trains every learner of the cell in one run folder
 (the four fixed orderings, target rearrangement, REINFORCE, PPO, the combined objective, all with
@@ -29,27 +30,23 @@ orderings.json ("cells").
 from __future__ import annotations
 
 import json
-import multiprocessing
-import signal
 import sys
 import time
-import traceback
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import train_rl
-from common import REPO_ROOT, atomic_write_json, atomic_write_text, command_line, parse_args, single_thread
-from orderings_report import TABLE_METRICS, render_markdown
-from peers import PEERS, PeerUnavailable, run_peer
-from run_lookup import run_config, train_or_resume
-from tqdm.auto import tqdm
-
 from agents.learners import FIXED_ORDERINGS, LEARNERS
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import load_dataset
-from runs import CONFIG_FILE, METRICS_FILE, GracefulInterrupt
+from experiments import train_rl
+from experiments.common import REPO_ROOT, atomic_write_json, atomic_write_text, command_line, parse_args, single_thread
+from experiments.config import ArgsError, TrainKnobs, knobs_of
+from experiments.execution import Cell, ExecutionFlags, check_backend, run_cells
+from experiments.orderings_report import TABLE_METRICS, render_markdown
+from experiments.peers import PEERS, PeerUnavailable, run_peer
+from experiments.run_lookup import run_config, train_or_resume
+from experiments.runs import CONFIG_FILE, METRICS_FILE, GracefulInterrupt
 
 GROUP_NAME = "compare"  # run folders: {runs_dir}/{dataset}__compare__{seed}__{time}
 ENSEMBLE = ["rearrange", "combined"]
@@ -57,41 +54,19 @@ SCRIPT = "experiments/compare_orderings.py"
 
 
 @dataclass
-class Args:
+class Args(TrainKnobs, ExecutionFlags):
     """Fixed label orderings vs target rearrangement vs RL (and peers) on test, mean ± std over seeds."""
 
+    updates: int = field(default=300, metadata={"help": "updates per learner (RL learners: on top of rearrange)"})
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "delicious", "reuters21578"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     learners: list[str] = field(default_factory=lambda: list(LEARNERS), metadata={"help": f"from {LEARNERS}"})
     peers: list[str] = field(default_factory=lambda: ["ovr_logistic", "omikuji"],
                              metadata={"help": f"non-sequential reference rows, from {sorted(PEERS)} (or none)"})
-    updates: int = field(default=300, metadata={"help": "updates per learner (RL learners: on top of rearrange)"})
-    batch_size: int = 64
-    hidden_size: int = 128
-    lr: float = field(default=1e-3, metadata={"help": "learning rate of the supervised learners"})
-    rl_lr: float | None = field(default=3e-4, metadata={"help": "learning rate of reinforce/ppo/combined "
-                                                                 "(fine-tuning the warm start; none = --lr)"})
-    eval_every: int = field(default=50, metadata={"help": "validate every this many updates"})
-    checkpoint_every: int = 100
-    select_metric: str = field(default="nDCG@3", metadata={"help": "validation metric choosing checkpoints and the best fixed ordering"})
-    val_fraction: float = 0.1
-    baseline: str = field(default="value", metadata={"help": "RL baseline: value, self_critical, none"})
-    rl_weight: float = field(default=0.9, metadata={"help": "combined: weight of RL vs rearrangement loss"})
-    entropy_coef: float = 0.01
-    ppo_lr: float | None = field(default=5e-5, metadata={"help": "learning rate of ppo (none = --rl-lr)"})
-    ppo_epochs: int = field(default=4, metadata={"help": "PPO: passes over each rollout"})
-    ppo_minibatches: int = field(default=4, metadata={"help": "PPO: minibatches per pass"})
-    data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
     runs_dir: str = field(default="runs/compare", metadata={"help": "where the cells' run folders go"})
     out_dir: str | None = field(default=None, metadata={"help": "orderings.json/.md go here (default "
                                 "experiments/results; with --quick: RUNS_DIR/quick)"})
     quick: bool = field(default=False, metadata={"help": "smoke test: emotions, first seed, 30 updates, hidden 32"})
-    jobs: int = field(default=1, metadata={"help": "cells trained at once, each in its own one-thread process"})
-    progress: bool = field(default=True, metadata={"help": "tqdm progress bars"})
-
-
-class ArgsError(ValueError):
-    """Bad command line or results file: reported as one line, without a traceback."""
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -113,27 +88,17 @@ def resolve_args(args: Args) -> Args:
         args.peers = []
     if any(name not in PEERS for name in args.peers) or len(set(args.peers)) != len(args.peers):
         problems.append(f"--peers must be distinct names from {sorted(PEERS)} (or none), got {args.peers}")
-    if args.jobs < 1:
-        problems.append(f"--jobs must be >= 1, got {args.jobs}")
+    problems += check_backend(args.backend, args.address, args.jobs)
     if problems:
         raise ArgsError("; ".join(problems))
-    try:
-        train_rl.resolve_args(train_args(args, args.datasets[0], args.seeds[0]))
-    except train_rl.ArgsError as error:
-        raise ArgsError(str(error)) from None
+    train_rl.resolve_args(train_args(args, args.datasets[0], args.seeds[0]))  # checks every knob
     return args
 
 
 def train_args(args: Args, dataset: str, seed: int) -> train_rl.Args:
-    """The train_rl run of one cell."""
-    return train_rl.Args(
-        dataset=dataset, data_dir=args.data_dir, learners=list(args.learners), updates=args.updates,
-        batch_size=args.batch_size, hidden_size=args.hidden_size, lr=args.lr, rl_lr=args.rl_lr, baseline=args.baseline,
-        entropy_coef=args.entropy_coef, rl_weight=args.rl_weight, ppo_lr=args.ppo_lr, ppo_epochs=args.ppo_epochs,
-        ppo_minibatches=args.ppo_minibatches, val_fraction=args.val_fraction,
-        eval_every=args.eval_every, select_metric=args.select_metric, checkpoint_every=args.checkpoint_every,
-        ensemble=list(ENSEMBLE), seed=seed, runs_dir=args.runs_dir, group_name=GROUP_NAME, progress=args.progress,
-    )
+    """The train_rl run of one cell: every training knob as given, the cell's dataset and seed."""
+    return train_rl.Args(**knobs_of(args), dataset=dataset, learners=list(args.learners), ensemble=list(ENSEMBLE),
+                         seed=seed, runs_dir=args.runs_dir, group_name=GROUP_NAME)
 
 
 def cell_config(args: Args, dataset: str, seed: int) -> dict[str, Any]:
@@ -204,12 +169,6 @@ def compute_cell(args: Args, dataset: str, seed: int, command: str) -> dict[str,
             "command": command}
 
 
-def _worker_init() -> None:
-    """Pool workers ignore Ctrl-C between tasks; train_rl catches it during training (checkpoint, stop)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    single_thread()
-
-
 # ----------------------------------------------------------------------------- results file
 def cell_key(dataset: str, seed: int) -> str:
     return f"{dataset}:{seed}"
@@ -265,8 +224,9 @@ def _same_config(cell: dict[str, Any] | None, args: Args, dataset: str, seed: in
 def main(args: Args) -> Path:
     """Run the missing cells of the grid, merging each into orderings.json; returns that file's path.
 
-    With --jobs 1 an error in a cell propagates; with --jobs > 1 (an unattended grid) it is printed
-    and the cell stays missing, so the other cells go on and a rerun retries it.
+    Cells run through experiments/execution.py (--backend local or ray). Locally with --jobs 1 an
+    error in a cell propagates; otherwise (an unattended grid) it is printed and the cell stays
+    missing, so the other cells go on and a rerun retries it.
     """
     single_thread()
     given = args
@@ -279,45 +239,19 @@ def main(args: Args) -> Path:
     pending = missing_cells(results, args)
     done = len(grid(args)) - len(pending)
     write_results(out_dir, results)
-    bar = tqdm(total=len(grid(args)), initial=done, desc="grid", unit="cell", disable=not args.progress, position=0)
-    stopped = False
 
-    def finish(cell: dict[str, Any] | None) -> None:
-        nonlocal stopped
-        if cell is None:
-            stopped = True
-            return
+    def finish(cell: dict[str, Any]) -> None:
         merge_cell(results, cell)
         write_results(out_dir, results)
-        bar.update(1)
-        bar.set_postfix_str(f"last {cell_key(cell['dataset'], cell['seed'])} {cell['cell_wall_time_s']:.0f}s")
 
     with GracefulInterrupt() as interrupt:
-        if args.jobs == 1 or len(pending) <= 1:
-            for dataset, seed in pending:
-                if stopped or interrupt.requested:
-                    break
-                bar.set_description(f"grid ({dataset} seed {seed})")
-                finish(compute_cell(args, dataset, seed, command))
-        else:
-            quiet = replace(args, progress=False)  # several processes' bars would overwrite each other
-            context = multiprocessing.get_context("spawn")  # no forked torch state in the workers
-            with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_worker_init) as pool:
-                queue, running = list(pending), {}
-                while queue or running:
-                    while queue and len(running) < args.jobs and not (stopped or interrupt.requested):
-                        dataset, seed = queue.pop(0)
-                        running[pool.submit(compute_cell, quiet, dataset, seed, command)] = cell_key(dataset, seed)
-                    if not running:
-                        break
-                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        key = running.pop(future)
-                        try:
-                            finish(future.result())
-                        except Exception:  # an unattended grid goes on; the failed cell stays missing
-                            print(f"\ncell {key} failed:\n{traceback.format_exc()}", file=sys.stderr)
-    bar.close()
+        in_process = args.backend == "local" and args.jobs == 1
+        quiet = args if in_process else replace(args, progress=False)  # several processes' bars would overwrite each other
+        cells = [Cell(cell_key(d, s), compute_cell, {"args": quiet, "dataset": d, "seed": s, "command": command})
+                 for d, s in pending]
+        run_cells(cells, lambda _key, cell: finish(cell), backend=args.backend, address=args.address,
+                  jobs=args.jobs, storage_dir=args.runs_dir, metric=args.select_metric, done_before=done,
+                  progress=args.progress, should_stop=lambda: interrupt.requested)
     left = [cell_key(d, s) for d, s in missing_cells(results, args)]
     print(f"\nresults: {out_dir / 'orderings.json'}\ntable:   {out_dir / 'orderings.md'}")
     if left:
@@ -336,6 +270,6 @@ if __name__ == "__main__":
     try:
         cli_args = parse_args(Args)
         path = main(cli_args)
-    except (ArgsError, train_rl.ArgsError, DataNotFoundError, DataFormatError) as error:
+    except (ArgsError, DataNotFoundError, DataFormatError) as error:
         sys.exit(f"error: {error}")
     sys.exit(0 if grid_finished(cli_args) else 130)  # 130: stopped early, rerun to resume

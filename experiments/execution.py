@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import single_thread
 from tqdm.auto import tqdm
 
 from envs.metrics import is_better
+from experiments.common import single_thread
 
 BACKENDS = ("local", "ray")
 MAX_FAILURES = 3  # Ray: restarts of a trial (from its last checkpoint) before the cell counts as failed
@@ -55,6 +55,18 @@ class Cell:
     function: Callable[..., dict[str, Any] | None]
     kwargs: dict[str, Any] = field(default_factory=dict)
     cpus: int = 1
+
+
+@dataclass
+class ExecutionFlags:
+    """Where a grid's cells run; the grid scripts' Args inherit these flags."""
+
+    backend: str = field(default="local", metadata={"help": f"from {BACKENDS}: local = this machine without Ray; "
+                                                            "ray = each cell one Ray Tune trial"})
+    address: str | None = field(default=None, metadata={"help": "ray: the cluster to join, auto or HOST:PORT "
+                                                                "(default: start a local Ray with --jobs CPUs)"})
+    jobs: int = field(default=1, metadata={"help": "cells at once: local = one-thread processes, ray = CPUs of "
+                                                   "the local Ray (a cluster has its own)"})
 
 
 def check_backend(backend: str, address: str | None, jobs: int) -> list[str]:
@@ -230,7 +242,7 @@ def _importable(function: Callable) -> Callable:
         return function
     import importlib
 
-    module = importlib.import_module(Path(sys.modules["__main__"].__file__).stem)
+    module = importlib.import_module(f"experiments.{Path(sys.modules['__main__'].__file__).stem}")
     return getattr(module, function.__qualname__)
 
 
@@ -285,8 +297,9 @@ def ray_init(address: str | None, num_cpus: int) -> bool:
 
     if ray.is_initialized():
         return False
-    paths = [str(REPO_ROOT), str(REPO_ROOT / "experiments"), os.environ.get("PYTHONPATH", "")]
-    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in paths if p), "OMP_NUM_THREADS": "1"}}
+    paths = [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]  # workers import experiments.* by reference
+    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in paths if p), "OMP_NUM_THREADS": "1",
+                                "RAY_CHDIR_TO_TRIAL_DIR": "0"}}  # relative paths mean what they mean locally
     if address is None:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
     else:

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from common import mean_and_std, percent_mean_std
+from experiments.common import mean_and_std, percent_mean_std
 
 TABLE_METRICS = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5", "example_f1", "micro_f1", "macro_f1")
 CLAIM_METRICS = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5")

@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from sklearn.linear_model import LogisticRegression
 
-from common import atomic_write_json, parse_args, single_thread
+from experiments.common import atomic_write_json, parse_args, single_thread
 from envs.data.dataset import Dataset, Features
 from envs.data.loading import load_dataset
 from envs.metrics import HEADLINE, evaluate

@@ -11,9 +11,8 @@ from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import train_rl
-
-from runs import CONFIG_FILE, METRICS_FILE
+from experiments import train_rl
+from experiments.runs import CONFIG_FILE, METRICS_FILE
 
 NOT_CONFIG = ("resume", "progress", "stop_after_updates", "runs_dir", "data_dir", "group_name", "quick")
 

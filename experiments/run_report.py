@@ -5,61 +5,78 @@ counts as best, which members the ensemble fuses) read in one place.
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from agents.decoding import predict
 from agents.ensemble import Ensemble
 from agents.learners import FIXED_ORDERINGS
 from envs.metrics import HEADLINE, RANKING_NAMES, evaluate, is_better
-from runs import CHECKPOINT_FILE, load_checkpoint, policy_from_state
+from experiments.learner_run import PREDICT_BATCH, Progress, RunData
+from experiments.runs import CHECKPOINT_FILE, load_checkpoint, policy_from_state
 
 TABLE_METRICS = HEADLINE + ("micro_f1", "example_f1")
-PREDICT_BATCH = 512
 
 
-def final_evaluation(args: Any, data: Any, run_dir: Path) -> dict:
+def best_fixed_ordering(val_scores: dict[str, float], metric: str) -> str:
+    """The fixed ordering every claim is measured against: the best validation `metric`.
+
+    `val_scores` maps learner -> its validation score, in training order. Ties go to the earlier
+    learner; a NaN score (a failed validation) never wins over a number, in any position.
+    """
+    if not val_scores:
+        raise ValueError("no fixed ordering to choose from")
+    best = None
+    for name, score in val_scores.items():
+        if math.isnan(score):
+            continue
+        if best is None or is_better(metric, score, val_scores[best]):
+            best = name
+    return next(iter(val_scores)) if best is None else best
+
+
+def final_evaluation(data: RunData, run_dir: Path, dataset: str, learners: Sequence[str], ensemble: Sequence[str],
+                     select_metric: str) -> dict[str, Any]:
     """Test metrics of every learner's best policy, of the best fixed ordering, and of the ensemble."""
     results, outputs = {}, {}
-    for name in args.learners:
+    for name in learners:
         state = load_checkpoint(run_dir / name / CHECKPOINT_FILE)
         policy = policy_from_state(state["policy_config"], state["best_policy"])
         started = time.perf_counter()
         val_out = predict(policy, data.val.X, batch_size=PREDICT_BATCH, max_steps=data.max_steps)
         test_out = predict(policy, data.test.X, batch_size=PREDICT_BATCH, max_steps=data.max_steps)
         outputs[name] = (val_out, test_out)
-        progress = state["progress"]
+        progress = Progress.from_dict(state["progress"])
         results[name] = {
             "test": evaluate(data.test.Y, scores=test_out[1], Y_pred=test_out[0], label_freq=data.label_freq),
-            "val": progress["best_metrics"], "best_update": progress["best_update"],
-            "updates": progress["update"], "label_steps": progress["label_steps"], "docs": progress["docs"],
-            "timing": {"train_seconds": progress["train_seconds"], "eval_seconds": progress["eval_seconds"],
+            "val": progress.best_metrics, "best_update": progress.best_update,
+            "updates": progress.update, "label_steps": progress.label_steps, "docs": progress.docs,
+            "timing": {"train_seconds": progress.train_seconds, "eval_seconds": progress.eval_seconds,
                        "test_seconds": time.perf_counter() - started},
         }
-    report: dict = {"dataset": args.dataset, "select_metric": args.select_metric, "learners": results}
-    fixed = [name for name in args.learners if name in FIXED_ORDERINGS]
+    report: dict[str, Any] = {"dataset": dataset, "select_metric": select_metric, "learners": results}
+    fixed = [name for name in learners if name in FIXED_ORDERINGS]
     if fixed:
-        best = fixed[0]
-        for name in fixed[1:]:
-            if is_better(args.select_metric, results[name]["val"][args.select_metric], results[best]["val"][args.select_metric]):
-                best = name
+        best = best_fixed_ordering({name: results[name]["val"].get(select_metric, math.nan) for name in fixed},
+                                   select_metric)
         report["best_fixed"] = {"learner": best, "val": results[best]["val"], "test": results[best]["test"]}
-    members = [name for name in args.ensemble if name in args.learners]
+    members = [name for name in ensemble if name in learners]
     if len(members) >= 2:
-        ranking_metric = args.select_metric if args.select_metric in RANKING_NAMES else "nDCG@3"
-        ensemble = Ensemble().fit([outputs[name][0] for name in members], data.val.Y, ranking_metric=ranking_metric)
-        Y_pred, scores = ensemble.predict([outputs[name][1] for name in members])
+        ranking_metric = select_metric if select_metric in RANKING_NAMES else "nDCG@3"
+        fused = Ensemble().fit([outputs[name][0] for name in members], data.val.Y, ranking_metric=ranking_metric)
+        Y_pred, scores = fused.predict([outputs[name][1] for name in members])
         report["ensemble"] = {
             "members": members,
             "test": evaluate(data.test.Y, scores=scores, Y_pred=Y_pred, label_freq=data.label_freq),
-            "fusion": ensemble.fusion, "set_rule": ensemble.set_rule, "min_votes": ensemble.min_votes,
-            "threshold": ensemble.threshold,
+            "fusion": fused.fusion, "set_rule": fused.set_rule, "min_votes": fused.min_votes,
+            "threshold": fused.threshold,
         }
     return report
 
 
-def results_table(report: dict) -> str:
+def results_table(report: dict[str, Any]) -> str:
     rows = [(name, result["test"]) for name, result in report["learners"].items()]
     if "best_fixed" in report:
         rows.append((f"best fixed ({report['best_fixed']['learner']})", report["best_fixed"]["test"]))

@@ -116,8 +116,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def policy_from_state(config: dict[str, Any], weights: dict[str, Any] | None = None) -> ChainPolicy:
     """Rebuild a policy from its `.config` (as stored in checkpoints) and optionally its weights."""
-    config = dict(config)
-    policy = ChainPolicy(config.pop("n_features"), config.pop("n_labels"), **config)
+    policy = ChainPolicy.from_config(config)
     if weights is not None:
         policy.load_state_dict(weights)
     return policy

@@ -27,14 +27,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import execution
-import train_rl
-from common import atomic_write_json, parse_args, single_thread
-from run_lookup import run_config, train_or_resume
-
 from agents.learners import LEARNERS
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.metrics import LOWER_IS_BETTER
+from experiments import execution, train_rl
+from experiments.common import atomic_write_json, parse_args, single_thread
+from experiments.config import ArgsError
+from experiments.run_lookup import run_config, train_or_resume
 
 RL_LEARNERS = train_rl.RL_LEARNERS
 BEST_CONFIG_FILE = "best_config.json"
@@ -72,10 +71,6 @@ class Args:
     runs_dir: str = field(default="runs/tune", metadata={"help": "trials' run folders, Tune's files and the results"})
 
 
-class ArgsError(ValueError):
-    """Bad command line: reported as one line, without a traceback."""
-
-
 def check(args: Args) -> None:
     problems = execution.check_backend("ray", args.address, args.jobs)
     if args.learner not in LEARNERS:
@@ -88,10 +83,7 @@ def check(args: Args) -> None:
         problems.append(f"--reduction-factor must be >= 2, got {args.reduction_factor}")
     if problems:
         raise ArgsError("; ".join(problems))
-    try:
-        train_rl.resolve_args(trial_args(args, {}, args.runs_dir))
-    except train_rl.ArgsError as error:
-        raise ArgsError(str(error)) from None
+    train_rl.resolve_args(trial_args(args, {}, args.runs_dir))  # the knobs every trial shares
 
 
 def trial_args(args: Args, config: dict[str, Any], runs_dir: str) -> train_rl.Args:

@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 import json
-import sys
+import shlex
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-
-import ablations  # noqa: E402
-import train_rl  # noqa: E402
-from ablations import VARIANTS, WARM_START, Args, ArgsError, main, render_markdown, resolve_args, variant_args  # noqa: E402
+from experiments import ablations, train_rl
+from experiments.common import parse_args
+from experiments.run_lookup import run_config
+from experiments.ablations import VARIANTS, WARM_START, Args, ArgsError, main, render_markdown, resolve_args, variant_args
 
 
 def quick_args(tmp: Path, **changes) -> Args:
@@ -58,7 +57,9 @@ def test_quick_grid_shares_one_warm_start_and_resumes(tmp_path, monkeypatch):
         assert entry["config"]["dataset"] == "emotions"
         for split in ("test", "val"):
             assert all(0.0 <= entry[split][m] <= 1.0 for m in ablations.TABLE_METRICS)
-        assert entry["command"].startswith("python experiments/train_rl.py --dataset emotions")
+        words = shlex.split(entry["command"])
+        assert words[:2] == ["python", "experiments/train_rl.py"]  # the command reproduces the run exactly
+        assert run_config(parse_args(train_rl.Args, words[2:])) == entry["config"]
         assert Path(entry["run_dir"], "metrics.json").is_file()
     assert "--warm-start " + warm_policy in entries["default:0"]["command"]
     assert len(list((tmp_path / "runs").glob("emotions__abl-*"))) == 4

@@ -30,13 +30,8 @@ def test_failed_write_keeps_old_file_and_leaves_no_temporary(tmp_path):
 
 
 def test_policy_and_checkpoint_files_are_0644(tmp_path):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-    from runs import save_checkpoint
-
     from agents.policy import ChainPolicy
+    from experiments.runs import save_checkpoint
 
     ChainPolicy(4, 3, hidden_size=8).save(tmp_path / "policy")
     save_checkpoint(tmp_path / "checkpoint.pt", {"x": 1})

@@ -3,21 +3,16 @@ report's numbers and claims on hand-made rows."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-
-import compare_orderings  # noqa: E402
-import peers  # noqa: E402
-import train_rl  # noqa: E402
-from common import command_line  # noqa: E402
-from compare_orderings import SCRIPT, Args, ArgsError, main, resolve_args, train_args  # noqa: E402
-from orderings_report import TABLE_METRICS, Summary, compare, mean_std, render_markdown  # noqa: E402
+from experiments import compare_orderings, peers, train_rl
+from experiments.common import command_line
+from experiments.compare_orderings import SCRIPT, Args, ArgsError, main, resolve_args, train_args
+from experiments.orderings_report import TABLE_METRICS, Summary, compare, mean_std, render_markdown
 
 LEARNERS = ["freq2rare", "rare2freq", "rearrange", "combined"]
 

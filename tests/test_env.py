@@ -39,7 +39,7 @@ def test_chain_quality_hand_computed():
 )
 def test_terminal_reward_exact(tiny_dataset, reward, expected):
     # Doc 0 has gold {0, 2}; emit 0, 1, 2 then STOP: tp=2, |P|=3 -> F1 = 4/5, Jaccard = 2/3.
-    env = LabelChainEnv(tiny_dataset, reward=reward)
+    env = LabelChainEnv(tiny_dataset, reward=reward, reward_mode="terminal")
     rewards, flags = run_episode(env, 0, [0, 1, 2, STOP])
     assert rewards == pytest.approx([0, 0, 0, expected])
     assert flags == [(False, False)] * 3 + [(True, False)]
@@ -66,7 +66,7 @@ def test_masked_action_is_a_wasted_step(tiny_dataset):
 
 
 def test_truncation_at_step_cap(tiny_dataset):
-    env = LabelChainEnv(tiny_dataset, max_steps=2)
+    env = LabelChainEnv(tiny_dataset, max_steps=2, reward_mode="terminal")
     rewards, flags = run_episode(env, 1, [0, 1])  # gold {1}; P = {0, 1}: F1 = 2/3
     assert flags == [(False, False), (False, True)]
     assert rewards == pytest.approx([0.0, 2 / 3])
@@ -139,7 +139,7 @@ def test_vector_env_matches_single_env(tiny_dataset, reward, reward_mode):
 
 
 def test_vector_env_next_step_autoreset(tiny_dataset):
-    vec = LabelChainVectorEnv(2, tiny_dataset, doc_order="sequential")
+    vec = LabelChainVectorEnv(2, tiny_dataset, doc_order="sequential", reward_mode="terminal")
     obs, info = vec.reset(seed=1)
     assert info["doc_index"].tolist() == [0, 1]
     _, rewards, terminated, _, _ = vec.step(np.array([0, STOP]))
@@ -162,12 +162,55 @@ def test_vector_env_validates_actions(tiny_dataset):
 
 
 def test_vector_env_copy_flag(tiny_dataset):
+    """copy=False hands out the env's own buffers (overwritten in place); copy=True keeps old ones intact."""
     shared = LabelChainVectorEnv(2, tiny_dataset)
-    first, _ = shared.reset(seed=0)
-    second, _ = shared.step(np.array([0, 1]))[0], None
-    assert first["features"] is second["features"]  # default: the env's own buffers, for speed
+    first, info = shared.reset(seed=0)
+    second, *_, info2 = shared.step(np.array([0, 1]))
+    for key in ("features", "history", "step"):
+        assert first[key] is second[key], key
+    assert first["history"][:, 0].tolist() == [0, 1] and first["step"].tolist() == [1, 1]  # updated in place
+    assert info["action_mask"] is info2["action_mask"] and not info["action_mask"][0, 0]
     fresh = LabelChainVectorEnv(2, tiny_dataset, copy=True)
     first, info = fresh.reset(seed=0)
     second, *_, info2 = fresh.step(np.array([0, 1]))
-    assert first["history"] is not second["history"] and info["action_mask"].all()
-    assert not info2["action_mask"][0, 0]
+    assert first["history"][:, 0].tolist() == [4, 4] and first["step"].tolist() == [0, 0]  # as returned
+    assert second["history"][:, 0].tolist() == [0, 1] and second["step"].tolist() == [1, 1]
+    assert info["action_mask"].all() and not info2["action_mask"][0, 0]
+
+
+def test_single_env_observations_are_fresh_arrays(tiny_dataset):
+    env = LabelChainEnv(tiny_dataset)
+    first, info = env.reset(options={"doc_index": 0})
+    second, *_ = env.step(0)
+    assert first["history"].tolist() == [4] * 5 and first["step"] == 0  # unchanged by the step
+    assert second["history"].tolist()[:1] == [0] and info["action_mask"].all()
+
+
+def test_stepping_an_ended_episode_is_an_error(tiny_dataset):
+    env = LabelChainEnv(tiny_dataset, reward_mode="terminal", max_steps=2)
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(0)  # before the first reset
+    run_episode(env, 0, [STOP])
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(0)  # after termination: no more labels appended
+    rewards, flags = run_episode(env, 1, [0, 1])  # truncated at the cap, paid once
+    assert flags[-1] == (False, True) and rewards == pytest.approx([0.0, 2 / 3])
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(2)  # after truncation: the final reward is not paid again
+    env.reset(options={"doc_index": 1})
+    assert env.step(1)[1:3] == (0.0, False)  # a reset starts a new episode as usual
+
+
+def test_vector_env_needs_a_reset_and_envs(tiny_dataset):
+    vec = LabelChainVectorEnv(2, tiny_dataset)
+    with pytest.raises(gym.error.ResetNeeded):
+        vec.step(np.array([0, STOP]))
+    with pytest.raises(gym.error.ResetNeeded, match="every sub-env"):
+        vec.reset(options={"reset_mask": np.array([True, False])})
+    vec.reset(options={"doc_indices": [0, 1]})
+    _, rewards, terminated, _, _ = vec.step(np.array([0, 1]))
+    _, rewards, terminated, _, _ = vec.step(np.array([2, STOP]))
+    assert terminated.tolist() == [False, True] and rewards[1] == 0.0  # doc 1: gold {1}, emitted {1}: F1 1 in total
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="num_envs must be an integer >= 1"):
+            LabelChainVectorEnv(bad, tiny_dataset)

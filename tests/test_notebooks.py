@@ -16,12 +16,8 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "experiments"))
-sys.path.insert(0, str(REPO / "analysis"))
-
-import ablations  # noqa: E402
-import compare_orderings  # noqa: E402
-import nbtools  # noqa: E402
+from analysis import nbtools
+from experiments import ablations, compare_orderings
 
 NOTEBOOKS = ("orderings", "learned_orders", "reward_curves", "ablations")
 

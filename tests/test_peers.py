@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-
-import peers  # noqa: E402
+from experiments import peers  # noqa: E402
 from envs.data.dataset import Dataset, Split  # noqa: E402
 from envs.data.loading import load_dataset  # noqa: E402
 from envs.metrics import evaluate  # noqa: E402

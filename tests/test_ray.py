@@ -9,21 +9,17 @@ import json
 import os
 import shutil
 import signal
-import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]' (CI installs it)")
 
-TESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS.parent / "experiments"))
+from experiments import compare_orderings, execution, train_rl, tune  # noqa: E402
+from experiments.compare_orderings import Args  # noqa: E402
+from experiments.orderings_report import render_markdown  # noqa: E402
 
-import compare_orderings  # noqa: E402
-import execution  # noqa: E402
-from compare_orderings import Args  # noqa: E402
-from orderings_report import render_markdown  # noqa: E402
+TESTS = Path(__file__).resolve().parent
 
 LEARNERS = ["freq2rare", "rearrange", "combined"]
 KILL_AT = ("rearrange", 20)  # the worker dies right after this learner's checkpoint at this update
@@ -38,29 +34,17 @@ def ray_session():
     ray.shutdown()
 
 
-def quick_args(tmp: Path) -> Args:
-    """The quick emotions grid (30 updates, checkpoints every 10), two seeds, no peers."""
-    args = compare_orderings.resolve_args(Args(quick=True, learners=LEARNERS, peers=["none"],
-                                               runs_dir=str(tmp / "runs"), out_dir=str(tmp / "out"), progress=False))
-    return replace(args, seeds=[0, 1])
-
-
-def run_grid(args: Args, backend: str, function=compare_orderings.compute_cell, **extra) -> dict:
-    """Every cell of `args`' grid on `backend`; the results file's content (rows and cells)."""
-    results = {"cells": {}, "rows": [], "skipped_peers": []}
-    cells = [execution.Cell(compare_orderings.cell_key(d, s), function,
-                            {"args": args, "dataset": d, "seed": s, "command": "test", **extra})
-             for d, s in compare_orderings.grid(args)]
-    failed = execution.run_cells(cells, lambda key, cell: compare_orderings.merge_cell(results, cell),
-                                 backend=backend, jobs=2, storage_dir=args.runs_dir, progress=False)
-    assert failed == []
-    return results
+def quick_args(tmp: Path, **changes) -> Args:
+    """The quick emotions grid (one seed, 30 updates, checkpoints every 10), three learners, no peers."""
+    return Args(quick=True, learners=LEARNERS, peers=["none"], runs_dir=str(tmp / "runs"), out_dir=str(tmp / "out"),
+                progress=False, **changes)
 
 
 def table(results: dict) -> str:
-    """The results table without what legitimately differs between runs (wall times, folders)."""
+    """The results table without what legitimately differs between runs (wall times, folders, commands)."""
     rows = [{**row, "wall_time_s": 0.0, "run_dir": None} for row in results["rows"]]
-    return render_markdown({**results, "rows": rows, "command": "test"})
+    cells = {key: {**cell, "command": "test"} for key, cell in results["cells"].items()}
+    return render_markdown({**results, "rows": rows, "cells": cells, "command": "test"})
 
 
 def metrics_by_row(results: dict) -> dict:
@@ -69,20 +53,22 @@ def metrics_by_row(results: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def local_and_ray(ray_session, tmp_path_factory):
+    """compare_orderings --quick on both backends (Ray: the module's local Ray session)."""
     tmp = tmp_path_factory.mktemp("grid")
-    local = run_grid(quick_args(tmp / "local"), "local")
-    on_ray = run_grid(quick_args(tmp / "ray"), "ray")
+    local = json.loads(compare_orderings.main(quick_args(tmp / "local")).read_text())
+    on_ray = json.loads(compare_orderings.main(quick_args(tmp / "ray", backend="ray", jobs=2)).read_text())
     return local, on_ray, tmp
 
 
 def test_same_seeds_give_the_same_table_on_local_and_ray(local_and_ray):
     local, on_ray, tmp = local_and_ray
-    assert len(local["rows"]) == 2 * (len(LEARNERS) + 2)  # + best_fixed and ensemble, per seed
+    assert len(local["rows"]) == len(LEARNERS) + 2  # + best_fixed and ensemble
     assert metrics_by_row(on_ray) == metrics_by_row(local)
     assert table(on_ray) == table(local)
     run_dirs = {row["run_dir"] for row in on_ray["rows"]}
     assert all(str(tmp / "ray" / "runs") in d for d in run_dirs)  # results land in our run folders
     assert all(Path(d, "freq2rare", "checkpoint.pt").is_file() for d in run_dirs)
+    assert list((tmp / "ray" / "runs" / "ray").glob("grid_*/emotions_0"))  # the cell was a Tune trial
 
 
 def dying_cell(marker: str, log: str, **cell):
@@ -105,9 +91,14 @@ def dying_cell(marker: str, log: str, **cell):
 
 def test_a_killed_worker_resumes_from_its_last_checkpoint_with_the_same_result(local_and_ray, tmp_path):
     local, _, _ = local_and_ray
-    args = replace(quick_args(tmp_path), seeds=[0])
+    args = compare_orderings.resolve_args(quick_args(tmp_path, backend="ray"))
     marker, log = tmp_path / "killed", tmp_path / "reports.jsonl"
-    results = run_grid(args, "ray", dying_cell, marker=str(marker), log=str(log))
+    results = {"cells": {}, "rows": [], "skipped_peers": []}
+    cell = execution.Cell("emotions:0", dying_cell, {"marker": str(marker), "log": str(log), "args": args,
+                                                     "dataset": "emotions", "seed": 0, "command": "test"})
+    failed = execution.run_cells([cell], lambda _key, done: compare_orderings.merge_cell(results, done),
+                                 backend="ray", storage_dir=args.runs_dir, progress=False)
+    assert failed == []
     assert marker.exists(), "the worker was never killed"
     reports = [json.loads(line) for line in log.read_text().splitlines()]
     killed = int(marker.read_text())
@@ -115,14 +106,10 @@ def test_a_killed_worker_resumes_from_its_last_checkpoint_with_the_same_result(l
     assert {r["pid"] for r in reports} == {killed, reports[-1]["pid"]}  # one restart, in a new process
     assert after[0] == ("rearrange", 30)  # resumed after the checkpoint at 20: not from scratch
     assert not any(learner == "freq2rare" for learner, _ in after)  # finished learners are not retrained
-    seed0 = {key: value for key, value in metrics_by_row(local).items() if key[1] == 0}
-    assert metrics_by_row(results) == seed0
+    assert metrics_by_row(results) == metrics_by_row(local)
 
 
 def test_tune_search_writes_a_best_config_that_train_rl_reproduces(ray_session, tmp_path):
-    import train_rl
-    import tune
-
     args = tune.Args(dataset="emotions", learner="combined", samples=2, updates=20, eval_every=10, grace_period=1,
                      runs_dir=str(tmp_path))
     best_path = tune.main(args)

@@ -13,12 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-
-from runs import BatchSampler, GracefulInterrupt, load_checkpoint, read_scalars  # noqa: E402
-from train_rl import Args, ArgsError, group_label, main  # noqa: E402
-
-from agents.policy import ChainPolicy  # noqa: E402
+from agents.policy import ChainPolicy
+from experiments.runs import BatchSampler, GracefulInterrupt, load_checkpoint, read_scalars
+from experiments.train_rl import Args, ArgsError, group_label, main
 
 UPDATES = 6
 TINY = Args(

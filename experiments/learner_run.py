@@ -1,0 +1,212 @@
+"""One learner's training inside a run folder: the update loop, validation, checkpoints and curves.
+
+`train_rl` decides *what* a learner is (its policy, its `Learner`, its warm start); a `LearnerRun`
+trains it: every `Schedule.eval_every` updates it validates, keeps the best-on-validation weights
+(never the starting point at update 0), writes `checkpoint.pt` every `checkpoint_every` updates and
+when stopped, and logs TensorBoard scalars. Everything a resumed run needs travels in the
+checkpoint (`Progress`, the learner's and the sampler's states, the best weights), so a resumed run
+ends with the same numbers as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from agents.learners import Learner
+from agents.policy import ChainPolicy
+from agents.training import validation_metrics
+from envs.data.dataset import Split
+from envs.metrics import is_better
+from experiments import execution
+from experiments.runs import (
+    CHECKPOINT_FILE,
+    POLICY_DIR,
+    BatchSampler,
+    GracefulInterrupt,
+    hparams_markdown,
+    open_writer,
+    policy_from_state,
+    save_checkpoint,
+)
+
+PREDICT_BATCH = 512  # documents decoded at once for validation and test
+
+
+@dataclass
+class RunData:
+    """The splits every learner of a run sees: train minus validation, validation, test."""
+
+    train: Split
+    val: Split
+    test: Split
+    label_freq: np.ndarray
+    max_steps: int
+
+
+@dataclass
+class Schedule:
+    """When a learner stops, validates and checkpoints, and what "best" means."""
+
+    updates: int
+    eval_every: int
+    checkpoint_every: int
+    select_metric: str
+    progress_bar: bool = True
+
+
+@dataclass
+class Progress:
+    """Where one learner's training stands; saved in its checkpoint (as a plain dict)."""
+
+    update: int = 0
+    best_update: int = -1
+    best_score: float | None = None
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    return_ema: float | None = None  # smoothed training return, for the progress bar
+    label_steps: float = 0.0
+    docs: int = 0
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Progress":
+        return cls(**values)
+
+
+class UpdateBudget:
+    """Updates the current call may still run, shared by its learners (`--stop-after-updates`)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.remaining = limit  # None = unlimited
+
+    @property
+    def exhausted(self) -> bool:
+        return self.remaining is not None and self.remaining <= 0
+
+    def spend(self) -> None:
+        if self.remaining is not None:
+            self.remaining -= 1
+
+
+def checkpoint_path(learner_dir: Path) -> Path:
+    return learner_dir / CHECKPOINT_FILE
+
+
+def finish_saved_learner(learner_dir: Path, state: dict[str, Any]) -> None:
+    """A learner whose final checkpoint exists: write its policy folder if a stop came before it."""
+    if not (learner_dir / POLICY_DIR).is_dir():
+        policy_from_state(state["policy_config"], state["best_policy"]).save(learner_dir / POLICY_DIR)
+
+
+class LearnerRun:
+    """Trains one learner (fresh or from `state`, its last checkpoint) in `learner_dir`."""
+
+    def __init__(self, name: str, learner: Learner, sampler: BatchSampler, data: RunData, schedule: Schedule,
+                 learner_dir: Path, hparams: dict[str, Any], state: dict[str, Any] | None = None) -> None:
+        self.name, self.learner, self.sampler, self.data, self.schedule = name, learner, sampler, data, schedule
+        self.policy: ChainPolicy = learner.policy
+        self.learner_dir = learner_dir
+        self.progress = Progress()
+        self.last_val: dict[str, float] = {}  # the latest validation metrics, for a grid's reports
+        self.best_policy = copy.deepcopy(self.policy.state_dict())
+        if state is not None:
+            learner.load_state_dict(state["learner"])
+            sampler.load_state_dict(state["sampler"])
+            self.progress, self.best_policy = Progress.from_dict(state["progress"]), state["best_policy"]
+        # A resumed run hides what a crashed session logged after its last checkpoint.
+        self.writer = open_writer(learner_dir, purge_step=self.progress.update + 1 if state is not None else None)
+        if state is None:
+            self.writer.add_text("hyperparameters", hparams_markdown(hparams))
+            self.validate()  # step 0: the starting point (matters for warm-started learners)
+
+    def validate(self) -> None:
+        started = time.perf_counter()
+        metrics = validation_metrics(self.policy, self.data.val, PREDICT_BATCH, self.data.max_steps)
+        self.last_val = metrics
+        progress = self.progress
+        for key, value in metrics.items():
+            self.writer.add_scalar(f"eval/{key}", value, progress.update)
+        # Step 0 is only a reference point: a warm-started learner must not win with its starting policy.
+        score = metrics[self.schedule.select_metric]
+        if progress.update > 0 and is_better(self.schedule.select_metric, score, progress.best_score):
+            progress.best_update, progress.best_score, progress.best_metrics = progress.update, score, metrics
+            self.best_policy.update(copy.deepcopy(self.policy.state_dict()))
+        progress.eval_seconds += time.perf_counter() - started
+
+    def checkpoint(self, finished: bool) -> None:
+        save_checkpoint(checkpoint_path(self.learner_dir), {
+            "learner_name": self.name, "finished": finished, "policy_config": self.policy.config,
+            "learner": self.learner.state_dict(), "sampler": self.sampler.state_dict(),
+            "progress": asdict(self.progress), "best_policy": self.best_policy,
+        })
+
+    def train(self, interrupt: GracefulInterrupt, budget: UpdateBudget) -> bool:
+        """Run updates to the end of the schedule; False when stopped early (checkpointed, resumable)."""
+        schedule, progress = self.schedule, self.progress
+        bar = tqdm(total=schedule.updates, initial=progress.update, desc=self.name, unit="upd",
+                   disable=not schedule.progress_bar)
+        session = _SessionRate()
+        try:
+            while progress.update < schedule.updates:
+                self._one_update(session)
+                step = progress.update
+                validated = step % schedule.eval_every == 0 or step == schedule.updates
+                if validated:
+                    self.validate()
+                budget.spend()
+                stopped = interrupt.requested or budget.exhausted
+                checkpointed = step == schedule.updates or stopped or step % schedule.checkpoint_every == 0
+                if checkpointed:
+                    self.checkpoint(finished=step == schedule.updates)
+                if validated or checkpointed:  # a grid's progress line, or Ray Tune (with the checkpoint)
+                    execution.report({"learner": self.name, "update": step,
+                                      **{f"val/{key}": value for key, value in self.last_val.items()}},
+                                     self.learner_dir.parent if checkpointed else None)
+                bar.update(1)
+                bar.set_postfix(ret=f"{progress.return_ema or 0.0:.3f}", best=f"{progress.best_score or 0.0:.3f}")
+                if stopped and step < schedule.updates:
+                    return False
+        finally:
+            bar.close()
+            self.writer.close()
+        policy_from_state(self.policy.config, self.best_policy).save(self.learner_dir / POLICY_DIR)
+        return True
+
+    def _one_update(self, session: "_SessionRate") -> None:
+        progress = self.progress
+        rows = self.sampler.next()
+        started = time.perf_counter()
+        scalars = self.learner.update(rows)
+        progress.train_seconds += time.perf_counter() - started
+        progress.update += 1
+        step = progress.update
+        label_steps = float(scalars.get("charts/label_steps", 0.0))
+        progress.label_steps += label_steps
+        progress.docs += len(rows)
+        for key, value in scalars.items():
+            self.writer.add_scalar(key, value, step)
+        steps_per_sec, docs_per_sec = session.add(label_steps, len(rows))
+        self.writer.add_scalar("perf/steps_per_sec", steps_per_sec, step)
+        self.writer.add_scalar("perf/docs_per_sec", docs_per_sec, step)
+        episodic = scalars.get("charts/episodic_return")
+        if episodic is not None:
+            ema = progress.return_ema
+            progress.return_ema = episodic if ema is None else 0.9 * ema + 0.1 * episodic
+
+
+class _SessionRate:
+    """Label-steps and documents per second of this call (a resumed run starts a new session)."""
+
+    def __init__(self) -> None:
+        self.started, self.label_steps, self.docs = time.perf_counter(), 0.0, 0
+
+    def add(self, label_steps: float, docs: int) -> tuple[float, float]:
+        self.label_steps, self.docs = self.label_steps + label_steps, self.docs + docs
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        return self.label_steps / elapsed, self.docs / elapsed
