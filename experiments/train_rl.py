@@ -3,6 +3,7 @@
     python experiments/train_rl.py                      # bibtex: 4 fixed orderings, rearrange, combined
     python experiments/train_rl.py --dataset emotions --learners rearrange ppo --updates 300
     python experiments/train_rl.py --resume runs/bibtex__6learners__0__1700000000
+    python experiments/train_rl.py --config best_config.json --seed 1   # JSON of Args fields; flags win
     tensorboard --logdir runs
 
 Each learner trains its own copy of the shared `ChainPolicy` for `updates` minibatch steps on the
@@ -23,11 +24,12 @@ learners' curves under the same tags: `charts/episodic_return`, `losses/*`, `eva
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -38,7 +40,7 @@ from agents.supervised import carve_validation
 from envs.chain_task import default_max_steps
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import load_dataset
-from experiments.common import atomic_write_json, parse_args, single_thread
+from experiments.common import args_from_json, atomic_write_json, parse_args, single_thread
 from experiments.config import ArgsError, TrainKnobs, check_knobs
 from experiments.learner_run import (
     LearnerRun,
@@ -97,6 +99,10 @@ class Args(TrainKnobs):
         default=None, metadata={"help": "stop (checkpointed, resumable) after this many updates in this call"}
     )
     quick: bool = field(default=False, metadata={"help": "smoke test: 40 updates per learner, eval every 20"})
+    config: str | None = field(
+        default=None, metadata={"help": "JSON file of these Args fields (e.g. tune.py's best_config.json) used as "
+                                        "defaults: flags given on the command line win over it"},
+    )
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -292,9 +298,23 @@ def main(args: Args) -> Path:
     return run_dir
 
 
+def cli_args(argv: list[str] | None = None) -> Args:
+    """The command line's Args, on top of the --config file's fields when one is given."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    config = pre.parse_known_args(argv)[0].config
+    if config is None:
+        return parse_args(Args, argv)
+    try:
+        defaults = args_from_json(Args, config)
+    except ValueError as error:
+        raise ArgsError(str(error)) from None
+    return parse_args(Args, argv, defaults=replace(defaults, config=config))
+
+
 if __name__ == "__main__":
     try:
-        finished_run = main(parse_args(Args))
+        finished_run = main(cli_args())
     except (ArgsError, DataNotFoundError, DataFormatError) as error:
         sys.exit(f"error: {error}")
     sys.exit(0 if (finished_run / METRICS_FILE).exists() else 130)  # 130: stopped early, resumable

@@ -123,6 +123,7 @@ def test_tune_search_writes_a_best_config_that_train_rl_reproduces(ray_session, 
         assert best[key] == winner["config"][key]
     assert best["rl_lr"] == winner["config"]["lr"] and best["learners"] == ["rearrange", "combined"]
     assert len(list(best_path.parent.glob("emotions__tune-combined__0__*/combined/events.out.tfevents.*"))) == 2
-    run_dir = train_rl.main(train_rl.Args(**best, runs_dir=str(tmp_path / "again"), progress=False))
+    run_dir = train_rl.main(train_rl.cli_args(["--config", str(best_path), "--runs-dir", str(tmp_path / "again"),
+                                               "--no-progress"]))  # what `train_rl.py --config` runs
     again = json.loads((run_dir / "metrics.json").read_text())["learners"]["combined"]["val"]["nDCG@3"]
     assert again == pytest.approx(winner["best_val"], abs=1e-12)  # same seed, same config: same best score
