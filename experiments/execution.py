@@ -279,11 +279,13 @@ def send_to_ray(metrics: dict[str, Any], run_dir: Path | None) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))  # copied to storage here
 
 
-def _trial(config: dict[str, Any], cells: dict[str, Cell]) -> None:
+def _trial(config: dict[str, Any], cells: dict[str, Cell], cwd: str) -> None:
     """The Tune function trainable of one cell: restore the last checkpoint, run, report the result."""
     from ray import tune
 
     single_thread()
+    if Path(cwd).is_dir():  # relative --runs-dir / --data-dir mean what they mean to the driver
+        os.chdir(cwd)
     cell = cells[config["cell"]]
     restore_from_ray()
     with reporting_to(send_to_ray):
@@ -298,8 +300,7 @@ def ray_init(address: str | None, num_cpus: int) -> bool:
     if ray.is_initialized():
         return False
     paths = [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]  # workers import experiments.* by reference
-    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in paths if p), "OMP_NUM_THREADS": "1",
-                                "RAY_CHDIR_TO_TRIAL_DIR": "0"}}  # relative paths mean what they mean locally
+    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in paths if p), "OMP_NUM_THREADS": "1"}}
     if address is None:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
     else:
@@ -352,7 +353,7 @@ def _run_ray(cells: list[Cell], on_result, bar: Progress, address: str | None, j
 
     started_here = ray_init(address, jobs)
     try:
-        trainable = tune.with_resources(tune.with_parameters(_trial, cells=by_key),
+        trainable = tune.with_resources(tune.with_parameters(_trial, cells=by_key, cwd=os.getcwd()),
                                         lambda config: {"cpu": by_key[config["cell"]].cpus})
         tuner = tune.Tuner(
             trainable, param_space={"cell": tune.grid_search(list(by_key))},

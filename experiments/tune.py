@@ -21,6 +21,7 @@ trials' run folders are next to it.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -99,9 +100,11 @@ def trial_args(args: Args, config: dict[str, Any], runs_dir: str) -> train_rl.Ar
                          progress=False, **config)
 
 
-def tune_trial(config: dict[str, Any], args: Args, runs_dir: str) -> None:
+def tune_trial(config: dict[str, Any], args: Args, runs_dir: str, cwd: str) -> None:
     """Tune function trainable: train_rl with the drawn configuration, reporting the tuned learner."""
     single_thread()
+    if Path(cwd).is_dir():  # a relative --data-dir means what it means to the driver
+        os.chdir(cwd)
     execution.restore_from_ray()
 
     def send(metrics: dict[str, Any], run_dir: Path | None) -> None:
@@ -124,7 +127,7 @@ def main(args: Args) -> Path:
     started_here = execution.ray_init(args.address, args.jobs)
     try:
         tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(tune_trial, args=args, runs_dir=str(out_dir)), {"cpu": 1}),
+            tune.with_resources(tune.with_parameters(tune_trial, args=args, runs_dir=str(out_dir), cwd=os.getcwd()), {"cpu": 1}),
             param_space=search_space(args.learner),
             tune_config=tune.TuneConfig(
                 metric=metric, mode=mode, num_samples=args.samples,
