@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from experiments import compare_orderings, execution
 from experiments.common import REPO_ROOT, atomic_write_json, parse_args
@@ -74,7 +75,7 @@ def child(args: Args) -> dict:
         ray.shutdown()
         return {"ray_init_s": seconds, "runs_dir": str(runs_dir)}
     grid = grid_args(args, runs_dir)
-    results = {"cells": {}, "rows": [], "skipped_peers": []}
+    results: dict[str, Any] = {"cells": {}, "rows": [], "skipped_peers": []}
     cells = [execution.Cell(compare_orderings.cell_key(d, s), compare_orderings.compute_cell,
                             {"args": grid, "dataset": d, "seed": s, "command": "bench"}) for d, s in compare_orderings.grid(grid)]
     init_s = None

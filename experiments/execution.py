@@ -29,7 +29,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +128,9 @@ class Progress:
     """One live line: cells done / running / failed, and the best validation score reported so far."""
 
     def __init__(self, cells: list[Cell], done_before: int, metric: str, enabled: bool) -> None:
-        self.metric, self.running, self.failed = metric, set(), set()
+        self.metric = metric
+        self.running: set[str] = set()
+        self.failed: set[str] = set()
         self.best: tuple[float, str] | None = None
         self.bar = tqdm(total=len(cells) + done_before, initial=done_before, desc="grid", unit="cell",
                         disable=not enabled, position=0, dynamic_ncols=True)
@@ -163,7 +165,7 @@ class Progress:
 
 
 # ----------------------------------------------------------------------------- the runner
-def run_cells(cells: list[Cell], on_result: Callable[[str, dict[str, Any]], None], *, backend: str = "local",
+def run_cells(cells: list[Cell], on_result: Callable[[str, dict[str, Any]], object], *, backend: str = "local",
               address: str | None = None, jobs: int = 1, storage_dir: str | Path = "runs",
               metric: str = "nDCG@3", done_before: int = 0, progress: bool = True,
               should_stop: Callable[[], bool] = lambda: False) -> list[str]:
@@ -189,7 +191,11 @@ def _run_in_process(cells: list[Cell], on_result, bar: Progress, should_stop) ->
         if should_stop():
             break
         bar.start(cell.key)
-        with reporting_to(lambda metrics, _run_dir, key=cell.key: bar.scored(key, metrics)):
+
+        def scored(metrics: dict[str, Any], _run_dir: Path | None, key: str = cell.key) -> None:
+            bar.scored(key, metrics)
+
+        with reporting_to(scored):
             result = cell.function(**cell.kwargs)
         bar.finish(cell.key, ok=result is not None)
         if result is None:  # stopped by Ctrl-C: leave the rest for a rerun
@@ -209,7 +215,8 @@ def _run_pool(cells: list[Cell], on_result, bar: Progress, jobs: int, should_sto
     left = [cell.key for cell in cells]
     context = multiprocessing.get_context("spawn")  # no forked torch state in the workers
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_pool_init) as pool:
-        queue, running, stopped = list(cells), {}, False
+        queue, stopped = list(cells), False
+        running: dict[Future, str] = {}
         while queue or running:
             while queue and len(running) < jobs and not (stopped or should_stop()):
                 cell = queue.pop(0)
@@ -242,7 +249,10 @@ def _importable(function: Callable) -> Callable:
         return function
     import importlib
 
-    module = importlib.import_module(f"experiments.{Path(sys.modules['__main__'].__file__).stem}")
+    script = sys.modules["__main__"].__file__
+    if script is None:
+        return function
+    module = importlib.import_module(f"experiments.{Path(script).stem}")
     return getattr(module, function.__qualname__)
 
 
@@ -354,7 +364,7 @@ def _run_ray(cells: list[Cell], on_result, bar: Progress, address: str | None, j
     started_here = ray_init(address, jobs)
     try:
         trainable = tune.with_resources(tune.with_parameters(_trial, cells=by_key, cwd=os.getcwd()),
-                                        lambda config: {"cpu": by_key[config["cell"]].cpus})
+                                        lambda config: tune.PlacementGroupFactory([{"CPU": by_key[config["cell"]].cpus}]))
         tuner = tune.Tuner(
             trainable, param_space={"cell": tune.grid_search(list(by_key))},
             tune_config=tune.TuneConfig(trial_dirname_creator=trial_dirname),

@@ -145,8 +145,9 @@ def main(args: Args) -> Path:
             import ray
 
             ray.shutdown()
-    trials = []
-    for result in grid:
+    trials: list[dict[str, Any]] = []
+    for index in range(len(grid)):
+        result = grid[index]
         history = result.metrics_dataframe
         scores = [] if history is None or metric not in history else history[metric].dropna().tolist()
         best = (min if mode == "min" else max)(scores) if scores else None
@@ -169,5 +170,5 @@ def main(args: Args) -> Path:
 if __name__ == "__main__":
     try:
         main(parse_args(Args))
-    except (ArgsError, DataNotFoundError, DataFormatError) as error:
+    except (ArgsError, DataNotFoundError, DataFormatError, RuntimeError) as error:
         sys.exit(f"error: {error}")
