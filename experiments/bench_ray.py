@@ -94,7 +94,9 @@ def child(args: Args) -> dict:
         ray.shutdown()
     rows = [{**row, "wall_time_s": 0.0, "run_dir": None} for row in results["rows"]]
     table = render_markdown({**results, "rows": rows, "command": "bench"})
-    return {"ray_init_s": init_s, "grid_s": grid_s, "failed": failed, "cells": len(cells),
+    nodes = {json.loads(line).get("node") for path in runs_dir.glob("ray/grid_*/*/result.json")
+             for line in path.read_text().splitlines() if '"node"' in line}  # Ray nodes the trials ran on
+    return {"ray_init_s": init_s, "grid_s": grid_s, "failed": failed, "cells": len(cells), "nodes": len(nodes),
             "table_sha": hashlib.sha256(table.encode()).hexdigest()[:12], "runs_dir": str(runs_dir)}
 
 
@@ -169,11 +171,11 @@ def main(args: Args) -> list[dict]:
         raise SystemExit("error: --backends cluster needs --address (e.g. auto)")
     rows = [measure(args, backend) for _ in range(args.repeats) for backend in args.backends]
     print(f"\ngrid {args.grid}, seeds {args.seeds}, jobs {args.jobs}")
-    print("| backend | wall s | grid s | Ray start-up s | peak memory MB | load before | table hash |")
-    print("|---|---|---|---|---|---|---|")
+    print("| backend | wall s | grid s | Ray start-up s | peak memory MB | Ray nodes used | load before | table hash |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['backend']} | {row['wall_s']} | {row.get('grid_s', '-')} | {row.get('ray_init_s') or '-'} | "
-              f"{row['peak_mb']} | {row['load_before']} | {row.get('table_sha', '-')} |")
+              f"{row['peak_mb']} | {row.get('nodes') or '-'} | {row['load_before']} | {row.get('table_sha', '-')} |")
     if args.out:
         atomic_write_json(Path(args.out), {"args": asdict(args), "rows": rows})
     print(json.dumps({"args": asdict(args), "rows": rows}))

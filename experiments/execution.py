@@ -300,7 +300,9 @@ def _trial(config: dict[str, Any], cells: dict[str, Cell], cwd: str) -> None:
     restore_from_ray()
     with reporting_to(send_to_ray):
         result = cell.function(**cell.kwargs)
-    tune.report({RESULT_KEY: json.dumps(result), "pid": os.getpid()})
+    import ray
+
+    tune.report({RESULT_KEY: json.dumps(result), "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()})
 
 
 def ray_init(address: str | None, num_cpus: int) -> bool:
