@@ -132,6 +132,7 @@ class Progress:
         self.running: set[str] = set()
         self.failed: set[str] = set()
         self.best: tuple[float, str] | None = None
+        self.done, self.total = done_before, len(cells) + done_before
         self.bar = tqdm(total=len(cells) + done_before, initial=done_before, desc="grid", unit="cell",
                         disable=not enabled, position=0, dynamic_ncols=True)
 
@@ -148,6 +149,7 @@ class Progress:
     def finish(self, key: str, ok: bool) -> None:
         self.running.discard(key)
         if ok:
+            self.done += 1
             self.bar.update(1)
         else:
             self.failed.add(key)
@@ -155,7 +157,7 @@ class Progress:
 
     def line(self) -> str:
         best = f"best val {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else "best -"
-        return f"running {len(self.running)}, failed {len(self.failed)}, {best}"
+        return f"done {self.done}/{self.total}, running {len(self.running)}, failed {len(self.failed)}, {best}"
 
     def _show(self) -> None:
         self.bar.set_postfix_str(self.line(), refresh=True)
