@@ -10,8 +10,9 @@ training, shut-down). Memory is the peak, sampled every 0.2 s, of the summed PSS
 size: shared pages split between processes, so sums are not double-counted) of the child's process
 tree plus, for `cluster`, every Ray process on this machine (raylet, GCS, workers; started by `ray
 start`, not by the child). A `startup` row times `ray.init` of a local 2-CPU Ray and the idle
-instance's memory. Rows also carry a hash of the results table without wall times: equal hashes =
-the same numbers on both backends. Prints a table and a final JSON line.
+instance's memory. Rows also list the result rows (dataset:seed:method) whose test metrics differ
+from the first grid measured: none = the same numbers on both backends (Omikuji is not seedable, so
+its rows may differ between any two runs). Prints a table and a final JSON line.
 """
 from __future__ import annotations
 
@@ -96,8 +97,14 @@ def child(args: Args) -> dict:
     table = render_markdown({**results, "rows": rows, "command": "bench"})
     nodes = {json.loads(line).get("node") for path in runs_dir.glob("ray/grid_*/*/result.json")
              for line in path.read_text().splitlines() if '"node"' in line}  # Ray nodes the trials ran on
+    row_sha = {f"{r['dataset']}:{r['seed']}:{r['method']}": _sha(json.dumps(r["metrics"], sort_keys=True))
+               for r in results["rows"]}
     return {"ray_init_s": init_s, "grid_s": grid_s, "failed": failed, "cells": len(cells), "nodes": len(nodes),
-            "table_sha": hashlib.sha256(table.encode()).hexdigest()[:12], "runs_dir": str(runs_dir)}
+            "table_sha": _sha(table), "row_sha": row_sha, "runs_dir": str(runs_dir)}
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 # ----------------------------------------------------------------------------- memory from /proc
@@ -170,12 +177,20 @@ def main(args: Args) -> list[dict]:
     if "cluster" in args.backends and not args.address:
         raise SystemExit("error: --backends cluster needs --address (e.g. auto)")
     rows = [measure(args, backend) for _ in range(args.repeats) for backend in args.backends]
+    reference = next((row["row_sha"] for row in rows if "row_sha" in row), {})
+    for row in rows:  # which result rows differ from the first grid measured (Omikuji is not seedable)
+        if "row_sha" in row:
+            row["rows_differing"] = sorted(k for k in reference.keys() | row["row_sha"].keys()
+                                           if reference.get(k) != row["row_sha"].get(k))
+            del row["row_sha"]
     print(f"\ngrid {args.grid}, seeds {args.seeds}, jobs {args.jobs}")
-    print("| backend | wall s | grid s | Ray start-up s | peak memory MB | Ray nodes used | load before | table hash |")
+    print("| backend | wall s | grid s | Ray start-up s | peak memory MB | Ray nodes used | load before | "
+          "result rows differing from the first grid |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
+        differing = ", ".join(row["rows_differing"]) or "none" if "rows_differing" in row else "-"
         print(f"| {row['backend']} | {row['wall_s']} | {row.get('grid_s', '-')} | {row.get('ray_init_s') or '-'} | "
-              f"{row['peak_mb']} | {row.get('nodes') or '-'} | {row['load_before']} | {row.get('table_sha', '-')} |")
+              f"{row['peak_mb']} | {row.get('nodes') or '-'} | {row['load_before']} | {differing} |")
     if args.out:
         atomic_write_json(Path(args.out), {"args": asdict(args), "rows": rows})
     print(json.dumps({"args": asdict(args), "rows": rows}))
