@@ -176,7 +176,11 @@ def measure(args: Args, backend: str) -> dict:
 def main(args: Args) -> list[dict]:
     if "cluster" in args.backends and not args.address:
         raise SystemExit("error: --backends cluster needs --address (e.g. auto)")
-    rows = [measure(args, backend) for _ in range(args.repeats) for backend in args.backends]
+    rows = []
+    for _ in range(args.repeats):
+        for backend in args.backends:
+            rows.append(measure(args, backend))
+            print(json.dumps(rows[-1]), flush=True)  # a later failure must not lose this measurement
     reference = next((row["row_sha"] for row in rows if "row_sha" in row), {})
     for row in rows:  # which result rows differ from the first grid measured (Omikuji is not seedable)
         if "row_sha" in row:
