@@ -3,6 +3,7 @@
     python experiments/ablations.py                       # bibtex, seeds 0 1 2, every variant
     python experiments/ablations.py --variants default entropy_0.05 --seeds 0
     python experiments/ablations.py --quick               # emotions, 1 seed, tiny budget (smoke test)
+    python experiments/ablations.py --backend ray --jobs 2    # every run a Ray Tune trial (or --address auto)
 
 One factor at a time around the default combined learner (train_rl's defaults: reward f1, per-step
 "delta" rewards, rl_weight 0.9, entropy 0.01, warm start from target rearrangement). Every variant is
@@ -36,6 +37,7 @@ from experiments.common import (
     single_thread,
 )
 from experiments.config import ArgsError, TrainKnobs, check_args, knobs_of, override
+from experiments.execution import Cell, ExecutionFlags, check_backend, run_cells
 from experiments.run_lookup import find_run, run_config, train_or_resume
 from experiments.runs import METRICS_FILE, POLICY_DIR, DiskFullError, GracefulInterrupt
 
@@ -57,7 +59,7 @@ TABLE_METRICS = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5", "example_f1", "micro_f
 
 
 @dataclass
-class Args(TrainKnobs):
+class Args(TrainKnobs, ExecutionFlags):
     """One-factor-at-a-time ablations of the combined objective (reward, weight, warm start, entropy).
 
     The training knobs (TrainKnobs) set the default variant; each variant then changes one factor.
@@ -95,7 +97,7 @@ def resolve_args(args: Args) -> Args:
         raise ArgsError(f"--variants must be distinct names from {list(VARIANTS)}, got {args.variants}")
     if not args.seeds or len(set(args.seeds)) != len(args.seeds):
         raise ArgsError(f"--seeds must be distinct integers, got {args.seeds}")
-    problems = check_args(args)
+    problems = check_args(args) + check_backend(args.backend, args.address, args.jobs)
     if problems:
         raise ArgsError("; ".join(problems))
     for name in args.variants:  # checks every knob
@@ -129,6 +131,17 @@ def train(run: train_rl.Args) -> tuple[Path, float]:
     """Reuse, continue or train the run of this configuration; (run folder, seconds this call took)."""
     started = time.perf_counter()
     return train_or_resume(run), time.perf_counter() - started
+
+
+def run_cell(args: Args, variant: str, seed: int, warm_policy: str | None) -> dict[str, Any] | None:
+    """One ablation run as a grid cell: its results entry, None when stopped (Ctrl-C)."""
+    quiet = args if args.backend == "local" and args.jobs == 1 else replace(args, progress=False)
+    run = warm_start_args(quiet, seed) if variant == WARM_START else variant_args(quiet, variant, seed, warm_policy)
+    folder, seconds = train(run)
+    if not (folder / METRICS_FILE).exists():
+        return None
+    learner = "rearrange" if variant == WARM_START else "combined"
+    return entry_from_run(folder, learner, variant, seed, run, seconds)
 
 
 def entry_from_run(folder: Path, learner: str, variant: str, seed: int, run: train_rl.Args, seconds: float) -> dict:
@@ -225,34 +238,33 @@ def main(args: Args) -> Path:
     results = load_results(out_dir / "ablations.json")
     results.update(command=command_line(given, SCRIPT), argv=sys.argv, args=asdict(args), metrics=list(TABLE_METRICS))
     write_results(out_dir, results)
+    needs_warm = any(VARIANTS[v][2].get("warm_start", "rearrange") is not None for v in args.variants)
+
+    def cell(variant: str, seed: int, warm_policy: str | None = None) -> Cell:
+        return Cell(entry_key(variant, seed), run_cell, {"args": args, "variant": variant, "seed": seed,
+                                                          "warm_policy": warm_policy})
+
+    def record(key: str, entry: dict[str, Any]) -> None:
+        results["entries"][key] = entry
+        write_results(out_dir, results)
+
+    def warm_policy(seed: int) -> str | None:
+        entry = results["entries"].get(entry_key(WARM_START, seed))
+        return None if entry is None else str(Path(entry["run_dir"]) / "rearrange" / POLICY_DIR)
+
+    def run(cells: list[Cell]) -> None:
+        run_cells(cells, record, backend=args.backend, address=args.address, jobs=args.jobs,
+                  storage_dir=args.runs_dir, metric=args.select_metric, progress=args.progress,
+                  should_stop=lambda: interrupt.requested)
+
     with GracefulInterrupt() as interrupt:  # train_rl installs its own; this one only stops between runs
-        for seed in args.seeds:
-            if interrupt.requested:
-                break
-            warm_run = warm_start_args(args, seed)
-            needs_warm = any(VARIANTS[v][2].get("warm_start", "rearrange") is not None for v in args.variants)
-            warm_policy = None
-            if needs_warm:
-                if not is_done(results, WARM_START, seed, warm_run) or find_run(warm_run) is None:
-                    folder, seconds = train(warm_run)
-                    if not (folder / METRICS_FILE).exists():
-                        break  # stopped (Ctrl-C): resumable
-                    results["entries"][entry_key(WARM_START, seed)] = entry_from_run(
-                        folder, "rearrange", WARM_START, seed, warm_run, seconds)
-                    write_results(out_dir, results)
-                warm_policy = str(Path(results["entries"][entry_key(WARM_START, seed)]["run_dir"]) / "rearrange" / POLICY_DIR)
-            for variant in args.variants:
-                run = variant_args(args, variant, seed, warm_policy)
-                if is_done(results, variant, seed, run):
-                    continue
-                if interrupt.requested:
-                    break
-                folder, seconds = train(run)
-                if not (folder / METRICS_FILE).exists():
-                    interrupt.requested = True
-                    break
-                results["entries"][entry_key(variant, seed)] = entry_from_run(folder, "combined", variant, seed, run, seconds)
-                write_results(out_dir, results)
+        # First every seed's warm start (the variants of a seed start from it), then every variant.
+        run([cell(WARM_START, seed) for seed in args.seeds if needs_warm and not (
+            is_done(results, WARM_START, seed, warm_start_args(args, seed)) and find_run(warm_start_args(args, seed)))])
+        ready = [seed for seed in args.seeds if not needs_warm or warm_policy(seed) is not None]
+        if not interrupt.requested:
+            run([cell(variant, seed, warm_policy(seed)) for seed in ready for variant in args.variants
+                 if not is_done(results, variant, seed, variant_args(args, variant, seed, warm_policy(seed)))])
     print(f"\nresults: {out_dir / 'ablations.json'}\ntable:   {out_dir / 'ablations.md'}")
     return out_dir / "ablations.json"
 

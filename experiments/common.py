@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 import shlex
@@ -22,21 +23,25 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def parse_args(args_class: type[T], argv: list[str] | None = None) -> T:
+def parse_args(args_class: type[T], argv: list[str] | None = None, defaults: T | None = None) -> T:
     """Build an argparse parser from a dataclass: one `--field-name` flag per field, help from docs.
 
     Booleans take `--flag/--no-flag`; list fields take several values (`none` alone = empty list);
-    `X | None` fields accept "none".
+    `X | None` fields accept "none". `defaults` (an instance) replaces the dataclass defaults, so
+    flags given on the command line override it (train_rl's --config).
     """
     hints = typing.get_type_hints(args_class)
     parser = argparse.ArgumentParser(description=(args_class.__doc__ or "").strip())
     for field in dataclasses.fields(args_class):  # type: ignore[arg-type]
         flag = flag_name(field.name)
-        default = (
-            field.default_factory()  # type: ignore[misc,operator]
-            if field.default is dataclasses.MISSING
-            else field.default
-        )
+        if defaults is not None:
+            default = getattr(defaults, field.name)
+        else:
+            default = (
+                field.default_factory()  # type: ignore[misc,operator]
+                if field.default is dataclasses.MISSING
+                else field.default
+            )
         hint = hints[field.name]
         help_text = field.metadata.get("help", "")
         base, optional = _unwrap_optional(hint)
@@ -54,6 +59,42 @@ def parse_args(args_class: type[T], argv: list[str] | None = None) -> T:
         if isinstance(value, list) and [str(v).lower() for v in value] == ["none"]:
             values[key] = []
     return args_class(**values)
+
+
+def args_from_json(args_class: type[T], path: str | Path, flag: str = "--config") -> T:
+    """An Args instance from a JSON object of its fields (unknown fields and wrong types are errors
+    naming the file and the field; fields left out keep their defaults)."""
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text())
+    except OSError as error:
+        raise ValueError(f"{flag} {path}: cannot read it ({error.strerror})") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{flag} {path}: not JSON (line {error.lineno}, column {error.colno}: {error.msg})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{flag} {path}: expected a JSON object of {args_class.__module__}.Args fields")
+    hints = typing.get_type_hints(args_class)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ValueError(f"{flag} {path}: unknown fields {unknown}")
+    for name, value in values.items():
+        if not _json_fits(value, hints[name]):
+            raise ValueError(f"{flag} {path}: field {name!r} should be {hints[name]}, got {value!r}")
+    return args_class(**values)
+
+
+def _json_fits(value: Any, hint: Any) -> bool:
+    base, optional = _unwrap_optional(hint)
+    if value is None:
+        return optional
+    if typing.get_origin(base) in (list, tuple):
+        (item,) = set(typing.get_args(base)) - {Ellipsis}
+        return isinstance(value, list) and all(_json_fits(v, item) for v in value)
+    if base is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if base is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, base)
 
 
 def command_line(args: Any, script: str, skip: tuple[str, ...] = ("progress",)) -> str:

@@ -3,6 +3,7 @@
     python experiments/compare_orderings.py                     # bibtex delicious reuters21578 x seeds 0 1 2
     python experiments/compare_orderings.py --jobs 2            # two grid cells at a time, one thread each
     python experiments/compare_orderings.py --quick             # emotions, 1 seed, tiny budget (smoke test)
+    python experiments/compare_orderings.py --backend ray --address auto   # each cell a Ray Tune trial on a cluster
 
 One grid cell = (dataset, seed). `train_rl.main` trains every learner of the cell in one run folder
 (the four fixed orderings, target rearrangement, REINFORCE, PPO, the combined objective, all with
@@ -29,17 +30,11 @@ orderings.json ("cells").
 from __future__ import annotations
 
 import json
-import multiprocessing
-import signal
 import sys
 import time
-import traceback
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-from tqdm.auto import tqdm
 
 from agents.learners import FIXED_ORDERINGS, LEARNERS
 from envs.data.errors import DataFormatError, DataNotFoundError
@@ -47,6 +42,7 @@ from envs.data.loading import load_dataset
 from experiments import train_rl
 from experiments.common import REPO_ROOT, atomic_write_json, atomic_write_text, command_line, parse_args, single_thread
 from experiments.config import ArgsError, TrainKnobs, check_args, knobs_of, override
+from experiments.execution import Cell, ExecutionFlags, check_backend, run_cells
 from experiments.orderings_report import TABLE_METRICS, render_markdown
 from experiments.peers import PEERS, PeerUnavailable, run_peer, tuned_config
 from experiments.run_lookup import run_config, train_or_resume
@@ -58,7 +54,7 @@ SCRIPT = "experiments/compare_orderings.py"
 
 
 @dataclass
-class Args(TrainKnobs):
+class Args(TrainKnobs, ExecutionFlags):
     """Fixed label orderings vs target rearrangement vs RL (and peers) on test, mean ± std over seeds."""
 
     updates: int = override("updates", 300, "updates per learner (RL learners: on top of rearrange)")
@@ -71,8 +67,6 @@ class Args(TrainKnobs):
     out_dir: str | None = field(default=None, metadata={"help": "orderings.json/.md go here (default "
                                 "experiments/results; with --quick: RUNS_DIR/quick)"})
     quick: bool = field(default=False, metadata={"help": "smoke test: emotions, first seed, 30 updates, hidden 32"})
-    jobs: int = field(default=1, metadata={"help": "cells trained at once, each in its own one-thread process",
-                                           "at_least": 1})
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -101,6 +95,7 @@ def resolve_args(args: Args) -> Args:
     if any(name not in PEERS for name in args.peers) or len(set(args.peers)) != len(args.peers):
         problems.append(f"--peers must be distinct names from {sorted(PEERS)} (or none), got {args.peers}")
     problems += check_args(args)
+    problems += check_backend(args.backend, args.address, args.jobs)
     if problems:
         raise ArgsError("; ".join(problems))
     train_rl.resolve_args(train_args(args, args.datasets[0], args.seeds[0]))  # checks every knob
@@ -180,12 +175,6 @@ def compute_cell(args: Args, dataset: str, seed: int, command: str) -> dict[str,
             "command": command}
 
 
-def _worker_init() -> None:
-    """Pool workers ignore Ctrl-C between tasks; train_rl catches it during training (checkpoint, stop)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    single_thread()
-
-
 # ----------------------------------------------------------------------------- results file
 def cell_key(dataset: str, seed: int) -> str:
     return f"{dataset}:{seed}"
@@ -241,8 +230,9 @@ def _same_config(cell: dict[str, Any] | None, args: Args, dataset: str, seed: in
 def main(args: Args) -> Path:
     """Run the missing cells of the grid, merging each into orderings.json; returns that file's path.
 
-    With --jobs 1 an error in a cell propagates; with --jobs > 1 (an unattended grid) it is printed
-    and the cell stays missing, so the other cells go on and a rerun retries it.
+    Cells run through experiments/execution.py (--backend local or ray). Locally with --jobs 1 an
+    error in a cell propagates; otherwise (an unattended grid) it is printed and the cell stays
+    missing, so the other cells go on and a rerun retries it.
     """
     single_thread()
     given = args
@@ -255,45 +245,19 @@ def main(args: Args) -> Path:
     pending = missing_cells(results, args)
     done = len(grid(args)) - len(pending)
     write_results(out_dir, results)
-    bar = tqdm(total=len(grid(args)), initial=done, desc="grid", unit="cell", disable=not args.progress, position=0)
-    stopped = False
 
-    def finish(cell: dict[str, Any] | None) -> None:
-        nonlocal stopped
-        if cell is None:
-            stopped = True
-            return
+    def finish(cell: dict[str, Any]) -> None:
         merge_cell(results, cell)
         write_results(out_dir, results)
-        bar.update(1)
-        bar.set_postfix_str(f"last {cell_key(cell['dataset'], cell['seed'])} {cell['cell_wall_time_s']:.0f}s")
 
     with GracefulInterrupt() as interrupt:
-        if args.jobs == 1 or len(pending) <= 1:
-            for dataset, seed in pending:
-                if stopped or interrupt.requested:
-                    break
-                bar.set_description(f"grid ({dataset} seed {seed})")
-                finish(compute_cell(args, dataset, seed, command))
-        else:
-            quiet = replace(args, progress=False)  # several processes' bars would overwrite each other
-            context = multiprocessing.get_context("spawn")  # no forked torch state in the workers
-            with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_worker_init) as pool:
-                queue, running = list(pending), dict[Any, str]()
-                while queue or running:
-                    while queue and len(running) < args.jobs and not (stopped or interrupt.requested):
-                        dataset, seed = queue.pop(0)
-                        running[pool.submit(compute_cell, quiet, dataset, seed, command)] = cell_key(dataset, seed)
-                    if not running:
-                        break
-                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        key = running.pop(future)
-                        try:
-                            finish(future.result())
-                        except Exception:  # an unattended grid goes on; the failed cell stays missing
-                            print(f"\ncell {key} failed:\n{traceback.format_exc()}", file=sys.stderr)
-    bar.close()
+        in_process = args.backend == "local" and args.jobs == 1
+        quiet = args if in_process else replace(args, progress=False)  # several processes' bars would overwrite each other
+        cells = [Cell(cell_key(d, s), compute_cell, {"args": quiet, "dataset": d, "seed": s, "command": command})
+                 for d, s in pending]
+        run_cells(cells, lambda _key, cell: finish(cell), backend=args.backend, address=args.address,
+                  jobs=args.jobs, storage_dir=args.runs_dir, metric=args.select_metric, done_before=done,
+                  progress=args.progress, should_stop=lambda: interrupt.requested)
     left = [cell_key(d, s) for d, s in missing_cells(results, args)]
     print(f"\nresults: {out_dir / 'orderings.json'}\ntable:   {out_dir / 'orderings.md'}")
     if left:

@@ -34,6 +34,8 @@ class TrainKnobs:
     batch_size: int = field(default=64, metadata={"help": "documents per update", "at_least": 1})
     hidden_size: int = field(default=128, metadata={"help": "GRU hidden size (also document encoding size)",
                                                     "at_least": 1})
+    dropout: float = field(default=0.1, metadata={"help": "dropout on the document encoding and the GRU output",
+                                                  "at_least": 0, "below": 1})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of supervised learners", "above": 0})
     rl_lr: float | None = field(
         default=3e-4, metadata={"help": "learning rate of reinforce/ppo/combined (none = --lr); lower "

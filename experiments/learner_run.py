@@ -23,6 +23,7 @@ from agents.policy import ChainPolicy
 from agents.training import validation_metrics
 from envs.data.dataset import Split
 from envs.metrics import is_better
+from experiments import execution
 from experiments.runs import (
     CHECKPOINT_FILE,
     POLICY_DIR,
@@ -139,6 +140,7 @@ class LearnerRun:
         self.policy: ChainPolicy = learner.policy
         self.learner_dir = learner_dir
         self.progress = Progress()
+        self.last_val: dict[str, float] = {}  # the latest validation metrics, for a grid's reports
         self.best_policy = copy.deepcopy(self.policy.state_dict())
         self.best_set_policy = copy.deepcopy(self.best_policy) if schedule.set_metric else None
         if state is not None:
@@ -157,6 +159,7 @@ class LearnerRun:
     def validate(self) -> None:
         started = time.perf_counter()
         metrics = validation_metrics(self.policy, self.data.val, PREDICT_BATCH, self.data.max_steps)
+        self.last_val = metrics
         progress = self.progress
         for key, value in metrics.items():
             self.writer.add_scalar(f"eval/{key}", value, progress.update)
@@ -197,14 +200,20 @@ class LearnerRun:
             while progress.update < schedule.updates:
                 self._one_update(session)
                 step = progress.update
-                if step % schedule.eval_every == 0 or step == schedule.updates:
+                validated = step % schedule.eval_every == 0 or step == schedule.updates
+                if validated:
                     self.validate()
                     progress.stopped_early = self.out_of_patience()
                 budget.spend()
                 stopped = interrupt.requested or budget.exhausted
                 done = step == schedule.updates or progress.stopped_early
-                if done or stopped or step % schedule.checkpoint_every == 0:
+                checkpointed = done or stopped or step % schedule.checkpoint_every == 0
+                if checkpointed:
                     self.checkpoint(finished=done)
+                if validated or checkpointed:  # a grid's progress line, or Ray Tune (with the checkpoint)
+                    execution.report({"learner": self.name, "update": step,
+                                      **{f"val/{key}": value for key, value in self.last_val.items()}},
+                                     self.learner_dir.parent if checkpointed else None)
                 if progress.stopped_early:
                     break
                 bar.update(1)

@@ -14,7 +14,7 @@ from typing import Any
 from experiments import train_rl
 from experiments.runs import CONFIG_FILE, METRICS_FILE, run_name_part
 
-NOT_CONFIG = ("resume", "progress", "stop_after_updates", "runs_dir", "data_dir", "group_name", "quick")
+NOT_CONFIG = ("resume", "progress", "stop_after_updates", "runs_dir", "data_dir", "group_name", "quick", "config")
 
 
 def run_config(run: train_rl.Args | dict[str, Any]) -> dict[str, Any]:

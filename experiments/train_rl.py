@@ -3,6 +3,7 @@
     python experiments/train_rl.py                      # bibtex: 4 fixed orderings, rearrange, combined
     python experiments/train_rl.py --dataset emotions --learners rearrange ppo --updates 300
     python experiments/train_rl.py --resume runs/bibtex__6learners__0__1700000000
+    python experiments/train_rl.py --config best_config.json --seed 1   # JSON of Args fields; flags win
     tensorboard --logdir runs
 
 Each learner trains its own copy of the shared `ChainPolicy` for `updates` minibatch steps on the
@@ -23,6 +24,7 @@ learners' curves under the same tags: `charts/episodic_return`, `losses/*`, `eva
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import errno
 import json
@@ -30,7 +32,7 @@ import sys
 import time
 import warnings
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +54,14 @@ from envs.label_overlap import (
     cooccurrence_counts,
     membership_matrix,
 )
-from experiments.common import atomic_write_json, flag_name, parse_args, resolve_device, single_thread
+from experiments.common import (
+    args_from_json,
+    atomic_write_json,
+    flag_name,
+    parse_args,
+    resolve_device,
+    single_thread,
+)
 from experiments.config import ArgsError, TrainKnobs, check_args
 from experiments.learner_run import (
     LearnerRun,
@@ -123,6 +132,10 @@ class Args(TrainKnobs):
                                 "at_least": 1},
     )
     quick: bool = field(default=False, metadata={"help": "smoke test: 40 updates per learner, eval every 20"})
+    config: str | None = field(
+        default=None, metadata={"help": "JSON file of these Args fields (e.g. tune.py's best_config.json) used as "
+                                        "defaults: flags given on the command line win over it"},
+    )
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -161,7 +174,8 @@ def apply_preset(args: Args) -> None:
     if args.preset not in PRESETS:
         return  # none, or a bad name that _check reports
     preset, defaults = PRESETS[args.preset], type(args)()
-    for knob in ("hidden_size", "lr", "rl_lr", "weight_decay", "patience", "updates", "eval_every", "batch_size"):
+    for knob in ("hidden_size", "dropout", "lr", "rl_lr", "weight_decay", "patience", "updates", "eval_every",
+                 "batch_size"):
         if getattr(args, knob) == getattr(defaults, knob):
             setattr(args, knob, getattr(preset, knob))
 
@@ -171,8 +185,8 @@ def policy_extras(args: Args) -> dict:
     if args.preset not in PRESETS:
         return {}
     preset = PRESETS[args.preset]
-    return {"label_embed_size": preset.label_embed_size, "dropout": preset.dropout,
-            "input_dropout": preset.input_dropout, "aux_weight": preset.aux_weight}
+    return {"label_embed_size": preset.label_embed_size, "input_dropout": preset.input_dropout,
+            "aux_weight": preset.aux_weight}
 
 
 def resume_conflicts(given: Args, saved: Args) -> list[str]:
@@ -365,7 +379,7 @@ def fresh_policy(args: Args, train: Split, n_features: int | None = None) -> Cha
         emb = pifa_embeddings(train.X[:, :n_features], train.Y)
         tree = build_label_tree(emb, args.tree_branching, args.tree_leaf_size, seed=args.seed)
     n_clusters = args.clusters if args.guidance == "bcl" else 0
-    policy = ChainPolicy(n_features, train.Y.shape[1], hidden_size=args.hidden_size,
+    policy = ChainPolicy(n_features, train.Y.shape[1], hidden_size=args.hidden_size, dropout=args.dropout,
                          output=args.output, tree=tree, tree_beam=args.tree_beam, n_clusters=n_clusters,
                          sparse_label_grads=args.sparse_label_grads, tree_query_size=args.tree_query_size,
                          guidance_weight=args.guidance_weight, guidance_anneal=args.guidance_anneal,
@@ -454,9 +468,23 @@ def train_and_report(args: Args, data: RunData, run_dir: Path, started: float) -
     return run_dir
 
 
+def cli_args(argv: list[str] | None = None) -> Args:
+    """The command line's Args, on top of the --config file's fields when one is given."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    config = pre.parse_known_args(argv)[0].config
+    if config is None:
+        return parse_args(Args, argv)
+    try:
+        defaults = args_from_json(Args, config)
+    except ValueError as error:
+        raise ArgsError(str(error)) from None
+    return parse_args(Args, argv, defaults=replace(defaults, config=config))
+
+
 if __name__ == "__main__":
     try:
-        finished_run = main(parse_args(Args))
+        finished_run = main(cli_args())
     except (ArgsError, DiskFullError, DataNotFoundError, DataFormatError) as error:
         sys.exit(f"error: {error}")
     sys.exit(0 if (finished_run / METRICS_FILE).exists() else 130)  # 130: stopped early, resumable
