@@ -20,6 +20,7 @@ label is its exact tree probability only if it sits in one of the leaves the fir
 every other label scores exactly -1 (ties, broken by label id). So P@k / nDCG@k rank the chain's
 labels first, then at most beam x leaf-size further labels by probability, then the rest unranked.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,7 +67,13 @@ def _finish(actions: list[torch.Tensor], log_probs: list, values: list, stop_id:
     n_emitted = (labels >= 0).sum(dim=1)
     set_lengths = n_emitted if set_len is None else torch.minimum(set_len, n_emitted)
     return DecodeResult(
-        actions_t, labels, torch.stack(log_probs, dim=1), torch.stack(values, dim=1), n_emitted, set_lengths, first_probs
+        actions_t,
+        labels,
+        torch.stack(log_probs, dim=1),
+        torch.stack(values, dim=1),
+        n_emitted,
+        set_lengths,
+        first_probs,
     )
 
 
@@ -100,8 +107,12 @@ def rollout(
         if t == 0:
             first_probs = policy.output.first_step_probs(joint, emitted).detach()
         choice = policy.output.choose(
-            joint, emitted, suppress_stop=t < suppress_stop_steps, sample=sample,
-            temperature=temperature, generator=generator,
+            joint,
+            emitted,
+            suppress_stop=t < suppress_stop_steps,
+            sample=sample,
+            temperature=temperature,
+            generator=generator,
         )
         action = choice.action
         if not sample:
@@ -119,7 +130,9 @@ def rollout(
     return _finish(actions, log_probs, values, stop_id, first_probs, None if sample else set_len)
 
 
-def greedy_decode(policy: ChainPolicy, X, *, max_steps: int | None = None, suppress_stop_steps: int = 0) -> DecodeResult:
+def greedy_decode(
+    policy: ChainPolicy, X, *, max_steps: int | None = None, suppress_stop_steps: int = 0
+) -> DecodeResult:
     return rollout(policy, X, max_steps=max_steps, suppress_stop_steps=suppress_stop_steps)
 
 
@@ -194,8 +207,12 @@ def beam_search(
     lengths = (history >= 0).sum(dim=1).clamp(min=1).float().reshape(batch, K)
     best = (scores / lengths**length_penalty).argmax(dim=1) + torch.arange(batch, device=device) * K
     return _finish(
-        list(history[best].unbind(1)), list(step_logp[best].unbind(1)), list(step_values[best].unbind(1)),
-        stop_id, first_probs, None,
+        list(history[best].unbind(1)),
+        list(step_logp[best].unbind(1)),
+        list(step_values[best].unbind(1)),
+        stop_id,
+        first_probs,
+        None,
     )
 
 
@@ -250,21 +267,36 @@ def marginal_counts_to_scores(counts: np.ndarray, n_samples: int, tiebreak: np.n
 
 
 def marginal_scores(
-    policy: ChainPolicy, X, *, n_samples: int, max_steps: int | None, score_steps: int,
-    generator: torch.Generator, tiebreak: torch.Tensor,
+    policy: ChainPolicy,
+    X,
+    *,
+    n_samples: int,
+    max_steps: int | None,
+    score_steps: int,
+    generator: torch.Generator,
+    tiebreak: torch.Tensor,
 ) -> np.ndarray:
     """Label marginals from `n_samples` sampled chains per document (STOP suppressed for the first
     `score_steps` actions, as for position scores); `tiebreak` (B, L) in [0, 1] orders equal counts."""
     rows = X.shape[0]
     repeated = X[np.repeat(np.arange(rows), n_samples)]
-    chains = rollout(policy, repeated, max_steps=max_steps, sample=True, generator=generator,
-                     suppress_stop_steps=score_steps)
+    chains = rollout(
+        policy, repeated, max_steps=max_steps, sample=True, generator=generator, suppress_stop_steps=score_steps
+    )
     emitted = labels_to_csr(chains.labels, policy.n_labels).toarray().reshape(rows, n_samples, policy.n_labels)
     return marginal_counts_to_scores(emitted.sum(axis=1), n_samples, tiebreak.cpu().numpy())
 
 
-def _ranking_scores(policy: ChainPolicy, rows, ranked: DecodeResult, score_mode: str, n_samples: int,
-                    max_steps: int | None, score_steps: int, generator: torch.Generator) -> np.ndarray:
+def _ranking_scores(
+    policy: ChainPolicy,
+    rows,
+    ranked: DecodeResult,
+    score_mode: str,
+    n_samples: int,
+    max_steps: int | None,
+    score_steps: int,
+    generator: torch.Generator,
+) -> np.ndarray:
     """Ranking scores of one batch under `score_mode` (see SCORE_MODES and `predict`)."""
     aux = torch.sigmoid(policy.aux_logits(rows)) if score_mode in ("aux", "position_aux") else None
     if score_mode == "position":
@@ -275,8 +307,15 @@ def _ranking_scores(policy: ChainPolicy, rows, ranked: DecodeResult, score_mode:
     if score_mode == "position_aux":
         return position_scores(ranked.labels, policy.n_labels, aux)
     tiebreak = ranked.first_probs if policy.label_head is None else torch.sigmoid(policy.aux_logits(rows))
-    return marginal_scores(policy, rows, n_samples=n_samples, max_steps=max_steps, score_steps=score_steps,
-                           generator=generator, tiebreak=tiebreak)
+    return marginal_scores(
+        policy,
+        rows,
+        n_samples=n_samples,
+        max_steps=max_steps,
+        score_steps=score_steps,
+        generator=generator,
+        tiebreak=tiebreak,
+    )
 
 
 @torch.no_grad()
@@ -326,7 +365,9 @@ def predict(
                 ranked = beam_search(
                     policy, rows, beam_width=beam_width, max_steps=max_steps, suppress_stop_steps=score_steps
                 )
-            scores.append(_ranking_scores(policy, rows, ranked, score_mode, n_samples, max_steps, score_steps, generator))
+            scores.append(
+                _ranking_scores(policy, rows, ranked, score_mode, n_samples, max_steps, score_steps, generator)
+            )
     finally:
         policy.train(was_training)
     if not sets:

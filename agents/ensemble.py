@@ -11,6 +11,7 @@ with scores only (e.g. the auxiliary head) passes None as its set. Scales differ
     `agents.set_rules.SetRule`, threshold or top-k, applied to the fused scores).
 `Ensemble.fit` picks the fusion by a ranking metric and the set rule by a set metric on validation.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -37,8 +38,9 @@ def _check_outputs(outputs: Sequence[Output]) -> tuple[list[sp.csr_matrix | None
     shape = scores[0].shape
     for i, (Y, s) in enumerate(zip(sets, scores)):
         if s.shape != shape or (Y is not None and Y.shape != shape):
-            raise ValueError(f"member {i}: set {None if Y is None else Y.shape} / scores {s.shape} "
-                             f"differ from member 0's {shape}")
+            raise ValueError(
+                f"member {i}: set {None if Y is None else Y.shape} / scores {s.shape} differ from member 0's {shape}"
+            )
     return sets, scores
 
 
@@ -70,8 +72,11 @@ def rrf_fusion(score_list: Sequence[np.ndarray], k: float = 60.0) -> np.ndarray:
 def weight_grid(n_members: int, step: float = WEIGHT_STEP) -> list[tuple[float, ...]]:
     """All member weights in multiples of `step` summing to 1, equal weights first (where on the grid)."""
     units = round(1 / step)
-    grid = [tuple(c / units for c in combo) for combo in itertools.product(range(units + 1), repeat=n_members)
-            if sum(combo) == units]
+    grid = [
+        tuple(c / units for c in combo)
+        for combo in itertools.product(range(units + 1), repeat=n_members)
+        if sum(combo) == units
+    ]
     return sorted(grid, key=lambda w: max(w) - min(w))  # stable: most even first
 
 
@@ -180,6 +185,11 @@ class Ensemble:
 
     def describe(self) -> dict:
         """The chosen settings, JSON-ready (for run reports and results rows)."""
-        return {"fusion": self.fusion, "weights": None if self.weights is None else list(self.weights),
-                "set_rule": self.set_rule, "min_votes": self.min_votes, "member": self.member,
-                "rule": self.rule.to_dict()}
+        return {
+            "fusion": self.fusion,
+            "weights": None if self.weights is None else list(self.weights),
+            "set_rule": self.set_rule,
+            "min_votes": self.min_votes,
+            "member": self.member,
+            "rule": self.rule.to_dict(),
+        }

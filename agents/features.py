@@ -5,6 +5,7 @@ CSR rows become (indices, offsets, weights) for `F.embedding_bag` (a sparse matr
 dense features (emotions, scene, SB3 observations) stay a dense tensor for a plain matmul. Both
 forms use the same weight matrix, so they give the same encoding for the same document.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

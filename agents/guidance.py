@@ -20,6 +20,7 @@ learners, the vector env and the decoders pass feature rows unchanged, so every 
 orders, rearrangement, REINFORCE/PPO/combined) and the ensemble train and decode a guided policy
 without knowing it. A policy given only the text columns (validation, test) predicts its clusters.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,7 +43,9 @@ class ClusterGuidance(nn.Module):
     ) -> None:
         super().__init__()
         if n_clusters < 1 or not weight >= 0 or not 0.0 <= mix <= 1.0:
-            raise ValueError(f"guidance needs n_clusters >= 1, weight >= 0, 0 <= mix <= 1; got {n_clusters}, {weight}, {mix}")
+            raise ValueError(
+                f"guidance needs n_clusters >= 1, weight >= 0, 0 <= mix <= 1; got {n_clusters}, {weight}, {mix}"
+            )
         self.n_clusters, self.weight, self.anneal, self.mix = int(n_clusters), float(weight), bool(anneal), float(mix)
         self.head = nn.Linear(doc_size, n_clusters)
         self.project = nn.Linear(n_clusters, doc_size, bias=False)
@@ -109,8 +112,10 @@ def split_guidance_columns(X, n_features: int, n_clusters: int):
     if width == n_features:
         return X, None
     if width != n_features + n_clusters:
-        raise ValueError(f"features have {width} columns; a guided policy expects {n_features} (text) or "
-                         f"{n_features + n_clusters} (text + {n_clusters} gold cluster columns)")
+        raise ValueError(
+            f"features have {width} columns; a guided policy expects {n_features} (text) or "
+            f"{n_features + n_clusters} (text + {n_clusters} gold cluster columns)"
+        )
     if sp.issparse(X):
         csr = sp.csr_matrix(X)
         return csr[:, :n_features], torch.from_numpy(csr[:, n_features:].toarray().astype(np.float32))

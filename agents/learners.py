@@ -14,6 +14,7 @@ greedy chains for the fixed orderings) so that all learning curves share one axi
 RL learners run the policy without dropout (eval mode): the distribution the actions are sampled
 from is then exactly the one that is differentiated, and PPO's ratios start at 1.
 """
+
 from __future__ import annotations
 
 import copy
@@ -81,7 +82,9 @@ class LearnerConfig:
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
         if self.lr <= 0 or self.batch_size < 1 or self.temperature <= 0:
-            raise ValueError(f"need lr > 0, batch_size >= 1, temperature > 0; got {self.lr}, {self.batch_size}, {self.temperature}")
+            raise ValueError(
+                f"need lr > 0, batch_size >= 1, temperature > 0; got {self.lr}, {self.batch_size}, {self.temperature}"
+            )
         if not 0.0 < self.gamma <= 1.0 or not 0.0 <= self.rl_weight <= 1.0:
             raise ValueError(f"need 0 < gamma <= 1 and 0 <= rl_weight <= 1; got {self.gamma}, {self.rl_weight}")
         if self.ppo_epochs < 1 or self.ppo_minibatches < 1 or self.ppo_clip <= 0:
@@ -101,8 +104,12 @@ class Learner:
         if cap is None:
             cap = default_max_steps(train.max_labels_per_doc, policy.n_labels)
         self.task = ChainTask(
-            split=train, n_labels=policy.n_labels, max_steps=int(cap),
-            reward=config.reward, reward_mode=config.reward_mode, name="train",
+            split=train,
+            n_labels=policy.n_labels,
+            max_steps=int(cap),
+            reward=config.reward,
+            reward_mode=config.reward_mode,
+            name="train",
         )
         self.collector = EpisodeCollector(self.task)
         torch.manual_seed(config.seed)  # dropout draws from the global generator
@@ -129,16 +136,18 @@ class Learner:
 
     def state_dict(self) -> dict:
         """Everything needed for a bit-identical continuation (deep-copied, safe to keep in memory)."""
-        return copy.deepcopy({
-            "name": self.name,
-            "n_updates": self.n_updates,
-            "policy": self.policy.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "numpy_rng": self.rng.bit_generator.state,
-            "torch_generator": self.generator.get_state(),
-            "torch_global_rng": torch.get_rng_state(),
-            **self._extra_state(),
-        })
+        return copy.deepcopy(
+            {
+                "name": self.name,
+                "n_updates": self.n_updates,
+                "policy": self.policy.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "numpy_rng": self.rng.bit_generator.state,
+                "torch_generator": self.generator.get_state(),
+                "torch_global_rng": torch.get_rng_state(),
+                **self._extra_state(),
+            }
+        )
 
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict()`; also restores torch's global RNG (dropout draws from it)."""
@@ -168,7 +177,9 @@ class Learner:
         if rows.size == 0:
             raise ValueError("update needs at least one training document")
         if rows.min() < 0 or rows.max() >= len(self.train):
-            raise ValueError(f"rows must index the train split 0..{len(self.train) - 1}, got {rows.min()}..{rows.max()}")
+            raise ValueError(
+                f"rows must index the train split 0..{len(self.train) - 1}, got {rows.min()}..{rows.max()}"
+            )
         return rows
 
     def _optimize(self, loss: torch.Tensor) -> float:
@@ -258,8 +269,14 @@ class ReinforceLearner(Learner):
         baseline, extra = self._baseline(rows, episodes)
         adv = compute_advantages(returns, baseline, episodes.valid, normalize=config.normalize_advantages)
         loss, parts = actor_critic_loss(
-            episodes.log_probs, adv, episodes.values, returns, episodes.entropies, episodes.valid,
-            value_coef=config.value_coef, entropy_coef=config.entropy_coef,
+            episodes.log_probs,
+            adv,
+            episodes.values,
+            returns,
+            episodes.entropies,
+            episodes.valid,
+            value_coef=config.value_coef,
+            entropy_coef=config.entropy_coef,
         )
         return episodes, loss, parts, extra
 
@@ -332,13 +349,20 @@ class PPOLearner(ReinforceLearner):
                 new_logp, entropy, values = sequence_log_probs(
                     self.policy, X[part], episodes.actions[index], temperature=config.temperature
                 )
-                policy_loss, stats = ppo_clip_loss(new_logp, episodes.log_probs[index], adv[index], valid, config.ppo_clip)
+                policy_loss, stats = ppo_clip_loss(
+                    new_logp, episodes.log_probs[index], adv[index], valid, config.ppo_clip
+                )
                 value_loss = masked_mean((values - returns[index]) ** 2, valid)
                 entropy_mean = masked_mean(entropy, valid)
                 loss = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy_mean
                 self._optimize(loss)
-                for key, value in {"total": loss, "policy": policy_loss, "value": value_loss,
-                                   "entropy": entropy_mean, **stats}.items():
+                for key, value in {
+                    "total": loss,
+                    "policy": policy_loss,
+                    "value": value_loss,
+                    "entropy": entropy_mean,
+                    **stats,
+                }.items():
                     sums[key] = sums.get(key, 0.0) + float(value.detach())
         count = config.ppo_epochs * n_minibatches
         scalars = {f"losses/{k}": v / count for k, v in sums.items()}
@@ -374,5 +398,10 @@ def make_learner(
     if name in FIXED_ORDERINGS:
         freq = train.label_freq if label_freq is None else np.asarray(label_freq)
         return FixedOrderLearner(name, policy, train, config, freq)
-    classes = {"rearrange": RearrangeLearner, "reinforce": ReinforceLearner, "ppo": PPOLearner, "combined": CombinedLearner}
+    classes = {
+        "rearrange": RearrangeLearner,
+        "reinforce": ReinforceLearner,
+        "ppo": PPOLearner,
+        "combined": CombinedLearner,
+    }
     return classes[name](policy, train, config)

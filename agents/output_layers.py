@@ -25,6 +25,7 @@ Greedy tree decoding is beam search over clusters (PECOS): keep the `beam` most 
 level, score the labels of the kept leaves exactly, take the best label (or STOP if it is more
 probable); sampling is exact ancestral sampling.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -111,8 +112,16 @@ class FlatOutput(nn.Module):
             allowed[:, -1] = ~allowed[:, :-1].any(dim=1)
         return allowed
 
-    def choose(self, joint, emitted: FlatEmitted, *, suppress_stop: bool, sample: bool,
-               temperature: float = 1.0, generator: torch.Generator | None = None) -> Choice:
+    def choose(
+        self,
+        joint,
+        emitted: FlatEmitted,
+        *,
+        suppress_stop: bool,
+        sample: bool,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Choice:
         logits = self.linear(joint)
         free = logits.masked_fill(emitted.mask, NEG_INF)
         allowed = self._allowed(emitted, suppress_stop)
@@ -134,8 +143,16 @@ class FlatOutput(nn.Module):
     def first_step_probs(self, joint, emitted: FlatEmitted) -> torch.Tensor:
         return torch.softmax(self.linear(joint).masked_fill(emitted.mask, NEG_INF), dim=-1)[:, : self.stop_id]
 
-    def sequence_log_probs(self, joint, actions, *, suppress_stop_steps: int = 0, temperature: float = 1.0,
-                           mask_emitted: bool = True, with_entropy: bool = True):
+    def sequence_log_probs(
+        self,
+        joint,
+        actions,
+        *,
+        suppress_stop_steps: int = 0,
+        temperature: float = 1.0,
+        mask_emitted: bool = True,
+        with_entropy: bool = True,
+    ):
         """Per-position log-prob and entropy (B, T) of `actions` (-1 padded; 0 on padding)."""
         logits = self.linear(joint)
         B, T, A = logits.shape
@@ -162,8 +179,9 @@ class TreeOutput(nn.Module):
 
     kind = "tree"
 
-    def __init__(self, in_size: int, tree: LabelTree, beam: int = 10, sparse: bool = False,
-                 query_size: int | None = None) -> None:
+    def __init__(
+        self, in_size: int, tree: LabelTree, beam: int = 10, sparse: bool = False, query_size: int | None = None
+    ) -> None:
         super().__init__()
         if beam < 1 or (query_size is not None and query_size < 1):
             raise ValueError(f"tree beam and query size must be >= 1, got {beam}, {query_size}")
@@ -274,7 +292,9 @@ class TreeOutput(nn.Module):
         total = torch.zeros(actions.shape, device=joint.device)
         entropy = torch.zeros_like(total)
         for level in range(self.depth):
-            log_p, kids, allowed = (t[:, 0] for t in self._children(joint, node[:, None], level, history, stop_blocked, temperature))
+            log_p, kids, allowed = (
+                t[:, 0] for t in self._children(joint, node[:, None], level, history, stop_blocked, temperature)
+            )
             column = self._table(f"rank{level + 1}")[path[:, level]]
             if level == 0:
                 column = torch.where(is_stop, kids.shape[1] - 1, column)
@@ -287,8 +307,16 @@ class TreeOutput(nn.Module):
         total = total + torch.where(is_stop, 0.0, in_leaf)
         return total, entropy + torch.where(is_stop, 0.0, masked_entropy(log_p, allowed))
 
-    def sequence_log_probs(self, joint, actions, *, suppress_stop_steps: int = 0, temperature: float = 1.0,
-                           mask_emitted: bool = True, with_entropy: bool = True):
+    def sequence_log_probs(
+        self,
+        joint,
+        actions,
+        *,
+        suppress_stop_steps: int = 0,
+        temperature: float = 1.0,
+        mask_emitted: bool = True,
+        with_entropy: bool = True,
+    ):
         """Per-position log-prob and path entropy (B, T) of `actions` (-1 padded; 0 on padding)."""
         if not mask_emitted:
             raise ValueError("the tree output always masks emitted labels (mask_emitted=False is flat-only)")
@@ -337,8 +365,16 @@ class TreeOutput(nn.Module):
         stop_column = torch.full_like(ids[:, :1], self.stop_id)
         return torch.cat([top, stop_lp[:, None]], dim=1), torch.cat([ids, stop_column], dim=1)
 
-    def choose(self, joint, emitted: HistoryEmitted, *, suppress_stop: bool, sample: bool,
-               temperature: float = 1.0, generator: torch.Generator | None = None) -> Choice:
+    def choose(
+        self,
+        joint,
+        emitted: HistoryEmitted,
+        *,
+        suppress_stop: bool,
+        sample: bool,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Choice:
         history, joint = emitted.history, self._q(joint)
         blocked = self._stop_blocked(history, suppress_stop)
         if sample:
@@ -358,7 +394,9 @@ class TreeOutput(nn.Module):
         node = torch.zeros(joint.shape[0], dtype=torch.long, device=joint.device)
         is_stop = torch.zeros_like(node, dtype=torch.bool)
         for level in range(self.depth):
-            log_p, kids, _ = (t[:, 0] for t in self._children(joint, node[:, None], level, history, blocked, temperature))
+            log_p, kids, _ = (
+                t[:, 0] for t in self._children(joint, node[:, None], level, history, blocked, temperature)
+            )
             column = torch.multinomial(log_p.exp(), 1, generator=generator)
             if level == 0:
                 is_stop = column.squeeze(1) == kids.shape[1] - 1
@@ -393,14 +431,23 @@ class TreeOutput(nn.Module):
         return torch.cat([out, stop_lp[:, None]], dim=1).reshape(*shape, self.n_labels + 1)
 
 
-def make_output_layer(kind: str, in_size: int, n_labels: int, tree: LabelTree | dict | None, beam: int,
-                      sparse: bool = False, query_size: int | None = None):
+def make_output_layer(
+    kind: str,
+    in_size: int,
+    n_labels: int,
+    tree: LabelTree | dict | None,
+    beam: int,
+    sparse: bool = False,
+    query_size: int | None = None,
+):
     """The output layer `kind` ("flat" or "tree"; the tree needs a LabelTree over the n_labels)."""
     if kind not in OUTPUT_KINDS:
         raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {kind!r}")
     if kind == "flat":
         if sparse or query_size is not None:
-            raise ValueError("sparse_label_grads and tree_query_size need output='tree' (the flat layer scores every label)")
+            raise ValueError(
+                "sparse_label_grads and tree_query_size need output='tree' (the flat layer scores every label)"
+            )
         return FlatOutput(in_size, n_labels)
     if tree is None:
         raise ValueError("output='tree' needs a label tree (envs.label_clusters.build_label_tree)")

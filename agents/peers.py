@@ -14,6 +14,7 @@ TF-IDF) are used as they are. Omikuji needs its training data in a file: it is w
 temporary folder and removed (no user file is read). Omikuji exposes no seed (its 2-means
 initialisation uses Rust's OS-seeded thread_rng), so its results vary a little between runs.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -119,7 +120,9 @@ def import_omikuji():
     try:
         import omikuji
     except ImportError as error:
-        raise PeerUnavailable(f"Omikuji is not installed ({error}); install the optional extra: {INSTALL_HINT}") from None
+        raise PeerUnavailable(
+            f"Omikuji is not installed ({error}); install the optional extra: {INSTALL_HINT}"
+        ) from None
     return omikuji
 
 
@@ -144,11 +147,19 @@ def native_output_to(log_path: Path):
 class OmikujiTree:
     """Omikuji (Parabel/Bonsai-style label trees); scores of the top-`top_k` labels, 0 for the rest."""
 
-    def __init__(self, n_trees: int = 3, cluster_k: int = 2, top_k: int = 10, beam_size: int = 10, n_threads: int = 1) -> None:
+    def __init__(
+        self, n_trees: int = 3, cluster_k: int = 2, top_k: int = 10, beam_size: int = 10, n_threads: int = 1
+    ) -> None:
         if top_k < 5:
             raise ValueError(f"top_k must be >= 5 so P@5 and nDCG@5 see 5 labels, got {top_k}")
         self.omikuji = import_omikuji()
-        self.n_trees, self.cluster_k, self.top_k, self.beam_size, self.n_threads = n_trees, cluster_k, top_k, beam_size, n_threads
+        self.n_trees, self.cluster_k, self.top_k, self.beam_size, self.n_threads = (
+            n_trees,
+            cluster_k,
+            top_k,
+            beam_size,
+            n_threads,
+        )
 
     def fit(self, train: Split) -> OmikujiTree:
         self.scaler = FeatureScaler().fit(train.X)

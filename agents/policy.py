@@ -12,6 +12,7 @@ Three faces of the same weights, giving the same numbers (tests hold them to it)
 Label id conventions: 0..L-1 labels, L = STOP, -1 = "no label" (START as an input, padding in a
 history or target matrix).
 """
+
 from __future__ import annotations
 
 import json
@@ -164,7 +165,9 @@ class ChainPolicy(nn.Module):
         doc = self._encode_text(text)
         if self.guidance is None:
             return doc
-        clusters = self.guidance.predict(doc) if gold is None else self.guidance.training_clusters(doc, gold.to(doc.device))
+        clusters = (
+            self.guidance.predict(doc) if gold is None else self.guidance.training_clusters(doc, gold.to(doc.device))
+        )
         return self.guidance.condition(doc, clusters)
 
     def guidance_loss(self, X, epoch: int = 1) -> torch.Tensor:
@@ -232,9 +235,7 @@ class ChainPolicy(nn.Module):
         doc = self.encode(X)
         return ChainState(torch.tanh(self.init_hidden(doc)), doc)
 
-    def step_joint(
-        self, state: ChainState, last_label: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, ChainState]:
+    def step_joint(self, state: ChainState, last_label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, ChainState]:
         """Consume `last_label` (B,) -> output-layer input (B, H+D), value (B), new state."""
         inputs = self._rnn_inputs(state.doc, last_label.reshape(-1, 1))
         _, hidden = self.gru(inputs, state.hidden[None].contiguous())
@@ -242,9 +243,7 @@ class ChainPolicy(nn.Module):
         joint, value = self._joint(hidden, state.doc)
         return joint, value, ChainState(hidden, state.doc)
 
-    def step(
-        self, state: ChainState, last_label: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, ChainState]:
+    def step(self, state: ChainState, last_label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, ChainState]:
         """Consume `last_label` (B,) -> logits (B, L+1) and value (B) for the next action, new state."""
         joint, value, state = self.step_joint(state, last_label)
         return self.output.logits(joint), value, state
@@ -337,14 +336,15 @@ class ChainPolicy(nn.Module):
         config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
         for path in (config_path, weights_path):
             if not path.is_file():
-                raise FileNotFoundError(f"{path}: no saved ChainPolicy here (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
+                raise FileNotFoundError(
+                    f"{path}: no saved ChainPolicy here (expected {CONFIG_FILE} and {WEIGHTS_FILE})"
+                )
         try:
             policy = cls.from_config(json.loads(config_path.read_text()))
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise ValueError(f"{config_path}: not a ChainPolicy config ({type(error).__name__}: {error})") from None
         policy.load_state_dict(torch.load(weights_path, map_location=map_location, weights_only=True))
         return policy
-
 
 
 def _rename_old_policy_head(state_dict: dict, prefix: str, *args) -> None:

@@ -4,6 +4,7 @@ Target rearrangement (the model picks its own order): keep the gold labels a sam
 in the chain's order, drop its wrong labels, append the gold labels it missed in random order, then
 STOP. Everything works on flat arrays for the whole batch (one lexsort), numpy only.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -66,9 +67,7 @@ def _rearranged_flat(
     return labels[order], np.bincount(docs, minlength=B)
 
 
-def rearranged_target_matrix(
-    sampled: np.ndarray, gold: sp.csr_matrix, rng: np.random.Generator
-) -> np.ndarray:
+def rearranged_target_matrix(sampled: np.ndarray, gold: sp.csr_matrix, rng: np.random.Generator) -> np.ndarray:
     """Padded (B, T') rearranged targets with STOP (= number of labels) after each row's labels."""
     flat, lengths = _rearranged_flat(sampled, sp.csr_matrix(gold), rng)
     return pad_sequences(flat, lengths, stop_id=gold.shape[1])

@@ -7,6 +7,7 @@ actions under the same masks as the env's (emitted labels; the output layer trac
 tree-factored policy never needs the env's dense (N, L + 1) mask). Every other function here is a pure function on (B, T) tensors:
 row = document, column = step, `valid` marks the steps actually taken (False after the episode ended).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

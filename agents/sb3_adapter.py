@@ -10,6 +10,7 @@ What the adapter replaces in `MaskableActorCriticPolicy`: SB3's preprocessing (i
 keeps: SB3's masked categorical distribution, optimizer handling, `predict`, and save/load
 (the `ChainPolicy` config travels in the constructor parameters, its weights in the state dict).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,8 +28,19 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from agents.policy import START, ChainPolicy
 
-CHAIN_ARCH_KEYS = ("hidden_size", "doc_size", "label_embed_size", "dropout", "aux_weight", "input_dropout",
-                   "output", "tree", "tree_beam", "sparse_label_grads", "tree_query_size")
+CHAIN_ARCH_KEYS = (
+    "hidden_size",
+    "doc_size",
+    "label_embed_size",
+    "dropout",
+    "aux_weight",
+    "input_dropout",
+    "output",
+    "tree",
+    "tree_beam",
+    "sparse_label_grads",
+    "tree_query_size",
+)
 
 
 class RawObservation(BaseFeaturesExtractor):
@@ -43,9 +55,7 @@ class RawObservation(BaseFeaturesExtractor):
 
 def _check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> tuple[int, int]:
     """(n_features, n_labels) of a LabelChain observation/action space pair, or a clear error."""
-    if not isinstance(observation_space, spaces.Dict) or not {"features", "history"} <= set(
-        observation_space.spaces
-    ):
+    if not isinstance(observation_space, spaces.Dict) or not {"features", "history"} <= set(observation_space.spaces):
         raise ValueError(
             "ChainPolicyAdapter needs a LabelChain Dict observation with 'features' and 'history', "
             f"got {observation_space}"
@@ -55,7 +65,9 @@ def _check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -
     n_labels = int(action_space.n) - 1
     history_space = observation_space["history"]
     if not isinstance(history_space, spaces.MultiDiscrete) or np.any(history_space.nvec != n_labels + 1):
-        raise ValueError(f"'history' must be MultiDiscrete with every entry L + 1 = {n_labels + 1}, got {history_space}")
+        raise ValueError(
+            f"'history' must be MultiDiscrete with every entry L + 1 = {n_labels + 1}, got {history_space}"
+        )
     return int(observation_space["features"].shape[0]), n_labels
 
 
@@ -90,9 +102,15 @@ class ChainPolicyAdapter(MaskableActorCriticPolicy):
         **unused_sb3_kwargs: Any,
     ) -> None:
         n_features, n_labels = _check_spaces(observation_space, action_space)
-        ignored = set(unused_sb3_kwargs) - {"normalize_images", "net_arch", "activation_fn", "ortho_init",
-                                            "features_extractor_class", "features_extractor_kwargs",
-                                            "share_features_extractor"}
+        ignored = set(unused_sb3_kwargs) - {
+            "normalize_images",
+            "net_arch",
+            "activation_fn",
+            "ortho_init",
+            "features_extractor_class",
+            "features_extractor_kwargs",
+            "share_features_extractor",
+        }
         if ignored:
             raise TypeError(f"ChainPolicyAdapter got unexpected policy_kwargs {sorted(ignored)}")
         super().__init__(
@@ -105,9 +123,18 @@ class ChainPolicyAdapter(MaskableActorCriticPolicy):
             optimizer_kwargs=optimizer_kwargs,
         )
         self.chain = ChainPolicy(
-            n_features, n_labels, hidden_size=hidden_size, doc_size=doc_size, aux_weight=aux_weight,
-            input_dropout=input_dropout, label_embed_size=label_embed_size, dropout=dropout,
-            output=output, tree=tree, tree_beam=tree_beam, sparse_label_grads=sparse_label_grads,
+            n_features,
+            n_labels,
+            hidden_size=hidden_size,
+            doc_size=doc_size,
+            aux_weight=aux_weight,
+            input_dropout=input_dropout,
+            label_embed_size=label_embed_size,
+            dropout=dropout,
+            output=output,
+            tree=tree,
+            tree_beam=tree_beam,
+            sparse_label_grads=sparse_label_grads,
             tree_query_size=tree_query_size,
         )
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)

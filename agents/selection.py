@@ -7,6 +7,7 @@ over k folds instead (each fold's model trains on the other k - 1 folds), which 
 document for validation once. Large data keeps the one split: k trainings would cost k times more
 for a decision that a large split already makes reliably.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +25,7 @@ def kfold_indices(n: int, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarra
     if not 2 <= k <= n:
         raise ValueError(f"need 2 <= k <= n documents, got k={k}, n={n}")
     folds = np.array_split(np.random.default_rng(seed).permutation(n), k)
-    return [(np.sort(np.concatenate(folds[:i] + folds[i + 1:])), np.sort(fold)) for i, fold in enumerate(folds)]
+    return [(np.sort(np.concatenate(folds[:i] + folds[i + 1 :])), np.sort(fold)) for i, fold in enumerate(folds)]
 
 
 def pick_best(scores: dict[str, list[float]], metric: str) -> tuple[str, dict[str, float]]:

@@ -9,6 +9,7 @@ chains (whose STOP can come first). So the set rule is chosen on validation amon
 by a set metric (example F1 by default). Ties keep the earlier candidate: thresholds (ascending,
 empty sets allowed first), then top-k (ascending k).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

@@ -4,6 +4,7 @@ Teacher forcing trains on a whole minibatch of target sequences (padded into a (
 pass of `policy.sequence_joint` and the output layer; fixed orderings, target rearrangement and the combined objective
 all use this one loss (agents.learners).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,7 +33,9 @@ def teacher_forcing_loss(
     return loss
 
 
-def aux_label_loss(policy: ChainPolicy, X_batch, targets: torch.Tensor, doc: torch.Tensor | None = None) -> torch.Tensor:
+def aux_label_loss(
+    policy: ChainPolicy, X_batch, targets: torch.Tensor, doc: torch.Tensor | None = None
+) -> torch.Tensor:
     """Binary cross-entropy of the auxiliary head, summed over labels and averaged over documents.
 
     The labels of a target sequence are the document's gold set (fixed orders contain it all, and a

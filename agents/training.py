@@ -5,6 +5,7 @@ experiments/train_rl.py drives with its checkpoints and TensorBoard curves; this
 epochs over shuffled minibatches, a greedy validation pass per epoch, early stopping on a metric of
 `envs.metrics.evaluate`, and restoring the best weights.
 """
+
 from __future__ import annotations
 
 import copy
@@ -49,9 +50,15 @@ class TrainConfig:
         if learner in ("reinforce", "ppo", "combined") and self.rl_lr is not None:
             lr = self.rl_lr
         return LearnerConfig(
-            lr=lr, batch_size=self.batch_size, seed=self.seed, max_steps=self.max_steps,
-            greedy_rearrangement=self.greedy_rearrangement, temperature=self.temperature,
-            grad_clip=self.grad_clip, weight_decay=self.weight_decay, greedy_charts=False,  # no charts here
+            lr=lr,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            max_steps=self.max_steps,
+            greedy_rearrangement=self.greedy_rearrangement,
+            temperature=self.temperature,
+            grad_clip=self.grad_clip,
+            weight_decay=self.weight_decay,
+            greedy_charts=False,  # no charts here
         )
 
 
@@ -133,7 +140,9 @@ def train_epochs(
             history.best_epoch, history.best_score = best_epoch, best_metrics[config.val_metric]
             bad_epochs = 0 if improved else bad_epochs + 1
         history.epochs.append(record)
-        bar.set_postfix(loss=f"{record['loss']:.3f}", **({"val": f"{history.best_score:.3f}"} if val is not None else {}))
+        bar.set_postfix(
+            loss=f"{record['loss']:.3f}", **({"val": f"{history.best_score:.3f}"} if val is not None else {})
+        )
         if log_fn is not None:
             log_fn(epoch, record)
         out_of_time = config.max_seconds is not None and time.perf_counter() - started > config.max_seconds

@@ -3,6 +3,7 @@ tables, per-row candidate scores, log-softmax within groups and over masked cand
 
 Kept apart so that the layer file reads as the model; these are plain functions of tensors/arrays.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,9 @@ def padded_groups(parent: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.nda
     return table, rank
 
 
-def gathered_scores(joint: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ids: torch.Tensor,
-                     sparse: bool = False) -> torch.Tensor:
+def gathered_scores(
+    joint: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ids: torch.Tensor, sparse: bool = False
+) -> torch.Tensor:
     """Row n's scores (N, C) for its own candidates ids[n]: weight[ids[n, c]] · joint[n] + bias.
 
     Two exact ways, picked by cost: gathering each row's candidate weights moves N·C·J floats, one

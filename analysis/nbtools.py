@@ -6,6 +6,7 @@ Everything reads what experiments wrote (experiments/results/*.json, runs/); not
 
     python analysis/nbtools.py analysis/*.ipynb        # re-execute notebooks in place (outputs kept)
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,13 @@ import numpy as np
 from experiments.orderings_report import ordered_methods as ordered  # noqa: F401  (one method order for reports and notebooks)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-KIND_COLORS = {"fixed": "#9e9e9e", "best_fixed": "#505050", "dynamic": "#1f77b4", "ensemble": "#2ca02c",
-               "peer": "#ff7f0e"}
+KIND_COLORS = {
+    "fixed": "#9e9e9e",
+    "best_fixed": "#505050",
+    "dynamic": "#1f77b4",
+    "ensemble": "#2ca02c",
+    "peer": "#ff7f0e",
+}
 DYNAMIC = ("rearrange", "reinforce", "ppo", "combined", "ensemble")
 
 
@@ -44,8 +50,17 @@ def orderings_frame(results: dict[str, Any]):
     """orderings.json rows as a DataFrame: dataset, method, kind, seed, wall_time_s and one column per metric."""
     import pandas as pd
 
-    records = [{"dataset": r["dataset"], "method": r["method"], "kind": r["kind"], "seed": r["seed"],
-                "wall_time_s": r.get("wall_time_s"), **r["metrics"]} for r in results.get("rows", [])]
+    records = [
+        {
+            "dataset": r["dataset"],
+            "method": r["method"],
+            "kind": r["kind"],
+            "seed": r["seed"],
+            "wall_time_s": r.get("wall_time_s"),
+            **r["metrics"],
+        }
+        for r in results.get("rows", [])
+    ]
     return pd.DataFrame.from_records(records)
 
 
@@ -53,9 +68,18 @@ def ablations_frame(results: dict[str, Any], split: str = "test"):
     """ablations.json entries as a DataFrame: variant, factor, setting, seed, wall_time_s, metrics of `split`."""
     import pandas as pd
 
-    records = [{"variant": e["variant"], "factor": e["factor"], "setting": e["setting"], "seed": e["seed"],
-                "wall_time_s": e["wall_time_s"], "best_update": e.get("best_update"), **e[split]}
-               for e in results.get("entries", {}).values()]
+    records = [
+        {
+            "variant": e["variant"],
+            "factor": e["factor"],
+            "setting": e["setting"],
+            "seed": e["seed"],
+            "wall_time_s": e["wall_time_s"],
+            "best_update": e.get("best_update"),
+            **e[split],
+        }
+        for e in results.get("entries", {}).values()
+    ]
     return pd.DataFrame.from_records(records)
 
 
@@ -67,7 +91,9 @@ def mean_std_table(frame, by: list[str], metrics: Sequence[str], scale: float = 
     for metric in metrics:
         for key in mean.index:
             m, s = scale * mean.loc[key, metric], scale * std.loc[key, metric]
-            table.loc[key, metric] = f"{m:.{digits}f}" if count[key] < 2 or math.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
+            table.loc[key, metric] = (
+                f"{m:.{digits}f}" if count[key] < 2 or math.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
+            )
     table.insert(0, "n", count)
     return table
 
@@ -90,10 +116,19 @@ def paired_gaps(frame, reference: str, methods: Sequence[str], metrics: Sequence
             for metric in metrics:
                 diff = scale * (mine.loc[seeds, metric] - ref.loc[seeds, metric])
                 ref_mean = ref.loc[seeds, metric].mean()
-                out.append({"dataset": dataset, "method": method, "metric": metric, "mean": diff.mean(),
-                            "std": diff.std(ddof=1) if len(seeds) > 1 else 0.0, "n": len(seeds),
-                            "relative_percent": 100.0 * (mine.loc[seeds, metric].mean() - ref_mean) / ref_mean
-                            if ref_mean else math.nan})
+                out.append(
+                    {
+                        "dataset": dataset,
+                        "method": method,
+                        "metric": metric,
+                        "mean": diff.mean(),
+                        "std": diff.std(ddof=1) if len(seeds) > 1 else 0.0,
+                        "n": len(seeds),
+                        "relative_percent": 100.0 * (mine.loc[seeds, metric].mean() - ref_mean) / ref_mean
+                        if ref_mean
+                        else math.nan,
+                    }
+                )
     return pd.DataFrame(out)
 
 
@@ -106,8 +141,9 @@ def run_info(run_dir: Path) -> dict[str, Any]:
     return {"dataset": parts[0], "group": parts[1], "seed": int(parts[2]), "started": parts[3]}
 
 
-def find_runs(runs_dir: str | Path, dataset: str | None = None, finished: bool = True,
-              newest_per_seed: bool = True) -> list[Path]:
+def find_runs(
+    runs_dir: str | Path, dataset: str | None = None, finished: bool = True, newest_per_seed: bool = True
+) -> list[Path]:
     """Run folders under `runs_dir` (recursively) with a config.json (and metrics.json if `finished`).
 
     With `newest_per_seed`, one folder per (dataset, group, seed): the newest, as a rerun replaces a run.
@@ -173,8 +209,9 @@ def load_curves(run_dirs: Iterable[Path], tags: Sequence[str], learners: Sequenc
             if scalars.empty:
                 continue
             scalars["elapsed_s"] = scalars["wall_time"] - scalars["wall_time"].min()
-            scalars = scalars[scalars.tag.isin(tags)].assign(run=run_dir.name, group=info["group"],
-                                                             seed=info["seed"], learner=learner)
+            scalars = scalars[scalars.tag.isin(tags)].assign(
+                run=run_dir.name, group=info["group"], seed=info["seed"], learner=learner
+            )
             frames.append(scalars)
     if not frames:
         return pd.DataFrame(columns=["run", "group", "seed", "learner", "tag", "step", "elapsed_s", "value"])
@@ -203,8 +240,9 @@ def seed_band(curves, series: str = "learner", smoothing: float = 0.0):
     if not frames:
         return pd.DataFrame(columns=[series, "tag", "step", "mean", "std", "n", "elapsed_s"])
     grouped = pd.concat(frames).groupby([series, "tag", "step"])
-    band = grouped.agg(mean=("value", "mean"), std=("value", "std"), n=("seed", "nunique"),
-                       elapsed_s=("elapsed_s", "mean")).reset_index()
+    band = grouped.agg(
+        mean=("value", "mean"), std=("value", "std"), n=("seed", "nunique"), elapsed_s=("elapsed_s", "mean")
+    ).reset_index()
     band["std"] = band["std"].fillna(0.0)
     return band
 
@@ -220,7 +258,7 @@ def decode_chains(policy, X, max_steps: int, batch_size: int = 512) -> list[np.n
     policy.eval()
     with torch.no_grad():
         for begin in range(0, X.shape[0], batch_size):
-            result = greedy_decode(policy, X[begin:begin + batch_size], max_steps=max_steps)
+            result = greedy_decode(policy, X[begin : begin + batch_size], max_steps=max_steps)
             labels, lengths = result.labels.numpy(), result.set_lengths.numpy()
             chains += [row[:length] for row, length in zip(labels, lengths)]
     return chains
@@ -279,9 +317,14 @@ def precision_by_position(chains: Sequence[np.ndarray], gold: Sequence[np.ndarra
         hits = np.isin(chain, gold_labels)
         emitted[: len(chain)] += 1
         correct[: len(chain)] += hits
-    return pd.DataFrame({"position": np.arange(1, max_position + 1), "emitted": emitted.astype(int),
-                         "correct": correct.astype(int),
-                         "precision": np.divide(correct, emitted, out=np.full(max_position, np.nan), where=emitted > 0)})
+    return pd.DataFrame(
+        {
+            "position": np.arange(1, max_position + 1),
+            "emitted": emitted.astype(int),
+            "correct": correct.astype(int),
+            "precision": np.divide(correct, emitted, out=np.full(max_position, np.nan), where=emitted > 0),
+        }
+    )
 
 
 # ----------------------------------------------------------------------------- figures
@@ -308,14 +351,18 @@ def kernel_manager_class():
             if self._kernel_spec is None:
                 self._kernel_spec = KernelSpec(
                     argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                    display_name="Python 3 (ipykernel)", language="python", name="python3")
+                    display_name="Python 3 (ipykernel)",
+                    language="python",
+                    name="python3",
+                )
             return self._kernel_spec
 
     return ThisPythonKernelManager
 
 
-def execute_notebook(path: str | Path, parameters: dict[str, Any] | None = None, out_path: str | Path | None = None,
-                     timeout: int = 1800):
+def execute_notebook(
+    path: str | Path, parameters: dict[str, Any] | None = None, out_path: str | Path | None = None, timeout: int = 1800
+):
     """Run a notebook top to bottom in analysis/ (papermill-style: `parameters` go into a cell injected
     after the one tagged "parameters"); write it to `out_path` (None: don't write). Raises
     nbclient's CellExecutionError naming the failing cell."""
@@ -325,14 +372,22 @@ def execute_notebook(path: str | Path, parameters: dict[str, Any] | None = None,
     path = Path(path)
     notebook = nbformat.read(path, as_version=4)
     if parameters:
-        index = next((i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])), None)
+        index = next(
+            (i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])), None
+        )
         if index is None:
             raise ValueError(f"{path}: no cell tagged 'parameters' to override")
         source = "# Parameters injected by nbtools.execute_notebook\n" + "\n".join(
-            f"{name} = {value!r}" for name, value in parameters.items())
+            f"{name} = {value!r}" for name, value in parameters.items()
+        )
         notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", kernel_manager_class=kernel_manager_class(),
-                            resources={"metadata": {"path": str(path.parent.resolve())}})
+    client = NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        kernel_manager_class=kernel_manager_class(),
+        resources={"metadata": {"path": str(path.parent.resolve())}},
+    )
     client.execute()
     if out_path is not None:
         nbformat.write(notebook, str(out_path))

@@ -2,6 +2,7 @@
 
 Importing `envs` registers ``LabelChain-v0`` (single env, with a native vector entry point).
 """
+
 from gymnasium.envs.registration import register, registry
 
 from envs.data import DATASET_NAMES, Dataset, Split, load_dataset
@@ -18,5 +19,11 @@ if ENV_ID not in registry:
     )
 
 __all__ = [
-    "DATASET_NAMES", "ENV_ID", "Dataset", "LabelChainEnv", "LabelChainVectorEnv", "Split", "load_dataset",
+    "DATASET_NAMES",
+    "ENV_ID",
+    "Dataset",
+    "LabelChainEnv",
+    "LabelChainVectorEnv",
+    "Split",
+    "load_dataset",
 ]

@@ -4,6 +4,7 @@ Readers (a resumed run, another process, a crash) therefore see the old file or 
 half of one. Files are left 0644 (mkstemp makes 0600), since results, checkpoints and caches are
 meant to be read by other users and tools.
 """
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 Building the task once (data resolved, step cap fixed, spaces defined) is what guarantees that the
 single and the vector environment describe the same problem.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -85,9 +86,7 @@ class ChainTask:
         """Features (dense row), emitted-label history (L marks an empty slot), step index."""
         return spaces.Dict(
             {
-                "features": spaces.Box(
-                    self.feature_low, self.feature_high, (self.n_features,), np.float32
-                ),
+                "features": spaces.Box(self.feature_low, self.feature_high, (self.n_features,), np.float32),
                 "history": spaces.MultiDiscrete(np.full(self.max_steps, self.n_labels + 1)),
                 "step": spaces.Discrete(self.max_steps + 1),
             }

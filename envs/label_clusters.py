@@ -16,6 +16,7 @@ Labels without a training document (zero embedding) score 0 against every centro
 balance constraint places them (ties broken by label id, so they fill whichever child has room); in
 flat k-means they are dealt round-robin over the clusters in label-id order.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -236,9 +237,7 @@ def tree_depth(n_labels: int, branching: int, max_leaf_size: int) -> int:
     return depth
 
 
-def build_label_tree(
-    emb: Embeddings, branching: int, max_leaf_size: int, seed: int = 0, n_iter: int = 20
-) -> LabelTree:
+def build_label_tree(emb: Embeddings, branching: int, max_leaf_size: int, seed: int = 0, n_iter: int = 20) -> LabelTree:
     """Hierarchical balanced spherical k-means tree over the rows of `emb` (one row per label).
 
     Level by level, every node with n labels is split into min(branching, n) children by balanced
@@ -247,7 +246,9 @@ def build_label_tree(
     """
     n_labels = emb.shape[0]
     if branching < 2 or max_leaf_size < 1 or n_labels < 1:
-        raise ValueError(f"need branching >= 2, max_leaf_size >= 1 and labels >= 1; got {branching}, {max_leaf_size}, {n_labels}")
+        raise ValueError(
+            f"need branching >= 2, max_leaf_size >= 1 and labels >= 1; got {branching}, {max_leaf_size}, {n_labels}"
+        )
     emb = sp.csr_matrix(emb, dtype=np.float32) if sp.issparse(emb) else np.asarray(emb, dtype=np.float32)
     rng = np.random.default_rng(seed)
     groups = [np.arange(n_labels)]

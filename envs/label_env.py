@@ -1,4 +1,5 @@
 """`LabelChainEnv`: multi-label classification of one document as a sequential decision problem."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -85,9 +86,17 @@ class LabelChainEnv(gym.Env):
     ) -> None:
         if doc_order not in DOC_ORDERS:
             raise ValueError(f"doc_order must be one of {DOC_ORDERS}, got {doc_order!r}")
-        self.task = dataset if isinstance(dataset, ChainTask) else make_task(
-            dataset, split, reward=reward, reward_mode=reward_mode, max_steps=max_steps,
-            data_dir=data_dir,
+        self.task = (
+            dataset
+            if isinstance(dataset, ChainTask)
+            else make_task(
+                dataset,
+                split,
+                reward=reward,
+                reward_mode=reward_mode,
+                max_steps=max_steps,
+                data_dir=data_dir,
+            )
         )
         self.doc_order, self.dense_masks = doc_order, dense_masks
         self.observation_space = self.task.observation_space()
@@ -115,9 +124,7 @@ class LabelChainEnv(gym.Env):
         if "doc_index" in options:
             self.doc = int(options["doc_index"])
             if not 0 <= self.doc < self.task.n_docs:
-                raise ValueError(
-                    f"options['doc_index']={self.doc} is outside 0..{self.task.n_docs - 1}"
-                )
+                raise ValueError(f"options['doc_index']={self.doc} is outside 0..{self.task.n_docs - 1}")
         elif self.doc_order == "sequential":
             self.doc, self._cursor = self._cursor, (self._cursor + 1) % self.task.n_docs
         else:
@@ -138,8 +145,10 @@ class LabelChainEnv(gym.Env):
     def step(self, action: int) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         task, action = self.task, int(action)
         if self._needs_reset:
-            raise ResetNeeded("LabelChainEnv.step() needs reset() first: before the first episode and after "
-                              "one terminated or was truncated")
+            raise ResetNeeded(
+                "LabelChainEnv.step() needs reset() first: before the first episode and after "
+                "one terminated or was truncated"
+            )
         if not 0 <= action <= task.n_labels:
             raise ValueError(f"action {action} is outside 0..{task.n_labels} (L labels + STOP)")
         self._steps += 1

@@ -10,6 +10,7 @@ Everything works on a cluster assignment array `label_cluster` (label id -> clus
 was made (k-means on PIFA, a tree level, by hand). Column layout of the result: column j < L is
 label j in its first cluster; copies follow in the order they were assigned.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -88,7 +89,9 @@ class OverlappingLabels:
         return self.column_label.size - self.n_labels
 
 
-def assign_overlapping(counts: sp.spmatrix | np.ndarray, label_cluster: np.ndarray, max_copies: int) -> OverlappingLabels:
+def assign_overlapping(
+    counts: sp.spmatrix | np.ndarray, label_cluster: np.ndarray, max_copies: int
+) -> OverlappingLabels:
     """Give each label up to `max_copies` (λ) clusters, greedily by co-occurrence count.
 
     Pairs (label, cluster) with a positive count are visited in descending count (ties: the label's
@@ -159,7 +162,10 @@ def collapse_sets(Y_pred: LabelMatrix, overlap: OverlappingLabels) -> sp.csr_mat
     """(n, L') predicted columns -> (n, L) bool label sets: a label is in if any copy is."""
     pred = _label_csr(Y_pred, overlap.column_label.size, "Y_pred").astype(np.int64)
     to_label = sp.csr_matrix(
-        (np.ones(overlap.column_label.size, dtype=np.int64), (np.arange(overlap.column_label.size), overlap.column_label)),
+        (
+            np.ones(overlap.column_label.size, dtype=np.int64),
+            (np.arange(overlap.column_label.size), overlap.column_label),
+        ),
         shape=(overlap.column_label.size, overlap.n_labels),
     )
     out = (pred @ to_label).astype(bool).tocsr()

@@ -2,6 +2,7 @@
 tie-broken top-k ranking, gold-hit lookup and per-label counts. Conventions are documented in
 `envs.metrics`; nothing here is a metric by itself.
 """
+
 from __future__ import annotations
 
 from numbers import Integral
@@ -98,7 +99,6 @@ def discounts(k: int) -> np.ndarray:
     return 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
 
 
-
 def check_label_freq(label_freq: np.ndarray, n_labels: int | None) -> np.ndarray:
     freq = np.asarray(label_freq)
     if freq.ndim != 1 or (n_labels is not None and freq.shape != (n_labels,)):
@@ -109,11 +109,8 @@ def check_label_freq(label_freq: np.ndarray, n_labels: int | None) -> np.ndarray
     return freq
 
 
-
 # ----------------------------------------------------------------------------- set metrics
-def gold_pred_both(
-    Y_true: LabelMatrix, Y_pred: LabelMatrix
-) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
+def gold_pred_both(Y_true: LabelMatrix, Y_pred: LabelMatrix) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
     """(gold, pred, gold AND pred) as bool CSR, after validation."""
     gold = as_label_csr(Y_true, "Y_true")
     pred = as_label_csr(Y_pred, "Y_pred")
@@ -131,9 +128,7 @@ def col_sizes(Y: sp.csr_matrix) -> np.ndarray:
     return np.bincount(Y.indices, minlength=Y.shape[1]).astype(np.int64)
 
 
-def safe_f1(
-    tp: np.ndarray, n_pred: np.ndarray, n_gold: np.ndarray, empty_value: float
-) -> np.ndarray:
+def safe_f1(tp: np.ndarray, n_pred: np.ndarray, n_gold: np.ndarray, empty_value: float) -> np.ndarray:
     """2 tp / (|pred| + |gold|), with `empty_value` where both are empty."""
     denom = (n_pred + n_gold).astype(np.float64)
     return np.divide(2.0 * tp, denom, out=np.full(denom.shape, empty_value), where=denom > 0)
@@ -142,4 +137,3 @@ def safe_f1(
 def label_f1(gold: sp.csr_matrix, pred: sp.csr_matrix, both: sp.csr_matrix) -> np.ndarray:
     """Per-label F1 (L,), 0 for labels never gold and never predicted."""
     return safe_f1(col_sizes(both), col_sizes(pred), col_sizes(gold), empty_value=0.0)
-

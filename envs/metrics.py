@@ -20,6 +20,7 @@ Conventions (chosen once, here, so every run and every paper table agrees):
 * Tail-aware metrics (PSP@k, PSnDCG@k, few-shot buckets) live in `envs.tail_metrics`;
   `evaluate` adds the unnormalised PSP@k / PSnDCG@k when given the training counts.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,6 +60,8 @@ def is_better(metric: str, new: float, old: float | None) -> bool:
     if old is None:
         return True
     return new < old if metric in LOWER_IS_BETTER else new > old
+
+
 F1_AVERAGES = ("example", "micro", "macro")
 DEFAULT_RARE_FRACTION = 1.0 / 3.0
 
@@ -102,10 +105,7 @@ def ndcg_at_k(Y_true: LabelMatrix, scores: np.ndarray, k: int) -> float:
     return _ndcg_from_hits(hits, np.diff(gold.indptr), k)
 
 
-
-def _set_metrics(
-    gold: sp.csr_matrix, pred: sp.csr_matrix, both: sp.csr_matrix
-) -> dict[str, float]:
+def _set_metrics(gold: sp.csr_matrix, pred: sp.csr_matrix, both: sp.csr_matrix) -> dict[str, float]:
     """The five set metrics from validated (gold, pred, gold AND pred); one pass, shared by all."""
     gold_rows, pred_rows, both_rows = row_sizes(gold), row_sizes(pred), row_sizes(both)
     mismatch_rows = gold_rows + pred_rows - 2 * both_rows
@@ -141,9 +141,7 @@ def hamming_loss(Y_true: LabelMatrix, Y_pred: LabelMatrix) -> float:
     return _set_metrics(*gold_pred_both(Y_true, Y_pred))["hamming_loss"]
 
 
-def rare_labels(
-    Y_true: LabelMatrix, label_freq: np.ndarray, fraction: float = DEFAULT_RARE_FRACTION
-) -> np.ndarray:
+def rare_labels(Y_true: LabelMatrix, label_freq: np.ndarray, fraction: float = DEFAULT_RARE_FRACTION) -> np.ndarray:
     """Ids of the rare labels that `rare_label_f1` averages over, ascending.
 
     Candidates are labels with at least one gold occurrence in Y_true (so each has a defined F1 and
@@ -183,7 +181,6 @@ def _rare_f1(
 ) -> float:
     chosen = rare_labels(gold, label_freq, fraction)
     return float(label_f1(gold, pred, both)[chosen].mean()) if chosen.size else 0.0
-
 
 
 # ----------------------------------------------------------------------------- everything at once

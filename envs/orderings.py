@@ -5,6 +5,7 @@ baseline's whole identity (frequent-first, rare-first, one random order, a fresh
 time). Every ordering here sorts each document's labels by a per-label (or per-entry) key, so the
 work is one `np.lexsort` over all documents at once, with no Python loop over documents.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

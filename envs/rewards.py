@@ -4,6 +4,7 @@ Both environments track, per episode, the counts tp = |P ∩ G|, |P| and |G| of 
 the gold set G; every supported reward is a function of those three counts alone, so the single and
 the vector environment compute the very same numbers (scalars or arrays alike).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -14,6 +14,7 @@ documents without gold count 0, label-level 0/0 = 0), plus:
 * Few-shot buckets (XLGen, EACL 2023) group labels by training count: 0-shot = never in training
   but present in the evaluated gold labels; k-shot = 1..k training documents.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,9 +42,7 @@ PROPENSITY_A, PROPENSITY_B = 0.55, 1.5  # Jain et al.'s defaults (other values f
 
 
 # ----------------------------------------------------------------------------- propensity-scored
-def propensity(
-    label_freq: np.ndarray, n_train: int, a: float = PROPENSITY_A, b: float = PROPENSITY_B
-) -> np.ndarray:
+def propensity(label_freq: np.ndarray, n_train: int, a: float = PROPENSITY_A, b: float = PROPENSITY_B) -> np.ndarray:
     """Propensity p_l = 1 / (1 + C (N_l + B)^-A), C = (ln N - 1)(B + 1)^A, float64 (L,).
 
     N_l = label_freq (training documents carrying l), N = n_train. Needs N >= 3 so that C > 0 and
@@ -131,7 +130,6 @@ def psndcg_at_k(
     return propensity_scores(gold, ranked, inv_p, k, normalized)[1]
 
 
-
 def few_shot_labels(Y_true: LabelMatrix, label_freq: np.ndarray, shots: int) -> np.ndarray:
     """Ids of the labels in the `shots`-shot bucket, ascending (XLGen's definition).
 
@@ -173,4 +171,3 @@ def few_shot_f1(
         result[f"{shots}shot_macro_f1"] = math.nan if empty else float(per_label[chosen].mean())
         result[f"{shots}shot_labels"] = float(chosen.size)
     return result
-

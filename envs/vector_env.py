@@ -1,4 +1,5 @@
 """`LabelChainVectorEnv`: N label-chain episodes stepped together with array operations."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -73,9 +74,17 @@ class LabelChainVectorEnv(VectorEnv):
         autoreset_mode = AutoresetMode(autoreset_mode)
         if autoreset_mode == AutoresetMode.SAME_STEP:
             raise ValueError("autoreset_mode must be NEXT_STEP or DISABLED, not SAME_STEP")
-        self.task = dataset if isinstance(dataset, ChainTask) else make_task(
-            dataset, split, reward=reward, reward_mode=reward_mode, max_steps=max_steps,
-            data_dir=data_dir,
+        self.task = (
+            dataset
+            if isinstance(dataset, ChainTask)
+            else make_task(
+                dataset,
+                split,
+                reward=reward,
+                reward_mode=reward_mode,
+                max_steps=max_steps,
+                data_dir=data_dir,
+            )
         )
         self.metadata = {**self.metadata, "autoreset_mode": autoreset_mode}
         self.num_envs, self.doc_order, self.copy = int(num_envs), doc_order, copy

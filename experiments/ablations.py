@@ -20,6 +20,7 @@ Results (test and validation metrics, best update, wall time, the equivalent tra
 `ablations.json` after every run (atomic write) and `ablations.md` (mean ± std over seeds) is rebuilt
 from it. Rerunning the same command skips finished entries and resumes unfinished run folders.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,13 @@ from typing import Any
 from envs.data.errors import DataFormatError, DataNotFoundError
 from experiments import train_rl
 from experiments.common import (
-    REPO_ROOT, atomic_write_json, atomic_write_text, command_line, mean_and_std, parse_args, percent_mean_std,
+    REPO_ROOT,
+    atomic_write_json,
+    atomic_write_text,
+    command_line,
+    mean_and_std,
+    parse_args,
+    percent_mean_std,
     single_thread,
 )
 from experiments.config import ArgsError, TrainKnobs, check_args, knobs_of, override
@@ -70,11 +77,14 @@ class Args(TrainKnobs, ExecutionFlags):
     dataset: str = field(default="bibtex", metadata={"help": "dataset name or folder (see envs.data.loading)"})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"at_least": 0})
     variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"help": f"from {list(VARIANTS)}"})
-    warm_updates: int = field(default=1000, metadata={"help": "updates of the per-seed rearrangement warm start",
-                                                      "at_least": 1})
+    warm_updates: int = field(
+        default=1000, metadata={"help": "updates of the per-seed rearrangement warm start", "at_least": 1}
+    )
     runs_dir: str = field(default="runs/ablations", metadata={"help": "where the run folders go"})
-    out_dir: str | None = field(default=None, metadata={"help": "ablations.json/.md go here (default "
-                                "experiments/results; with --quick: RUNS_DIR/quick)"})
+    out_dir: str | None = field(
+        default=None,
+        metadata={"help": "ablations.json/.md go here (default experiments/results; with --quick: RUNS_DIR/quick)"},
+    )
     quick: bool = field(default=False, metadata={"help": "smoke test: emotions, first seed, 30+20 updates, hidden 32"})
 
 
@@ -108,14 +118,16 @@ def resolve_args(args: Args) -> Args:
 # ----------------------------------------------------------------------------- the runs
 def base_args(args: Args, seed: int) -> train_rl.Args:
     """The default variant: the combined learner with every knob as given."""
-    return train_rl.Args(**knobs_of(args), dataset=args.dataset, learners=["combined"], ensemble=[], seed=seed,
-                         runs_dir=args.runs_dir)
+    return train_rl.Args(
+        **knobs_of(args), dataset=args.dataset, learners=["combined"], ensemble=[], seed=seed, runs_dir=args.runs_dir
+    )
 
 
 def warm_start_args(args: Args, seed: int) -> train_rl.Args:
     """The per-seed rearrangement run every warm-started variant of `seed` starts from."""
-    return replace(base_args(args, seed), learners=["rearrange"], updates=args.warm_updates,
-                   warm_start=None, group_name="abl-warm")
+    return replace(
+        base_args(args, seed), learners=["rearrange"], updates=args.warm_updates, warm_start=None, group_name="abl-warm"
+    )
 
 
 def variant_args(args: Args, name: str, seed: int, warm_policy: str | None) -> train_rl.Args:
@@ -149,10 +161,20 @@ def entry_from_run(folder: Path, learner: str, variant: str, seed: int, run: tra
     result = report["learners"][learner]
     factor, setting, overrides = VARIANTS[variant] if variant in VARIANTS else ("reference", "rearrange only", {})
     return {
-        "variant": variant, "seed": seed, "factor": factor, "setting": setting, "overrides": overrides,
-        "learner": learner, "test": result["test"], "val": result["val"], "best_update": result["best_update"],
-        "updates": result["updates"], "wall_time_s": seconds, "train_seconds": result["timing"]["train_seconds"],
-        "run_dir": str(folder), "config": run_config(run),
+        "variant": variant,
+        "seed": seed,
+        "factor": factor,
+        "setting": setting,
+        "overrides": overrides,
+        "learner": learner,
+        "test": result["test"],
+        "val": result["val"],
+        "best_update": result["best_update"],
+        "updates": result["updates"],
+        "wall_time_s": seconds,
+        "train_seconds": result["timing"]["train_seconds"],
+        "run_dir": str(folder),
+        "config": run_config(run),
         "command": command_line(run, "experiments/train_rl.py", skip=("progress", "quick")),
     }
 
@@ -170,7 +192,9 @@ def load_results(path: Path) -> dict[str, Any]:
         if not isinstance(results.get("entries"), dict):
             raise ValueError("expected 'entries' (an object)")
     except (ValueError, AttributeError) as error:
-        raise ArgsError(f"{path}: not an ablations results file ({error}); move it away or pick another --out-dir") from None
+        raise ArgsError(
+            f"{path}: not an ablations results file ({error}); move it away or pick another --out-dir"
+        ) from None
     return results
 
 
@@ -188,13 +212,17 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for variant in sorted(by_variant, key=lambda v: (rank.get(v, len(rank)), v)):
         entries = by_variant[variant]
-        rows.append({
-            "variant": variant, "factor": entries[0]["factor"], "setting": entries[0]["setting"],
-            "seeds": [e["seed"] for e in entries],
-            "test": {m: mean_and_std([float(e["test"].get(m, math.nan)) for e in entries]) for m in TABLE_METRICS},
-            "val": {m: mean_and_std([float(e["val"].get(m, math.nan)) for e in entries]) for m in TABLE_METRICS},
-            "wall_time_s": mean_and_std([float(e["wall_time_s"]) for e in entries]),
-        })
+        rows.append(
+            {
+                "variant": variant,
+                "factor": entries[0]["factor"],
+                "setting": entries[0]["setting"],
+                "seeds": [e["seed"] for e in entries],
+                "test": {m: mean_and_std([float(e["test"].get(m, math.nan)) for e in entries]) for m in TABLE_METRICS},
+                "val": {m: mean_and_std([float(e["val"].get(m, math.nan)) for e in entries]) for m in TABLE_METRICS},
+                "wall_time_s": mean_and_std([float(e["wall_time_s"]) for e in entries]),
+            }
+        )
     return rows
 
 
@@ -206,20 +234,28 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines += [f"Command: `{results['command']}`", ""]
     args = results.get("args", {})
     if args:
-        lines += [f"Dataset {args.get('dataset')}; seeds {args.get('seeds')}; warm start: rearrangement, "
-                  f"{args.get('warm_updates')} updates, trained once per seed; each variant {args.get('updates')} "
-                  f"combined updates on top (from scratch: {args.get('warm_updates', 0) + args.get('updates', 0)}); "
-                  f"checkpoint chosen on validation {args.get('select_metric')}. Test metrics ×100, mean ± std "
-                  "over seeds; wall time per run in seconds.", ""]
-    lines += ["| variant | factor | setting | seeds | " + " | ".join(TABLE_METRICS) + " | wall s |",
-              "|" + "---|" * (len(TABLE_METRICS) + 5)]
+        lines += [
+            f"Dataset {args.get('dataset')}; seeds {args.get('seeds')}; warm start: rearrangement, "
+            f"{args.get('warm_updates')} updates, trained once per seed; each variant {args.get('updates')} "
+            f"combined updates on top (from scratch: {args.get('warm_updates', 0) + args.get('updates', 0)}); "
+            f"checkpoint chosen on validation {args.get('select_metric')}. Test metrics ×100, mean ± std "
+            "over seeds; wall time per run in seconds.",
+            "",
+        ]
+    lines += [
+        "| variant | factor | setting | seeds | " + " | ".join(TABLE_METRICS) + " | wall s |",
+        "|" + "---|" * (len(TABLE_METRICS) + 5),
+    ]
     for row in rows:
         cells = []
         for metric in TABLE_METRICS:
             mean, std = row["test"][metric]
             cells.append(percent_mean_std(mean, std, len(row["seeds"])))
-        lines.append(f"| {row['variant']} | {row['factor']} | {row['setting']} | {len(row['seeds'])} | "
-                     + " | ".join(cells) + f" | {row['wall_time_s'][0]:.0f} |")
+        lines.append(
+            f"| {row['variant']} | {row['factor']} | {row['setting']} | {len(row['seeds'])} | "
+            + " | ".join(cells)
+            + f" | {row['wall_time_s'][0]:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -241,8 +277,11 @@ def main(args: Args) -> Path:
     needs_warm = any(VARIANTS[v][2].get("warm_start", "rearrange") is not None for v in args.variants)
 
     def cell(variant: str, seed: int, warm_policy: str | None = None) -> Cell:
-        return Cell(entry_key(variant, seed), run_cell, {"args": args, "variant": variant, "seed": seed,
-                                                          "warm_policy": warm_policy})
+        return Cell(
+            entry_key(variant, seed),
+            run_cell,
+            {"args": args, "variant": variant, "seed": seed, "warm_policy": warm_policy},
+        )
 
     def record(key: str, entry: dict[str, Any]) -> None:
         results["entries"][key] = entry
@@ -253,18 +292,41 @@ def main(args: Args) -> Path:
         return None if entry is None else str(Path(entry["run_dir"]) / "rearrange" / POLICY_DIR)
 
     def run(cells: list[Cell]) -> None:
-        run_cells(cells, record, backend=args.backend, address=args.address, jobs=args.jobs,
-                  storage_dir=args.runs_dir, metric=args.select_metric, progress=args.progress,
-                  should_stop=lambda: interrupt.requested)
+        run_cells(
+            cells,
+            record,
+            backend=args.backend,
+            address=args.address,
+            jobs=args.jobs,
+            storage_dir=args.runs_dir,
+            metric=args.select_metric,
+            progress=args.progress,
+            should_stop=lambda: interrupt.requested,
+        )
 
     with GracefulInterrupt() as interrupt:  # train_rl installs its own; this one only stops between runs
         # First every seed's warm start (the variants of a seed start from it), then every variant.
-        run([cell(WARM_START, seed) for seed in args.seeds if needs_warm and not (
-            is_done(results, WARM_START, seed, warm_start_args(args, seed)) and find_run(warm_start_args(args, seed)))])
+        run(
+            [
+                cell(WARM_START, seed)
+                for seed in args.seeds
+                if needs_warm
+                and not (
+                    is_done(results, WARM_START, seed, warm_start_args(args, seed))
+                    and find_run(warm_start_args(args, seed))
+                )
+            ]
+        )
         ready = [seed for seed in args.seeds if not needs_warm or warm_policy(seed) is not None]
         if not interrupt.requested:
-            run([cell(variant, seed, warm_policy(seed)) for seed in ready for variant in args.variants
-                 if not is_done(results, variant, seed, variant_args(args, variant, seed, warm_policy(seed)))])
+            run(
+                [
+                    cell(variant, seed, warm_policy(seed))
+                    for seed in ready
+                    for variant in args.variants
+                    if not is_done(results, variant, seed, variant_args(args, variant, seed, warm_policy(seed)))
+                ]
+            )
     print(f"\nresults: {out_dir / 'ablations.json'}\ntable:   {out_dir / 'ablations.md'}")
     return out_dir / "ablations.json"
 

@@ -8,6 +8,7 @@ content, not size and mtime). With `--baseline-ref` the same measurements run, i
 the data layer of that git commit (exported with `git archive` into a temporary folder), so the
 table shows this checkout and the baseline side by side. Prints a table, then one JSON line.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -68,19 +69,36 @@ def measure(args: Args) -> list[dict]:
                 start = time.perf_counter()
                 load_dataset(name, data_dir=DATA_DIR, cache_dir=cache_dir)
                 cached.append(time.perf_counter() - start)
-        rows.append({"dataset": name, "first_s": first, "cached_s": statistics.median(cached),
-                     "hash_s": _hash_seconds(name) if name in SOURCES else float("nan")})
+        rows.append(
+            {
+                "dataset": name,
+                "first_s": first,
+                "cached_s": statistics.median(cached),
+                "hash_s": _hash_seconds(name) if name in SOURCES else float("nan"),
+            }
+        )
     return rows
 
 
 def _baseline(args: Args) -> list[dict]:
     with tempfile.TemporaryDirectory() as root:
-        archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", str(args.baseline_ref), "envs"],
-                                 check=True, capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "archive", str(args.baseline_ref), "envs"], check=True, capture_output=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", root], input=archive, check=True)
-        command = [sys.executable, __file__, "--code-root", root, "--repeats", str(args.repeats),
-                   "--datasets", *args.datasets]
-        done = subprocess.run(command, check=False, capture_output=True, text=True, env=dict(os.environ, LABELCHAIN_CACHE=root))
+        command = [
+            sys.executable,
+            __file__,
+            "--code-root",
+            root,
+            "--repeats",
+            str(args.repeats),
+            "--datasets",
+            *args.datasets,
+        ]
+        done = subprocess.run(
+            command, check=False, capture_output=True, text=True, env=dict(os.environ, LABELCHAIN_CACHE=root)
+        )
         if done.returncode:
             raise SystemExit(f"baseline run failed:\n{done.stderr}")
         out = done.stdout

@@ -9,6 +9,7 @@ with its default ``copy=False`` (returns its own buffers); the ``native+copy`` r
 arrays every step. Prints a table, then one
 JSON line with every figure and the ratio native / best DummyVecEnv.
 """
+
 from __future__ import annotations
 
 import json
@@ -70,9 +71,7 @@ def bench_dummy(task, n: int, seconds: float, sampler: RandomValidActions) -> fl
     return steps / (time.perf_counter() - start)
 
 
-def bench_native(
-    task, n: int, seconds: float, sampler: RandomValidActions, copy: bool = False
-) -> float:
+def bench_native(task, n: int, seconds: float, sampler: RandomValidActions, copy: bool = False) -> float:
     venv = LabelChainVectorEnv(n, task, copy=copy)
     _, infos = venv.reset(seed=0)
     steps, start = 0, time.perf_counter()
@@ -88,9 +87,11 @@ def main(args: Args) -> dict:
     task = make_task(args.dataset, args.split)
     mean_labels = task.gold_count.mean()
     sampler = RandomValidActions(task.n_labels, 1.0 / (mean_labels + 1.0), args.seed)
-    print(f"{args.dataset}/{args.split}: {task.n_docs} docs, {task.n_labels} labels, "
-          f"{task.n_features} features, step cap {task.max_steps}, "
-          f"{mean_labels:.2f} labels/doc")
+    print(
+        f"{args.dataset}/{args.split}: {task.n_docs} docs, {task.n_labels} labels, "
+        f"{task.n_features} features, step cap {task.max_steps}, "
+        f"{mean_labels:.2f} labels/doc"
+    )
     rows = [("DummyVecEnv", n, bench_dummy(task, n, args.seconds, sampler)) for n in args.dummy_sizes]
     rows += [("native", n, bench_native(task, n, args.seconds, sampler)) for n in args.native_sizes]
     big = max(args.native_sizes)

@@ -12,6 +12,7 @@ ranking scores), both in documents per second over `seconds` of wall time, and t
 The scale benchmark on synthetic learnable label spaces (environment, Omikuji, quality) is the
 other half of issue 8. Prints a table, then one JSON line with every figure.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,10 +75,16 @@ def _measure(layer: str, n_labels: int, tree: LabelTree, args: Args) -> tuple[fl
     targets = np.full((args.batch_size, args.chain_length + 1), n_labels)
     targets[:, :-1] = np.stack([rng.choice(n_labels, args.chain_length, replace=False) for _ in range(args.batch_size)])
     torch.manual_seed(args.seed)
-    policy = ChainPolicy(args.features, n_labels, hidden_size=args.hidden_size,
-                         output="flat" if layer == "flat" else "tree", tree=None if layer == "flat" else tree,
-                         tree_beam=args.beam, sparse_label_grads=layer == "tree+sparse",
-                         tree_query_size=None if layer == "flat" else args.query_size)
+    policy = ChainPolicy(
+        args.features,
+        n_labels,
+        hidden_size=args.hidden_size,
+        output="flat" if layer == "flat" else "tree",
+        tree=None if layer == "flat" else tree,
+        tree_beam=args.beam,
+        sparse_label_grads=layer == "tree+sparse",
+        tree_query_size=None if layer == "flat" else args.query_size,
+    )
     optimizer = make_optimizer(policy, 1e-3)
 
     def train_step() -> None:
@@ -107,17 +114,32 @@ def main(args: Args) -> dict:
         tree, build_seconds = _random_tree(n_labels, args)
         for layer in args.layers:
             train, decode = _measure(layer, n_labels, tree, args)
-            rows.append({"labels": n_labels, "layer": layer, "train_docs_per_sec": round(train, 1),
-                         "greedy_docs_per_sec": round(decode, 1),
-                         "tree_build_seconds": None if layer == "flat" else round(build_seconds, 2)})
+            rows.append(
+                {
+                    "labels": n_labels,
+                    "layer": layer,
+                    "train_docs_per_sec": round(train, 1),
+                    "greedy_docs_per_sec": round(decode, 1),
+                    "tree_build_seconds": None if layer == "flat" else round(build_seconds, 2),
+                }
+            )
     print(f"{'labels':>8} {'layer':<12} {'teacher forcing docs/s':>23} {'greedy docs/s':>14} {'tree build s':>13}")
     for row in rows:
         build = "" if row["tree_build_seconds"] is None else f"{row['tree_build_seconds']:.2f}"
-        print(f"{row['labels']:>8,} {row['layer']:<12} {row['train_docs_per_sec']:>23,.0f} "
-              f"{row['greedy_docs_per_sec']:>14,.0f} {build:>13}")
-    result = {"threads": torch.get_num_threads(), "batch_size": args.batch_size, "hidden_size": args.hidden_size,
-              "branching": args.branching, "leaf_size": args.leaf_size, "beam": args.beam,
-              "query_size": args.query_size, "rows": rows}
+        print(
+            f"{row['labels']:>8,} {row['layer']:<12} {row['train_docs_per_sec']:>23,.0f} "
+            f"{row['greedy_docs_per_sec']:>14,.0f} {build:>13}"
+        )
+    result = {
+        "threads": torch.get_num_threads(),
+        "batch_size": args.batch_size,
+        "hidden_size": args.hidden_size,
+        "branching": args.branching,
+        "leaf_size": args.leaf_size,
+        "beam": args.beam,
+        "query_size": args.query_size,
+        "rows": rows,
+    }
     print(json.dumps(result))
     return result
 

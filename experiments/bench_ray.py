@@ -14,6 +14,7 @@ instance's memory. Rows also list the result rows (dataset:seed:method) whose te
 from the first grid measured: none = the same numbers on both backends (Omikuji is not seedable, so
 its rows may differ between any two runs). Prints a table and a final JSON line.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,11 +39,18 @@ from experiments.orderings_report import render_markdown
 class Args:
     """Orderings grid: local backend vs Ray backend (local Ray or a cluster), wall time and peak memory."""
 
-    grid: str = field(default="quick", metadata={"help": "quick (emotions, tiny budget) or bibtex (the orderings grid's bibtex cells)"})
+    grid: str = field(
+        default="quick",
+        metadata={"help": "quick (emotions, tiny budget) or bibtex (the orderings grid's bibtex cells)"},
+    )
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "seeds (cells) of the grid"})
-    updates: int | None = field(default=None, metadata={"help": "bibtex: updates per learner (default: the grid's 300)"})
-    backends: list[str] = field(default_factory=lambda: ["startup", "local", "ray"],
-                                metadata={"help": "from startup, local, ray, cluster (cluster needs --address)"})
+    updates: int | None = field(
+        default=None, metadata={"help": "bibtex: updates per learner (default: the grid's 300)"}
+    )
+    backends: list[str] = field(
+        default_factory=lambda: ["startup", "local", "ray"],
+        metadata={"help": "from startup, local, ray, cluster (cluster needs --address)"},
+    )
     address: str | None = field(default=None, metadata={"help": "the cluster's address for the cluster backend"})
     jobs: int = field(default=2, metadata={"help": "cells at once (local pool / local Ray CPUs)"})
     repeats: int = field(default=1, metadata={"help": "measurements per backend"})
@@ -77,17 +85,28 @@ def child(args: Args) -> dict:
         return {"ray_init_s": seconds, "runs_dir": str(runs_dir)}
     grid = grid_args(args, runs_dir)
     results: dict[str, Any] = {"cells": {}, "rows": [], "skipped_peers": []}
-    cells = [execution.Cell(compare_orderings.cell_key(d, s), compare_orderings.compute_cell,
-                            {"args": grid, "dataset": d, "seed": s, "command": "bench"}) for d, s in compare_orderings.grid(grid)]
+    cells = [
+        execution.Cell(
+            compare_orderings.cell_key(d, s),
+            compare_orderings.compute_cell,
+            {"args": grid, "dataset": d, "seed": s, "command": "bench"},
+        )
+        for d, s in compare_orderings.grid(grid)
+    ]
     init_s = None
     if args.child in ("ray", "cluster"):
         started = time.perf_counter()
         execution.ray_init(args.address if args.child == "cluster" else None, args.jobs)
         init_s = time.perf_counter() - started
     started = time.perf_counter()
-    failed = execution.run_cells(cells, lambda key, cell: compare_orderings.merge_cell(results, cell),
-                                 backend="local" if args.child == "local" else "ray", jobs=args.jobs,
-                                 storage_dir=runs_dir, progress=False)
+    failed = execution.run_cells(
+        cells,
+        lambda key, cell: compare_orderings.merge_cell(results, cell),
+        backend="local" if args.child == "local" else "ray",
+        jobs=args.jobs,
+        storage_dir=runs_dir,
+        progress=False,
+    )
     grid_s = time.perf_counter() - started
     if init_s is not None:
         import ray
@@ -95,12 +114,26 @@ def child(args: Args) -> dict:
         ray.shutdown()
     rows = [{**row, "wall_time_s": 0.0, "run_dir": None} for row in results["rows"]]
     table = render_markdown({**results, "rows": rows, "command": "bench"})
-    nodes = {json.loads(line).get("node") for path in runs_dir.glob("ray/grid_*/*/result.json")
-             for line in path.read_text().splitlines() if '"node"' in line}  # Ray nodes the trials ran on
-    row_sha = {f"{r['dataset']}:{r['seed']}:{r['method']}": _sha(json.dumps(r["metrics"], sort_keys=True))
-               for r in results["rows"]}
-    return {"ray_init_s": init_s, "grid_s": grid_s, "failed": failed, "cells": len(cells), "nodes": len(nodes),
-            "table_sha": _sha(table), "row_sha": row_sha, "runs_dir": str(runs_dir)}
+    nodes = {
+        json.loads(line).get("node")
+        for path in runs_dir.glob("ray/grid_*/*/result.json")
+        for line in path.read_text().splitlines()
+        if '"node"' in line
+    }  # Ray nodes the trials ran on
+    row_sha = {
+        f"{r['dataset']}:{r['seed']}:{r['method']}": _sha(json.dumps(r["metrics"], sort_keys=True))
+        for r in results["rows"]
+    }
+    return {
+        "ray_init_s": init_s,
+        "grid_s": grid_s,
+        "failed": failed,
+        "cells": len(cells),
+        "nodes": len(nodes),
+        "table_sha": _sha(table),
+        "row_sha": row_sha,
+        "runs_dir": str(runs_dir),
+    }
 
 
 def _sha(text: str) -> str:
@@ -139,15 +172,28 @@ def tree_and_ray_mb(root: int, with_ray: bool) -> float:
         grown = members | {pid for pid, (ppid, _) in table.items() if ppid in members}
         changed, members = grown != members, grown
     if with_ray:
-        members |= {pid for pid, (_, cmd) in table.items()
-                    if "ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd or "/ray/" in cmd}
+        members |= {
+            pid
+            for pid, (_, cmd) in table.items()
+            if "ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd or "/ray/" in cmd
+        }
     return sum(_pss_mb(pid) for pid in members)
 
 
 def measure(args: Args, backend: str) -> dict:
     """Run one child, sampling memory; its wall time, peak memory and own timings."""
-    command = [sys.executable, __file__, "--child", backend, "--grid", args.grid, "--seeds", *map(str, args.seeds),
-               "--jobs", str(args.jobs)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        backend,
+        "--grid",
+        args.grid,
+        "--seeds",
+        *map(str, args.seeds),
+        "--jobs",
+        str(args.jobs),
+    ]
     command += ["--updates", str(args.updates)] if args.updates is not None else []
     command += ["--address", args.address] if args.address else []
     load = os.getloadavg()[0]
@@ -169,8 +215,13 @@ def measure(args: Args, backend: str) -> dict:
         raise SystemExit(f"error: the {backend} measurement failed (exit {process.returncode})")
     report = json.loads(output.strip().splitlines()[-1])
     shutil.rmtree(report.pop("runs_dir"), ignore_errors=True)  # run folders of a measurement are not results
-    return {"backend": backend, "wall_s": round(wall, 1), "peak_mb": round(peak[0]), "load_before": round(load, 2),
-            **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in report.items()}}
+    return {
+        "backend": backend,
+        "wall_s": round(wall, 1),
+        "peak_mb": round(peak[0]),
+        "load_before": round(load, 2),
+        **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in report.items()},
+    }
 
 
 def main(args: Args) -> list[dict]:
@@ -184,17 +235,22 @@ def main(args: Args) -> list[dict]:
     reference: dict[str, str] = next((row["row_sha"] for row in rows if "row_sha" in row), {})
     for row in rows:  # which result rows differ from the first grid measured (Omikuji is not seedable)
         if "row_sha" in row:
-            row["rows_differing"] = sorted(k for k in reference.keys() | row["row_sha"].keys()
-                                           if reference.get(k) != row["row_sha"].get(k))
+            row["rows_differing"] = sorted(
+                k for k in reference.keys() | row["row_sha"].keys() if reference.get(k) != row["row_sha"].get(k)
+            )
             del row["row_sha"]
     print(f"\ngrid {args.grid}, seeds {args.seeds}, jobs {args.jobs}")
-    print("| backend | wall s | grid s | Ray start-up s | peak memory MB | Ray nodes used | load before | "
-          "result rows differing from the first grid |")
+    print(
+        "| backend | wall s | grid s | Ray start-up s | peak memory MB | Ray nodes used | load before | "
+        "result rows differing from the first grid |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         differing = ", ".join(row["rows_differing"]) or "none" if "rows_differing" in row else "-"
-        print(f"| {row['backend']} | {row['wall_s']} | {row.get('grid_s', '-')} | {row.get('ray_init_s') or '-'} | "
-              f"{row['peak_mb']} | {row.get('nodes') or '-'} | {row['load_before']} | {differing} |")
+        print(
+            f"| {row['backend']} | {row['wall_s']} | {row.get('grid_s', '-')} | {row.get('ray_init_s') or '-'} | "
+            f"{row['peak_mb']} | {row.get('nodes') or '-'} | {row['load_before']} | {differing} |"
+        )
     if args.out:
         atomic_write_json(Path(args.out), {"args": asdict(args), "rows": rows})
     print(json.dumps({"args": asdict(args), "rows": rows}))

@@ -8,6 +8,7 @@ included), the env's `charts/label_steps`; PPO's figure counts each rollout step
 epoch. The policy has the library's default size unless told otherwise. Prints a table, then one
 JSON line with every figure.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,9 @@ def bench(dataset, learner_name: str, args: Args) -> dict[str, float]:
     torch.manual_seed(args.seed)
     policy = ChainPolicy(dataset.n_features, dataset.n_labels, hidden_size=args.hidden_size)
     policy.fit_input_normalization(dataset.train.X).to(resolve_device(args.device))
-    learner = make_learner(learner_name, policy, dataset.train, LearnerConfig(batch_size=args.batch_size, seed=args.seed))
+    learner = make_learner(
+        learner_name, policy, dataset.train, LearnerConfig(batch_size=args.batch_size, seed=args.seed)
+    )
     rng = np.random.default_rng(args.seed)
     n = len(dataset.train)
 
@@ -89,8 +92,17 @@ def main(args: Args) -> list[dict]:
                 f"{r['label_steps_per_sec']:14.0f} {r['docs_per_sec']:8.1f} {r['steps_per_doc']:9.2f}",
                 flush=True,
             )
-    print(json.dumps({"benchmark": "rl_training_throughput", "threads": torch.get_num_threads(),
-                      "batch_size": args.batch_size, "hidden_size": args.hidden_size, "results": rows}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "rl_training_throughput",
+                "threads": torch.get_num_threads(),
+                "batch_size": args.batch_size,
+                "hidden_size": args.hidden_size,
+                "results": rows,
+            }
+        )
+    )
     return rows
 
 

@@ -24,6 +24,7 @@ time is what one free core would have needed. Cells can run in parallel (``--job
 Prints a table, writes ``experiments/results/scale.{json,md}`` and the log-log plot
 ``analysis/figures/scale.png`` (unless ``--no-write``), and ends with one JSON line.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,10 @@ class Args:
     tree_branching: int = 16
     tree_leaf_size: int = 100
     tree_beam: int = 10
-    sparse_label_grads: bool = field(default=True, metadata={
-        "help": "tree cells: sparse gradients and lazy Adam for the label tables (agents.optim)"})
+    sparse_label_grads: bool = field(
+        default=True,
+        metadata={"help": "tree cells: sparse gradients and lazy Adam for the label tables (agents.optim)"},
+    )
     batch_size: int = 64
     budget_updates: int = field(default=10, metadata={"help": "teacher-forcing updates per cell"})
     decode_docs: int = 200
@@ -74,18 +77,22 @@ class Args:
     env_seconds: float = 3.0
     omikuji: bool = True
     env: bool = True
-    update: bool = field(default=False, metadata={
-        "help": "replace only this run's cells in an existing results/scale.json"})
+    update: bool = field(
+        default=False, metadata={"help": "replace only this run's cells in an existing results/scale.json"}
+    )
     seed: int = 0
-    jobs: int = field(default=1, metadata={"help": "cells run at once (rates are per CPU-second, so "
-                                                   "parallel cells do not distort them much)"})
+    jobs: int = field(
+        default=1,
+        metadata={"help": "cells run at once (rates are per CPU-second, so parallel cells do not distort them much)"},
+    )
     write: bool = field(default=True, metadata={"help": "write results/scale.{json,md} and the plot"})
     cell: str | None = field(default=None, metadata={"help": "internal: run one 'L:kind' cell"})
 
 
 def synthetic_data(args: Args, n_labels: int):
-    return make_synthetic(n_labels, args.seed, n_train=args.train_docs, n_test=args.test_docs,
-                          n_features=args.n_features)
+    return make_synthetic(
+        n_labels, args.seed, n_train=args.train_docs, n_test=args.test_docs, n_features=args.n_features
+    )
 
 
 def peak_rss_mb() -> float:
@@ -118,9 +125,15 @@ def build_policy(kind: str, data, args: Args) -> tuple:
         emb = pifa_embeddings(data.train.X, data.train.Y)
         tree = build_label_tree(emb, args.tree_branching, args.tree_leaf_size, seed=args.seed)
         tree_seconds = time.process_time() - started
-    policy = ChainPolicy(data.n_features, data.n_labels, hidden_size=args.hidden_size, output=kind,
-                         tree=tree, tree_beam=args.tree_beam,
-                         sparse_label_grads=args.sparse_label_grads and kind == "tree")
+    policy = ChainPolicy(
+        data.n_features,
+        data.n_labels,
+        hidden_size=args.hidden_size,
+        output=kind,
+        tree=tree,
+        tree_beam=args.tree_beam,
+        sparse_label_grads=args.sparse_label_grads and kind == "tree",
+    )
     return policy, tree_seconds
 
 
@@ -134,9 +147,9 @@ def chain_cell(kind: str, n_labels: int, args: Args) -> dict:
     data_mb = peak_rss_mb()
     torch.manual_seed(args.seed)
     policy, tree_seconds = build_policy(kind, data, args)
-    learner = make_learner("freq2rare", policy, data.train,
-                           LearnerConfig(batch_size=args.batch_size, seed=args.seed))
+    learner = make_learner("freq2rare", policy, data.train, LearnerConfig(batch_size=args.batch_size, seed=args.seed))
     rng = np.random.default_rng(args.seed)
+
     def batch() -> np.ndarray:
         return np.sort(rng.choice(len(data.train), size=args.batch_size, replace=False))
 
@@ -151,14 +164,16 @@ def chain_cell(kind: str, n_labels: int, args: Args) -> dict:
     with torch.no_grad():
         started = time.process_time()
         for begin in range(0, n_decode, args.decode_batch):
-            greedy_decode(policy, X_test[begin : min(begin + args.decode_batch, n_decode)],
-                          suppress_stop_steps=5)
+            greedy_decode(policy, X_test[begin : min(begin + args.decode_batch, n_decode)], suppress_stop_steps=5)
         decode_seconds = time.process_time() - started
-        first = np.concatenate([
-            greedy_decode(policy, X_test[begin : begin + args.decode_batch], max_steps=1,
-                          suppress_stop_steps=1).labels[:, 0].numpy()
-            for begin in range(0, X_test.shape[0], args.decode_batch)
-        ])
+        first = np.concatenate(
+            [
+                greedy_decode(policy, X_test[begin : begin + args.decode_batch], max_steps=1, suppress_stop_steps=1)
+                .labels[:, 0]
+                .numpy()
+                for begin in range(0, X_test.shape[0], args.decode_batch)
+            ]
+        )
     return {
         "train_docs_per_s": args.budget_updates * args.batch_size / train_seconds,
         "decode_docs_per_s": n_decode / decode_seconds,
@@ -194,9 +209,12 @@ def env_cell(n_labels: int, args: Args) -> dict:
     task = make_task(synthetic_data(args, n_labels), "train")
     sparse = env_rate(task, args, dense_masks=False)
     sparse_mb = peak_rss_mb()
-    return {"env_steps_per_s": sparse, "env_rss_mb": sparse_mb,
-            "env_dense_mask_steps_per_s": env_rate(task, args, dense_masks=True),
-            "peak_rss_mb": peak_rss_mb()}
+    return {
+        "env_steps_per_s": sparse,
+        "env_rss_mb": sparse_mb,
+        "env_dense_mask_steps_per_s": env_rate(task, args, dense_masks=True),
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def omikuji_cell(n_labels: int, args: Args) -> dict:
@@ -228,8 +246,12 @@ def omikuji_cell(n_labels: int, args: Args) -> dict:
         top = model.predict(list(zip(X.indices[lo:hi].tolist(), X.data[lo:hi].tolist())), top_k=1)
         first[row] = top[0][0] if top else -1
     predict_seconds = time.process_time() - started
-    return {"omikuji_train_s": fit_seconds, "omikuji_P@1": first_label_precision(data.test.Y, first),
-            "omikuji_decode_docs_per_s": X.shape[0] / predict_seconds, "peak_rss_mb": peak_rss_mb()}
+    return {
+        "omikuji_train_s": fit_seconds,
+        "omikuji_P@1": first_label_precision(data.test.Y, first),
+        "omikuji_decode_docs_per_s": X.shape[0] / predict_seconds,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def run_cell(cell: str, args: Args) -> dict:
@@ -254,16 +276,18 @@ def spawn(cell: str, args: Args) -> dict:
 
 # ----------------------------------------------------------------------------- table, files, plot
 COLUMNS = (
-    ("train_docs_per_s", "train docs/CPU-s", ",.0f"), ("decode_docs_per_s", "decode docs/CPU-s", ",.0f"),
-    ("P@1", "P@1", ".3f"), ("parameters", "parameters", ",d"), ("tree_build_s", "tree build s", ".1f"),
+    ("train_docs_per_s", "train docs/CPU-s", ",.0f"),
+    ("decode_docs_per_s", "decode docs/CPU-s", ",.0f"),
+    ("P@1", "P@1", ".3f"),
+    ("parameters", "parameters", ",d"),
+    ("tree_build_s", "tree build s", ".1f"),
     ("peak_rss_mb", "peak MB", ",.0f"),
 )
 
 
 def table(results: dict, args: Args) -> str:
     """Markdown: one row per (L, output), then env and Omikuji rows per L."""
-    lines = ["| L | run | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
-             "|---|---|" + "---|" * len(COLUMNS)]
+    lines = ["| L | run | " + " | ".join(title for _, title, _ in COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
     for n_labels, cells in results.items():
         for kind in args.outputs:
             row = cells.get(kind, {})
@@ -272,15 +296,19 @@ def table(results: dict, args: Args) -> str:
             lines.append(f"| {int(n_labels):,} | chain, {kind} output{sparse} | " + " | ".join(values) + " |")
         if "omikuji" in cells:
             o = cells["omikuji"]
-            lines.append(f"| {int(n_labels):,} | Omikuji (1 tree), train {o['omikuji_train_s']:.1f} CPU-s | "
-                         f"- | {o['omikuji_decode_docs_per_s']:,.0f} | {o['omikuji_P@1']:.3f} | - | - | "
-                         f"{o['peak_rss_mb']:,.0f} |")
+            lines.append(
+                f"| {int(n_labels):,} | Omikuji (1 tree), train {o['omikuji_train_s']:.1f} CPU-s | "
+                f"- | {o['omikuji_decode_docs_per_s']:,.0f} | {o['omikuji_P@1']:.3f} | - | - | "
+                f"{o['peak_rss_mb']:,.0f} |"
+            )
     lines += ["", "| L | env label-steps/CPU-s (no dense mask) | with dense mask | peak MB |", "|---|---|---|---|"]
     for n_labels, cells in results.items():
         if "env" in cells:
             e = cells["env"]
-            lines.append(f"| {int(n_labels):,} | {e['env_steps_per_s']:,.0f} | "
-                         f"{e['env_dense_mask_steps_per_s']:,.0f} | {e['peak_rss_mb']:,.0f} |")
+            lines.append(
+                f"| {int(n_labels):,} | {e['env_steps_per_s']:,.0f} | "
+                f"{e['env_dense_mask_steps_per_s']:,.0f} | {e['peak_rss_mb']:,.0f} |"
+            )
     return "\n".join(lines)
 
 
@@ -297,13 +325,15 @@ def plot(results: dict, args: Args, path: Path) -> None:
             points = [(n, results[str(n)][kind][key]) for n in sizes if kind in results[str(n)]]
             if points:
                 axis.plot(*zip(*points), marker="o", label=f"chain, {kind}")
-    omikuji = [(n, results[str(n)]["omikuji"]["omikuji_decode_docs_per_s"])
-               for n in sizes if "omikuji" in results[str(n)]]
+    omikuji = [
+        (n, results[str(n)]["omikuji"]["omikuji_decode_docs_per_s"]) for n in sizes if "omikuji" in results[str(n)]
+    ]
     if omikuji:
         axes[1].plot(*zip(*omikuji), marker="s", linestyle="--", label="Omikuji")
     for axis, title in zip(axes, ("training (teacher forcing)", "greedy decoding")):
-        axis.set(xscale="log", yscale="log", xlabel="labels L (synthetic)", ylabel="documents / CPU-second",
-                 title=title)
+        axis.set(
+            xscale="log", yscale="log", xlabel="labels L (synthetic)", ylabel="documents / CPU-second", title=title
+        )
         axis.grid(True, which="both", alpha=0.3)
         axis.legend()
     fig.suptitle("label chain at scale, one thread (synthetic label spaces)")
@@ -322,14 +352,16 @@ def summary(results: dict, args: Args) -> dict:
         for kind in args.outputs:
             if kind in results[lo] and kind in results[hi]:
                 for key in ("train", "decode"):
-                    out[f"{kind}_{key}_slowdown_{lo}_to_{hi}"] = (results[lo][kind][f"{key}_docs_per_s"]
-                                                                  / results[hi][kind][f"{key}_docs_per_s"])
+                    out[f"{kind}_{key}_slowdown_{lo}_to_{hi}"] = (
+                        results[lo][kind][f"{key}_docs_per_s"] / results[hi][kind][f"{key}_docs_per_s"]
+                    )
     if "tree" in args.outputs and "flat" in args.outputs:
         for n, cells in results.items():
             if "tree" in cells and "flat" in cells:
                 for key in ("train", "decode"):
-                    out[f"tree_over_flat_{key}_L{n}"] = (cells["tree"][f"{key}_docs_per_s"]
-                                                         / cells["flat"][f"{key}_docs_per_s"])
+                    out[f"tree_over_flat_{key}_L{n}"] = (
+                        cells["tree"][f"{key}_docs_per_s"] / cells["flat"][f"{key}_docs_per_s"]
+                    )
     return out
 
 
@@ -345,8 +377,12 @@ def main(args: Args) -> dict:
     def one(cell: tuple[str, str]) -> None:
         started = time.perf_counter()
         results[cell[0]][cell[1]] = spawn(":".join(cell), args)
-        print(f"L={int(cell[0]):,} {cell[1]}: {time.perf_counter() - started:.0f} s wall "
-              f"{json.dumps(results[cell[0]][cell[1]])}", file=sys.stderr, flush=True)
+        print(
+            f"L={int(cell[0]):,} {cell[1]}: {time.perf_counter() - started:.0f} s wall "
+            f"{json.dumps(results[cell[0]][cell[1]])}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # cells are processes: CPU time is theirs
         list(pool.map(one, cells))
@@ -360,20 +396,27 @@ def main(args: Args) -> dict:
         for n_labels, measured in results.items():
             merged.setdefault(n_labels, {}).update(measured)
         results = dict(sorted(merged.items(), key=lambda item: int(item[0])))
-        args = replace(args, outputs=sorted({*previous["args"]["outputs"], *args.outputs},
-                                            key=["flat", "tree"].index))
+        args = replace(args, outputs=sorted({*previous["args"]["outputs"], *args.outputs}, key=["flat", "tree"].index))
     text = table(results, args)
     print(text)
-    payload = {"command": command, "commands": commands, "args": asdict(args), "results": results,
-               "summary": summary(results, args)}
+    payload = {
+        "command": command,
+        "commands": commands,
+        "args": asdict(args),
+        "results": results,
+        "summary": summary(results, args),
+    }
     if args.write:
         out = REPO_ROOT / "experiments" / "results"
         atomic_write_json(out / "scale.json", payload)
         made_by = "\n".join(f"`{c}`" for c in commands)
-        atomic_write_text(out / "scale.md", f"# Scale benchmark (synthetic label spaces)\n\n"
-                          f"{made_by}\n\n{text}\n\nRates are per CPU-second of one thread (the machine was "
-                          f"shared); '-' = not run by the commands above.\n\n"
-                          f"Summary: `{json.dumps(payload['summary'])}`\n")
+        atomic_write_text(
+            out / "scale.md",
+            f"# Scale benchmark (synthetic label spaces)\n\n"
+            f"{made_by}\n\n{text}\n\nRates are per CPU-second of one thread (the machine was "
+            f"shared); '-' = not run by the commands above.\n\n"
+            f"Summary: `{json.dumps(payload['summary'])}`\n",
+        )
         plot(results, args, REPO_ROOT / "analysis" / "figures" / "scale.png")
     print(json.dumps({"summary": payload["summary"], "results": results}))
     return payload

@@ -12,6 +12,7 @@ layer + loss, backward, optimiser step, the greedy decode the fixed-order learne
 charts), the share of real (non-padding) target positions, and the old and new update paths side by
 side on the same batches (a load-robust before/after ratio). Prints tables, then one JSON line.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,7 +53,9 @@ class Args:
 
 def _fresh_policy(dataset: Dataset, hidden: int, args: Args, device: torch.device) -> ChainPolicy:
     torch.manual_seed(args.seed)
-    policy = ChainPolicy(dataset.n_features, dataset.n_labels, hidden_size=hidden, label_embed_size=args.label_embed_size)
+    policy = ChainPolicy(
+        dataset.n_features, dataset.n_labels, hidden_size=hidden, label_embed_size=args.label_embed_size
+    )
     return policy.fit_input_normalization(dataset.train.X).to(device)
 
 
@@ -65,8 +68,14 @@ def _train_rate(policy: ChainPolicy, train: Split, args: Args, ordering: str, la
 
 def _decode_rate(policy: ChainPolicy, test: Split, max_steps: int, args: Args, method: str) -> float:
     started = time.perf_counter()
-    predict(policy, test.X, batch_size=args.decode_batch_size, max_steps=max_steps, method=method,
-            beam_width=args.beam_width)
+    predict(
+        policy,
+        test.X,
+        batch_size=args.decode_batch_size,
+        max_steps=max_steps,
+        method=method,
+        beam_width=args.beam_width,
+    )
     return len(test) / (time.perf_counter() - started)
 
 
@@ -145,8 +154,11 @@ def update_paths(dataset: Dataset, hidden: int, args: Args, device: torch.device
     for name in ("before", "after"):
         policy = _fresh_policy(dataset, hidden, args, device)
         fused = name == "after"
-        optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3, weight_decay=0.0, fused=fused) if fused else \
-            torch.optim.Adam(policy.parameters(), lr=1e-3)
+        optimizer = (
+            torch.optim.AdamW(policy.parameters(), lr=1e-3, weight_decay=0.0, fused=fused)
+            if fused
+            else torch.optim.Adam(policy.parameters(), lr=1e-3)
+        )
         paths[name] = (policy, optimizer)
     seconds = {"before": 0.0, "after": 0.0}
     rng = np.random.default_rng(args.seed)
@@ -170,8 +182,11 @@ def update_paths(dataset: Dataset, hidden: int, args: Args, device: torch.device
             _sync(device)
             seconds[name] += time.perf_counter() - started
     n = args.breakdown_batches * args.batch_size
-    return {"before_docs_per_sec": n / seconds["before"], "after_docs_per_sec": n / seconds["after"],
-            "speedup": seconds["before"] / seconds["after"]}
+    return {
+        "before_docs_per_sec": n / seconds["before"],
+        "after_docs_per_sec": n / seconds["after"],
+        "speedup": seconds["before"] / seconds["after"],
+    }
 
 
 def main(args: Args) -> dict:
@@ -180,14 +195,29 @@ def main(args: Args) -> dict:
     dataset = load_dataset(args.dataset)
     train, test = dataset.train, dataset.test
     if args.max_docs is not None:
-        train, test = train.subset(np.arange(min(args.max_docs, len(train)))), test.subset(np.arange(min(args.max_docs, len(test))))
-    print(f"{args.dataset}: {len(train)} train / {len(test)} test docs timed, {dataset.n_labels} labels, "
-          f"{dataset.n_features} features, batch {args.batch_size}, device {device}")
+        train, test = (
+            train.subset(np.arange(min(args.max_docs, len(train)))),
+            test.subset(np.arange(min(args.max_docs, len(test)))),
+        )
+    print(
+        f"{args.dataset}: {len(train)} train / {len(test)} test docs timed, {dataset.n_labels} labels, "
+        f"{dataset.n_features} features, batch {args.batch_size}, device {device}"
+    )
     freq, max_steps = dataset.label_freq, dataset.max_labels_per_doc + 1
-    result: dict = {"dataset": args.dataset, "threads": torch.get_num_threads(), "device": str(device),
-                    "docs_per_sec": {}, "breakdown": {}}
+    result: dict = {
+        "dataset": args.dataset,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "docs_per_sec": {},
+        "breakdown": {},
+    }
     for hidden in args.hidden_sizes:
-        rows = [("rearrangement (cold)", _train_rate(_fresh_policy(dataset, hidden, args, device), train, args, "rearrange", freq))]
+        rows = [
+            (
+                "rearrangement (cold)",
+                _train_rate(_fresh_policy(dataset, hidden, args, device), train, args, "rearrange", freq),
+            )
+        ]
         policy = _fresh_policy(dataset, hidden, args, device)
         rows.append(("teacher forcing", _train_rate(policy, train, args, "freq2rare", freq)))
         trained = {k: v.clone() for k, v in policy.state_dict().items()}
@@ -202,15 +232,21 @@ def main(args: Args) -> dict:
         if args.breakdown:
             parts = breakdown(policy, dataset, args, device)
             total = sum(v for k, v in parts.items() if k != "real_position_share")
-            print(f"one teacher-forcing update, hidden {hidden} (real target positions: "
-                  f"{100 * parts['real_position_share']:.0f}% of the padded batch)")
+            print(
+                f"one teacher-forcing update, hidden {hidden} (real target positions: "
+                f"{100 * parts['real_position_share']:.0f}% of the padded batch)"
+            )
             for name, seconds in parts.items():
                 if name != "real_position_share":
-                    print(f"  {name:<22} {100 * seconds / total:5.1f}%  {1000 * seconds / args.breakdown_batches:8.1f} ms")
+                    print(
+                        f"  {name:<22} {100 * seconds / total:5.1f}%  {1000 * seconds / args.breakdown_batches:8.1f} ms"
+                    )
             result["breakdown"][str(hidden)] = {k: round(v, 4) for k, v in parts.items()}
             ab = update_paths(dataset, hidden, args, device)
-            print(f"teacher-forcing update, old vs new path side by side: {ab['before_docs_per_sec']:.1f} vs "
-                  f"{ab['after_docs_per_sec']:.1f} docs/s ({ab['speedup']:.2f}x)")
+            print(
+                f"teacher-forcing update, old vs new path side by side: {ab['before_docs_per_sec']:.1f} vs "
+                f"{ab['after_docs_per_sec']:.1f} docs/s ({ab['speedup']:.2f}x)"
+            )
             result.setdefault("update_paths", {})[str(hidden)] = {k: round(v, 2) for k, v in ab.items()}
     print(json.dumps(result))
     return result

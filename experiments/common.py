@@ -1,4 +1,5 @@
 """Plumbing every experiment script shares: dataclass Args -> command line, atomic writes, threads."""
+
 from __future__ import annotations
 
 import argparse
@@ -46,14 +47,14 @@ def parse_args(args_class: type[T], argv: list[str] | None = None, defaults: T |
         help_text = field.metadata.get("help", "")
         base, optional = _unwrap_optional(hint)
         if base is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
-                                help=help_text)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         elif typing.get_origin(base) in (list, tuple):
             (item,) = set(typing.get_args(base)) - {Ellipsis}
             parser.add_argument(flag, nargs="+", type=item, default=default, help=help_text)
         else:
-            parser.add_argument(flag, type=_converter(base, optional), default=default,
-                                help=f"{help_text} (default: {default})")
+            parser.add_argument(
+                flag, type=_converter(base, optional), default=default, help=f"{help_text} (default: {default})"
+            )
     values = vars(parser.parse_args(argv))
     for key, value in values.items():  # "--list-flag none" means an empty list
         if isinstance(value, list) and [str(v).lower() for v in value] == ["none"]:

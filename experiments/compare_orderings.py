@@ -27,6 +27,7 @@ free thread, the eight learners cost about 0.7 s (bibtex), 1.2 s (reuters21578) 
 cores, about 1.5 hours when other work leaves each job half a core. Cell wall times are in
 orderings.json ("cells").
 """
+
 from __future__ import annotations
 
 import json
@@ -61,11 +62,15 @@ class Args(TrainKnobs, ExecutionFlags):
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "delicious", "reuters21578"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"at_least": 0})
     learners: list[str] = field(default_factory=lambda: list(LEARNERS), metadata={"help": f"from {LEARNERS}"})
-    peers: list[str] = field(default_factory=lambda: ["ovr_logistic", "omikuji", "label_frequency"],
-                             metadata={"help": f"non-sequential reference rows, from {sorted(PEERS)} (or none)"})
+    peers: list[str] = field(
+        default_factory=lambda: ["ovr_logistic", "omikuji", "label_frequency"],
+        metadata={"help": f"non-sequential reference rows, from {sorted(PEERS)} (or none)"},
+    )
     runs_dir: str = field(default="runs/compare", metadata={"help": "where the cells' run folders go"})
-    out_dir: str | None = field(default=None, metadata={"help": "orderings.json/.md go here (default "
-                                "experiments/results; with --quick: RUNS_DIR/quick)"})
+    out_dir: str | None = field(
+        default=None,
+        metadata={"help": "orderings.json/.md go here (default experiments/results; with --quick: RUNS_DIR/quick)"},
+    )
     quick: bool = field(default=False, metadata={"help": "smoke test: emotions, first seed, 30 updates, hidden 32"})
 
 
@@ -104,8 +109,15 @@ def resolve_args(args: Args) -> Args:
 
 def train_args(args: Args, dataset: str, seed: int) -> train_rl.Args:
     """The train_rl run of one cell: every training knob as given, the cell's dataset and seed."""
-    return train_rl.Args(**knobs_of(args), dataset=dataset, learners=list(args.learners), ensemble=list(ENSEMBLE),
-                         seed=seed, runs_dir=args.runs_dir, group_name=GROUP_NAME)
+    return train_rl.Args(
+        **knobs_of(args),
+        dataset=dataset,
+        learners=list(args.learners),
+        ensemble=list(ENSEMBLE),
+        seed=seed,
+        runs_dir=args.runs_dir,
+        group_name=GROUP_NAME,
+    )
 
 
 def cell_config(args: Args, dataset: str, seed: int) -> dict[str, Any]:
@@ -122,28 +134,63 @@ def rows_from_run(run_dir: Path, dataset: str, seed: int) -> list[dict[str, Any]
     report = json.loads((run_dir / METRICS_FILE).read_text())
     saved = json.loads((run_dir / CONFIG_FILE).read_text())
     derived = saved["derived"]
-    shared = {key: saved["args"][key] for key in ("updates", "hidden_size", "eval_every", "select_metric", "val_fraction")}
+    shared = {
+        key: saved["args"][key] for key in ("updates", "hidden_size", "eval_every", "select_metric", "val_fraction")
+    }
     base = {"dataset": dataset, "seed": seed, "run_dir": str(run_dir)}
     rows, wall = [], {}
     for name, result in report["learners"].items():
         wall[name] = sum(result["timing"].values())
         learner_config = derived["learner_config"]
         learner_config = learner_config.get(name, learner_config)  # per learner (RL has its own lr) or shared
-        config = {"learner": name, **shared, **learner_config,
-                  "warm_start": derived["warm_start"].get(name), "best_update": result["best_update"]}
-        rows.append({**base, "method": name, "kind": learner_kind(name), "metrics": result["test"],
-                     "val": result["val"], "config": config, "wall_time_s": wall[name]})
+        config = {
+            "learner": name,
+            **shared,
+            **learner_config,
+            "warm_start": derived["warm_start"].get(name),
+            "best_update": result["best_update"],
+        }
+        rows.append(
+            {
+                **base,
+                "method": name,
+                "kind": learner_kind(name),
+                "metrics": result["test"],
+                "val": result["val"],
+                "config": config,
+                "wall_time_s": wall[name],
+            }
+        )
     if "best_fixed" in report:
         chosen = report["best_fixed"]["learner"]
-        rows.append({**base, "method": "best_fixed", "kind": "best_fixed", "chosen": chosen,
-                     "metrics": report["best_fixed"]["test"], "val": report["best_fixed"]["val"],
-                     "config": {"rule": f"fixed ordering with the best validation {report['select_metric']}",
-                                "chosen": chosen}, "wall_time_s": wall[chosen]})
+        rows.append(
+            {
+                **base,
+                "method": "best_fixed",
+                "kind": "best_fixed",
+                "chosen": chosen,
+                "metrics": report["best_fixed"]["test"],
+                "val": report["best_fixed"]["val"],
+                "config": {
+                    "rule": f"fixed ordering with the best validation {report['select_metric']}",
+                    "chosen": chosen,
+                },
+                "wall_time_s": wall[chosen],
+            }
+        )
     if "ensemble" in report:
         ensemble = report["ensemble"]
         config = {key: value for key, value in ensemble.items() if key != "test"}
-        rows.append({**base, "method": "ensemble", "kind": "ensemble", "metrics": ensemble["test"], "config": config,
-                     "wall_time_s": sum(wall[m] for m in ensemble["members"])})  # members' training, not fusion
+        rows.append(
+            {
+                **base,
+                "method": "ensemble",
+                "kind": "ensemble",
+                "metrics": ensemble["test"],
+                "config": config,
+                "wall_time_s": sum(wall[m] for m in ensemble["members"]),
+            }
+        )  # members' training, not fusion
     return rows
 
 
@@ -166,13 +213,33 @@ def compute_cell(args: Args, dataset: str, seed: int, command: str) -> dict[str,
             except PeerUnavailable as note:
                 skipped.append({"dataset": dataset, "seed": seed, "peer": name, "reason": str(note)})
                 continue
-            timing: dict[str, float] = {key: result.pop(key) for key in ("wall_time_s", "fit_time_s", "predict_time_s") if key in result}
-            rows.append({"dataset": dataset, "seed": seed, "method": name, "kind": "peer", "metrics": result,
-                         "config": tuned_config(tuned, args.val_fraction),
-                         "wall_time_s": timing.pop("wall_time_s"), **timing, "run_dir": None})
-    return {"dataset": dataset, "seed": seed, "config": cell_config(args, dataset, seed), "run_dir": str(run_dir),
-            "data": data, "rows": rows, "skipped_peers": skipped, "cell_wall_time_s": time.perf_counter() - started,
-            "command": command}
+            timing: dict[str, float] = {
+                key: result.pop(key) for key in ("wall_time_s", "fit_time_s", "predict_time_s") if key in result
+            }
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "seed": seed,
+                    "method": name,
+                    "kind": "peer",
+                    "metrics": result,
+                    "config": tuned_config(tuned, args.val_fraction),
+                    "wall_time_s": timing.pop("wall_time_s"),
+                    **timing,
+                    "run_dir": None,
+                }
+            )
+    return {
+        "dataset": dataset,
+        "seed": seed,
+        "config": cell_config(args, dataset, seed),
+        "run_dir": str(run_dir),
+        "data": data,
+        "rows": rows,
+        "skipped_peers": skipped,
+        "cell_wall_time_s": time.perf_counter() - started,
+        "command": command,
+    }
 
 
 # ----------------------------------------------------------------------------- results file
@@ -188,7 +255,9 @@ def load_results(path: Path) -> dict[str, Any]:
         if not isinstance(results.get("cells"), dict) or not isinstance(results.get("rows"), list):
             raise ValueError("expected 'cells' (object) and 'rows' (list)")
     except (ValueError, AttributeError) as error:
-        raise ArgsError(f"{path}: not an orderings results file ({error}); move it away or pick another --out-dir") from None
+        raise ArgsError(
+            f"{path}: not an orderings results file ({error}); move it away or pick another --out-dir"
+        ) from None
     return results
 
 
@@ -198,7 +267,9 @@ def merge_cell(results: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
     same = lambda item: item["dataset"] == dataset and item["seed"] == seed  # noqa: E731
     results["rows"] = [row for row in results["rows"] if not same(row)] + cell["rows"]
     results["skipped_peers"] = [s for s in results.get("skipped_peers", []) if not same(s)] + cell["skipped_peers"]
-    results["cells"][cell_key(dataset, seed)] = {key: value for key, value in cell.items() if key not in ("rows", "skipped_peers")}
+    results["cells"][cell_key(dataset, seed)] = {
+        key: value for key, value in cell.items() if key not in ("rows", "skipped_peers")
+    }
     return results
 
 
@@ -252,17 +323,31 @@ def main(args: Args) -> Path:
 
     with GracefulInterrupt() as interrupt:
         in_process = args.backend == "local" and args.jobs == 1
-        quiet = args if in_process else replace(args, progress=False)  # several processes' bars would overwrite each other
-        cells = [Cell(cell_key(d, s), compute_cell, {"args": quiet, "dataset": d, "seed": s, "command": command})
-                 for d, s in pending]
-        run_cells(cells, lambda _key, cell: finish(cell), backend=args.backend, address=args.address,
-                  jobs=args.jobs, storage_dir=args.runs_dir, metric=args.select_metric, done_before=done,
-                  progress=args.progress, should_stop=lambda: interrupt.requested)
+        quiet = (
+            args if in_process else replace(args, progress=False)
+        )  # several processes' bars would overwrite each other
+        cells = [
+            Cell(cell_key(d, s), compute_cell, {"args": quiet, "dataset": d, "seed": s, "command": command})
+            for d, s in pending
+        ]
+        run_cells(
+            cells,
+            lambda _key, cell: finish(cell),
+            backend=args.backend,
+            address=args.address,
+            jobs=args.jobs,
+            storage_dir=args.runs_dir,
+            metric=args.select_metric,
+            done_before=done,
+            progress=args.progress,
+            should_stop=lambda: interrupt.requested,
+        )
     left = [cell_key(d, s) for d, s in missing_cells(results, args)]
     print(f"\nresults: {out_dir / 'orderings.json'}\ntable:   {out_dir / 'orderings.md'}")
     if left:
-        print(f"stopped with {len(left)} cells left ({', '.join(left)}); rerun the same command to resume:\n"
-              f"  {command}")
+        print(
+            f"stopped with {len(left)} cells left ({', '.join(left)}); rerun the same command to resume:\n  {command}"
+        )
     return out_dir / "orderings.json"
 
 

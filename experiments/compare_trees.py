@@ -23,6 +23,7 @@ After each cell the rows are merged into ``{out}.json`` and ``{out}.md`` is rebu
 keeps its finished cells (cells already in the file are skipped); ``--combined-epochs 0`` trains
 rearrangement only (no combined, no ensemble rows), for large datasets on a small budget.
 """
+
 from __future__ import annotations
 
 import copy
@@ -65,8 +66,9 @@ class Args:
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "corel5k", "delicious"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     outputs: list[str] = field(default_factory=lambda: ["flat", "tree"])
-    shapes: list[str] = field(default_factory=lambda: ["16x16", "4x64"],
-                              metadata={"help": "tree shapes BxLEAF, chosen on validation"})
+    shapes: list[str] = field(
+        default_factory=lambda: ["16x16", "4x64"], metadata={"help": "tree shapes BxLEAF, chosen on validation"}
+    )
     rearrange_epochs: int = 3
     combined_epochs: int = 1
     hidden_size: int = 128
@@ -77,8 +79,9 @@ class Args:
     select_metric: str = "nDCG@3"
     val_fraction: float = 0.1
     data_dir: str | None = None
-    out: str | None = field(default="experiments/results/trees",
-                            metadata={"help": "results stem (.json, .md); none = print only"})
+    out: str | None = field(
+        default="experiments/results/trees", metadata={"help": "results stem (.json, .md); none = print only"}
+    )
 
 
 def parse_shape(text: str) -> tuple[int, int]:
@@ -104,18 +107,30 @@ class Cell:
             branching, leaf = parse_shape(shape)
             emb = pifa_embeddings(self.train.X, self.train.Y)
             tree = build_label_tree(emb, branching, leaf, seed=self.seed)
-        policy = ChainPolicy(self.train.X.shape[1], self.data.n_labels, hidden_size=self.args.hidden_size,
-                             output="flat" if shape is None else "tree", tree=tree,
-                             tree_beam=self.args.tree_beam)
+        policy = ChainPolicy(
+            self.train.X.shape[1],
+            self.data.n_labels,
+            hidden_size=self.args.hidden_size,
+            output="flat" if shape is None else "tree",
+            tree=tree,
+            tree_beam=self.args.tree_beam,
+        )
         return policy.fit_input_normalization(self.train.X)
 
     def fit(self, policy: ChainPolicy, learner: str, epochs: int, lr: float) -> float:
         """Train in place (best epoch on validation kept); returns the training wall time."""
-        config = TrainConfig(epochs=epochs, batch_size=self.args.batch_size, lr=lr, seed=self.seed,
-                             val_metric=self.args.select_metric, patience=epochs)
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=self.args.batch_size,
+            lr=lr,
+            seed=self.seed,
+            val_metric=self.args.select_metric,
+            patience=epochs,
+        )
         started = time.perf_counter()
-        train_epochs(policy, self.train, config, learner=learner, val=self.val, progress=False,
-                     label_freq=self.data.label_freq)
+        train_epochs(
+            policy, self.train, config, learner=learner, val=self.val, progress=False, label_freq=self.data.label_freq
+        )
         return time.perf_counter() - started
 
     def outputs(self, policy: ChainPolicy) -> dict[str, tuple]:
@@ -152,8 +167,11 @@ def run_output(cell: Cell, output: str, chosen_shapes: dict[str, str]) -> list[d
     shape, policy, val, outputs, seconds = best
     if output == "tree" and shape is not None:
         chosen_shapes.setdefault(cell.name, shape)
-        shape_info = {"shape": shape, "validation_by_shape": shape_info,
-                      "chosen_on_seed": cell.seed if len(candidates) > 1 else "earlier seed"}
+        shape_info = {
+            "shape": shape,
+            "validation_by_shape": shape_info,
+            "chosen_on_seed": cell.seed if len(candidates) > 1 else "earlier seed",
+        }
     members = {"rearrange": (policy, val, outputs, seconds)}
     if args.combined_epochs > 0:
         combined = copy.deepcopy(policy)
@@ -162,64 +180,106 @@ def run_output(cell: Cell, output: str, chosen_shapes: dict[str, str]) -> list[d
         members["combined"] = (combined, cell.score("val", outputs["val"]), outputs, seconds)
     rows = []
     for method, (_, val, outputs, seconds) in members.items():
-        rows.append(row(cell, method + suffix, "dynamic", cell.score("test", outputs["test"]), val,
-                        seconds, shape_info))
+        rows.append(
+            row(cell, method + suffix, "dynamic", cell.score("test", outputs["test"]), val, seconds, shape_info)
+        )
     if len(members) < 2:
         return rows
-    ensemble = Ensemble().fit([m[2]["val"] for m in members.values()], cell.val.Y,
-                              ranking_metric=args.select_metric)
+    ensemble = Ensemble().fit([m[2]["val"] for m in members.values()], cell.val.Y, ranking_metric=args.select_metric)
     fused = ensemble.predict([m[2]["test"] for m in members.values()])
     fused_val = ensemble.predict([m[2]["val"] for m in members.values()])
-    rows.append(row(cell, "ensemble" + suffix, "ensemble", cell.score("test", fused),
-                    cell.score("val", fused_val), sum(m[3] for m in members.values()),
-                    {**shape_info, "fusion": ensemble.fusion, "set_rule": ensemble.set_rule}))
+    rows.append(
+        row(
+            cell,
+            "ensemble" + suffix,
+            "ensemble",
+            cell.score("test", fused),
+            cell.score("val", fused_val),
+            sum(m[3] for m in members.values()),
+            {**shape_info, "fusion": ensemble.fusion, "set_rule": ensemble.set_rule},
+        )
+    )
     return rows
 
 
 def row(cell: Cell, method: str, kind: str, metrics: dict, val: dict, seconds: float, extra: dict) -> dict:
     args = cell.args
-    config = {"output": "tree" if "+tree" in method else "flat", "hidden_size": args.hidden_size,
-              "rearrange_epochs": args.rearrange_epochs, "combined_epochs": args.combined_epochs,
-              "lr": args.lr, "rl_lr": args.rl_lr, "batch_size": args.batch_size,
-              "select_metric": args.select_metric, "tree_beam": args.tree_beam, **extra}
-    return {"dataset": cell.name, "seed": cell.seed, "method": method, "kind": kind,
-            "metrics": metrics, "val": val, "config": config, "wall_time_s": seconds}
+    config = {
+        "output": "tree" if "+tree" in method else "flat",
+        "hidden_size": args.hidden_size,
+        "rearrange_epochs": args.rearrange_epochs,
+        "combined_epochs": args.combined_epochs,
+        "lr": args.lr,
+        "rl_lr": args.rl_lr,
+        "batch_size": args.batch_size,
+        "select_metric": args.select_metric,
+        "tree_beam": args.tree_beam,
+        **extra,
+    }
+    return {
+        "dataset": cell.name,
+        "seed": cell.seed,
+        "method": method,
+        "kind": kind,
+        "metrics": metrics,
+        "val": val,
+        "config": config,
+        "wall_time_s": seconds,
+    }
 
 
 def render_markdown(payload: dict) -> str:
     """Mean ± std over seeds per (dataset, method), ×100; train wall time in seconds."""
     rows = payload["rows"]
-    lines = ["# Flat vs tree-factored chain (test, ×100, mean ± std over seeds)", "",
-             *(f"`{c}`" for c in payload.get("commands", [payload["command"]])), "",
-             "| dataset | method | seeds | " + " | ".join(TABLE_METRICS) + " | train s | epochs |",
-             "|---|---|---|" + "---|" * (len(TABLE_METRICS) + 2)]
-    keys = sorted({(r["dataset"], r["method"]) for r in rows},
-                  key=lambda k: (k[0], k[1].replace("+tree", "~"), "+tree" in k[1]))
+    lines = [
+        "# Flat vs tree-factored chain (test, ×100, mean ± std over seeds)",
+        "",
+        *(f"`{c}`" for c in payload.get("commands", [payload["command"]])),
+        "",
+        "| dataset | method | seeds | " + " | ".join(TABLE_METRICS) + " | train s | epochs |",
+        "|---|---|---|" + "---|" * (len(TABLE_METRICS) + 2),
+    ]
+    keys = sorted(
+        {(r["dataset"], r["method"]) for r in rows}, key=lambda k: (k[0], k[1].replace("+tree", "~"), "+tree" in k[1])
+    )
     for dataset, method in keys:
         group = [r for r in rows if r["dataset"] == dataset and r["method"] == method]
-        cells = [percent_mean_std(*mean_and_std([r["metrics"][m] for r in group]), len(group))
-                 for m in TABLE_METRICS]
+        cells = [percent_mean_std(*mean_and_std([r["metrics"][m] for r in group]), len(group)) for m in TABLE_METRICS]
         wall = mean_and_std([r["wall_time_s"] for r in group])[0]
         config = group[0]["config"]
         budget = f"{config['rearrange_epochs']}+{config['combined_epochs']}"
-        lines.append(f"| {dataset} | {method} | {len(group)} | " + " | ".join(cells)
-                     + f" | {wall:.0f} | {budget} |")
-    lines += ["", "Tree minus flat, points (×100), mean over the seeds both have:", "",
-              "| dataset | learner | seeds | " + " | ".join(TABLE_METRICS) + " | train time ratio |",
-              "|---|---|---|" + "---|" * (len(TABLE_METRICS) + 1)]
+        lines.append(f"| {dataset} | {method} | {len(group)} | " + " | ".join(cells) + f" | {wall:.0f} | {budget} |")
+    lines += [
+        "",
+        "Tree minus flat, points (×100), mean over the seeds both have:",
+        "",
+        "| dataset | learner | seeds | " + " | ".join(TABLE_METRICS) + " | train time ratio |",
+        "|---|---|---|" + "---|" * (len(TABLE_METRICS) + 1),
+    ]
     for (dataset, method), seeds, deltas, ratio in tree_minus_flat(rows):
-        lines.append(f"| {dataset} | {method} | {seeds} | "
-                     + " | ".join(f"{100 * deltas[m]:+.2f}" for m in TABLE_METRICS) + f" | {ratio:.2f} |")
+        lines.append(
+            f"| {dataset} | {method} | {seeds} | "
+            + " | ".join(f"{100 * deltas[m]:+.2f}" for m in TABLE_METRICS)
+            + f" | {ratio:.2f} |"
+        )
     tried: dict[str, int] = {}  # most shapes any seed of a dataset compared (later seeds reuse one)
     for r in rows:
         if "+tree" in r["method"]:
             tried[r["dataset"]] = max(tried.get(r["dataset"], 0), len(r["config"].get("validation_by_shape", {})))
-    shapes = [f"{d}: {s}" + (" (the only shape given)" if tried.get(d, 0) < 2 else "")
-              for d, s in sorted(payload.get("shapes", {}).items())]
-    lines += ["", "Tree shapes (B x max leaf size) chosen on validation: " + ", ".join(shapes), "",
-              ("epochs: rearrangement + combined epochs (the combined policy starts from the rearrangement "
-               "one; its train s excludes the rearrangement's). PSP@k columns are left out: the "
-               "propensity-scored metrics are not on main yet.")]
+    shapes = [
+        f"{d}: {s}" + (" (the only shape given)" if tried.get(d, 0) < 2 else "")
+        for d, s in sorted(payload.get("shapes", {}).items())
+    ]
+    lines += [
+        "",
+        "Tree shapes (B x max leaf size) chosen on validation: " + ", ".join(shapes),
+        "",
+        (
+            "epochs: rearrangement + combined epochs (the combined policy starts from the rearrangement "
+            "one; its train s excludes the rearrangement's). PSP@k columns are left out: the "
+            "propensity-scored metrics are not on main yet."
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -229,8 +289,7 @@ def tree_minus_flat(rows: list[dict]) -> list[tuple]:
     by_key = {(r["dataset"], r["seed"], r["method"]): r for r in rows}
     out = []
     for dataset, method in sorted({(r["dataset"], r["method"]) for r in rows if "+tree" not in r["method"]}):
-        seeds = sorted(s for d, s, m in by_key if d == dataset and m == method
-                       and (d, s, method + "+tree") in by_key)
+        seeds = sorted(s for d, s, m in by_key if d == dataset and m == method and (d, s, method + "+tree") in by_key)
         if not seeds:
             continue
         pairs = [(by_key[(dataset, s, method)], by_key[(dataset, s, method + "+tree")]) for s in seeds]
@@ -253,8 +312,12 @@ def merge_into(out: Path, payload: dict, rows: list[dict]) -> dict:
             new = {(r["dataset"], r["seed"], r["method"]) for r in rows}
             kept = [r for r in previous["rows"] if (r["dataset"], r["seed"], r["method"]) not in new]
             commands = sorted(set(previous.get("commands", [])) | set(payload.get("commands", [payload["command"]])))
-            payload = {**payload, "rows": kept + rows, "commands": commands,
-                       "shapes": {**previous.get("shapes", {}), **payload["shapes"]}}
+            payload = {
+                **payload,
+                "rows": kept + rows,
+                "commands": commands,
+                "shapes": {**previous.get("shapes", {}), **payload["shapes"]},
+            }
         atomic_write_json(out.with_suffix(".json"), payload)
         atomic_write_text(out.with_suffix(".md"), render_markdown(payload))
     return payload
@@ -266,8 +329,7 @@ def main(args: Args) -> dict:
         parse_shape(shape)
     out = None if args.out is None else REPO_ROOT / args.out
     command = command_line(args, SCRIPT)
-    payload: dict = {"rows": [], "shapes": {}, "args": asdict(args), "command": command,
-                     "commands": [command]}
+    payload: dict = {"rows": [], "shapes": {}, "args": asdict(args), "command": command, "commands": [command]}
     if out is not None and out.with_suffix(".json").exists():
         previous = json.loads(out.with_suffix(".json").read_text())
         payload["shapes"] = previous.get("shapes", {})

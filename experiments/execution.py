@@ -17,6 +17,7 @@ the cell's usual resume (`run_lookup.train_or_resume`) continues from it, so a r
 with the same numbers as an uninterrupted one. On a multi-node cluster `--runs-dir` must be a folder
 every node sees (e.g. NFS): that is where the run folders, results and Tune's own files go.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,12 +62,20 @@ class Cell:
 class ExecutionFlags:
     """Where a grid's cells run; the grid scripts' Args inherit these flags."""
 
-    backend: str = field(default="local", metadata={"help": f"from {BACKENDS}: local = this machine without Ray; "
-                                                            "ray = each cell one Ray Tune trial"})
-    address: str | None = field(default=None, metadata={"help": "ray: the cluster to join, auto or HOST:PORT "
-                                                                "(default: start a local Ray with --jobs CPUs)"})
-    jobs: int = field(default=1, metadata={"help": "cells at once: local = one-thread processes, ray = CPUs of "
-                                                   "the local Ray (a cluster has its own)"})
+    backend: str = field(
+        default="local",
+        metadata={"help": f"from {BACKENDS}: local = this machine without Ray; ray = each cell one Ray Tune trial"},
+    )
+    address: str | None = field(
+        default=None,
+        metadata={"help": "ray: the cluster to join, auto or HOST:PORT (default: start a local Ray with --jobs CPUs)"},
+    )
+    jobs: int = field(
+        default=1,
+        metadata={
+            "help": "cells at once: local = one-thread processes, ray = CPUs of the local Ray (a cluster has its own)"
+        },
+    )
 
 
 def check_backend(backend: str, address: str | None, jobs: int) -> list[str]:
@@ -133,8 +142,15 @@ class Progress:
         self.failed: set[str] = set()
         self.best: tuple[float, str] | None = None
         self.done, self.total = done_before, len(cells) + done_before
-        self.bar = tqdm(total=len(cells) + done_before, initial=done_before, desc="grid", unit="cell",
-                        disable=not enabled, position=0, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=len(cells) + done_before,
+            initial=done_before,
+            desc="grid",
+            unit="cell",
+            disable=not enabled,
+            position=0,
+            dynamic_ncols=True,
+        )
 
     def start(self, key: str) -> None:
         self.running.add(key)
@@ -167,10 +183,19 @@ class Progress:
 
 
 # ----------------------------------------------------------------------------- the runner
-def run_cells(cells: list[Cell], on_result: Callable[[str, dict[str, Any]], object], *, backend: str = "local",
-              address: str | None = None, jobs: int = 1, storage_dir: str | Path = "runs",
-              metric: str = "nDCG@3", done_before: int = 0, progress: bool = True,
-              should_stop: Callable[[], bool] = lambda: False) -> list[str]:
+def run_cells(
+    cells: list[Cell],
+    on_result: Callable[[str, dict[str, Any]], object],
+    *,
+    backend: str = "local",
+    address: str | None = None,
+    jobs: int = 1,
+    storage_dir: str | Path = "runs",
+    metric: str = "nDCG@3",
+    done_before: int = 0,
+    progress: bool = True,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> list[str]:
     """Run `cells`, calling `on_result(key, result)` in this process as each one finishes.
 
     Returns the keys of cells that failed (their error is printed; the other cells go on) or were
@@ -316,8 +341,9 @@ def ray_init(address: str | None, num_cpus: int) -> bool:
     paths = [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]  # workers import experiments.* by reference
     runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in paths if p), "OMP_NUM_THREADS": "1"}}
     if address is None:  # "local": a new instance, even when a cluster runs on this machine
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 runtime_env=runtime_env)
+        ray.init(
+            address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env
+        )
     else:
         ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
     return True
@@ -328,8 +354,9 @@ def trial_dirname(trial) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(trial.config.get("cell", trial.trial_id)))
 
 
-def _run_ray(cells: list[Cell], on_result, bar: Progress, address: str | None, jobs: int,
-             storage_dir: Path) -> list[str]:
+def _run_ray(
+    cells: list[Cell], on_result, bar: Progress, address: str | None, jobs: int, storage_dir: Path
+) -> list[str]:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # we keep 1 on purpose
     import ray
     from ray import tune
@@ -351,8 +378,7 @@ def _run_ray(cells: list[Cell], on_result, bar: Progress, address: str | None, j
                 bar.scored(key, result)
 
         def on_trial_recover(self, iteration, trials, trial, **info):
-            print(f"\ncell {trial.config['cell']}: worker failed, restarting from its last checkpoint",
-                  file=sys.stderr)
+            print(f"\ncell {trial.config['cell']}: worker failed, restarting from its last checkpoint", file=sys.stderr)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             key = trial.config["cell"]
@@ -363,20 +389,28 @@ def _run_ray(cells: list[Cell], on_result, bar: Progress, address: str | None, j
 
         def on_trial_error(self, iteration, trials, trial, **info):
             bar.finish(trial.config["cell"], ok=False)
-            print(f"\ncell {trial.config['cell']} failed after {MAX_FAILURES} restarts: see {trial.path}",
-                  file=sys.stderr)
+            print(
+                f"\ncell {trial.config['cell']} failed after {MAX_FAILURES} restarts: see {trial.path}", file=sys.stderr
+            )
 
     started_here = ray_init(address, jobs)
     try:
-        trainable = tune.with_resources(tune.with_parameters(_trial, cells=by_key, cwd=os.getcwd()),
-                                        lambda config: tune.PlacementGroupFactory([{"CPU": by_key[config["cell"]].cpus}]))
+        trainable = tune.with_resources(
+            tune.with_parameters(_trial, cells=by_key, cwd=os.getcwd()),
+            lambda config: tune.PlacementGroupFactory([{"CPU": by_key[config["cell"]].cpus}]),
+        )
         tuner = tune.Tuner(
-            trainable, param_space={"cell": tune.grid_search(list(by_key))},
+            trainable,
+            param_space={"cell": tune.grid_search(list(by_key))},
             tune_config=tune.TuneConfig(trial_dirname_creator=trial_dirname),
             run_config=tune.RunConfig(
-                name=f"grid_{int(time.time())}", storage_path=str(storage_dir.resolve() / "ray"), verbose=0,
-                failure_config=tune.FailureConfig(max_failures=MAX_FAILURES), callbacks=[GridCallback()],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+                name=f"grid_{int(time.time())}",
+                storage_path=str(storage_dir.resolve() / "ray"),
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+                callbacks=[GridCallback()],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            ),
         )
         tuner.fit()
     finally:

@@ -7,6 +7,7 @@ when stopped, and logs TensorBoard scalars. Everything a resumed run needs trave
 checkpoint (`Progress`, the learner's and the sampler's states, the best weights), so a resumed run
 ends with the same numbers as an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import copy
@@ -134,8 +135,17 @@ def finish_saved_learner(learner_dir: Path, state: dict[str, Any]) -> None:
 class LearnerRun:
     """Trains one learner (fresh or from `state`, its last checkpoint) in `learner_dir`."""
 
-    def __init__(self, name: str, learner: Learner, sampler: BatchSampler, data: RunData, schedule: Schedule,
-                 learner_dir: Path, hparams: dict[str, Any], state: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        learner: Learner,
+        sampler: BatchSampler,
+        data: RunData,
+        schedule: Schedule,
+        learner_dir: Path,
+        hparams: dict[str, Any],
+        state: dict[str, Any] | None = None,
+    ) -> None:
         self.name, self.learner, self.sampler, self.data, self.schedule = name, learner, sampler, data, schedule
         self.policy: ChainPolicy = learner.policy
         self.learner_dir = learner_dir
@@ -183,18 +193,30 @@ class LearnerRun:
         return progress.update - last >= patience * self.schedule.eval_every
 
     def checkpoint(self, finished: bool) -> None:
-        save_checkpoint(checkpoint_path(self.learner_dir), {
-            "learner_name": self.name, "finished": finished, "policy_config": self.policy.config,
-            "learner": self.learner.state_dict(), "sampler": self.sampler.state_dict(),
-            "progress": asdict(self.progress), "best_policy": self.best_policy,
-            **({"best_set_policy": self.best_set_policy} if self.best_set_policy is not None else {}),
-        })
+        save_checkpoint(
+            checkpoint_path(self.learner_dir),
+            {
+                "learner_name": self.name,
+                "finished": finished,
+                "policy_config": self.policy.config,
+                "learner": self.learner.state_dict(),
+                "sampler": self.sampler.state_dict(),
+                "progress": asdict(self.progress),
+                "best_policy": self.best_policy,
+                **({"best_set_policy": self.best_set_policy} if self.best_set_policy is not None else {}),
+            },
+        )
 
     def train(self, interrupt: GracefulInterrupt, budget: UpdateBudget) -> bool:
         """Run updates to the end of the schedule; False when stopped early (checkpointed, resumable)."""
         schedule, progress = self.schedule, self.progress
-        bar = tqdm(total=schedule.updates, initial=progress.update, desc=self.name, unit="upd",
-                   disable=not schedule.progress_bar)
+        bar = tqdm(
+            total=schedule.updates,
+            initial=progress.update,
+            desc=self.name,
+            unit="upd",
+            disable=not schedule.progress_bar,
+        )
         session = _SessionRate()
         try:
             while progress.update < schedule.updates:
@@ -211,9 +233,14 @@ class LearnerRun:
                 if checkpointed:
                     self.checkpoint(finished=done)
                 if validated or checkpointed:  # a grid's progress line, or Ray Tune (with the checkpoint)
-                    execution.report({"learner": self.name, "update": step,
-                                      **{f"val/{key}": value for key, value in self.last_val.items()}},
-                                     self.learner_dir.parent if checkpointed else None)
+                    execution.report(
+                        {
+                            "learner": self.name,
+                            "update": step,
+                            **{f"val/{key}": value for key, value in self.last_val.items()},
+                        },
+                        self.learner_dir.parent if checkpointed else None,
+                    )
                 if progress.stopped_early:
                     break
                 bar.update(1)

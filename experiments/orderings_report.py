@@ -4,6 +4,7 @@ Kept apart from compare_orderings.py so the report can be rebuilt (or re-read in
 results file alone: `render_markdown(json.load(open("experiments/results/orderings.json")))`.
 Nothing here is written by hand: every "yes"/"no" and every percentage comes from the rows.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,13 +16,29 @@ from experiments.common import mean_and_std, percent_mean_std
 
 TABLE_METRICS = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5", "example_f1", "micro_f1", "macro_f1")
 CLAIM_METRICS = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5")
-METHOD_ORDER = ("freq2rare", "rare2freq", "fixed_random", "always_random", "best_fixed", "rearrange",
-                "reinforce", "ppo", "combined", "ensemble", "ovr_logistic", "omikuji", "label_frequency")
+METHOD_ORDER = (
+    "freq2rare",
+    "rare2freq",
+    "fixed_random",
+    "always_random",
+    "best_fixed",
+    "rearrange",
+    "reinforce",
+    "ppo",
+    "combined",
+    "ensemble",
+    "ovr_logistic",
+    "omikuji",
+    "label_frequency",
+)
 # (method, strict, what the published work says about it vs the best fixed ordering)
 CLAIMS = (
     ("rearrange", False, "Target rearrangement at least matches the best fixed ordering (on most of the five metrics)"),
-    ("combined", True, "The combined objective beats the best fixed ordering (on all five metrics, all datasets, "
-                       "usually by 2-3%)"),
+    (
+        "combined",
+        True,
+        "The combined objective beats the best fixed ordering (on all five metrics, all datasets, usually by 2-3%)",
+    ),
     ("ensemble", True, "The ensemble (rearrange + combined) beats the best fixed ordering"),
     ("reinforce", True, "REINFORCE alone beats the best fixed ordering (not a published claim; for reference)"),
     ("ppo", True, "PPO alone beats the best fixed ordering (not a published claim; for reference)"),
@@ -50,7 +67,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Summary]]:
     table: dict[str, dict[str, Summary]] = {}
     for row in sorted(rows, key=lambda r: r["seed"]):
         summary = table.setdefault(row["dataset"], {}).setdefault(
-            row["method"], Summary(row["kind"], [], {m: [] for m in TABLE_METRICS}, []))
+            row["method"], Summary(row["kind"], [], {m: [] for m in TABLE_METRICS}, [])
+        )
         summary.seeds.append(row["seed"])
         for metric in TABLE_METRICS:
             summary.values[metric].append(float(row["metrics"].get(metric, math.nan)))
@@ -100,57 +118,82 @@ def compare(method: Summary, best_fixed: Summary, metric: str, strict: bool) -> 
 
 def claim_table(table: dict[str, dict[str, Summary]], method: str, strict: bool) -> dict[str, dict[str, Claim]]:
     """{dataset: {metric: Claim}} for datasets where both `method` and best_fixed were run."""
-    return {dataset: {metric: compare(methods[method], methods["best_fixed"], metric, strict)
-                      for metric in CLAIM_METRICS}
-            for dataset, methods in table.items() if method in methods and "best_fixed" in methods}
+    return {
+        dataset: {metric: compare(methods[method], methods["best_fixed"], metric, strict) for metric in CLAIM_METRICS}
+        for dataset, methods in table.items()
+        if method in methods and "best_fixed" in methods
+    }
 
 
 def claims_markdown(table: dict[str, dict[str, Summary]]) -> list[str]:
     relation = {False: "≥", True: ">"}
-    lines = ["## Claims (computed from the rows above)", "",
-             "Each cell: does the method's seed mean meet the best fixed ordering's (chosen per seed on "
-             "validation)? Then the relative difference of the means, (method − best fixed) / best fixed, "
-             "and on how many seeds it holds against that seed's best fixed ordering.", ""]
+    lines = [
+        "## Claims (computed from the rows above)",
+        "",
+        "Each cell: does the method's seed mean meet the best fixed ordering's (chosen per seed on "
+        "validation)? Then the relative difference of the means, (method − best fixed) / best fixed, "
+        "and on how many seeds it holds against that seed's best fixed ordering.",
+        "",
+    ]
     for method, strict, statement in CLAIMS:
         claims = claim_table(table, method, strict)
         if not claims:
             continue
-        lines += [f"### {method} {relation[strict]} best fixed", "", f"Claim: {statement}.", "",
-                  "| dataset | " + " | ".join(CLAIM_METRICS) + " | holds on |",
-                  "|---|" + "---|" * (len(CLAIM_METRICS) + 1)]
+        lines += [
+            f"### {method} {relation[strict]} best fixed",
+            "",
+            f"Claim: {statement}.",
+            "",
+            "| dataset | " + " | ".join(CLAIM_METRICS) + " | holds on |",
+            "|---|" + "---|" * (len(CLAIM_METRICS) + 1),
+        ]
         for dataset, cells in claims.items():
             n_held = sum(c.holds for c in cells.values())
-            lines.append(f"| {dataset} | " + " | ".join(cells[m].cell() for m in CLAIM_METRICS)
-                         + f" | {n_held}/{len(cells)} |")
+            lines.append(
+                f"| {dataset} | " + " | ".join(cells[m].cell() for m in CLAIM_METRICS) + f" | {n_held}/{len(cells)} |"
+            )
         flat = [(d, m, c) for d, cells in claims.items() for m, c in cells.items()]
         held = [c for _, _, c in flat if c.holds]
         full = [d for d, cells in claims.items() if all(c.holds for c in cells.values())]
         most = [d for d, cells in claims.items() if sum(c.holds for c in cells.values()) * 2 > len(cells)]
-        lines += ["", f"Holds in {len(held)} of {len(flat)} dataset × metric cells; on all five metrics for "
-                      f"{len(full)} of {len(claims)} datasets ({', '.join(full) or 'none'}); on most metrics "
-                      f"for {len(most)} of {len(claims)} ({', '.join(most) or 'none'})."]
+        lines += [
+            "",
+            f"Holds in {len(held)} of {len(flat)} dataset × metric cells; on all five metrics for "
+            f"{len(full)} of {len(claims)} datasets ({', '.join(full) or 'none'}); on most metrics "
+            f"for {len(most)} of {len(claims)} ({', '.join(most) or 'none'}).",
+        ]
         if held:
             gains = sorted(c.relative for c in held)
-            lines.append(f"Where it holds, the relative margin is {gains[0]:+.1f}% to {gains[-1]:+.1f}% "
-                         f"(median {gains[len(gains) // 2]:+.1f}%); "
-                         f"{sum(2.0 <= g for g in gains)} of {len(gains)} margins are 2% or more.")
-        failures = [f"{d} {m} ({100 * c.method_mean:.2f} vs {100 * c.best_fixed_mean:.2f}, {c.relative:+.1f}%)"
-                    for d, m, c in flat if not c.holds]
+            lines.append(
+                f"Where it holds, the relative margin is {gains[0]:+.1f}% to {gains[-1]:+.1f}% "
+                f"(median {gains[len(gains) // 2]:+.1f}%); "
+                f"{sum(2.0 <= g for g in gains)} of {len(gains)} margins are 2% or more."
+            )
+        failures = [
+            f"{d} {m} ({100 * c.method_mean:.2f} vs {100 * c.best_fixed_mean:.2f}, {c.relative:+.1f}%)"
+            for d, m, c in flat
+            if not c.holds
+        ]
         lines += ["Does not hold: " + "; ".join(failures) + "." if failures else "It holds in every cell.", ""]
     return lines
 
 
-def dataset_markdown(dataset: str, methods: dict[str, Summary], rows: list[dict[str, Any]],
-                     cells: dict[str, Any]) -> list[str]:
+def dataset_markdown(
+    dataset: str, methods: dict[str, Summary], rows: list[dict[str, Any]], cells: dict[str, Any]
+) -> list[str]:
     seeds = sorted({s for summary in methods.values() for s in summary.seeds})
     lines = [f"## {dataset}", ""]
     data = next((c.get("data") for c in cells.values() if c["dataset"] == dataset and c.get("data")), None)
     if data:
         lines += [", ".join(f"{key} {value}" for key, value in data.items()), ""]
-    dynamic_best = {metric: max((s.mean(metric) for name, s in methods.items() if s.kind != "peer"), default=None)
-                    for metric in TABLE_METRICS}
-    lines += ["| method | kind | n | " + " | ".join(TABLE_METRICS) + " | wall s |",
-              "|---|---|---|" + "---|" * (len(TABLE_METRICS) + 1)]
+    dynamic_best = {
+        metric: max((s.mean(metric) for name, s in methods.items() if s.kind != "peer"), default=None)
+        for metric in TABLE_METRICS
+    }
+    lines += [
+        "| method | kind | n | " + " | ".join(TABLE_METRICS) + " | wall s |",
+        "|---|---|---|" + "---|" * (len(TABLE_METRICS) + 1),
+    ]
     for name in ordered_methods(methods):
         summary = methods[name]
         cells_text = []
@@ -159,10 +202,17 @@ def dataset_markdown(dataset: str, methods: dict[str, Summary], rows: list[dict[
             is_best = summary.kind != "peer" and summary.mean(metric) == dynamic_best[metric]
             cells_text.append(f"**{text}**" if is_best else text)
         wall = sum(summary.wall) / len(summary.wall)
-        lines.append(f"| {name} | {summary.kind} | {len(summary.seeds)} | " + " | ".join(cells_text) + f" | {wall:.0f} |")
+        lines.append(
+            f"| {name} | {summary.kind} | {len(summary.seeds)} | " + " | ".join(cells_text) + f" | {wall:.0f} |"
+        )
     chosen = {row["seed"]: row["chosen"] for row in rows if row["dataset"] == dataset and row["method"] == "best_fixed"}
     if chosen:
-        lines += ["", "Best fixed ordering (validation): " + ", ".join(f"seed {s}: {chosen[s]}" for s in seeds if s in chosen) + "."]
+        lines += [
+            "",
+            "Best fixed ordering (validation): "
+            + ", ".join(f"seed {s}: {chosen[s]}" for s in seeds if s in chosen)
+            + ".",
+        ]
     return lines + [""]
 
 
@@ -171,22 +221,24 @@ def render_markdown(results: dict[str, Any]) -> str:
     rows, cells = results.get("rows", []), results.get("cells", {})
     args = results.get("args", {})
     table = summarize(rows)
-    lines = ["# Label orderings: fixed vs learned (test split)", "",
-             f"Made by: `{results.get('command', '?')}`", ""]
+    lines = ["# Label orderings: fixed vs learned (test split)", "", f"Made by: `{results.get('command', '?')}`", ""]
     if args:
-        lines += ["Values ×100, mean ± sample std over seeds (n = seeds); bold = best non-peer mean per column. "
-                  f"Every learner: {args.get('updates')} updates of batch {args.get('batch_size')}, hidden size "
-                  f"{args.get('hidden_size')}, lr {args.get('lr')} (reinforce, combined: {args.get('rl_lr') or args.get('lr')}; "
-                  f"ppo: {args.get('ppo_lr') or args.get('rl_lr') or args.get('lr')}, {args.get('ppo_epochs', 4)} epochs x "
-                  f"{args.get('ppo_minibatches', 4)} minibatches per rollout), the best-on-validation checkpoint by "
-                  f"{args.get('select_metric')} (validation every {args.get('eval_every')} updates, "
-                  f"{args.get('val_fraction')} of train held out). reinforce, ppo and combined start from the same "
-                  "run's rearrangement policy and train that many updates more. best_fixed: per seed, the fixed "
-                  "ordering with the best validation score. ensemble: rearrange + combined fused on validation "
-                  "(agents.ensemble); its wall time is its members' training. Peers (non-sequential references) "
-                  "train on the chains' training part; C / tree settings and set rule are tuned on the same "
-                  "validation split (experiments/peers.py). wall s: training + validation + test "
-                  "decoding per learner (RL learners exclude the rearrangement run they start from).", ""]
+        lines += [
+            "Values ×100, mean ± sample std over seeds (n = seeds); bold = best non-peer mean per column. "
+            f"Every learner: {args.get('updates')} updates of batch {args.get('batch_size')}, hidden size "
+            f"{args.get('hidden_size')}, lr {args.get('lr')} (reinforce, combined: {args.get('rl_lr') or args.get('lr')}; "
+            f"ppo: {args.get('ppo_lr') or args.get('rl_lr') or args.get('lr')}, {args.get('ppo_epochs', 4)} epochs x "
+            f"{args.get('ppo_minibatches', 4)} minibatches per rollout), the best-on-validation checkpoint by "
+            f"{args.get('select_metric')} (validation every {args.get('eval_every')} updates, "
+            f"{args.get('val_fraction')} of train held out). reinforce, ppo and combined start from the same "
+            "run's rearrangement policy and train that many updates more. best_fixed: per seed, the fixed "
+            "ordering with the best validation score. ensemble: rearrange + combined fused on validation "
+            "(agents.ensemble); its wall time is its members' training. Peers (non-sequential references) "
+            "train on the chains' training part; C / tree settings and set rule are tuned on the same "
+            "validation split (experiments/peers.py). wall s: training + validation + test "
+            "decoding per learner (RL learners exclude the rearrangement run they start from).",
+            "",
+        ]
     if not rows:
         lines += ["No cells finished yet.", ""]
     for dataset in table:
@@ -196,12 +248,16 @@ def render_markdown(results: dict[str, Any]) -> str:
     if skipped:
         lines += ["## Skipped peers", ""]
         reasons = sorted({(s["peer"], s["reason"]) for s in skipped})
-        lines += [f"- {peer} ({', '.join(sorted({s['dataset'] for s in skipped if s['peer'] == peer}))}): {reason}"
-                  for peer, reason in reasons] + [""]
+        lines += [
+            f"- {peer} ({', '.join(sorted({s['dataset'] for s in skipped if s['peer'] == peer}))}): {reason}"
+            for peer, reason in reasons
+        ] + [""]
     notes = results.get("notes", [])
     if notes:  # provenance the rows cannot carry (where and with which code a slice of the grid ran)
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
-    commands = sorted({cell.get("command") for cell in cells.values() if cell.get("command")} - {results.get("command")})
+    commands = sorted(
+        {cell.get("command") for cell in cells.values() if cell.get("command")} - {results.get("command")}
+    )
     if commands:
         lines += ["Some cells were made by earlier invocations: " + "; ".join(f"`{c}`" for c in commands), ""]
     return "\n".join(lines)

@@ -7,6 +7,7 @@ experiments/train_rl.py carves with the same --val-fraction and --seed), picks i
 (OvR: C; Omikuji: tree count and cluster arity) by validation nDCG@5 and its set rule (threshold or
 top-k, agents.set_rules) by validation example F1, then is scored on the test split.
 """
+
 from __future__ import annotations
 
 import time
@@ -36,8 +37,13 @@ def run_peer(name: str, ds: Dataset, seed: int = 0, val_fraction: float = 0.1) -
 
 def tuned_config(tuned: TunedPeer, val_fraction: float) -> dict:
     """What a results row records about how the peer was chosen."""
-    return {"peer": tuned.name, "hyper": tuned.hyper, "set_rule": tuned.set_rule.to_dict(), "search": tuned.search,
-            "train_split": f"train minus the {val_fraction:.0%} validation slice (same as the chains)"}
+    return {
+        "peer": tuned.name,
+        "hyper": tuned.hyper,
+        "set_rule": tuned.set_rule.to_dict(),
+        "search": tuned.search,
+        "train_split": f"train minus the {val_fraction:.0%} validation slice (same as the chains)",
+    }
 
 
 @dataclass

@@ -8,6 +8,7 @@ outputs (0.3) and variational dropout on the GRU inputs (0.2), AdamW with weight
 for set metrics, best nDCG@5 for ranking metrics; train_rl: up to 20,000 updates, validation every
 100, patience 5 validations). `small` is the comparison grid's size, for quick runs and tests.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -35,10 +36,34 @@ class Preset:
 
 
 PRESETS = {
-    "paper": Preset(hidden_size=1024, label_embed_size=256, dropout=0.3, input_dropout=0.2, aux_weight=0.1,
-                    weight_decay=1e-4, lr=1e-3, rl_lr=3e-4, epochs=50, combined_epochs=10, patience=5,
-                    updates=20000, eval_every=100),
-    "small": Preset(hidden_size=128, label_embed_size=64, dropout=0.1, input_dropout=0.0, aux_weight=0.1,
-                    weight_decay=0.0, lr=1e-3, rl_lr=3e-4, epochs=5, combined_epochs=2, patience=2,
-                    updates=500, eval_every=50),
+    "paper": Preset(
+        hidden_size=1024,
+        label_embed_size=256,
+        dropout=0.3,
+        input_dropout=0.2,
+        aux_weight=0.1,
+        weight_decay=1e-4,
+        lr=1e-3,
+        rl_lr=3e-4,
+        epochs=50,
+        combined_epochs=10,
+        patience=5,
+        updates=20000,
+        eval_every=100,
+    ),
+    "small": Preset(
+        hidden_size=128,
+        label_embed_size=64,
+        dropout=0.1,
+        input_dropout=0.0,
+        aux_weight=0.1,
+        weight_decay=0.0,
+        lr=1e-3,
+        rl_lr=3e-4,
+        epochs=5,
+        combined_epochs=2,
+        patience=2,
+        updates=500,
+        eval_every=50,
+    ),
 }

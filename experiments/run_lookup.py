@@ -4,6 +4,7 @@ A run's configuration is its train_rl Args minus the fields that only say where 
 A config saved before a field existed reads that field at its default, so a new train_rl knob must
 default to the behaviour runs had before it existed; then finished runs stay valid.
 """
+
 from __future__ import annotations
 
 import json

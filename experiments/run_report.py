@@ -3,6 +3,7 @@
 Kept apart from the training loop so that the report's rules (which checkpoint, which fixed ordering
 counts as best, which members the ensemble fuses) read in one place.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,9 @@ def few_shot_report(data: RunData, Y_pred) -> dict[str, float | None]:
     return {key: None if math.isnan(value) else value for key, value in result.items()}
 
 
-def final_evaluation(data: RunData, run_dir: Path, dataset: str, learners: Sequence[str], ensemble: Sequence[str],
-                     select_metric: str) -> dict[str, Any]:
+def final_evaluation(
+    data: RunData, run_dir: Path, dataset: str, learners: Sequence[str], ensemble: Sequence[str], select_metric: str
+) -> dict[str, Any]:
     """Test metrics of every learner's best policy, of the best fixed ordering, and of the ensemble."""
     results: dict[str, dict[str, Any]] = {}
     outputs = {}
@@ -58,28 +60,45 @@ def final_evaluation(data: RunData, run_dir: Path, dataset: str, learners: Seque
         test_out = predict(policy, data.test.X, batch_size=PREDICT_BATCH, max_steps=data.max_steps)
         if "best_set_policy" in state:  # two checkpoints: label sets from the best-example-F1 weights
             set_policy = policy_from_state(state["policy_config"], state["best_set_policy"])
-            val_out = (predict(set_policy, data.val.X, batch_size=PREDICT_BATCH, max_steps=data.max_steps)[0], val_out[1])
-            test_out = (predict(set_policy, data.test.X, batch_size=PREDICT_BATCH, max_steps=data.max_steps)[0], test_out[1])
+            val_out = (
+                predict(set_policy, data.val.X, batch_size=PREDICT_BATCH, max_steps=data.max_steps)[0],
+                val_out[1],
+            )
+            test_out = (
+                predict(set_policy, data.test.X, batch_size=PREDICT_BATCH, max_steps=data.max_steps)[0],
+                test_out[1],
+            )
         outputs[name] = (val_out, test_out)
         progress = Progress.from_dict(state["progress"])
         results[name] = {
-            "test": evaluate(data.test.Y, scores=test_out[1], Y_pred=test_out[0], label_freq=data.label_freq,
-                             n_train=len(data.train)),
+            "test": evaluate(
+                data.test.Y, scores=test_out[1], Y_pred=test_out[0], label_freq=data.label_freq, n_train=len(data.train)
+            ),
             "few_shot": few_shot_report(data, test_out[0]),
-            "val": progress.best_metrics, "best_update": progress.best_update,
-            "updates": progress.update, "label_steps": progress.label_steps, "docs": progress.docs,
-            "timing": {"train_seconds": progress.train_seconds, "eval_seconds": progress.eval_seconds,
-                       "test_seconds": time.perf_counter() - started},
+            "val": progress.best_metrics,
+            "best_update": progress.best_update,
+            "updates": progress.update,
+            "label_steps": progress.label_steps,
+            "docs": progress.docs,
+            "timing": {
+                "train_seconds": progress.train_seconds,
+                "eval_seconds": progress.eval_seconds,
+                "test_seconds": time.perf_counter() - started,
+            },
         }
     report: dict[str, Any] = {"dataset": dataset, "select_metric": select_metric, "learners": results}
     floor = tune_peer("label_frequency", data.train, data.val)  # the floor every table shows
     Y_floor, floor_scores = floor.predict(data.test.X)
-    report["floor"] = {"method": "label_frequency", "set_rule": floor.set_rule.to_dict(),
-                       "test": evaluate(data.test.Y, scores=floor_scores, Y_pred=Y_floor, label_freq=data.label_freq)}
+    report["floor"] = {
+        "method": "label_frequency",
+        "set_rule": floor.set_rule.to_dict(),
+        "test": evaluate(data.test.Y, scores=floor_scores, Y_pred=Y_floor, label_freq=data.label_freq),
+    }
     fixed = [name for name in learners if name in FIXED_ORDERINGS]
     if fixed:
-        best = best_fixed_ordering({name: results[name]["val"].get(select_metric, math.nan) for name in fixed},
-                                   select_metric)
+        best = best_fixed_ordering(
+            {name: results[name]["val"].get(select_metric, math.nan) for name in fixed}, select_metric
+        )
         report["best_fixed"] = {"learner": best, "val": results[best]["val"], "test": results[best]["test"]}
     members = [name for name in ensemble if name in learners]
     if len(members) >= 2:
@@ -88,8 +107,9 @@ def final_evaluation(data: RunData, run_dir: Path, dataset: str, learners: Seque
         Y_pred, scores = fused.predict([outputs[name][1] for name in members])
         report["ensemble"] = {
             "members": members,
-            "test": evaluate(data.test.Y, scores=scores, Y_pred=Y_pred, label_freq=data.label_freq,
-                             n_train=len(data.train)),
+            "test": evaluate(
+                data.test.Y, scores=scores, Y_pred=Y_pred, label_freq=data.label_freq, n_train=len(data.train)
+            ),
             "few_shot": few_shot_report(data, Y_pred),
             **fused.describe(),
         }

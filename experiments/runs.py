@@ -6,6 +6,7 @@ checkpoints through `save_checkpoint` (atomic: a half-written checkpoint would m
 unresumable), and draw minibatches from a `BatchSampler` whose state travels in the checkpoint, so
 a resumed run sees the same data order as an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import errno
@@ -94,8 +95,10 @@ class RunLock:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise ArgsError(f"{self.run_dir} is in use by another train_rl process (it holds "
-                            f"{self.run_dir / LOCK_FILE}); wait for it to end or stop it first") from None
+            raise ArgsError(
+                f"{self.run_dir} is in use by another train_rl process (it holds "
+                f"{self.run_dir / LOCK_FILE}); wait for it to end or stop it first"
+            ) from None
         self._handle = handle
         return self
 
@@ -298,8 +301,7 @@ class GracefulInterrupt:
             raise KeyboardInterrupt
         self.requested = True
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        print(f"\n{name}: finishing the current update, then writing a checkpoint (Ctrl-C again to abort)",
-              flush=True)
+        print(f"\n{name}: finishing the current update, then writing a checkpoint (Ctrl-C again to abort)", flush=True)
 
     def __exit__(self, *exc: object) -> None:
         for number, previous in self._previous.items():

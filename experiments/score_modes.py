@@ -8,6 +8,7 @@ scores the validation split with every score mode of agents.decoding.predict tha
 supports. Validation only: this chooses defaults, so the test split is not looked at. Prints a
 table, writes experiments/results/score_modes.json and prints one JSON line.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,9 @@ def run_one(args: Args, dataset: str, aux_weight: float, device: torch.device) -
     policy = policy.fit_input_normalization(train.X).to(device)
     config = TrainConfig(epochs=args.epochs, seed=args.seed, val_metric="nDCG@5", patience=1)
     started = time.perf_counter()
-    history = train_epochs(policy, train, config, learner=args.learner, label_freq=ds.label_freq, val=val,
-                           progress=False)
+    history = train_epochs(
+        policy, train, config, learner=args.learner, label_freq=ds.label_freq, val=val, progress=False
+    )
     train_seconds = time.perf_counter() - started
     rows = []
     for mode in SCORE_MODES:
@@ -64,9 +66,17 @@ def run_one(args: Args, dataset: str, aux_weight: float, device: torch.device) -
             continue
         started = time.perf_counter()
         _, scores = predict(policy, val.X, score_mode=mode, n_samples=args.n_samples, seed=args.seed)
-        rows.append({"dataset": dataset, "aux_weight": aux_weight, "score_mode": mode,
-                     "val": evaluate(val.Y, scores=scores), "score_seconds": time.perf_counter() - started,
-                     "train_seconds": train_seconds, "best_epoch": history.best_epoch})
+        rows.append(
+            {
+                "dataset": dataset,
+                "aux_weight": aux_weight,
+                "score_mode": mode,
+                "val": evaluate(val.Y, scores=scores),
+                "score_seconds": time.perf_counter() - started,
+                "train_seconds": train_seconds,
+                "best_epoch": history.best_epoch,
+            }
+        )
     return rows
 
 
@@ -84,9 +94,17 @@ def main(args: Args) -> dict:
         print(f"{row['dataset']:<11}{row['aux_weight']:>7g} {row['score_mode']:<13}{cells}{row['score_seconds']:>9.1f}")
     result = {"args": vars(args), "device": str(device), "rows": rows}
     atomic_write_json(args.out, result)
-    print(json.dumps({"rows": [{k: r[k] for k in ("dataset", "aux_weight", "score_mode")} | {"nDCG@5": r["val"]["nDCG@5"],
-                                                                                             "P@1": r["val"]["P@1"]}
-                               for r in rows]}))
+    print(
+        json.dumps(
+            {
+                "rows": [
+                    {k: r[k] for k in ("dataset", "aux_weight", "score_mode")}
+                    | {"nDCG@5": r["val"]["nDCG@5"], "P@1": r["val"]["P@1"]}
+                    for r in rows
+                ]
+            }
+        )
+    )
     return result
 
 

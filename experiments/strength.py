@@ -16,6 +16,7 @@ validation split (train minus a seeded 10% slice):
 Rows go to experiments/results/strength.json (resumable: finished cells with the same settings are
 kept; an interrupted cell reruns), verdicts and tables to strength.md (experiments/strength_report.py).
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -81,8 +82,11 @@ class Args:
 def resolve_preset(args: Args) -> Preset:
     if args.preset not in PRESETS:
         raise SystemExit(f"--preset must be one of {sorted(PRESETS)}, got {args.preset!r}")
-    overrides = {key: getattr(args, key) for key in ("epochs", "combined_epochs", "hidden_size")
-                 if getattr(args, key) is not None}
+    overrides = {
+        key: getattr(args, key)
+        for key in ("epochs", "combined_epochs", "hidden_size")
+        if getattr(args, key) is not None
+    }
     return replace(PRESETS[args.preset], **overrides)
 
 
@@ -101,21 +105,43 @@ class ChainFit:
     rank_state: dict
 
 
-def fit_chain(learner: str, train: Split, val: Split, test: Split | None, preset: Preset, seed: int,
-              device: torch.device, warm_state: dict | None = None) -> ChainFit:
+def fit_chain(
+    learner: str,
+    train: Split,
+    val: Split,
+    test: Split | None,
+    preset: Preset,
+    seed: int,
+    device: torch.device,
+    warm_state: dict | None = None,
+) -> ChainFit:
     started = time.perf_counter()
     torch.manual_seed(seed)
     features: Any = train.X  # dense or CSR
-    policy = ChainPolicy(features.shape[1], train.Y.shape[1], hidden_size=preset.hidden_size,
-                         label_embed_size=preset.label_embed_size, dropout=preset.dropout,
-                         input_dropout=preset.input_dropout, aux_weight=preset.aux_weight)
+    policy = ChainPolicy(
+        features.shape[1],
+        train.Y.shape[1],
+        hidden_size=preset.hidden_size,
+        label_embed_size=preset.label_embed_size,
+        dropout=preset.dropout,
+        input_dropout=preset.input_dropout,
+        aux_weight=preset.aux_weight,
+    )
     policy = policy.fit_input_normalization(train.X).to(device)
     if warm_state is not None:
         policy.load_state_dict(warm_state)
     rl = learner == "combined"
-    config = TrainConfig(epochs=preset.combined_epochs if rl else preset.epochs, batch_size=preset.batch_size,
-                         lr=preset.lr, rl_lr=preset.rl_lr, seed=seed, patience=preset.patience,
-                         val_metric=RANK_METRIC, extra_checkpoints=(SET_METRIC,), weight_decay=preset.weight_decay)
+    config = TrainConfig(
+        epochs=preset.combined_epochs if rl else preset.epochs,
+        batch_size=preset.batch_size,
+        lr=preset.lr,
+        rl_lr=preset.rl_lr,
+        seed=seed,
+        patience=preset.patience,
+        val_metric=RANK_METRIC,
+        extra_checkpoints=(SET_METRIC,),
+        weight_decay=preset.weight_decay,
+    )
     history = train_epochs(policy, train, config, learner=learner, label_freq=train.label_freq, val=val, progress=False)
     rank_state, set_state = history.checkpoints[RANK_METRIC][2], history.checkpoints[SET_METRIC][2]
     outputs: dict[str, Any] = {}
@@ -132,12 +158,21 @@ def fit_chain(learner: str, train: Split, val: Split, test: Split | None, preset
                 outputs[f"aux_{part}"] = torch.sigmoid(policy.aux_logits(split.X)).cpu().numpy()
     val_metrics = evaluate(val.Y, scores=outputs["val"][1], Y_pred=outputs["val"][0])
     best_epochs = {metric: kept[0] for metric, kept in history.checkpoints.items()}
-    return ChainFit(outputs["val"], outputs.get("test"), outputs.get("aux_val"), outputs.get("aux_test"),
-                    val_metrics, time.perf_counter() - started, best_epochs, rank_state)
+    return ChainFit(
+        outputs["val"],
+        outputs.get("test"),
+        outputs.get("aux_val"),
+        outputs.get("aux_test"),
+        val_metrics,
+        time.perf_counter() - started,
+        best_epochs,
+        rank_state,
+    )
 
 
-def choose_fixed(args: Args, train: Split, val: Split, fits: dict[str, ChainFit], preset: Preset, seed: int,
-                 device: torch.device) -> tuple[str, dict]:
+def choose_fixed(
+    args: Args, train: Split, val: Split, fits: dict[str, ChainFit], preset: Preset, seed: int, device: torch.device
+) -> tuple[str, dict]:
     """The best fixed ordering on validation nDCG@5; k-fold means when the split is small."""
     if not needs_folds(len(train) + len(val), args.val_fraction, args.min_val_docs):
         best, means = pick_best({name: [fits[name].val_metrics[RANK_METRIC]] for name in args.fixed}, RANK_METRIC)
@@ -149,8 +184,11 @@ def choose_fixed(args: Args, train: Split, val: Split, fits: dict[str, ChainFit]
             fit = fit_chain(name, full.subset(fold_train), full.subset(fold_val), None, preset, seed, device)
             scores[name].append(fit.val_metrics[RANK_METRIC])
     best, means = pick_best(scores, RANK_METRIC)
-    return best, {"rule": f"{args.folds}-fold mean (validation split < {args.min_val_docs} docs)", "val": means,
-                  "folds": scores}
+    return best, {
+        "rule": f"{args.folds}-fold mean (validation split < {args.min_val_docs} docs)",
+        "val": means,
+        "folds": scores,
+    }
 
 
 def _vstack(a, b):
@@ -160,25 +198,37 @@ def _vstack(a, b):
 
 
 # ----------------------------------------------------------------------------- one cell
-def _row(dataset: str, seed: int, method: str, kind: str, test_Y, output: Output, label_freq, wall: float,
-         config: dict) -> dict:
+def _row(
+    dataset: str, seed: int, method: str, kind: str, test_Y, output: Output, label_freq, wall: float, config: dict
+) -> dict:
     metrics = evaluate(test_Y, scores=output[1], Y_pred=output[0], label_freq=label_freq)
-    return {"dataset": dataset, "seed": seed, "method": method, "kind": kind, "metrics": metrics,
-            "wall_time_s": wall, "config": config}
+    return {
+        "dataset": dataset,
+        "seed": seed,
+        "method": method,
+        "kind": kind,
+        "metrics": metrics,
+        "wall_time_s": wall,
+        "config": config,
+    }
 
 
 def compute_cell(args: Args, dataset: str, seed: int) -> dict:
     single_thread()
     started, device, preset = time.perf_counter(), resolve_device(args.device), resolve_preset(args)
     ds: Dataset = load_dataset(dataset)
-    source = ds.train if args.max_train_docs is None else ds.train.subset(np.arange(min(args.max_train_docs, len(ds.train))))
+    source = (
+        ds.train if args.max_train_docs is None else ds.train.subset(np.arange(min(args.max_train_docs, len(ds.train))))
+    )
     train, val = carve_validation(source, args.val_fraction, seed)
     test = ds.test
     rows: list[dict] = []
     fits: dict[str, ChainFit] = {}
     for name in [*args.fixed, "rearrange"]:
         fits[name] = fit_chain(name, train, val, test, preset, seed, device)
-    fits["combined"] = fit_chain("combined", train, val, test, preset, seed, device, warm_state=fits["rearrange"].rank_state)
+    fits["combined"] = fit_chain(
+        "combined", train, val, test, preset, seed, device, warm_state=fits["rearrange"].rank_state
+    )
     for name, fit in fits.items():
         assert fit.test is not None and (fit.aux_val is None) == (fit.aux_test is None)
         config = {"preset": preset.to_dict(), "best_epochs": fit.best_epochs, "checkpoints": [SET_METRIC, RANK_METRIC]}
@@ -212,17 +262,34 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
             val_out[name], test_out[name] = tuned.val_output(), output
     chains = [name for name in val_out if name.split("_aux")[0] in chain_members]
     small_val = needs_folds(len(source), args.val_fraction, args.min_val_docs)  # no weight search then
-    for method, members, wall in (("ensemble_chains", chains, chain_wall),
-                                  ("ensemble_chains_peers", list(val_out), chain_wall + sum(
-                                      peer_wall.get(n, 0.0) for n in val_out if n not in chains))):
-        ensemble = Ensemble().fit([val_out[m] for m in members], val.Y, ranking_metric=RANK_METRIC,
-                                  set_metric=SET_METRIC, search_weights=not small_val)
+    for method, members, wall in (
+        ("ensemble_chains", chains, chain_wall),
+        (
+            "ensemble_chains_peers",
+            list(val_out),
+            chain_wall + sum(peer_wall.get(n, 0.0) for n in val_out if n not in chains),
+        ),
+    ):
+        ensemble = Ensemble().fit(
+            [val_out[m] for m in members],
+            val.Y,
+            ranking_metric=RANK_METRIC,
+            set_metric=SET_METRIC,
+            search_weights=not small_val,
+        )
         output = ensemble.predict([test_out[m] for m in members])
         config = {"members": members, **ensemble.describe(), "validation": ensemble.validation}
         rows.append(_row(dataset, seed, method, "ensemble", test.Y, output, ds.label_freq, wall, config))
     data = {"n_train": len(train), "n_val": len(val), "n_test": len(test), "n_labels": ds.n_labels}
-    return {"dataset": dataset, "seed": seed, "config": cell_config(args), "data": data, "rows": rows,
-            "skipped_peers": skipped, "cell_wall_time_s": time.perf_counter() - started}
+    return {
+        "dataset": dataset,
+        "seed": seed,
+        "config": cell_config(args),
+        "data": data,
+        "rows": rows,
+        "skipped_peers": skipped,
+        "cell_wall_time_s": time.perf_counter() - started,
+    }
 
 
 # ----------------------------------------------------------------------------- results file
@@ -244,10 +311,16 @@ def main(args: Args) -> Path:
     out_dir = Path(args.out_dir)
     path = out_dir / "strength.json"
     results = _load(path)
-    todo = [(d, s) for d in args.datasets for s in args.seeds
-            if results["cells"].get(f"{d}:{s}", {}).get("config") != cell_config(args)]
+    todo = [
+        (d, s)
+        for d in args.datasets
+        for s in args.seeds
+        if results["cells"].get(f"{d}:{s}", {}).get("config") != cell_config(args)
+    ]
     command = command_line(args, SCRIPT, skip=())
-    print(f"strength: {len(todo)} cells to run ({len(args.datasets) * len(args.seeds) - len(todo)} reused), preset {args.preset}")
+    print(
+        f"strength: {len(todo)} cells to run ({len(args.datasets) * len(args.seeds) - len(todo)} reused), preset {args.preset}"
+    )
 
     def finish(cell: dict) -> None:
         key = f"{cell['dataset']}:{cell['seed']}"

@@ -22,6 +22,7 @@ loadable with `ChainPolicy.load`). One event folder per learner means TensorBoar
 learners' curves under the same tags: `charts/episodic_return`, `losses/*`, `eval/*` (validation),
 `perf/steps_per_sec` (label-steps/s of training) and `perf/docs_per_sec`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -109,32 +110,44 @@ class Args(TrainKnobs):
     )
     warm_start: str | None = field(
         default="rearrange",
-        metadata={"help": "RL learners start from: 'rearrange' (this run's rearrangement policy, if "
-                          "trained), a saved policy folder / checkpoint.pt / learner folder, or none"},
+        metadata={
+            "help": "RL learners start from: 'rearrange' (this run's rearrangement policy, if "
+            "trained), a saved policy folder / checkpoint.pt / learner folder, or none"
+        },
     )
     rearrange_warm_start: str | None = field(
-        default=None, metadata={"help": "rearrange starts from this saved policy (e.g. a fixed-order run's "
-                                        "<learner>/policy folder) instead of fresh weights"},
+        default=None,
+        metadata={
+            "help": "rearrange starts from this saved policy (e.g. a fixed-order run's "
+            "<learner>/policy folder) instead of fresh weights"
+        },
     )
     ensemble: list[str] = field(
         default_factory=lambda: ["rearrange", "combined"],
         metadata={"help": "learners whose best policies are ensembled (those trained in this run)"},
     )
-    seed: int = field(default=0, metadata={"help": "seed of the validation split, weights and sampling",
-                                           "at_least": 0})
+    seed: int = field(default=0, metadata={"help": "seed of the validation split, weights and sampling", "at_least": 0})
     runs_dir: str = field(default="runs", metadata={"help": "new run folders go here"})
     group_name: str | None = field(default=None, metadata={"help": "run-name group instead of learner names"})
-    resume: str | None = field(default=None, metadata={"help": "run folder to continue with its saved "
-                                                                "configuration (only --progress, --stop-after-updates "
-                                                                "and --data-dir may be given with it)"})
+    resume: str | None = field(
+        default=None,
+        metadata={
+            "help": "run folder to continue with its saved "
+            "configuration (only --progress, --stop-after-updates "
+            "and --data-dir may be given with it)"
+        },
+    )
     stop_after_updates: int | None = field(
-        default=None, metadata={"help": "stop (checkpointed, resumable) after this many updates in this call",
-                                "at_least": 1},
+        default=None,
+        metadata={"help": "stop (checkpointed, resumable) after this many updates in this call", "at_least": 1},
     )
     quick: bool = field(default=False, metadata={"help": "smoke test: 40 updates per learner, eval every 20"})
     config: str | None = field(
-        default=None, metadata={"help": "JSON file of these Args fields (e.g. tune.py's best_config.json) used as "
-                                        "defaults: flags given on the command line win over it"},
+        default=None,
+        metadata={
+            "help": "JSON file of these Args fields (e.g. tune.py's best_config.json) used as "
+            "defaults: flags given on the command line win over it"
+        },
     )
 
 
@@ -157,10 +170,12 @@ def resolve_args(args: Args) -> Args:
             raise ArgsError(f"{config_path}: not a train_rl config ({type(error).__name__}: {error})") from None
         conflicts = resume_conflicts(args, resumed)
         if conflicts:
-            raise ArgsError(f"--resume {args.resume}: the run was made with other values of {', '.join(conflicts)}; "
-                            f"a resumed run keeps its saved configuration ({config_path}). Only "
-                            f"{', '.join(flag_name(n) for n in SAFE_ON_RESUME if n != 'resume')} may change; "
-                            "start a new run for other settings")
+            raise ArgsError(
+                f"--resume {args.resume}: the run was made with other values of {', '.join(conflicts)}; "
+                f"a resumed run keeps its saved configuration ({config_path}). Only "
+                f"{', '.join(flag_name(n) for n in SAFE_ON_RESUME if n != 'resume')} may change; "
+                "start a new run for other settings"
+            )
         args = resumed
     apply_preset(args)  # idempotent on resume: the saved knobs already hold the preset's values
     if args.quick:
@@ -174,8 +189,17 @@ def apply_preset(args: Args) -> None:
     if args.preset not in PRESETS:
         return  # none, or a bad name that _check reports
     preset, defaults = PRESETS[args.preset], type(args)()
-    for knob in ("hidden_size", "dropout", "lr", "rl_lr", "weight_decay", "patience", "updates", "eval_every",
-                 "batch_size"):
+    for knob in (
+        "hidden_size",
+        "dropout",
+        "lr",
+        "rl_lr",
+        "weight_decay",
+        "patience",
+        "updates",
+        "eval_every",
+        "batch_size",
+    ):
         if getattr(args, knob) == getattr(defaults, knob):
             setattr(args, knob, getattr(preset, knob))
 
@@ -185,8 +209,11 @@ def policy_extras(args: Args) -> dict:
     if args.preset not in PRESETS:
         return {}
     preset = PRESETS[args.preset]
-    return {"label_embed_size": preset.label_embed_size, "input_dropout": preset.input_dropout,
-            "aux_weight": preset.aux_weight}
+    return {
+        "label_embed_size": preset.label_embed_size,
+        "input_dropout": preset.input_dropout,
+        "aux_weight": preset.aux_weight,
+    }
 
 
 def resume_conflicts(given: Args, saved: Args) -> list[str]:
@@ -236,10 +263,18 @@ def learner_config(args: Args, max_steps: int | None = None, name: str = "") -> 
     if name == "ppo" and args.ppo_lr is not None:
         lr = args.ppo_lr
     return LearnerConfig(
-        lr=lr, batch_size=args.batch_size, seed=args.seed, reward=args.reward,
-        reward_mode=args.reward_mode, baseline=args.baseline, entropy_coef=args.entropy_coef,
-        rl_weight=args.rl_weight, max_steps=max_steps, ppo_epochs=args.ppo_epochs,
-        ppo_minibatches=args.ppo_minibatches, greedy_rearrangement=args.greedy_rearrangement,
+        lr=lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        reward=args.reward,
+        reward_mode=args.reward_mode,
+        baseline=args.baseline,
+        entropy_coef=args.entropy_coef,
+        rl_weight=args.rl_weight,
+        max_steps=max_steps,
+        ppo_epochs=args.ppo_epochs,
+        ppo_minibatches=args.ppo_minibatches,
+        greedy_rearrangement=args.greedy_rearrangement,
         weight_decay=args.weight_decay,
     )
 
@@ -316,10 +351,12 @@ def overlapping_clusters(args: Args, train: Split, label_cluster: np.ndarray) ->
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         raise ArgsError(f"--overlap-from {args.overlap_from}: {error}") from None
     if first.guidance is None or first.guidance.n_clusters != args.clusters or first.n_features != train.X.shape[1]:
-        raise ArgsError(f"--overlap-from {args.overlap_from}: not a guided policy with --clusters {args.clusters} "
-                        f"over {train.X.shape[1]} features")
+        raise ArgsError(
+            f"--overlap-from {args.overlap_from}: not a guided policy with --clusters {args.clusters} "
+            f"over {train.X.shape[1]} features"
+        )
     first.eval()
-    M = np.vstack([first.predicted_clusters(train.X[start:start + 1024]) for start in range(0, len(train), 1024)])
+    M = np.vstack([first.predicted_clusters(train.X[start : start + 1024]) for start in range(0, len(train), 1024)])
     overlap = assign_overlapping(cooccurrence_counts(train.Y, M), label_cluster, args.overlap_lambda)
     return membership_matrix(overlap, args.clusters)
 
@@ -333,8 +370,11 @@ def check_splits(name: str, train: Split, test: Split) -> None:
     if empty == 1.0:
         raise ArgsError(f"--dataset {name}: no training document has a label; there is nothing to learn")
     if empty >= EMPTY_WARN_FRACTION:
-        warnings.warn(f"--dataset {name}: {empty:.1%} of the training documents have no label; the chains "
-                      "learn to stop at once on them", stacklevel=2)
+        warnings.warn(
+            f"--dataset {name}: {empty:.1%} of the training documents have no label; the chains "
+            "learn to stop at once on them",
+            stacklevel=2,
+        )
 
 
 def check_warm_start(args: Args, data: RunData) -> None:
@@ -346,18 +386,29 @@ def check_warm_start(args: Args, data: RunData) -> None:
         except (OSError, ValueError, RuntimeError, KeyError) as error:
             raise ArgsError(f"--{flag} {source}: {error}") from None
         if shape[0] not in policy.feature_widths or policy.n_labels != shape[1]:
-            raise ArgsError(f"--{flag} {source}: policy is {policy.n_features} features x "
-                            f"{policy.n_labels} labels, {args.dataset} has {shape[0]} x {shape[1]}")
+            raise ArgsError(
+                f"--{flag} {source}: policy is {policy.n_features} features x "
+                f"{policy.n_labels} labels, {args.dataset} has {shape[0]} x {shape[1]}"
+            )
         if policy.output.kind != args.output:
-            raise ArgsError(f"--{flag} {source}: policy has a {policy.output.kind} output layer, "
-                            f"this run asks for --output {args.output}")
+            raise ArgsError(
+                f"--{flag} {source}: policy has a {policy.output.kind} output layer, "
+                f"this run asks for --output {args.output}"
+            )
 
 
 # ----------------------------------------------------------------------------- one learner
 def schedule(args: Args) -> Schedule:
     set_metric = "example_f1" if args.preset is not None and args.select_metric != "example_f1" else None
-    return Schedule(args.updates, args.eval_every, args.checkpoint_every, args.select_metric, args.progress,
-                    patience=args.patience, set_metric=set_metric)
+    return Schedule(
+        args.updates,
+        args.eval_every,
+        args.checkpoint_every,
+        args.select_metric,
+        args.progress,
+        patience=args.patience,
+        set_metric=set_metric,
+    )
 
 
 def start_policy(name: str, args: Args, data: RunData, run_dir: Path) -> ChainPolicy:
@@ -379,16 +430,28 @@ def fresh_policy(args: Args, train: Split, n_features: int | None = None) -> Cha
         emb = pifa_embeddings(train.X[:, :n_features], train.Y)
         tree = build_label_tree(emb, args.tree_branching, args.tree_leaf_size, seed=args.seed)
     n_clusters = args.clusters if args.guidance == "bcl" else 0
-    policy = ChainPolicy(n_features, train.Y.shape[1], hidden_size=args.hidden_size, dropout=args.dropout,
-                         output=args.output, tree=tree, tree_beam=args.tree_beam, n_clusters=n_clusters,
-                         sparse_label_grads=args.sparse_label_grads, tree_query_size=args.tree_query_size,
-                         guidance_weight=args.guidance_weight, guidance_anneal=args.guidance_anneal,
-                         guidance_mix=args.guidance_mix, **policy_extras(args))
+    policy = ChainPolicy(
+        n_features,
+        train.Y.shape[1],
+        hidden_size=args.hidden_size,
+        dropout=args.dropout,
+        output=args.output,
+        tree=tree,
+        tree_beam=args.tree_beam,
+        n_clusters=n_clusters,
+        sparse_label_grads=args.sparse_label_grads,
+        tree_query_size=args.tree_query_size,
+        guidance_weight=args.guidance_weight,
+        guidance_anneal=args.guidance_anneal,
+        guidance_mix=args.guidance_mix,
+        **policy_extras(args),
+    )
     return policy.fit_input_normalization(train.X)
 
 
-def train_learner(name: str, args: Args, data: RunData, run_dir: Path, interrupt: GracefulInterrupt,
-                  budget: UpdateBudget) -> bool:
+def train_learner(
+    name: str, args: Args, data: RunData, run_dir: Path, interrupt: GracefulInterrupt, budget: UpdateBudget
+) -> bool:
     """Train (or continue) learner `name`; True when it finished its budget, False when stopped early."""
     learner_dir = run_dir / name
     path = checkpoint_path(learner_dir)
@@ -403,11 +466,20 @@ def train_learner(name: str, args: Args, data: RunData, run_dir: Path, interrupt
         policy = policy_from_state(state["policy_config"]).to(resolve_device(args.device))
     else:
         policy = start_policy(name, args, data, run_dir)
-    learner = make_learner(name, policy, data.train, learner_config(args, data.max_steps, name),
-                           label_freq=data.label_freq)
+    learner = make_learner(
+        name, policy, data.train, learner_config(args, data.max_steps, name), label_freq=data.label_freq
+    )
     sampler = BatchSampler(len(data.train), args.batch_size, args.seed)
-    run = LearnerRun(name, learner, sampler, data, schedule(args), learner_dir,
-                     hparams={"learner": name, **asdict(args)}, state=state)
+    run = LearnerRun(
+        name,
+        learner,
+        sampler,
+        data,
+        schedule(args),
+        learner_dir,
+        hparams={"learner": name, **asdict(args)},
+        state=state,
+    )
     return run.train(interrupt, budget)
 
 
@@ -436,35 +508,51 @@ def main(args: Args) -> Path:
             if error.errno != errno.ENOSPC:
                 raise
             where = str(error) if isinstance(error, DiskFullError) else f"the disk is full (ENOSPC) in {run_dir}"
-            raise DiskFullError(errno.ENOSPC, f"{where}; free some space, then resume with: "
-                                              f"python experiments/train_rl.py --resume {run_dir}") from None
+            raise DiskFullError(
+                errno.ENOSPC,
+                f"{where}; free some space, then resume with: python experiments/train_rl.py --resume {run_dir}",
+            ) from None
 
 
 def train_and_report(args: Args, data: RunData, run_dir: Path, started: float) -> Path:
     """The body of `main` once the run folder is chosen and locked."""
     if args.resume is None:
         derived = {
-            "run_dir": str(run_dir), "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
-            "n_labels": data.n_labels, "n_features": data.n_features,
-            "max_steps": data.max_steps, "learner_order": learner_order(args),
-            "warm_start": {n: str(warm_start_source(args, n, run_dir)) for n in args.learners
-                           if warm_start_source(args, n, run_dir) is not None},
+            "run_dir": str(run_dir),
+            "n_train": len(data.train),
+            "n_val": len(data.val),
+            "n_test": len(data.test),
+            "n_labels": data.n_labels,
+            "n_features": data.n_features,
+            "max_steps": data.max_steps,
+            "learner_order": learner_order(args),
+            "warm_start": {
+                n: str(warm_start_source(args, n, run_dir))
+                for n in args.learners
+                if warm_start_source(args, n, run_dir) is not None
+            },
             "learner_config": {n: asdict(learner_config(args, data.max_steps, n)) for n in args.learners},
-            "torch": torch.__version__, "command": sys.argv,
+            "torch": torch.__version__,
+            "command": sys.argv,
         }
         atomic_write_json(run_dir / CONFIG_FILE, {"args": asdict(args), "derived": derived})
     budget = UpdateBudget(args.stop_after_updates)
     with GracefulInterrupt() as interrupt:
         for name in learner_order(args):
             if not train_learner(name, args, data, run_dir, interrupt, budget):
-                print(f"\nstopped before {name} finished (checkpoints in {run_dir}/<learner>/{CHECKPOINT_FILE})\n"
-                      f"resume with: python experiments/train_rl.py --resume {run_dir}", flush=True)
+                print(
+                    f"\nstopped before {name} finished (checkpoints in {run_dir}/<learner>/{CHECKPOINT_FILE})\n"
+                    f"resume with: python experiments/train_rl.py --resume {run_dir}",
+                    flush=True,
+                )
                 return run_dir
     report = final_evaluation(data, run_dir, args.dataset, args.learners, args.ensemble, args.select_metric)
     report["timing"] = {"this_call_seconds": time.perf_counter() - started}
     atomic_write_json(run_dir / METRICS_FILE, report)
     print(results_table(report))
-    print(f"\nrun folder: {run_dir}\ncurves:     tensorboard --logdir {Path(args.runs_dir if args.resume is None else run_dir.parent)}")
+    print(
+        f"\nrun folder: {run_dir}\ncurves:     tensorboard --logdir {Path(args.runs_dir if args.resume is None else run_dir.parent)}"
+    )
     return run_dir
 
 

@@ -19,6 +19,7 @@ written as `best_config.json`, a JSON of train_rl Args fields that `train_rl.py 
 `trials.json` lists every trial's configuration, best score and validation steps reported; the
 trials' run folders are next to it.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,11 @@ def search_space(learner: str) -> dict[str, Any]:
     """What is searched (Tune sampling domains); the RL knobs only for the learners that read them."""
     from ray import tune
 
-    space = {"lr": tune.loguniform(1e-4, 3e-3), "hidden_size": tune.choice([64, 128, 256]),
-             "dropout": tune.uniform(0.0, 0.5)}
+    space = {
+        "lr": tune.loguniform(1e-4, 3e-3),
+        "hidden_size": tune.choice([64, 128, 256]),
+        "dropout": tune.uniform(0.0, 0.5),
+    }
     if learner in RL_LEARNERS:
         space["entropy_coef"] = tune.uniform(0.0, 0.05)
     if learner == "combined":
@@ -60,11 +64,15 @@ class Args:
     dataset: str = field(default="bibtex", metadata={"help": "dataset name or folder (see envs.data.loading)"})
     learner: str = field(default="combined", metadata={"help": f"the learner to tune, from {LEARNERS}"})
     samples: int = field(default=16, metadata={"help": "trials (configurations drawn from the search space)"})
-    updates: int = field(default=300, metadata={"help": "updates per trial (RL: on top of the rearrangement warm start)"})
+    updates: int = field(
+        default=300, metadata={"help": "updates per trial (RL: on top of the rearrangement warm start)"}
+    )
     eval_every: int = field(default=50, metadata={"help": "validate (and report to Tune) every this many updates"})
     grace_period: int = field(default=2, metadata={"help": "ASHA: validation steps before a trial may be stopped"})
     reduction_factor: int = field(default=3, metadata={"help": "ASHA: keep 1 in this many trials per rung"})
-    metric: str = field(default="nDCG@3", metadata={"help": "validation metric searched on (and selecting checkpoints)"})
+    metric: str = field(
+        default="nDCG@3", metadata={"help": "validation metric searched on (and selecting checkpoints)"}
+    )
     seed: int = field(default=0, metadata={"help": "seed of the trials' training and of the search's draws"})
     jobs: int = field(default=2, metadata={"help": "CPUs of the local Ray instance (ignored with --address)"})
     address: str | None = field(default=None, metadata={"help": "Ray cluster: auto or HOST:PORT (default: local Ray)"})
@@ -76,8 +84,12 @@ def check(args: Args) -> None:
     problems = execution.check_backend("ray", args.address, args.jobs)
     if args.learner not in LEARNERS:
         problems.append(f"--learner must be one of {LEARNERS}, got {args.learner!r}")
-    for flag, value in (("samples", args.samples), ("grace-period", args.grace_period),
-                        ("updates", args.updates), ("eval-every", args.eval_every)):
+    for flag, value in (
+        ("samples", args.samples),
+        ("grace-period", args.grace_period),
+        ("updates", args.updates),
+        ("eval-every", args.eval_every),
+    ):
         if value < 1:
             problems.append(f"--{flag} must be >= 1, got {value}")
     if args.reduction_factor < 2:
@@ -94,10 +106,21 @@ def trial_args(args: Args, config: dict[str, Any], runs_dir: str) -> train_rl.Ar
     if lr is not None:  # the tuned learner's own learning rate
         config["ppo_lr" if args.learner == "ppo" else "rl_lr" if args.learner in RL_LEARNERS else "lr"] = lr
     learners = ["rearrange", args.learner] if args.learner in RL_LEARNERS else [args.learner]
-    return train_rl.Args(dataset=args.dataset, data_dir=args.data_dir, learners=learners, updates=args.updates,
-                         eval_every=args.eval_every, checkpoint_every=args.eval_every, select_metric=args.metric,
-                         ensemble=[], seed=args.seed, runs_dir=runs_dir, group_name=f"tune-{args.learner}",
-                         progress=False, **config)
+    return train_rl.Args(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        learners=learners,
+        updates=args.updates,
+        eval_every=args.eval_every,
+        checkpoint_every=args.eval_every,
+        select_metric=args.metric,
+        ensemble=[],
+        seed=args.seed,
+        runs_dir=runs_dir,
+        group_name=f"tune-{args.learner}",
+        progress=False,
+        **config,
+    )
 
 
 def tune_trial(config: dict[str, Any], args: Args, runs_dir: str, cwd: str) -> None:
@@ -127,17 +150,26 @@ def main(args: Args) -> Path:
     started_here = execution.ray_init(args.address, args.jobs)
     try:
         tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(tune_trial, args=args, runs_dir=str(out_dir), cwd=os.getcwd()), {"cpu": 1}),
+            tune.with_resources(
+                tune.with_parameters(tune_trial, args=args, runs_dir=str(out_dir), cwd=os.getcwd()), {"cpu": 1}
+            ),
             param_space=search_space(args.learner),
             tune_config=tune.TuneConfig(
-                metric=metric, mode=mode, num_samples=args.samples,
+                metric=metric,
+                mode=mode,
+                num_samples=args.samples,
                 search_alg=tune.search.BasicVariantGenerator(random_state=args.seed),
-                scheduler=tune.schedulers.ASHAScheduler(max_t=max_t, grace_period=min(args.grace_period, max_t),
-                                                        reduction_factor=args.reduction_factor)),
+                scheduler=tune.schedulers.ASHAScheduler(
+                    max_t=max_t, grace_period=min(args.grace_period, max_t), reduction_factor=args.reduction_factor
+                ),
+            ),
             run_config=tune.RunConfig(
-                name="ray", storage_path=str(out_dir), verbose=1,
+                name="ray",
+                storage_path=str(out_dir),
+                verbose=1,
                 failure_config=tune.FailureConfig(max_failures=execution.MAX_FAILURES),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            ),
         )
         grid = tuner.fit()
     finally:
@@ -151,19 +183,29 @@ def main(args: Args) -> Path:
         history = result.metrics_dataframe
         scores = [] if history is None or metric not in history else history[metric].dropna().tolist()
         best = (min if mode == "min" else max)(scores) if scores else None
-        trials.append({"config": result.config, "best_val": best, "steps": len(scores),
-                       "error": None if result.error is None else str(result.error)})
+        trials.append(
+            {
+                "config": result.config,
+                "best_val": best,
+                "steps": len(scores),
+                "error": None if result.error is None else str(result.error),
+            }
+        )
     scored = [t for t in trials if t["best_val"] is not None]
     if not scored:
         raise RuntimeError(f"no trial reported validation {args.metric}; see {out_dir / 'ray'}")
     winner = (min if mode == "min" else max)(scored, key=lambda t: t["best_val"])
     best_run = replace(trial_args(args, winner["config"], args.runs_dir), group_name=None, progress=True)
     atomic_write_json(out_dir / BEST_CONFIG_FILE, run_config(best_run))
-    atomic_write_json(out_dir / "trials.json", {"args": asdict(args), "metric": metric, "mode": mode,
-                                                "winner": winner, "trials": trials})
-    print(f"\nbest validation {args.metric}: {winner['best_val']:.4f} with {winner['config']}\n"
-          f"trials:      {out_dir / 'trials.json'}\n"
-          f"train it:    python experiments/train_rl.py --config {out_dir / BEST_CONFIG_FILE}")
+    atomic_write_json(
+        out_dir / "trials.json",
+        {"args": asdict(args), "metric": metric, "mode": mode, "winner": winner, "trials": trials},
+    )
+    print(
+        f"\nbest validation {args.metric}: {winner['best_val']:.4f} with {winner['config']}\n"
+        f"trials:      {out_dir / 'trials.json'}\n"
+        f"train it:    python experiments/train_rl.py --config {out_dir / BEST_CONFIG_FILE}"
+    )
     return out_dir / BEST_CONFIG_FILE
 
 

@@ -5,6 +5,7 @@ Tests that read the shared benchmark data (emotions, yeast, ...) carry `@pytest.
 (or `pytestmark = pytest.mark.needs_data` for a whole module); when the data folder is missing they
 are skipped with a reason naming where it was looked for, instead of failing with a loader error.
 """
+
 import os
 from pathlib import Path
 
@@ -53,9 +54,7 @@ def _split(features: list[list[float]], labels: list[list[int]], n_labels: int) 
 @pytest.fixture
 def tiny_dataset() -> Dataset:
     """4 labels; train docs with gold sets {0,2}, {1}, {}, {0,1,3}; test docs {3}, {0,2}."""
-    train = _split(
-        [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]], [[0, 2], [1], [], [0, 1, 3]], n_labels=4
-    )
+    train = _split([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]], [[0, 2], [1], [], [0, 1, 3]], n_labels=4)
     test = _split([[0, 0, 1], [1, 0, 0]], [[3], [0, 2]], n_labels=4)
     return Dataset("tiny", train, test, ["a", "b", "c", "d"], ["x", "y", "z"])
 

@@ -5,6 +5,7 @@ They read the subset of each format that the fuzz fixtures use (ARFF with plain 
 real loaders must return for a corrupted file: a result (dense arrays), `Invalid` (the loader must
 raise DataFormatError) or `Unknown` (outside the subset: only the weaker property is checked).
 """
+
 from __future__ import annotations
 
 import re
@@ -60,7 +61,7 @@ def arff_table(text: str) -> tuple[str, list[str], list[str], np.ndarray]:
             continue
         keyword = line.split(None, 1)[0].lower()
         if keyword == "@relation":
-            relation = line[len("@relation"):]
+            relation = line[len("@relation") :]
         elif keyword == "@attribute":
             match = _ATTRIBUTE.match(line)
             if match is None:
@@ -211,5 +212,8 @@ def libsvm_dataset(train: str, test: str) -> tuple:
     n_features = max([f for rows in parsed for _, features in rows for f in features], default=0)
     space = sorted({label for rows in parsed for labels, _ in rows for label in labels})
     column = {label: j for j, label in enumerate(space)}
-    return (*_dense(parsed[0], n_features, 1, column), *_dense(parsed[1], n_features, 1, column),
-            [str(v) for v in space])
+    return (
+        *_dense(parsed[0], n_features, 1, column),
+        *_dense(parsed[1], n_features, 1, column),
+        [str(v) for v in space],
+    )

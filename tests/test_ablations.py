@@ -1,4 +1,5 @@
 """experiments/ablations.py: one factor per variant, the shared warm start, resume, and the table's numbers."""
+
 from __future__ import annotations
 
 import json
@@ -11,20 +12,42 @@ import pytest
 from experiments import ablations, train_rl
 from experiments.common import parse_args
 from experiments.run_lookup import run_config
-from experiments.ablations import VARIANTS, WARM_START, Args, ArgsError, main, render_markdown, resolve_args, variant_args
+from experiments.ablations import (
+    VARIANTS,
+    WARM_START,
+    Args,
+    ArgsError,
+    main,
+    render_markdown,
+    resolve_args,
+    variant_args,
+)
 
 
 def quick_args(tmp: Path, **changes) -> Args:
-    return replace(Args(quick=True, variants=["default", "rl_weight_0.5", "scratch"], warm_updates=8, updates=4,
-                        runs_dir=str(tmp / "runs"), out_dir=str(tmp / "results"), progress=False), **changes)
+    return replace(
+        Args(
+            quick=True,
+            variants=["default", "rl_weight_0.5", "scratch"],
+            warm_updates=8,
+            updates=4,
+            runs_dir=str(tmp / "runs"),
+            out_dir=str(tmp / "results"),
+            progress=False,
+        ),
+        **changes,
+    )
 
 
 def test_each_variant_changes_one_factor_of_the_default():
     args = resolve_args(Args())
     default = asdict(variant_args(args, "default", 0, "warm/policy"))
     for name, (_, _, overrides) in VARIANTS.items():
-        changed = {k for k, v in asdict(variant_args(args, name, 0, "warm/policy")).items()
-                   if v != default[k] and k != "group_name"}
+        changed = {
+            k
+            for k, v in asdict(variant_args(args, name, 0, "warm/policy")).items()
+            if v != default[k] and k != "group_name"
+        }
         expected = set(overrides) | ({"updates"} if name == "scratch" else set())
         assert changed == expected, name
     scratch = variant_args(args, "scratch", 0, "warm/policy")
@@ -81,11 +104,20 @@ def test_markdown_means_and_sample_stds_from_entries():
     def entry(variant: str, seed: int, p1: float) -> dict:
         metrics = {m: 0.5 for m in ablations.TABLE_METRICS} | {"P@1": p1}
         factor, setting, _ = VARIANTS[variant]
-        return {"variant": variant, "seed": seed, "factor": factor, "setting": setting, "test": metrics,
-                "val": metrics, "wall_time_s": 10.0 * (seed + 1)}
+        return {
+            "variant": variant,
+            "seed": seed,
+            "factor": factor,
+            "setting": setting,
+            "test": metrics,
+            "val": metrics,
+            "wall_time_s": 10.0 * (seed + 1),
+        }
 
-    results = {"entries": {f"default:{s}": entry("default", s, p) for s, p in enumerate((0.1, 0.2, 0.3))}
-               | {"entropy_0:0": entry("entropy_0", 0, 0.4)}}
+    results = {
+        "entries": {f"default:{s}": entry("default", s, p) for s, p in enumerate((0.1, 0.2, 0.3))}
+        | {"entropy_0:0": entry("entropy_0", 0, 0.4)}
+    }
     lines = render_markdown(results).splitlines()
     default_row = next(line for line in lines if line.startswith("| default |"))
     assert default_row.split(" | ")[3:6] == ["3", "20.00 ± 10.00", "50.00 ± 0.00"]

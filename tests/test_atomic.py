@@ -1,4 +1,5 @@
 """The one atomic-write helper: whole file or old file, readable by others (0644)."""
+
 from __future__ import annotations
 
 import stat

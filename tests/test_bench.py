@@ -1,4 +1,5 @@
 """Benchmark helpers: the random action sampler of experiments.bench_env."""
+
 from __future__ import annotations
 
 import numpy as np

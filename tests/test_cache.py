@@ -1,4 +1,5 @@
 """The parsed-dataset cache verifies what it returns and repairs itself, saying so."""
+
 from __future__ import annotations
 
 import logging
@@ -27,9 +28,11 @@ def toy(folder: Path) -> Path:
 
 
 def same(a, b) -> bool:
-    return all(
-        (x.X != y.X).nnz == 0 and (x.Y != y.Y).nnz == 0 for x, y in ((a.train, b.train), (a.test, b.test))
-    ) and a.label_names == b.label_names and a.feature_names == b.feature_names
+    return (
+        all((x.X != y.X).nnz == 0 and (x.Y != y.Y).nnz == 0 for x, y in ((a.train, b.train), (a.test, b.test)))
+        and a.label_names == b.label_names
+        and a.feature_names == b.feature_names
+    )
 
 
 def entry_of(cache_dir: Path) -> Path:
@@ -54,8 +57,9 @@ def test_default_load_writes_to_default_cache(tmp_path: Path) -> None:
     assert (entry_of(tmp_path / "default-cache") / "meta.json").is_file()
 
 
-@pytest.mark.parametrize("damage", ["flip_array", "cut_array", "empty_array", "cut_meta", "empty_meta",
-                                    "rename_label", "no_meta"])
+@pytest.mark.parametrize(
+    "damage", ["flip_array", "cut_array", "empty_array", "cut_meta", "empty_meta", "rename_label", "no_meta"]
+)
 def test_damaged_entry_is_rebuilt_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str) -> None:
     folder, cache_dir = toy(tmp_path / "toy"), tmp_path / "cache"
     clean = load_dataset(folder, cache_dir=cache_dir)

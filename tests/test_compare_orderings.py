@@ -1,5 +1,6 @@
 """experiments/compare_orderings.py: the grid end to end on emotions (tiny budget), resume, and the
 report's numbers and claims on hand-made rows."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,18 @@ LEARNERS = ["freq2rare", "rare2freq", "rearrange", "combined"]
 
 
 def quick_args(tmp: Path, **changes) -> Args:
-    return replace(Args(quick=True, learners=LEARNERS, peers=["ovr_logistic", "omikuji"], updates=10,
-                        runs_dir=str(tmp / "runs"), out_dir=str(tmp / "results"), progress=False), **changes)
+    return replace(
+        Args(
+            quick=True,
+            learners=LEARNERS,
+            peers=["ovr_logistic", "omikuji"],
+            updates=10,
+            runs_dir=str(tmp / "runs"),
+            out_dir=str(tmp / "results"),
+            progress=False,
+        ),
+        **changes,
+    )
 
 
 def omikuji_missing(name, ds, seed, val_fraction):
@@ -41,11 +52,21 @@ def grid_run(tmp_path_factory):
         first = json.loads(path.read_text())
         rerun_cells: list[tuple[str, int]] = []
         compute = compare_orderings.compute_cell
-        patch.setattr(compare_orderings, "compute_cell",
-                      lambda a, dataset, seed, command: rerun_cells.append((dataset, seed)) or compute(a, dataset, seed, command))
+        patch.setattr(
+            compare_orderings,
+            "compute_cell",
+            lambda a, dataset, seed, command: rerun_cells.append((dataset, seed)) or compute(a, dataset, seed, command),
+        )
         main(args)
-    return {"args": args, "tmp": tmp, "path": path, "first": first, "half_run": half_run,
-            "rerun_cells": rerun_cells, "second": json.loads(path.read_text())}
+    return {
+        "args": args,
+        "tmp": tmp,
+        "path": path,
+        "first": first,
+        "half_run": half_run,
+        "rerun_cells": rerun_cells,
+        "second": json.loads(path.read_text()),
+    }
 
 
 @pytest.mark.needs_data
@@ -54,8 +75,15 @@ def test_grid_writes_a_row_per_method_with_metrics_config_and_wall_time(grid_run
     rows = results["rows"]
     assert sorted(r["method"] for r in rows) == sorted([*LEARNERS, "best_fixed", "ensemble", "ovr_logistic"])
     kinds = {r["method"]: r["kind"] for r in rows}
-    assert kinds == {"freq2rare": "fixed", "rare2freq": "fixed", "rearrange": "dynamic", "combined": "dynamic",
-                     "best_fixed": "best_fixed", "ensemble": "ensemble", "ovr_logistic": "peer"}
+    assert kinds == {
+        "freq2rare": "fixed",
+        "rare2freq": "fixed",
+        "rearrange": "dynamic",
+        "combined": "dynamic",
+        "best_fixed": "best_fixed",
+        "ensemble": "ensemble",
+        "ovr_logistic": "peer",
+    }
     for row in rows:
         assert row["dataset"] == "emotions" and row["seed"] == 0
         assert all(0.0 <= row["metrics"][m] <= 1.0 for m in TABLE_METRICS)
@@ -67,8 +95,9 @@ def test_grid_writes_a_row_per_method_with_metrics_config_and_wall_time(grid_run
     assert chosen in ("freq2rare", "rare2freq")
     assert by_method["best_fixed"]["metrics"] == by_method[chosen]["metrics"]
     assert by_method["ensemble"]["config"]["members"] == ["rearrange", "combined"]
-    assert results["skipped_peers"] == [{"dataset": "emotions", "seed": 0, "peer": "omikuji",
-                                         "reason": "Omikuji is not installed (test)"}]
+    assert results["skipped_peers"] == [
+        {"dataset": "emotions", "seed": 0, "peer": "omikuji", "reason": "Omikuji is not installed (test)"}
+    ]
     expected_command = command_line(grid_run["args"], SCRIPT)
     assert results["command"] == expected_command and "--quick" in expected_command
     assert results["cells"]["emotions:0"]["data"]["n_test"] == 202
@@ -108,8 +137,14 @@ def test_markdown_has_mean_std_table_claims_and_command(grid_run):
 @pytest.mark.needs_data
 def test_changed_configuration_recomputes_only_that_cell(grid_run, tmp_path):
     """A different budget must not be mistaken for a finished cell (and must not duplicate rows)."""
-    args = quick_args(grid_run["tmp"], learners=["freq2rare", "rearrange"], peers=["none"], updates=4,
-                      runs_dir=str(tmp_path / "runs"), out_dir=str(tmp_path / "other"))
+    args = quick_args(
+        grid_run["tmp"],
+        learners=["freq2rare", "rearrange"],
+        peers=["none"],
+        updates=4,
+        runs_dir=str(tmp_path / "runs"),
+        out_dir=str(tmp_path / "other"),
+    )
     results = json.loads(main(args).read_text())
     assert sorted(r["method"] for r in results["rows"]) == ["best_fixed", "freq2rare", "rearrange"]
     assert results["rows"][0]["config"]["updates"] == 4
@@ -118,13 +153,23 @@ def test_changed_configuration_recomputes_only_that_cell(grid_run, tmp_path):
 @pytest.mark.needs_data
 def test_parallel_cells_match_in_process_cells(tmp_path):
     """--jobs 2 runs cells in spawned processes; same seed => same numbers as in this process."""
-    tiny = dict(quick=False, datasets=["emotions"], learners=["freq2rare", "rearrange"], peers=["none"],
-                updates=3, eval_every=3, hidden_size=8, progress=False)
-    parallel = json.loads(main(Args(seeds=[0, 1], jobs=2, runs_dir=str(tmp_path / "a"), out_dir=str(tmp_path / "a"),
-                                    **tiny)).read_text())
+    tiny = dict(
+        quick=False,
+        datasets=["emotions"],
+        learners=["freq2rare", "rearrange"],
+        peers=["none"],
+        updates=3,
+        eval_every=3,
+        hidden_size=8,
+        progress=False,
+    )
+    parallel = json.loads(
+        main(Args(seeds=[0, 1], jobs=2, runs_dir=str(tmp_path / "a"), out_dir=str(tmp_path / "a"), **tiny)).read_text()
+    )
     assert sorted(parallel["cells"]) == ["emotions:0", "emotions:1"]
-    serial = json.loads(main(Args(seeds=[1], runs_dir=str(tmp_path / "b"), out_dir=str(tmp_path / "b"),
-                                  **tiny)).read_text())
+    serial = json.loads(
+        main(Args(seeds=[1], runs_dir=str(tmp_path / "b"), out_dir=str(tmp_path / "b"), **tiny)).read_text()
+    )
     metrics = lambda results, seed: {r["method"]: r["metrics"] for r in results["rows"] if r["seed"] == seed}  # noqa: E731
     assert metrics(parallel, 1) == metrics(serial, 1) and metrics(parallel, 0) != metrics(parallel, 1)
 
@@ -146,10 +191,19 @@ def test_mean_std_and_claims_on_hand_made_rows():
 
 def test_claims_section_reports_failures_plainly():
     def row(method: str, kind: str, seed: int, value: float) -> dict:
-        return {"dataset": "toy", "seed": seed, "method": method, "kind": kind,
-                "metrics": {m: value for m in TABLE_METRICS}, "wall_time_s": 1.0, "chosen": "freq2rare"}
+        return {
+            "dataset": "toy",
+            "seed": seed,
+            "method": method,
+            "kind": kind,
+            "metrics": {m: value for m in TABLE_METRICS},
+            "wall_time_s": 1.0,
+            "chosen": "freq2rare",
+        }
 
-    rows = [row("freq2rare", "fixed", s, 0.5) for s in (0, 1)] + [row("best_fixed", "best_fixed", s, 0.5) for s in (0, 1)]
+    rows = [row("freq2rare", "fixed", s, 0.5) for s in (0, 1)] + [
+        row("best_fixed", "best_fixed", s, 0.5) for s in (0, 1)
+    ]
     rows += [row("rearrange", "dynamic", 0, 0.55), row("rearrange", "dynamic", 1, 0.55)]
     rows += [row("combined", "dynamic", 0, 0.49), row("combined", "dynamic", 1, 0.49)]
     text = render_markdown({"rows": rows, "cells": {}, "command": "python x"})
@@ -180,4 +234,8 @@ def test_quick_never_writes_into_the_committed_results(tmp_path):
     assert resolved.out_dir == str(tmp_path / "quick") and resolved.datasets == ["emotions"]
     assert resolved.seeds == [0]
     assert compare_orderings.grid(resolve_args(Args(seeds=[0, 1], datasets=["a", "b"]))) == [
-        ("a", 0), ("b", 0), ("a", 1), ("b", 1)]
+        ("a", 0),
+        ("b", 0),
+        ("a", 1),
+        ("b", 1),
+    ]

@@ -1,4 +1,5 @@
 """Bad input must raise DataFormatError naming the file, the line (or field) and what was expected."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,7 +24,10 @@ def mulan_folder(tmp_path: Path, train: str, test: str, labels: list[str]) -> Pa
     write(tmp_path / "toy-train.arff", train)
     write(tmp_path / "toy-test.arff", test)
     body = "".join(f'<label name="{n}"></label>' for n in labels)
-    write(tmp_path / "toy.xml", f'<?xml version="1.0"?><labels xmlns="http://mulan.sourceforge.net/labels">{body}</labels>')
+    write(
+        tmp_path / "toy.xml",
+        f'<?xml version="1.0"?><labels xmlns="http://mulan.sourceforge.net/labels">{body}</labels>',
+    )
     return tmp_path
 
 
@@ -274,8 +278,10 @@ def test_xml_with_unknown_encoding(tmp_path: Path) -> None:
 
 
 def test_reuters_without_test_documents(tmp_path: Path) -> None:
-    doc = ('<REUTERS TOPICS="YES" LEWISSPLIT="TRAIN" CGISPLIT="TRAINING-SET" OLDID="1" NEWID="1">\n'
-           "<TOPICS><D>grain</D></TOPICS><TEXT><TITLE>WHEAT</TITLE></TEXT>\n</REUTERS>\n")
+    doc = (
+        '<REUTERS TOPICS="YES" LEWISSPLIT="TRAIN" CGISPLIT="TRAINING-SET" OLDID="1" NEWID="1">\n'
+        "<TOPICS><D>grain</D></TOPICS><TEXT><TITLE>WHEAT</TITLE></TEXT>\n</REUTERS>\n"
+    )
     write(tmp_path / "reut2-000.sgm", doc)
     with pytest.raises(DataFormatError, match="0 test documents") as info:
         load_dataset(tmp_path, cache=False)
@@ -283,8 +289,10 @@ def test_reuters_without_test_documents(tmp_path: Path) -> None:
 
 
 def test_reuters_damaged_markup(tmp_path: Path) -> None:
-    doc = ('<REUTERS TOPICS="YES" LEWISSPLIT="TRAIN" CGISPLIT="TRAINING-SET" OLDID="1" NEWID="{n}">\n'
-           "<TOPICS><D>grain</D></TOPICS><TEXT><TITLE>WHEAT</TITLE></TEXT>\n</REUTERS>\n")
+    doc = (
+        '<REUTERS TOPICS="YES" LEWISSPLIT="TRAIN" CGISPLIT="TRAINING-SET" OLDID="1" NEWID="{n}">\n'
+        "<TOPICS><D>grain</D></TOPICS><TEXT><TITLE>WHEAT</TITLE></TEXT>\n</REUTERS>\n"
+    )
     from envs.data.reuters import parse_sgml
 
     merged = write(tmp_path / "merged.sgm", doc.format(n=1).replace("</REUTERS>", "</REUTERX>") + doc.format(n=2))

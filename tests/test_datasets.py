@@ -1,4 +1,5 @@
 """Loaders: exact values on tiny hand-made files, README statistics on the real data, the cache."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -77,8 +78,9 @@ def test_mulan_sparse_rows(tmp_path: Path) -> None:
     assert rows(ds.test.Y) == [[]]
 
 
-@pytest.mark.parametrize("option, labels, features", [("-C 2", ["a", "b"], ["c", "d"]),
-                                                       ("-C -2", ["c", "d"], ["a", "b"])])
+@pytest.mark.parametrize(
+    "option, labels, features", [("-C 2", ["a", "b"], ["c", "d"]), ("-C -2", ["c", "d"], ["a", "b"])]
+)
 def test_meka_label_option(tmp_path: Path, option: str, labels: list[str], features: list[str]) -> None:
     header = f"@relation 'toy: {option} -W 0'\n" + "".join(f"@attribute {n} {{0,1}}\n" for n in "abcd")
     write(tmp_path / "m-train.arff", header + "@data\n1,0,0,1\n0,1,1,1\n")
@@ -87,8 +89,7 @@ def test_meka_label_option(tmp_path: Path, option: str, labels: list[str], featu
     assert ds.label_names == labels and ds.feature_names == features
     if option == "-C 2":
         assert rows(ds.train.Y) == [[0], [1]] and rows(ds.test.Y) == [[0]]
-        np.testing.assert_array_equal(ds.train.X.toarray() if sp.issparse(ds.train.X) else ds.train.X,
-                                      [[0, 1], [1, 1]])
+        np.testing.assert_array_equal(ds.train.X.toarray() if sp.issparse(ds.train.X) else ds.train.X, [[0, 1], [1, 1]])
     else:
         assert rows(ds.train.Y) == [[1], [0, 1]] and rows(ds.test.Y) == [[0]]
         np.testing.assert_array_equal(ds.test.X.toarray(), [[1, 0]])
@@ -99,9 +100,7 @@ def test_xc_format(tmp_path: Path) -> None:
     write(tmp_path / "test.txt", "1 5 4\n1,2 3:1\n")
     ds = load_dataset(tmp_path, cache=False)
     assert ds.label_names == ["0", "1", "2", "3"] and ds.n_features == 5
-    np.testing.assert_array_equal(
-        ds.train.X.toarray(), [[1.5, 0, 0, 0, 2], [0, 0, 1, 0, 0], [0, 0.5, 0, 0, 0]]
-    )
+    np.testing.assert_array_equal(ds.train.X.toarray(), [[1.5, 0, 0, 0, 2], [0, 0, 1, 0, 0], [0, 0.5, 0, 0, 0]])
     assert rows(ds.train.Y) == [[0, 3], [], [2]]
     assert rows(ds.test.Y) == [[1, 2]]
 
@@ -158,9 +157,9 @@ def test_reuters_sgml_and_modapte_rules(tmp_path: Path) -> None:
 
 
 def test_reuters_folder_fits_tfidf_on_train_only(tmp_path: Path) -> None:
-    extra = SGML.replace("NEWID=\"1\"", "NEWID=\"6\"").replace("Prices", "Futures prices")
+    extra = SGML.replace('NEWID="1"', 'NEWID="6"').replace("Prices", "Futures prices")
     write(tmp_path / "reut2-000.sgm", SGML)
-    write(tmp_path / "reut2-001.sgm", extra.replace("<!DOCTYPE lewis SYSTEM \"lewis.dtd\">\n", ""))
+    write(tmp_path / "reut2-001.sgm", extra.replace('<!DOCTYPE lewis SYSTEM "lewis.dtd">\n', ""))
     ds = load_dataset(tmp_path, cache=False)
     assert ds.label_names == ["wheat"] and len(ds.train) == 2 and len(ds.test) == 2
     # min_df=2 over the two training docs: words of the test docs alone ("raw", "unprocessed") are absent.
@@ -187,11 +186,16 @@ def test_cache_roundtrip_and_invalidation(tmp_path: Path) -> None:
 
 
 README_TABLE = {  # name: (train, test, labels, labels per doc over train+test)
-    "emotions": (391, 202, 6, 1.87), "scene": (1211, 1196, 6, 1.07), "yeast": (1500, 917, 14, 4.24),
-    "medical": (333, 645, 45, 1.25), "enron": (1123, 579, 53, 3.38),
+    "emotions": (391, 202, 6, 1.87),
+    "scene": (1211, 1196, 6, 1.07),
+    "yeast": (1500, 917, 14, 4.24),
+    "medical": (333, 645, 45, 1.25),
+    "enron": (1123, 579, 53, 3.38),
     # 7,770 not 7,769: see envs/data/reuters.py (the README's rules applied to the SGML give 7,770).
-    "reuters21578": (7770, 3019, 90, 1.24), "bibtex": (4880, 2515, 159, 2.40),
-    "corel5k": (4500, 500, 374, 3.52), "delicious": (12920, 3185, 983, 19.02),
+    "reuters21578": (7770, 3019, 90, 1.24),
+    "bibtex": (4880, 2515, 159, 2.40),
+    "corel5k": (4500, 500, 374, 3.52),
+    "delicious": (12920, 3185, 983, 19.02),
 }
 DENSE = {"emotions", "scene", "yeast"}
 

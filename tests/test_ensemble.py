@@ -1,4 +1,5 @@
 """Ensemble fusion on hand-made scores, with exact fused values."""
+
 import numpy as np
 import pytest
 import scipy.sparse as sp

@@ -1,4 +1,5 @@
 """LabelChainEnv and its native vector env: exact rewards, masks, caps, and one semantics for both."""
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -34,9 +35,7 @@ def test_chain_quality_hand_computed():
         chain_quality(0, 0, 0, "accuracy")
 
 
-@pytest.mark.parametrize(
-    "reward, expected", [("f1", 0.8), ("jaccard", 2 / 3), ("subset_accuracy", 0.0)]
-)
+@pytest.mark.parametrize("reward, expected", [("f1", 0.8), ("jaccard", 2 / 3), ("subset_accuracy", 0.0)])
 def test_terminal_reward_exact(tiny_dataset, reward, expected):
     # Doc 0 has gold {0, 2}; emit 0, 1, 2 then STOP: tp=2, |P|=3 -> F1 = 4/5, Jaccard = 2/3.
     env = LabelChainEnv(tiny_dataset, reward=reward, reward_mode="terminal")
@@ -99,9 +98,7 @@ def test_passes_gymnasium_and_sb3_checkers(tiny_dataset):
 def test_registered_id_builds_both_envs(tiny_dataset):
     single = gym.make(envs.ENV_ID, dataset=tiny_dataset, split="test")
     assert single.unwrapped.task.n_docs == 2
-    vec = gym.make_vec(
-        envs.ENV_ID, num_envs=3, vectorization_mode="vector_entry_point", dataset=tiny_dataset
-    )
+    vec = gym.make_vec(envs.ENV_ID, num_envs=3, vectorization_mode="vector_entry_point", dataset=tiny_dataset)
     assert isinstance(vec, LabelChainVectorEnv) and vec.num_envs == 3
 
 
@@ -117,8 +114,7 @@ def test_vector_env_matches_single_env(tiny_dataset, reward, reward_mode):
     rng = np.random.default_rng(0)
     kwargs = dict(reward=reward, reward_mode=reward_mode, max_steps=4)
     docs = np.array([0, 1, 2, 3, 0, 3])
-    vec = LabelChainVectorEnv(len(docs), tiny_dataset, autoreset_mode=AutoresetMode.DISABLED,
-                              **kwargs)
+    vec = LabelChainVectorEnv(len(docs), tiny_dataset, autoreset_mode=AutoresetMode.DISABLED, **kwargs)
     singles = [LabelChainEnv(tiny_dataset, **kwargs) for _ in docs]
     vobs, vinfo = vec.reset(options={"doc_indices": docs})
     sobs = [env.reset(options={"doc_index": int(d)})[0] for env, d in zip(singles, docs)]

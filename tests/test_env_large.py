@@ -1,4 +1,5 @@
 """LabelChain at large L: gold membership by sorted keys, masks only on request, same rewards."""
+
 import tracemalloc
 
 import numpy as np
@@ -52,8 +53,7 @@ def test_sparse_vector_env_matches_dense_and_single_envs(reward_mode):
     rng = np.random.default_rng(0)
     docs = np.arange(12)
     dense = LabelChainVectorEnv(len(docs), task, autoreset_mode=AutoresetMode.DISABLED)
-    lazy = LabelChainVectorEnv(len(docs), task, autoreset_mode=AutoresetMode.DISABLED,
-                               dense_masks=False)
+    lazy = LabelChainVectorEnv(len(docs), task, autoreset_mode=AutoresetMode.DISABLED, dense_masks=False)
     singles = [LabelChainEnv(task, dense_masks=False) for _ in docs]
     dense.reset(options={"doc_indices": docs})
     lazy.reset(options={"doc_indices": docs})

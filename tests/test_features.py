@@ -1,4 +1,5 @@
 """agents.features: every input form gives the same encoder input, on tiny hand-made cases."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Golden values for the few-shot buckets (XLGen's micro/macro F1 over labels by training count)."""
+
 from __future__ import annotations
 
 import math

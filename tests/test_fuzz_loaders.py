@@ -6,6 +6,7 @@ tests/fuzz_reference.py: the arrays they read from the corrupted text (identical
 when the corruption is neutral), or a DataFormatError where they find the file invalid. Never
 another exception, never a silent change. Fixtures are slices of the shared data written to tmp.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,12 @@ from envs.data.textformats import write_xc
 
 DATA = REPO_ROOT.parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared benchmark data not found at {DATA}")
-FUZZ = settings(deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 FLIP_BYTES = b"0123456789.,-+eEnaif{}%:? \n\r\t'\x00\xa0\xff"
 RENUMBER = ["0", "1", "1.0", "1e0", "+1", "-0", "2", "-1", "0.4", "7"]
 NON_FINITE = ["nan", "NaN", "inf", "-inf", "Infinity", "1e39", "?"]
@@ -42,8 +47,10 @@ NUMBER = re.compile(rb"(?<=[,{ :])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?=[,} \n])")
 @pytest.fixture(scope="module", autouse=True)
 def _count_cases():
     yield
-    print(f"\nfuzz cases: {sum(v for k, v in OUTCOMES.items() if not k.startswith('file'))} "
-          f"{dict(sorted(OUTCOMES.items()))}")
+    print(
+        f"\nfuzz cases: {sum(v for k, v in OUTCOMES.items() if not k.startswith('file'))} "
+        f"{dict(sorted(OUTCOMES.items()))}"
+    )
 
 
 def _arff_slice(path: Path, n_rows: int) -> str:
@@ -101,8 +108,11 @@ def corrupt(data: st.DataObject, raw: bytes, header_lines: int | None) -> bytes:
     numbers = list(NUMBER.finditer(raw, raw.find(b"@data") + 1 if b"@data" in raw else 0))
     body = max(0, raw.find(b"@data"))  # ARFF: bias half the flips and duplications to the data rows
     body_line = raw[:body].count(b"\n")
-    kinds = ["truncate", "flip", "flip_markup", "duplicate_line", "duplicate_item"] \
-        + (["non_finite", "renumber"] if numbers else []) + (["shuffle_header"] if header_lines else [])
+    kinds = (
+        ["truncate", "flip", "flip_markup", "duplicate_line", "duplicate_item"]
+        + (["non_finite", "renumber"] if numbers else [])
+        + (["shuffle_header"] if header_lines else [])
+    )
     kind = data.draw(st.sampled_from(kinds), label="kind")
     if kind == "truncate":
         return raw[: data.draw(st.integers(0, len(raw)), label="cut at")]
@@ -111,9 +121,11 @@ def corrupt(data: st.DataObject, raw: bytes, header_lines: int | None) -> bytes:
             at = data.draw(st.integers(0, len(raw) - 1) | st.integers(body, len(raw) - 1), label="flip at")
         else:
             marks = [m.start() for m in MARKUP.finditer(raw)]
-            at = min(len(raw) - 1, max(0, marks[data.draw(st.integers(0, len(marks) - 1))] + data.draw(st.integers(-3, 3))))
+            at = min(
+                len(raw) - 1, max(0, marks[data.draw(st.integers(0, len(marks) - 1))] + data.draw(st.integers(-3, 3)))
+            )
         byte = data.draw(st.sampled_from(FLIP_BYTES) | st.integers(0, 255), label="byte")
-        return raw[:at] + bytes([byte]) + raw[at + 1:]
+        return raw[:at] + bytes([byte]) + raw[at + 1 :]
     lines = raw.split(b"\n")
     if kind == "duplicate_item":  # repeat one comma- or space-separated item of a line in place
         at = data.draw(st.integers(0, len(lines) - 1) | st.integers(body_line, len(lines) - 1), label="line")
@@ -126,10 +138,10 @@ def corrupt(data: st.DataObject, raw: bytes, header_lines: int | None) -> bytes:
         at = data.draw(st.integers(0, len(lines) - 1) | st.integers(body_line, len(lines) - 1), label="line")
         return b"\n".join(lines[: at + 1] + lines[at:])
     if kind in ("non_finite", "renumber"):  # any number or a row's last one (a label in emotions)
-        last = [i for i, m in enumerate(numbers) if raw[m.end():m.end() + 1] == b"\n"] or [0]
+        last = [i for i, m in enumerate(numbers) if raw[m.end() : m.end() + 1] == b"\n"] or [0]
         match = numbers[data.draw(st.integers(0, len(numbers) - 1) | st.sampled_from(last), label="number")]
         token = data.draw(st.sampled_from(NON_FINITE if kind == "non_finite" else RENUMBER), label="token").encode()
-        return raw[: match.start()] + token + raw[match.end():]
+        return raw[: match.start()] + token + raw[match.end() :]
     order = data.draw(st.permutations(range(header_lines)), label="header order")
     return b"\n".join([lines[i] for i in order] + lines[header_lines:])
 
@@ -193,14 +205,19 @@ def _write(folder: Path, files: dict[str, bytes | str]) -> Path:
 
 @pytest.mark.parametrize("kind, max_examples", [("dense", 150), ("sparse", 150), ("meka", 200)])
 def test_fuzz_arff(sources: dict[str, str], kind: str, max_examples: int) -> None:
-    names = {"train": f"x-train{'-sparse' if kind == 'sparse' else ''}.arff",
-             "test": f"x-test{'-sparse' if kind == 'sparse' else ''}.arff"}
+    names = {
+        "train": f"x-train{'-sparse' if kind == 'sparse' else ''}.arff",
+        "test": f"x-test{'-sparse' if kind == 'sparse' else ''}.arff",
+    }
     xml = sources.get(f"{kind}_xml")
     with tempfile.TemporaryDirectory() as tmp:
         labels = None if xml is None else read_mulan_xml(_write(Path(tmp), {"x.xml": xml}) / "x.xml")
     train, test = sources[f"{kind}_train"], sources[f"{kind}_test"]
     with tempfile.TemporaryDirectory() as tmp:
-        clean = load_dataset(_write(Path(tmp), {names["train"]: train, names["test"]: test, **({"x.xml": xml} if xml else {})}), cache=False)
+        clean = load_dataset(
+            _write(Path(tmp), {names["train"]: train, names["test"]: test, **({"x.xml": xml} if xml else {})}),
+            cache=False,
+        )
     header = _header_lines(train)
 
     @settings(FUZZ, max_examples=max_examples)
@@ -278,7 +295,7 @@ def test_fuzz_reuters_sgml(sources: dict[str, str]) -> None:
         OUTCOMES["parsed"] += 1
         if len(raw) < len(raw_clean) and raw_clean.startswith(raw):  # cut: between documents, or an error
             ends = [m.end() for m in re.finditer(b"</REUTERS>", raw)]
-            assert not raw[ends[-1] if ends else 0:].strip(b"\n ").replace(b'<!DOCTYPE lewis SYSTEM "lewis.dtd">', b"")
+            assert not raw[ends[-1] if ends else 0 :].strip(b"\n ").replace(b'<!DOCTYPE lewis SYSTEM "lewis.dtd">', b"")
             assert got == clean[: len(ends)]
         else:  # at most the one document holding the change may differ, and none may vanish or merge
             assert len(got) == len(clean) and sum(a != b for a, b in zip(got, clean)) <= 1
@@ -288,8 +305,10 @@ def test_fuzz_reuters_sgml(sources: dict[str, str]) -> None:
 
 def test_fuzz_cache(sources: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "ds").mkdir()  # dense X (.npy, no zip CRC) and CSR Y (.npz)
-    folder = _write(tmp_path / "ds", {"e-train.arff": sources["dense_train"], "e-test.arff": sources["dense_test"],
-                                      "e.xml": sources["dense_xml"]})
+    folder = _write(
+        tmp_path / "ds",
+        {"e-train.arff": sources["dense_train"], "e-test.arff": sources["dense_test"], "e.xml": sources["dense_xml"]},
+    )
     cache_dir = tmp_path / "cache"
     clean = load_dataset(folder, cache_dir=cache_dir)
     (entry,) = list(cache_dir.iterdir())

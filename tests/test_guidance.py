@@ -1,5 +1,6 @@
 """BCL cluster guidance: the prediction rule, conditioning, loss and gold columns exactly, the policy
 hooks, every learner training a guided policy, and learning on emotions."""
+
 from __future__ import annotations
 
 import math
@@ -44,6 +45,7 @@ def test_bce_and_annealed_weight():
     g = _guidance()
     doc = torch.tensor([[2.0, -1.0]])  # logits 2, -1, -6
     gold = torch.tensor([[1.0, 1.0, 0.0]])
+
     def sig(x: float) -> float:
         return 1 / (1 + math.exp(-x))
 

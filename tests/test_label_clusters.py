@@ -1,4 +1,5 @@
 """PIFA embeddings, flat k-means and the balanced label tree on hand-made cases."""
+
 from __future__ import annotations
 
 import json
@@ -75,7 +76,8 @@ def test_tree_levels_by_hand():
     tree = build_label_tree(emb, branching=2, max_leaf_size=3, seed=0)
     assert tree.depth == 1
     assert {frozenset(tree.leaf_labels[0:3].tolist()), frozenset(tree.leaf_labels[3:6].tolist())} == {
-        frozenset({0, 1, 2}), frozenset({3, 4, 5})
+        frozenset({0, 1, 2}),
+        frozenset({3, 4, 5}),
     }
     np.testing.assert_array_equal(tree.parents[0], [0, 0])
     np.testing.assert_array_equal(tree.leaf_indptr, [0, 3, 6])

@@ -1,4 +1,5 @@
 """Overlapping clusters: hand-made counts, the greedy assignment, and mapping copies back to labels."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,7 +35,9 @@ def test_counts_are_y_transpose_m():
     assert cluster_matrix(LABEL_CLUSTER).toarray().tolist() == [[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]
     # document 0 has labels 0 (cluster 0) and 2 (cluster 1); document 2 labels 2, 3 -> clusters 1, 2
     assert document_clusters(Y, LABEL_CLUSTER).toarray().tolist() == [
-        [True, True, False], [True, False, False], [False, True, True]
+        [True, True, False],
+        [True, False, False],
+        [False, True, True],
     ]
     assert document_clusters(Y, LABEL_CLUSTER, n_clusters=5).shape == (3, 5)
 
@@ -110,7 +113,9 @@ def test_on_kmeans_clusters_of_a_real_dataset():
 
 
 def test_membership_of_overlapping_clusters_feeds_document_clusters():
-    over = assign_overlapping(COUNTS, LABEL_CLUSTER, max_copies=2)  # columns: (0,c0) (1,c1) (2,c1) (3,c2) (1,c2) (0,c1) (2,c2)
+    over = assign_overlapping(
+        COUNTS, LABEL_CLUSTER, max_copies=2
+    )  # columns: (0,c0) (1,c1) (2,c1) (3,c2) (1,c2) (0,c1) (2,c2)
     member = membership_matrix(over, 3)
     assert member.toarray().astype(int).tolist() == [[1, 1, 0], [0, 1, 1], [0, 1, 1], [0, 0, 1]]
     Y = np.array([[1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]])

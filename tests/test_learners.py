@@ -1,4 +1,5 @@
 """The uniform learner interface: RL learners learn on emotions, seeds reproduce, checkpoints resume."""
+
 import numpy as np
 import pytest
 import torch

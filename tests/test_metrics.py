@@ -1,4 +1,5 @@
 """Golden values, edge cases and scikit-learn agreement for envs.metrics."""
+
 from __future__ import annotations
 
 import math
@@ -183,9 +184,7 @@ def test_input_formats_agree_and_stored_zeros_are_not_gold():
         assert got == pytest.approx(expected)
     # A CSR with an explicitly stored 0 at (2, 4) must behave like Y_TRUE and stay unmodified.
     rows, cols = np.nonzero(Y_TRUE)
-    with_zero = sp.csr_matrix(
-        (np.r_[np.ones(rows.size), 0.0], (np.r_[rows, 2], np.r_[cols, 4])), shape=Y_TRUE.shape
-    )
+    with_zero = sp.csr_matrix((np.r_[np.ones(rows.size), 0.0], (np.r_[rows, 2], np.r_[cols, 4])), shape=Y_TRUE.shape)
     assert with_zero.nnz == 4
     assert evaluate(with_zero, SCORES, with_zero) == pytest.approx(evaluate(Y_TRUE, SCORES, Y_TRUE))
     assert with_zero.nnz == 4
@@ -277,4 +276,3 @@ def test_agrees_with_sklearn(seed):
     assert ours["hamming_loss"] == pytest.approx(sk_hamming_loss(yt, yp))
     for k in (3, 5):
         assert ours[f"nDCG@{k}"] == pytest.approx(ndcg_score(yt, scores, k=k))
-

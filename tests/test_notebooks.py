@@ -4,6 +4,7 @@ The notebooks are executed through `analysis/nbtools.execute_notebook` in a kern
 very interpreter (so CI's `.venv/bin/python -m pytest` runs them in the venv), with their parameters
 pointed at the test's own results files, run folders and figure folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,14 +28,35 @@ NOTEBOOKS = ("orderings", "learned_orders", "reward_curves", "ablations")
 def tiny_results(tmp_path_factory) -> Path:
     """Two seeds of a 4-learner grid and of 3 ablation variants on emotions, a few updates each."""
     tmp = tmp_path_factory.mktemp("analysis")
-    compare_orderings.main(compare_orderings.Args(
-        datasets=["emotions"], seeds=[0, 1], learners=["freq2rare", "rare2freq", "rearrange", "combined"], peers=[],
-        updates=6, hidden_size=16, eval_every=3, checkpoint_every=3, runs_dir=str(tmp / "runs" / "compare"),
-        out_dir=str(tmp / "results"), progress=False))
-    ablations.main(ablations.Args(
-        dataset="emotions", seeds=[0, 1], variants=["default", "scratch", "entropy_0"], warm_updates=6, updates=4,
-        hidden_size=16, eval_every=2, runs_dir=str(tmp / "runs" / "ablations"), out_dir=str(tmp / "results"),
-        progress=False))
+    compare_orderings.main(
+        compare_orderings.Args(
+            datasets=["emotions"],
+            seeds=[0, 1],
+            learners=["freq2rare", "rare2freq", "rearrange", "combined"],
+            peers=[],
+            updates=6,
+            hidden_size=16,
+            eval_every=3,
+            checkpoint_every=3,
+            runs_dir=str(tmp / "runs" / "compare"),
+            out_dir=str(tmp / "results"),
+            progress=False,
+        )
+    )
+    ablations.main(
+        ablations.Args(
+            dataset="emotions",
+            seeds=[0, 1],
+            variants=["default", "scratch", "entropy_0"],
+            warm_updates=6,
+            updates=4,
+            hidden_size=16,
+            eval_every=2,
+            runs_dir=str(tmp / "runs" / "ablations"),
+            out_dir=str(tmp / "results"),
+            progress=False,
+        )
+    )
     return tmp
 
 
@@ -42,8 +64,13 @@ def parameters(name: str, tmp: Path) -> dict:
     figures = str(tmp / "figures" / name)
     return {
         "orderings": {"RESULTS": str(tmp / "results" / "orderings.json"), "FIGURE_DIR": figures},
-        "learned_orders": {"RUNS_DIR": str(tmp / "runs" / "compare"), "DATASET": "emotions",
-                           "REFERENCES": ["freq2rare", "rearrange"], "N_EXAMPLES": 3, "FIGURE_DIR": figures},
+        "learned_orders": {
+            "RUNS_DIR": str(tmp / "runs" / "compare"),
+            "DATASET": "emotions",
+            "REFERENCES": ["freq2rare", "rearrange"],
+            "N_EXAMPLES": 3,
+            "FIGURE_DIR": figures,
+        },
         "reward_curves": {"RUNS_DIR": str(tmp / "runs" / "compare"), "DATASET": "emotions", "FIGURE_DIR": figures},
         "ablations": {"RESULTS": str(tmp / "results" / "ablations.json"), "FIGURE_DIR": figures},
     }[name]
@@ -73,8 +100,12 @@ def test_committed_notebooks_carry_figures_and_parameters():
     for name in NOTEBOOKS:
         notebook = nbformat.read(REPO / "analysis" / f"{name}.ipynb", as_version=4)
         assert any("parameters" in cell.metadata.get("tags", []) for cell in notebook.cells), name
-        assert any("image/png" in o.get("data", {}) for cell in notebook.cells if cell.cell_type == "code"
-                   for o in cell.outputs), f"{name}.ipynb: committed without figures"
+        assert any(
+            "image/png" in o.get("data", {})
+            for cell in notebook.cells
+            if cell.cell_type == "code"
+            for o in cell.outputs
+        ), f"{name}.ipynb: committed without figures"
 
 
 # ----------------------------------------------------------------------------- nbtools on hand-made data
@@ -82,7 +113,9 @@ def test_pooled_kendall_tau_counts_concordant_minus_discordant():
     assert nbtools.pooled_kendall_tau([np.array([0, 1, 2]), np.array([0, 1, 2])]) == (1.0, 3)
     assert nbtools.pooled_kendall_tau([np.array([0, 1]), np.array([1, 0])]) == (-1.0, 1)
     # pair {0,1}: two documents 0->1, one 1->0: 1 concordant, 2 discordant; pair {1,2} seen once: no comparison
-    tau, comparisons = nbtools.pooled_kendall_tau([np.array([0, 1]), np.array([1, 0]), np.array([0, 1, 2]), np.array([5])])
+    tau, comparisons = nbtools.pooled_kendall_tau(
+        [np.array([0, 1]), np.array([1, 0]), np.array([0, 1, 2]), np.array([5])]
+    )
     assert comparisons == 3 and tau == pytest.approx(-1 / 3)
     assert np.isnan(nbtools.pooled_kendall_tau([np.array([3])])[0])
 
@@ -99,8 +132,14 @@ def test_positions_and_precision_by_position():
 
 
 def test_mean_std_table_and_paired_gaps():
-    frame = pd.DataFrame({"dataset": ["d"] * 4, "method": ["best_fixed", "best_fixed", "combined", "combined"],
-                          "seed": [0, 1, 0, 1], "P@1": [0.5, 0.7, 0.6, 0.7]})
+    frame = pd.DataFrame(
+        {
+            "dataset": ["d"] * 4,
+            "method": ["best_fixed", "best_fixed", "combined", "combined"],
+            "seed": [0, 1, 0, 1],
+            "P@1": [0.5, 0.7, 0.6, 0.7],
+        }
+    )
     table = nbtools.mean_std_table(frame, ["method"], ["P@1"])
     assert table.loc["best_fixed", "P@1"] == "60.00 ± 14.14" and table.loc["combined", "n"] == 2
     gaps = nbtools.paired_gaps(frame, "best_fixed", ["combined"], ["P@1"]).iloc[0]

@@ -1,4 +1,5 @@
 """The four fixed label orderings on a hand-made example (exact sequences)."""
+
 import numpy as np
 import pytest
 

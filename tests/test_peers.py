@@ -1,5 +1,6 @@
 """Non-sequential peers (agents.peers), the shared set rule (agents.set_rules) and the peers script:
 exact behaviour on hand-made cases, and learning on real data against the label-frequency floor."""
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,9 @@ def test_set_rules_exact_with_ties_to_lower_id() -> None:
     scores = np.array([[0.2, 0.6, 0.7], [0.1, 0.3, 0.3]], dtype=np.float32)
     assert SetRule("threshold", 0.5).apply(scores).toarray().tolist() == [[False, True, True], [False, False, False]]
     assert SetRule("threshold", 0.5, at_least_one=True).apply(scores).toarray().tolist() == [
-        [False, True, True], [False, True, False]]
+        [False, True, True],
+        [False, True, False],
+    ]
     assert SetRule("top_k", 1).apply(scores).toarray().tolist() == [[False, False, True], [False, True, False]]
     assert SetRule("top_k", 5).apply(scores).toarray().all()
     with pytest.raises(ValueError, match="top_k needs a whole k"):
@@ -96,7 +99,9 @@ def test_label_frequency_scores_and_its_tuned_floor(tiny_dataset: Dataset) -> No
 def test_dense_features_standardised_with_train_statistics(tiny_dataset: Dataset) -> None:
     scaler = FeatureScaler().fit(tiny_dataset.train.X)
     # every train column is {1, 0, 0, 1} in some order: mean 0.5, std 0.5
-    np.testing.assert_allclose(scaler.transform(tiny_dataset.train.X), [[1, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 1, 1]])
+    np.testing.assert_allclose(
+        scaler.transform(tiny_dataset.train.X), [[1, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 1, 1]]
+    )
     np.testing.assert_allclose(scaler.transform(tiny_dataset.test.X), [[-1, -1, 1], [1, -1, -1]])
     constant = FeatureScaler().fit(np.array([[1.0, 3.0], [2.0, 3.0]]))
     np.testing.assert_allclose(constant.transform(np.array([[1.0, 3.0], [2.0, 3.0]])), [[-1, 0], [1, 0]])
@@ -164,8 +169,9 @@ def test_tune_peer_rejects_bad_names(emotions: Dataset) -> None:
 @pytest.mark.needs_data
 def test_script_writes_table_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "peers.json"
-    args = peers.parse_args(peers.Args, ["--dataset", "emotions", "--peers", "ovr_logistic", "label_frequency",
-                                         "--out", str(out)])
+    args = peers.parse_args(
+        peers.Args, ["--dataset", "emotions", "--peers", "ovr_logistic", "label_frequency", "--out", str(out)]
+    )
     peers.main(args)
     saved = json.loads(out.read_text())["results"]
     assert set(saved) == {"ovr_logistic", "label_frequency"}

@@ -1,4 +1,5 @@
 """The chain policy's three faces agree; decoding masks, caps and scores as documented; save/load."""
+
 import numpy as np
 import pytest
 import scipy.sparse as sp

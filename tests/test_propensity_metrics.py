@@ -1,4 +1,5 @@
 """Golden values and an independent cross-check for the propensity-scored metrics (PSP@k, PSnDCG@k)."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """The positive-unlabelled helper: which labels are hidden, how many, and that it is seeded."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -3,6 +3,7 @@ trial whose worker dies resumes from its last Ray checkpoint and ends with the s
 
 One local Ray session (2 CPUs, no dashboard) is shared by the module: Ray starts in a few seconds.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,15 @@ def ray_session():
 
 def quick_args(tmp: Path, **changes) -> Args:
     """The quick emotions grid (one seed, 30 updates, checkpoints every 10), three learners, no peers."""
-    return Args(quick=True, learners=LEARNERS, peers=["none"], runs_dir=str(tmp / "runs"), out_dir=str(tmp / "out"),
-                progress=False, **changes)
+    return Args(
+        quick=True,
+        learners=LEARNERS,
+        peers=["none"],
+        runs_dir=str(tmp / "runs"),
+        out_dir=str(tmp / "out"),
+        progress=False,
+        **changes,
+    )
 
 
 def table(results: dict) -> str:
@@ -79,7 +87,9 @@ def dying_cell(marker: str, log: str, **cell):
     def send_then_die(metrics: dict, run_dir: Path | None) -> None:
         send(metrics, run_dir)
         with open(log, "a") as handle:
-            handle.write(json.dumps({"pid": os.getpid(), "learner": metrics["learner"], "update": metrics["update"]}) + "\n")
+            handle.write(
+                json.dumps({"pid": os.getpid(), "learner": metrics["learner"], "update": metrics["update"]}) + "\n"
+            )
         if run_dir is not None and (metrics["learner"], metrics["update"]) == KILL_AT and not Path(marker).exists():
             Path(marker).write_text(str(os.getpid()))
             shutil.rmtree(run_dir)
@@ -94,10 +104,18 @@ def test_a_killed_worker_resumes_from_its_last_checkpoint_with_the_same_result(l
     args = compare_orderings.resolve_args(quick_args(tmp_path, backend="ray"))
     marker, log = tmp_path / "killed", tmp_path / "reports.jsonl"
     results = {"cells": {}, "rows": [], "skipped_peers": []}
-    cell = execution.Cell("emotions:0", dying_cell, {"marker": str(marker), "log": str(log), "args": args,
-                                                     "dataset": "emotions", "seed": 0, "command": "test"})
-    failed = execution.run_cells([cell], lambda _key, done: compare_orderings.merge_cell(results, done),
-                                 backend="ray", storage_dir=args.runs_dir, progress=False)
+    cell = execution.Cell(
+        "emotions:0",
+        dying_cell,
+        {"marker": str(marker), "log": str(log), "args": args, "dataset": "emotions", "seed": 0, "command": "test"},
+    )
+    failed = execution.run_cells(
+        [cell],
+        lambda _key, done: compare_orderings.merge_cell(results, done),
+        backend="ray",
+        storage_dir=args.runs_dir,
+        progress=False,
+    )
     assert failed == []
     assert marker.exists(), "the worker was never killed"
     reports = [json.loads(line) for line in log.read_text().splitlines()]
@@ -110,8 +128,15 @@ def test_a_killed_worker_resumes_from_its_last_checkpoint_with_the_same_result(l
 
 
 def test_tune_search_writes_a_best_config_that_train_rl_reproduces(ray_session, tmp_path):
-    args = tune.Args(dataset="emotions", learner="combined", samples=2, updates=20, eval_every=10, grace_period=1,
-                     runs_dir=str(tmp_path))
+    args = tune.Args(
+        dataset="emotions",
+        learner="combined",
+        samples=2,
+        updates=20,
+        eval_every=10,
+        grace_period=1,
+        runs_dir=str(tmp_path),
+    )
     best_path = tune.main(args)
     report = json.loads((best_path.parent / "trials.json").read_text())
     trials, winner = report["trials"], report["winner"]
@@ -123,7 +148,8 @@ def test_tune_search_writes_a_best_config_that_train_rl_reproduces(ray_session, 
         assert best[key] == winner["config"][key]
     assert best["rl_lr"] == winner["config"]["lr"] and best["learners"] == ["rearrange", "combined"]
     assert len(list(best_path.parent.glob("emotions__tune-combined__0__*/combined/events.out.tfevents.*"))) == 2
-    run_dir = train_rl.main(train_rl.cli_args(["--config", str(best_path), "--runs-dir", str(tmp_path / "again"),
-                                               "--no-progress"]))  # what `train_rl.py --config` runs
+    run_dir = train_rl.main(
+        train_rl.cli_args(["--config", str(best_path), "--runs-dir", str(tmp_path / "again"), "--no-progress"])
+    )  # what `train_rl.py --config` runs
     again = json.loads((run_dir / "metrics.json").read_text())["learners"]["combined"]["val"]["nDCG@3"]
     assert again == pytest.approx(winner["best_val"], abs=1e-12)  # same seed, same config: same best score

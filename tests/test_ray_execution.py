@@ -1,5 +1,6 @@
 """experiments/execution.py without Ray: run-folder snapshots (what a Ray checkpoint carries), flag
 checks, the progress line, and the local backend's cells and reports."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,11 +37,14 @@ def test_a_snapshot_restores_config_checkpoints_and_policies_but_not_curves(tmp_
     assert not list(run.rglob("*.restoring"))
 
 
-@pytest.mark.parametrize("backend, address, jobs, message", [
-    ("slurm", None, 1, "--backend must be one of ('local', 'ray'), got 'slurm'"),
-    ("local", "auto", 1, "--address auto needs --backend ray"),
-    ("local", None, 0, "--jobs must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "backend, address, jobs, message",
+    [
+        ("slurm", None, 1, "--backend must be one of ('local', 'ray'), got 'slurm'"),
+        ("local", "auto", 1, "--address auto needs --backend ray"),
+        ("local", None, 0, "--jobs must be >= 1, got 0"),
+    ],
+)
 def test_execution_flags_are_checked_with_the_flag_named(backend, address, jobs, message):
     assert message in execution.check_backend(backend, address, jobs)
     with pytest.raises(ArgsError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -1,4 +1,5 @@
 """Returns, advantages and losses of agents.rl on hand-made episodes; rollouts agree with the env."""
+
 import math
 
 import numpy as np
@@ -150,7 +151,9 @@ def test_combined_objective_on_a_fixed_batch_is_w_rl_plus_one_minus_w_tf(tiny_da
     rng.bit_generator.state = rng_before
     targets = rearranged_target_matrix(episodes.labels.numpy(), tiny_dataset.train.Y[rows], rng)
     assert torch.allclose(tf_loss, teacher_forcing_loss(policy, tiny_dataset.train.X[rows], targets), atol=1e-7)
-    emitted_gold = [set(c[c >= 0]) & set(g) for c, g in zip(episodes.labels.numpy(), tiny_dataset.train.Y[rows].tolil().rows)]
+    emitted_gold = [
+        set(c[c >= 0]) & set(g) for c, g in zip(episodes.labels.numpy(), tiny_dataset.train.Y[rows].tolil().rows)
+    ]
     for target, kept in zip(targets, emitted_gold):
         assert kept <= set(target[target >= 0])
 

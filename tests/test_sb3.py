@@ -1,4 +1,5 @@
 """sb3-contrib MaskablePPO on LabelChainEnv: plain MultiInputPolicy and the ChainPolicy adapter."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """TensorBoard curves read back the one way both the training tests and the notebooks read them."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +19,10 @@ def test_scripts_and_notebooks_read_the_same_curves(tmp_path: Path) -> None:
     assert read_scalars(tmp_path) == {"eval/P@1": [(0, 0.5), (1, 0.25), (3, 2.0)], "losses/rl": [(7, -1.0)]}
     frame = nbtools.event_scalars(tmp_path)
     assert sorted(zip(frame.tag, frame.step, frame.value)) == [
-        ("eval/P@1", 0, 0.5), ("eval/P@1", 1, 0.25), ("eval/P@1", 3, 2.0), ("losses/rl", 7, -1.0)
+        ("eval/P@1", 0, 0.5),
+        ("eval/P@1", 1, 0.25),
+        ("eval/P@1", 3, 2.0),
+        ("losses/rl", 7, -1.0),
     ]
     assert (frame.wall_time > 1e9).all()  # unix seconds, what the notebooks' elapsed time is built from
 

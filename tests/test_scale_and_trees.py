@@ -1,5 +1,6 @@
 """experiments/bench_scale.py and compare_trees.py: their pieces on hand-made cases, and one tiny
 end-to-end run of each (no timing asserts)."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,10 @@ def test_first_label_precision_exact():
 def test_scale_summary_ratios():
     args = bench_scale.Args(labels=[10, 1000], outputs=["flat", "tree"])
     cell = lambda train, decode: {"train_docs_per_s": train, "decode_docs_per_s": decode}
-    results = {"10": {"flat": cell(100.0, 400.0), "tree": cell(90.0, 300.0)},
-               "1000": {"flat": cell(10.0, 20.0), "tree": cell(45.0, 240.0)}}
+    results = {
+        "10": {"flat": cell(100.0, 400.0), "tree": cell(90.0, 300.0)},
+        "1000": {"flat": cell(10.0, 20.0), "tree": cell(45.0, 240.0)},
+    }
     summary = bench_scale.summary(results, args)
     assert summary["flat_train_slowdown_10_to_1000"] == pytest.approx(10.0)
     assert summary["tree_decode_slowdown_10_to_1000"] == pytest.approx(1.25)
@@ -29,9 +32,20 @@ def test_scale_summary_ratios():
 
 
 def test_scale_cells_run_end_to_end():
-    args = bench_scale.Args(labels=[300], train_docs=200, test_docs=40, n_features=200, hidden_size=16,
-                            budget_updates=2, batch_size=16, decode_docs=20, env_envs=8,
-                            env_seconds=0.05, tree_leaf_size=20, write=False)
+    args = bench_scale.Args(
+        labels=[300],
+        train_docs=200,
+        test_docs=40,
+        n_features=200,
+        hidden_size=16,
+        budget_updates=2,
+        batch_size=16,
+        decode_docs=20,
+        env_envs=8,
+        env_seconds=0.05,
+        tree_leaf_size=20,
+        write=False,
+    )
     for kind in ("flat", "tree"):
         cell = bench_scale.chain_cell(kind, 300, args)
         assert 0.0 <= cell["P@1"] <= 1.0 and cell["train_docs_per_s"] > 0 and cell["peak_rss_mb"] > 0
@@ -49,8 +63,15 @@ def test_parse_shape_names_the_flag():
 
 
 def test_compare_trees_tiny_grid_writes_and_merges(tmp_path):
-    args = compare_trees.Args(datasets=["emotions"], seeds=[0], shapes=["2x2", "4x4"], rearrange_epochs=1,
-                              combined_epochs=1, hidden_size=16, out=str(tmp_path / "trees"))
+    args = compare_trees.Args(
+        datasets=["emotions"],
+        seeds=[0],
+        shapes=["2x2", "4x4"],
+        rearrange_epochs=1,
+        combined_epochs=1,
+        hidden_size=16,
+        out=str(tmp_path / "trees"),
+    )
     payload = compare_trees.main(args)
     methods = sorted(r["method"] for r in payload["rows"])
     assert methods == ["combined", "combined+tree", "ensemble", "ensemble+tree", "rearrange", "rearrange+tree"]

@@ -1,5 +1,6 @@
 """Ranking scores beyond emission position: label marginals of sampled chains and the auxiliary
 multi-label head (exact values on hand-made cases; the head learns on emotions)."""
+
 from __future__ import annotations
 
 import math
@@ -50,7 +51,9 @@ def test_aux_label_loss_exact_and_built_from_the_targets() -> None:
     plain.load_state_dict({k: v for k, v in policy.state_dict().items() if not k.startswith("label_head")})
     plain.eval()
     with_aux = float(teacher_forcing_loss(policy, X, targets).detach())
-    assert with_aux == pytest.approx(float(teacher_forcing_loss(plain, X, targets).detach()) + 0.5 * (doc0 + doc1) / 2, rel=1e-5)
+    assert with_aux == pytest.approx(
+        float(teacher_forcing_loss(plain, X, targets).detach()) + 0.5 * (doc0 + doc1) / 2, rel=1e-5
+    )
 
 
 def test_score_modes_need_a_head_and_valid_names() -> None:
@@ -91,8 +94,10 @@ def trained_with_head():
 def test_aux_head_learns_on_emotions(trained_with_head) -> None:
     ds, policy = trained_with_head
     floor = evaluate(ds.test.Y, scores=LabelFrequency().fit(ds.train).scores(ds.test.X))
-    results = {mode: evaluate(ds.test.Y, scores=predict(policy, ds.test.X, score_mode=mode)[1])
-               for mode in ("aux", "position_aux", "marginal", "position")}
+    results = {
+        mode: evaluate(ds.test.Y, scores=predict(policy, ds.test.X, score_mode=mode)[1])
+        for mode in ("aux", "position_aux", "marginal", "position")
+    }
     # measured: P@1 / nDCG@3 aux 0.64 / 0.67, position and position_aux 0.67 / 0.77, marginal 0.58 / 0.69;
     # the floor 0.48 / 0.51
     assert results["aux"]["P@1"] >= floor["P@1"] + 0.1

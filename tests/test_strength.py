@@ -1,5 +1,6 @@
 """experiments/strength.py end to end on emotions (the paper preset at a tiny budget), resume, the
 verdicts on hand-made rows, and the k-fold selection helpers."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,19 @@ from experiments.strength_report import gap, goal_checks, render_markdown
 
 
 def tiny_args(tmp: Path, **changes) -> strength.Args:
-    base = strength.Args(datasets=["emotions"], seeds=[0], preset="paper", hidden_size=16, epochs=1, combined_epochs=1,
-                         folds=2, peers=["ovr_logistic"], max_train_docs=160, device="cpu", out_dir=str(tmp))
+    base = strength.Args(
+        datasets=["emotions"],
+        seeds=[0],
+        preset="paper",
+        hidden_size=16,
+        epochs=1,
+        combined_epochs=1,
+        folds=2,
+        peers=["ovr_logistic"],
+        max_train_docs=160,
+        device="cpu",
+        out_dir=str(tmp),
+    )
     return replace(base, **changes)
 
 
@@ -31,8 +43,19 @@ def run(tmp_path_factory):
 def test_rows_for_every_method_with_two_checkpoints_and_tuned_peers(run) -> None:
     _, results = run
     rows = {r["method"]: r for r in results["rows"]}
-    assert set(rows) == {"freq2rare", "rare2freq", "fixed_random", "always_random", "best_fixed", "rearrange",
-                         "combined", "ensemble_chains", "ensemble_chains_peers", "ovr_logistic", "label_frequency"}
+    assert set(rows) == {
+        "freq2rare",
+        "rare2freq",
+        "fixed_random",
+        "always_random",
+        "best_fixed",
+        "rearrange",
+        "combined",
+        "ensemble_chains",
+        "ensemble_chains_peers",
+        "ovr_logistic",
+        "label_frequency",
+    }
     for row in rows.values():
         assert all(0.0 <= row["metrics"][m] <= 1.0 for m in ("P@1", "nDCG@5", "example_f1", "micro_f1", "macro_f1"))
         assert row["wall_time_s"] >= 0 and row["dataset"] == "emotions" and row["seed"] == 0
@@ -58,7 +81,10 @@ def test_markdown_has_tables_and_verdicts(run) -> None:
     text = (tmp / "strength.md").read_text()
     assert "## emotions" in text and "| ensemble_chains_peers |" in text and "| label_frequency |" in text
     assert "a chain learner alone beats Omikuji's P@1" not in text  # no omikuji row, no such verdict
-    assert "| the ensemble beats every peer on the ranking metrics | emotions | ensemble_chains_peers vs ovr_logistic |" in text
+    assert (
+        "| the ensemble beats every peer on the ranking metrics | emotions | ensemble_chains_peers vs ovr_logistic |"
+        in text
+    )
     assert "one seed: noise unknown" in text
 
 
@@ -81,8 +107,10 @@ def test_bad_flags_are_named(tmp_path) -> None:
 
 # ----------------------------------------------------------------------------- verdicts, hand-made
 def _rows(method: str, values: list[float], metric: str = "P@1") -> list[dict]:
-    return [{"dataset": "d", "seed": s, "method": method, "metrics": {metric: v}, "wall_time_s": 1.0}
-            for s, v in enumerate(values)]
+    return [
+        {"dataset": "d", "seed": s, "method": method, "metrics": {metric: v}, "wall_time_s": 1.0}
+        for s, v in enumerate(values)
+    ]
 
 
 def test_paired_gap_and_seed_noise_exact() -> None:
@@ -91,7 +119,9 @@ def test_paired_gap_and_seed_noise_exact() -> None:
     table = by_cell(_rows("combined", [0.62, 0.60, 0.64]) + _rows("omikuji", [0.60, 0.61, 0.60]))
     result = gap(table, "d", "combined", "omikuji", "P@1")
     # per-seed gaps +0.02, -0.01, +0.04: mean 0.0166.., sample std 0.02517..
-    assert result["mean"] == pytest.approx(0.05 / 3) and result["std"] == pytest.approx(np.std([0.02, -0.01, 0.04], ddof=1))
+    assert result["mean"] == pytest.approx(0.05 / 3) and result["std"] == pytest.approx(
+        np.std([0.02, -0.01, 0.04], ddof=1)
+    )
     assert result["wins"] == 2 and result["holds"] and result["noise"] == "within seed noise"
     assert result["relative"] == pytest.approx((0.05 / 3) / (1.81 / 3))
     clear = gap(by_cell(_rows("a", [0.7, 0.71]) + _rows("b", [0.6, 0.6])), "d", "a", "b", "P@1")

@@ -36,9 +36,7 @@ def test_rearranged_targets_keep_order_drop_wrong_append_missed_then_stop():
     targets = rearranged_targets(sampled, gold, L, np.random.default_rng(0))
     # doc 0: keeps 3, 1 in the sample's order, drops 5, appends missed 4
     assert [t.tolist() for t in targets] == [[3, 1, 4, STOP], [2, 0, STOP], [5, STOP], [STOP]]
-    gold_csr = sp.csr_matrix(
-        (np.ones(6, bool), np.concatenate(gold), [0, 3, 5, 6, 6]), shape=(4, L)
-    )
+    gold_csr = sp.csr_matrix((np.ones(6, bool), np.concatenate(gold), [0, 3, 5, 6, 6]), shape=(4, L))
     matrix = rearranged_target_matrix(sampled, gold_csr, np.random.default_rng(0))
     assert matrix.tolist() == [[3, 1, 4, STOP], [2, 0, STOP, -1], [5, STOP, -1, -1], [STOP, -1, -1, -1]]
     as_lists = rearranged_targets([[3, 1, 5], [2, 0], [], [4, 2, 0, 1, 5]], gold, L, np.random.default_rng(0))

@@ -1,4 +1,5 @@
 """Synthetic label spaces: shapes, seeded determinism, power-law frequencies, learnability."""
+
 import numpy as np
 import pytest
 import torch
@@ -39,7 +40,7 @@ def test_hidden_tree_paths_are_a_balanced_tree():
     assert len(np.unique(paths[:, 0])) == 300  # every label its own leaf
     for level in range(1, 5):  # each parent has at most 4 children among the level below
         _, children = np.unique(paths[:, level], return_counts=True)
-        assert children.max() <= 4 ** level
+        assert children.max() <= 4**level
     assert len(np.unique(paths[:, -1])) <= 4
 
 

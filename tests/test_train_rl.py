@@ -1,4 +1,5 @@
 """experiments/train_rl.py end to end on emotions with tiny budgets: files, curves, resume, seeding."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,15 @@ from experiments.train_rl import Args, ArgsError, group_label, main
 
 UPDATES = 6
 TINY = Args(
-    dataset="emotions", learners=["freq2rare", "rearrange", "combined"], ensemble=["rearrange", "combined"],
-    updates=UPDATES, batch_size=32, hidden_size=16, eval_every=3, checkpoint_every=2, progress=False,
+    dataset="emotions",
+    learners=["freq2rare", "rearrange", "combined"],
+    ensemble=["rearrange", "combined"],
+    updates=UPDATES,
+    batch_size=32,
+    hidden_size=16,
+    eval_every=3,
+    checkpoint_every=2,
+    progress=False,
 )
 
 
@@ -98,8 +106,10 @@ def test_same_seed_same_metrics_other_seed_differs(reference_run: Path, tmp_path
     again = main(replace(TINY, runs_dir=str(tmp_path / "a")))
     assert deterministic_part(again) == deterministic_part(reference_run)
     other = main(replace(TINY, runs_dir=str(tmp_path / "b"), seed=1, learners=["freq2rare"], ensemble=[]))
-    assert (deterministic_part(other)["learners"]["freq2rare"]["test"]
-            != deterministic_part(reference_run)["learners"]["freq2rare"]["test"])
+    assert (
+        deterministic_part(other)["learners"]["freq2rare"]["test"]
+        != deterministic_part(reference_run)["learners"]["freq2rare"]["test"]
+    )
 
 
 @pytest.mark.needs_data
@@ -140,11 +150,28 @@ def test_resume_purges_steps_logged_after_the_last_checkpoint(tmp_path: Path):
 @pytest.mark.needs_data
 def test_ctrl_c_checkpoints_and_says_how_to_resume(tmp_path: Path):
     script = Path(__file__).resolve().parents[1] / "experiments" / "train_rl.py"
-    command = [sys.executable, str(script), "--dataset", "emotions", "--learners", "freq2rare", "--updates",
-               "100000", "--hidden-size", "16", "--eval-every", "100000", "--checkpoint-every", "100000",
-               "--runs-dir", str(tmp_path), "--no-progress"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        str(script),
+        "--dataset",
+        "emotions",
+        "--learners",
+        "freq2rare",
+        "--updates",
+        "100000",
+        "--hidden-size",
+        "16",
+        "--eval-every",
+        "100000",
+        "--checkpoint-every",
+        "100000",
+        "--runs-dir",
+        str(tmp_path),
+        "--no-progress",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob("*/freq2rare/events.*")) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -212,16 +239,27 @@ def test_rearrange_can_start_from_a_fixed_order_policy(reference_run: Path, tmp_
     """--rearrange-warm-start: rearrange's update-0 validation is the fixed-order policy's best point."""
     report = json.loads((reference_run / "metrics.json").read_text())
     source = reference_run / "freq2rare" / "policy"
-    run = main(replace(TINY, learners=["rearrange"], ensemble=[], greedy_rearrangement=True,
-                       rearrange_warm_start=str(source), runs_dir=str(tmp_path)))
+    run = main(
+        replace(
+            TINY,
+            learners=["rearrange"],
+            ensemble=[],
+            greedy_rearrangement=True,
+            rearrange_warm_start=str(source),
+            runs_dir=str(tmp_path),
+        )
+    )
     start = read_scalars(run / "rearrange")["eval/P@1"][0]
     assert start[0] == 0
     assert start[1] == pytest.approx(report["learners"]["freq2rare"]["val"]["P@1"], abs=1e-6)
     config = json.loads((run / "config.json").read_text())["derived"]
     assert config["learner_config"]["rearrange"]["greedy_rearrangement"] is True
     with pytest.raises(ArgsError, match="rearrange-warm-start"):
-        main(replace(TINY, learners=["rearrange"], rearrange_warm_start=str(tmp_path / "missing"),
-                     runs_dir=str(tmp_path)))
+        main(
+            replace(
+                TINY, learners=["rearrange"], rearrange_warm_start=str(tmp_path / "missing"), runs_dir=str(tmp_path)
+            )
+        )
 
 
 # ----------------------------------------------------------------------------- --preset paper
@@ -253,8 +291,10 @@ def test_out_of_patience_counts_validations_since_either_checkpoint():
     from experiments.learner_run import LearnerRun, Progress, Schedule
 
     def stop(update: int, best: int, best_set: int, patience: int | None = 2) -> bool:
-        run = SimpleNamespace(schedule=Schedule(100, 10, 10, "nDCG@3", patience=patience, set_metric="example_f1"),
-                              progress=Progress(update=update, best_update=best, best_set_update=best_set))
+        run = SimpleNamespace(
+            schedule=Schedule(100, 10, 10, "nDCG@3", patience=patience, set_metric="example_f1"),
+            progress=Progress(update=update, best_update=best, best_set_update=best_set),
+        )
         return LearnerRun.out_of_patience(run)
 
     assert not stop(30, 10, 20) and stop(40, 10, 20) and stop(40, 20, -1)

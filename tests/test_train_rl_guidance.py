@@ -1,4 +1,5 @@
 """train_rl with --guidance bcl and --hide-train-labels, end to end on emotions with tiny budgets."""
+
 from __future__ import annotations
 
 import json
@@ -12,9 +13,18 @@ from experiments.runs import load_checkpoint
 from experiments.train_rl import Args, ArgsError, load_run_data, main
 
 TINY = Args(
-    dataset="emotions", learners=["freq2rare", "rearrange", "combined"], ensemble=["rearrange", "combined"],
-    updates=4, batch_size=32, hidden_size=16, eval_every=2, checkpoint_every=2, progress=False,
-    guidance="bcl", clusters=3, hide_train_labels=0.5,
+    dataset="emotions",
+    learners=["freq2rare", "rearrange", "combined"],
+    ensemble=["rearrange", "combined"],
+    updates=4,
+    batch_size=32,
+    hidden_size=16,
+    eval_every=2,
+    checkpoint_every=2,
+    progress=False,
+    guidance="bcl",
+    clusters=3,
+    hide_train_labels=0.5,
 )
 
 
@@ -39,16 +49,22 @@ def test_run_data_hides_train_labels_and_appends_gold_clusters():
     data = load_run_data(TINY)
     assert data.train.X.shape[1] == plain.train.X.shape[1] + 3 and data.val.X.shape == plain.val.X.shape
     assert data.train.Y.sum() < plain.train.Y.sum()  # labels hidden ...
-    assert ((data.train.Y > plain.train.Y).nnz == 0)  # ... never added
+    assert (data.train.Y > plain.train.Y).nnz == 0  # ... never added
     assert (data.test.Y != plain.test.Y).nnz == 0  # test keeps every label
     assert data.train.X[:, -3:].sum(axis=1).min() >= 1  # every training document has a gold cluster
 
 
-@pytest.mark.parametrize("change, flag", [
-    ({"guidance": "mcg"}, "--guidance"), ({"clusters": 0}, "--clusters"),
-    ({"hide_train_labels": 1.5}, "--hide-train-labels"), ({"guidance_weight": -1.0}, "--guidance-weight"),
-    ({"clusters": 7}, "--clusters 7"), ({"guidance_mix": 2.0}, "--guidance-mix"),
-])
+@pytest.mark.parametrize(
+    "change, flag",
+    [
+        ({"guidance": "mcg"}, "--guidance"),
+        ({"clusters": 0}, "--clusters"),
+        ({"hide_train_labels": 1.5}, "--hide-train-labels"),
+        ({"guidance_weight": -1.0}, "--guidance-weight"),
+        ({"clusters": 7}, "--clusters 7"),
+        ({"guidance_mix": 2.0}, "--guidance-mix"),
+    ],
+)
 def test_bad_guidance_flags_are_named(tmp_path: Path, change, flag):
     with pytest.raises(ArgsError, match=flag):
         main(replace(TINY, runs_dir=str(tmp_path), **change))

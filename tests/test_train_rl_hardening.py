@@ -1,5 +1,6 @@
 """train_rl's guard rails: one-line errors, locked run folders, honest resumes, SIGTERM, full disks,
 and the rule that picks the best fixed ordering."""
+
 from __future__ import annotations
 
 import errno
@@ -23,8 +24,17 @@ from experiments.run_report import best_fixed_ordering
 from experiments.runs import DiskFullError, RunLock, load_checkpoint, read_scalars
 from experiments.train_rl import Args, ArgsError, check_splits, main, resolve_args
 
-TINY = Args(dataset="emotions", learners=["freq2rare"], ensemble=[], updates=6, batch_size=32, hidden_size=8,
-            eval_every=3, checkpoint_every=2, progress=False)
+TINY = Args(
+    dataset="emotions",
+    learners=["freq2rare"],
+    ensemble=[],
+    updates=6,
+    batch_size=32,
+    hidden_size=8,
+    eval_every=3,
+    checkpoint_every=2,
+    progress=False,
+)
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "train_rl.py"
 
 
@@ -41,10 +51,17 @@ def test_best_fixed_ordering_rule_on_hand_made_numbers():
 
 
 def test_every_numeric_flag_is_range_checked_in_one_line():
-    for changes, flag in (({"lr": math.nan}, "--lr"), ({"seed": -1}, "--seed"), ({"rl_lr": math.inf}, "--rl-lr"),
-                          ({"updates": 0}, "--updates"), ({"rl_weight": 1.5}, "--rl-weight"),
-                          ({"val_fraction": 0.0}, "--val-fraction"), ({"entropy_coef": -0.1}, "--entropy-coef"),
-                          ({"stop_after_updates": 0}, "--stop-after-updates"), ({"reward_mode": "x"}, "--reward-mode")):
+    for changes, flag in (
+        ({"lr": math.nan}, "--lr"),
+        ({"seed": -1}, "--seed"),
+        ({"rl_lr": math.inf}, "--rl-lr"),
+        ({"updates": 0}, "--updates"),
+        ({"rl_weight": 1.5}, "--rl-weight"),
+        ({"val_fraction": 0.0}, "--val-fraction"),
+        ({"entropy_coef": -0.1}, "--entropy-coef"),
+        ({"stop_after_updates": 0}, "--stop-after-updates"),
+        ({"reward_mode": "x"}, "--reward-mode"),
+    ):
         with pytest.raises(ArgsError, match=flag) as info:
             resolve_args(replace(TINY, **changes))
         assert "\n" not in str(info.value)
@@ -160,11 +177,28 @@ def test_full_disk_while_checkpointing_is_one_clear_line(monkeypatch, tmp_path: 
 
 @pytest.mark.needs_data
 def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path: Path):
-    command = [sys.executable, str(SCRIPT), "--dataset", "emotions", "--learners", "freq2rare", "--updates",
-               "100000", "--hidden-size", "16", "--eval-every", "100000", "--checkpoint-every", "100000",
-               "--runs-dir", str(tmp_path), "--no-progress"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        str(SCRIPT),
+        "--dataset",
+        "emotions",
+        "--learners",
+        "freq2rare",
+        "--updates",
+        "100000",
+        "--hidden-size",
+        "16",
+        "--eval-every",
+        "100000",
+        "--checkpoint-every",
+        "100000",
+        "--runs-dir",
+        str(tmp_path),
+        "--no-progress",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     deadline = time.monotonic() + 120  # a bound on waiting for the start, not an assertion on speed
     while not list(tmp_path.glob("*/freq2rare/events.*")) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -1,5 +1,6 @@
 """The cheaper teacher-forcing pass (packed GRU, output layer at real positions only) gives the
 numbers of the plain padded computation, with and without dropout's randomness removed."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,9 @@ def test_packed_present_only_loss_matches_the_padded_computation() -> None:
     policy = ChainPolicy(5, 6, hidden_size=16, label_embed_size=4).eval()
     X = np.random.default_rng(0).random((4, 5)).astype(np.float32)
     stop = policy.stop_id
-    targets = torch.tensor([[3, 1, 4, 0, stop], [0, stop, PAD, PAD, PAD],
-                            [stop, PAD, PAD, PAD, PAD], [5, 2, stop, PAD, PAD]])
+    targets = torch.tensor(
+        [[3, 1, 4, 0, stop], [0, stop, PAD, PAD, PAD], [stop, PAD, PAD, PAD, PAD], [5, 2, stop, PAD, PAD]]
+    )
     fast = teacher_forcing_loss(policy, X, targets)
     slow = padded_reference(policy, X, targets)
     assert torch.allclose(fast, slow, atol=1e-6)

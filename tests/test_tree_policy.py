@@ -1,4 +1,5 @@
 """The tree-factored output layer: an exact distribution, repeat-free chains, the same learners learn."""
+
 from __future__ import annotations
 
 import json
@@ -29,13 +30,23 @@ N_FEATURES, N_LABELS = 7, 11
 STOP = N_LABELS
 
 
-def tree_policy(branching: int = 2, leaf: int = 3, beam: int = 10, seed: int = 0, sparse: bool = False,
-                query: int | None = None) -> ChainPolicy:
+def tree_policy(
+    branching: int = 2, leaf: int = 3, beam: int = 10, seed: int = 0, sparse: bool = False, query: int | None = None
+) -> ChainPolicy:
     emb = np.random.default_rng(seed).normal(size=(N_LABELS, 4))
     tree = build_label_tree(emb, branching, leaf, seed=seed)
     torch.manual_seed(seed)
-    policy = ChainPolicy(N_FEATURES, N_LABELS, hidden_size=8, label_embed_size=4, output="tree", tree=tree,
-                         tree_beam=beam, sparse_label_grads=sparse, tree_query_size=query)
+    policy = ChainPolicy(
+        N_FEATURES,
+        N_LABELS,
+        hidden_size=8,
+        label_embed_size=4,
+        output="tree",
+        tree=tree,
+        tree_beam=beam,
+        sparse_label_grads=sparse,
+        tree_query_size=query,
+    )
     return policy.eval()
 
 
@@ -77,7 +88,10 @@ def test_log_prob_of_a_path_is_the_sum_of_its_parts(X):
     path = tree.ancestors()[label]  # node at levels 1 and 2 (its leaf)
     with torch.no_grad():
         joint, _, _ = policy.step_joint(policy.initial_state(X), torch.full((len(X),), -1))
-        root = torch.cat([joint @ out.node_weight[0].T + out.node_bias[0][:, 0], (joint @ out.stop_weight + out.stop_bias)[:, None]], 1)
+        root = torch.cat(
+            [joint @ out.node_weight[0].T + out.node_bias[0][:, 0], (joint @ out.stop_weight + out.stop_bias)[:, None]],
+            1,
+        )
         expected = torch.log_softmax(root, 1)[:, path[0]]
         siblings = np.flatnonzero(tree.parents[1] == path[0])
         level2 = joint @ out.node_weight[1][siblings].T + out.node_bias[1][siblings, 0]
@@ -101,8 +115,9 @@ def test_ancestral_sampling_follows_the_exact_distribution():
         _, _, state = policy.step_joint(state, torch.full((1,), -1))
         joint, _, _ = policy.step_joint(state, torch.full((1,), 2))
         history = HistoryEmitted(torch.tensor([[2]]).repeat(n, 1))
-        choice = policy.output.choose(joint.repeat(n, 1), history, suppress_stop=False, sample=True,
-                                      generator=torch.Generator().manual_seed(0))
+        choice = policy.output.choose(
+            joint.repeat(n, 1), history, suppress_stop=False, sample=True, generator=torch.Generator().manual_seed(0)
+        )
     counts = np.bincount(choice.action.numpy(), minlength=N_LABELS + 1) / n
     assert counts[2] == 0 and exact[2] == 0
     np.testing.assert_allclose(counts, exact, atol=0.01)  # 40k draws: standard error <= 0.0025
@@ -164,15 +179,20 @@ def test_save_load_round_trip(X, tmp_path):
     loaded = ChainPolicy.load(tmp_path).eval()
     assert loaded.output.tree.to_dict() == policy.output.tree.to_dict()
     with torch.no_grad():
-        a, b = sample_decode(policy, X, generator=torch.Generator().manual_seed(3)), sample_decode(
-            loaded, X, generator=torch.Generator().manual_seed(3))
+        a, b = (
+            sample_decode(policy, X, generator=torch.Generator().manual_seed(3)),
+            sample_decode(loaded, X, generator=torch.Generator().manual_seed(3)),
+        )
     assert torch.equal(a.actions, b.actions) and torch.allclose(a.log_probs, b.log_probs)
 
 
 def test_sparse_label_grads_are_the_dense_gradients_stored_sparsely(X):
     dense, sparse = tree_policy(2, 3), tree_policy(2, 3, sparse=True)
     assert [p.data_ptr() for p in sparse.sparse_parameters()] == [
-        sparse.label_embedding.weight.data_ptr(), sparse.output.label_weight.data_ptr(), sparse.output.label_bias.data_ptr()]
+        sparse.label_embedding.weight.data_ptr(),
+        sparse.output.label_weight.data_ptr(),
+        sparse.output.label_bias.data_ptr(),
+    ]
     targets = torch.tensor([[3, 1, STOP], [0, STOP, -1], [STOP, -1, -1], [10, 9, 8]])
     for policy in (dense, sparse):
         teacher_forcing_loss(policy, X[:4], targets).backward()
@@ -188,7 +208,9 @@ def test_sparse_label_grads_are_the_dense_gradients_stored_sparsely(X):
 
 def test_sparse_learner_state_round_trip_continues_bit_identically(emotions):
     def learner():
-        return make_learner("combined", emotions_tree_policy(emotions, sparse=True), emotions.train, LearnerConfig(batch_size=16))
+        return make_learner(
+            "combined", emotions_tree_policy(emotions, sparse=True), emotions.train, LearnerConfig(batch_size=16)
+        )
 
     first = learner()
     assert isinstance(first.optimizer, AdamWithSparse)
@@ -235,15 +257,26 @@ def emotions_tree_policy(dataset, sparse: bool = False) -> ChainPolicy:
     """B = 2, leaves of at most 4 labels over PIFA embeddings of the training split (6 labels: 2 leaves)."""
     tree = build_label_tree(pifa_embeddings(dataset.train.X, dataset.train.Y), 2, 4, seed=0)
     torch.manual_seed(0)
-    policy = ChainPolicy(dataset.n_features, dataset.n_labels, hidden_size=64, label_embed_size=16, output="tree",
-                         tree=tree, sparse_label_grads=sparse)
+    policy = ChainPolicy(
+        dataset.n_features,
+        dataset.n_labels,
+        hidden_size=64,
+        label_embed_size=16,
+        output="tree",
+        tree=tree,
+        sparse_label_grads=sparse,
+    )
     return policy.fit_input_normalization(dataset.train.X)
 
 
 def test_every_learner_runs_on_a_tree_policy(emotions):
     for name in LEARNERS:
-        learner = make_learner(name, emotions_tree_policy(emotions), emotions.train,
-                               LearnerConfig(batch_size=8, ppo_epochs=1, ppo_minibatches=2))
+        learner = make_learner(
+            name,
+            emotions_tree_policy(emotions),
+            emotions.train,
+            LearnerConfig(batch_size=8, ppo_epochs=1, ppo_minibatches=2),
+        )
         scalars = learner.update(np.arange(8))
         assert np.isfinite(list(scalars.values())).all(), (name, scalars)
 
@@ -287,10 +320,24 @@ def test_reinforce_learns_with_a_tree(emotions):
 def test_train_rl_trains_and_saves_tree_policies(tmp_path):
     from experiments.train_rl import Args, main
 
-    args = Args(dataset="emotions", learners=["rearrange", "combined"], ensemble=["rearrange", "combined"],
-                updates=4, batch_size=16, hidden_size=16, eval_every=2, checkpoint_every=2, progress=False,
-                output="tree", tree_branching=2, tree_leaf_size=4, tree_beam=3, sparse_label_grads=True, tree_query_size=8,
-                runs_dir=str(tmp_path))
+    args = Args(
+        dataset="emotions",
+        learners=["rearrange", "combined"],
+        ensemble=["rearrange", "combined"],
+        updates=4,
+        batch_size=16,
+        hidden_size=16,
+        eval_every=2,
+        checkpoint_every=2,
+        progress=False,
+        output="tree",
+        tree_branching=2,
+        tree_leaf_size=4,
+        tree_beam=3,
+        sparse_label_grads=True,
+        tree_query_size=8,
+        runs_dir=str(tmp_path),
+    )
     run_dir = main(args)
     trees = []
     for name in ("rearrange", "combined"):  # combined warm-starts from rearrange: the same tree
@@ -306,8 +353,9 @@ def test_train_rl_names_bad_tree_flags():
     from experiments.config import check_args
     from experiments.train_rl import Args
 
-    problems = check_args(Args(output="trie", tree_branching=1, tree_leaf_size=0, tree_beam=0, sparse_label_grads=True,
-                               tree_query_size=0))
+    problems = check_args(
+        Args(output="trie", tree_branching=1, tree_leaf_size=0, tree_beam=0, sparse_label_grads=True, tree_query_size=0)
+    )
     assert problems == [
         "--tree-branching must be >= 2, got 1",
         "--tree-leaf-size must be >= 1, got 0",

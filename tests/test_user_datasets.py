@@ -1,5 +1,6 @@
 """A user's own MULAN / MEKA / XC data: by name under the data folder or by path, with or without a
 shipped split, with string, ID and nominal attributes."""
+
 from __future__ import annotations
 
 import logging
@@ -26,13 +27,20 @@ def write(path: Path, text: str) -> Path:
 # genbase-like: an ID attribute (one protein name per row, 24 rows), a YES/NO nominal declared YES
 # first, a three-valued nominal, a string attribute (quoted, with a comma), labels last.
 N_ROWS = 24
-HEADER = ("@relation genbase\n@attribute protein {" + ",".join(f"P{i}" for i in range(N_ROWS)) + "}\n"
-          "@attribute motif {YES,NO}\n@attribute size numeric\n@attribute shape {round,flat,long}\n"
-          "@attribute note string\n@attribute PDOC1 {0,1}\n@attribute PDOC2 {0,1}\n@data\n")
-ROWS = [f"P{i},{'YES' if i % 2 == 0 else 'NO'},{i + 1.5},{('round', 'flat', 'long')[i % 3]},'a, {i}',"
-        f"{int(i % 2 == 0 or i % 3 == 2)},{int(i % 3 > 0)}" for i in range(N_ROWS)]
-XML = ('<?xml version="1.0" encoding="utf-8"?>\n<labels xmlns="http://mulan.sourceforge.net/labels">'
-       '<label name="PDOC1"></label><label name="PDOC2"></label></labels>\n')
+HEADER = (
+    "@relation genbase\n@attribute protein {" + ",".join(f"P{i}" for i in range(N_ROWS)) + "}\n"
+    "@attribute motif {YES,NO}\n@attribute size numeric\n@attribute shape {round,flat,long}\n"
+    "@attribute note string\n@attribute PDOC1 {0,1}\n@attribute PDOC2 {0,1}\n@data\n"
+)
+ROWS = [
+    f"P{i},{'YES' if i % 2 == 0 else 'NO'},{i + 1.5},{('round', 'flat', 'long')[i % 3]},'a, {i}',"
+    f"{int(i % 2 == 0 or i % 3 == 2)},{int(i % 3 > 0)}"
+    for i in range(N_ROWS)
+]
+XML = (
+    '<?xml version="1.0" encoding="utf-8"?>\n<labels xmlns="http://mulan.sourceforge.net/labels">'
+    '<label name="PDOC1"></label><label name="PDOC2"></label></labels>\n'
+)
 
 
 def genbase_pair(folder: Path) -> Path:
@@ -108,8 +116,10 @@ def test_single_text_file_gets_a_seeded_split(tmp_path: Path) -> None:
 
 
 def test_two_valued_nominals_and_sparse_defaults(tmp_path: Path) -> None:
-    header = ("@relation 'n: -C -1'\n@attribute flag {t,f}\n@attribute colour {red,green}\n"
-              "@attribute grade {A,B,C}\n@attribute y {1,0}\n@data\n")
+    header = (
+        "@relation 'n: -C -1'\n@attribute flag {t,f}\n@attribute colour {red,green}\n"
+        "@attribute grade {A,B,C}\n@attribute y {1,0}\n@data\n"
+    )
     write(tmp_path / "n-train.arff", header + "{0 f,1 green,2 C}\n{3 1}\n")
     write(tmp_path / "n-test.arff", header + "t,red,B,0\n")
     ds = load_dataset(tmp_path)

@@ -2,6 +2,7 @@
 parsed-dataset cache, and the one in-memory form (`Dataset`, `Split`). Nothing here knows about
 environments or policies.
 """
+
 from envs.data.dataset import Dataset, Features, Split
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import DATASET_NAMES, load_dataset

@@ -14,6 +14,7 @@ same attribute name declared twice, non-finite numbers (nan, inf, overflow), mis
 (labelchain does not impute: a guess would silently become training data), a sparse row naming an
 index twice, date/relational attributes.
 """
+
 from __future__ import annotations
 
 import re
@@ -121,9 +122,7 @@ def _parse_type(text: str, name: str, path: Path, line_no: int) -> tuple[str, li
     text = text.strip()
     if text.startswith("{"):
         if not text.endswith("}"):
-            raise DataFormatError(
-                path, f"nominal type of attribute {name!r} must end with '}}'", line=line_no
-            )
+            raise DataFormatError(path, f"nominal type of attribute {name!r} must end with '}}'", line=line_no)
         values = [_strip_quotes(v) for v in split_quoted(text[1:-1], path, line_no)]
         if not values or any(v == "" for v in values):
             raise DataFormatError(path, f"empty value in nominal type of {name!r}", line=line_no)
@@ -138,12 +137,11 @@ def _parse_type(text: str, name: str, path: Path, line_no: int) -> tuple[str, li
     expected = "expected numeric, real, integer, string or a nominal {v1,v2,...}"
     if kind in _UNSUPPORTED_TYPES:
         raise DataFormatError(
-            path, f"attribute {name!r} has type {kind!r}, which labelchain does not read; {expected}",
+            path,
+            f"attribute {name!r} has type {kind!r}, which labelchain does not read; {expected}",
             line=line_no,
         )
-    raise DataFormatError(
-        path, f"unknown attribute type {text!r} for attribute {name!r}; {expected}", line=line_no
-    )
+    raise DataFormatError(path, f"unknown attribute type {text!r} for attribute {name!r}; {expected}", line=line_no)
 
 
 def read_arff(path: str | Path) -> ArffTable:
@@ -169,8 +167,11 @@ def read_arff(path: str | Path) -> ArffTable:
             name, rest = _split_name(line[len("@attribute") :], path, i + 1)
             if name in declared_on:  # a later duplicate would silently take the earlier one's role
                 raise DataFormatError(
-                    path, f"attribute {name!r} is declared twice (first on line {declared_on[name]}); "
-                    "expected unique attribute names", line=i + 1, field=f"attribute {name!r}",
+                    path,
+                    f"attribute {name!r} is declared twice (first on line {declared_on[name]}); "
+                    "expected unique attribute names",
+                    line=i + 1,
+                    field=f"attribute {name!r}",
                 )
             declared_on[name] = i + 1
             kind, values = _parse_type(rest, name, path, i + 1)
@@ -182,7 +183,8 @@ def read_arff(path: str | Path) -> ArffTable:
             break
         else:
             raise DataFormatError(
-                path, f"unexpected header line {line[:60]!r}; expected @relation, @attribute or @data",
+                path,
+                f"unexpected header line {line[:60]!r}; expected @relation, @attribute or @data",
                 line=i + 1,
             )
     if not names:
@@ -199,21 +201,23 @@ def _sparse_pairs(line: str, path: Path, line_no: int) -> list[str]:
     if "'" not in inner and '"' not in inner:
         tokens = inner.replace(",", " ").split()
         if len(tokens) % 2:
-            raise DataFormatError(path, "sparse row must hold 'index value' pairs separated by commas",
-                                  line=line_no)
+            raise DataFormatError(path, "sparse row must hold 'index value' pairs separated by commas", line=line_no)
         return tokens
     tokens = []
     for item in split_quoted(inner, path, line_no):
         pair = item.strip().split(None, 1)
         if len(pair) != 2:
-            raise DataFormatError(path, "sparse row must hold 'index value' pairs separated by commas",
-                                  line=line_no)
+            raise DataFormatError(path, "sparse row must hold 'index value' pairs separated by commas", line=line_no)
         tokens.extend(pair)
     return tokens
 
 
 def _parse_data(
-    lines: list[str], start: int, path: Path, names: list[str], nominals: list[list[str] | None],
+    lines: list[str],
+    start: int,
+    path: Path,
+    names: list[str],
+    nominals: list[list[str] | None],
     kinds: list[str],
 ) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray]:
     """Collect every row's tokens, then convert them all at once (fast path) and validate."""
@@ -269,8 +273,12 @@ def _parse_data(
     repeat = first_repeat(rows, cols)
     if repeat is not None:
         col = int(cols[repeat])
-        raise DataFormatError(path, f"sparse row names index {col} twice; expected each index once",
-                              line=int(entry_lines[repeat]), field=f"attribute {names[col]!r}")
+        raise DataFormatError(
+            path,
+            f"sparse row names index {col} twice; expected each index once",
+            line=int(entry_lines[repeat]),
+            field=f"attribute {names[col]!r}",
+        )
     sparse_part = sp.csr_matrix((vals, (rows, cols)), shape=(n_sparse, n_attr), dtype=np.float32)
     sparse_part.sort_indices()
     if dense_lines:  # a file may mix both row styles; keep the file's row order
@@ -309,9 +317,7 @@ def _convert(
     is_nominal = np.array([v is not None for v in nominals], dtype=bool)
     is_string = np.array([k == "string" for k in kinds], dtype=bool)
     # Nominal attributes declared as {0,1,...,k-1} can be read as numbers directly.
-    identity = np.array(
-        [v is not None and v == [str(j) for j in range(len(v))] for v in nominals], dtype=bool
-    )
+    identity = np.array([v is not None and v == [str(j) for j in range(len(v))] for v in nominals], dtype=bool)
     n_values = np.array([len(v) if v is not None else 0 for v in nominals])
     mapped = (is_nominal & ~identity)[cols]
     skipped = is_string[cols]
@@ -327,8 +333,10 @@ def _convert(
     if bad.size:
         k = plain[bad[0]]
         raise DataFormatError(
-            path, f"value {tokens[k].strip()!r} is not a finite number; expected a finite numeric value",
-            line=int(entry_lines[k]), field=f"attribute {names[int(cols[k])]!r}",
+            path,
+            f"value {tokens[k].strip()!r} is not a finite number; expected a finite numeric value",
+            line=int(entry_lines[k]),
+            field=f"attribute {names[int(cols[k])]!r}",
         )
     for k in np.flatnonzero(mapped):  # only attributes with non-numeric nominal values
         col = int(cols[k])
@@ -337,8 +345,10 @@ def _convert(
         token = _strip_quotes(tokens[k])
         if token not in lookup:
             raise DataFormatError(
-                path, f"value {token!r} is not one of the declared values {lookup}",
-                line=int(entry_lines[k]), field=f"attribute {names[col]!r}",
+                path,
+                f"value {token!r} is not one of the declared values {lookup}",
+                line=int(entry_lines[k]),
+                field=f"attribute {names[col]!r}",
             )
         values[k] = lookup.index(token)
     check = np.flatnonzero(identity[cols])
@@ -349,15 +359,21 @@ def _convert(
             k = check[bad[0]]
             col = int(cols[k])
             raise DataFormatError(
-                path, f"value {tokens[k]!r} is not one of the declared values {nominals[col]}",
-                line=int(entry_lines[k]), field=f"attribute {names[col]!r}",
+                path,
+                f"value {tokens[k]!r} is not one of the declared values {nominals[col]}",
+                line=int(entry_lines[k]),
+                field=f"attribute {names[col]!r}",
             )
     return values.astype(np.float32)
 
 
 def _raise_bad_number(
-    tokens: list[str], plain: np.ndarray, cols: np.ndarray, entry_lines: np.ndarray,
-    path: Path, names: list[str],
+    tokens: list[str],
+    plain: np.ndarray,
+    cols: np.ndarray,
+    entry_lines: np.ndarray,
+    path: Path,
+    names: list[str],
 ) -> None:
     """Slow path, run only after the bulk conversion failed: find and report the first bad token."""
     for k in plain:
@@ -365,10 +381,15 @@ def _raise_bad_number(
         try:
             float(token)
         except ValueError:
-            what = ("missing value '?' is not supported (labelchain does not impute)" if token == "?"
-                    else f"value {token!r} is not a number")
+            what = (
+                "missing value '?' is not supported (labelchain does not impute)"
+                if token == "?"
+                else f"value {token!r} is not a number"
+            )
             raise DataFormatError(
-                path, f"{what}; expected a numeric value",
-                line=int(entry_lines[k]), field=f"attribute {names[int(cols[k])]!r}",
+                path,
+                f"{what}; expected a numeric value",
+                line=int(entry_lines[k]),
+                field=f"attribute {names[int(cols[k])]!r}",
             ) from None
     raise DataFormatError(path, "could not convert the data section to numbers")

@@ -4,6 +4,7 @@ Both readers collect every token of a file first and convert them in one numpy c
 fails do they walk the tokens to name the first bad one (file and line), so the fast path stays fast
 and the error stays precise. One copy of each check keeps the two readers' rules from drifting.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,8 +30,10 @@ def to_numbers(tokens: list[str], dtype: type, token_lines: np.ndarray, path: Pa
                 value = None
             if value is None or (kind is int and not -(2**63) <= value < 2**63):
                 raise DataFormatError(
-                    path, f"{what} {token!r} is not {'an integer' if kind is int else 'a number'}"
-                    + (" in the int64 range" if value is not None else ""), line=int(line),
+                    path,
+                    f"{what} {token!r} is not {'an integer' if kind is int else 'a number'}"
+                    + (" in the int64 range" if value is not None else ""),
+                    line=int(line),
                 ) from None
         raise
 

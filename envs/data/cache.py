@@ -9,6 +9,7 @@ metadata, the sha256 of every array file, and a sha256 of meta.json's own body).
 every checksum before it trusts a byte; a missing, cut, empty or altered entry is reported as a
 problem so the loader rebuilds it. Files are written atomically (envs.atomic); meta.json goes last.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,7 +50,8 @@ def cache_key(version: str, options: dict[str, Any], files: list[Path]) -> str:
     stamp = [[str(path.resolve()), file_digest(path)] for path in sorted(files)]
     blob = json.dumps(
         {"format": CACHE_FORMAT, "version": version, "options": options, "files": stamp},
-        sort_keys=True, default=str,
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -90,9 +92,14 @@ def save_dataset(dataset: Dataset, folder: Path) -> None:
             files[f"{split_name}_{part}"] = name
             checksums[name] = hashlib.sha256(payload).hexdigest()
     body = {
-        "format": CACHE_FORMAT, "name": dataset.name, "source": dataset.source,
-        "label_names": dataset.label_names, "feature_names": dataset.feature_names,
-        "metadata": dataset.metadata, "files": files, "sha256": checksums,
+        "format": CACHE_FORMAT,
+        "name": dataset.name,
+        "source": dataset.source,
+        "label_names": dataset.label_names,
+        "feature_names": dataset.feature_names,
+        "metadata": dataset.metadata,
+        "files": files,
+        "sha256": checksums,
     }
     payload = json.dumps({"body": body, "body_sha256": _body_digest(body)}).encode()
     atomic_write(folder / "meta.json", lambda h: h.write(payload))
@@ -122,8 +129,10 @@ def load_cached(folder: Path) -> tuple[Dataset | None, str | None]:
             name=body["name"],
             train=Split(matrices["train_X"], matrices["train_Y"]),
             test=Split(matrices["test_X"], matrices["test_Y"]),
-            label_names=list(body["label_names"]), feature_names=list(body["feature_names"]),
-            source=body["source"], metadata=dict(body["metadata"]),
+            label_names=list(body["label_names"]),
+            feature_names=list(body["feature_names"]),
+            source=body["source"],
+            metadata=dict(body["metadata"]),
         ), None
     except Exception as err:  # noqa: BLE001  (any unreadable entry is rebuilt, never trusted)
         return None, f"unreadable ({type(err).__name__}: {err})"

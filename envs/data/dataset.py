@@ -3,6 +3,7 @@
 Every loader (ARFF, extreme-classification text, LIBSVM, Reuters SGML) ends in a `Dataset`, so the
 environments, learners and metrics never care where the data came from.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -77,8 +78,7 @@ class Dataset:
         for split_name, split in (("train", self.train), ("test", self.test)):
             if split.Y.shape[1] != n_labels:
                 raise ValueError(
-                    f"{self.name}: {split_name}.Y has {split.Y.shape[1]} columns, "
-                    f"but there are {n_labels} label names"
+                    f"{self.name}: {split_name}.Y has {split.Y.shape[1]} columns, but there are {n_labels} label names"
                 )
         if self.train.X.shape[1] != self.test.X.shape[1]:
             raise ValueError(f"{self.name}: train and test have different feature counts")
@@ -107,6 +107,5 @@ class Dataset:
             "test": len(self.test),
             "labels": self.n_labels,
             "features": self.n_features,
-            "labels_per_doc": float(self.train.Y.sum() + self.test.Y.sum())
-            / max(1, len(self.train) + len(self.test)),
+            "labels_per_doc": float(self.train.Y.sum() + self.test.Y.sum()) / max(1, len(self.train) + len(self.test)),
         }

@@ -3,6 +3,7 @@
 Loaders read files that users fetch from elsewhere, so a bad file must say *which* file, *where* in
 it, and *what was expected*, instead of surfacing as a deep IndexError from the parser.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

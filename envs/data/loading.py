@@ -12,6 +12,7 @@ Names and data folders: see `envs.data.locate`. A path may be a folder or a file
     in `Dataset.metadata["split"]`. A MULAN file's XML is `<stem>.xml` or the folder's only XML.
 Feature rules for ARFF attributes (nominal, string, ID): see `envs.data.multilabel`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,8 +45,10 @@ def _arff_files(folder: Path) -> list[Path]:
         for pattern in (f"*-{part}.arff", f"*-{part}-sparse.arff", f"*{part}*.arff"):
             found = sorted(folder.glob(pattern))
             if len(found) > 1:
-                raise DataFormatError(folder, f"several {pattern} files ({[p.name for p in found]}); "
-                                      "expected one training and one test ARFF")
+                raise DataFormatError(
+                    folder,
+                    f"several {pattern} files ({[p.name for p in found]}); expected one training and one test ARFF",
+                )
             if found:
                 found_pair.append(found[0])
                 break
@@ -55,8 +58,11 @@ def _arff_files(folder: Path) -> list[Path]:
     if found_pair and len(whole) > 1:
         raise DataNotFoundError(f"{folder}: {found_pair[0].name} has no matching train/test partner ARFF")
     if len(whole) != 1:
-        raise DataFormatError(folder, f"several ARFF files {[p.name for p in whole]} and none named *-train/*-test; "
-                              "expected a *-train.arff + *-test.arff pair or one ARFF to split")
+        raise DataFormatError(
+            folder,
+            f"several ARFF files {[p.name for p in whole]} and none named *-train/*-test; "
+            "expected a *-train.arff + *-test.arff pair or one ARFF to split",
+        )
     return whole
 
 
@@ -80,10 +86,14 @@ def _build_arff(name: str, folder: Path, paths: list[Path], xml: Path | None, sp
     for table in tables:
         _check_rows(table.path, table.n_rows)
     for table in tables[1:]:
-        if (table.attribute_names, table.kinds, table.nominal_values) != \
-                (tables[0].attribute_names, tables[0].kinds, tables[0].nominal_values):
-            raise DataFormatError(table.path, f"@attribute declarations differ from those of {paths[0]}",
-                                  field="@attribute declarations")
+        if (table.attribute_names, table.kinds, table.nominal_values) != (
+            tables[0].attribute_names,
+            tables[0].kinds,
+            tables[0].nominal_values,
+        ):
+            raise DataFormatError(
+                table.path, f"@attribute declarations differ from those of {paths[0]}", field="@attribute declarations"
+            )
     if xml is not None:
         label_names = multilabel.read_mulan_xml(xml)
         label_columns = multilabel.mulan_label_columns(tables[0], label_names, xml)
@@ -97,8 +107,9 @@ def _build_arff(name: str, folder: Path, paths: list[Path], xml: Path | None, sp
     metadata: dict[str, Any] = {"notes": list(plan.notes)}
     if split is not None:
         parts, metadata = seeded_split(parts[0], paths[0], metadata, **split)
-    return Dataset(name, Split(*parts[0]), Split(*parts[1]), label_names, plan.feature_names,
-                   source=str(folder), metadata=metadata)
+    return Dataset(
+        name, Split(*parts[0]), Split(*parts[1]), label_names, plan.feature_names, source=str(folder), metadata=metadata
+    )
 
 
 def _build_text(name: str, folder: Path, paths: list[Path], split: dict | None) -> Dataset:
@@ -107,8 +118,11 @@ def _build_text(name: str, folder: Path, paths: list[Path], split: dict | None) 
         if len(paths) == 2:
             for a, b, what in ((parts[0][0], parts[1][0], "features"), (parts[0][1], parts[1][1], "labels")):
                 if a.shape[1] != b.shape[1]:
-                    raise DataFormatError(paths[1], f"header declares {b.shape[1]} {what} but "
-                                          f"{paths[0].name} declares {a.shape[1]}", line=1)
+                    raise DataFormatError(
+                        paths[1],
+                        f"header declares {b.shape[1]} {what} but {paths[0].name} declares {a.shape[1]}",
+                        line=1,
+                    )
         label_names = [str(j) for j in range(parts[0][1].shape[1])]
     else:
         train, test, label_names = textformats.read_libsvm_pair(paths[0], paths[-1])
@@ -119,8 +133,7 @@ def _build_text(name: str, folder: Path, paths: list[Path], split: dict | None) 
     if split is not None:
         parts, metadata = seeded_split(parts[0], paths[0], metadata, **split)
     feature_names = [str(j) for j in range(parts[0][0].shape[1])]
-    return Dataset(name, Split(*parts[0]), Split(*parts[1]), label_names, feature_names, str(folder),
-                   metadata=metadata)
+    return Dataset(name, Split(*parts[0]), Split(*parts[1]), label_names, feature_names, str(folder), metadata=metadata)
 
 
 def seeded_split(
@@ -134,10 +147,15 @@ def seeded_split(
     n_test = min(n - 1, max(1, round(test_fraction * n)))
     order = np.random.default_rng(split_seed).permutation(n)
     test_rows, train_rows = np.sort(order[:n_test]), np.sort(order[n_test:])
-    note = (f"{path.name} ships no train/test split: made a seeded one (test_fraction={test_fraction}, "
-            f"split_seed={split_seed}): {len(train_rows)} train / {len(test_rows)} test rows")
-    metadata = dict(metadata, notes=metadata["notes"] + [note],
-                    split={"source": path.name, "test_fraction": test_fraction, "split_seed": split_seed})
+    note = (
+        f"{path.name} ships no train/test split: made a seeded one (test_fraction={test_fraction}, "
+        f"split_seed={split_seed}): {len(train_rows)} train / {len(test_rows)} test rows"
+    )
+    metadata = dict(
+        metadata,
+        notes=metadata["notes"] + [note],
+        split={"source": path.name, "test_fraction": test_fraction, "split_seed": split_seed},
+    )
     return [(X[train_rows], Y[train_rows]), (X[test_rows], Y[test_rows])], metadata
 
 
@@ -148,11 +166,16 @@ def _plan(name: str, path: Path, split: dict) -> tuple[list[Path], dict[str, Any
         if path.suffix.lower() == ".arff":
             xml = _xml_for(folder, path)
             files = [path] + ([xml] if xml else [])
-            return files, {"kind": "mulan" if xml else "meka", "split": split}, \
-                lambda: _build_arff(name, folder, [path], xml, split)
+            return (
+                files,
+                {"kind": "mulan" if xml else "meka", "split": split},
+                lambda: _build_arff(name, folder, [path], xml, split),
+            )
         if path.suffix.lower() in _TEXT_SUFFIXES:
             return [path], {"kind": "text", "split": split}, lambda: _build_text(name, folder, [path], split)
-        raise DataNotFoundError(f"{path}: unsupported file type; expected .arff or a text file ({', '.join(_TEXT_SUFFIXES)})")
+        raise DataNotFoundError(
+            f"{path}: unsupported file type; expected .arff or a text file ({', '.join(_TEXT_SUFFIXES)})"
+        )
     folder = path
     sgml = sorted(folder.glob("reut2-*.sgm"))
     if sgml:
@@ -216,8 +239,12 @@ def load_dataset(
             try:
                 save_dataset(dataset, entry)
             except OSError as err:
-                log.warning("could not write the dataset cache at %s (%s); loaded without caching "
-                            "(set LABELCHAIN_CACHE to a writable folder)", entry, err.strerror or err)
+                log.warning(
+                    "could not write the dataset cache at %s (%s); loaded without caching "
+                    "(set LABELCHAIN_CACHE to a writable folder)",
+                    entry,
+                    err.strerror or err,
+                )
     for note in dataset.metadata.get("notes", []):
         log.warning("%s: %s", name, note)
     if split_index is not None:
@@ -234,14 +261,25 @@ def resplit(dataset: Dataset, folder: Path, split_index: int) -> Dataset:
     n_total = len(dataset.train) + len(dataset.test)
     rows = [_split_column(path, split_index, n_total) for path in (tr[0], ts[0])]
     if len(np.intersect1d(rows[0], rows[1])) or len(rows[0]) + len(rows[1]) != n_total:
-        raise DataFormatError(ts[0], f"split {split_index} is not a partition of the {n_total} rows of "
-                              f"train+test together with {tr[0].name}")
+        raise DataFormatError(
+            ts[0],
+            f"split {split_index} is not a partition of the {n_total} rows of train+test together with {tr[0].name}",
+        )
     parts = [dataset.train.X, dataset.test.X]
-    X: np.ndarray | sp.csr_matrix = np.vstack(parts) if isinstance(parts[0], np.ndarray) else sp.vstack(parts, format="csr")
+    X: np.ndarray | sp.csr_matrix = (
+        np.vstack(parts) if isinstance(parts[0], np.ndarray) else sp.vstack(parts, format="csr")
+    )
     Y = sp.vstack([dataset.train.Y, dataset.test.Y], format="csr")
     both = Split(X, Y)
-    return Dataset(f"{dataset.name}-split{split_index}", both.subset(rows[0]), both.subset(rows[1]),
-                   dataset.label_names, dataset.feature_names, dataset.source, dataset.metadata)
+    return Dataset(
+        f"{dataset.name}-split{split_index}",
+        both.subset(rows[0]),
+        both.subset(rows[1]),
+        dataset.label_names,
+        dataset.feature_names,
+        dataset.source,
+        dataset.metadata,
+    )
 
 
 def _split_column(path: Path, split_index: int, n_total: int) -> np.ndarray:

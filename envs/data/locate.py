@@ -10,6 +10,7 @@ Names: the nine built-in ones (`DATASET_NAMES`) live at fixed places (`mulan/<na
 `xc/<name>/` or `<name>/` of each data directory, so a public MULAN, MEKA or Extreme
 Classification dataset dropped into the data folder is usable by name.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,11 +19,17 @@ from pathlib import Path
 from envs.data.errors import DataNotFoundError
 
 DATASET_NAMES: tuple[str, ...] = (
-    "emotions", "scene", "yeast", "medical", "enron", "reuters21578", "bibtex", "corel5k", "delicious",
+    "emotions",
+    "scene",
+    "yeast",
+    "medical",
+    "enron",
+    "reuters21578",
+    "bibtex",
+    "corel5k",
+    "delicious",
 )
-BUILT_IN_FOLDERS = {name: Path("mulan") / name for name in DATASET_NAMES} | {
-    "reuters21578": Path("reuters21578")
-}
+BUILT_IN_FOLDERS = {name: Path("mulan") / name for name in DATASET_NAMES} | {"reuters21578": Path("reuters21578")}
 USER_FOLDERS = ("mulan", "meka", "xc", "")  # where a name outside DATASET_NAMES is looked up
 SOURCES = (
     "MULAN datasets: https://github.com/tsoumakas/mulan (data/multi-label), mirrored on "
@@ -65,7 +72,8 @@ def dataset_folder(name: str, data_dir: str | Path | None = None) -> Path:
             looked.append(f"  {folder} ({origin})")
     kind = "a built-in name" if name in BUILT_IN_FOLDERS else "not one of the built-in names"
     raise DataNotFoundError(
-        f"dataset {name!r} ({kind}) not found; looked in:\n" + "\n".join(looked)
+        f"dataset {name!r} ({kind}) not found; looked in:\n"
+        + "\n".join(looked)
         + f"\nBuilt-in names: {', '.join(DATASET_NAMES)}. Get the files from {SOURCES}, unpack them as "
         "<data dir>/mulan/<name>/ (or meka/, xc/), and pass data_dir=... or set LABELCHAIN_DATA; "
         "or pass the dataset's folder or file as a path."
@@ -86,8 +94,10 @@ def resolve(name_or_path: str | Path, data_dir: str | Path | None = None) -> tup
                 raise
     path = Path(name_or_path).expanduser()
     if not path.exists():
-        raise DataNotFoundError(f"{path}: no such file or folder; pass a dataset name "
-                                f"({', '.join(DATASET_NAMES)}, or a folder name under the data folder) or a path")
+        raise DataNotFoundError(
+            f"{path}: no such file or folder; pass a dataset name "
+            f"({', '.join(DATASET_NAMES)}, or a folder name under the data folder) or a path"
+        )
     resolved = path.resolve()
     name = resolved.name if resolved.is_dir() else resolved.stem
     return name, path

@@ -13,6 +13,7 @@ Feature rules (each dropped or expanded attribute is named in `Dataset.metadata[
 Labels must read as 0 or 1 (numeric 0/1, or a two-valued nominal under the rule above); anything
 else (-1, 2, 0.4, a third nominal value) is a DataFormatError naming line and attribute.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,8 +27,17 @@ from envs.data.arff import ArffTable, unescape_name
 from envs.data.errors import DataFormatError
 
 # (value read as 0, value read as 1), compared lower-cased and stripped.
-BOOLEAN_PAIRS = (("0", "1"), ("no", "yes"), ("n", "y"), ("false", "true"), ("f", "t"), ("-1", "1"),
-                 ("negative", "positive"), ("absent", "present"), ("off", "on"))
+BOOLEAN_PAIRS = (
+    ("0", "1"),
+    ("no", "yes"),
+    ("n", "y"),
+    ("false", "true"),
+    ("f", "t"),
+    ("-1", "1"),
+    ("negative", "positive"),
+    ("absent", "present"),
+    ("off", "on"),
+)
 ID_MIN_ROWS = 20  # fewer rows with distinct values may just be a small categorical sample
 
 
@@ -42,7 +52,8 @@ def read_mulan_xml(path: str | Path) -> list[str]:
         root = ET.parse(path).getroot()
     except ET.ParseError as err:
         raise DataFormatError(
-            path, f"not well-formed XML ({err.msg if hasattr(err, 'msg') else err})",
+            path,
+            f"not well-formed XML ({err.msg if hasattr(err, 'msg') else err})",
             line=err.position[0],
         ) from None
     except (LookupError, ValueError) as err:  # e.g. a damaged encoding="..." declaration
@@ -65,7 +76,8 @@ def meka_label_count(relation: str, path: Path) -> tuple[int, bool]:
     match = re.search(r"-C\s+(-?\d+)", relation)
     if match is None:
         raise DataFormatError(
-            path, f"relation name {relation!r} has no MEKA '-C n' option and there is no MULAN XML; "
+            path,
+            f"relation name {relation!r} has no MEKA '-C n' option and there is no MULAN XML; "
             "expected '-C n' (first n attributes are labels) or '-C -n' (last n)",
             field="@relation",
         )
@@ -95,7 +107,8 @@ def meka_label_columns(table: ArffTable) -> list[int]:
     n_attr = len(table.attribute_names)
     if n >= n_attr:
         raise DataFormatError(
-            table.path, f"'-C' declares {n} labels but there are only {n_attr} attributes",
+            table.path,
+            f"'-C' declares {n} labels but there are only {n_attr} attributes",
             field="@relation",
         )
     return list(range(n)) if first else list(range(n_attr - n, n_attr))
@@ -141,8 +154,11 @@ def plan_columns(tables: list[ArffTable], label_columns: list[int]) -> ColumnPla
     plan = ColumnPlan(label_columns, [])
     for j in label_columns:
         if head.kinds[j] == "string":
-            raise DataFormatError(head.path, "a label attribute has type string; expected 0/1 values",
-                                  field=f"attribute {head.attribute_names[j]!r}")
+            raise DataFormatError(
+                head.path,
+                "a label attribute has type string; expected 0/1 values",
+                field=f"attribute {head.attribute_names[j]!r}",
+            )
     labels = set(label_columns)
     for j, name in enumerate(head.attribute_names):
         values = head.nominal_values[j]
@@ -212,11 +228,16 @@ def _check_binary(table: ArffTable, raw: np.ndarray | sp.csr_matrix, columns: li
     k = bad[np.lexsort((cols[bad], rows[bad]))[0]]  # first in file order
     j = columns[int(cols[k])]
     values_of = table.nominal_values[j]
-    shown = repr(values_of[int(values[k])]) if values_of is not None and _recode(values_of) is None \
-        and 0 <= values[k] < len(values_of) else f"{float(values[k]):g}"
+    shown = (
+        repr(values_of[int(values[k])])
+        if values_of is not None and _recode(values_of) is None and 0 <= values[k] < len(values_of)
+        else f"{float(values[k]):g}"
+    )
     raise DataFormatError(
-        table.path, f"label value {shown} is not 0 or 1; labels must be 0/1 (or a two-valued nominal)",
-        line=int(table.row_lines[int(rows[k])]), field=f"attribute {table.attribute_names[j]!r}",
+        table.path,
+        f"label value {shown} is not 0 or 1; labels must be 0/1 (or a two-valued nominal)",
+        line=int(table.row_lines[int(rows[k])]),
+        field=f"attribute {table.attribute_names[j]!r}",
     )
 
 

@@ -4,6 +4,7 @@ Real annotations miss labels; XLGen evaluates on training data with some labels 
 test labels. `hide_labels` makes such a training label matrix, seeded, so every learner of a run sees
 the same hidden labels.
 """
+
 from __future__ import annotations
 
 from numbers import Integral, Real

@@ -15,6 +15,7 @@ whatever other text the <TEXT> element holds. SGML is decoded as latin-1 (the fi
 UTF-8), entities (&lt; &amp; &#3; ...) are unescaped and control characters become spaces.
 TF-IDF is fitted on the training documents only, so no test vocabulary or document frequency leaks.
 """
+
 from __future__ import annotations
 
 import html
@@ -76,14 +77,18 @@ def parse_sgml(path: str | Path) -> list[ReutersDoc]:
         for key in ("TOPICS", "LEWISSPLIT", "NEWID"):
             if key not in attrs:
                 raise DataFormatError(
-                    path, f"<REUTERS> tag has no {key}=\"...\" attribute; expected Distribution 1.0 SGML",
+                    path,
+                    f'<REUTERS> tag has no {key}="..." attribute; expected Distribution 1.0 SGML',
                     line=line,
                 )
         _check_attributes(attrs, path, line)
         content = match.group(2)
         if "<REUTERS" in content:  # a damaged </REUTERS> would silently merge two documents
-            raise DataFormatError(path, "<REUTERS> document opened before the previous one was closed",
-                                  line=line + content[: content.index("<REUTERS")].count("\n"))
+            raise DataFormatError(
+                path,
+                "<REUTERS> document opened before the previous one was closed",
+                line=line + content[: content.index("<REUTERS")].count("\n"),
+            )
         topics_block = _TOPICS.search(content)
         topics = [_clean(t) for t in _D.findall(topics_block.group(1))] if topics_block else []
         text_block = _TEXT.search(content)
@@ -93,10 +98,7 @@ def parse_sgml(path: str | Path) -> list[ReutersDoc]:
             doc_text = (_clean(title.group(1)) + "\n" if title else "") + _clean(body.group(1))
         else:  # BRIEF / UNPROC: title and whatever other text there is
             doc_text = _clean(_TAG.sub(" ", inner))
-        docs.append(
-            ReutersDoc(int(attrs["NEWID"]), attrs["LEWISSPLIT"], attrs["TOPICS"] == "YES", topics,
-                       doc_text)
-        )
+        docs.append(ReutersDoc(int(attrs["NEWID"]), attrs["LEWISSPLIT"], attrs["TOPICS"] == "YES", topics, doc_text))
     if not docs:
         raise DataFormatError(path, "no <REUTERS ...>...</REUTERS> documents; expected Reuters-21578 SGML")
     _check_between(text[end:], path, end_line)
@@ -108,8 +110,11 @@ def _check_between(gap: str, path: Path, first_line: int) -> None:
     rest = _DOCTYPE.sub("", gap)
     if rest.strip():
         offset = len(rest) - len(rest.lstrip())
-        raise DataFormatError(path, f"text outside a <REUTERS>...</REUTERS> document ({rest.strip()[:40]!r}); "
-                              "file cut short or a tag damaged?", line=first_line + rest[:offset].count("\n"))
+        raise DataFormatError(
+            path,
+            f"text outside a <REUTERS>...</REUTERS> document ({rest.strip()[:40]!r}); file cut short or a tag damaged?",
+            line=first_line + rest[:offset].count("\n"),
+        )
 
 
 def _check_attributes(attrs: dict[str, str], path: Path, line: int) -> None:
@@ -117,8 +122,9 @@ def _check_attributes(attrs: dict[str, str], path: Path, line: int) -> None:
     allowed = {"TOPICS": ("YES", "NO", "BYPASS"), "LEWISSPLIT": ("TRAIN", "TEST", "NOT-USED")}
     for key, values in allowed.items():
         if attrs[key] not in values:
-            raise DataFormatError(path, f"{key}={attrs[key]!r}; expected one of {values}", line=line,
-                                  field=f"<REUTERS {key}>")
+            raise DataFormatError(
+                path, f"{key}={attrs[key]!r}; expected one of {values}", line=line, field=f"<REUTERS {key}>"
+            )
     if not attrs["NEWID"].isdigit():
         raise DataFormatError(path, f"NEWID={attrs['NEWID']!r} is not a number", line=line, field="<REUTERS NEWID>")
 
@@ -161,8 +167,11 @@ def load_reuters(folder: str | Path, tfidf_options: dict | None = None) -> Datas
     docs = [doc for path in files for doc in parse_sgml(path)]
     train, test, topics = modapte_90(docs)
     if not train or not test:
-        raise DataFormatError(folder, f"ModApte gives {len(train)} training and {len(test)} test documents; "
-                              "expected both (LEWISSPLIT=\"TRAIN\"/\"TEST\", TOPICS=\"YES\", a topic in both)")
+        raise DataFormatError(
+            folder,
+            f"ModApte gives {len(train)} training and {len(test)} test documents; "
+            'expected both (LEWISSPLIT="TRAIN"/"TEST", TOPICS="YES", a topic in both)',
+        )
     vectorizer = TfidfVectorizer(dtype=np.float32, **(tfidf_options or TFIDF_OPTIONS))
     X_train = vectorizer.fit_transform([d.text for d in train]).tocsr()
     X_test = vectorizer.transform([d.text for d in test]).tocsr()

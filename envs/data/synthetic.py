@@ -16,6 +16,7 @@ learnable from it:
 
 Everything is drawn from one ``numpy`` generator seeded by ``seed``: same arguments, same data set.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -52,8 +53,7 @@ def make_synthetic(
     if n_labels < 2 or branching < 2:
         raise ValueError(f"need n_labels >= 2 and branching >= 2, got {n_labels}, {branching}")
     if not (0.0 < keep <= 1.0 and mean_labels >= 1.0 and zipf >= 0.0):
-        raise ValueError(f"need 0 < keep <= 1, mean_labels >= 1, zipf >= 0; got {keep}, "
-                         f"{mean_labels}, {zipf}")
+        raise ValueError(f"need 0 < keep <= 1, mean_labels >= 1, zipf >= 0; got {keep}, {mean_labels}, {zipf}")
     n_train = max(1000, 2 * n_labels) if n_train is None else int(n_train)
     n_test = max(1, n_train // 4) if n_test is None else int(n_test)
     n_features = min(max(1000, 2 * n_labels), 2**16) if n_features is None else int(n_features)
@@ -71,9 +71,11 @@ def make_synthetic(
         train=splits[0],
         test=splits[1],
         label_names=[f"synthetic_{i}" for i in range(n_labels)],
-        source=(f"synthetic: hidden tree branching={branching}, zipf={zipf}, "
-                f"mean_labels={mean_labels}, features_per_node={features_per_node}, keep={keep}, "
-                f"noise_features={noise_features}, seed={seed}"),
+        source=(
+            f"synthetic: hidden tree branching={branching}, zipf={zipf}, "
+            f"mean_labels={mean_labels}, features_per_node={features_per_node}, keep={keep}, "
+            f"noise_features={noise_features}, seed={seed}"
+        ),
     )
 
 
@@ -122,9 +124,7 @@ def _documents(
     labels = rng.choice(n_labels, size=len(doc_of), p=probs)
     keys = np.unique(doc_of * n_labels + labels)  # merges repeats, sorts by (doc, label)
     doc_of, labels = keys // n_labels, keys % n_labels
-    Y = sp.csr_matrix(
-        (np.ones(len(keys), dtype=bool), (doc_of, labels)), shape=(n_docs, n_labels)
-    )
+    Y = sp.csr_matrix((np.ones(len(keys), dtype=bool), (doc_of, labels)), shape=(n_docs, n_labels))
     per_label = node_features.shape[1]
     feats = node_features[labels].ravel()
     rows = np.repeat(doc_of, per_label)

@@ -6,6 +6,7 @@ XC format: a header line `n_docs n_features n_labels`, then one document per lin
 sorted union of train and test labels). In both, a document may have no labels: its line starts
 with a feature (or is empty). Tokens are converted in bulk with numpy for speed.
 """
+
 from __future__ import annotations
 
 import re
@@ -69,7 +70,8 @@ def _parse_rows(lines: list[str], first_line: int, path: Path) -> RawRows:
     for k, pair in enumerate(pairs):
         if len(pair) != 2:
             raise DataFormatError(
-                path, f"feature token {feature_tokens[k]!r} is not 'id:value'",
+                path,
+                f"feature token {feature_tokens[k]!r} is not 'id:value'",
                 line=int(feature_lines[k]),
             )
     ids = to_numbers([p[0] for p in pairs], np.int64, feature_lines, path, "feature id")
@@ -78,48 +80,63 @@ def _parse_rows(lines: list[str], first_line: int, path: Path) -> RawRows:
         bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:  # nan/inf (or a float32 overflow) would train silently on garbage
         k = int(bad[0])
-        raise DataFormatError(path, f"feature value {pairs[k][1]!r} is not a finite number",
-                              line=int(feature_lines[k]), field=f"feature {pairs[k][0]}")
+        raise DataFormatError(
+            path,
+            f"feature value {pairs[k][1]!r} is not a finite number",
+            line=int(feature_lines[k]),
+            field=f"feature {pairs[k][0]}",
+        )
     repeat = first_repeat(np.repeat(np.arange(len(feature_counts)), feature_counts), ids)
     if repeat is not None:
-        raise DataFormatError(path, f"feature id {ids[repeat]} appears twice in the row; expected each id once",
-                              line=int(feature_lines[repeat]))
+        raise DataFormatError(
+            path,
+            f"feature id {ids[repeat]} appears twice in the row; expected each id once",
+            line=int(feature_lines[repeat]),
+        )
     label_lines = np.repeat(line_numbers, label_counts)
     label_ids = to_numbers(label_tokens, np.int64, label_lines, path, "label id")
     return RawRows(
-        path, line_numbers,
-        np.concatenate([[0], np.cumsum(feature_counts)]).astype(np.int64), ids, values,
-        np.concatenate([[0], np.cumsum(label_counts)]).astype(np.int64), label_ids,
+        path,
+        line_numbers,
+        np.concatenate([[0], np.cumsum(feature_counts)]).astype(np.int64),
+        ids,
+        values,
+        np.concatenate([[0], np.cumsum(label_counts)]).astype(np.int64),
+        label_ids,
     )
 
 
-def _check_range(
-    ids: np.ndarray, indptr: np.ndarray, rows: RawRows, low: int, high: int, what: str
-) -> None:
+def _check_range(ids: np.ndarray, indptr: np.ndarray, rows: RawRows, low: int, high: int, what: str) -> None:
     bad = np.flatnonzero((ids < low) | (ids >= high))
     if bad.size:
         k = int(bad[0])
         row = int(np.searchsorted(indptr, k, side="right") - 1)
         raise DataFormatError(
-            rows.path, f"{what} {ids[k]} out of range; expected {low}..{high - 1}",
+            rows.path,
+            f"{what} {ids[k]} out of range; expected {low}..{high - 1}",
             line=int(rows.line_numbers[row]),
         )
 
 
 def _to_matrices(
-    rows: RawRows, feature_offset: int, n_features: int, label_column: np.ndarray | None,
+    rows: RawRows,
+    feature_offset: int,
+    n_features: int,
+    label_column: np.ndarray | None,
     n_labels: int,
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """(X float32 CSR, Y bool CSR); `label_column` maps raw label ids to columns (None: identity)."""
     X = sp.csr_matrix(
         (rows.feature_values, rows.feature_ids - feature_offset, rows.feature_indptr),
-        shape=(rows.n_rows, n_features), dtype=np.float32,
+        shape=(rows.n_rows, n_features),
+        dtype=np.float32,
     )
     X.sum_duplicates()
     columns = rows.label_ids if label_column is None else label_column
     Y = sp.csr_matrix(
         (np.ones(len(columns), dtype=bool), columns, rows.label_indptr),
-        shape=(rows.n_rows, n_labels), dtype=bool,
+        shape=(rows.n_rows, n_labels),
+        dtype=bool,
     )
     Y.sum_duplicates()
     return X, Y
@@ -133,14 +150,13 @@ def read_xc(path: str | Path) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         raise DataFormatError(path, "file is empty; expected a header 'n_docs n_features n_labels'")
     header = _XC_HEADER.match(lines[0])
     if header is None:
-        raise DataFormatError(
-            path, f"header {lines[0][:60]!r} is not 'n_docs n_features n_labels'", line=1
-        )
+        raise DataFormatError(path, f"header {lines[0][:60]!r} is not 'n_docs n_features n_labels'", line=1)
     n_docs, n_features, n_labels = (int(g) for g in header.groups())
     body = lines[1:]
     if len(body) != n_docs:
         raise DataFormatError(
-            path, f"header says {n_docs} documents but the file has {len(body)} lines after it",
+            path,
+            f"header says {n_docs} documents but the file has {len(body)} lines after it",
             line=1,
         )
     rows = _parse_rows(body, 2, path)
@@ -163,15 +179,18 @@ def read_libsvm_pair(
         if not text.strip():
             raise DataFormatError(path, "file is empty; expected LIBSVM lines 'l1,l2 f:v ...'")
         rows = _parse_rows(text.splitlines(), 1, path)
-        _check_range(rows.feature_ids, rows.feature_indptr, rows, 1, np.iinfo(np.int64).max,
-                     "feature id (LIBSVM ids are 1-based)")
+        _check_range(
+            rows.feature_ids,
+            rows.feature_indptr,
+            rows,
+            1,
+            np.iinfo(np.int64).max,
+            "feature id (LIBSVM ids are 1-based)",
+        )
         parsed.append(rows)
     n_features = int(max((r.feature_ids.max(initial=0) for r in parsed)))
     label_space = np.unique(np.concatenate([r.label_ids for r in parsed]))
-    out = [
-        _to_matrices(r, 1, n_features, np.searchsorted(label_space, r.label_ids), len(label_space))
-        for r in parsed
-    ]
+    out = [_to_matrices(r, 1, n_features, np.searchsorted(label_space, r.label_ids), len(label_space)) for r in parsed]
     return out[0], out[1], [str(int(v)) for v in label_space]
 
 
@@ -195,8 +214,6 @@ def write_xc(path: str | Path, X: np.ndarray | sp.spmatrix, Y: sp.spmatrix) -> N
     for row in range(X.shape[0]):
         labels = ",".join(map(str, Y.indices[Y.indptr[row] : Y.indptr[row + 1]]))
         start, end = X.indptr[row], X.indptr[row + 1]
-        features = " ".join(
-            f"{f}:{v:.9g}" for f, v in zip(X.indices[start:end].tolist(), X.data[start:end].tolist())
-        )
+        features = " ".join(f"{f}:{v:.9g}" for f, v in zip(X.indices[start:end].tolist(), X.data[start:end].tolist()))
         lines.append(f"{labels} {features}" if features else labels)
     atomic_write_text(path, "\n".join(lines) + "\n", encoding="ascii")
