@@ -102,7 +102,7 @@ def default_max_steps(train_max_labels: int, n_labels: int) -> int:
 
 
 def make_task(
-    dataset: str | Path | Dataset,
+    dataset: str | Path | Dataset | ChainTask,
     split: str = "train",
     *,
     reward: str = "f1",
@@ -110,7 +110,10 @@ def make_task(
     max_steps: int | None = None,
     data_dir: str | Path | None = None,
 ) -> ChainTask:
-    """Resolve a dataset (name, path or `Dataset`) and one of its splits into a `ChainTask`."""
+    """Resolve a dataset (name, path or `Dataset`) and one of its splits into a `ChainTask`; a
+    `ChainTask` is returned as it is (the environments accept either)."""
+    if isinstance(dataset, ChainTask):
+        return dataset
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if not isinstance(dataset, Dataset):

@@ -86,17 +86,8 @@ class LabelChainEnv(gym.Env):
     ) -> None:
         if doc_order not in DOC_ORDERS:
             raise ValueError(f"doc_order must be one of {DOC_ORDERS}, got {doc_order!r}")
-        self.task = (
-            dataset
-            if isinstance(dataset, ChainTask)
-            else make_task(
-                dataset,
-                split,
-                reward=reward,
-                reward_mode=reward_mode,
-                max_steps=max_steps,
-                data_dir=data_dir,
-            )
+        self.task = make_task(
+            dataset, split, reward=reward, reward_mode=reward_mode, max_steps=max_steps, data_dir=data_dir
         )
         self.doc_order, self.dense_masks = doc_order, dense_masks
         self.observation_space = self.task.observation_space()

@@ -74,17 +74,8 @@ class LabelChainVectorEnv(VectorEnv):
         autoreset_mode = AutoresetMode(autoreset_mode)
         if autoreset_mode == AutoresetMode.SAME_STEP:
             raise ValueError("autoreset_mode must be NEXT_STEP or DISABLED, not SAME_STEP")
-        self.task = (
-            dataset
-            if isinstance(dataset, ChainTask)
-            else make_task(
-                dataset,
-                split,
-                reward=reward,
-                reward_mode=reward_mode,
-                max_steps=max_steps,
-                data_dir=data_dir,
-            )
+        self.task = make_task(
+            dataset, split, reward=reward, reward_mode=reward_mode, max_steps=max_steps, data_dir=data_dir
         )
         self.metadata = {**self.metadata, "autoreset_mode": autoreset_mode}
         self.num_envs, self.doc_order, self.copy = int(num_envs), doc_order, copy

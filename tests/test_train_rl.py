@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from interrupted_run import interrupt_long_run
 
 from agents.policy import ChainPolicy
 from experiments.runs import BatchSampler, GracefulInterrupt, load_checkpoint, read_scalars
@@ -149,36 +147,8 @@ def test_resume_purges_steps_logged_after_the_last_checkpoint(tmp_path: Path):
 
 @pytest.mark.needs_data
 def test_ctrl_c_checkpoints_and_says_how_to_resume(tmp_path: Path):
-    script = Path(__file__).resolve().parents[1] / "experiments" / "train_rl.py"
-    command = [
-        sys.executable,
-        str(script),
-        "--dataset",
-        "emotions",
-        "--learners",
-        "freq2rare",
-        "--updates",
-        "100000",
-        "--hidden-size",
-        "16",
-        "--eval-every",
-        "100000",
-        "--checkpoint-every",
-        "100000",
-        "--runs-dir",
-        str(tmp_path),
-        "--no-progress",
-    ]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob("*/freq2rare/events.*")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)  # let a few updates run
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
-    assert process.returncode == 130, output
+    returncode, output = interrupt_long_run(tmp_path, signal.SIGINT)
+    assert returncode == 130, output
     (run_dir,) = tmp_path.iterdir()
     assert f"--resume {run_dir}" in output
     checkpoint = load_checkpoint(run_dir / "freq2rare" / "checkpoint.pt")

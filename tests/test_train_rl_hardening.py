@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import errno
 import math
-import os
 import signal
-import subprocess
-import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from interrupted_run import interrupt_long_run
 import scipy.sparse as sp
 
 from envs.data.dataset import Dataset, Split
@@ -177,35 +174,8 @@ def test_full_disk_while_checkpointing_is_one_clear_line(monkeypatch, tmp_path: 
 
 @pytest.mark.needs_data
 def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path: Path):
-    command = [
-        sys.executable,
-        str(SCRIPT),
-        "--dataset",
-        "emotions",
-        "--learners",
-        "freq2rare",
-        "--updates",
-        "100000",
-        "--hidden-size",
-        "16",
-        "--eval-every",
-        "100000",
-        "--checkpoint-every",
-        "100000",
-        "--runs-dir",
-        str(tmp_path),
-        "--no-progress",
-    ]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
-    deadline = time.monotonic() + 120  # a bound on waiting for the start, not an assertion on speed
-    while not list(tmp_path.glob("*/freq2rare/events.*")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)  # let a few updates run
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == 130, output
+    returncode, output = interrupt_long_run(tmp_path, signal.SIGTERM)
+    assert returncode == 130, output
     assert "SIGTERM: finishing the current update" in output
     (run_dir,) = tmp_path.iterdir()
     assert f"resume with: python experiments/train_rl.py --resume {run_dir}" in output
