@@ -12,10 +12,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from envs.metrics import HEADLINE
 from experiments.common import mean_and_std, percent_mean_std
 
-TABLE_METRICS = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5", "example_f1", "micro_f1", "macro_f1")
-CLAIM_METRICS = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5")
+CLAIM_METRICS = HEADLINE  # the headline five ranking metrics
+TABLE_METRICS = HEADLINE + ("example_f1", "micro_f1", "macro_f1")  # every results table's columns
 METHOD_ORDER = (
     "freq2rare",
     "rare2freq",

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from envs.metrics import HEADLINE as RANKING
 from experiments.common import mean_and_std, percent_mean_std
+from experiments.orderings_report import TABLE_METRICS
 
-RANKING = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5")
-SETS = ("example_f1", "micro_f1", "macro_f1")
-TABLE_METRICS = RANKING + SETS
 METHOD_ORDER = (
     "freq2rare",
     "rare2freq",
