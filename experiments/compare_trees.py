@@ -23,11 +23,9 @@ After each cell the rows are merged into ``{out}.json`` and ``{out}.md`` is rebu
 keeps its finished cells (cells already in the file are skipped); ``--combined-epochs 0`` trains
 rearrangement only (no combined, no ensemble rows), for large datasets on a small budget.
 
-Cells run through experiments/execution.py (``--backend local|ray``, ``--address``, ``--jobs``) in two
-rounds: first the cell that chooses each dataset's tree shape (its first missing seed), then every
-other cell with the chosen shapes. Locally with ``--jobs 1`` an error in a cell propagates; otherwise
-it is printed and the cell stays missing for a rerun (as do the later seeds of a dataset whose
-shape-choosing cell failed).
+Cells run through experiments/execution.py (``--backend local|ray --address --jobs``) in two rounds:
+each dataset's shape-choosing cell (first missing seed), then the rest with the chosen shapes. A
+failed cell stays missing for a rerun (with ``--jobs 1`` locally its error propagates).
 """
 
 from __future__ import annotations
