@@ -22,6 +22,10 @@ variant in the method's name: ``rearrange``, ``combined``, ``ensemble`` (flat) a
 After each cell the rows are merged into ``{out}.json`` and ``{out}.md`` is rebuilt, so a stopped grid
 keeps its finished cells (cells already in the file are skipped); ``--combined-epochs 0`` trains
 rearrangement only (no combined, no ensemble rows), for large datasets on a small budget.
+
+Cells run through experiments/execution.py (``--backend local|ray --address --jobs``) in two rounds:
+each dataset's shape-choosing cell (first missing seed), then the rest with the chosen shapes. A
+failed cell stays missing for a rerun (with ``--jobs 1`` locally its error propagates).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,13 +59,14 @@ from agents.training import TrainConfig, train_epochs
 from envs.data.loading import load_dataset
 from envs.label_clusters import build_label_tree, pifa_embeddings
 from envs.metrics import evaluate
+from experiments import execution
 
 TABLE_METRICS = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "micro_f1", "macro_f1")
 SCRIPT = "experiments/compare_trees.py"
 
 
 @dataclass
-class Args:
+class Args(execution.ExecutionFlags):
     """Flat vs tree-factored chain (rearrange, combined, ensemble) on real data, over seeds."""
 
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "corel5k", "delicious"])
@@ -82,6 +88,7 @@ class Args:
     out: str | None = field(
         default="experiments/results/trees", metadata={"help": "results stem (.json, .md); none = print only"}
     )
+    runs_dir: str = field(default="runs/trees", metadata={"help": "ray: where Tune keeps its trial folders"})
 
 
 def parse_shape(text: str) -> tuple[int, int]:
@@ -323,10 +330,27 @@ def merge_into(out: Path, payload: dict, rows: list[dict]) -> dict:
     return payload
 
 
+def run_cell(args: Args, name: str, seed: int, shapes: dict[str, str]) -> dict[str, Any]:
+    """One grid cell: its rows, and `shapes` plus the tree shape it chose for its dataset (if it chose)."""
+    single_thread()
+    started = time.perf_counter()
+    cell = Cell(name, seed, args)
+    chosen = dict(shapes)  # run_output adds this dataset's shape when the cell chooses it
+    rows = [r for output in args.outputs for r in run_output(cell, output, chosen)]
+    return {"rows": rows, "shapes": chosen, "seconds": time.perf_counter() - started}
+
+
+def cell_key(name: str, seed: int) -> str:
+    return f"{name}:{seed}"
+
+
 def main(args: Args) -> dict:
     single_thread()
     for shape in args.shapes:
         parse_shape(shape)
+    problems = execution.check_backend(args.backend, args.address, args.jobs)
+    if problems:
+        raise SystemExit("; ".join(problems))
     out = None if args.out is None else REPO_ROOT / args.out
     command = command_line(args, SCRIPT)
     payload: dict = {"rows": [], "shapes": {}, "args": asdict(args), "command": command, "commands": [command]}
@@ -336,19 +360,47 @@ def main(args: Args) -> dict:
         done = {(r["dataset"], r["seed"]) for r in previous["rows"]}
     else:
         done = set()
-    for seed in args.seeds:  # seeds-major: a partial grid already has one seed of every dataset
-        for name in args.datasets:
-            if (name, seed) in done:
-                continue
-            started = time.perf_counter()
-            cell = Cell(name, seed, args)
-            rows = [r for output in args.outputs for r in run_output(cell, output, payload["shapes"])]
-            print(f"{name} seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
-            if out is not None:
-                payload = merge_into(out, payload, rows)
-            else:
-                payload["rows"] += rows
+    # seeds-major: a partial grid already has one seed of every dataset
+    pending = [(name, seed) for seed in args.seeds for name in args.datasets if (name, seed) not in done]
+
+    def needs_shape(name: str) -> bool:
+        return "tree" in args.outputs and name not in payload["shapes"]
+
+    choosing = {name: (name, seed) for name, seed in reversed(pending) if needs_shape(name)}  # first seed each
+
+    def record(key: str, result: dict[str, Any]) -> None:
+        nonlocal payload
+        payload["shapes"] = {**result["shapes"], **payload["shapes"]}  # a shape once chosen stays
+        print(f"{key}: {result['seconds']:.0f} s", flush=True)
+        if out is not None:
+            payload = merge_into(out, payload, result["rows"])
+        else:
+            payload["rows"] += result["rows"]
+
+    def run(cells: list[tuple[str, int]]) -> list[str]:
+        return execution.run_cells(
+            [
+                execution.Cell(
+                    cell_key(n, s), run_cell, {"args": args, "name": n, "seed": s, "shapes": dict(payload["shapes"])}
+                )
+                for n, s in cells
+            ],
+            record,
+            backend=args.backend,
+            address=args.address,
+            jobs=args.jobs,
+            storage_dir=args.runs_dir,
+            metric=args.select_metric,
+            progress=False,  # each finished cell prints a line
+        )
+
+    failed = run([cell for cell in pending if cell in choosing.values()])
+    later = [cell for cell in pending if cell not in choosing.values()]
+    failed += [cell_key(n, s) for n, s in later if needs_shape(n)]  # its shape-choosing cell failed
+    failed += run([(n, s) for n, s in later if not needs_shape(n)])
     print(render_markdown(payload))
+    if failed:
+        print(f"compare_trees: {len(failed)} cells missing ({', '.join(failed)}); rerun the same command to retry")
     return payload
 
 

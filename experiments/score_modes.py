@@ -1,12 +1,14 @@
 """Which ranking score should the chain policy give? Position vs label marginals vs the auxiliary head.
 
     python experiments/score_modes.py --datasets bibtex delicious --aux-weights 0 0.01 0.1
+    python experiments/score_modes.py --jobs 2                # two cells at a time (or --backend ray)
 
 For each dataset and auxiliary-head weight, trains the rearrangement learner (the chains' main
 learner) with early stopping on validation nDCG@5 (agents.training.train_epochs, small budget), then
 scores the validation split with every score mode of agents.decoding.predict that the policy
 supports. Validation only: this chooses defaults, so the test split is not looked at. Prints a
-table, writes experiments/results/score_modes.json and prints one JSON line.
+table, writes experiments/results/score_modes.json and prints one JSON line. Each dataset x weight is
+one independent cell run through experiments/execution.py (--backend local|ray, --address, --jobs).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -30,10 +33,11 @@ from experiments.common import (
     resolve_device,
     single_thread,
 )
+from experiments.execution import Cell, ExecutionFlags, check_backend, run_cells
 
 
 @dataclass
-class Args:
+class Args(ExecutionFlags):
     """Compare ranking score modes (and the auxiliary head's weight) on validation."""
 
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "delicious"])
@@ -46,9 +50,13 @@ class Args:
     val_fraction: float = 0.1
     device: str = "auto"
     out: str = str(REPO_ROOT / "experiments" / "results" / "score_modes.json")
+    runs_dir: str = field(default="runs/score_modes", metadata={"help": "ray: where Tune keeps its trial folders"})
 
 
-def run_one(args: Args, dataset: str, aux_weight: float, device: torch.device) -> list[dict]:
+def run_one(args: Args, dataset: str, aux_weight: float) -> dict[str, Any]:
+    """One cell: train at this weight, score validation with every mode; {"rows": [...]}."""
+    single_thread()
+    device = resolve_device(args.device)
     ds = load_dataset(dataset)
     train, val = carve_validation(ds.train, args.val_fraction, args.seed)
     torch.manual_seed(args.seed)
@@ -77,17 +85,40 @@ def run_one(args: Args, dataset: str, aux_weight: float, device: torch.device) -
                 "best_epoch": history.best_epoch,
             }
         )
-    return rows
+    return {"rows": rows}
+
+
+def cell_key(dataset: str, aux_weight: float) -> str:
+    return f"{dataset}:aux{aux_weight:g}"
 
 
 def main(args: Args) -> dict:
     single_thread()
-    device = resolve_device(args.device)
-    rows = []
-    for dataset in args.datasets:
-        for weight in args.aux_weights:
-            rows += run_one(args, dataset, weight, device)
-            print(f"done {dataset} aux_weight={weight}", flush=True)
+    device = resolve_device(args.device)  # fail early on a bad --device
+    problems = check_backend(args.backend, args.address, args.jobs)
+    if problems:
+        raise SystemExit("; ".join(problems))
+    grid = [(dataset, weight) for dataset in args.datasets for weight in args.aux_weights]
+    finished: dict[str, list[dict]] = {}
+
+    def record(key: str, result: dict[str, Any]) -> None:
+        finished[key] = result["rows"]
+        print(f"done {key}", flush=True)
+
+    grid_cells = [Cell(cell_key(d, w), run_one, {"args": args, "dataset": d, "aux_weight": w}) for d, w in grid]
+    failed = run_cells(
+        grid_cells,
+        record,
+        backend=args.backend,
+        address=args.address,
+        jobs=args.jobs,
+        storage_dir=args.runs_dir,
+        metric="nDCG@5",
+        progress=False,  # each finished cell prints a line
+    )
+    if failed:
+        raise SystemExit(f"score_modes: cells {', '.join(failed)} failed (see above); nothing written")
+    rows = [row for d, w in grid for row in finished[cell_key(d, w)]]  # grid order, whatever finished first
     print(f"{'dataset':<11}{'aux_w':>7} {'score':<13}" + "".join(f"{m:>9}" for m in HEADLINE) + f"{'score s':>9}")
     for row in rows:
         cells = "".join(f"{100 * row['val'][m]:>9.2f}" for m in HEADLINE)

@@ -1,6 +1,7 @@
 """The strength table: the chain learners at a larger size against tuned peers and a floor.
 
     python experiments/strength.py --jobs 4 --device auto                  # paper preset, full table
+    python experiments/strength.py --backend ray --address auto            # each cell one Ray Tune trial
     python experiments/strength.py --datasets emotions --seeds 0 --preset small   # a quick check
 
 For every dataset x seed (a cell) it trains, with one preset (experiments/presets.py) and the same
@@ -15,14 +16,13 @@ validation split (train minus a seeded 10% slice):
   * the peers tuned on the same split (agents.peers) and the label-frequency floor.
 Rows go to experiments/results/strength.json (resumable: finished cells with the same settings are
 kept; an interrupted cell reruns), verdicts and tables to strength.md (experiments/strength_report.py).
+Cells run through experiments/execution.py (--backend local|ray, --address, --jobs); locally with
+--jobs 1 an error in a cell propagates, otherwise it is printed and the cell stays missing for a rerun.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import signal
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ from experiments.common import (
     resolve_device,
     single_thread,
 )
+from experiments.execution import Cell, ExecutionFlags, check_backend, run_cells
 from experiments.presets import PRESETS, Preset
 from experiments.strength_report import render_markdown
 
@@ -59,7 +60,7 @@ Output = tuple[Any, np.ndarray]
 
 
 @dataclass
-class Args:
+class Args(ExecutionFlags):
     """Chains at full strength vs tuned peers and the label-frequency floor, per dataset and seed."""
 
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "delicious", "reuters21578"])
@@ -74,9 +75,9 @@ class Args:
     min_val_docs: int = field(default=200, metadata={"help": "smaller validation splits select by k folds"})
     folds: int = 5
     max_train_docs: int | None = field(default=None, metadata={"help": "use only the first N training docs"})
-    jobs: int = 1
     device: str = "auto"
     out_dir: str = str(REPO_ROOT / "experiments" / "results")
+    runs_dir: str = field(default="runs/strength", metadata={"help": "ray: where Tune keeps its trial folders"})
 
 
 def resolve_preset(args: Args) -> Preset:
@@ -294,20 +295,22 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
 
 # ----------------------------------------------------------------------------- results file
 def cell_config(args: Args) -> dict:
-    """What makes a finished cell reusable: everything but the grid, jobs, device and output place."""
-    skip = ("datasets", "seeds", "jobs", "device", "out_dir")
+    """What makes a finished cell reusable: everything but the grid, where it runs and output places."""
+    skip = ("datasets", "seeds", "backend", "address", "jobs", "device", "out_dir", "runs_dir")
     return {**{k: v for k, v in asdict(args).items() if k not in skip}, "resolved": resolve_preset(args).to_dict()}
 
 
-def _worker_init() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    single_thread()
+def cell_key(dataset: str, seed: int) -> str:
+    return f"{dataset}:{seed}"
 
 
 def main(args: Args) -> Path:
     single_thread()
     resolve_device(args.device)  # fail early on a bad --device
     resolve_preset(args)
+    problems = check_backend(args.backend, args.address, args.jobs)
+    if problems:
+        raise SystemExit("; ".join(problems))
     out_dir = Path(args.out_dir)
     path = out_dir / "strength.json"
     results = _load(path)
@@ -315,15 +318,14 @@ def main(args: Args) -> Path:
         (d, s)
         for d in args.datasets
         for s in args.seeds
-        if results["cells"].get(f"{d}:{s}", {}).get("config") != cell_config(args)
+        if results["cells"].get(cell_key(d, s), {}).get("config") != cell_config(args)
     ]
     command = command_line(args, SCRIPT, skip=())
     print(
         f"strength: {len(todo)} cells to run ({len(args.datasets) * len(args.seeds) - len(todo)} reused), preset {args.preset}"
     )
 
-    def finish(cell: dict) -> None:
-        key = f"{cell['dataset']}:{cell['seed']}"
+    def finish(key: str, cell: dict) -> None:
         results["cells"][key] = {k: v for k, v in cell.items() if k != "rows"}
         results["rows"] = [r for r in results["rows"] if (r["dataset"], r["seed"]) != (cell["dataset"], cell["seed"])]
         results["rows"] += cell["rows"]
@@ -332,14 +334,20 @@ def main(args: Args) -> Path:
         atomic_write_text(out_dir / "strength.md", render_markdown(results))
         print(f"  {key} done in {cell['cell_wall_time_s']:.0f} s", flush=True)
 
-    if args.jobs <= 1:
-        for dataset, seed in todo:
-            finish(compute_cell(args, dataset, seed))
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_worker_init) as pool:
-            for cell in pool.map(compute_cell, [args] * len(todo), *zip(*todo)):
-                finish(cell)
+    cells = [Cell(cell_key(d, s), compute_cell, {"args": args, "dataset": d, "seed": s}) for d, s in todo]
+    failed = run_cells(
+        cells,
+        finish,
+        backend=args.backend,
+        address=args.address,
+        jobs=args.jobs,
+        storage_dir=args.runs_dir,
+        metric=RANK_METRIC,
+        done_before=len(args.datasets) * len(args.seeds) - len(todo),
+        progress=False,  # compute_cell reports no validation steps; each finished cell prints a line
+    )
+    if failed:
+        print(f"strength: {len(failed)} cells failed ({', '.join(failed)}); rerun the same command to retry them")
     if not todo:
         atomic_write_text(out_dir / "strength.md", render_markdown(results))
     print((out_dir / "strength.md").read_text())

@@ -71,6 +71,8 @@ def test_compare_trees_tiny_grid_writes_and_merges(tmp_path):
         combined_epochs=1,
         hidden_size=16,
         out=str(tmp_path / "trees"),
+        backend="local",
+        jobs=1,  # the execution layer's in-process path: an error in a cell would propagate here
     )
     payload = compare_trees.main(args)
     methods = sorted(r["method"] for r in payload["rows"])
@@ -87,3 +89,12 @@ def test_compare_trees_tiny_grid_writes_and_merges(tmp_path):
     later = next(r for r in saved["rows"] if r["seed"] == 1 and r["method"] == "rearrange+tree")
     assert later["config"]["chosen_on_seed"] == "earlier seed"
     assert "| emotions | rearrange+tree | 2 |" in (tmp_path / "trees.md").read_text()
+
+
+def test_compare_trees_names_bad_execution_flags(tmp_path):
+    args = compare_trees.Args(datasets=["emotions"], seeds=[0], out=str(tmp_path / "trees"))
+    with pytest.raises(SystemExit, match="--jobs must be >= 1"):
+        compare_trees.main(compare_trees.Args(**{**args.__dict__, "jobs": 0}))
+    with pytest.raises(SystemExit, match="--backend must be one of"):
+        compare_trees.main(compare_trees.Args(**{**args.__dict__, "backend": "slurm"}))
+    assert not (tmp_path / "trees.json").exists()

@@ -105,3 +105,28 @@ def test_aux_head_learns_on_emotions(trained_with_head) -> None:
     for mode, margin in (("position_aux", 0.15), ("position", 0.15), ("marginal", 0.05)):
         assert results[mode]["P@1"] >= floor["P@1"] + margin, mode
         assert results[mode]["nDCG@3"] >= floor["nDCG@3"] + 0.1, mode
+
+
+@pytest.mark.needs_data
+def test_score_modes_grid_gives_the_same_rows_in_one_process_and_two(tmp_path) -> None:
+    """experiments/score_modes.py: each dataset x weight a cell; --jobs 2 (a process pool) changes nothing."""
+    from experiments import score_modes
+
+    def rows(jobs: int) -> list[dict]:
+        args = score_modes.Args(
+            datasets=["emotions"],
+            aux_weights=[0.0, 0.1],
+            epochs=1,
+            hidden_size=16,
+            n_samples=2,
+            device="cpu",
+            jobs=jobs,
+            out=str(tmp_path / f"jobs{jobs}.json"),
+        )
+        found = score_modes.main(args)["rows"]
+        return [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in found]
+
+    one, two = rows(1), rows(2)
+    assert one == two
+    assert [(r["aux_weight"], r["score_mode"]) for r in one][:2] == [(0.0, "position"), (0.0, "marginal")]
+    assert {r["score_mode"] for r in one if r["aux_weight"] == 0.1} >= {"aux", "position_aux"}  # head only at 0.1

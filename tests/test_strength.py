@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -98,11 +99,36 @@ def test_finished_cells_are_reused_and_changed_settings_rerun(run, capsys) -> No
     assert strength.cell_config(args) != first["cells"]["emotions:0"]["config"]
 
 
+def without_times(value: Any) -> Any:
+    """`value` with every timing (a key ending in time_s) zeroed: all that differs between two runs."""
+    if isinstance(value, dict):
+        return {k: 0.0 if k.endswith("time_s") else without_times(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_times(v) for v in value]
+    return value
+
+
+@pytest.mark.needs_data
+def test_ray_backend_gives_the_rows_of_the_local_backend(run, tmp_path) -> None:
+    """The same cell as one Ray Tune trial (a local Ray, 1 CPU) ends with the same rows."""
+    pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]' (CI installs it)")
+    _, local = run
+    args = tiny_args(tmp_path / "out", backend="ray", jobs=1, runs_dir=str(tmp_path / "runs"))
+    assert strength.cell_config(args) == local["cells"]["emotions:0"]["config"]  # where it runs is not config
+    results = json.loads(strength.main(args).read_text())
+    assert without_times(results["rows"]) == without_times(local["rows"])
+    assert any((tmp_path / "runs" / "ray").iterdir())  # it did run as a Tune experiment
+
+
 def test_bad_flags_are_named(tmp_path) -> None:
     with pytest.raises(SystemExit, match="--preset must be one of"):
         strength.main(tiny_args(tmp_path, preset="huge"))
     with pytest.raises(SystemExit, match="--device must be one of"):
         strength.main(tiny_args(tmp_path, device="tpu"))
+    with pytest.raises(SystemExit, match="--jobs must be >= 1"):
+        strength.main(tiny_args(tmp_path, jobs=0))
+    with pytest.raises(SystemExit, match="--address auto needs --backend ray"):
+        strength.main(tiny_args(tmp_path, address="auto"))
 
 
 # ----------------------------------------------------------------------------- verdicts, hand-made
