@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from experiments.runs import load_checkpoint
-from experiments.train_rl import Args, ArgsError, load_run_data, main
+from experiments.run_setup import load_run_data
+from experiments.train_rl import Args, ArgsError, main
 
 TINY = Args(
     dataset="emotions",

@@ -15,11 +15,12 @@ from interrupted_run import interrupt_long_run
 import scipy.sparse as sp
 
 from envs.data.dataset import Dataset, Split
-from experiments import runs, train_rl
+from experiments import run_setup, runs
 from experiments.common import parse_args
 from experiments.run_report import best_fixed_ordering
 from experiments.runs import DiskFullError, RunLock, load_checkpoint, read_scalars
-from experiments.train_rl import Args, ArgsError, check_splits, main, resolve_args
+from experiments.run_setup import check_splits
+from experiments.train_rl import Args, ArgsError, main, resolve_args
 
 TINY = Args(
     dataset="emotions",
@@ -79,13 +80,13 @@ def tiny(train_labels: list[list[int]], n_test: int = 2) -> Dataset:
 
 
 def test_splits_without_documents_or_labels_are_refused(monkeypatch, tmp_path: Path):
-    monkeypatch.setattr(train_rl, "load_dataset", lambda *a, **k: tiny([[]] * 20))
+    monkeypatch.setattr(run_setup, "load_dataset", lambda *a, **k: tiny([[]] * 20))
     with pytest.raises(ArgsError, match="no training document has a label"):
         main(replace(TINY, runs_dir=str(tmp_path)))
-    monkeypatch.setattr(train_rl, "load_dataset", lambda *a, **k: tiny([[0]] * 20, n_test=0))
+    monkeypatch.setattr(run_setup, "load_dataset", lambda *a, **k: tiny([[0]] * 20, n_test=0))
     with pytest.raises(ArgsError, match="the test split has no documents"):
         main(replace(TINY, runs_dir=str(tmp_path)))
-    monkeypatch.setattr(train_rl, "load_dataset", lambda *a, **k: tiny([]))
+    monkeypatch.setattr(run_setup, "load_dataset", lambda *a, **k: tiny([]))
     with pytest.raises(ArgsError, match="the train split has no documents"):
         main(replace(TINY, runs_dir=str(tmp_path)))
     assert list(tmp_path.iterdir()) == []  # no run folder for a run that cannot start
@@ -98,7 +99,7 @@ def test_unwritable_runs_folder_fails_before_loading_data(monkeypatch, tmp_path:
     def must_not_load(*args, **kwargs):
         raise AssertionError("loaded data before checking the runs folder")
 
-    monkeypatch.setattr(train_rl, "load_dataset", must_not_load)
+    monkeypatch.setattr(run_setup, "load_dataset", must_not_load)
     (tmp_path / "a_file").write_text("")
     with pytest.raises(ArgsError, match="--runs-dir .*a_file/runs: cannot write there"):
         main(replace(TINY, runs_dir=str(tmp_path / "a_file" / "runs")))
