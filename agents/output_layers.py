@@ -153,25 +153,35 @@ class FlatOutput(nn.Module):
         mask_emitted: bool = True,
         with_entropy: bool = True,
     ):
-        """Per-position log-prob and entropy (B, T) of `actions` (-1 padded; 0 on padding)."""
-        logits = self.linear(joint)
-        B, T, A = logits.shape
+        """Per-position log-prob and entropy (B, T) of `actions` (-1 padded; 0 on padding).
+
+        The layer and the masks are computed at the N real positions only, not on the B x T grid:
+        most of a teacher-forcing batch is padding when label-set sizes vary.
+        """
+        B, T = actions.shape
         present = actions >= 0
-        one_hot = torch.zeros(B, T, A, dtype=torch.bool, device=logits.device)
-        one_hot.scatter_(2, actions.clamp(min=0)[:, :, None], present[:, :, None])
-        emitted_before = ((one_hot.cumsum(dim=1) - one_hot.long()) > 0) & present[:, :, None]
-        allowed = ~emitted_before if mask_emitted else torch.ones_like(emitted_before)
+        rows, steps = present.nonzero(as_tuple=True)
+        logits = self.linear(joint[rows, steps])  # (N, L + 1)
+        n_actions = logits.shape[1]
+        allowed = torch.ones_like(logits, dtype=torch.bool)
+        if mask_emitted:  # the actions earlier in the same row, gathered into a spare last column otherwise
+            earlier = (torch.arange(T, device=actions.device)[None, :] < steps[:, None]) & present[rows]
+            before = torch.where(earlier, actions[rows], n_actions)
+            emitted = torch.zeros(len(rows), n_actions + 1, dtype=torch.bool, device=logits.device)
+            emitted.scatter_(1, before, True)
+            allowed = ~emitted[:, :n_actions]
         if suppress_stop_steps > 0:
-            steps = torch.arange(T, device=logits.device)
-            suppress = (steps < suppress_stop_steps)[None, :] & allowed[:, :, :-1].any(dim=2)
-            allowed[:, :, -1] &= ~suppress
+            suppress = (steps < suppress_stop_steps) & allowed[:, :-1].any(dim=1)
+            allowed[:, -1] &= ~suppress
         log_p_all = torch.log_softmax(logits.masked_fill(~allowed, NEG_INF) / temperature, dim=-1)
-        chosen = log_p_all.gather(2, actions.clamp(min=0)[:, :, None]).squeeze(2)
-        zero = torch.zeros((), device=logits.device)
-        entropy = zero.expand(B, T)
+        chosen = log_p_all.gather(1, actions[rows, steps][:, None]).squeeze(1)
+        grid = torch.zeros(B, T, dtype=logits.dtype, device=logits.device)
+        entropy = grid
         if with_entropy:
-            entropy = -(log_p_all.exp() * log_p_all.masked_fill(~allowed, 0.0)).sum(dim=2)
-        return torch.where(present, chosen, zero), torch.where(present, entropy, zero)
+            entropy = grid.index_put(
+                (rows, steps), -(log_p_all.exp() * log_p_all.masked_fill(~allowed, 0.0)).sum(dim=1)
+            )
+        return grid.index_put((rows, steps), chosen), entropy
 
 
 class TreeOutput(nn.Module):
