@@ -216,8 +216,8 @@ class ChainPolicy(nn.Module):
             inputs = inputs * nn.functional.dropout(keep, self.input_dropout, training=True)
         return inputs
 
-    def _joint(self, hidden: torch.Tensor, doc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """What the output layer reads, (..., H + D), and the value (...)."""
+    def joint_inputs(self, hidden: torch.Tensor, doc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the output layer reads from GRU outputs and document encodings, (..., H + D), and the value."""
         if hidden.dim() == 3:
             doc = doc[:, None, :].expand(-1, hidden.shape[1], -1)
         joint = torch.cat([self.dropout(hidden), doc], dim=-1)
@@ -240,7 +240,7 @@ class ChainPolicy(nn.Module):
         inputs = self._rnn_inputs(state.doc, last_label.reshape(-1, 1))
         _, hidden = self.gru(inputs, state.hidden[None].contiguous())
         hidden = hidden[0]
-        joint, value = self._joint(hidden, state.doc)
+        joint, value = self.joint_inputs(hidden, state.doc)
         return joint, value, ChainState(hidden, state.doc)
 
     def step(self, state: ChainState, last_label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, ChainState]:
@@ -253,7 +253,7 @@ class ChainPolicy(nn.Module):
         self, X, previous: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         outputs, doc = self.sequence_hidden(X, previous, lengths)
-        return self._joint(outputs, doc)
+        return self.joint_inputs(outputs, doc)
 
     def sequence_hidden(
         self, X, previous: torch.Tensor, lengths: torch.Tensor | None = None

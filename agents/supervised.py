@@ -1,7 +1,7 @@
 """The supervised pieces every learner shares: the teacher-forcing loss and the validation carve.
 
 Teacher forcing trains on a whole minibatch of target sequences (padded into a (B, T) tensor) in one
-pass of `policy.sequence_joint` and the output layer; fixed orderings, target rearrangement and the combined objective
+pass of `policy.sequence_hidden` and the output layer; fixed orderings, target rearrangement and the combined objective
 all use this one loss (agents.learners).
 """
 
@@ -24,12 +24,13 @@ def teacher_forcing_loss(
     packed (padding costs no recurrent work; most of a batch is padding when label-set sizes vary).
     """
     targets = torch.as_tensor(targets, dtype=torch.long, device=policy.input_weight.device)
-    joint, _ = policy.sequence_joint(X_batch, targets)
-    log_p, _ = policy.output.sequence_log_probs(joint, targets, mask_emitted=mask_emitted, with_entropy=False)
     present = targets >= 0
+    outputs, doc = policy.sequence_hidden(X_batch, policy.previous_labels(targets), present.sum(dim=1))
+    joint, _ = policy.joint_inputs(outputs, doc)
+    log_p, _ = policy.output.sequence_log_probs(joint, targets, mask_emitted=mask_emitted, with_entropy=False)
     loss = -log_p.sum() / present.sum().clamp(min=1)
-    if policy.label_head is not None:
-        loss = loss + policy.aux_weight * aux_label_loss(policy, X_batch, targets)
+    if policy.label_head is not None:  # the head reads the same encoding (one encoder pass, one dropout mask)
+        loss = loss + policy.aux_weight * aux_label_loss(policy, X_batch, targets, doc=doc)
     return loss
 
 

@@ -134,7 +134,7 @@ def _padded_loss(policy: ChainPolicy, X, targets: torch.Tensor) -> torch.Tensor:
     """The teacher-forcing loss as it was before the cost work: GRU over every padded position,
     the output layer and the emitted-label mask on the full (B, T, L+1) grid."""
     outputs, doc = policy.sequence_hidden(X, policy.previous_labels(targets))
-    joint, _ = policy._joint(outputs, doc)
+    joint, _ = policy.joint_inputs(outputs, doc)
     logits = policy.output.logits(joint)
     present = targets >= 0
     one_hot = torch.zeros_like(logits, dtype=torch.bool)

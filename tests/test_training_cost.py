@@ -16,7 +16,7 @@ def padded_reference(policy: ChainPolicy, X, targets: torch.Tensor) -> torch.Ten
     """The loss written out over all B x T positions: unpacked GRU, full (B, T, L+1) masks."""
     previous = policy.previous_labels(targets)
     outputs, doc = policy.sequence_hidden(X, previous)  # no lengths: the GRU also runs over padding
-    joint, _ = policy._joint(outputs, doc)
+    joint, _ = policy.joint_inputs(outputs, doc)
     logits = policy.output.logits(joint)
     present = targets >= 0
     one_hot = torch.zeros_like(logits, dtype=torch.bool)
