@@ -20,7 +20,7 @@ Rows as in orderings.json (dataset, seed, method, kind, metrics, val, config, wa
 variant in the method's name: ``rearrange``, ``combined``, ``ensemble`` (flat) and ``rearrange+tree``,
 ``combined+tree``, ``ensemble+tree``. wall_time_s is training time (ensemble: its members' sum).
 After each cell the rows are merged into ``{out}.json`` and ``{out}.md`` is rebuilt, so a stopped grid
-keeps its finished cells (cells already in the file are skipped); ``--combined-epochs 0`` trains
+keeps its finished cells (a cell output already in the file is skipped, so flat and tree may run apart); ``--combined-epochs 0`` trains
 rearrangement only (no combined, no ensemble rows), for large datasets on a small budget.
 
 Cells run through experiments/execution.py (``--backend local|ray --address --jobs``) in two rounds:
@@ -61,7 +61,7 @@ from envs.label_clusters import build_label_tree, pifa_embeddings
 from envs.metrics import evaluate
 from experiments import execution
 
-TABLE_METRICS = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "micro_f1", "macro_f1")
+TABLE_METRICS = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "PSP@1", "PSP@3", "PSP@5", "micro_f1", "macro_f1")
 SCRIPT = "experiments/compare_trees.py"
 
 
@@ -146,7 +146,8 @@ class Cell:
     def score(self, split: str, output: tuple) -> dict[str, float]:
         Y = self.val.Y if split == "val" else self.data.test.Y
         Y_pred, scores = output
-        return evaluate(Y, scores=scores, Y_pred=Y_pred, label_freq=self.data.label_freq)
+        n_train = self.data.train.X.shape[0]  # the counts behind label_freq: the whole training split
+        return evaluate(Y, scores=scores, Y_pred=Y_pred, label_freq=self.data.label_freq, n_train=n_train)
 
 
 def run_output(cell: Cell, output: str, chosen_shapes: dict[str, str]) -> list[dict]:
@@ -212,7 +213,7 @@ def run_output(cell: Cell, output: str, chosen_shapes: dict[str, str]) -> list[d
 def row(cell: Cell, method: str, kind: str, metrics: dict, val: dict, seconds: float, extra: dict) -> dict:
     args = cell.args
     config = {
-        "output": "tree" if "+tree" in method else "flat",
+        "output": output_of(method),
         "hidden_size": args.hidden_size,
         "rearrange_epochs": args.rearrange_epochs,
         "combined_epochs": args.combined_epochs,
@@ -283,8 +284,8 @@ def render_markdown(payload: dict) -> str:
         "",
         (
             "epochs: rearrangement + combined epochs (the combined policy starts from the rearrangement "
-            "one; its train s excludes the rearrangement's). PSP@k columns are left out: the "
-            "propensity-scored metrics are not on main yet."
+            "one; its train s excludes the rearrangement's). PSP@k: propensity-scored precision "
+            "(Jain et al. 2016, A = 0.55, B = 1.5, training-split counts), unnormalised."
         ),
     ]
     return "\n".join(lines) + "\n"
@@ -330,13 +331,18 @@ def merge_into(out: Path, payload: dict, rows: list[dict]) -> dict:
     return payload
 
 
-def run_cell(args: Args, name: str, seed: int, shapes: dict[str, str]) -> dict[str, Any]:
-    """One grid cell: its rows, and `shapes` plus the tree shape it chose for its dataset (if it chose)."""
+def output_of(method: str) -> str:
+    """The output layer of a row's method name ("rearrange+tree" -> "tree")."""
+    return "tree" if "+tree" in method else "flat"
+
+
+def run_cell(args: Args, name: str, seed: int, shapes: dict[str, str], outputs: list[str]) -> dict[str, Any]:
+    """One grid cell's rows for `outputs`, and `shapes` plus the tree shape it chose (if it chose)."""
     single_thread()
     started = time.perf_counter()
     cell = Cell(name, seed, args)
     chosen = dict(shapes)  # run_output adds this dataset's shape when the cell chooses it
-    rows = [r for output in args.outputs for r in run_output(cell, output, chosen)]
+    rows = [r for output in outputs for r in run_output(cell, output, chosen)]
     return {"rows": rows, "shapes": chosen, "seconds": time.perf_counter() - started}
 
 
@@ -357,14 +363,15 @@ def main(args: Args) -> dict:
     if out is not None and out.with_suffix(".json").exists():
         previous = json.loads(out.with_suffix(".json").read_text())
         payload["shapes"] = previous.get("shapes", {})
-        done = {(r["dataset"], r["seed"]) for r in previous["rows"]}
+        done = {(r["dataset"], r["seed"], output_of(r["method"])) for r in previous["rows"]}
     else:
         done = set()
     # seeds-major: a partial grid already has one seed of every dataset
-    pending = [(name, seed) for seed in args.seeds for name in args.datasets if (name, seed) not in done]
+    missing = {(n, s): [o for o in args.outputs if (n, s, o) not in done] for s in args.seeds for n in args.datasets}
+    pending = [cell for cell, outputs in missing.items() if outputs]
 
     def needs_shape(name: str) -> bool:
-        return "tree" in args.outputs and name not in payload["shapes"]
+        return any("tree" in missing[(name, s)] for s in args.seeds) and name not in payload["shapes"]
 
     choosing = {name: (name, seed) for name, seed in reversed(pending) if needs_shape(name)}  # first seed each
 
@@ -381,7 +388,9 @@ def main(args: Args) -> dict:
         return execution.run_cells(
             [
                 execution.Cell(
-                    cell_key(n, s), run_cell, {"args": args, "name": n, "seed": s, "shapes": dict(payload["shapes"])}
+                    cell_key(n, s),
+                    run_cell,
+                    {"args": args, "name": n, "seed": s, "shapes": dict(payload["shapes"]), "outputs": missing[(n, s)]},
                 )
                 for n, s in cells
             ],

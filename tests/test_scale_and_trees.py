@@ -91,6 +91,29 @@ def test_compare_trees_tiny_grid_writes_and_merges(tmp_path):
     assert "| emotions | rearrange+tree | 2 |" in (tmp_path / "trees.md").read_text()
 
 
+def test_compare_trees_runs_flat_and_tree_apart(tmp_path):
+    """A cell whose flat rows are in the file trains only its tree rows on the next run."""
+    args = compare_trees.Args(
+        datasets=["emotions"],
+        seeds=[0],
+        outputs=["flat"],
+        shapes=["2x2"],
+        rearrange_epochs=1,
+        combined_epochs=0,
+        hidden_size=16,
+        out=str(tmp_path / "trees"),
+        jobs=1,
+    )
+    first = compare_trees.main(args)
+    assert [r["method"] for r in first["rows"]] == ["rearrange"]
+    assert {"PSP@1", "PSP@3", "PSP@5"} <= set(first["rows"][0]["metrics"])
+    both = compare_trees.main(compare_trees.Args(**{**args.__dict__, "outputs": ["flat", "tree"]}))
+    assert sorted(r["method"] for r in both["rows"]) == ["rearrange", "rearrange+tree"]
+    saved = json.loads((tmp_path / "trees.json").read_text())
+    flat_before = first["rows"][0]["wall_time_s"]
+    assert next(r for r in saved["rows"] if r["method"] == "rearrange")["wall_time_s"] == flat_before  # not rerun
+
+
 def test_compare_trees_names_bad_execution_flags(tmp_path):
     args = compare_trees.Args(datasets=["emotions"], seeds=[0], out=str(tmp_path / "trees"))
     with pytest.raises(SystemExit, match="--jobs must be >= 1"):
