@@ -11,7 +11,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
-from agents.decoding import greedy_decode, predict, sample_decode, sequence_log_probs
+from agents.decoding import beam_search, greedy_decode, predict, sample_decode, sequence_log_probs
 from agents.learners import LEARNERS, LearnerConfig, make_learner
 from agents.mcg import MCGConstraint, cluster_part, mcg_setup
 from agents.policy import ChainPolicy
@@ -142,8 +142,11 @@ def test_decoding_obeys_the_constraint_and_teacher_forcing_scores_it(tiny_datase
     with torch.no_grad():
         log_p, _, _ = sequence_log_probs(policy, X, chains.actions)
     assert torch.allclose(log_p, chains.log_probs, atol=1e-5)
-    Y_pred, scores = predict(policy, tiny_dataset.test.X)
-    assert Y_pred.shape == (2, 4) and scores.shape == (2, 4)
+    for method in ("greedy", "beam"):
+        Y_pred, scores = predict(policy, tiny_dataset.test.X, method=method)
+        assert Y_pred.shape == (2, 4) and scores.shape == (2, 4)
+    beam = beam_search(policy, tiny_dataset.test.X, beam_width=3).labels.numpy()
+    assert not ((beam[:, :-1] < 4) & (beam[:, :-1] >= 0) & (beam[:, 1:] >= 4)).any()
     greedy = greedy_decode(policy, tiny_dataset.test.X).labels.numpy()
     labels_then_cluster = (greedy[:, :-1] < 4) & (greedy[:, :-1] >= 0) & (greedy[:, 1:] >= 4)
     assert not labels_then_cluster.any()
