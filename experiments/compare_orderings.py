@@ -72,6 +72,9 @@ class Args(TrainKnobs, ExecutionFlags):
         metadata={"help": "orderings.json/.md go here (default experiments/results; with --quick: RUNS_DIR/quick)"},
     )
     quick: bool = field(default=False, metadata={"help": "smoke test: emotions, first seed, 30 updates, hidden 32"})
+    peers_only: bool = field(
+        default=False, metadata={"help": "score --peers again in the cells already in the file, chain rows kept"}
+    )
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -204,31 +207,8 @@ def compute_cell(args: Args, dataset: str, seed: int, command: str) -> dict[str,
     rows = rows_from_run(run_dir, dataset, seed)
     derived = json.loads((run_dir / CONFIG_FILE).read_text())["derived"]
     data = {key: derived[key] for key in ("n_train", "n_val", "n_test", "n_labels", "n_features", "max_steps")}
-    skipped = []
-    if args.peers:
-        ds = load_dataset(dataset, data_dir=args.data_dir)
-        for name in args.peers:
-            try:
-                result, tuned = run_peer(name, ds, seed, args.val_fraction)
-            except PeerUnavailable as note:
-                skipped.append({"dataset": dataset, "seed": seed, "peer": name, "reason": str(note)})
-                continue
-            timing: dict[str, float] = {
-                key: result.pop(key) for key in ("wall_time_s", "fit_time_s", "predict_time_s") if key in result
-            }
-            rows.append(
-                {
-                    "dataset": dataset,
-                    "seed": seed,
-                    "method": name,
-                    "kind": "peer",
-                    "metrics": result,
-                    "config": tuned_config(tuned, args.val_fraction),
-                    "wall_time_s": timing.pop("wall_time_s"),
-                    **timing,
-                    "run_dir": None,
-                }
-            )
+    peer_rows, skipped = score_peers(args, dataset, seed)
+    rows += peer_rows
     return {
         "dataset": dataset,
         "seed": seed,
@@ -240,6 +220,59 @@ def compute_cell(args: Args, dataset: str, seed: int, command: str) -> dict[str,
         "cell_wall_time_s": time.perf_counter() - started,
         "command": command,
     }
+
+
+def score_peers(args: Args, dataset: str, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The peers' rows of one cell (tuned on the chains' validation slice) and the peers skipped, with why."""
+    rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    if not args.peers:
+        return rows, skipped
+    ds = load_dataset(dataset, data_dir=args.data_dir)
+    for name in args.peers:
+        try:
+            result, tuned = run_peer(name, ds, seed, args.val_fraction)
+        except PeerUnavailable as note:
+            skipped.append({"dataset": dataset, "seed": seed, "peer": name, "reason": str(note)})
+            continue
+        timing: dict[str, float] = {
+            key: result.pop(key) for key in ("wall_time_s", "fit_time_s", "predict_time_s") if key in result
+        }
+        rows.append(
+            {
+                "dataset": dataset,
+                "seed": seed,
+                "method": name,
+                "kind": "peer",
+                "metrics": result,
+                "config": tuned_config(tuned, args.val_fraction),
+                "wall_time_s": timing.pop("wall_time_s"),
+                **timing,
+                "run_dir": None,
+            }
+        )
+    return rows, skipped
+
+
+def refresh_peers(args: Args, results: dict[str, Any], out_dir: Path) -> list[str]:
+    """--peers-only: score --peers again in every grid cell already in the file, keeping its chain rows.
+
+    For tables whose peer rows predate a change of the peers (e.g. tuning) while retraining the chains
+    would cost far more; the cell's recorded peer list becomes --peers. Returns the cells not in the file.
+    """
+    absent = []
+    for dataset, seed in grid(args):
+        cell = results["cells"].get(cell_key(dataset, seed))
+        if cell is None:
+            absent.append(cell_key(dataset, seed))
+            continue
+        rows, skipped = score_peers(args, dataset, seed)
+        chains = [r for r in results["rows"] if (r["dataset"], r["seed"]) == (dataset, seed) and r["kind"] != "peer"]
+        cell = {**cell, "config": {**cell["config"], "peers": list(args.peers)}, "rows": chains + rows}
+        merge_cell(results, {**cell, "dataset": dataset, "seed": seed, "skipped_peers": skipped})
+        write_results(out_dir, results)
+        print(f"{cell_key(dataset, seed)}: peers {', '.join(r['method'] for r in rows)}", flush=True)
+    return absent
 
 
 # ----------------------------------------------------------------------------- results file
@@ -313,6 +346,11 @@ def main(args: Args) -> Path:
     results = load_results(out_dir / "orderings.json")
     command = command_line(given, SCRIPT)
     results.update(command=command, argv=sys.argv, args=asdict(args), metrics=list(TABLE_METRICS))
+    if args.peers_only:
+        absent = refresh_peers(args, results, out_dir)
+        if absent:
+            print(f"--peers-only: no chain rows for {', '.join(absent)}; run the grid without it for those")
+        return out_dir / "orderings.json"
     pending = missing_cells(results, args)
     done = len(grid(args)) - len(pending)
     write_results(out_dir, results)

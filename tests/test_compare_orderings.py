@@ -239,3 +239,20 @@ def test_quick_never_writes_into_the_committed_results(tmp_path):
         ("a", 1),
         ("b", 1),
     ]
+
+
+@pytest.mark.needs_data
+def test_peers_only_rescores_peers_and_keeps_chain_rows(grid_run, tmp_path):
+    """--peers-only on a copy of the grid's file: chains untouched, the peer rows are the new --peers."""
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "orderings.json").write_text(grid_run["path"].read_text())
+    before = json.loads((out / "orderings.json").read_text())
+    args = replace(grid_run["args"], out_dir=str(out), peers=["label_frequency"], peers_only=True)
+    main(args)
+    after = json.loads((out / "orderings.json").read_text())
+    chains = lambda rows: [r for r in rows if r["kind"] != "peer"]  # noqa: E731
+    assert sorted(chains(after["rows"]), key=str) == sorted(chains(before["rows"]), key=str)
+    assert [r["method"] for r in after["rows"] if r["kind"] == "peer"] == ["label_frequency"]
+    assert after["cells"]["emotions:0"]["config"]["peers"] == ["label_frequency"]
+    assert compare_orderings.grid_finished(args)  # the refreshed cell counts as done for these peers
