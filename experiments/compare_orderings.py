@@ -254,11 +254,12 @@ def score_peers(args: Args, dataset: str, seed: int) -> tuple[list[dict[str, Any
     return rows, skipped
 
 
-def refresh_peers(args: Args, results: dict[str, Any], out_dir: Path) -> list[str]:
+def refresh_peers(args: Args, results: dict[str, Any], out_dir: Path, command: str) -> list[str]:
     """--peers-only: score --peers again in every grid cell already in the file, keeping its chain rows.
 
     For tables whose peer rows predate a change of the peers (e.g. tuning) while retraining the chains
-    would cost far more; the cell's recorded peer list becomes --peers. Returns the cells not in the file.
+    would cost far more; the cell's recorded peer list becomes --peers and `command` its peers_command. Returns the cells
+    not in the file.
     """
     absent = []
     for dataset, seed in grid(args):
@@ -268,7 +269,8 @@ def refresh_peers(args: Args, results: dict[str, Any], out_dir: Path) -> list[st
             continue
         rows, skipped = score_peers(args, dataset, seed)
         chains = [r for r in results["rows"] if (r["dataset"], r["seed"]) == (dataset, seed) and r["kind"] != "peer"]
-        cell = {**cell, "config": {**cell["config"], "peers": list(args.peers)}, "rows": chains + rows}
+        config = {**cell["config"], "peers": list(args.peers)}
+        cell = {**cell, "config": config, "peers_command": command, "rows": chains + rows}
         merge_cell(results, {**cell, "dataset": dataset, "seed": seed, "skipped_peers": skipped})
         write_results(out_dir, results)
         print(f"{cell_key(dataset, seed)}: peers {', '.join(r['method'] for r in rows)}", flush=True)
@@ -345,12 +347,12 @@ def main(args: Args) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     results = load_results(out_dir / "orderings.json")
     command = command_line(given, SCRIPT)
-    results.update(command=command, argv=sys.argv, args=asdict(args), metrics=list(TABLE_METRICS))
-    if args.peers_only:
-        absent = refresh_peers(args, results, out_dir)
+    if args.peers_only:  # the table's command stays the one that trained the chains
+        absent = refresh_peers(args, results, out_dir, command)
         if absent:
             print(f"--peers-only: no chain rows for {', '.join(absent)}; run the grid without it for those")
         return out_dir / "orderings.json"
+    results.update(command=command, argv=sys.argv, args=asdict(args), metrics=list(TABLE_METRICS))
     pending = missing_cells(results, args)
     done = len(grid(args)) - len(pending)
     write_results(out_dir, results)

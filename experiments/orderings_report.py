@@ -261,4 +261,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     )
     if commands:
         lines += ["Some cells were made by earlier invocations: " + "; ".join(f"`{c}`" for c in commands), ""]
+    peer_commands = sorted({cell["peers_command"] for cell in cells.values() if cell.get("peers_command")})
+    if peer_commands:
+        lines += ["Peer rows scored again (chain rows kept) by: " + "; ".join(f"`{c}`" for c in peer_commands), ""]
     return "\n".join(lines)

@@ -256,3 +256,8 @@ def test_peers_only_rescores_peers_and_keeps_chain_rows(grid_run, tmp_path):
     assert [r["method"] for r in after["rows"] if r["kind"] == "peer"] == ["label_frequency"]
     assert after["cells"]["emotions:0"]["config"]["peers"] == ["label_frequency"]
     assert compare_orderings.grid_finished(args)  # the refreshed cell counts as done for these peers
+    assert after["command"] == before["command"]  # the table still names the run that trained the chains
+    assert (
+        "Peer rows scored again (chain rows kept) by: `python experiments/compare_orderings.py"
+        in (out / "orderings.md").read_text()
+    )
