@@ -12,7 +12,7 @@ Which output feeds which metric:
     the position it was emitted at (earlier = higher, scores >= 1); labels never emitted rank
     below, by their first-step probability (score = p - 1, in [-1, 0]).
 
-With a tree-factored output layer (agents.output_layers.TreeOutput) the same rules hold, with two
+With a tree-factored output layer (agents.tree_output.TreeOutput) the same rules hold, with two
 differences from the flat policy: each greedy step takes the most probable label among the leaves
 kept by a beam search over clusters (beam `tree_beam`, 10 by default as in PECOS), which can miss
 the global argmax the flat layer always finds; and the "first-step probability" of a never-emitted

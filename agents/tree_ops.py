@@ -1,4 +1,4 @@
-"""Tensor helpers of the tree-factored output layer (agents.output_layers.TreeOutput): padded sibling
+"""Tensor helpers of the tree-factored output layer (agents.tree_output.TreeOutput): padded sibling
 tables, per-row candidate scores, log-softmax within groups and over masked candidates.
 
 Kept apart so that the layer file reads as the model; these are plain functions of tensors/arrays.
