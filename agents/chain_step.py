@@ -14,13 +14,15 @@ import torch
 
 @dataclass
 class Choice:
-    """One step for a batch: action (B,), its log-prob and the entropy it was drawn with, and whether
-    STOP beats every label when STOP is not suppressed (greedy set lengths use it)."""
+    """One step for a batch: action (B,), its log-prob and the entropy it was drawn with, whether
+    STOP beats every label when STOP is not suppressed (greedy set lengths use it), and the layer's
+    `first_step_probs` of the same state when `choose` was asked for them (`with_first_probs`)."""
 
     action: torch.Tensor
     log_prob: torch.Tensor
     entropy: torch.Tensor
     natural_stop: torch.Tensor
+    first_probs: torch.Tensor | None = None
 
 
 class FlatEmitted:

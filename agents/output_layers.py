@@ -56,6 +56,7 @@ class FlatOutput(nn.Module):
         sample: bool,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
+        with_first_probs: bool = False,
     ) -> Choice:
         logits = self.linear(joint)
         free = logits.masked_fill(emitted.mask, NEG_INF)
@@ -68,7 +69,8 @@ class FlatOutput(nn.Module):
             action = masked.argmax(dim=-1)
         chosen = log_p.gather(1, action[:, None]).squeeze(1)  # before the entropy: same gradient sums as ever
         entropy = -(log_p.exp() * log_p.masked_fill(~allowed, 0.0)).sum(dim=1)
-        return Choice(action, chosen, entropy, free.argmax(dim=-1) == self.stop_id)
+        first = torch.softmax(free, dim=-1)[:, : self.stop_id] if with_first_probs else None  # = first_step_probs
+        return Choice(action, chosen, entropy, free.argmax(dim=-1) == self.stop_id, first)
 
     def candidates(self, joint, emitted: FlatEmitted, *, suppress_stop: bool, k: int):
         """All L + 1 actions: (log-probs (N, L + 1), None = column index is the action; STOP last)."""

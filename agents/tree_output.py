@@ -23,6 +23,8 @@ probable); sampling is exact ancestral sampling.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
@@ -37,6 +39,24 @@ from agents.tree_ops import (
     padded_groups,
 )
 from envs.label_clusters import LabelTree
+
+
+@dataclass
+class Beam:
+    """A beam search over clusters for a batch: exact log-probs (N, K·M) of the labels in the kept
+    leaves (-inf for padding) and their ids (-1); the root's log-probs (N, C + 1, STOP last) and which
+    of them are allowed; with `track`, per level 1..depth the kept nodes (N, K) and the entropy of the
+    distribution below each (its children, or its labels at the leaves)."""
+
+    log_probs: torch.Tensor
+    labels: torch.Tensor
+    root_log_probs: torch.Tensor
+    root_allowed: torch.Tensor
+    kept: list[tuple[torch.Tensor, torch.Tensor]]
+
+    @property
+    def stop_log_prob(self) -> torch.Tensor:
+        return self.root_log_probs[:, -1]
 
 
 class TreeOutput(nn.Module):
@@ -200,35 +220,53 @@ class TreeOutput(nn.Module):
         return out_lp, out_h
 
     # ------------------------------------------------------------------ decoding
-    def _beam(self, joint, history, stop_blocked, width: int):
-        """Beam search over clusters: exact log-probs (N, K·M) of the labels in the `width` most probable
-        leaves (-inf for padding), their ids, log p(STOP) (N,) and the root's log-mass of STOP-free
-        children (for STOP-free comparisons)."""
+    def _beam(self, joint, history, stop_blocked, width: int, track: bool = False) -> Beam:
+        """Beam search over clusters, keeping the `width` most probable nodes per level (see `Beam`)."""
         N = joint.shape[0]
         root = torch.zeros(N, 1, dtype=torch.long, device=joint.device)
-        log_p, kids, _ = (t[:, 0] for t in self._children(joint, root, 0, history, stop_blocked, 1.0))
-        stop_lp = log_p[:, -1]
-        cum, nodes = log_p[:, :-1], kids[:, :-1]
+        root_lp, kids, root_allowed = (t[:, 0] for t in self._children(joint, root, 0, history, stop_blocked, 1.0))
+        cum, nodes, kept = root_lp[:, :-1], kids[:, :-1], []
         for level in range(1, self.depth + 1):
             cum, index = cum.topk(min(width, cum.shape[1]), dim=1)
             nodes = nodes.gather(1, index)
             if level < self.depth:
-                log_p, kids, _ = self._children(joint, nodes, level, history, stop_blocked, 1.0)
+                log_p, kids, allowed = self._children(joint, nodes, level, history, stop_blocked, 1.0)
             else:
-                log_p, kids, _ = self._leaf(joint, nodes, history, 1.0)
+                log_p, kids, allowed = self._leaf(joint, nodes, history, 1.0)
+            if track:
+                kept.append((nodes, masked_entropy(log_p, allowed)))
             step = torch.where(nodes[..., None] >= 0, log_p, NEG_INF)
             cum = (cum[..., None] + step).reshape(N, -1)
             nodes = kids.reshape(N, -1)
-        return cum, nodes, stop_lp
+        return Beam(cum, nodes, root_lp, root_allowed, kept)
+
+    def _greedy_scores(self, beam: Beam, action, best, blocked) -> tuple[torch.Tensor, torch.Tensor]:
+        """log p(action) and path entropy (N,) of the greedy action at temperature 1, read off the free
+        beam instead of scoring the path again: the chosen label's path was kept at every level, and
+        only the root renormalises when STOP is blocked (the same values as `_action_log_probs`)."""
+        free_lp, allowed = beam.root_log_probs, beam.root_allowed
+        allowed = allowed.clone()
+        allowed[:, -1] &= ~(blocked & allowed[:, :-1].any(dim=1))
+        root_lp = torch.where(blocked[:, None], masked_log_softmax(free_lp, allowed), free_lp)
+        is_stop = action == self.stop_id
+        path = self._table("ancestors")[torch.where(is_stop, 0, action)]  # (N, depth)
+        top = path[:, :1]
+        renormalised = best - free_lp.gather(1, top).squeeze(1) + root_lp.gather(1, top).squeeze(1)
+        log_p = torch.where(is_stop, root_lp[:, -1], torch.where(blocked, renormalised, best))
+        entropy = masked_entropy(root_lp, allowed)
+        for level, (nodes, below) in enumerate(beam.kept):
+            on_path = torch.where(nodes == path[:, level, None], below, 0.0).sum(dim=1)
+            entropy = entropy + torch.where(is_stop, 0.0, on_path)
+        return log_p, entropy
 
     def candidates(self, joint, emitted: HistoryEmitted, *, suppress_stop: bool, k: int):
         """The k most probable labels found by the cluster beam (exact log-probs) and STOP, last."""
         blocked = self._stop_blocked(emitted.history, suppress_stop)
-        cum, labels, stop_lp = self._beam(self._q(joint), emitted.history, blocked, max(self.beam, 1))
-        top, index = cum.topk(min(k, cum.shape[1]), dim=1)
-        ids = labels.gather(1, index).masked_fill(top == NEG_INF, 0)
+        beam = self._beam(self._q(joint), emitted.history, blocked, max(self.beam, 1))
+        top, index = beam.log_probs.topk(min(k, beam.log_probs.shape[1]), dim=1)
+        ids = beam.labels.gather(1, index).masked_fill(top == NEG_INF, 0)
         stop_column = torch.full_like(ids[:, :1], self.stop_id)
-        return torch.cat([top, stop_lp[:, None]], dim=1), torch.cat([ids, stop_column], dim=1)
+        return torch.cat([top, beam.stop_log_prob[:, None]], dim=1), torch.cat([ids, stop_column], dim=1)
 
     def choose(
         self,
@@ -239,20 +277,31 @@ class TreeOutput(nn.Module):
         sample: bool,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
+        with_first_probs: bool = False,
     ) -> Choice:
+        """One step; greedy at temperature 1 reuses its beam for the log-prob, entropy and (with
+        `with_first_probs`) the first-step probabilities rather than scoring again."""
         history, joint = emitted.history, self._q(joint)
         blocked = self._stop_blocked(history, suppress_stop)
+        first = None
         if sample:
             action = self._sample(joint, history, blocked, temperature, generator)
             natural_stop = torch.zeros_like(action, dtype=torch.bool)
+            log_p, entropy = self._action_log_probs(joint, action, history, blocked, temperature)
+            if with_first_probs:
+                first = self._first_probs(self._beam(joint, history, torch.zeros_like(blocked), self.beam))
+            return Choice(action, log_p, entropy, natural_stop, first)
+        reuse = temperature == 1.0
+        beam = self._beam(joint, history, torch.zeros_like(blocked), self.beam, track=reuse)
+        best, index = beam.log_probs.max(dim=1)
+        natural_stop = beam.stop_log_prob > best
+        label = beam.labels.gather(1, index[:, None]).squeeze(1)
+        action = torch.where(natural_stop & ~blocked, self.stop_id, label)
+        if reuse:
+            log_p, entropy = self._greedy_scores(beam, action, best, blocked)
         else:
-            free_cum, labels, free_stop = self._beam(joint, history, torch.zeros_like(blocked), self.beam)
-            best, index = free_cum.max(dim=1)
-            natural_stop = free_stop > best
-            label = labels.gather(1, index[:, None]).squeeze(1)
-            action = torch.where(natural_stop & ~blocked, self.stop_id, label)
-        log_p, entropy = self._action_log_probs(joint, action, history, blocked, temperature)
-        return Choice(action, log_p, entropy, natural_stop)
+            log_p, entropy = self._action_log_probs(joint, action, history, blocked, temperature)
+        return Choice(action, log_p, entropy, natural_stop, self._first_probs(beam) if with_first_probs else None)
 
     def _sample(self, joint, history, blocked, temperature, generator) -> torch.Tensor:
         """Exact ancestral sample of one action per row (STOP at the root, else down to a label)."""
@@ -270,12 +319,21 @@ class TreeOutput(nn.Module):
         label = labels.gather(1, torch.multinomial(log_p.exp(), 1, generator=generator)).squeeze(1)
         return torch.where(is_stop, self.stop_id, label)
 
+    def _first_probs(self, beam: Beam) -> torch.Tensor:
+        """Sparse (N, L) p(label) of the labels in the beam's leaves (a label sits in one leaf only)."""
+        rows, columns = ((beam.labels >= 0) & (beam.log_probs > NEG_INF)).nonzero(as_tuple=True)
+        indices = torch.stack([rows, beam.labels[rows, columns]])
+        values = beam.log_probs[rows, columns].exp()
+        shape = (beam.labels.shape[0], self.n_labels)
+        return torch.sparse_coo_tensor(
+            indices, values, shape, check_invariants=False
+        ).coalesce()  # valid by construction
+
     def first_step_probs(self, joint, emitted: HistoryEmitted) -> torch.Tensor:
-        """p(label) at this step for the labels of the beam's leaves; 0 for labels outside them."""
+        """p(label) at this step for the labels of the beam's leaves, as a sparse COO (N, L) tensor
+        (absent = 0: labels outside them); never a dense (N, L) tensor, which costs O(L) per document."""
         blocked = torch.zeros(joint.shape[0], dtype=torch.bool, device=joint.device)
-        cum, labels, _ = self._beam(self._q(joint), emitted.history, blocked, self.beam)
-        probs = torch.zeros(joint.shape[0], self.n_labels, device=joint.device)
-        return probs.scatter_add_(1, labels.clamp(min=0), torch.where(labels >= 0, cum.exp(), 0.0))
+        return self._first_probs(self._beam(self._q(joint), emitted.history, blocked, self.beam))
 
     def logits(self, joint: torch.Tensor) -> torch.Tensor:
         """Unmasked log p over all L + 1 actions (valid logits); O(L), for small label spaces / SB3."""
