@@ -90,6 +90,16 @@ def gathered_scores(
     return torch.bmm(rows, joint[:, :, None]).squeeze(2) + F.embedding(ids, bias, sparse=sparse).squeeze(2)
 
 
+def history_counts(groups: torch.Tensor, group_of: torch.Tensor, position_of: torch.Tensor, width: int) -> torch.Tensor:
+    """(N, K, width) count of row n's history items (N, T) that sit in group groups[n, k] (their
+    `group_of`, -1 for padding) at member position `position_of`: O(N·K·T) comparisons, not the
+    O(N·K·width·T) of comparing every member of every group with every history item."""
+    N, K = groups.shape
+    n, k, t = ((groups[:, :, None] == group_of[:, None, :]) & (group_of[:, None, :] >= 0)).nonzero(as_tuple=True)
+    counts = torch.zeros(N, K, width, dtype=torch.long, device=groups.device)
+    return counts.index_put_((n, k, position_of[n, t]), torch.ones_like(n), accumulate=True)
+
+
 def group_log_softmax(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """Log-softmax of `scores` (N, n) within each group (rows of `groups`, -1 padded)."""
     gathered = scores[:, groups.clamp(min=0)].masked_fill(groups < 0, NEG_INF)

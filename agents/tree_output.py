@@ -34,6 +34,7 @@ from agents.tree_ops import (
     NEG_INF,
     gathered_scores,
     group_log_softmax,
+    history_counts,
     masked_entropy,
     masked_log_softmax,
     padded_groups,
@@ -142,8 +143,9 @@ class TreeOutput(nn.Module):
         N, K, C = kids.shape
         scores = gathered_scores(joint, self.node_weight[level], self.node_bias[level], safe.reshape(N, K * C))
         scores = scores.reshape(N, K, C)
-        anc = self._history_ancestors(history, level + 1)
-        used = (anc[:, None, None, :] == kids[..., None]).sum(dim=-1)
+        parent = self._history_ancestors(history, level) if level else torch.where(history >= 0, 0, -1)
+        rank = self._table(f"rank{level + 1}")[self._history_ancestors(history, level + 1).clamp(min=0)]
+        used = history_counts(node.clamp(min=0), parent, rank, C)
         allowed = (kids >= 0) & (used < self._table(f"size{level + 1}")[safe])
         if level == 0:
             stop_score = (joint @ self.stop_weight + self.stop_bias)[:, None, None].expand(N, K, 1)
@@ -160,7 +162,9 @@ class TreeOutput(nn.Module):
         safe = labels.clamp(min=0)
         flat_ids = safe.reshape(N, K * M)
         scores = gathered_scores(joint, self.label_weight, self.label_bias, flat_ids, self.sparse).reshape(N, K, M)
-        allowed = (labels >= 0) & ~(labels[..., None] == history[:, None, None, :]).any(dim=-1)
+        position = self._table("label_position")[history.clamp(min=0)]
+        emitted = history_counts(leaf.clamp(min=0), self._history_ancestors(history, self.depth), position, M)
+        allowed = (labels >= 0) & (emitted == 0)
         return masked_log_softmax(scores / temperature, allowed), labels, allowed
 
     def _stop_blocked(self, history: torch.Tensor, suppress) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 from agents.chain_step import HistoryEmitted
 from agents.decoding import beam_search, greedy_decode, sample_decode
 from agents.policy import ChainPolicy
-from agents.tree_ops import SCORE_WAYS, gathered_scores, score_way
+from agents.tree_ops import SCORE_WAYS, gathered_scores, history_counts, score_way
 from envs.label_clusters import build_label_tree
 
 
@@ -99,3 +99,33 @@ def test_every_scoring_way_gives_the_candidates_scores_and_gradients(sparse):
     assert score_way(200, 250, 100_000, 2_600, sparse=False) == "union"
     assert score_way(200, 630, 1_000, 1_000, sparse=False) == "dense"
     assert score_way(2_000, 1, 100_000, 2_000, sparse=True) == "gather"
+
+
+def test_history_counts_are_the_brute_force_comparison():
+    rng = torch.Generator().manual_seed(0)
+    groups = torch.randint(6, (4, 3), generator=rng)
+    members = torch.randint(-1, 30, (6, 5), generator=rng)  # group g's member at position m (-1 pad)
+    history = torch.randint(-1, 30, (4, 9), generator=rng)
+    group_of = torch.full((31,), -1)
+    position_of = torch.zeros(31, dtype=torch.long)
+    for g, m in (members >= 0).nonzero().tolist():  # the last group listing a label owns it
+        group_of[members[g, m]], position_of[members[g, m]] = g, m
+    owned = group_of[history.clamp(min=0)].masked_fill(history < 0, -1)
+    counts = history_counts(groups, owned, position_of[history.clamp(min=0)], 5)
+    in_group = members[groups]  # (4, 3, 5)
+    brute = ((in_group[..., None] == history[:, None, None, :]) & (in_group[..., None] >= 0)).sum(-1)
+    owner_ok = (group_of[in_group.clamp(min=0)] == groups[..., None]) & (
+        position_of[in_group.clamp(min=0)] == torch.arange(5)
+    )
+    assert torch.equal(counts, torch.where(owner_ok, brute, 0))
+    assert counts.sum() > 0
+
+
+def test_suppressed_greedy_emits_every_label_once_through_exhausted_nodes():
+    policy = golden_tree_policy()
+    X = np.random.default_rng(8).normal(size=(2, 7)).astype(np.float32)
+    with torch.no_grad():
+        result = greedy_decode(policy, X, suppress_stop_steps=200)
+    for row in result.labels.numpy():
+        assert sorted(row[row >= 0].tolist()) == list(range(200))
+    assert (result.actions[:, 200] == 200).all()  # STOP once every label is out
