@@ -12,7 +12,7 @@ Which output feeds which metric:
     the position it was emitted at (earlier = higher, scores >= 1); labels never emitted rank
     below, by their first-step probability (score = p - 1, in [-1, 0]).
 
-With a tree-factored output layer (agents.output_layers.TreeOutput) the same rules hold, with two
+With a tree-factored output layer (agents.tree_output.TreeOutput) the same rules hold, with two
 differences from the flat policy: each greedy step takes the most probable label among the leaves
 kept by a beam search over clusters (beam `tree_beam`, 10 by default as in PECOS), which can miss
 the global argmax the flat layer always finds; and the "first-step probability" of a never-emitted
@@ -42,7 +42,8 @@ class DecodeResult:
     log_probs / values: per action under the masked distribution it was chosen from (padding 0);
     n_labels_emitted: labels per chain; set_lengths: how many leading labels form the predicted set
     (differs from n_labels_emitted only when STOP was suppressed); first_probs: (B, L) label
-    probabilities at the first step (for ranking labels never emitted).
+    probabilities at the first step (for ranking labels never emitted): dense from the flat layer, a
+    sparse COO tensor from the tree layer (only the first beam's leaves are non-zero).
     """
 
     actions: torch.Tensor
@@ -104,8 +105,6 @@ def rollout(
     actions, log_probs, values, first_probs = [], [], [], None
     for t in range(cap):
         joint, value, state = policy.step_joint(state, last)
-        if t == 0:
-            first_probs = policy.output.first_step_probs(joint, emitted).detach()
         choice = policy.output.choose(
             joint,
             emitted,
@@ -113,7 +112,11 @@ def rollout(
             sample=sample,
             temperature=temperature,
             generator=generator,
+            with_first_probs=t == 0,  # the same state's first_step_probs, from the same scores
         )
+        if t == 0:
+            assert choice.first_probs is not None
+            first_probs = choice.first_probs.detach()
         action = choice.action
         if not sample:
             natural_stop = choice.natural_stop & ~done & (set_len == cap)
@@ -250,7 +253,10 @@ def position_scores(labels: torch.Tensor, n_labels: int, first_probs: torch.Tens
     labels_np = labels.cpu().numpy()
     B, T = labels_np.shape
     scores = np.full((B, n_labels), -1.0, dtype=np.float32)
-    if first_probs is not None:
+    if first_probs is not None and first_probs.is_sparse:  # coalesced: each (row, label) once
+        index, values = first_probs.cpu().indices().numpy(), first_probs.cpu().values().numpy()
+        scores[index[0], index[1]] += values.astype(np.float32)
+    elif first_probs is not None:
         scores += first_probs.cpu().numpy().astype(np.float32)
     rows, cols = np.nonzero(labels_np >= 0)
     scores[rows, labels_np[rows, cols]] = (T - cols).astype(np.float32)
@@ -307,6 +313,7 @@ def _ranking_scores(
     if score_mode == "position_aux":
         return position_scores(ranked.labels, policy.n_labels, aux)
     tiebreak = ranked.first_probs if policy.label_head is None else torch.sigmoid(policy.aux_logits(rows))
+    tiebreak = tiebreak.to_dense() if tiebreak.is_sparse else tiebreak
     return marginal_scores(
         policy,
         rows,

@@ -17,7 +17,8 @@ from agents.decoding import (
 )
 from agents.learners import LEARNERS, LearnerConfig, make_learner
 from agents.optim import AdamWithSparse
-from agents.output_layers import HistoryEmitted, make_output_layer
+from agents.chain_step import HistoryEmitted
+from agents.output_layers import make_output_layer
 from agents.policy import ChainPolicy
 from agents.supervised import teacher_forcing_loss
 from agents.training import TrainConfig, train_epochs
