@@ -179,6 +179,45 @@ def claims_markdown(table: dict[str, dict[str, Summary]]) -> list[str]:
     return lines
 
 
+PEER_NAMES = ("ovr_logistic", "omikuji")
+FLOOR = "label_frequency"
+CHAIN_REFERENCE = "ensemble"
+
+
+def peers_markdown(table: dict[str, dict[str, Summary]]) -> list[str]:
+    """The chains' ensemble against the best tuned peer per metric, and the label-frequency floor.
+
+    Points ×100 of the seed means: ensemble minus the better peer on that metric (its name in
+    brackets); the floor's column is the best non-peer chain method's P@1 lead over ranking every
+    document's labels by training frequency."""
+    metrics = TABLE_METRICS
+    lines = [
+        "## Chains against the tuned peers and the floor",
+        "",
+        f"Points (×100) of the seed means: {CHAIN_REFERENCE} minus the better of {', '.join(PEER_NAMES)} on each "
+        f"metric (which one in brackets); last column: the best chain method's P@1 minus {FLOOR}'s "
+        "(every document ranked by training label frequency).",
+        "",
+        "| dataset | " + " | ".join(metrics) + f" | P@1 over {FLOOR} |",
+        "|---|" + "---|" * (len(metrics) + 1),
+    ]
+    for dataset, methods in table.items():
+        peers = [name for name in PEER_NAMES if name in methods]
+        if CHAIN_REFERENCE not in methods or not peers:
+            continue
+        cells = []
+        for metric in metrics:
+            best = max(peers, key=lambda name: methods[name].mean(metric))
+            gap = methods[CHAIN_REFERENCE].mean(metric) - methods[best].mean(metric)
+            cells.append(f"{100 * gap:+.2f} ({best})")
+        floor = "n/a"
+        if FLOOR in methods:
+            chains = [m for name, m in methods.items() if m.kind != "peer"]
+            floor = f"{100 * (max(m.mean('P@1') for m in chains) - methods[FLOOR].mean('P@1')):+.2f}"
+        lines.append(f"| {dataset} | " + " | ".join(cells) + f" | {floor} |")
+    return lines + [""]
+
+
 def dataset_markdown(
     dataset: str, methods: dict[str, Summary], rows: list[dict[str, Any]], cells: dict[str, Any]
 ) -> list[str]:
@@ -245,6 +284,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     for dataset in table:
         lines += dataset_markdown(dataset, table[dataset], rows, cells)
     lines += claims_markdown(table)
+    lines += peers_markdown(table)
     skipped = results.get("skipped_peers", [])
     if skipped:
         lines += ["## Skipped peers", ""]

@@ -215,6 +215,24 @@ def test_claims_section_reports_failures_plainly():
     assert "Best fixed ordering (validation): seed 0: freq2rare, seed 1: freq2rare." in text
 
 
+def test_peers_section_names_the_better_peer_and_the_floor_gap():
+    def row(method: str, kind: str, p1: float, rest: float) -> dict:
+        metrics = {m: rest for m in TABLE_METRICS} | {"P@1": p1}
+        return {"dataset": "toy", "seed": 0, "method": method, "kind": kind, "metrics": metrics, "wall_time_s": 1.0}
+
+    rows = [
+        row("ensemble", "ensemble", 0.60, 0.40),
+        row("rearrange", "dynamic", 0.62, 0.30),
+        row("ovr_logistic", "peer", 0.55, 0.45),
+        row("omikuji", "peer", 0.65, 0.35),
+        row("label_frequency", "peer", 0.20, 0.10),
+    ]
+    text = render_markdown({"rows": rows, "cells": {}, "command": "python x"})
+    line = next(t for t in text.splitlines() if t.startswith("| toy | -5.00 (omikuji)"))
+    assert line.count("-5.00 (ovr_logistic)") == len(TABLE_METRICS) - 1  # OvR is the better peer there
+    assert line.endswith("| +42.00 |")  # rearrange's 62 P@1 over the floor's 20
+
+
 def test_bad_arguments_are_reported_plainly(tmp_path):
     with pytest.raises(ArgsError, match="--peers must be distinct names"):
         resolve_args(quick_args(tmp_path, peers=["nope"]))
