@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from experiments import compare_orderings, execution
+from experiments import compare_orderings, execution, ray_backend
 from experiments.common import REPO_ROOT, atomic_write_json, parse_args
 from experiments.orderings_report import render_markdown
 
@@ -76,7 +76,7 @@ def child(args: Args) -> dict:
     runs_dir = Path(tempfile.mkdtemp(prefix="bench_ray_"))
     if args.child == "startup":
         started = time.perf_counter()
-        execution.ray_init(None, args.jobs)
+        ray_backend.ray_init(None, args.jobs)
         import ray
 
         seconds = time.perf_counter() - started
@@ -96,7 +96,7 @@ def child(args: Args) -> dict:
     init_s = None
     if args.child in ("ray", "cluster"):
         started = time.perf_counter()
-        execution.ray_init(args.address if args.child == "cluster" else None, args.jobs)
+        ray_backend.ray_init(args.address if args.child == "cluster" else None, args.jobs)
         init_s = time.perf_counter() - started
     started = time.perf_counter()
     failed = execution.run_cells(

@@ -16,8 +16,9 @@ grid already has one seed of everything.
 After each cell its rows are merged into `orderings.json` (atomic write) and `orderings.md` is
 rebuilt from the whole file, so an interrupted grid resumes where it stopped: cells already in
 orderings.json with the same configuration are skipped, and a cell whose run folder exists but did
-not finish is continued with train_rl's resume. The tables and the claims in orderings.md are
-computed from orderings.json only (see orderings_report.py).
+not finish is continued with train_rl's resume. A cell's chain rows are read from its run folder
+(orderings_rows.py); the tables and the claims in orderings.md are computed from orderings.json only
+(see orderings_report.py).
 
 Default budget (300 updates of 64 documents per learner, validation every 50): measured on one
 free thread, the eight learners cost about 0.7 s (bibtex), 1.2 s (reuters21578) and 2.4 s
@@ -37,7 +38,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from agents.learners import FIXED_ORDERINGS, LEARNERS
+from agents.learners import LEARNERS
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import load_dataset
 from experiments import train_rl
@@ -45,6 +46,7 @@ from experiments.common import REPO_ROOT, atomic_write_json, atomic_write_text, 
 from experiments.config import ArgsError, TrainKnobs, check_args, knobs_of, override
 from experiments.execution import Cell, ExecutionFlags, check_backend, run_cells
 from experiments.orderings_report import TABLE_METRICS, render_markdown
+from experiments.orderings_rows import rows_from_run
 from experiments.peers import PEERS, PeerUnavailable, run_peer, tuned_config
 from experiments.run_lookup import run_config, train_or_resume
 from experiments.runs import CONFIG_FILE, METRICS_FILE, DiskFullError, GracefulInterrupt
@@ -128,75 +130,6 @@ def cell_config(args: Args, dataset: str, seed: int) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- one cell
-def learner_kind(name: str) -> str:
-    return "fixed" if name in FIXED_ORDERINGS else "dynamic"
-
-
-def rows_from_run(run_dir: Path, dataset: str, seed: int) -> list[dict[str, Any]]:
-    """One row per learner, plus best_fixed and ensemble, from train_rl's metrics.json/config.json."""
-    report = json.loads((run_dir / METRICS_FILE).read_text())
-    saved = json.loads((run_dir / CONFIG_FILE).read_text())
-    derived = saved["derived"]
-    shared = {
-        key: saved["args"][key] for key in ("updates", "hidden_size", "eval_every", "select_metric", "val_fraction")
-    }
-    base = {"dataset": dataset, "seed": seed, "run_dir": str(run_dir)}
-    rows, wall = [], {}
-    for name, result in report["learners"].items():
-        wall[name] = sum(result["timing"].values())
-        learner_config = derived["learner_config"]
-        learner_config = learner_config.get(name, learner_config)  # per learner (RL has its own lr) or shared
-        config = {
-            "learner": name,
-            **shared,
-            **learner_config,
-            "warm_start": derived["warm_start"].get(name),
-            "best_update": result["best_update"],
-        }
-        rows.append(
-            {
-                **base,
-                "method": name,
-                "kind": learner_kind(name),
-                "metrics": result["test"],
-                "val": result["val"],
-                "config": config,
-                "wall_time_s": wall[name],
-            }
-        )
-    if "best_fixed" in report:
-        chosen = report["best_fixed"]["learner"]
-        rows.append(
-            {
-                **base,
-                "method": "best_fixed",
-                "kind": "best_fixed",
-                "chosen": chosen,
-                "metrics": report["best_fixed"]["test"],
-                "val": report["best_fixed"]["val"],
-                "config": {
-                    "rule": f"fixed ordering with the best validation {report['select_metric']}",
-                    "chosen": chosen,
-                },
-                "wall_time_s": wall[chosen],
-            }
-        )
-    if "ensemble" in report:
-        ensemble = report["ensemble"]
-        config = {key: value for key, value in ensemble.items() if key != "test"}
-        rows.append(
-            {
-                **base,
-                "method": "ensemble",
-                "kind": "ensemble",
-                "metrics": ensemble["test"],
-                "config": config,
-                "wall_time_s": sum(wall[m] for m in ensemble["members"]),
-            }
-        )  # members' training, not fusion
-    return rows
-
-
 def compute_cell(args: Args, dataset: str, seed: int, command: str) -> dict[str, Any] | None:
     """Train (or continue) the cell's run, then score the peers; None when training was stopped."""
     single_thread()

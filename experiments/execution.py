@@ -9,25 +9,16 @@ declares; it returns a JSON-able result, or None when it was stopped (Ctrl-C) an
 The scripts merge each result as it arrives (`on_result`), so either backend writes the same files.
 
 Inside a cell, `train_rl` calls `report()` after each validation step and after each checkpoint it
-writes. Locally that feeds the progress line. In a Ray trial it becomes `tune.report`, and a report
-made right after a checkpoint carries a Ray checkpoint: a snapshot of the run folder's `config.json`,
-every learner's `checkpoint.pt` and best `policy/`. When a worker dies, Tune restarts the trial
-(up to MAX_FAILURES times); `restore_checkpoint()` writes the snapshot back into the run folder, and
-the cell's usual resume (`run_lookup.train_or_resume`) continues from it, so a restarted trial ends
-with the same numbers as an uninterrupted one. On a multi-node cluster `--runs-dir` must be a folder
-every node sees (e.g. NFS): that is where the run folders, results and Tune's own files go.
+writes. Locally that feeds the progress line; in a Ray trial it becomes `tune.report`, with the run
+folder's snapshot as a Ray checkpoint (experiments/ray_backend.py, where restarts are explained).
 """
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
-import shutil
 import signal
 import sys
-import tempfile
-import time
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -42,10 +33,6 @@ from envs.metrics import is_better
 from experiments.common import single_thread
 
 BACKENDS = ("local", "ray")
-MAX_FAILURES = 3  # Ray: restarts of a trial (from its last checkpoint) before the cell counts as failed
-RESULT_KEY = "cell_result_json"  # the last report of a Ray trial carries the cell's result as JSON
-SNAPSHOT_NOTE = "run_dir.txt"  # inside a Ray checkpoint: the absolute run folder it was taken from
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -108,28 +95,15 @@ def report(metrics: dict[str, Any], checkpoint_run_dir: Path | None = None) -> N
         _reporter({**metrics, "pid": os.getpid()}, checkpoint_run_dir)
 
 
-def snapshot_run_dir(run_dir: Path, into: Path) -> None:
-    """Copy what resuming needs (config.json, each learner's checkpoint.pt and policy/) into `into`."""
-    run_dir = Path(run_dir).resolve()
-    (into / SNAPSHOT_NOTE).write_text(str(run_dir))
-    for path in [run_dir / "config.json", *run_dir.glob("*/checkpoint.pt"), *run_dir.glob("*/policy/*")]:
-        if path.is_file():
-            target = into / "run" / path.relative_to(run_dir)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
-
-
-def restore_snapshot(snapshot: Path) -> Path:
-    """Write a snapshot back into its run folder (created if this node lacks it); returns the folder."""
-    run_dir = Path((snapshot / SNAPSHOT_NOTE).read_text().strip())
-    for path in sorted((snapshot / "run").rglob("*")):
-        if path.is_file():
-            target = run_dir / path.relative_to(snapshot / "run")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".restoring")
-            shutil.copy2(path, tmp)
-            os.replace(tmp, target)  # a kill during restore leaves the old file or the new one, not half
-    return run_dir
+@contextmanager
+def reporting_to(reporter: Callable[[dict[str, Any], Path | None], None]) -> Iterator[None]:
+    """Route `report()` calls made inside the block to `reporter(metrics, checkpoint_run_dir)`."""
+    global _reporter
+    previous, _reporter = _reporter, reporter
+    try:
+        yield
+    finally:
+        _reporter = previous
 
 
 # ----------------------------------------------------------------------------- progress line
@@ -204,7 +178,9 @@ def run_cells(
     bar = Progress(cells, done_before, metric, progress)
     try:
         if backend == "ray":
-            return _run_ray(cells, on_result, bar, address, jobs, Path(storage_dir))
+            from experiments.ray_backend import run_ray  # needs Ray; it imports this module's Cell and Progress
+
+            return run_ray(cells, on_result, bar, address, jobs, Path(storage_dir))
         if jobs == 1 or len(cells) <= 1:
             return _run_in_process(cells, on_result, bar, should_stop)
         return _run_pool(cells, on_result, bar, jobs, should_stop)
@@ -266,154 +242,3 @@ def _run_pool(cells: list[Cell], on_result, bar: Progress, jobs: int, should_sto
                     on_result(key, result)
                     left.remove(key)
     return left
-
-
-# ----------------------------------------------------------------------------- Ray Tune
-def _importable(function: Callable) -> Callable:
-    """A function of a script run as __main__, re-imported under its module name, so Ray workers
-    import it by reference instead of unpickling a copy of the whole script."""
-    if function.__module__ != "__main__":
-        return function
-    import importlib
-
-    script = sys.modules["__main__"].__file__
-    if script is None:
-        return function
-    module = importlib.import_module(f"experiments.{Path(script).stem}")
-    return getattr(module, function.__qualname__)
-
-
-@contextmanager
-def reporting_to(reporter: Callable[[dict[str, Any], Path | None], None]) -> Iterator[None]:
-    """Route `report()` calls made inside the block to `reporter(metrics, checkpoint_run_dir)`."""
-    global _reporter
-    previous, _reporter = _reporter, reporter
-    try:
-        yield
-    finally:
-        _reporter = previous
-
-
-def restore_from_ray() -> None:
-    """In a restarted Ray trial: put the run folder back as it was at the trial's last checkpoint."""
-    from ray import tune
-
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            restore_snapshot(Path(folder))
-
-
-def send_to_ray(metrics: dict[str, Any], run_dir: Path | None) -> None:
-    """`tune.report(metrics)`, with a snapshot of `run_dir` as the Ray checkpoint when one is given."""
-    from ray import tune
-
-    if run_dir is None:
-        tune.report(metrics)
-        return
-    with tempfile.TemporaryDirectory(prefix="labelchain-checkpoint-") as folder:
-        snapshot_run_dir(run_dir, Path(folder))
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))  # copied to storage here
-
-
-def _trial(config: dict[str, Any], cells: dict[str, Cell], cwd: str) -> None:
-    """The Tune function trainable of one cell: restore the last checkpoint, run, report the result."""
-    from ray import tune
-
-    single_thread()
-    if Path(cwd).is_dir():  # relative --runs-dir / --data-dir mean what they mean to the driver
-        os.chdir(cwd)
-    cell = cells[config["cell"]]
-    restore_from_ray()
-    with reporting_to(send_to_ray):
-        result = cell.function(**cell.kwargs)
-    import ray
-
-    tune.report({RESULT_KEY: json.dumps(result), "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()})
-
-
-def ray_init(address: str | None, num_cpus: int) -> bool:
-    """Connect to `address` or start a local Ray with `num_cpus`; False when Ray was already up."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    paths = [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]  # workers import experiments.* by reference
-    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in paths if p), "OMP_NUM_THREADS": "1"}}
-    if address is None:  # "local": a new instance, even when a cluster runs on this machine
-        ray.init(
-            address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env
-        )
-    else:
-        ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
-    return True
-
-
-def trial_dirname(trial) -> str:
-    """Tune folder of a trial: its cell key with path-safe characters."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(trial.config.get("cell", trial.trial_id)))
-
-
-def _run_ray(
-    cells: list[Cell], on_result, bar: Progress, address: str | None, jobs: int, storage_dir: Path
-) -> list[str]:
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # we keep 1 on purpose
-    import ray
-    from ray import tune
-
-    by_key = {cell.key: Cell(cell.key, _importable(cell.function), cell.kwargs, cell.cpus) for cell in cells}
-    results: dict[str, dict[str, Any] | None] = {}
-
-    class GridCallback(tune.Callback):
-        """Runs in this process: feeds the progress line and hands finished cells to on_result."""
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            bar.start(trial.config["cell"])
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            key = trial.config["cell"]
-            if RESULT_KEY in result:
-                results[key] = json.loads(result[RESULT_KEY])
-            else:
-                bar.scored(key, result)
-
-        def on_trial_recover(self, iteration, trials, trial, **info):
-            print(f"\ncell {trial.config['cell']}: worker failed, restarting from its last checkpoint", file=sys.stderr)
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            key = trial.config["cell"]
-            result = results.get(key)
-            bar.finish(key, ok=result is not None)
-            if result is not None:
-                on_result(key, result)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            bar.finish(trial.config["cell"], ok=False)
-            print(
-                f"\ncell {trial.config['cell']} failed after {MAX_FAILURES} restarts: see {trial.path}", file=sys.stderr
-            )
-
-    started_here = ray_init(address, jobs)
-    try:
-        trainable = tune.with_resources(
-            tune.with_parameters(_trial, cells=by_key, cwd=os.getcwd()),
-            lambda config: tune.PlacementGroupFactory([{"CPU": by_key[config["cell"]].cpus}]),
-        )
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"cell": tune.grid_search(list(by_key))},
-            tune_config=tune.TuneConfig(trial_dirname_creator=trial_dirname),
-            run_config=tune.RunConfig(
-                name=f"grid_{int(time.time())}",
-                storage_path=str(storage_dir.resolve() / "ray"),
-                verbose=0,
-                failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
-                callbacks=[GridCallback()],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            ),
-        )
-        tuner.fit()
-    finally:
-        if started_here:
-            ray.shutdown()
-    return [key for key in by_key if results.get(key) is None]

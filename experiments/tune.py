@@ -12,7 +12,7 @@ the warm start has the trial's hidden size and dropout; only the tuned learner's
 reported to Tune, one report per validation step, and ASHA (time = validation steps) compares trials
 on validation `--metric` at the same step. The searched learning rate is the tuned learner's: `--lr`
 for a supervised learner, `--rl-lr` for reinforce and combined, `--ppo-lr` for ppo. A killed trial
-restarts from its last checkpoint, as in the grids (experiments/execution.py).
+restarts from its last checkpoint, as in the grids (experiments/ray_backend.py).
 
 The best trial (best validation score at any step: train_rl keeps its best-on-validation policy) is
 written as `best_config.json`, a JSON of train_rl Args fields that `train_rl.py --config` accepts;
@@ -32,7 +32,7 @@ from typing import Any
 from agents.learners import LEARNERS
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.metrics import LOWER_IS_BETTER
-from experiments import execution, train_rl
+from experiments import execution, ray_backend, train_rl
 from experiments.common import atomic_write_json, parse_args, single_thread
 from experiments.config import ArgsError
 from experiments.run_lookup import run_config, train_or_resume
@@ -128,11 +128,11 @@ def tune_trial(config: dict[str, Any], args: Args, runs_dir: str, cwd: str) -> N
     single_thread()
     if Path(cwd).is_dir():  # a relative --data-dir means what it means to the driver
         os.chdir(cwd)
-    execution.restore_from_ray()
+    ray_backend.restore_from_ray()
 
     def send(metrics: dict[str, Any], run_dir: Path | None) -> None:
         if metrics["learner"] == args.learner:  # the warm start's steps are not the trial's score
-            execution.send_to_ray(metrics, run_dir)
+            ray_backend.send_to_ray(metrics, run_dir)
 
     with execution.reporting_to(send):
         train_or_resume(trial_args(args, config, runs_dir))
@@ -147,7 +147,7 @@ def main(args: Args) -> Path:
     out_dir = Path(args.runs_dir).resolve() / name
     metric, mode = f"val/{args.metric}", "min" if args.metric in LOWER_IS_BETTER else "max"
     max_t = -(-args.updates // args.eval_every)  # validation steps of a full trial
-    started_here = execution.ray_init(args.address, args.jobs)
+    started_here = ray_backend.ray_init(args.address, args.jobs)
     try:
         tuner = tune.Tuner(
             tune.with_resources(
@@ -167,7 +167,7 @@ def main(args: Args) -> Path:
                 name="ray",
                 storage_path=str(out_dir),
                 verbose=1,
-                failure_config=tune.FailureConfig(max_failures=execution.MAX_FAILURES),
+                failure_config=tune.FailureConfig(max_failures=ray_backend.MAX_FAILURES),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             ),
         )

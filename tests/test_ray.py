@@ -16,7 +16,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]' (CI installs it)")
 
-from experiments import compare_orderings, execution, train_rl, tune  # noqa: E402
+from experiments import compare_orderings, execution, ray_backend, train_rl, tune  # noqa: E402
 from experiments.compare_orderings import Args  # noqa: E402
 from experiments.orderings_report import render_markdown  # noqa: E402
 
@@ -30,7 +30,7 @@ KILL_AT = ("rearrange", 20)  # the worker dies right after this learner's checkp
 def ray_session():
     """Local Ray, 2 CPUs; workers can import this module (the dying cell below) and the experiments."""
     os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
-    execution.ray_init(None, num_cpus=2)
+    ray_backend.ray_init(None, num_cpus=2)
     yield
     ray.shutdown()
 

@@ -1,5 +1,5 @@
-"""experiments/execution.py without Ray: run-folder snapshots (what a Ray checkpoint carries), flag
-checks, the progress line, and the local backend's cells and reports."""
+"""experiments/execution.py and ray_backend.py without Ray: run-folder snapshots (what a Ray
+checkpoint carries), flag checks, the progress line, and the local backend's cells and reports."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import compare_orderings, execution
+from experiments import compare_orderings, execution, ray_backend
 from experiments.config import ArgsError
 
 
@@ -27,12 +27,12 @@ def test_a_snapshot_restores_config_checkpoints_and_policies_but_not_curves(tmp_
     files = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file() and "events" not in p.name}
     snapshot = tmp_path / "snapshot"
     snapshot.mkdir()
-    execution.snapshot_run_dir(run, snapshot)
+    ray_backend.snapshot_run_dir(run, snapshot)
     (run / "rearrange" / "checkpoint.pt").write_bytes(b"newer, lost with the worker")
     for path in sorted(run.rglob("*"), reverse=True):  # the node lost the folder
         path.unlink() if path.is_file() else path.rmdir()
     run.rmdir()
-    assert execution.restore_snapshot(snapshot) == run.resolve()
+    assert ray_backend.restore_snapshot(snapshot) == run.resolve()
     assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == files
     assert not list(run.rglob("*.restoring"))
 
