@@ -334,6 +334,9 @@ def predict(
 ) -> tuple[sp.csr_matrix, np.ndarray]:
     """Label sets (bool CSR) and ranking scores (float32 (n, L)) for every row of X, in eval mode.
 
+    For an MCG policy (agents.mcg) the chain emits cluster tokens first; only the L label columns are
+    returned, and `score_steps` counts the cluster tokens too.
+
     Greedy needs one pass per batch (see `rollout`); beam search needs two (free and STOP-suppressed).
     score_mode: "position" (emission position; never-emitted labels by first-step probability),
     "position_aux" (the same, never-emitted labels by the auxiliary head), "aux" (the head's
@@ -370,6 +373,8 @@ def predict(
             )
     finally:
         policy.train(was_training)
+    L = policy.label_columns  # MCG: the cluster tokens' columns are dropped
     if not sets:
-        return sp.csr_matrix((0, policy.n_labels), dtype=bool), np.zeros((0, policy.n_labels), np.float32)
-    return sp.vstack(sets, format="csr").astype(bool), np.vstack(scores)
+        return sp.csr_matrix((0, L), dtype=bool), np.zeros((0, L), np.float32)
+    Y_pred, Y_scores = sp.vstack(sets, format="csr").astype(bool), np.vstack(scores)
+    return (Y_pred, Y_scores) if L == policy.n_labels else (Y_pred[:, :L], np.ascontiguousarray(Y_scores[:, :L]))

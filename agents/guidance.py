@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from envs.data.dataset import Split
 from envs.label_overlap import document_clusters
 
-GUIDANCE_KINDS = ("none", "bcl")
+GUIDANCE_KINDS = ("none", "bcl", "mcg")  # mcg: cluster tokens before the labels (agents.mcg)
 
 
 class ClusterGuidance(nn.Module):

@@ -110,7 +110,9 @@ class Learner:
             reward=config.reward,
             reward_mode=config.reward_mode,
             name="train",
+            mcg=policy.mcg,  # MCG: cluster tokens are actions, the reward counts labels (agents.mcg)
         )
+        self.lead_from = None if policy.mcg is None else policy.mcg.n_labels  # MCG targets: clusters first
         self.collector = EpisodeCollector(self.task)
         torch.manual_seed(config.seed)  # dropout draws from the global generator
         self.rng = np.random.default_rng(config.seed)
@@ -217,7 +219,7 @@ class FixedOrderLearner(Learner):
         self.ordering = LabelOrdering(name, label_freq, seed=config.seed)
 
     def _update(self, rows: np.ndarray) -> dict[str, float]:
-        targets = ordered_targets(self.train.Y[rows], self.ordering)
+        targets = ordered_targets(self.train.Y[rows], self.ordering, self.lead_from)
         self.policy.train()
         loss = teacher_forcing_loss(self.policy, self._X(rows), targets)
         self._optimize(loss)
@@ -241,7 +243,7 @@ class RearrangeLearner(Learner):
 
     def _update(self, rows: np.ndarray) -> dict[str, float]:
         chains = self._sample_chains(rows, greedy=self.config.greedy_rearrangement)
-        targets = rearranged_target_matrix(chains.labels.cpu().numpy(), self.train.Y[rows], self.rng)
+        targets = rearranged_target_matrix(chains.labels.cpu().numpy(), self.train.Y[rows], self.rng, self.lead_from)
         self.policy.train()
         loss = teacher_forcing_loss(self.policy, self._X(rows), targets)
         self._optimize(loss)
@@ -304,7 +306,8 @@ class CombinedLearner(ReinforceLearner):
     def losses(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Episodes, dict]:
         """(combined, RL, teacher-forcing) losses on one batch of sampled chains, before any step."""
         episodes, rl_loss, parts, extra = self._rl_terms(rows)
-        targets = rearranged_target_matrix(episodes.labels.detach().cpu().numpy(), self.train.Y[rows], self.rng)
+        sampled = episodes.labels.detach().cpu().numpy()
+        targets = rearranged_target_matrix(sampled, self.train.Y[rows], self.rng, self.lead_from)
         tf_loss = teacher_forcing_loss(self.policy, self._X(rows), targets)
         total = combined_loss(rl_loss, tf_loss, self.config.rl_weight)
         return total, rl_loss, tf_loss, episodes, parts | extra
@@ -397,6 +400,8 @@ def make_learner(
         )
     if name in FIXED_ORDERINGS:
         freq = train.label_freq if label_freq is None else np.asarray(label_freq)
+        if policy.mcg is not None and len(freq) == policy.mcg.n_labels:  # MCG: the clusters' counts follow
+            freq = np.concatenate([freq, train.label_freq[policy.mcg.n_labels :]])
         return FixedOrderLearner(name, policy, train, config, freq)
     classes = {
         "rearrange": RearrangeLearner,

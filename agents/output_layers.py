@@ -95,6 +95,9 @@ class FlatOutput(nn.Module):
         super().__init__()
         self.n_labels, self.stop_id = n_labels, n_labels
         self.linear = nn.Linear(in_size, n_labels + 1)
+        # Optional action constraint (emitted mask, suppress_stop) -> allowed, e.g. agents.mcg.MCGConstraint;
+        # None = the chain rule: no repeats, STOP always (unless suppressed while a label is left).
+        self.constraint: nn.Module | None = None
 
     def config(self) -> dict:
         """Nothing: flat is the default, so flat configs stay what they were before trees existed."""
@@ -107,6 +110,8 @@ class FlatOutput(nn.Module):
         return FlatEmitted(torch.zeros(batch, self.n_labels + 1, dtype=torch.bool, device=device))
 
     def _allowed(self, emitted: FlatEmitted, suppress_stop: bool) -> torch.Tensor:
+        if self.constraint is not None:
+            return self.constraint(emitted.mask, suppress_stop)
         allowed = ~emitted.mask
         if suppress_stop:
             allowed[:, -1] = ~allowed[:, :-1].any(dim=1)
@@ -123,7 +128,7 @@ class FlatOutput(nn.Module):
         generator: torch.Generator | None = None,
     ) -> Choice:
         logits = self.linear(joint)
-        free = logits.masked_fill(emitted.mask, NEG_INF)
+        free = logits.masked_fill(emitted.mask if self.constraint is None else ~self._allowed(emitted, False), NEG_INF)
         allowed = self._allowed(emitted, suppress_stop)
         masked = logits.masked_fill(~allowed, NEG_INF)
         log_p = torch.log_softmax(masked / temperature, dim=-1)
@@ -170,7 +175,11 @@ class FlatOutput(nn.Module):
             emitted = torch.zeros(len(rows), n_actions + 1, dtype=torch.bool, device=logits.device)
             emitted.scatter_(1, before, True)
             allowed = ~emitted[:, :n_actions]
-        if suppress_stop_steps > 0:
+        if self.constraint is not None:
+            if not mask_emitted:
+                raise ValueError("an output constraint (MCG) needs mask_emitted=True")
+            allowed = self.constraint(emitted[:, :n_actions], steps < suppress_stop_steps)
+        elif suppress_stop_steps > 0:
             suppress = (steps < suppress_stop_steps) & allowed[:, :-1].any(dim=1)
             allowed[:, -1] &= ~suppress
         log_p_all = torch.log_softmax(logits.masked_fill(~allowed, NEG_INF) / temperature, dim=-1)

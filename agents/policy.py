@@ -31,9 +31,11 @@ from agents.features import (
     sparse_linear,
 )
 from agents.guidance import ClusterGuidance, split_guidance_columns
+from agents.mcg import MCGConstraint
 from agents.output_layers import make_output_layer
 from envs.atomic import atomic_write
 from envs.label_clusters import LabelTree
+from envs.mcg import MCGSpec
 
 START = -1  # `last_label` value meaning "nothing emitted yet"; also the padding id of sequences
 CONFIG_FILE = "policy_config.json"
@@ -75,6 +77,7 @@ class ChainPolicy(nn.Module):
         guidance_mix: float = 0.0,
         sparse_label_grads: bool = False,
         tree_query_size: int | None = None,
+        mcg: MCGSpec | dict | None = None,
     ) -> None:
         super().__init__()
         if n_features < 1 or n_labels < 1:
@@ -125,6 +128,16 @@ class ChainPolicy(nn.Module):
             self.config.update(self.guidance.config())
         if sparse_label_grads:
             self.config["sparse_label_grads"] = True
+        # MCG (agents.mcg): actions L..L+C-1 are cluster tokens, constrained in the flat output layer.
+        self.mcg = MCGSpec.from_config(mcg) if isinstance(mcg, dict) else mcg
+        if self.mcg is not None:
+            if output != "flat" or self.mcg.n_actions != n_labels:
+                raise ValueError(
+                    f"mcg needs output='flat' and n_labels = {self.mcg.n_labels} labels + {self.mcg.n_clusters} "
+                    f"clusters = {self.mcg.n_actions}; got output={output!r}, n_labels={n_labels}"
+                )
+            self.output.constraint = MCGConstraint(self.mcg)
+            self.config["mcg"] = self.mcg.config()
         self._register_load_state_dict_pre_hook(_rename_old_policy_head)
 
     def sparse_parameters(self) -> list[nn.Parameter]:
@@ -139,6 +152,11 @@ class ChainPolicy(nn.Module):
         if self.output.kind != "flat":
             raise AttributeError("policy_head exists only for output='flat'")
         return self.output.linear
+
+    @property
+    def label_columns(self) -> int:
+        """The label columns predictions have: n_labels, or L for MCG (its cluster tokens follow them)."""
+        return self.n_labels if self.mcg is None else self.mcg.n_labels
 
     @property
     def feature_widths(self) -> tuple[int, ...]:

@@ -3,6 +3,9 @@
 Target rearrangement (the model picks its own order): keep the gold labels a sampled chain emitted,
 in the chain's order, drop its wrong labels, append the gold labels it missed in random order, then
 STOP. Everything works on flat arrays for the whole batch (one lexsort), numpy only.
+
+`lead_from` (MCG, agents.mcg): ids >= lead_from (cluster tokens) form a leading part; fixed orders
+and rearrangement order each part on its own and put the leading part first.
 """
 
 from __future__ import annotations
@@ -34,15 +37,25 @@ def pad_sequences(flat: np.ndarray, lengths: np.ndarray, stop_id: int | None) ->
     return out
 
 
-def ordered_targets(Y_rows: sp.csr_matrix, ordering: LabelOrdering) -> np.ndarray:
-    """Padded teacher-forcing targets (B, T) for gold rows `Y_rows` in a fixed ordering, STOP last."""
+def _part(ids: np.ndarray, lead_from: int | None) -> np.ndarray:
+    """0 for ids of the leading part (>= lead_from), 1 for the rest (all 0 without a leading part)."""
+    return np.zeros(ids.shape, np.int8) if lead_from is None else (ids < lead_from).astype(np.int8)
+
+
+def ordered_targets(Y_rows: sp.csr_matrix, ordering: LabelOrdering, lead_from: int | None = None) -> np.ndarray:
+    """Padded teacher-forcing targets (B, T) for gold rows `Y_rows` in a fixed ordering, STOP last
+    (with `lead_from`, the ids >= lead_from first, each part in the ordering)."""
     Y_rows = sp.csr_matrix(Y_rows)
     flat = ordering.order_flat(Y_rows.indices, Y_rows.indptr)
+    if lead_from is not None:
+        lengths = np.diff(Y_rows.indptr)
+        docs = np.repeat(np.arange(len(lengths)), lengths)
+        flat = flat[np.lexsort((np.arange(flat.size), _part(flat, lead_from), docs))]
     return pad_sequences(flat, np.diff(Y_rows.indptr), stop_id=Y_rows.shape[1])
 
 
 def _rearranged_flat(
-    sampled: np.ndarray, gold: sp.csr_matrix, rng: np.random.Generator
+    sampled: np.ndarray, gold: sp.csr_matrix, rng: np.random.Generator, lead_from: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Core of rearrangement: (flat target labels without STOP, lengths) for the whole batch."""
     sampled = np.asarray(sampled, dtype=np.int64)
@@ -63,13 +76,16 @@ def _rearranged_flat(
     docs = np.concatenate([kept_doc, missed_doc])
     labels = np.concatenate([sampled[kept_doc, kept_pos], missed_label])
     keys = np.concatenate([kept_pos.astype(np.float64), T + rng.random(missed_doc.size)])
-    order = np.lexsort((keys, docs))
+    order = np.lexsort((keys, _part(labels, lead_from), docs))
     return labels[order], np.bincount(docs, minlength=B)
 
 
-def rearranged_target_matrix(sampled: np.ndarray, gold: sp.csr_matrix, rng: np.random.Generator) -> np.ndarray:
-    """Padded (B, T') rearranged targets with STOP (= number of labels) after each row's labels."""
-    flat, lengths = _rearranged_flat(sampled, sp.csr_matrix(gold), rng)
+def rearranged_target_matrix(
+    sampled: np.ndarray, gold: sp.csr_matrix, rng: np.random.Generator, lead_from: int | None = None
+) -> np.ndarray:
+    """Padded (B, T') rearranged targets with STOP (= number of labels) after each row's labels
+    (with `lead_from`, each part rearranged on its own, the ids >= lead_from first)."""
+    flat, lengths = _rearranged_flat(sampled, sp.csr_matrix(gold), rng, lead_from)
     return pad_sequences(flat, lengths, stop_id=gold.shape[1])
 
 

@@ -3,7 +3,7 @@
 Every optimisation step is a `Learner.update` (agents.learners), the very steps that
 experiments/train_rl.py drives with its checkpoints and TensorBoard curves; this loop only adds
 epochs over shuffled minibatches, a greedy validation pass per epoch, early stopping on a metric of
-`envs.metrics.evaluate`, and restoring the best weights.
+`envs.metrics.evaluate`, and restoring the best weights. MCG chains: see agents.mcg (`mcg_setup`).
 """
 
 from __future__ import annotations
@@ -85,9 +85,11 @@ def _check(config: TrainConfig, learner: str) -> None:
 
 
 def validation_metrics(policy: ChainPolicy, val: Split, batch_size: int, max_steps: int | None) -> dict[str, float]:
-    """Greedy decode of the validation split, scored by envs.metrics.evaluate."""
+    """Greedy decode of the validation split, scored by envs.metrics.evaluate (label columns only:
+    an MCG split carved from an augmented training split has its cluster columns dropped)."""
     Y_pred, scores = predict(policy, val.X, batch_size=batch_size, max_steps=max_steps)
-    return evaluate(val.Y, scores=scores, Y_pred=Y_pred)
+    gold = val.Y if policy.mcg is None else policy.mcg.strip(val.Y)
+    return evaluate(gold, scores=scores, Y_pred=Y_pred)
 
 
 def train_epochs(

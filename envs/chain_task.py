@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from gymnasium import spaces
 
 from envs.data.dataset import Dataset, Split
+from envs.mcg import MCGSpec
 from envs.rewards import DEFAULT_REWARD_MODE, check_reward_args
 
 SPLITS = ("train", "test")
@@ -31,9 +32,15 @@ class ChainTask:
     reward: str = "f1"
     reward_mode: str = DEFAULT_REWARD_MODE
     name: str = ""
+    mcg: MCGSpec | None = None  # MCG: actions L..L+C-1 are cluster tokens (envs.mcg); rewards count labels only
 
     def __post_init__(self) -> None:
         check_reward_args(self.reward, self.reward_mode)
+        if self.mcg is not None and not self.n_labels == self.split.Y.shape[1] == self.mcg.n_actions:
+            raise ValueError(
+                f"mcg: the task needs n_labels and label columns = {self.mcg.n_labels} labels + "
+                f"{self.mcg.n_clusters} clusters (an augmented split), got {self.n_labels} and {self.split.Y.shape[1]}"
+            )
         if self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         X: Any = self.split.X  # dense array or CSR
@@ -53,6 +60,11 @@ class ChainTask:
         # membership is a binary search, memory O(nnz), never a dense (N, L) row.
         docs = np.repeat(np.arange(len(self.split), dtype=np.int64), self.gold_count)
         self.gold_keys = docs * self.n_labels + Y.indices.astype(np.int64)
+        # What the reward scores: actions below `scored_labels` (all of them, or MCG's labels).
+        self.scored_labels = self.n_labels if self.mcg is None else self.mcg.n_labels
+        self.scored_gold_count = (
+            self.gold_count if self.mcg is None else np.diff(Y[:, : self.scored_labels].indptr).astype(np.int64)
+        )
 
     @property
     def n_docs(self) -> int:
@@ -109,10 +121,14 @@ def make_task(
     reward_mode: str = DEFAULT_REWARD_MODE,
     max_steps: int | None = None,
     data_dir: str | Path | None = None,
+    mcg: MCGSpec | None = None,
 ) -> ChainTask:
     """Resolve a dataset (name, path or `Dataset`) and one of its splits into a `ChainTask`; a
-    `ChainTask` is returned as it is (the environments accept either)."""
+    `ChainTask` is returned as it is (the environments accept either). With `mcg`, the split's labels
+    are augmented with their clusters (`MCGSpec.augment`) and cluster tokens become actions."""
     if isinstance(dataset, ChainTask):
+        if mcg is not None and dataset.mcg is not mcg:
+            raise ValueError("mcg: a ready ChainTask carries its own mcg; build it with ChainTask(..., mcg=...)")
         return dataset
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -120,13 +136,18 @@ def make_task(
         from envs.data.loading import load_dataset  # deferred: parsing is only needed for names/paths
 
         dataset = load_dataset(dataset, data_dir)
+    chosen, n_labels, most = getattr(dataset, split), dataset.n_labels, dataset.max_labels_per_doc
+    if mcg is not None:
+        chosen, n_labels = mcg.augment_split(chosen), mcg.n_actions
+        most = mcg.augment_split(dataset.train).max_labels_per_doc
     if max_steps is None:
-        max_steps = default_max_steps(dataset.max_labels_per_doc, dataset.n_labels)
+        max_steps = default_max_steps(most, n_labels)
     return ChainTask(
-        split=getattr(dataset, split),
-        n_labels=dataset.n_labels,
+        split=chosen,
+        n_labels=n_labels,
         max_steps=int(max_steps),
         reward=reward,
         reward_mode=reward_mode,
         name=f"{dataset.name}/{split}",
+        mcg=mcg,
     )

@@ -11,6 +11,7 @@ from gymnasium.error import ResetNeeded
 
 from envs.chain_task import ChainTask, make_task
 from envs.data.dataset import Dataset
+from envs.mcg import MCGSpec, emitted_mask
 from envs.rewards import DEFAULT_REWARD_MODE, chain_quality
 
 DOC_ORDERS = ("random", "sequential")
@@ -61,7 +62,9 @@ class LabelChainEnv(gym.Env):
     ## Arguments
     ``dataset`` (a name, a folder, a ``Dataset`` or a ready ``ChainTask``), ``split`` (``"train"`` or
     ``"test"``), ``reward``, ``reward_mode``, ``max_steps``, ``doc_order`` (``"random"`` or
-    ``"sequential"``), ``data_dir``, ``dense_masks``. ``gym.make("LabelChain-v0", dataset="bibtex", ...)`` passes them on;
+    ``"sequential"``), ``data_dir``, ``dense_masks``, ``mcg`` (an `envs.mcg.MCGSpec`: MCG's cluster
+    tokens become actions L..L+C-1 under its constraint, a disallowed action is a wasted step, and the
+    reward counts labels only). ``gym.make("LabelChain-v0", dataset="bibtex", ...)`` passes them on;
     ``gym.make_vec(..., vectorization_mode="vector_entry_point")`` builds `LabelChainVectorEnv`.
 
     ## Version History
@@ -83,11 +86,12 @@ class LabelChainEnv(gym.Env):
         doc_order: str = "random",
         data_dir: str | Path | None = None,
         dense_masks: bool = True,
+        mcg: MCGSpec | None = None,
     ) -> None:
         if doc_order not in DOC_ORDERS:
             raise ValueError(f"doc_order must be one of {DOC_ORDERS}, got {doc_order!r}")
         self.task = make_task(
-            dataset, split, reward=reward, reward_mode=reward_mode, max_steps=max_steps, data_dir=data_dir
+            dataset, split, reward=reward, reward_mode=reward_mode, max_steps=max_steps, data_dir=data_dir, mcg=mcg
         )
         self.doc_order, self.dense_masks = doc_order, dense_masks
         self.observation_space = self.task.observation_space()
@@ -103,6 +107,13 @@ class LabelChainEnv(gym.Env):
         """Valid actions: labels not yet emitted, and STOP (always valid); a fresh array, O(L)."""
         if self._mask is not None:
             return self._mask.copy()
+        return self._build_mask()
+
+    def _build_mask(self) -> np.ndarray:
+        """The valid actions from the history, O(L) (MCG: `envs.mcg.MCGSpec.allowed_actions`)."""
+        if self.task.mcg is not None:
+            history = np.array([self._history], dtype=np.int64).reshape(1, -1)
+            return self.task.mcg.allowed_actions(emitted_mask(history, self.task.n_labels))[0]
         masks = np.ones(self.task.n_labels + 1, dtype=bool)
         masks[self._history] = False
         return masks
@@ -126,9 +137,10 @@ class LabelChainEnv(gym.Env):
         self._features = task.features(np.array([self.doc]))[0]
         self._emitted = set()
         self._history = []
-        self._mask = np.ones(task.n_labels + 1, dtype=bool) if self.dense_masks else None
+        self._mask = self._build_mask() if self.dense_masks else None
         self._steps = 0
         self._tp = 0
+        self._n_scored = 0
         self._quality = 0.0
         self._needs_reset = False
         return self._observation(), self._info()
@@ -144,13 +156,19 @@ class LabelChainEnv(gym.Env):
             raise ValueError(f"action {action} is outside 0..{task.n_labels} (L labels + STOP)")
         self._steps += 1
         terminated = action == task.stop_action
-        if not terminated and action not in self._emitted:
+        allowed = action not in self._emitted if task.mcg is None else bool(self.action_masks()[action])
+        if not terminated and allowed:
             self._emitted.add(action)
             self._history.append(action)
-            if self._mask is not None:
+            scored = action < task.scored_labels
+            self._n_scored += scored
+            self._tp += scored and action in self._gold
+            if self._mask is not None and task.mcg is not None:
+                self._mask = self._build_mask()
+            elif self._mask is not None:
                 self._mask[action] = False
-            self._tp += action in self._gold
-        quality = float(chain_quality(self._tp, len(self._history), len(self._gold), task.reward))
+        n_gold = int(task.scored_gold_count[self.doc])
+        quality = float(chain_quality(self._tp, self._n_scored, n_gold, task.reward))
         truncated = not terminated and self._steps >= task.max_steps
         if task.reward_mode == "delta":
             reward, self._quality = quality - self._quality, quality

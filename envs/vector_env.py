@@ -13,6 +13,7 @@ from gymnasium.vector.utils import batch_space
 from envs.chain_task import ChainTask, make_task
 from envs.data.dataset import Dataset
 from envs.label_env import DOC_ORDERS
+from envs.mcg import MCGSpec, emitted_mask
 from envs.rewards import DEFAULT_REWARD_MODE, chain_quality
 
 
@@ -46,6 +47,10 @@ class LabelChainVectorEnv(VectorEnv):
     ``SyncVectorEnv(copy=True)``) to get fresh arrays every step, about 3x fewer label-steps per
     second on delicious. ``infos["doc_index"]`` is always a fresh array.
 
+    MCG (``mcg=`` an `envs.mcg.MCGSpec`): the split's labels are augmented with their clusters,
+    actions L..L+C-1 are cluster tokens under the constraint of `envs.mcg` (a disallowed action is a
+    wasted step, as a repeat is), and the reward counts labels only.
+
     Order: ``step()`` before the first ``reset()`` raises ``gymnasium.error.ResetNeeded`` (there are
     no documents yet); ``num_envs`` must be >= 1.
     """
@@ -66,6 +71,7 @@ class LabelChainVectorEnv(VectorEnv):
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         copy: bool = False,
         dense_masks: bool = True,
+        mcg: MCGSpec | None = None,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
@@ -75,7 +81,7 @@ class LabelChainVectorEnv(VectorEnv):
         if autoreset_mode == AutoresetMode.SAME_STEP:
             raise ValueError("autoreset_mode must be NEXT_STEP or DISABLED, not SAME_STEP")
         self.task = make_task(
-            dataset, split, reward=reward, reward_mode=reward_mode, max_steps=max_steps, data_dir=data_dir
+            dataset, split, reward=reward, reward_mode=reward_mode, max_steps=max_steps, data_dir=data_dir, mcg=mcg
         )
         self.metadata = {**self.metadata, "autoreset_mode": autoreset_mode}
         self.num_envs, self.doc_order, self.copy = int(num_envs), doc_order, copy
@@ -91,6 +97,7 @@ class LabelChainVectorEnv(VectorEnv):
         self.gold = np.zeros((n, task.n_labels), dtype=bool) if dense_masks else None
         self.history = np.full((n, task.max_steps), task.n_labels, dtype=np.int64)
         self.n_emitted = np.zeros(n, dtype=np.int64)
+        self.n_scored = np.zeros(n, dtype=np.int64)  # emitted actions the reward counts (MCG: labels only)
         self.steps = np.zeros(n, dtype=np.int64)
         self.tp = np.zeros(n, dtype=np.int64)
         self.quality = np.zeros(n, dtype=np.float64)
@@ -138,14 +145,21 @@ class LabelChainVectorEnv(VectorEnv):
             valid[rows, labels] = False
             hits = gold[rows, labels]
         else:  # a repeat is a label already in the row's history: O(N x cap), not O(N x L)
-            fresh = ~(self.history[rows] == labels[:, None]).any(axis=1)
+            if task.mcg is None:
+                fresh = ~(self.history[rows] == labels[:, None]).any(axis=1)
+            else:  # MCG's constraint needs the emitted mask: O(N x L) per step
+                fresh = self._mcg_allowed(rows)[np.arange(len(rows)), labels]
             rows, labels = rows[fresh], labels[fresh]
             hits = task.is_gold(self.docs[rows], labels)
+        scored = labels < task.scored_labels
         self.history[rows, self.n_emitted[rows]] = labels
         self.n_emitted[rows] += 1
-        self.tp[rows] += hits
+        self.n_scored[rows] += scored
+        self.tp[rows] += hits & scored
+        if task.mcg is not None and valid is not None:
+            valid[rows] = self._mcg_allowed(rows)
         self.steps[active] += 1
-        quality = chain_quality(self.tp, self.n_emitted, task.gold_count[self.docs], task.reward)
+        quality = chain_quality(self.tp, self.n_scored, task.scored_gold_count[self.docs], task.reward)
         terminated = stop
         truncated = active & ~stop & (self.steps >= task.max_steps)
         finished = terminated | truncated
@@ -161,11 +175,19 @@ class LabelChainVectorEnv(VectorEnv):
     def _absorbing(self) -> bool:
         return self.metadata["autoreset_mode"] == AutoresetMode.DISABLED
 
+    def _mcg_allowed(self, envs: np.ndarray) -> np.ndarray:
+        """MCG's allowed actions (len(envs), A + 1) of sub-envs `envs`, from their histories."""
+        assert self.task.mcg is not None
+        return self.task.mcg.allowed_actions(emitted_mask(self.history[envs], self.task.n_labels))
+
     def action_masks(self) -> np.ndarray:
-        """Valid actions per sub-env (N, L + 1): labels not yet emitted, and STOP.
+        """Valid actions per sub-env (N, L + 1): labels not yet emitted, and STOP (with ``mcg``, the
+        constraint of `envs.mcg`).
 
         Without ``dense_masks`` this builds the mask from the histories on every call: O(N x (L + 1)).
         """
+        if self.valid is None and self.task.mcg is not None:
+            return self._mcg_allowed(self._arange)
         if self.valid is None:
             masks = np.ones((self.num_envs, self.task.n_labels + 1), dtype=bool)
             masks[self._arange[:, None], self.history] = False  # empty slots hold L (= STOP) ...
@@ -197,7 +219,9 @@ class LabelChainVectorEnv(VectorEnv):
             offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
             self.gold[owner, task.split.Y.indices[np.repeat(starts, counts) + offsets]] = True
         self.history[envs] = task.n_labels
-        for counter in (self.n_emitted, self.steps, self.tp):
+        if task.mcg is not None and self.valid is not None:
+            self.valid[envs] = self._mcg_allowed(envs)
+        for counter in (self.n_emitted, self.n_scored, self.steps, self.tp):
             counter[envs] = 0
         self.quality[envs] = 0.0
         self.ended[envs] = False

@@ -118,7 +118,8 @@ class TrainKnobs:
     guidance: str = field(
         default="none",
         metadata={
-            "help": f"cluster guidance, from {GUIDANCE_KINDS}: bcl = XLGen's bit-vector guidance (agents.guidance)"
+            "help": f"cluster guidance, from {GUIDANCE_KINDS}: bcl = XLGen's bit-vector guidance "
+            "(agents.guidance), mcg = cluster tokens emitted before the labels (agents.mcg)"
         },
     )
     clusters: int = field(
@@ -135,11 +136,12 @@ class TrainKnobs:
             "at_most": 1,
         },
     )
+    mcg_restrict: bool = field(default=False, metadata={"help": "mcg: labels only from the clusters the chain emitted"})
     overlap_from: str | None = field(
         default=None,
         metadata={
-            "help": "bcl: overlapping clusters (label disentanglement) from this saved "
-            "guided policy's cluster predictions on the training documents (a run "
+            "help": "bcl, mcg: overlapping clusters (label disentanglement) from this saved "
+            "bcl or mcg policy's cluster predictions on the training documents (a run "
             "with the same --dataset, --seed, --clusters, --hide-train-labels)"
         },
     )
@@ -225,8 +227,12 @@ def check_args(args: Any) -> list[str]:
         for name, allowed in choices:
             if getattr(args, name) not in allowed:
                 problems.append(f"{flag_name(name)} must be one of {allowed}, got {getattr(args, name)!r}")
-        if args.overlap_from is not None and args.guidance != "bcl":
-            problems.append("--overlap-from needs --guidance bcl")
+        if args.overlap_from is not None and args.guidance == "none":
+            problems.append("--overlap-from needs --guidance bcl or mcg")
+        if args.mcg_restrict and args.guidance != "mcg":
+            problems.append("--mcg-restrict needs --guidance mcg")
+        if args.guidance == "mcg" and args.output != "flat":
+            problems.append("--guidance mcg needs --output flat (the cluster tokens are flat actions)")
         if args.sparse_label_grads and args.output != "tree":
             problems.append("--sparse-label-grads needs --output tree")
         if args.tree_query_size is not None and args.output != "tree":

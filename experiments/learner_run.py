@@ -23,6 +23,7 @@ from agents.learners import Learner
 from agents.policy import ChainPolicy
 from agents.training import validation_metrics
 from envs.data.dataset import Split
+from envs.mcg import MCGSpec
 from envs.metrics import is_better
 from experiments import execution
 from experiments.runs import (
@@ -48,6 +49,7 @@ class RunData:
     test: Split
     label_freq: np.ndarray
     max_steps: int
+    mcg: MCGSpec | None = None  # --guidance mcg: train's labels carry their clusters (agents.mcg)
 
     @property
     def n_features(self) -> int:
@@ -56,7 +58,13 @@ class RunData:
 
     @property
     def n_labels(self) -> int:
+        """Actions per step before STOP (with --guidance mcg: labels and cluster tokens)."""
         return int(self.train.Y.shape[1])
+
+    @property
+    def label_train(self) -> Split:
+        """The training split with label columns only (MCG's cluster columns dropped), for the floor."""
+        return self.train if self.mcg is None else Split(self.train.X, self.mcg.strip(self.train.Y))
 
 
 @dataclass

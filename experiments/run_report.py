@@ -87,7 +87,7 @@ def final_evaluation(
             },
         }
     report: dict[str, Any] = {"dataset": dataset, "select_metric": select_metric, "learners": results}
-    floor = tune_peer("label_frequency", data.train, data.val)  # the floor every table shows
+    floor = tune_peer("label_frequency", data.label_train, data.val)  # the floor every table shows
     Y_floor, floor_scores = floor.predict(data.test.X)
     report["floor"] = {
         "method": "label_frequency",

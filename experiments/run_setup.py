@@ -1,5 +1,6 @@
-"""What a train_rl run starts from: its data (splits, PU hiding, BCL cluster columns, overlapping
-clusters) and a learner's fresh weights (flat or tree output, guidance, the preset's architecture).
+"""What a train_rl run starts from: its data (splits, PU hiding, BCL cluster columns or MCG cluster
+tokens, overlapping clusters) and a learner's fresh weights (flat or tree output, guidance, the
+preset's architecture).
 
 Kept apart from `train_rl.py`, which owns the run's flow (arguments, folders, learners, report).
 """
@@ -11,8 +12,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
+from agents.decoding import greedy_decode
 from agents.guidance import with_gold_clusters
+from agents.mcg import cluster_part
 from agents.policy import ChainPolicy
 from agents.supervised import carve_validation
 from envs.chain_task import default_max_steps
@@ -22,6 +26,7 @@ from envs.data.loading import load_dataset
 from envs.data.pu import hide_labels
 from envs.label_clusters import build_label_tree, kmeans_clusters, pifa_embeddings
 from envs.label_overlap import assign_overlapping, cooccurrence_counts, membership_matrix
+from envs.mcg import MCGSpec
 from experiments.config import ArgsError
 from experiments.learner_run import RunData
 from experiments.presets import PRESETS
@@ -49,34 +54,50 @@ def load_run_data(args: Args) -> RunData:
     except ValueError as error:  # too few documents for a validation slice
         raise ArgsError(f"--dataset {args.dataset}: {error}") from None
     max_steps = default_max_steps(train.max_labels_per_doc, dataset.n_labels)
-    label_freq = train.label_freq
-    if args.guidance == "bcl":  # gold clusters ride as extra feature columns of train (agents.guidance)
+    label_freq, mcg = train.label_freq, None
+    if args.guidance in ("bcl", "mcg"):
         if args.clusters > dataset.n_labels:
             raise ArgsError(f"--clusters {args.clusters}: {args.dataset} has only {dataset.n_labels} labels")
         clusters = kmeans_clusters(pifa_embeddings(train.X, train.Y), args.clusters, seed=args.seed)
         if args.overlap_from is not None:
             clusters = overlapping_clusters(args, train, clusters)
+    if args.guidance == "bcl":  # gold clusters ride as extra feature columns of train (agents.guidance)
         train = with_gold_clusters(train, clusters, args.clusters)
-    return RunData(train, val, dataset.test, label_freq, max_steps)
+    if args.guidance == "mcg":  # train's labels gain their clusters, emitted first (agents.mcg)
+        member = clusters if sp.issparse(clusters) else MCGSpec.from_assignment(clusters, args.clusters).membership
+        mcg = MCGSpec(member, args.mcg_restrict)
+        train = mcg.augment_split(train)
+        max_steps = default_max_steps(train.max_labels_per_doc, mcg.n_actions)
+    return RunData(train, val, dataset.test, label_freq, max_steps, mcg)
 
 
 def overlapping_clusters(args: Args, train: Split, label_cluster: np.ndarray) -> sp.csr_matrix:
     """Membership (L, C) after label disentanglement: the --overlap-from policy's predicted clusters
-    of the training documents, C = Yᵀ·M, each label in up to --overlap-lambda clusters."""
+    of the training documents (a bcl policy's cluster head, or the cluster tokens an mcg policy
+    decodes greedily), C = Yᵀ·M, each label in up to --overlap-lambda clusters."""
     assert args.overlap_from is not None  # the caller checks
     try:
         first = load_policy(args.overlap_from)
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         raise ArgsError(f"--overlap-from {args.overlap_from}: {error}") from None
-    if first.guidance is None or first.guidance.n_clusters != args.clusters or first.n_features != train.X.shape[1]:
+    n_clusters = first.guidance.n_clusters if first.guidance is not None else first.mcg.n_clusters if first.mcg else 0
+    if n_clusters != args.clusters or first.n_features != train.X.shape[1]:
         raise ArgsError(
-            f"--overlap-from {args.overlap_from}: not a guided policy with --clusters {args.clusters} "
+            f"--overlap-from {args.overlap_from}: not a bcl or mcg policy with --clusters {args.clusters} "
             f"over {train.X.shape[1]} features"
         )
     first.eval()
-    M = np.vstack([first.predicted_clusters(train.X[start : start + 1024]) for start in range(0, len(train), 1024)])
+    M = np.vstack([predicted_clusters(first, train.X[start : start + 1024]) for start in range(0, len(train), 1024)])
     overlap = assign_overlapping(cooccurrence_counts(train.Y, M), label_cluster, args.overlap_lambda)
     return membership_matrix(overlap, args.clusters)
+
+
+def predicted_clusters(policy: ChainPolicy, X) -> np.ndarray:
+    """(B, C) bool clusters a bcl policy's head predicts, or the cluster tokens an mcg policy emits."""
+    if policy.mcg is None:
+        return policy.predicted_clusters(X)
+    with torch.no_grad():
+        return cluster_part(greedy_decode(policy, X).labels, policy.mcg).toarray()
 
 
 def check_splits(name: str, train: Split, test: Split) -> None:
@@ -95,10 +116,11 @@ def check_splits(name: str, train: Split, test: Split) -> None:
         )
 
 
-def fresh_policy(args: Args, train: Split, n_features: int | None = None) -> ChainPolicy:
+def fresh_policy(args: Args, train: Split, n_features: int | None = None, mcg: MCGSpec | None = None) -> ChainPolicy:
     """New weights normalised on `train`; with `--output tree`, over the balanced label tree of the
     PIFA embeddings of `train` (seeded by --seed, so every learner of a run gets the same tree).
-    With `--guidance bcl`, `train` carries gold cluster columns after its first `n_features`."""
+    With `--guidance bcl`, `train` carries gold cluster columns after its first `n_features`; with
+    `--guidance mcg` (`mcg` given), its labels are followed by their clusters."""
     n_features = train.X.shape[1] if n_features is None else n_features
     tree = None
     if args.output == "tree":
@@ -119,6 +141,7 @@ def fresh_policy(args: Args, train: Split, n_features: int | None = None) -> Cha
         guidance_weight=args.guidance_weight,
         guidance_anneal=args.guidance_anneal,
         guidance_mix=args.guidance_mix,
+        mcg=mcg,
         **policy_extras(args),
     )
     return policy.fit_input_normalization(train.X)

@@ -328,7 +328,7 @@ def start_policy(name: str, args: Args, data: RunData, run_dir: Path) -> ChainPo
     device = resolve_device(args.device)
     if source is not None:
         return load_policy(source).to(device)
-    return fresh_policy(args, data.train, n_features=data.n_features).to(device)
+    return fresh_policy(args, data.train, n_features=data.n_features, mcg=data.mcg).to(device)
 
 
 def train_learner(

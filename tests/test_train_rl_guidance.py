@@ -58,7 +58,7 @@ def test_run_data_hides_train_labels_and_appends_gold_clusters():
 @pytest.mark.parametrize(
     "change, flag",
     [
-        ({"guidance": "mcg"}, "--guidance"),
+        ({"guidance": "xlgen"}, "--guidance"),
         ({"clusters": 0}, "--clusters"),
         ({"hide_train_labels": 1.5}, "--hide-train-labels"),
         ({"guidance_weight": -1.0}, "--guidance-weight"),
@@ -80,5 +80,5 @@ def test_overlapping_clusters_from_a_first_guided_policy(tmp_path: Path):
     assert two.sum() >= one.sum()  # more clusters per label -> at least as many gold clusters
     with pytest.raises(ArgsError, match="--overlap-from needs --guidance bcl"):
         main(replace(TINY, runs_dir=str(tmp_path), guidance="none", overlap_from=source))
-    with pytest.raises(ArgsError, match="--overlap-from .*not a guided policy"):
+    with pytest.raises(ArgsError, match="--overlap-from .*not a bcl or mcg policy"):
         load_run_data(replace(TINY, clusters=4, overlap_from=source))

@@ -1,0 +1,73 @@
+"""train_rl with --guidance mcg (cluster tokens, then labels), end to end on emotions with tiny budgets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments.run_setup import load_run_data
+from experiments.runs import load_checkpoint, load_policy
+from experiments.train_rl import Args, ArgsError, main
+
+TINY = Args(
+    dataset="emotions",
+    learners=["always_random", "rearrange", "ppo", "combined"],
+    ensemble=["rearrange", "combined"],
+    updates=4,
+    batch_size=32,
+    hidden_size=16,
+    eval_every=2,
+    checkpoint_every=2,
+    progress=False,
+    guidance="mcg",
+    clusters=3,
+    mcg_restrict=True,
+)
+
+
+def test_mcg_run_end_to_end(tmp_path: Path):
+    run_dir = main(replace(TINY, runs_dir=str(tmp_path)))
+    report = json.loads((run_dir / "metrics.json").read_text())
+    for name in TINY.learners:
+        assert 0.0 <= report["learners"][name]["test"]["example_f1"] <= 1.0
+        config = load_checkpoint(run_dir / name / "checkpoint.pt")["policy_config"]
+        assert config["n_labels"] == 6 + 3 and config["mcg"]["restrict"] and config["mcg"]["n_clusters"] == 3
+        policy = load_policy(run_dir / name / "policy")
+        assert policy.mcg is not None and policy.label_columns == 6
+    assert "ensemble" in report and report["floor"]["test"]["P@1"] > 0
+
+
+def test_run_data_augments_train_labels_only():
+    plain = load_run_data(replace(TINY, guidance="none", mcg_restrict=False))
+    data = load_run_data(TINY)
+    assert data.mcg is not None and data.mcg.restrict
+    assert data.train.Y.shape[1] == 6 + 3 and data.val.Y.shape[1] == 6 and data.test.Y.shape[1] == 6
+    assert (data.train.Y[:, :6] != plain.train.Y).nnz == 0 and (data.label_train.Y != plain.train.Y).nnz == 0
+    assert np.asarray(data.train.Y[:, 6:].sum(axis=1)).min() >= 1  # every labelled document has a cluster
+    assert data.max_steps == plain.max_steps + 3  # room for the cluster tokens (emotions: 3 labels at most)
+
+
+@pytest.mark.parametrize(
+    "change, flag",
+    [
+        ({"guidance": "none"}, "--mcg-restrict needs --guidance mcg"),
+        ({"output": "tree"}, "--guidance mcg needs --output flat"),
+        ({"clusters": 7}, "--clusters 7"),
+    ],
+)
+def test_bad_mcg_flags_are_named(tmp_path: Path, change, flag):
+    with pytest.raises(ArgsError, match=flag):
+        main(replace(TINY, runs_dir=str(tmp_path), **change))
+
+
+def test_overlapping_clusters_from_a_first_mcg_policy(tmp_path: Path):
+    first = main(replace(TINY, runs_dir=str(tmp_path), learners=["rearrange"], ensemble=[]))
+    source = str(first / "rearrange" / "policy")
+    one = load_run_data(replace(TINY, overlap_from=source, overlap_lambda=1)).mcg
+    three = load_run_data(replace(TINY, overlap_from=source, overlap_lambda=3)).mcg
+    assert one is not None and three is not None
+    assert one.membership.sum() == 6 and three.membership.sum() >= one.membership.sum()
