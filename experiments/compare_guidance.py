@@ -32,13 +32,15 @@ import scipy.sparse as sp
 from experiments.common import REPO_ROOT, command_line, parse_args, single_thread
 
 from agents.guidance import with_gold_clusters
+from agents.mcg import mcg_setup
 from agents.policy import ChainPolicy
 from envs.data.dataset import Split
 from envs.label_clusters import kmeans_clusters, pifa_embeddings
-from envs.label_overlap import assign_overlapping, cooccurrence_counts, membership_matrix
+from envs.label_overlap import assign_overlapping, cluster_matrix, cooccurrence_counts, membership_matrix
 from experiments import execution
 from experiments import variant_grid as vg
 from experiments.guidance_report import render_markdown
+from experiments.run_setup import predicted_clusters
 
 SCRIPT = "experiments/compare_guidance.py"
 GUIDANCE = ("none", "bcl", "mcg")
@@ -56,7 +58,7 @@ class Args(vg.GridArgs):
     )
     hide_train_labels: float = field(default=0.0, metadata={"help": "PU: share of each training doc's labels hidden"})
     guidance_weight: float = field(default=1.0, metadata={"help": "bcl: weight of the cluster BCE loss"})
-    mcg_restrict: bool = field(default=True, metadata={"help": "mcg: labels only inside the emitted clusters"})
+    mcg_restrict: bool = field(default=False, metadata={"help": "mcg: labels only inside the emitted clusters"})
     out: str | None = field(
         default="experiments/results/guidance", metadata={"help": "results stem (.json, .md); none = print only"}
     )
@@ -89,10 +91,9 @@ def guided(cell: vg.Cell, guidance: str, clusters: np.ndarray | sp.csr_matrix, a
     vg.seeded(cell.seed)
     n_features, n_labels = cell.train.X.shape[1], cell.data.n_labels
     if guidance == "mcg":
-        from agents.mcg import mcg_setup  # noqa: PLC0415  (merged from the mcg branch)
-
-        kwargs, train = mcg_setup(cell.train, clusters, args.clusters, restrict=args.mcg_restrict)
-        policy = ChainPolicy(n_features, n_labels, hidden_size=args.hidden_size, **kwargs)
+        membership = clusters if sp.issparse(clusters) else cluster_matrix(clusters, args.clusters)
+        kwargs, train = mcg_setup(cell.train, args.clusters, cell.seed, membership, restrict=args.mcg_restrict)
+        policy = ChainPolicy(hidden_size=args.hidden_size, **kwargs)
         return policy.fit_input_normalization(train.X), train
     train = cell.train
     n_clusters = 0
@@ -108,11 +109,10 @@ def guided(cell: vg.Cell, guidance: str, clusters: np.ndarray | sp.csr_matrix, a
     return policy.fit_input_normalization(train.X), train
 
 
-def predicted_clusters(policy: ChainPolicy, guidance: str, X: Any) -> np.ndarray:
-    """(N, C) bool clusters a trained guided policy predicts: BCL's head, or MCG's emitted cluster tokens."""
-    if guidance == "bcl":
-        return policy.predicted_clusters(X)
-    return policy.mcg_clusters(X)
+def first_model_clusters(policy: ChainPolicy, X: Any, batch: int = 1024) -> np.ndarray:
+    """(N, C) bool clusters a trained guided policy predicts for X: BCL's head, MCG's emitted tokens."""
+    policy.eval()
+    return np.vstack([predicted_clusters(policy, X[start : start + batch]) for start in range(0, X.shape[0], batch)])
 
 
 def run_cell(args: Args, name: str, seed: int, variants: list[str]) -> dict[str, Any]:
@@ -129,7 +129,7 @@ def run_cell(args: Args, name: str, seed: int, variants: list[str]) -> dict[str,
             continue
         clusters: np.ndarray | sp.csr_matrix = label_cluster
         if lam > 1:
-            M = predicted_clusters(first[guidance].policy, guidance, cell.train.X)
+            M = first_model_clusters(first[guidance].policy, cell.train.X)
             overlap = assign_overlapping(cooccurrence_counts(cell.train.Y, M), label_cluster, lam)
             clusters = membership_matrix(overlap, args.clusters)
         policy, train = guided(cell, guidance, clusters, args)

@@ -62,7 +62,7 @@ def test_tiny_grid_writes_rows_and_skips_done_ones(tmp_path):
     args = compare_guidance.Args(
         datasets=["emotions"],
         seeds=[0],
-        guidance=["none", "bcl"],
+        guidance=["none", "bcl", "mcg"],
         clusters=3,
         lambdas=[1, 2],
         rearrange_epochs=1,
@@ -73,10 +73,12 @@ def test_tiny_grid_writes_rows_and_skips_done_ones(tmp_path):
     )
     payload = compare_guidance.main(args)
     methods = sorted(r["method"] for r in payload["rows"])
-    suffixes = ["", "+bcl+c3", "+bcl+c3+lambda2"]
+    suffixes = ["", "+bcl+c3", "+bcl+c3+lambda2", "+mcg+c3", "+mcg+c3+lambda2"]
     assert methods == sorted(f"{m}{s}" for m in ("rearrange", "combined", "ensemble") for s in suffixes)
     row = next(r for r in payload["rows"] if r["method"] == "combined+bcl+c3+lambda2")
     assert row["config"]["lambda"] == 2 and row["config"]["guidance"] == "bcl"
+    mcg = next(r for r in payload["rows"] if r["method"] == "rearrange+mcg+c3")
+    assert mcg["config"]["mcg_restrict"] is False and mcg["metrics"]["P@1"] > 0
     assert {"PSP@5", "1shot_micro_f1", "5shot_macro_f1"} <= set(row["metrics"])
     assert "| emotions | combined+bcl+c3 | combined | 1 |" in (tmp_path / "guidance.md").read_text()
     before = (tmp_path / "guidance.json").read_text()
