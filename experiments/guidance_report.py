@@ -3,9 +3,11 @@ minus unguided per cell with a verdict on XLGen's claim.
 
 The claim, from XLGen: cluster guidance improves tail-label F1 and macro F1 while holding or
 improving overall F1. A cell (dataset, learner, variant) is compared with the unguided chain of the
-same learner on the same labels (same PU setting); the verdict is "holds" when <=5-shot micro F1 and
-macro F1 both rise and micro F1 does not fall by more than its seed noise (the larger standard
-deviation over seeds of the two rows), otherwise it names what failed.
+same learner on the same labels (same PU setting); the verdict is "holds" when tail F1 and macro F1
+both rise and micro F1 does not fall by more than its seed noise (the larger standard deviation over
+seeds of the two rows), otherwise it names what failed. Tail F1 is `rare_f1` (envs.metrics: macro F1
+over the rarest third of the labels present in test): XLGen's <=5-shot bucket is empty on bibtex and
+delicious (every label has at least 10 training documents), so it cannot carry the verdict.
 """
 
 from __future__ import annotations
@@ -27,13 +29,20 @@ TABLE_METRICS = (
     "PSP@5",
     "micro_f1",
     "macro_f1",
+    "rare_f1",
     "0shot_micro_f1",
     "1shot_micro_f1",
     "5shot_micro_f1",
 )
-HEADERS = {"0shot_micro_f1": "0-shot F1", "1shot_micro_f1": "1-shot F1", "5shot_micro_f1": "≤5-shot F1"}
-DELTA_METRICS = ("P@1", "nDCG@5", "PSP@5", "micro_f1", "macro_f1", "1shot_micro_f1", "5shot_micro_f1")
-TAIL, MACRO, OVERALL = "5shot_micro_f1", "macro_f1", "micro_f1"
+HEADERS = {
+    "rare_f1": "rare F1",
+    "0shot_micro_f1": "0-shot F1",
+    "1shot_micro_f1": "1-shot F1",
+    "5shot_micro_f1": "≤5-shot F1",
+    "50shot_micro_f1": "≤50-shot F1",
+}
+DELTA_METRICS = ("P@1", "nDCG@5", "PSP@5", "micro_f1", "macro_f1", "rare_f1", "5shot_micro_f1", "50shot_micro_f1")
+TAIL, MACRO, OVERALL = "rare_f1", "macro_f1", "micro_f1"
 
 
 def _cell(values: list[float]) -> str:
@@ -57,13 +66,10 @@ def baseline_of(method: str) -> str:
 
 
 def verdict(deltas: dict[str, float], noise: float) -> str:
-    """'holds', or what failed of: tail F1 up, macro F1 up, micro F1 held (within seed noise);
-    a dataset without <=5-shot labels cannot show the tail part."""
+    """'holds', or what failed of: tail (rare) F1 up, macro F1 up, micro F1 held (within seed noise)."""
     failed = []
-    if math.isnan(deltas[TAIL]):
-        failed.append("no ≤5-shot labels to judge")
-    elif not deltas[TAIL] > 0:
-        failed.append(f"≤5-shot F1 {100 * deltas[TAIL]:+.2f}")
+    if not deltas[TAIL] > 0:
+        failed.append(f"rare F1 {100 * deltas[TAIL]:+.2f}")
     if not deltas[MACRO] > 0:
         failed.append(f"macro F1 {100 * deltas[MACRO]:+.2f}")
     if deltas[OVERALL] < -noise:
@@ -110,7 +116,7 @@ def render_markdown(payload: dict) -> str:
     lines += [
         "",
         "Guided minus unguided (same learner, same labels), points ×100, mean over the seeds both have;",
-        "the verdict on XLGen's claim (tail and macro F1 up, micro F1 held within seed noise):",
+        "the verdict on XLGen's claim (rare-label and macro F1 up, micro F1 held within seed noise):",
         "",
         "| dataset | method | vs | seeds | " + " | ".join(delta_names) + " | verdict |",
         "|---|---|---|---|" + "---|" * (len(delta_names) + 1),
@@ -121,7 +127,8 @@ def render_markdown(payload: dict) -> str:
     lines += [
         "",
         "Few-shot buckets by training documents per label (envs.tail_metrics): 0-shot = unseen in training "
-        "but in test, 1-shot = 1, ≤5-shot = 1..5; micro F1 over the bucket's labels. PSP@k: propensity-scored "
+        "but in test, 1-shot = 1, ≤5-shot = 1..5, ≤50-shot = 1..50; micro F1 over the bucket's labels (n/a: "
+        "no such label). rare F1: macro F1 over the rarest third of the labels present in test. PSP@k: propensity-scored "
         "precision (Jain et al. 2016, A = 0.55, B = 1.5), unnormalised. train s: training wall time "
         "(ensemble: its members' sum).",
     ]

@@ -38,6 +38,9 @@ from experiments import execution
 from experiments.common import atomic_write_json, atomic_write_text
 
 LEARNER_NAMES = ("rearrange", "combined", "ensemble")
+# XLGen's few-shot buckets (0, 1, <=5, <=10 training documents) and wider ones: on bibtex and delicious
+# no label has fewer than 10 training documents, so only these show their tail by frequency.
+FREQUENCY_BUCKETS = (0, 1, 5, 10, 20, 50, 100)
 
 
 @dataclass
@@ -104,12 +107,12 @@ class Cell:
         return {"val": predict(policy, self.val.X), "test": predict(policy, self.data.test.X)}
 
     def score(self, split: str, output: tuple) -> dict[str, float]:
-        """Every metric of evaluate(), PSP@k from the training counts, and the few-shot buckets' F1."""
+        """Every metric of evaluate(), PSP@k from the training counts, and F1 per frequency bucket."""
         Y = self.val.Y if split == "val" else self.data.test.Y
         Y_pred, scores = output
         freq, n_train = self.full_train.label_freq, self.full_train.X.shape[0]
         metrics = evaluate(Y, scores=scores, Y_pred=Y_pred, label_freq=freq, n_train=n_train)
-        return {**metrics, **few_shot_f1(Y, Y_pred, freq)}
+        return {**metrics, **few_shot_f1(Y, Y_pred, freq, FREQUENCY_BUCKETS)}
 
     def row(self, method: str, kind: str, metrics: dict, val: dict, seconds: float, config: dict) -> dict:
         args = self.args
