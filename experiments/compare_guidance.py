@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -123,8 +123,9 @@ def run_cell(args: Args, name: str, seed: int, variants: list[str]) -> dict[str,
     label_cluster = kmeans_clusters(pifa_embeddings(cell.train.X, cell.train.Y), args.clusters, seed=seed)
     rows: list[dict] = []
     first: dict[str, vg.Member] = {}  # guidance -> its λ = 1 rearrangement policy
-    for guidance, lam, variant in settings(args):
-        later = any(g == guidance and v in variants for g, la, v in settings(args) if la > 1)
+    plan = settings(replace(args, lambdas=sorted({1, *args.lambdas})))  # λ > 1 starts from the λ = 1 policy
+    for guidance, lam, variant in plan:
+        later = any(g == guidance and v in variants for g, la, v in plan if la > 1)
         if variant not in variants and not (lam == 1 and later):
             continue
         clusters: np.ndarray | sp.csr_matrix = label_cluster

@@ -81,6 +81,16 @@ def test_tiny_grid_writes_rows_and_skips_done_ones(tmp_path):
     assert {"PSP@5", "rare_f1", "1shot_micro_f1", "5shot_macro_f1", "100shot_micro_f1"} <= set(row["metrics"])
     assert "| emotions | combined+bcl+c3 | combined | 1 |" in (tmp_path / "guidance.md").read_text()
     before = (tmp_path / "guidance.json").read_text()
+    # λ = 2 alone (its λ = 1 rows already in the file) retrains the λ = 1 policy it starts from
+    alone = compare_guidance.run_cell(
+        compare_guidance.Args(**{**args.__dict__, "guidance": ["bcl"], "lambdas": [2]}),
+        "emotions",
+        0,
+        ["bcl+c3+lambda2"],
+    )
+    assert sorted(r["method"] for r in alone["rows"]) == [
+        f"{m}+bcl+c3+lambda2" for m in ("combined", "ensemble", "rearrange")
+    ]
     compare_guidance.main(args)  # everything is in the file: nothing runs again
     assert json.loads((tmp_path / "guidance.json").read_text())["rows"] == json.loads(before)["rows"]
 
