@@ -4,23 +4,16 @@
     python experiments/compare_trees.py --datasets emotions --seeds 0 --rearrange-epochs 1 \
         --combined-epochs 1 --out none                           # a smoke test
 
-Built on the library API (`agents.training.train_epochs`, the epoch path of every learner's
-`Learner.update`) because train_rl has no ``--output tree`` yet. One grid cell = (dataset, seed):
-validation = ``--val-fraction`` of train (seeded); for each output layer, target rearrangement from
-scratch for ``--rearrange-epochs`` epochs, then the combined objective (RL + rearrangement, learning
-rate ``--rl-lr``) started from it for ``--combined-epochs``; each keeps its best epoch on validation
-``--select-metric``; then the rearrange+combined ensemble fitted on validation (agents.ensemble).
+The grid (rearrange, combined, ensemble per output layer; rows, merging, skipping what the file
+has) is experiments/variant_grid.py's; this script adds the output layers as variants.
 
 The tree's shape (branching B x max leaf size, ``--shapes``) is chosen on validation: on a dataset's
 first seed every shape trains a rearrangement policy and the best by ``--select-metric`` is kept for
 that dataset's later seeds (so later seeds do not pay for the grid). The tree is built from PIFA
 embeddings of the cell's training split (envs.label_clusters), beam ``--tree-beam``.
 
-Rows as in orderings.json (dataset, seed, method, kind, metrics, val, config, wall_time_s), the
-variant in the method's name: ``rearrange``, ``combined``, ``ensemble`` (flat) and ``rearrange+tree``,
-``combined+tree``, ``ensemble+tree``. wall_time_s is training time (ensemble: its members' sum).
-After each cell the rows are merged into ``{out}.json`` and ``{out}.md`` is rebuilt, so a stopped grid
-keeps its finished cells (a cell output already in the file is skipped, so flat and tree may run apart); ``--combined-epochs 0`` trains
+Methods: ``rearrange``, ``combined``, ``ensemble`` (flat) and ``rearrange+tree``, ``combined+tree``,
+``ensemble+tree``; flat and tree rows of a cell may run apart. ``--combined-epochs 0`` trains
 rearrangement only (no combined, no ensemble rows), for large datasets on a small budget.
 
 Cells run through experiments/execution.py (``--backend local|ray --address --jobs``) in two rounds:
@@ -30,61 +23,32 @@ failed cell stays missing for a rerun (with ``--jobs 1`` locally its error propa
 
 from __future__ import annotations
 
-import copy
-import fcntl
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from experiments.common import (
-    REPO_ROOT,
-    atomic_write_json,
-    atomic_write_text,
-    command_line,
-    mean_and_std,
-    parse_args,
-    percent_mean_std,
-    single_thread,
-)
+from experiments.common import REPO_ROOT, command_line, mean_and_std, parse_args, percent_mean_std, single_thread
 
-from agents.decoding import predict
-from agents.ensemble import Ensemble
 from agents.policy import ChainPolicy
-from agents.supervised import carve_validation
-from agents.training import TrainConfig, train_epochs
-from envs.data.loading import load_dataset
 from envs.label_clusters import build_label_tree, pifa_embeddings
-from envs.metrics import evaluate
 from experiments import execution
+from experiments import variant_grid as vg
 
 TABLE_METRICS = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "PSP@1", "PSP@3", "PSP@5", "micro_f1", "macro_f1")
 SCRIPT = "experiments/compare_trees.py"
 
 
 @dataclass
-class Args(execution.ExecutionFlags):
+class Args(vg.GridArgs):
     """Flat vs tree-factored chain (rearrange, combined, ensemble) on real data, over seeds."""
 
-    datasets: list[str] = field(default_factory=lambda: ["bibtex", "corel5k", "delicious"])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     outputs: list[str] = field(default_factory=lambda: ["flat", "tree"])
     shapes: list[str] = field(
         default_factory=lambda: ["16x16", "4x64"], metadata={"help": "tree shapes BxLEAF, chosen on validation"}
     )
-    rearrange_epochs: int = 3
-    combined_epochs: int = 1
-    hidden_size: int = 128
-    batch_size: int = 64
-    lr: float = 1e-3
-    rl_lr: float = 3e-4
     tree_beam: int = 10
-    select_metric: str = "nDCG@3"
-    val_fraction: float = 0.1
-    data_dir: str | None = None
     out: str | None = field(
         default="experiments/results/trees", metadata={"help": "results stem (.json, .md); none = print only"}
     )
@@ -99,60 +63,29 @@ def parse_shape(text: str) -> tuple[int, int]:
     return branching, leaf
 
 
-class Cell:
-    """One (dataset, seed): the splits, and training / scoring of one policy at a time."""
-
-    def __init__(self, name: str, seed: int, args: Args) -> None:
-        self.name, self.seed, self.args = name, seed, args
-        self.data = load_dataset(name, args.data_dir)
-        self.train, self.val = carve_validation(self.data.train, args.val_fraction, seed)
-
-    def new_policy(self, shape: str | None) -> ChainPolicy:
-        torch.manual_seed(self.seed)
-        tree = None
-        if shape is not None:
-            branching, leaf = parse_shape(shape)
-            emb = pifa_embeddings(self.train.X, self.train.Y)
-            tree = build_label_tree(emb, branching, leaf, seed=self.seed)
-        policy = ChainPolicy(
-            self.train.X.shape[1],
-            self.data.n_labels,
-            hidden_size=self.args.hidden_size,
-            output="flat" if shape is None else "tree",
-            tree=tree,
-            tree_beam=self.args.tree_beam,
-        )
-        return policy.fit_input_normalization(self.train.X)
-
-    def fit(self, policy: ChainPolicy, learner: str, epochs: int, lr: float) -> float:
-        """Train in place (best epoch on validation kept); returns the training wall time."""
-        config = TrainConfig(
-            epochs=epochs,
-            batch_size=self.args.batch_size,
-            lr=lr,
-            seed=self.seed,
-            val_metric=self.args.select_metric,
-            patience=epochs,
-        )
-        started = time.perf_counter()
-        train_epochs(
-            policy, self.train, config, learner=learner, val=self.val, progress=False, label_freq=self.data.label_freq
-        )
-        return time.perf_counter() - started
-
-    def outputs(self, policy: ChainPolicy) -> dict[str, tuple]:
-        return {"val": predict(policy, self.val.X), "test": predict(policy, self.data.test.X)}
-
-    def score(self, split: str, output: tuple) -> dict[str, float]:
-        Y = self.val.Y if split == "val" else self.data.test.Y
-        Y_pred, scores = output
-        n_train = self.data.train.X.shape[0]  # the counts behind label_freq: the whole training split
-        return evaluate(Y, scores=scores, Y_pred=Y_pred, label_freq=self.data.label_freq, n_train=n_train)
+def new_policy(cell: vg.Cell, shape: str | None) -> ChainPolicy:
+    vg.seeded(cell.seed)
+    tree = None
+    if shape is not None:
+        branching, leaf = parse_shape(shape)
+        emb = pifa_embeddings(cell.train.X, cell.train.Y)
+        tree = build_label_tree(emb, branching, leaf, seed=cell.seed)
+    policy = ChainPolicy(
+        cell.train.X.shape[1],
+        cell.data.n_labels,
+        hidden_size=cell.args.hidden_size,
+        output="flat" if shape is None else "tree",
+        tree=tree,
+        tree_beam=getattr(cell.args, "tree_beam", 10),
+    )
+    return policy.fit_input_normalization(cell.train.X)
 
 
-def run_output(cell: Cell, output: str, chosen_shapes: dict[str, str]) -> list[dict]:
+def run_output(cell: vg.Cell, output: str, chosen_shapes: dict[str, str]) -> list[dict]:
     """Rows of rearrange, combined and ensemble with one output layer in one cell."""
-    args, suffix = cell.args, "" if output == "flat" else "+tree"
+    args = cell.args
+    assert isinstance(args, Args)
+    suffix = "" if output == "flat" else "+tree"
     shape_info: dict = {}
     candidates: list[str | None]
     if output == "flat":
@@ -161,18 +94,15 @@ def run_output(cell: Cell, output: str, chosen_shapes: dict[str, str]) -> list[d
         candidates = [chosen_shapes[cell.name]]
     else:
         candidates = list(args.shapes)
-    best = None
+    best: tuple[str | None, vg.Member] | None = None
     for shape in candidates:
-        policy = cell.new_policy(shape)
-        seconds = cell.fit(policy, "rearrange", args.rearrange_epochs, args.lr)
-        outputs = cell.outputs(policy)
-        val = cell.score("val", outputs["val"])
+        member = vg.trained(cell, new_policy(cell, shape), "rearrange", args.rearrange_epochs, args.lr)
         if shape is not None:
-            shape_info[shape] = val[args.select_metric]
-        if best is None or val[args.select_metric] > best[2][args.select_metric]:
-            best = (shape, policy, val, outputs, seconds)
+            shape_info[shape] = member.val[args.select_metric]
+        if best is None or member.val[args.select_metric] > best[1].val[args.select_metric]:
+            best = (shape, member)
     assert best is not None  # candidates is never empty
-    shape, policy, val, outputs, seconds = best
+    shape, member = best
     if output == "tree" and shape is not None:
         chosen_shapes.setdefault(cell.name, shape)
         shape_info = {
@@ -180,60 +110,8 @@ def run_output(cell: Cell, output: str, chosen_shapes: dict[str, str]) -> list[d
             "validation_by_shape": shape_info,
             "chosen_on_seed": cell.seed if len(candidates) > 1 else "earlier seed",
         }
-    members = {"rearrange": (policy, val, outputs, seconds)}
-    if args.combined_epochs > 0:
-        combined = copy.deepcopy(policy)
-        seconds = cell.fit(combined, "combined", args.combined_epochs, args.rl_lr)
-        outputs = cell.outputs(combined)
-        members["combined"] = (combined, cell.score("val", outputs["val"]), outputs, seconds)
-    rows = []
-    for method, (_, val, outputs, seconds) in members.items():
-        rows.append(
-            row(cell, method + suffix, "dynamic", cell.score("test", outputs["test"]), val, seconds, shape_info)
-        )
-    if len(members) < 2:
-        return rows
-    ensemble = Ensemble().fit([m[2]["val"] for m in members.values()], cell.val.Y, ranking_metric=args.select_metric)
-    fused = ensemble.predict([m[2]["test"] for m in members.values()])
-    fused_val = ensemble.predict([m[2]["val"] for m in members.values()])
-    rows.append(
-        row(
-            cell,
-            "ensemble" + suffix,
-            "ensemble",
-            cell.score("test", fused),
-            cell.score("val", fused_val),
-            sum(m[3] for m in members.values()),
-            {**shape_info, "fusion": ensemble.fusion, "set_rule": ensemble.set_rule},
-        )
-    )
-    return rows
-
-
-def row(cell: Cell, method: str, kind: str, metrics: dict, val: dict, seconds: float, extra: dict) -> dict:
-    args = cell.args
-    config = {
-        "output": output_of(method),
-        "hidden_size": args.hidden_size,
-        "rearrange_epochs": args.rearrange_epochs,
-        "combined_epochs": args.combined_epochs,
-        "lr": args.lr,
-        "rl_lr": args.rl_lr,
-        "batch_size": args.batch_size,
-        "select_metric": args.select_metric,
-        "tree_beam": args.tree_beam,
-        **extra,
-    }
-    return {
-        "dataset": cell.name,
-        "seed": cell.seed,
-        "method": method,
-        "kind": kind,
-        "metrics": metrics,
-        "val": val,
-        "config": config,
-        "wall_time_s": seconds,
-    }
+    config = {"output": output, "tree_beam": args.tree_beam, **shape_info}
+    return vg.learner_rows(cell, suffix, member, config)
 
 
 def render_markdown(payload: dict) -> str:
@@ -307,40 +185,11 @@ def tree_minus_flat(rows: list[dict]) -> list[tuple]:
     return out
 
 
-def merge_into(out: Path, payload: dict, rows: list[dict]) -> dict:
-    """Add `rows` to the results file under a lock (several processes may share it), then rewrite it.
-
-    Rows of other runs are kept whatever their budget (each row's config says it); a cell run again
-    replaces its rows."""
-    with open(out.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        payload = {**payload, "rows": rows}
-        if out.with_suffix(".json").exists():
-            previous = json.loads(out.with_suffix(".json").read_text())
-            new = {(r["dataset"], r["seed"], r["method"]) for r in rows}
-            kept = [r for r in previous["rows"] if (r["dataset"], r["seed"], r["method"]) not in new]
-            commands = sorted(set(previous.get("commands", [])) | set(payload.get("commands", [payload["command"]])))
-            payload = {
-                **payload,
-                "rows": kept + rows,
-                "commands": commands,
-                "shapes": {**previous.get("shapes", {}), **payload["shapes"]},
-            }
-        atomic_write_json(out.with_suffix(".json"), payload)
-        atomic_write_text(out.with_suffix(".md"), render_markdown(payload))
-    return payload
-
-
-def output_of(method: str) -> str:
-    """The output layer of a row's method name ("rearrange+tree" -> "tree")."""
-    return "tree" if "+tree" in method else "flat"
-
-
 def run_cell(args: Args, name: str, seed: int, shapes: dict[str, str], outputs: list[str]) -> dict[str, Any]:
     """One grid cell's rows for `outputs`, and `shapes` plus the tree shape it chose (if it chose)."""
     single_thread()
     started = time.perf_counter()
-    cell = Cell(name, seed, args)
+    cell = vg.Cell(name, seed, args)
     chosen = dict(shapes)  # run_output adds this dataset's shape when the cell chooses it
     rows = [r for output in outputs for r in run_output(cell, output, chosen)]
     return {"rows": rows, "shapes": chosen, "seconds": time.perf_counter() - started}
@@ -361,11 +210,8 @@ def main(args: Args) -> dict:
     command = command_line(args, SCRIPT)
     payload: dict = {"rows": [], "shapes": {}, "args": asdict(args), "command": command, "commands": [command]}
     if out is not None and out.with_suffix(".json").exists():
-        previous = json.loads(out.with_suffix(".json").read_text())
-        payload["shapes"] = previous.get("shapes", {})
-        done = {(r["dataset"], r["seed"], output_of(r["method"])) for r in previous["rows"]}
-    else:
-        done = set()
+        payload["shapes"] = json.loads(out.with_suffix(".json").read_text()).get("shapes", {})
+    done = {(d, s, variant or "flat") for d, s, variant in vg.done_variants(out)}
     # seeds-major: a partial grid already has one seed of every dataset
     missing = {(n, s): [o for o in args.outputs if (n, s, o) not in done] for s in args.seeds for n in args.datasets}
     pending = [cell for cell, outputs in missing.items() if outputs]
@@ -380,7 +226,7 @@ def main(args: Args) -> dict:
         payload["shapes"] = {**result["shapes"], **payload["shapes"]}  # a shape once chosen stays
         print(f"{key}: {result['seconds']:.0f} s", flush=True)
         if out is not None:
-            payload = merge_into(out, payload, result["rows"])
+            payload = vg.merge_into(out, payload, result["rows"], render_markdown, merged_keys=("shapes",))
         else:
             payload["rows"] += result["rows"]
 

@@ -17,16 +17,16 @@ import pandas as pd
 import pytest
 
 from analysis import nbtools
-from experiments import ablations, compare_orderings
+from experiments import ablations, compare_guidance, compare_orderings
 
 REPO = Path(__file__).resolve().parents[1]
 
-NOTEBOOKS = ("orderings", "learned_orders", "reward_curves", "ablations")
+NOTEBOOKS = ("orderings", "learned_orders", "reward_curves", "ablations", "guidance")
 
 
 @pytest.fixture(scope="module")
 def tiny_results(tmp_path_factory) -> Path:
-    """Two seeds of a 4-learner grid and of 3 ablation variants on emotions, a few updates each."""
+    """Two seeds of a 4-learner grid, of 3 ablation variants and of a none/bcl guidance grid on emotions, tiny budgets."""
     tmp = tmp_path_factory.mktemp("analysis")
     compare_orderings.main(
         compare_orderings.Args(
@@ -57,6 +57,18 @@ def tiny_results(tmp_path_factory) -> Path:
             progress=False,
         )
     )
+    compare_guidance.main(
+        compare_guidance.Args(
+            datasets=["emotions"],
+            seeds=[0, 1],
+            guidance=["none", "bcl"],
+            clusters=3,
+            rearrange_epochs=1,
+            combined_epochs=1,
+            hidden_size=16,
+            out=str(tmp / "results" / "guidance"),
+        )
+    )
     return tmp
 
 
@@ -73,6 +85,11 @@ def parameters(name: str, tmp: Path) -> dict:
         },
         "reward_curves": {"RUNS_DIR": str(tmp / "runs" / "compare"), "DATASET": "emotions", "FIGURE_DIR": figures},
         "ablations": {"RESULTS": str(tmp / "results" / "ablations.json"), "FIGURE_DIR": figures},
+        "guidance": {
+            "RESULTS": str(tmp / "results" / "guidance.json"),
+            "FIGURE_DIR": figures,
+            "VARIANTS": ["", "bcl+c3"],
+        },
     }[name]
 
 
