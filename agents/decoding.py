@@ -7,10 +7,18 @@ already emitted (a chain never repeats) and stop a document at STOP or after `ma
 Which output feeds which metric:
   * label **sets** (bool CSR) -> example/micro/macro F1, subset accuracy, Hamming loss: the labels
     emitted before the chain's own STOP;
-  * label **scores** (dense (B, L)) -> P@k, nDCG@k: decode with STOP suppressed for the first
-    `score_steps` actions (so every document ranks at least that many labels) and score a label by
+  * label **scores** (dense (B, L)) -> P@k, nDCG@k: decode with STOP suppressed until `score_steps`
+    labels are out (so every document ranks at least that many labels) and score a label by
     the position it was emitted at (earlier = higher, scores >= 1); labels never emitted rank
     below, by their first-step probability (score = p - 1, in [-1, 0]).
+
+An MCG chain (agents.mcg) emits cluster tokens before its labels. Its ranking follows the same two
+rules counted in labels, not actions: STOP stays blocked until `score_steps` *labels* are out (or no
+action but STOP is left), and the "first-step probability" is taken per document at its first step
+that is not a cluster token (the step that chose its first label, or STOP / the cap's last step if
+it emitted none), under the unsuppressed constrained distribution of that step: a label outside the
+chosen clusters (`restrict`) has probability 0 there. A plain chain's first label step is step 0, so
+both rules are the plain ones for it (tests pin plain decoding to values computed before they came).
 
 With a tree-factored output layer (agents.tree_output.TreeOutput) the same rules hold, with two
 differences from the flat policy: each greedy step takes the most probable label among the leaves
@@ -29,6 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from agents.label_scores import labels_to_csr, marginal_counts_to_scores, position_scores
 from agents.policy import START, ChainPolicy
 
 NEG_INF = float("-inf")
@@ -42,8 +51,9 @@ class DecodeResult:
     log_probs / values: per action under the masked distribution it was chosen from (padding 0);
     n_labels_emitted: labels per chain; set_lengths: how many leading labels form the predicted set
     (differs from n_labels_emitted only when STOP was suppressed); first_probs: (B, L) label
-    probabilities at the first step (for ranking labels never emitted): dense from the flat layer, a
-    sparse COO tensor from the tree layer (only the first beam's leaves are non-zero).
+    probabilities at the first label step (step 0; MCG: see the module) for ranking labels never
+    emitted: dense from the flat layer, a sparse COO tensor from the tree layer (only the first
+    beam's leaves are non-zero).
     """
 
     actions: torch.Tensor
@@ -60,6 +70,25 @@ def _check_cap(policy: ChainPolicy, max_steps: int | None) -> int:
     if cap < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     return min(cap, policy.n_labels + 1)
+
+
+def _stop_suppressed(policy: ChainPolicy, t: int, emitted, score_steps: int) -> bool | torch.Tensor:
+    """Whether STOP is blocked at step `t` (until `score_steps` labels are out): a plain chain emits a
+    label per step, so `t < score_steps` for every row; an MCG chain's cluster tokens do not count,
+    so per row from its emitted label columns."""
+    if policy.mcg is None:
+        return t < score_steps
+    return emitted.mask[:, : policy.label_columns].sum(dim=1) < score_steps
+
+
+def _keep_first_label_probs(kept: torch.Tensor | None, probs: torch.Tensor, waiting: torch.Tensor) -> torch.Tensor:
+    """This step's label probabilities for the rows still `waiting` for their first label step."""
+    return probs if kept is None else torch.where(waiting[:, None], probs, kept)
+
+
+def _before_labels(action: torch.Tensor, policy: ChainPolicy) -> torch.Tensor:
+    """Actions that are cluster tokens (MCG: ids label_columns..stop_id-1; none in a plain chain)."""
+    return (action >= policy.label_columns) & (action != policy.stop_id)
 
 
 def _finish(actions: list[torch.Tensor], log_probs: list, values: list, stop_id: int, first_probs, set_len):
@@ -103,20 +132,22 @@ def rollout(
     last = torch.full((batch,), START, dtype=torch.long, device=device)
     set_len = torch.full((batch,), cap, dtype=torch.long, device=device)
     actions, log_probs, values, first_probs = [], [], [], None
+    waiting = torch.ones(batch, dtype=torch.bool, device=device)  # before the first label step (MCG)
     for t in range(cap):
         joint, value, state = policy.step_joint(state, last)
+        want_first = t == 0 or (policy.mcg is not None and bool(waiting.any()))
         choice = policy.output.choose(
             joint,
             emitted,
-            suppress_stop=t < suppress_stop_steps,
+            suppress_stop=_stop_suppressed(policy, t, emitted, suppress_stop_steps),
             sample=sample,
             temperature=temperature,
             generator=generator,
-            with_first_probs=t == 0,  # the same state's first_step_probs, from the same scores
+            with_first_probs=want_first,  # the same state's first_step_probs, from the same scores
         )
-        if t == 0:
+        if want_first:
             assert choice.first_probs is not None
-            first_probs = choice.first_probs.detach()
+            first_probs = _keep_first_label_probs(first_probs, choice.first_probs.detach(), waiting)
         action = choice.action
         if not sample:
             natural_stop = choice.natural_stop & ~done & (set_len == cap)
@@ -126,6 +157,7 @@ def rollout(
         log_probs.append(choice.log_prob.masked_fill(done, 0.0))
         values.append(value.masked_fill(done, 0.0))
         emitted.add(action, ~done, stop_id)  # STOP is never masked
+        waiting &= _before_labels(action, policy)  # a finished row's padding (-1) ends its wait too
         done = done | (action == stop_id)
         last = action
         if bool(done.all()):
@@ -163,7 +195,8 @@ def beam_search(
     """Most probable chains by beam search (sum of log-probs / length**length_penalty).
 
     Chains that reached STOP or the cap keep their score and stay in the beam. Returns the best
-    beam per document; `log_probs`/`values` are per chosen action along that beam.
+    beam per document; `log_probs`/`values` are per chosen action along that beam, and (MCG)
+    `first_probs` are those of that beam's first label step.
     """
     if beam_width < 1:
         raise ValueError(f"beam_width must be >= 1, got {beam_width}")
@@ -180,12 +213,16 @@ def beam_search(
     history = torch.zeros(batch * K, 0, dtype=torch.long, device=device)
     step_logp = torch.zeros(batch * K, 0, device=device)
     step_values = torch.zeros(batch * K, 0, device=device)
-    first_probs = None
+    first_probs = None  # plain: step 0 of the first beam (the K are one state there); MCG: per beam
+    per_beam, waiting = policy.mcg is not None, torch.ones(batch * K, dtype=torch.bool, device=device)
     for t in range(cap):
         joint, value, state = policy.step_joint(state, last)
-        if t == 0:
+        if t == 0 and not per_beam:
             first_probs = policy.output.first_step_probs(joint[::K], emitted.select(torch.arange(0, batch * K, K)))
-        log_p, ids = policy.output.candidates(joint, emitted, suppress_stop=t < suppress_stop_steps, k=K)
+        elif per_beam and bool(waiting.any()):
+            first_probs = _keep_first_label_probs(first_probs, policy.output.first_step_probs(joint, emitted), waiting)
+        suppress = _stop_suppressed(policy, t, emitted, suppress_stop_steps)
+        log_p, ids = policy.output.candidates(joint, emitted, suppress_stop=suppress, k=K)
         # A finished chain has exactly one continuation (the last column, STOP, recorded as padding) at no cost.
         C = log_p.shape[1]
         carry = torch.full_like(log_p, NEG_INF)
@@ -204,6 +241,9 @@ def beam_search(
         step_logp = torch.cat([step_logp[parent], chosen_logp[:, None]], dim=1)
         step_values = torch.cat([step_values[parent], value[parent].masked_fill(was_finished, 0.0)[:, None]], dim=1)
         emitted.add(action, ~was_finished, stop_id)
+        if per_beam:
+            assert first_probs is not None
+            first_probs, waiting = first_probs[parent], waiting[parent] & _before_labels(action, policy)
         finished = was_finished | (action == stop_id)
         if bool(finished.all()):
             break
@@ -214,7 +254,7 @@ def beam_search(
         list(step_logp[best].unbind(1)),
         list(step_values[best].unbind(1)),
         stop_id,
-        first_probs,
+        first_probs[best] if per_beam and first_probs is not None else first_probs,
         None,
     )
 
@@ -235,41 +275,7 @@ def sequence_log_probs(
     return log_p, entropy, torch.where(actions >= 0, values, torch.zeros((), device=values.device))
 
 
-def labels_to_csr(labels: torch.Tensor | np.ndarray, n_labels: int, lengths=None) -> sp.csr_matrix:
-    """Padded label sequences (B, T) -> bool CSR (B, L); only the first `lengths[i]` labels if given."""
-    labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels, dtype=np.int64)
-    keep = labels >= 0
-    if lengths is not None:
-        lengths = np.asarray(lengths.cpu() if isinstance(lengths, torch.Tensor) else lengths)
-        keep &= np.arange(labels.shape[1])[None, :] < lengths[:, None]
-    rows, cols = np.nonzero(keep)
-    return sp.csr_matrix(
-        (np.ones(len(rows), dtype=bool), (rows, labels[rows, cols])), shape=(labels.shape[0], n_labels)
-    )
-
-
-def position_scores(labels: torch.Tensor, n_labels: int, first_probs: torch.Tensor | None = None) -> np.ndarray:
-    """Ranking scores (B, L): emitted at position p of T -> T - p; never emitted -> p_first - 1 (or -1)."""
-    labels_np = labels.cpu().numpy()
-    B, T = labels_np.shape
-    scores = np.full((B, n_labels), -1.0, dtype=np.float32)
-    if first_probs is not None and first_probs.is_sparse:  # coalesced: each (row, label) once
-        index, values = first_probs.cpu().indices().numpy(), first_probs.cpu().values().numpy()
-        scores[index[0], index[1]] += values.astype(np.float32)
-    elif first_probs is not None:
-        scores += first_probs.cpu().numpy().astype(np.float32)
-    rows, cols = np.nonzero(labels_np >= 0)
-    scores[rows, labels_np[rows, cols]] = (T - cols).astype(np.float32)
-    return scores
-
-
 SCORE_MODES = ("position", "position_aux", "aux", "marginal")
-
-
-def marginal_counts_to_scores(counts: np.ndarray, n_samples: int, tiebreak: np.ndarray) -> np.ndarray:
-    """(count + tiebreak / 2) / n_samples: the share of sampled chains that emitted each label, ties
-    (equal counts) broken by `tiebreak` in [0, 1] without ever overturning a count."""
-    return ((counts + 0.5 * np.clip(tiebreak, 0.0, 1.0)) / n_samples).astype(np.float32)
 
 
 def marginal_scores(
@@ -282,8 +288,8 @@ def marginal_scores(
     generator: torch.Generator,
     tiebreak: torch.Tensor,
 ) -> np.ndarray:
-    """Label marginals from `n_samples` sampled chains per document (STOP suppressed for the first
-    `score_steps` actions, as for position scores); `tiebreak` (B, L) in [0, 1] orders equal counts."""
+    """Label marginals from `n_samples` sampled chains per document (STOP suppressed until
+    `score_steps` labels are out, as for position scores); `tiebreak` (B, L) in [0, 1] orders equal counts."""
     rows = X.shape[0]
     repeated = X[np.repeat(np.arange(rows), n_samples)]
     chains = rollout(
@@ -342,7 +348,7 @@ def predict(
     """Label sets (bool CSR) and ranking scores (float32 (n, L)) for every row of X, in eval mode.
 
     For an MCG policy (agents.mcg) the chain emits cluster tokens first; only the L label columns are
-    returned, and `score_steps` counts the cluster tokens too.
+    returned, and `score_steps` counts labels only (see the module for its first-step probabilities).
 
     Greedy needs one pass per batch (see `rollout`); beam search needs two (free and STOP-suppressed).
     score_mode: "position" (emission position; never-emitted labels by first-step probability),

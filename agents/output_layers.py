@@ -44,7 +44,9 @@ class FlatOutput(nn.Module):
     def new_emitted(self, batch: int, device: torch.device) -> FlatEmitted:
         return FlatEmitted(torch.zeros(batch, self.n_labels + 1, dtype=torch.bool, device=device))
 
-    def _allowed(self, emitted: FlatEmitted, suppress_stop: bool) -> torch.Tensor:
+    def _allowed(self, emitted: FlatEmitted, suppress_stop: bool | torch.Tensor) -> torch.Tensor:
+        """Allowed actions (B, L + 1); `suppress_stop` is per row (a (B,) tensor) only with a constraint:
+        an MCG chain counts its labels, not its steps (agents.decoding)."""
         if self.constraint is not None:
             return self.constraint(emitted.mask, suppress_stop)
         allowed = ~emitted.mask
@@ -57,7 +59,7 @@ class FlatOutput(nn.Module):
         joint,
         emitted: FlatEmitted,
         *,
-        suppress_stop: bool,
+        suppress_stop: bool | torch.Tensor,
         sample: bool,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
@@ -77,13 +79,15 @@ class FlatOutput(nn.Module):
         first = torch.softmax(free, dim=-1)[:, : self.stop_id] if with_first_probs else None  # = first_step_probs
         return Choice(action, chosen, entropy, free.argmax(dim=-1) == self.stop_id, first)
 
-    def candidates(self, joint, emitted: FlatEmitted, *, suppress_stop: bool, k: int):
+    def candidates(self, joint, emitted: FlatEmitted, *, suppress_stop: bool | torch.Tensor, k: int):
         """All L + 1 actions: (log-probs (N, L + 1), None = column index is the action; STOP last)."""
         allowed = self._allowed(emitted, suppress_stop)
         return torch.log_softmax(self.linear(joint).masked_fill(~allowed, NEG_INF), dim=-1), None
 
     def first_step_probs(self, joint, emitted: FlatEmitted) -> torch.Tensor:
-        return torch.softmax(self.linear(joint).masked_fill(emitted.mask, NEG_INF), dim=-1)[:, : self.stop_id]
+        """Label probabilities under the unsuppressed distribution (a constraint's masks too), as `choose`."""
+        blocked = emitted.mask if self.constraint is None else ~self._allowed(emitted, False)
+        return torch.softmax(self.linear(joint).masked_fill(blocked, NEG_INF), dim=-1)[:, : self.stop_id]
 
     def sequence_log_probs(
         self,
@@ -115,7 +119,8 @@ class FlatOutput(nn.Module):
         if self.constraint is not None:
             if not mask_emitted:
                 raise ValueError("an output constraint (MCG) needs mask_emitted=True")
-            allowed = self.constraint(emitted[:, :n_actions], steps < suppress_stop_steps)
+            labels_before = emitted[:, : self.constraint.n_labels].sum(dim=1)  # MCG: labels, not steps
+            allowed = self.constraint(emitted[:, :n_actions], labels_before < suppress_stop_steps)
         elif suppress_stop_steps > 0:
             suppress = (steps < suppress_stop_steps) & allowed[:, :-1].any(dim=1)
             allowed[:, -1] &= ~suppress

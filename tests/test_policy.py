@@ -8,13 +8,12 @@ import torch
 from agents.decoding import (
     beam_search,
     greedy_decode,
-    labels_to_csr,
-    position_scores,
     predict,
     sample_decode,
     sequence_log_probs,
 )
 from agents.features import doc_features
+from agents.label_scores import labels_to_csr, position_scores
 from agents.policy import ChainPolicy
 
 N_FEATURES, N_LABELS = 30, 9

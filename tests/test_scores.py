@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.decoding import marginal_counts_to_scores, position_scores, predict
+from agents.decoding import predict
+from agents.label_scores import marginal_counts_to_scores, position_scores
 from agents.peers import LabelFrequency
 from agents.policy import ChainPolicy
 from agents.supervised import aux_label_loss, teacher_forcing_loss
