@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,10 @@ from envs.chain_task import ChainTask, default_max_steps
 from envs.data.dataset import Split
 from envs.rewards import DEFAULT_REWARD_MODE, check_reward_args
 
-__all__ = ["Learner", "LearnerConfig"]
+__all__ = ["RL_LEARNERS", "Learner", "LearnerConfig", "build_learner_config"]
+
+# Learners trained on sampled chains: they fine-tune a warm start, so they may take their own rate.
+RL_LEARNERS = ("reinforce", "ppo", "combined")
 
 
 @dataclass
@@ -64,6 +68,21 @@ class LearnerConfig:
             raise ValueError(f"need 0 < gamma <= 1 and 0 <= rl_weight <= 1; got {self.gamma}, {self.rl_weight}")
         if self.ppo_epochs < 1 or self.ppo_minibatches < 1 or self.ppo_clip <= 0:
             raise ValueError("need ppo_epochs >= 1, ppo_minibatches >= 1, ppo_clip > 0")
+
+
+def build_learner_config(
+    learner: str, lr: float, *, rl_lr: float | None = None, ppo_lr: float | None = None, **fields: Any
+) -> LearnerConfig:
+    """Learner `learner`'s config from a script's knobs: the one place the rate is picked.
+
+    RL learners take `rl_lr` when given, ppo takes `ppo_lr` over that; every other LearnerConfig
+    field comes from `fields` as is (a name LearnerConfig lacks raises TypeError).
+    """
+    if learner in RL_LEARNERS and rl_lr is not None:
+        lr = rl_lr
+    if learner == "ppo" and ppo_lr is not None:
+        lr = ppo_lr
+    return LearnerConfig(lr=lr, **fields)
 
 
 class Learner:

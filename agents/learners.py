@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from agents.decoding import sequence_log_probs
-from agents.learner_base import Learner, LearnerConfig
+from agents.learner_base import RL_LEARNERS, Learner, LearnerConfig
 from agents.policy import ChainPolicy
 from agents.rearrangement import ordered_targets, rearranged_target_matrix
 from agents.rl import (
@@ -39,7 +39,7 @@ from agents.supervised import teacher_forcing_loss
 from envs.data.dataset import Split
 from envs.orderings import LabelOrdering
 
-LEARNERS = ("freq2rare", "rare2freq", "fixed_random", "always_random", "rearrange", "reinforce", "ppo", "combined")
+LEARNERS = ("freq2rare", "rare2freq", "fixed_random", "always_random", "rearrange", *RL_LEARNERS)
 FIXED_ORDERINGS = LEARNERS[:4]
 __all__ = ["FIXED_ORDERINGS", "LEARNERS", "Learner", "LearnerConfig", "make_learner"]  # the base's two: re-exported
 

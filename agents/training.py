@@ -17,7 +17,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from agents.decoding import predict
-from agents.learners import LEARNERS, LearnerConfig, make_learner
+from agents.learner_base import LearnerConfig, build_learner_config
+from agents.learners import LEARNERS, make_learner
 from agents.policy import ChainPolicy
 from agents.supervised import carve_validation
 from envs.data.dataset import Split
@@ -46,11 +47,10 @@ class TrainConfig:
     rl_lr: float | None = None  # reinforce / ppo / combined: their own (smaller) rate; None = lr
 
     def learner_config(self, learner: str = "freq2rare") -> LearnerConfig:
-        lr = self.lr
-        if learner in ("reinforce", "ppo", "combined") and self.rl_lr is not None:
-            lr = self.rl_lr
-        return LearnerConfig(
-            lr=lr,
+        return build_learner_config(
+            learner,
+            self.lr,
+            rl_lr=self.rl_lr,
             batch_size=self.batch_size,
             seed=self.seed,
             max_steps=self.max_steps,

@@ -15,14 +15,14 @@ import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from agents.learners import FIXED_ORDERINGS, LEARNERS, LearnerConfig
+from agents.learner_base import RL_LEARNERS, LearnerConfig, build_learner_config
+from agents.learners import FIXED_ORDERINGS, LEARNERS
 from experiments.common import args_from_json, flag_name, parse_args
 from experiments.config import ArgsError, TrainKnobs, check_args
 from experiments.learner_run import RunData
 from experiments.presets import PRESETS
 from experiments.runs import CONFIG_FILE, POLICY_DIR, load_policy, run_name_part
 
-RL_LEARNERS = ("reinforce", "ppo", "combined")
 # Flags a --resume may change: they say how to show or where to find things, not what the run is.
 SAFE_ON_RESUME = ("resume", "progress", "stop_after_updates", "data_dir", "device")
 
@@ -173,13 +173,12 @@ def _check(args: Args) -> None:
 
 
 def learner_config(args: Args, max_steps: int | None = None, name: str = "") -> LearnerConfig:
-    lr = args.lr
-    if name in RL_LEARNERS and args.rl_lr is not None:
-        lr = args.rl_lr
-    if name == "ppo" and args.ppo_lr is not None:
-        lr = args.ppo_lr
-    return LearnerConfig(
-        lr=lr,
+    """Learner `name`'s config from the flags (`name` "" = a supervised learner's, for the checks)."""
+    return build_learner_config(
+        name,
+        args.lr,
+        rl_lr=args.rl_lr,
+        ppo_lr=args.ppo_lr,
         batch_size=args.batch_size,
         seed=args.seed,
         reward=args.reward,
