@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from envs.data.errors import DataFormatError, DataNotFoundError
-from experiments import train_rl
+from experiments import train_rl_args
 from experiments.common import (
     REPO_ROOT,
     atomic_write_json,
@@ -50,7 +50,7 @@ from experiments.runs import METRICS_FILE, POLICY_DIR, DiskFullError, GracefulIn
 
 SCRIPT = "experiments/ablations.py"
 WARM_START = "warm_start"  # the reference row: the rearrangement policy every warm variant starts from
-# variant -> (factor, setting shown in the table, train_rl.Args overrides of the default combined learner)
+# variant -> (factor, setting shown in the table, train_rl_args.Args overrides of the default combined learner)
 VARIANTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "default": ("default", "f1, delta, w=0.9, warm, ent=0.01", {}),
     "reward_jaccard": ("reward", "jaccard", {"reward": "jaccard"}),
@@ -111,27 +111,27 @@ def resolve_args(args: Args) -> Args:
     if problems:
         raise ArgsError("; ".join(problems))
     for name in args.variants:  # checks every knob
-        train_rl.resolve_args(variant_args(args, name, args.seeds[0], warm_policy=None))
+        train_rl_args.resolve_args(variant_args(args, name, args.seeds[0], warm_policy=None))
     return args
 
 
 # ----------------------------------------------------------------------------- the runs
-def base_args(args: Args, seed: int) -> train_rl.Args:
+def base_args(args: Args, seed: int) -> train_rl_args.Args:
     """The default variant: the combined learner with every knob as given."""
-    return train_rl.Args(
+    return train_rl_args.Args(
         **knobs_of(args), dataset=args.dataset, learners=["combined"], ensemble=[], seed=seed, runs_dir=args.runs_dir
     )
 
 
-def warm_start_args(args: Args, seed: int) -> train_rl.Args:
+def warm_start_args(args: Args, seed: int) -> train_rl_args.Args:
     """The per-seed rearrangement run every warm-started variant of `seed` starts from."""
     return replace(
         base_args(args, seed), learners=["rearrange"], updates=args.warm_updates, warm_start=None, group_name="abl-warm"
     )
 
 
-def variant_args(args: Args, name: str, seed: int, warm_policy: str | None) -> train_rl.Args:
-    """train_rl.Args of one variant; `warm_policy` is the seed's rearrangement policy folder."""
+def variant_args(args: Args, name: str, seed: int, warm_policy: str | None) -> train_rl_args.Args:
+    """train_rl_args.Args of one variant; `warm_policy` is the seed's rearrangement policy folder."""
     overrides = dict(VARIANTS[name][2])
     run = replace(base_args(args, seed), group_name=f"abl-{name}".replace("_", "-"), warm_start=warm_policy)
     if "warm_start" in overrides and overrides["warm_start"] is None:
@@ -139,7 +139,7 @@ def variant_args(args: Args, name: str, seed: int, warm_policy: str | None) -> t
     return replace(run, **overrides)
 
 
-def train(run: train_rl.Args) -> tuple[Path, float]:
+def train(run: train_rl_args.Args) -> tuple[Path, float]:
     """Reuse, continue or train the run of this configuration; (run folder, seconds this call took)."""
     started = time.perf_counter()
     return train_or_resume(run), time.perf_counter() - started
@@ -156,7 +156,9 @@ def run_cell(args: Args, variant: str, seed: int, warm_policy: str | None) -> di
     return entry_from_run(folder, learner, variant, seed, run, seconds)
 
 
-def entry_from_run(folder: Path, learner: str, variant: str, seed: int, run: train_rl.Args, seconds: float) -> dict:
+def entry_from_run(
+    folder: Path, learner: str, variant: str, seed: int, run: train_rl_args.Args, seconds: float
+) -> dict:
     report = json.loads((folder / METRICS_FILE).read_text())
     result = report["learners"][learner]
     factor, setting, overrides = VARIANTS[variant] if variant in VARIANTS else ("reference", "rearrange only", {})
@@ -198,7 +200,7 @@ def load_results(path: Path) -> dict[str, Any]:
     return results
 
 
-def is_done(results: dict[str, Any], variant: str, seed: int, run: train_rl.Args) -> bool:
+def is_done(results: dict[str, Any], variant: str, seed: int, run: train_rl_args.Args) -> bool:
     entry = results["entries"].get(entry_key(variant, seed))
     return entry is not None and run_config(entry.get("config", {})) == run_config(run)
 

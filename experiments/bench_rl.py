@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from experiments.common import parse_args, resolve_device, single_thread
 
-from agents.learners import LearnerConfig, make_learner
+from agents.learner_base import LearnerConfig
+from agents.learners import make_learner
 from agents.policy import ChainPolicy
 from envs.data.loading import load_dataset
 

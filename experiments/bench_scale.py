@@ -143,7 +143,8 @@ def chain_cell(kind: str, n_labels: int, args: Args) -> dict:
     import torch
 
     from agents.decoding import greedy_decode
-    from agents.learners import LearnerConfig, make_learner
+    from agents.learner_base import LearnerConfig
+    from agents.learners import make_learner
 
     data = synthetic_data(args, n_labels)
     data_mb = peak_rss_mb()

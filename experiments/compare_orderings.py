@@ -41,7 +41,7 @@ from typing import Any
 from agents.learners import LEARNERS
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import load_dataset
-from experiments import train_rl
+from experiments import train_rl_args
 from experiments.common import REPO_ROOT, atomic_write_json, atomic_write_text, command_line, parse_args, single_thread
 from experiments.config import ArgsError, TrainKnobs, check_args, knobs_of, override
 from experiments.execution import Cell, ExecutionFlags, check_backend, run_cells
@@ -108,13 +108,13 @@ def resolve_args(args: Args) -> Args:
     problems += check_backend(args.backend, args.address, args.jobs)
     if problems:
         raise ArgsError("; ".join(problems))
-    train_rl.resolve_args(train_args(args, args.datasets[0], args.seeds[0]))  # checks every knob
+    train_rl_args.resolve_args(train_args(args, args.datasets[0], args.seeds[0]))  # checks every knob
     return args
 
 
-def train_args(args: Args, dataset: str, seed: int) -> train_rl.Args:
+def train_args(args: Args, dataset: str, seed: int) -> train_rl_args.Args:
     """The train_rl run of one cell: every training knob as given, the cell's dataset and seed."""
-    return train_rl.Args(
+    return train_rl_args.Args(
         **knobs_of(args),
         dataset=dataset,
         learners=list(args.learners),

@@ -191,7 +191,7 @@ _KNOB_FIELDS = {spec.name: spec for spec in fields(TrainKnobs)}
 
 
 def knobs_of(args: TrainKnobs) -> dict[str, Any]:
-    """Every knob of `args` by field name, to build another script's Args (`train_rl.Args(**knobs_of(a), ...)`)."""
+    """Every knob of `args` by field name, to build another script's Args (`train_rl_args.Args(**knobs_of(a), ...)`)."""
     return {spec.name: getattr(args, spec.name) for spec in fields(TrainKnobs)}
 
 

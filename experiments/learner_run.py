@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.learners import Learner
+from agents.learner_base import Learner
 from agents.policy import ChainPolicy
 from agents.training import validation_metrics
 from envs.data.dataset import Split

@@ -12,23 +12,23 @@ from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from experiments import train_rl
+from experiments import train_rl, train_rl_args
 from experiments.runs import CONFIG_FILE, METRICS_FILE, run_name_part
 
 NOT_CONFIG = ("resume", "progress", "stop_after_updates", "runs_dir", "data_dir", "group_name", "quick", "config")
 
 
-def run_config(run: train_rl.Args | dict[str, Any]) -> dict[str, Any]:
+def run_config(run: train_rl_args.Args | dict[str, Any]) -> dict[str, Any]:
     """What makes a run (JSON-normalised, so it compares equal to a config read back from disk)."""
     values = asdict(run) if is_dataclass(run) else dict(run)
-    values = {**asdict(train_rl.Args()), **values}
+    values = {**asdict(train_rl_args.Args()), **values}
     return json.loads(json.dumps({key: value for key, value in values.items() if key not in NOT_CONFIG}))
 
 
-def find_run(run: train_rl.Args) -> Path | None:
+def find_run(run: train_rl_args.Args) -> Path | None:
     """The newest folder under run.runs_dir of this dataset, group and seed with exactly this configuration."""
     want = run_config(run)
-    group = run.group_name or train_rl.group_label(run)
+    group = run.group_name or train_rl_args.group_label(run)
     pattern = f"{run_name_part(run.dataset)}__{group}__{run.seed}__*"
     for folder in sorted(Path(run.runs_dir).glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True):
         try:
@@ -40,7 +40,7 @@ def find_run(run: train_rl.Args) -> Path | None:
     return None
 
 
-def train_or_resume(run: train_rl.Args) -> Path:
+def train_or_resume(run: train_rl_args.Args) -> Path:
     """The finished run of this configuration: reused, continued from its checkpoints, or trained.
 
     The folder returned has no metrics.json when training was stopped (Ctrl-C) before the end.

@@ -33,7 +33,7 @@ from experiments.presets import PRESETS
 from experiments.runs import load_policy
 
 if TYPE_CHECKING:
-    from experiments.train_rl import Args
+    from experiments.train_rl_args import Args
 
 EMPTY_WARN_FRACTION = 0.01  # warn when at least this share of training documents has no label
 

@@ -66,7 +66,6 @@ from experiments.runs import (
     run_name_part,
 )
 from experiments.train_rl_args import (
-    RL_LEARNERS,
     Args,
     check_warm_start,
     cli_args,
@@ -77,8 +76,10 @@ from experiments.train_rl_args import (
     warm_start_source,
 )
 
-# The script's public names; Args and its resolution live in train_rl_args (re-exported here).
-__all__ = ["RL_LEARNERS", "Args", "ArgsError", "cli_args", "group_label", "main", "resolve_args"]
+# The script's public names: `main` and its `Args` (defined in train_rl_args; the README documents
+# `from experiments.train_rl import Args`, one Args per script). Everything else: import it from where
+# it is defined (experiments.train_rl_args, experiments.config).
+__all__ = ["Args", "main"]
 
 
 # ----------------------------------------------------------------------------- one learner

@@ -4,7 +4,7 @@ resolution, the checks that name the flag, each learner's `LearnerConfig`, order
 Kept apart from train_rl.py, which owns the run's flow (run folder, lock, training each learner, the
 report): everything here is settled before any training starts and reads nothing but the flags, the
 saved config of a --resume and the policies a warm start names. Scripts and tests import these names
-from `experiments.train_rl`, which re-exports the public ones.
+from here; `experiments.train_rl` re-exports only `Args`, the script's documented entry point.
 """
 
 from __future__ import annotations

@@ -29,15 +29,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from agents.learner_base import RL_LEARNERS
 from agents.learners import LEARNERS
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.metrics import LOWER_IS_BETTER
-from experiments import execution, ray_backend, train_rl
+from experiments import execution, ray_backend, train_rl_args
 from experiments.common import atomic_write_json, parse_args, single_thread
 from experiments.config import ArgsError
 from experiments.run_lookup import run_config, train_or_resume
 
-RL_LEARNERS = train_rl.RL_LEARNERS
 BEST_CONFIG_FILE = "best_config.json"
 
 
@@ -96,17 +96,17 @@ def check(args: Args) -> None:
         problems.append(f"--reduction-factor must be >= 2, got {args.reduction_factor}")
     if problems:
         raise ArgsError("; ".join(problems))
-    train_rl.resolve_args(trial_args(args, {}, args.runs_dir))  # the knobs every trial shares
+    train_rl_args.resolve_args(trial_args(args, {}, args.runs_dir))  # the knobs every trial shares
 
 
-def trial_args(args: Args, config: dict[str, Any], runs_dir: str) -> train_rl.Args:
+def trial_args(args: Args, config: dict[str, Any], runs_dir: str) -> train_rl_args.Args:
     """The train_rl run of one trial: the searched values on top of train_rl's defaults."""
     config = dict(config)
     lr = config.pop("lr", None)
     if lr is not None:  # the tuned learner's own learning rate
         config["ppo_lr" if args.learner == "ppo" else "rl_lr" if args.learner in RL_LEARNERS else "lr"] = lr
     learners = ["rearrange", args.learner] if args.learner in RL_LEARNERS else [args.learner]
-    return train_rl.Args(
+    return train_rl_args.Args(
         dataset=args.dataset,
         data_dir=args.data_dir,
         learners=learners,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import ablations, train_rl
+from experiments import ablations, train_rl, train_rl_args
 from experiments.common import parse_args
 from experiments.run_lookup import run_config
 from experiments.ablations import (
@@ -83,7 +83,7 @@ def test_quick_grid_shares_one_warm_start_and_resumes(tmp_path, monkeypatch):
             assert all(0.0 <= entry[split][m] <= 1.0 for m in ablations.TABLE_METRICS)
         words = shlex.split(entry["command"])
         assert words[:2] == ["python", "experiments/train_rl.py"]  # the command reproduces the run exactly
-        assert run_config(parse_args(train_rl.Args, words[2:])) == entry["config"]
+        assert run_config(parse_args(train_rl_args.Args, words[2:])) == entry["config"]
         assert Path(entry["run_dir"], "metrics.json").is_file()
     assert "--warm-start " + warm_policy in entries["default:0"]["command"]
     assert len(list((tmp_path / "runs").glob("emotions__abl-*"))) == 4

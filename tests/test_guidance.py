@@ -12,7 +12,8 @@ import torch
 
 from agents.decoding import predict
 from agents.guidance import ClusterGuidance, with_gold_clusters
-from agents.learners import LEARNERS, LearnerConfig, make_learner
+from agents.learner_base import LearnerConfig
+from agents.learners import LEARNERS, make_learner
 from agents.policy import ChainPolicy
 from envs.data.dataset import Split
 from envs.label_clusters import kmeans_clusters, pifa_embeddings

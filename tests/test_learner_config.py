@@ -12,6 +12,7 @@ import pytest
 from agents.learner_base import RL_LEARNERS, LearnerConfig, build_learner_config
 from agents.learners import LEARNERS
 from agents.training import TrainConfig
+from experiments import train_rl, train_rl_args
 from experiments.train_rl_args import Args, learner_config
 
 # LearnerConfig's defaults, written out so the pins below name every field.
@@ -112,3 +113,9 @@ def test_builder_rates_and_unknown_fields() -> None:
     assert build_learner_config("rearrange", 1.0, ppo_lr=0.25, seed=7).seed == 7
     with pytest.raises(TypeError, match="no_such_knob"):
         build_learner_config("ppo", 1.0, no_such_knob=1)
+
+
+def test_train_rl_public_names() -> None:
+    """train_rl keeps only its documented entry point (`Args`, README) and `main`; the rest lives where defined."""
+    assert train_rl.__all__ == ["Args", "main"]
+    assert train_rl.Args is train_rl_args.Args

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.learners import FIXED_ORDERINGS, LEARNERS, LearnerConfig, make_learner
+from agents.learner_base import LearnerConfig
+from agents.learners import FIXED_ORDERINGS, LEARNERS, make_learner
 from agents.policy import ChainPolicy
 from envs.data.loading import load_dataset
 from envs.rewards import chain_quality

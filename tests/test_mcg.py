@@ -12,7 +12,8 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
 from agents.decoding import beam_search, greedy_decode, predict, sample_decode, sequence_log_probs
-from agents.learners import LEARNERS, LearnerConfig, make_learner
+from agents.learner_base import LearnerConfig
+from agents.learners import LEARNERS, make_learner
 from agents.mcg import MCGConstraint, cluster_part, mcg_setup
 from agents.policy import ChainPolicy
 from agents.rearrangement import ordered_targets, rearranged_target_matrix

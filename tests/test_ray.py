@@ -16,7 +16,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]' (CI installs it)")
 
-from experiments import compare_orderings, execution, ray_backend, train_rl, tune  # noqa: E402
+from experiments import compare_orderings, execution, ray_backend, train_rl, train_rl_args, tune  # noqa: E402
 from experiments.compare_orderings import Args  # noqa: E402
 from experiments.orderings_report import render_markdown  # noqa: E402
 
@@ -149,7 +149,7 @@ def test_tune_search_writes_a_best_config_that_train_rl_reproduces(ray_session, 
     assert best["rl_lr"] == winner["config"]["lr"] and best["learners"] == ["rearrange", "combined"]
     assert len(list(best_path.parent.glob("emotions__tune-combined__0__*/combined/events.out.tfevents.*"))) == 2
     run_dir = train_rl.main(
-        train_rl.cli_args(["--config", str(best_path), "--runs-dir", str(tmp_path / "again"), "--no-progress"])
+        train_rl_args.cli_args(["--config", str(best_path), "--runs-dir", str(tmp_path / "again"), "--no-progress"])
     )  # what `train_rl.py --config` runs
     again = json.loads((run_dir / "metrics.json").read_text())["learners"]["combined"]["val"]["nDCG@3"]
     assert again == pytest.approx(winner["best_val"], abs=1e-12)  # same seed, same config: same best score

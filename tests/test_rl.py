@@ -8,7 +8,8 @@ import scipy.sparse as sp
 import torch
 
 from agents.decoding import sequence_log_probs
-from agents.learners import LearnerConfig, make_learner
+from agents.learner_base import LearnerConfig
+from agents.learners import make_learner
 from agents.policy import ChainPolicy
 from agents.rearrangement import rearranged_target_matrix
 from agents.rl import (

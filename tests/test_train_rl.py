@@ -14,7 +14,9 @@ from interrupted_run import interrupt_long_run
 
 from agents.policy import ChainPolicy
 from experiments.runs import BatchSampler, GracefulInterrupt, load_checkpoint, read_scalars
-from experiments.train_rl import Args, ArgsError, group_label, main
+from experiments.config import ArgsError
+from experiments.train_rl import main
+from experiments.train_rl_args import Args, group_label
 
 UPDATES = 6
 TINY = Args(

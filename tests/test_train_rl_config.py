@@ -10,7 +10,7 @@ import pytest
 
 from experiments.config import ArgsError
 from experiments.run_lookup import run_config
-from experiments.train_rl import Args, cli_args
+from experiments.train_rl_args import Args, cli_args
 
 
 def write(tmp: Path, content: object) -> str:

@@ -11,7 +11,9 @@ import pytest
 
 from experiments.runs import load_checkpoint
 from experiments.run_setup import load_run_data
-from experiments.train_rl import Args, ArgsError, main
+from experiments.config import ArgsError
+from experiments.train_rl import main
+from experiments.train_rl_args import Args
 
 TINY = Args(
     dataset="emotions",

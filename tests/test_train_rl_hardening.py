@@ -20,7 +20,9 @@ from experiments.common import parse_args
 from experiments.run_report import best_fixed_ordering
 from experiments.runs import DiskFullError, RunLock, load_checkpoint, read_scalars
 from experiments.run_setup import check_splits
-from experiments.train_rl import Args, ArgsError, main, resolve_args
+from experiments.config import ArgsError
+from experiments.train_rl import main
+from experiments.train_rl_args import Args, resolve_args
 
 TINY = Args(
     dataset="emotions",

@@ -15,7 +15,8 @@ from agents.decoding import (
     sample_decode,
     sequence_log_probs,
 )
-from agents.learners import LEARNERS, LearnerConfig, make_learner
+from agents.learner_base import LearnerConfig
+from agents.learners import LEARNERS, make_learner
 from agents.optim import AdamWithSparse
 from agents.chain_step import HistoryEmitted
 from agents.output_layers import make_output_layer
@@ -319,7 +320,8 @@ def test_reinforce_learns_with_a_tree(emotions):
 
 # ----------------------------------------------------------------------------- the training script
 def test_train_rl_trains_and_saves_tree_policies(tmp_path):
-    from experiments.train_rl import Args, main
+    from experiments.train_rl import main
+    from experiments.train_rl_args import Args
 
     args = Args(
         dataset="emotions",
@@ -352,7 +354,7 @@ def test_train_rl_trains_and_saves_tree_policies(tmp_path):
 
 def test_train_rl_names_bad_tree_flags():
     from experiments.config import check_args
-    from experiments.train_rl import Args
+    from experiments.train_rl_args import Args
 
     problems = check_args(
         Args(output="trie", tree_branching=1, tree_leaf_size=0, tree_beam=0, sparse_label_grads=True, tree_query_size=0)
