@@ -34,7 +34,7 @@ from typing import Any
 from envs.data.errors import DataFormatError, DataNotFoundError
 from experiments import train_rl_args
 from experiments.common import (
-    REPO_ROOT,
+    results_dir,
     atomic_write_json,
     atomic_write_text,
     command_line,
@@ -88,20 +88,13 @@ class Args(TrainKnobs, ExecutionFlags):
     quick: bool = field(default=False, metadata={"help": "smoke test: emotions, first seed, 30+20 updates, hidden 32"})
 
 
-def results_dir(args: Args) -> Path:
-    """Where the results files go: --out-dir, else RUNS_DIR/quick with --quick, else experiments/results."""
-    if args.out_dir is not None:
-        return Path(args.out_dir)
-    return Path(args.runs_dir) / "quick" if args.quick else REPO_ROOT / "experiments" / "results"
-
-
 def resolve_args(args: Args) -> Args:
     args = replace(args)
     if args.quick:
         args.dataset, args.seeds = "emotions", args.seeds[:1]
         args.warm_updates, args.updates = min(args.warm_updates, 30), min(args.updates, 20)
         args.eval_every, args.hidden_size = 10, min(args.hidden_size, 32)
-    args.out_dir = str(results_dir(args))
+    args.out_dir = str(results_dir(args.out_dir, args.runs_dir, args.quick))
     unknown = [name for name in args.variants if name not in VARIANTS]
     if unknown or not args.variants or len(set(args.variants)) != len(args.variants):
         raise ArgsError(f"--variants must be distinct names from {list(VARIANTS)}, got {args.variants}")
@@ -271,7 +264,7 @@ def main(args: Args) -> Path:
     """Train every missing (variant, seed), seeds-major, writing results after each; returns the json path."""
     single_thread()
     given, args = args, resolve_args(args)
-    out_dir = results_dir(args)
+    out_dir = results_dir(args.out_dir, args.runs_dir, args.quick)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = load_results(out_dir / "ablations.json")
     results.update(command=command_line(given, SCRIPT), argv=sys.argv, args=asdict(args), metrics=list(TABLE_METRICS))
@@ -335,7 +328,7 @@ def main(args: Args) -> Path:
 
 def finished(args: Args) -> bool:
     resolved = resolve_args(args)
-    results = load_results(results_dir(resolved) / "ablations.json")
+    results = load_results(results_dir(resolved.out_dir, resolved.runs_dir, resolved.quick) / "ablations.json")
     return all(entry_key(v, s) in results["entries"] for v in resolved.variants for s in resolved.seeds)
 
 

@@ -119,6 +119,14 @@ def command_line(args: Any, script: str, skip: tuple[str, ...] = ("progress",)) 
     return shlex.join(words)
 
 
+def results_dir(out_dir: str | None, runs_dir: str, quick: bool) -> Path:
+    """Where a grid script's results files go: --out-dir, else RUNS_DIR/quick with --quick (a smoke
+    test must not overwrite the committed tables), else experiments/results."""
+    if out_dir is not None:
+        return Path(out_dir)
+    return Path(runs_dir) / "quick" if quick else REPO_ROOT / "experiments" / "results"
+
+
 def mean_and_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (n - 1; 0 for a single value) of results over seeds."""
     mean = sum(values) / len(values)

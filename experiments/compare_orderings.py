@@ -42,7 +42,14 @@ from agents.learners import LEARNERS
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import load_dataset
 from experiments import train_rl_args
-from experiments.common import REPO_ROOT, atomic_write_json, atomic_write_text, command_line, parse_args, single_thread
+from experiments.common import (
+    atomic_write_json,
+    results_dir,
+    atomic_write_text,
+    command_line,
+    parse_args,
+    single_thread,
+)
 from experiments.config import ArgsError, TrainKnobs, check_args, knobs_of, override
 from experiments.execution import Cell, ExecutionFlags, check_backend, run_cells
 from experiments.orderings_report import TABLE_METRICS, render_markdown
@@ -80,13 +87,6 @@ class Args(TrainKnobs, ExecutionFlags):
 
 
 # ----------------------------------------------------------------------------- arguments
-def results_dir(args: Args) -> Path:
-    """Where the results files go: --out-dir, else RUNS_DIR/quick with --quick, else experiments/results."""
-    if args.out_dir is not None:
-        return Path(args.out_dir)
-    return Path(args.runs_dir) / "quick" if args.quick else REPO_ROOT / "experiments" / "results"
-
-
 def resolve_args(args: Args) -> Args:
     """Apply --quick, fill out_dir, check every field (train_rl checks the knobs it receives)."""
     args = replace(args)
@@ -94,7 +94,7 @@ def resolve_args(args: Args) -> Args:
         args.datasets, args.seeds = ["emotions"], args.seeds[:1]
         args.updates, args.eval_every, args.checkpoint_every = min(args.updates, 30), 10, 10
         args.hidden_size = min(args.hidden_size, 32)
-    args.out_dir = str(results_dir(args))
+    args.out_dir = str(results_dir(args.out_dir, args.runs_dir, args.quick))
     problems = []
     if not args.datasets or len(set(args.datasets)) != len(args.datasets):
         problems.append(f"--datasets must be distinct names, got {args.datasets}")
@@ -276,7 +276,7 @@ def main(args: Args) -> Path:
     single_thread()
     given = args
     args = resolve_args(args)
-    out_dir = results_dir(args)
+    out_dir = results_dir(args.out_dir, args.runs_dir, args.quick)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = load_results(out_dir / "orderings.json")
     command = command_line(given, SCRIPT)
@@ -327,7 +327,9 @@ def main(args: Args) -> Path:
 def grid_finished(args: Args) -> bool:
     """True when every cell of the grid is in the results file with this configuration."""
     resolved = resolve_args(args)
-    return not missing_cells(load_results(results_dir(resolved) / "orderings.json"), resolved)
+    return not missing_cells(
+        load_results(results_dir(resolved.out_dir, resolved.runs_dir, resolved.quick) / "orderings.json"), resolved
+    )
 
 
 if __name__ == "__main__":

@@ -11,12 +11,12 @@ import pytest
 
 from experiments import ablations, train_rl, train_rl_args
 from experiments.common import parse_args
+from experiments.config import ArgsError
 from experiments.run_lookup import run_config
 from experiments.ablations import (
     VARIANTS,
     WARM_START,
     Args,
-    ArgsError,
     main,
     render_markdown,
     resolve_args,

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from experiments import compare_orderings, peers, train_rl
-from experiments.common import command_line
-from experiments.compare_orderings import SCRIPT, Args, ArgsError, main, resolve_args, train_args
+from experiments.common import REPO_ROOT, command_line, results_dir
+from experiments.compare_orderings import SCRIPT, Args, main, resolve_args, train_args
+from experiments.config import ArgsError
 from experiments.orderings_report import TABLE_METRICS, Summary, compare, mean_std, render_markdown
 
 LEARNERS = ["freq2rare", "rare2freq", "rearrange", "combined"]
@@ -245,6 +246,13 @@ def test_bad_arguments_are_reported_plainly(tmp_path):
     bad.write_text("[1, 2]")
     with pytest.raises(ArgsError, match="not an orderings results file"):
         main(quick_args(tmp_path))
+
+
+def test_results_dir_of_the_grid_scripts():
+    """--out-dir wins; else --quick writes under RUNS_DIR/quick, never into the committed tables."""
+    assert results_dir("out", "runs", quick=True) == Path("out")
+    assert results_dir(None, "runs/x", quick=True) == Path("runs/x/quick")
+    assert results_dir(None, "runs/x", quick=False) == REPO_ROOT / "experiments" / "results"
 
 
 def test_quick_never_writes_into_the_committed_results(tmp_path):
