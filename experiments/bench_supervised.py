@@ -130,9 +130,10 @@ def breakdown(policy: ChainPolicy, dataset: Dataset, args: Args, device: torch.d
     return {**phases, "real_position_share": real / max(1, padded)}
 
 
-def _padded_loss(policy: ChainPolicy, X, targets: torch.Tensor) -> torch.Tensor:
+def padded_loss(policy: ChainPolicy, X, targets: torch.Tensor) -> torch.Tensor:
     """The teacher-forcing loss as it was before the cost work: GRU over every padded position,
-    the output layer and the emitted-label mask on the full (B, T, L+1) grid."""
+    the output layer and the emitted-label mask on the full (B, T, L+1) grid (tests/test_training_cost.py
+    checks the packed loss against it)."""
     outputs, doc = policy.sequence_hidden(X, policy.previous_labels(targets))
     joint, _ = policy.joint_inputs(outputs, doc)
     logits = policy.output.logits(joint)
@@ -170,7 +171,7 @@ def update_paths(dataset: Dataset, hidden: int, args: Args, device: torch.device
         for name, (policy, optimizer) in paths.items():
             started = time.perf_counter()
             policy.train()
-            loss = _padded_loss(policy, X, targets) if name == "before" else teacher_forcing_loss(policy, X, targets)
+            loss = padded_loss(policy, X, targets) if name == "before" else teacher_forcing_loss(policy, X, targets)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)

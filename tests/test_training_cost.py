@@ -10,21 +10,7 @@ import torch
 from agents.policy import START as PAD
 from agents.policy import ChainPolicy
 from agents.supervised import teacher_forcing_loss
-
-
-def padded_reference(policy: ChainPolicy, X, targets: torch.Tensor) -> torch.Tensor:
-    """The loss written out over all B x T positions: unpacked GRU, full (B, T, L+1) masks."""
-    previous = policy.previous_labels(targets)
-    outputs, doc = policy.sequence_hidden(X, previous)  # no lengths: the GRU also runs over padding
-    joint, _ = policy.joint_inputs(outputs, doc)
-    logits = policy.output.logits(joint)
-    present = targets >= 0
-    one_hot = torch.zeros_like(logits, dtype=torch.bool)
-    one_hot.scatter_(2, targets.clamp(min=0)[:, :, None], present[:, :, None])
-    before = ((one_hot.cumsum(dim=1) - one_hot.long()) > 0) & present[:, :, None]
-    log_p = torch.log_softmax(logits.masked_fill(before, float("-inf")), dim=-1)
-    chosen = log_p.gather(2, targets.clamp(min=0)[:, :, None]).squeeze(2)
-    return -torch.where(present, chosen, torch.zeros_like(chosen)).sum() / present.sum()
+from experiments.bench_supervised import padded_loss
 
 
 def test_packed_present_only_loss_matches_the_padded_computation() -> None:
@@ -36,7 +22,7 @@ def test_packed_present_only_loss_matches_the_padded_computation() -> None:
         [[3, 1, 4, 0, stop], [0, stop, PAD, PAD, PAD], [stop, PAD, PAD, PAD, PAD], [5, 2, stop, PAD, PAD]]
     )
     fast = teacher_forcing_loss(policy, X, targets)
-    slow = padded_reference(policy, X, targets)
+    slow = padded_loss(policy, X, targets)
     assert torch.allclose(fast, slow, atol=1e-6)
     fast.backward()
     fast_grads = [None if p.grad is None else p.grad.clone() for p in policy.parameters()]  # value head: none
