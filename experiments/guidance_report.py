@@ -132,4 +132,7 @@ def render_markdown(payload: dict) -> str:
         "precision (Jain et al. 2016, A = 0.55, B = 1.5), unnormalised. train s: training wall time "
         "(ensemble: its members' sum).",
     ]
+    notes = payload.get("notes", [])
+    if notes:  # provenance the rows cannot carry
+        lines += ["", "Notes:", "", *(f"- {note}" for note in notes)]
     return "\n".join(lines) + "\n"

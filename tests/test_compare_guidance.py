@@ -47,6 +47,8 @@ def test_guided_minus_unguided_pairs_seeds():
         _row(1, "rearrange+bcl", 0.41, 0.14, 0.08),
         _row(2, "rearrange+bcl", 0.10, 0.90, 0.90),  # no unguided seed 2: left out
     ]
+    rendered = guidance_report.render_markdown({"rows": rows, "command": "python x", "notes": ["made here"]})
+    assert "| d | rearrange+bcl | rearrange | 2 |" in rendered and rendered.endswith("- made here\n")
     [(dataset, method, base, seeds, deltas, text)] = guidance_report.guided_minus_unguided(rows)
     assert (dataset, method, base, seeds) == ("d", "rearrange+bcl", "rearrange", 2)
     assert deltas["micro_f1"] == pytest.approx(0.0)
