@@ -109,12 +109,6 @@ def guided(cell: vg.Cell, guidance: str, clusters: np.ndarray | sp.csr_matrix, a
     return policy.fit_input_normalization(train.X), train
 
 
-def first_model_clusters(policy: ChainPolicy, X: Any, batch: int = 1024) -> np.ndarray:
-    """(N, C) bool clusters a trained guided policy predicts for X: BCL's head, MCG's emitted tokens."""
-    policy.eval()
-    return np.vstack([predicted_clusters(policy, X[start : start + batch]) for start in range(0, X.shape[0], batch)])
-
-
 def run_cell(args: Args, name: str, seed: int, variants: list[str]) -> dict[str, Any]:
     """One (dataset, seed): the rows of every variant in `variants` (λ > 1 retrains its λ = 1 first)."""
     single_thread()
@@ -130,7 +124,7 @@ def run_cell(args: Args, name: str, seed: int, variants: list[str]) -> dict[str,
             continue
         clusters: np.ndarray | sp.csr_matrix = label_cluster
         if lam > 1:
-            M = first_model_clusters(first[guidance].policy, cell.train.X)
+            M = predicted_clusters(first[guidance].policy, cell.train.X)  # BCL head or MCG's tokens
             overlap = assign_overlapping(cooccurrence_counts(cell.train.Y, M), label_cluster, lam)
             clusters = membership_matrix(overlap, args.clusters)
         policy, train = guided(cell, guidance, clusters, args)

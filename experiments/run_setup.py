@@ -86,18 +86,24 @@ def overlapping_clusters(args: Args, train: Split, label_cluster: np.ndarray) ->
             f"--overlap-from {args.overlap_from}: not a bcl or mcg policy with --clusters {args.clusters} "
             f"over {train.X.shape[1]} features"
         )
-    first.eval()
-    M = np.vstack([predicted_clusters(first, train.X[start : start + 1024]) for start in range(0, len(train), 1024)])
+    M = predicted_clusters(first, train.X)
     overlap = assign_overlapping(cooccurrence_counts(train.Y, M), label_cluster, args.overlap_lambda)
     return membership_matrix(overlap, args.clusters)
 
 
-def predicted_clusters(policy: ChainPolicy, X) -> np.ndarray:
-    """(B, C) bool clusters a bcl policy's head predicts, or the cluster tokens an mcg policy emits."""
-    if policy.mcg is None:
-        return policy.predicted_clusters(X)
-    with torch.no_grad():
-        return cluster_part(greedy_decode(policy, X).labels, policy.mcg).toarray()
+def predicted_clusters(policy: ChainPolicy, X, batch: int = 1024) -> np.ndarray:
+    """(N, C) bool clusters a bcl policy's head predicts, or the cluster tokens an mcg policy emits
+    greedily, for the rows of X in batches of `batch` (the policy is put in eval mode)."""
+    policy.eval()
+    parts = []
+    for start in range(0, X.shape[0], batch):
+        rows = X[start : start + batch]
+        if policy.mcg is None:
+            parts.append(policy.predicted_clusters(rows))
+        else:
+            with torch.no_grad():
+                parts.append(cluster_part(greedy_decode(policy, rows).labels, policy.mcg).toarray())
+    return np.vstack(parts)
 
 
 def check_splits(name: str, train: Split, test: Split) -> None:
