@@ -63,7 +63,7 @@ def parse_shape(text: str) -> tuple[int, int]:
     return branching, leaf
 
 
-def new_policy(cell: vg.Cell, shape: str | None) -> ChainPolicy:
+def new_policy(cell: vg.Cell, shape: str | None, tree_beam: int) -> ChainPolicy:
     vg.seeded(cell.seed)
     tree = None
     if shape is not None:
@@ -76,7 +76,7 @@ def new_policy(cell: vg.Cell, shape: str | None) -> ChainPolicy:
         hidden_size=cell.args.hidden_size,
         output="flat" if shape is None else "tree",
         tree=tree,
-        tree_beam=getattr(cell.args, "tree_beam", 10),
+        tree_beam=tree_beam,
     )
     return policy.fit_input_normalization(cell.train.X)
 
@@ -96,7 +96,7 @@ def run_output(cell: vg.Cell, output: str, chosen_shapes: dict[str, str]) -> lis
         candidates = list(args.shapes)
     best: tuple[str | None, vg.Member] | None = None
     for shape in candidates:
-        member = vg.trained(cell, new_policy(cell, shape), "rearrange", args.rearrange_epochs, args.lr)
+        member = vg.trained(cell, new_policy(cell, shape, args.tree_beam), "rearrange", args.rearrange_epochs, args.lr)
         if shape is not None:
             shape_info[shape] = member.val[args.select_metric]
         if best is None or member.val[args.select_metric] > best[1].val[args.select_metric]:
