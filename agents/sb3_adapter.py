@@ -5,6 +5,11 @@ emitted so far, and `ChainPolicy.prefix_logits` re-runs the GRU over that histor
 trains exactly the weights the native learners train, and `chain_policy_from(model)` hands them back
 as a standalone `ChainPolicy` for `agents.decoding`, `ChainPolicy.save`, warm starts, ensembling.
 
+MCG (agents.mcg, cluster tokens before labels): a `LabelChainEnv(..., mcg=spec)` already masks
+its actions by the MCG constraint (`action_masks()`), and MaskablePPO applies those masks in its
+rollouts and updates; `make_maskable_ppo` gives the chain the env's spec (the `mcg` key), so the
+policy handed back decodes under the same constraint and scores label columns only.
+
 What the adapter replaces in `MaskableActorCriticPolicy`: SB3's preprocessing (it would one-hot the
 `history` MultiDiscrete and the `step` Discrete), the features extractor and the MLP heads. What it
 keeps: SB3's masked categorical distribution, optimizer handling, `predict`, and save/load
@@ -27,6 +32,8 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents.policy import START, ChainPolicy
+from envs.chain_task import ChainTask
+from envs.mcg import MCGSpec
 
 CHAIN_ARCH_KEYS = (
     "hidden_size",
@@ -40,6 +47,7 @@ CHAIN_ARCH_KEYS = (
     "tree_beam",
     "sparse_label_grads",
     "tree_query_size",
+    "mcg",
 )
 
 
@@ -97,6 +105,7 @@ class ChainPolicyAdapter(MaskableActorCriticPolicy):
         tree_beam: int = 10,
         sparse_label_grads: bool = False,
         tree_query_size: int | None = None,
+        mcg: MCGSpec | dict | None = None,
         optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
         **unused_sb3_kwargs: Any,
@@ -136,6 +145,7 @@ class ChainPolicyAdapter(MaskableActorCriticPolicy):
             tree_beam=tree_beam,
             sparse_label_grads=sparse_label_grads,
             tree_query_size=tree_query_size,
+            mcg=mcg,
         )
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
@@ -199,15 +209,30 @@ class ChainPolicyAdapter(MaskableActorCriticPolicy):
 
 
 # ---------------------------------------------------------------------- helpers
-def _training_features(env: gym.Env | VecEnv):
-    """The training features behind a LabelChainEnv (or a VecEnv of them), for input normalization."""
+def _env_task(env: gym.Env | VecEnv) -> ChainTask | None:
+    """The ChainTask behind a LabelChainEnv (or a VecEnv of them); None for any other env."""
     if isinstance(env, VecEnv):
-        task = env.get_attr("task", indices=[0])[0]
-    else:
-        task = getattr(env.unwrapped, "task", None)
-    if task is None:
-        raise ValueError("fit_normalization=True needs a LabelChainEnv (its .task holds the features)")
-    return task.split.X
+        return env.get_attr("task", indices=[0])[0] if env.has_attr("task") else None
+    return getattr(env.unwrapped, "task", None)
+
+
+def _check_mcg(config: dict[str, Any], task: ChainTask | None, from_policy: bool) -> None:
+    """Give the chain the env's MCG spec, or fail when the chain's and the env's disagree.
+
+    A config dict without an `mcg` key takes the env's; a ChainPolicy keeps its own (None when it
+    has none), so a plain policy is never silently turned into an MCG one."""
+    env_mcg = None if task is None or task.mcg is None else task.mcg.config()
+    given = config.get("mcg") if from_policy else config.get("mcg", env_mcg)
+    given = given.config() if isinstance(given, MCGSpec) else given
+    if given != env_mcg:
+        ours = "no mcg clusters" if given is None else "mcg clusters"
+        theirs = "none" if env_mcg is None else "some" if given is None else "other ones"
+        raise ValueError(
+            f"chain policy has {ours} but the env has {theirs}; build the env with "
+            "LabelChainEnv(..., mcg=policy.mcg) (MCG needs the same spec on both)"
+        )
+    if env_mcg is not None:
+        config["mcg"] = env_mcg
 
 
 def make_maskable_ppo(
@@ -224,6 +249,8 @@ def make_maskable_ppo(
     original is left untouched). Given a config dict (architecture keys of `ChainPolicy.config`;
     `n_features`/`n_labels` are checked against the env) or None, weights are fresh and, with
     `fit_normalization`, the input normalization is fitted on the env's training features.
+    An MCG env (`LabelChainEnv(..., mcg=spec)`) gives the chain its spec; a chain's own `mcg` must
+    equal the env's.
     """
     source = chain_policy_or_config if isinstance(chain_policy_or_config, ChainPolicy) else None
     config = dict(source.config if source is not None else (chain_policy_or_config or {}))
@@ -232,6 +259,8 @@ def make_maskable_ppo(
         given = config.pop(key, expected)
         if int(given) != expected:
             raise ValueError(f"chain policy has {key}={given} but the env has {expected}")
+    task = _env_task(env)
+    _check_mcg(config, task, from_policy=source is not None)
     unknown = set(config) - set(CHAIN_ARCH_KEYS)
     if unknown:
         raise ValueError(f"unknown ChainPolicy config keys {sorted(unknown)}; expected some of {CHAIN_ARCH_KEYS}")
@@ -241,7 +270,9 @@ def make_maskable_ppo(
     if source is not None:
         chain.load_state_dict(source.state_dict())
     elif fit_normalization:
-        chain.fit_input_normalization(_training_features(env))
+        if task is None:
+            raise ValueError("fit_normalization=True needs a LabelChainEnv (its .task holds the features)")
+        chain.fit_input_normalization(task.split.X)
     return model
 
 

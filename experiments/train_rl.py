@@ -120,6 +120,7 @@ def train_learner(
     torch.manual_seed(args.seed)
     if state is not None:
         policy = policy_from_state(state["policy_config"]).to(resolve_device(args.device))
+        check_same_mcg(policy, data, learner_dir)
     else:
         policy = start_policy(name, args, data, run_dir)
     learner = make_learner(
@@ -137,6 +138,21 @@ def train_learner(
         state=state,
     )
     return run.train(interrupt, budget)
+
+
+def check_same_mcg(policy: ChainPolicy, data: RunData, learner_dir: Path) -> None:
+    """A resumed MCG learner must train on the clusters its checkpoint was trained on.
+
+    Why: the run rebuilds its clusters from the flags (k-means, or the --overlap-from policy as it is
+    now), while the checkpoint's policy keeps the membership it started with; if those differ, the gold
+    cluster tokens would silently stop matching the policy's constraint."""
+    saved = None if policy.mcg is None else policy.mcg.config()
+    rebuilt = None if data.mcg is None else data.mcg.config()
+    if saved != rebuilt:
+        raise ArgsError(
+            f"--resume: {learner_dir.name}'s checkpoint was trained on other --guidance mcg clusters than the "
+            "ones rebuilt now (did the --overlap-from policy change?); start a new run instead"
+        )
 
 
 # ----------------------------------------------------------------------------- main

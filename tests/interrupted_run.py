@@ -1,7 +1,9 @@
-"""A long train_rl run on emotions, stopped by a signal once it trains: the Ctrl-C and SIGTERM tests share it."""
+"""Interrupted train_rl runs: a long run on emotions stopped by a signal once it trains (the Ctrl-C and
+SIGTERM tests), and the part of a finished run that a resumed run must reproduce exactly."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -28,3 +30,12 @@ def interrupt_long_run(runs_dir: Path, signal_number: int, timeout: float = 120.
     process.send_signal(signal_number)
     output, _ = process.communicate(timeout=timeout)
     return process.returncode, output
+
+
+def deterministic_part(run_dir: Path) -> dict:
+    """metrics.json without wall times (the only numbers allowed to differ between identical runs)."""
+    report = json.loads((run_dir / "metrics.json").read_text())
+    report.pop("timing")
+    for result in report["learners"].values():
+        result.pop("timing")
+    return report

@@ -11,12 +11,14 @@ from agents.decoding import greedy_decode, predict
 from agents.policy import ChainPolicy
 from agents.sb3_adapter import ChainPolicyAdapter, chain_policy_from, make_maskable_ppo
 from envs.label_env import LabelChainEnv
+from envs.mcg import MCGSpec, emitted_mask
 
 EVAL_DOCS = 200
 TRAIN_STEPS = 2048  # seeds 0-3 all reach ~0.44-0.47 greedy F1 here, both policies
 MARGIN = 0.08  # trained greedy mean F1 must beat the random valid policy's by this much (measured: 0.44-0.47 vs 0.29)
 PPO_ARGS = dict(n_steps=512, batch_size=64, n_epochs=8, learning_rate=1e-3, device="cpu", verbose=0)
 CHAIN_CONFIG = {"hidden_size": 32, "label_embed_size": 8}
+TINY_PPO = dict(n_steps=32, batch_size=16, n_epochs=2, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +221,63 @@ def test_same_seed_same_weights_and_clear_errors(tiny_dataset):
         make_maskable_ppo(LabelChainEnv(tiny_dataset), ChainPolicy(3, 5, hidden_size=8))
     with pytest.raises(ValueError, match="unknown ChainPolicy config keys"):
         make_maskable_ppo(LabelChainEnv(tiny_dataset), {"hidden": 8})
+
+
+# ---------------------------------------------------------------------- MCG (cluster tokens before labels)
+MCG_SPEC = MCGSpec.from_assignment(np.array([0, 1, 0, 1]), 2, restrict=True)  # clusters {0, 2} and {1, 3}
+LABEL, CLUSTER, STOP = slice(0, 4), slice(4, 6), 6  # action ids of the MCG env over tiny_dataset
+
+
+def test_maskable_ppo_trains_an_mcg_chain_under_the_env_masks(tiny_dataset, tmp_path):
+    env = LabelChainEnv(tiny_dataset, mcg=MCG_SPEC)
+    model = make_maskable_ppo(env, {"hidden_size": 8, "label_embed_size": 4}, seed=0, **TINY_PPO)
+    before = {key: value.clone() for key, value in model.policy.chain.state_dict().items()}
+    model.learn(64)
+    chain = chain_policy_from(model)
+    assert chain.config["mcg"] == MCG_SPEC.config() and chain.label_columns == 4
+    assert any(not torch.equal(chain.state_dict()[key], value) for key, value in before.items())
+
+    # Every rollout step obeyed the constraint: no cluster token once a label is out, labels only
+    # from an emitted cluster (restrict), nothing twice.
+    buffer = model.rollout_buffer
+    histories = buffer.observations["history"].reshape(-1, env.task.max_steps).astype(np.int64)
+    actions = buffer.actions.reshape(-1).astype(np.int64)
+    masks = buffer.action_masks.reshape(len(actions), -1).astype(bool)
+    assert np.array_equal(masks, MCG_SPEC.allowed_actions(emitted_mask(histories, 6)))
+    assert masks[np.arange(len(actions)), actions].all()
+    after_label = (histories < 4).any(axis=1)
+    assert after_label.any() and not ((actions >= 4) & (actions < 6))[after_label].any()
+
+    # The env's masks on a hand-made path, and the adapter gives masked actions zero probability.
+    obs, _ = env.reset(options={"doc_index": 0})
+    expected = [
+        [0, 0, 0, 0, 1, 1, 1],  # start: no label before a cluster (restrict)
+        [1, 0, 1, 0, 0, 1, 1],  # after cluster 0 (id 4): its labels 0 and 2, or cluster 1
+        [0, 0, 1, 0, 0, 0, 1],  # after label 0: no more cluster tokens
+    ]
+    for action, mask in zip([4, 0, None], expected):
+        assert env.action_masks().tolist() == [bool(m) for m in mask]
+        tensor_obs, _ = model.policy.obs_to_tensor(obs)
+        with torch.no_grad():
+            probs = model.policy.get_distribution(tensor_obs, env.action_masks()[None]).distribution.probs[0]
+        assert torch.equal(probs > 0, torch.tensor(mask, dtype=torch.bool))
+        if action is not None:
+            obs, *_ = env.step(action)
+
+    # The policy handed back decodes under the same constraint and predicts label columns only;
+    # SB3's save/load keeps the spec.
+    sets, _ = predict(chain, tiny_dataset.test.X, max_steps=env.task.max_steps)
+    assert sets.shape == (2, 4)
+    model.save(tmp_path / "mcg.zip")
+    assert MaskablePPO.load(tmp_path / "mcg.zip", device="cpu").policy.chain.config["mcg"] == MCG_SPEC.config()
+
+
+def test_mcg_chain_and_env_must_agree(tiny_dataset):
+    plain = ChainPolicy(3, 6, hidden_size=8)
+    other = MCGSpec.from_assignment(np.array([1, 0, 1, 0]), 2, restrict=True)
+    with pytest.raises(ValueError, match="chain policy has no mcg clusters but the env has some"):
+        make_maskable_ppo(LabelChainEnv(tiny_dataset, mcg=MCG_SPEC), plain, **TINY_PPO)
+    with pytest.raises(ValueError, match="chain policy has mcg clusters but the env has other ones"):
+        make_maskable_ppo(LabelChainEnv(tiny_dataset, mcg=MCG_SPEC), ChainPolicy(3, 6, hidden_size=8, mcg=other))
+    with pytest.raises(ValueError, match="chain policy has mcg clusters but the env has none"):
+        make_maskable_ppo(LabelChainEnv(tiny_dataset), {"mcg": MCG_SPEC.config()}, **TINY_PPO)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from interrupted_run import interrupt_long_run
+from interrupted_run import deterministic_part, interrupt_long_run
 
 from agents.policy import ChainPolicy
 from experiments.runs import BatchSampler, GracefulInterrupt, load_checkpoint, read_scalars
@@ -30,15 +30,6 @@ TINY = Args(
     checkpoint_every=2,
     progress=False,
 )
-
-
-def deterministic_part(run_dir: Path) -> dict:
-    """metrics.json without wall times (the only numbers allowed to differ between identical runs)."""
-    report = json.loads((run_dir / "metrics.json").read_text())
-    report.pop("timing")
-    for result in report["learners"].values():
-        result.pop("timing")
-    return report
 
 
 @pytest.fixture(scope="module")

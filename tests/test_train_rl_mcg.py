@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from interrupted_run import deterministic_part
 
 from experiments.run_setup import load_run_data
-from experiments.runs import load_checkpoint, load_policy
+from experiments.runs import load_checkpoint, load_policy, read_scalars, save_checkpoint
 from experiments.config import ArgsError
 from experiments.train_rl import main
 from experiments.train_rl_args import Args
@@ -73,3 +74,35 @@ def test_overlapping_clusters_from_a_first_mcg_policy(tmp_path: Path):
     three = load_run_data(replace(TINY, overlap_from=source, overlap_lambda=3)).mcg
     assert one is not None and three is not None
     assert one.membership.sum() == 6 and three.membership.sum() >= one.membership.sum()
+
+
+def test_interrupted_mcg_run_resumes_to_the_same_metrics(tmp_path: Path):
+    """Stopped inside rearrange, then inside ppo: the resumed run rebuilds the MCG spec from its config."""
+    args = replace(TINY, learners=["freq2rare", "rearrange", "ppo"], ensemble=["rearrange", "ppo"], updates=6)
+    reference = main(replace(args, runs_dir=str(tmp_path / "reference")))
+    run_dir = main(replace(args, runs_dir=str(tmp_path / "resumed"), stop_after_updates=9))  # rearrange at 3
+    assert not (run_dir / "metrics.json").exists()
+    assert load_checkpoint(run_dir / "rearrange" / "checkpoint.pt")["progress"]["update"] == 3
+    main(Args(resume=str(run_dir), stop_after_updates=5, progress=False))  # rearrange ends, ppo stops at 2
+    assert load_checkpoint(run_dir / "ppo" / "checkpoint.pt")["progress"]["update"] == 2
+    main(Args(resume=str(run_dir), progress=False))
+    assert deterministic_part(run_dir) == deterministic_part(reference)
+    for name in args.learners:
+        assert load_checkpoint(run_dir / name / "checkpoint.pt")["policy_config"]["mcg"]["n_clusters"] == 3
+        resumed, whole = read_scalars(run_dir / name), read_scalars(reference / name)
+        assert [s for s, _ in resumed["charts/episodic_return"]] == list(range(1, 7))  # each step once
+        assert resumed["charts/episodic_return"] == whole["charts/episodic_return"]
+        assert resumed["eval/P@1"] == whole["eval/P@1"]
+
+
+def test_resume_refuses_a_checkpoint_trained_on_other_clusters(tmp_path: Path):
+    """The run rebuilds its clusters from the flags; a checkpoint whose membership differs is refused."""
+    run_dir = main(replace(TINY, runs_dir=str(tmp_path), learners=["rearrange"], ensemble=[], stop_after_updates=2))
+    path = run_dir / "rearrange" / "checkpoint.pt"
+    state = load_checkpoint(path)
+    mcg = state["policy_config"]["mcg"]
+    mcg["clusters_of_label"] = [[(c + 1) % 3 for c in clusters] for clusters in mcg["clusters_of_label"]]
+    save_checkpoint(path, state)
+    with pytest.raises(ArgsError, match="--resume: rearrange's checkpoint was trained on other --guidance mcg"):
+        main(Args(resume=str(run_dir), progress=False))
+    assert load_checkpoint(path)["progress"]["update"] == 2  # nothing ran
