@@ -180,16 +180,7 @@ def main(args: Args) -> dict:
         for (n, s), variants in missing.items()
         if variants
     ]
-    failed = execution.run_cells(
-        cells,
-        record,
-        backend=args.backend,
-        address=args.address,
-        jobs=args.jobs,
-        storage_dir=args.runs_dir,
-        metric=args.select_metric,
-        progress=False,  # each finished cell prints a line
-    )
+    failed = vg.run_cells(args, cells, record)
     if out is not None and out.with_suffix(".json").exists():
         payload = json.loads(out.with_suffix(".json").read_text())
     print(render_markdown(payload))

@@ -172,16 +172,14 @@ def render_markdown(payload: dict) -> str:
 def tree_minus_flat(rows: list[dict]) -> list[tuple]:
     """Per (dataset, learner): seeds with both variants, mean test differences tree - flat, and the
     mean ratio of training wall times tree / flat."""
-    by_key = {(r["dataset"], r["seed"], r["method"]): r for r in rows}
     out = []
     for dataset, method in sorted({(r["dataset"], r["method"]) for r in rows if "+tree" not in r["method"]}):
-        seeds = sorted(s for d, s, m in by_key if d == dataset and m == method and (d, s, method + "+tree") in by_key)
-        if not seeds:
+        pairs = vg.seed_pairs(rows, dataset, method, method + "+tree")
+        if not pairs:
             continue
-        pairs = [(by_key[(dataset, s, method)], by_key[(dataset, s, method + "+tree")]) for s in seeds]
-        deltas = {m: float(np.mean([t["metrics"][m] - f["metrics"][m] for f, t in pairs])) for m in TABLE_METRICS}
+        deltas = {m: vg.mean_difference(pairs, m) for m in TABLE_METRICS}
         ratio = float(np.mean([t["wall_time_s"] / f["wall_time_s"] for f, t in pairs]))
-        out.append(((dataset, method), len(seeds), deltas, ratio))
+        out.append(((dataset, method), len(pairs), deltas, ratio))
     return out
 
 
@@ -231,7 +229,8 @@ def main(args: Args) -> dict:
             payload["rows"] += result["rows"]
 
     def run(cells: list[tuple[str, int]]) -> list[str]:
-        return execution.run_cells(
+        return vg.run_cells(
+            args,
             [
                 execution.Cell(
                     cell_key(n, s),
@@ -241,12 +240,6 @@ def main(args: Args) -> dict:
                 for n, s in cells
             ],
             record,
-            backend=args.backend,
-            address=args.address,
-            jobs=args.jobs,
-            storage_dir=args.runs_dir,
-            metric=args.select_metric,
-            progress=False,  # each finished cell prints a line
         )
 
     failed = run([cell for cell in pending if cell in choosing.values()])

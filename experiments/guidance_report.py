@@ -16,7 +16,7 @@ import math
 
 from experiments.common import mean_and_std, percent_mean_std
 
-from experiments.variant_grid import variant_of
+from experiments.variant_grid import mean_difference, seed_pairs, variant_of
 
 TABLE_METRICS = (
     "P@1",
@@ -52,12 +52,6 @@ def _cell(values: list[float]) -> str:
     return percent_mean_std(*mean_and_std(finite), len(finite))
 
 
-def _mean_finite(values: list[float]) -> float:
-    """Mean of the finite values; NaN when none is (an empty few-shot bucket on every seed)."""
-    finite = [v for v in values if not math.isnan(v)]
-    return sum(finite) / len(finite) if finite else math.nan
-
-
 def baseline_of(method: str) -> str:
     """The unguided method a guided one is compared with: same learner, same PU setting."""
     learner, variant = method.partition("+")[0], variant_of(method)
@@ -79,18 +73,16 @@ def verdict(deltas: dict[str, float], noise: float) -> str:
 
 def guided_minus_unguided(rows: list[dict]) -> list[tuple]:
     """Per (dataset, guided method): seeds both have, mean differences, and the verdict."""
-    by_key = {(r["dataset"], r["seed"], r["method"]): r for r in rows}
     out = []
     guided = sorted({(r["dataset"], r["method"]) for r in rows if baseline_of(r["method"]) != r["method"]})
     for dataset, method in guided:
         base = baseline_of(method)
-        seeds = sorted(s for d, s, m in by_key if d == dataset and m == method and (d, s, base) in by_key)
-        if not seeds:
+        pairs = seed_pairs(rows, dataset, base, method)
+        if not pairs:
             continue
-        pairs = [(by_key[(dataset, s, base)], by_key[(dataset, s, method)]) for s in seeds]
-        deltas = {m: _mean_finite([g["metrics"][m] - b["metrics"][m] for b, g in pairs]) for m in DELTA_METRICS}
+        deltas = {m: mean_difference(pairs, m) for m in DELTA_METRICS}
         noise = max(mean_and_std([r["metrics"][OVERALL] for r in side])[1] for side in zip(*pairs, strict=True))
-        out.append((dataset, method, base, len(seeds), deltas, verdict(deltas, noise)))
+        out.append((dataset, method, base, len(pairs), deltas, verdict(deltas, noise)))
     return out
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import fcntl
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class GridArgs(execution.ExecutionFlags):
     select_metric: str = "nDCG@3"
     val_fraction: float = 0.1
     data_dir: str | None = None
+    runs_dir: str = field(default="runs/grid", metadata={"help": "ray: where Tune keeps its trial folders"})
 
 
 def variant_of(method: str) -> str:
@@ -212,3 +214,31 @@ def done_variants(out: Path | None) -> set[tuple[str, int, str]]:
         return set()
     rows = json.loads(out.with_suffix(".json").read_text())["rows"]
     return {(r["dataset"], r["seed"], variant_of(r["method"])) for r in rows}
+
+
+def run_cells(args: GridArgs, cells: list[execution.Cell], record: Callable[[str, dict], None]) -> list[str]:
+    """The grid's cells through experiments/execution.py with its flags; returns the failed cells' keys."""
+    return execution.run_cells(
+        cells,
+        record,
+        backend=args.backend,
+        address=args.address,
+        jobs=args.jobs,
+        storage_dir=args.runs_dir,
+        metric=args.select_metric,
+        progress=False,  # each finished cell prints a line
+    )
+
+
+def seed_pairs(rows: list[dict], dataset: str, base: str, method: str) -> list[tuple[dict, dict]]:
+    """(row of `base`, row of `method`) of `dataset` for each seed that has both, seeds ascending."""
+    by_key = {(r["seed"], r["method"]): r for r in rows if r["dataset"] == dataset}
+    seeds = sorted(s for s, m in by_key if m == method and (s, base) in by_key)
+    return [(by_key[(s, base)], by_key[(s, method)]) for s in seeds]
+
+
+def mean_difference(pairs: list[tuple[dict, dict]], metric: str) -> float:
+    """Mean over seeds of `metric`, variant minus base, over the finite differences; NaN when none is
+    (an empty few-shot bucket on every seed)."""
+    finite = [v for b, m in pairs if not math.isnan(v := m["metrics"][metric] - b["metrics"][metric])]
+    return sum(finite) / len(finite) if finite else math.nan
