@@ -1,5 +1,5 @@
-"""Non-sequential scorers: the reference peers (one-vs-rest logistic regression, Omikuji) and the
-label-frequency floor, tuned on the same validation split as the chains.
+"""Non-sequential scorers: the reference peers (one-vs-rest logistic regression, Omikuji, an
+ensemble of classifier chains in agents.classifier_chains) and the label-frequency floor, tuned on the same validation split as the chains.
 
 A scorer is fitted on training documents and gives a float32 score per label (higher = better);
 label sets come from one `agents.set_rules.SetRule` tuned on validation for every scorer (and for
@@ -194,14 +194,19 @@ class OmikujiTree:
 def _make(name: str, hyper: dict, seed: int) -> Scorer:
     if name == "ovr_logistic":
         return OvRLogistic(seed=seed, **hyper)
+    if name == "ecc":
+        from agents.classifier_chains import EnsembleOfChains
+
+        return EnsembleOfChains(seed=seed, **hyper)
     if name == "omikuji":
         return OmikujiTree(**hyper)
     return LabelFrequency()
 
 
-PEERS = ("ovr_logistic", "omikuji", "label_frequency")
+PEERS = ("ovr_logistic", "omikuji", "label_frequency", "ecc")
 DEFAULT_GRIDS: dict[str, tuple[dict, ...]] = {
     "ovr_logistic": tuple({"C": c} for c in OVR_C_GRID),
+    "ecc": tuple({"C": c} for c in OVR_C_GRID),
     "omikuji": OMIKUJI_GRID,
     "label_frequency": ({},),
 }
