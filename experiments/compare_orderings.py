@@ -84,6 +84,10 @@ class Args(TrainKnobs, ExecutionFlags):
     peers_only: bool = field(
         default=False, metadata={"help": "score --peers again in the cells already in the file, chain rows kept"}
     )
+    add_peers: bool = field(
+        default=False,
+        metadata={"help": "with --peers-only: add --peers' rows, keeping the cell's other peer rows as they are"},
+    )
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -102,6 +106,8 @@ def resolve_args(args: Args) -> Args:
         problems.append(f"--seeds must be distinct integers, got {args.seeds}")
     if args.peers == ["none"]:
         args.peers = []
+    if args.add_peers and not (args.peers_only and args.peers):
+        problems.append("--add-peers needs --peers-only and at least one --peers")
     if any(name not in PEERS for name in args.peers) or len(set(args.peers)) != len(args.peers):
         problems.append(f"--peers must be distinct names from {sorted(PEERS)} (or none), got {args.peers}")
     problems += check_args(args)
@@ -191,8 +197,10 @@ def refresh_peers(args: Args, results: dict[str, Any], out_dir: Path, command: s
     """--peers-only: score --peers again in every grid cell already in the file, keeping its chain rows.
 
     For tables whose peer rows predate a change of the peers (e.g. tuning) while retraining the chains
-    would cost far more; the cell's recorded peer list becomes --peers and `command` its peers_command. Returns the cells
-    not in the file.
+    would cost far more; the cell's recorded peer list becomes --peers and `command` its peers_command.
+    With --add-peers only --peers' rows are (re)scored: the cell's other peer rows stay (Omikuji has no
+    seed, so scoring it again would move its numbers), --peers join its peer list and `command` is
+    kept per added peer (added_peers_commands). Returns the cells not in the file.
     """
     absent = []
     for dataset, seed in grid(args):
@@ -201,10 +209,30 @@ def refresh_peers(args: Args, results: dict[str, Any], out_dir: Path, command: s
             absent.append(cell_key(dataset, seed))
             continue
         rows, skipped = score_peers(args, dataset, seed)
-        chains = [r for r in results["rows"] if (r["dataset"], r["seed"]) == (dataset, seed) and r["kind"] != "peer"]
-        config = {**cell["config"], "peers": list(args.peers)}
-        cell = {**cell, "config": config, "peers_command": command, "rows": chains + rows}
-        merge_cell(results, {**cell, "dataset": dataset, "seed": seed, "skipped_peers": skipped})
+        chains = [  # with --add-peers "chains" also holds the peer rows that stay
+            r
+            for r in results["rows"]
+            if (r["dataset"], r["seed"]) == (dataset, seed)
+            and (r["kind"] != "peer" or (args.add_peers and r["method"] not in args.peers))
+        ]
+        if args.add_peers:  # the other peers' rows and the command that scored them stay
+            old = [p for p in cell["config"].get("peers", []) if p not in args.peers]
+            added = {**cell.get("added_peers_commands", {}), **{name: command for name in args.peers}}
+            cell = {
+                **cell,
+                "config": {**cell["config"], "peers": old + list(args.peers)},
+                "added_peers_commands": added,
+            }
+            skipped += [
+                s
+                for s in results.get("skipped_peers", [])
+                if (s["dataset"], s["seed"]) == (dataset, seed) and s["peer"] not in args.peers
+            ]
+        else:
+            config = {**cell["config"], "peers": list(args.peers)}
+            cell = {k: v for k, v in cell.items() if k != "added_peers_commands"}
+            cell = {**cell, "config": config, "peers_command": command}
+        merge_cell(results, {**cell, "rows": chains + rows, "dataset": dataset, "seed": seed, "skipped_peers": skipped})
         write_results(out_dir, results)
         print(f"{cell_key(dataset, seed)}: peers {', '.join(r['method'] for r in rows)}", flush=True)
     return absent
@@ -263,7 +291,10 @@ def _same_config(cell: dict[str, Any] | None, args: Args, dataset: str, seed: in
     if cell is None or "config" not in cell:
         return False
     saved, want = cell["config"], cell_config(args, dataset, seed)
-    return run_config(saved.get("train_rl", {})) == want["train_rl"] and saved.get("peers") == want["peers"]
+    # a cell holding every asked peer is done (it may hold more, e.g. one added by --add-peers)
+    return run_config(saved.get("train_rl", {})) == want["train_rl"] and set(want["peers"]) <= set(
+        saved.get("peers", [])
+    )
 
 
 def main(args: Args) -> Path:

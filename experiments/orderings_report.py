@@ -30,6 +30,7 @@ METHOD_ORDER = (
     "ensemble",
     "ovr_logistic",
     "omikuji",
+    "ecc",
     "label_frequency",
 )
 # (method, strict, what the published work says about it vs the best fixed ordering)
@@ -304,4 +305,14 @@ def render_markdown(results: dict[str, Any]) -> str:
     peer_commands = sorted({cell["peers_command"] for cell in cells.values() if cell.get("peers_command")})
     if peer_commands:
         lines += ["Peer rows scored again (chain rows kept) by: " + "; ".join(f"`{c}`" for c in peer_commands), ""]
+    added: dict[str, set[str]] = {}
+    for cell in cells.values():
+        for peer, command in cell.get("added_peers_commands", {}).items():
+            added.setdefault(command, set()).add(peer)
+    if added:
+        lines += [
+            "Peer rows added (other rows kept) by: "
+            + "; ".join(f"`{c}` ({', '.join(sorted(added[c]))})" for c in sorted(added)),
+            "",
+        ]
     return "\n".join(lines)

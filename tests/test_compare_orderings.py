@@ -287,3 +287,49 @@ def test_peers_only_rescores_peers_and_keeps_chain_rows(grid_run, tmp_path):
         "Peer rows scored again (chain rows kept) by: `python experiments/compare_orderings.py"
         in (out / "orderings.md").read_text()
     )
+
+
+def test_add_peers_keeps_every_other_row_and_adds_only_the_new_peer(tmp_path, monkeypatch):
+    """--peers-only --add-peers on a hand-made file: the chain and old peer rows stay as they are, the
+    cell's peer list grows, and the report changes only by the new rows and the line naming the command."""
+    metrics = lambda v: {m: v for m in TABLE_METRICS}  # noqa: E731
+    row = lambda method, kind, v: {  # noqa: E731
+        "dataset": "emotions",
+        "seed": 0,
+        "method": method,
+        "kind": kind,
+        "metrics": metrics(v),
+        "wall_time_s": 1.0,
+    }
+    old_rows = [row("rearrange", "dynamic", 0.5), row("ovr_logistic", "peer", 0.6), row("omikuji", "peer", 0.7)]
+    results = {
+        "cells": {
+            "emotions:0": {
+                "dataset": "emotions",
+                "seed": 0,
+                "config": {"train_rl": {}, "peers": ["ovr_logistic", "omikuji"]},
+                "peers_command": "python old-peers",
+                "command": "python chains",
+            }
+        },
+        "rows": [dict(r) for r in old_rows],
+        "skipped_peers": [],
+        "command": "python chains",
+    }
+    before = render_markdown(json.loads(json.dumps(results)))
+    monkeypatch.setattr(compare_orderings, "score_peers", lambda args, d, s: ([row("ecc", "peer", 0.65)], []))
+    args = Args(datasets=["emotions"], seeds=[0], peers=["ecc"], peers_only=True, add_peers=True)
+    assert compare_orderings.refresh_peers(args, results, tmp_path, "python add-ecc") == []
+    assert [r for r in results["rows"] if r["method"] != "ecc"] == old_rows
+    cell = results["cells"]["emotions:0"]
+    assert cell["config"]["peers"] == ["ovr_logistic", "omikuji", "ecc"]
+    assert (cell["peers_command"], cell["added_peers_commands"]) == ("python old-peers", {"ecc": "python add-ecc"})
+    after = (tmp_path / "orderings.md").read_text()
+    new_lines = [line for line in after.splitlines() if line not in before.splitlines()]
+    assert new_lines == [
+        "| ecc | peer | 1 | " + " | ".join(["65.00"] * len(TABLE_METRICS)) + " | 1 |",
+        "Peer rows added (other rows kept) by: `python add-ecc` (ecc)",
+    ]
+    assert [line for line in before.splitlines() if line not in after.splitlines()] == []
+    with pytest.raises(ArgsError, match="--add-peers needs --peers-only"):
+        resolve_args(Args(add_peers=True))

@@ -1,0 +1,139 @@
+"""Matcher recall@M: how many gold test labels a peer's top-M shortlist keeps, per dataset.
+
+    python experiments/prior_recall.py                      # the nine shared datasets, seed 0
+    python experiments/prior_recall.py --datasets emotions scene --peers ovr_logistic
+
+A chain restricted to a shortlist of each document's M best peer labels (issue 16's matcher ->
+ranker design) can never emit a gold label outside it, so recall@M is the ceiling of its recall.
+Each peer is tuned as agents.peers.tune_peer does (on the chains' validation slice, same seed),
+then scores the test split; recall@M = gold test labels inside each document's top-M (ties to the
+lower label id), summed over documents / all gold test labels (micro). M runs over --m, capped at
+the label count. Omikuji returns at most top_k labels per document: it is asked for max(--m).
+
+Datasets are written one at a time into prior_recall.json (atomic) and prior_recall.md is rebuilt
+from it, so a stopped run resumes: a (dataset, peer) already in the file with the same settings is
+skipped. Cheap datasets first by default.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.peers import PeerUnavailable, tune_peer
+from agents.prior import PRIOR_PEERS, SCORE_KINDS, _with_top_k, recall_at, score_top_m
+from agents.supervised import carve_validation
+from envs.data.errors import DataFormatError, DataNotFoundError
+from envs.data.loading import load_dataset
+from experiments.common import atomic_write_json, atomic_write_text, command_line, parse_args, single_thread
+
+SCRIPT = "experiments/prior_recall.py"
+NINE = ["emotions", "scene", "yeast", "medical", "enron", "bibtex", "corel5k", "reuters21578", "delicious"]
+
+
+@dataclass
+class Args:
+    """Matcher recall@M of the tuned peers on the test split (micro), one seed."""
+
+    datasets: list[str] = field(default_factory=lambda: list(NINE))
+    peers: list[str] = field(default_factory=lambda: list(PRIOR_PEERS), metadata={"help": f"from {PRIOR_PEERS}"})
+    m: list[int] = field(default_factory=lambda: [10, 20, 50, 100], metadata={"help": "shortlist sizes"})
+    seed: int = 0
+    val_fraction: float = 0.1
+    data_dir: str | None = None
+    out_dir: str = "experiments/results"
+
+
+def measure(name: str, dataset: str, args: Args) -> dict[str, Any]:
+    """One (dataset, peer) row: recall@M for every M (capped at L), the tuned settings and timings."""
+    ds = load_dataset(dataset, data_dir=args.data_dir)
+    train, val = carve_validation(ds.train, args.val_fraction, args.seed)
+    started = time.perf_counter()
+    tuned = tune_peer(name, train, val, seed=args.seed)
+    tuned_at = time.perf_counter()
+    largest = min(max(args.m), ds.n_labels)
+    scores = score_top_m(_with_top_k(tuned.scorer, largest), ds.test.X, SCORE_KINDS[name], largest)
+    recall = {str(m): recall_at(scores, ds.test.Y, min(m, ds.n_labels)) for m in args.m}
+    return {
+        "dataset": dataset,
+        "peer": name,
+        "seed": args.seed,
+        "n_labels": ds.n_labels,
+        "n_test": len(ds.test),
+        "gold_test_labels": int(ds.test.Y.nnz),
+        "recall": recall,
+        "hyper": tuned.hyper,
+        "settings": settings(args),
+        "tune_time_s": tuned_at - started,
+        "score_time_s": time.perf_counter() - tuned_at,
+    }
+
+
+def settings(args: Args) -> dict[str, Any]:
+    return {"m": list(args.m), "seed": args.seed, "val_fraction": args.val_fraction}
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    ms = results["args"]["m"]
+    lines = [
+        "# Matcher recall@M (test split)",
+        "",
+        f"Made by: `{results['command']}`",
+        "",
+        "Gold test labels inside each document's top-M peer labels / all gold test labels (micro), ×100; "
+        "M capped at the label count L (a capped cell shows recall at L). Peers tuned on the chains' "
+        "validation slice as agents.peers.tune_peer does (seed "
+        f"{results['args']['seed']}, {results['args']['val_fraction']} of train held out). Omikuji "
+        "returns at most max(M) labels per document, so its recall can stay below 100 at M = L. "
+        "tune s: the peer's hyper-parameter search on validation (one thread).",
+        "",
+        "| dataset | L | peer | " + " | ".join(f"R@{m}" for m in ms) + " | tune s |",
+        "|---|---|---|" + "---|" * (len(ms) + 1),
+    ]
+    for row in results["rows"]:
+        cells = " | ".join(f"{100 * row['recall'][str(m)]:.2f}" for m in ms)
+        lines.append(f"| {row['dataset']} | {row['n_labels']} | {row['peer']} | {cells} | {row['tune_time_s']:.0f} |")
+    skipped = results.get("skipped", [])
+    if skipped:
+        lines += ["", "Skipped: " + "; ".join(f"{s['dataset']} {s['peer']} ({s['reason']})" for s in skipped)]
+    return "\n".join(lines) + "\n"
+
+
+def main(args: Args) -> Path:
+    single_thread()
+    unknown = [name for name in args.peers if name not in PRIOR_PEERS]
+    if unknown or not args.m or min(args.m) < 1:
+        raise SystemExit(f"error: --peers from {PRIOR_PEERS} and --m whole numbers >= 1, got {args.peers} / {args.m}")
+    out = Path(args.out_dir)
+    path = out / "prior_recall.json"
+    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"rows": [], "skipped": []}
+    results.update(command=command_line(args, SCRIPT), args=asdict(args))
+    for dataset in args.datasets:
+        for name in args.peers:
+            done = [r for r in results["rows"] if (r["dataset"], r["peer"]) == (dataset, name)]
+            if done and done[0]["settings"] == settings(args):
+                continue
+            try:
+                row = measure(name, dataset, args)
+            except PeerUnavailable as note:
+                results["skipped"].append({"dataset": dataset, "peer": name, "reason": str(note)})
+                continue
+            results["rows"] = [r for r in results["rows"] if (r["dataset"], r["peer"]) != (dataset, name)] + [row]
+            order = {d: i for i, d in enumerate(args.datasets)}
+            results["rows"].sort(key=lambda r: (order.get(r["dataset"], len(order)), r["dataset"], r["peer"]))
+            atomic_write_json(path, results)
+            atomic_write_text(out / "prior_recall.md", render_markdown(results))
+            recall = ", ".join(f"R@{m} {100 * v:.1f}" for m, v in row["recall"].items())
+            print(f"{dataset} {name}: {recall} (tune {row['tune_time_s']:.0f} s)", flush=True)
+    return path
+
+
+if __name__ == "__main__":
+    try:
+        main(parse_args(Args))
+    except (DataNotFoundError, DataFormatError) as error:
+        sys.exit(f"error: {error}")
