@@ -9,6 +9,8 @@ atomically with meta.json last. A reader verifies every checksum and that the en
 the key it was asked for (dataset hash, peer and settings equal); a damaged, cut or foreign entry is
 rebuilt with one warning naming it. Building (fitting the peer k + grid times) is the slow part; a
 cached prior loads in milliseconds.
+
+    python experiments/prior_cache.py --dataset bibtex --peer omikuji --top-m 100   # build (or load) one
 """
 
 from __future__ import annotations
@@ -16,13 +18,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.prior import PriorScores, build_prior, content_hash
+from agents.peers import PeerUnavailable
+from agents.prior import PRIOR_PEERS, PriorMismatch, PriorScores, build_prior, content_hash, recall_at
 from envs.atomic import atomic_write
 from envs.data.cache import _body_digest, _load_matrix, _matrix_bytes, _writer, default_cache_dir
 from envs.data.dataset import Dataset
+from envs.data.errors import DataFormatError, DataNotFoundError
+from envs.data.loading import load_dataset
 
 PRIOR_CACHE_FORMAT = 1
 PARTS = ("train", "val", "test")
@@ -139,3 +147,52 @@ def cached_prior(
     except OSError as err:
         log.warning("could not write the prior cache at %s (%s); continuing without it", folder, err.strerror or err)
     return prior
+
+
+@dataclass
+class Args:
+    """Build (or load from the cache) one dataset's prior scores and print what they hold."""
+
+    dataset: str = "emotions"
+    peer: str = field(default="ovr_logistic", metadata={"help": f"from {PRIOR_PEERS}"})
+    seed: int = 0
+    val_fraction: float = 0.1
+    folds: int = 5
+    top_m: int = 100
+    data_dir: str | None = None
+    cache_dir: str | None = None
+
+
+def main(args: Args) -> PriorScores:
+    from experiments.common import single_thread
+
+    single_thread()
+    ds = load_dataset(args.dataset, data_dir=args.data_dir)
+    started = time.perf_counter()
+    prior = cached_prior(
+        args.peer,
+        ds,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        folds=args.folds,
+        top_m=min(args.top_m, ds.n_labels),
+        cache_dir=args.cache_dir,
+    )
+    print(f"{args.dataset} {args.peer}: {time.perf_counter() - started:.1f} s (build: {prior.timings})")
+    for part in PARTS:
+        scores = prior.part(part)
+        print(f"  {part}: {scores.shape[0]} documents x {scores.shape[1]} labels, {scores.nnz} stored scores")
+    from agents.supervised import carve_validation
+
+    val_labels = carve_validation(ds.train, args.val_fraction, args.seed)[1].Y
+    print(f"  validation recall@{prior.settings['top_m']}: {recall_at(prior.val, val_labels, args.top_m):.4f}")
+    return prior
+
+
+if __name__ == "__main__":
+    from experiments.common import parse_args
+
+    try:
+        main(parse_args(Args))
+    except (PriorMismatch, PeerUnavailable, DataNotFoundError, DataFormatError, ValueError) as error:
+        sys.exit(f"error: {error}")
