@@ -8,7 +8,9 @@ ranker design) can never emit a gold label outside it, so recall@M is the ceilin
 Each peer is tuned as agents.peers.tune_peer does (on the chains' validation slice, same seed),
 then scores the test split; recall@M = gold test labels inside each document's top-M (ties to the
 lower label id), summed over documents / all gold test labels (micro). M runs over --m, capped at
-the label count. Omikuji returns at most top_k labels per document: it is asked for max(--m).
+the label count. Omikuji returns only top_k labels from the leaves its beam reaches: it is asked
+with top_k = beam = max(--m) (at least 10), as agents.prior does; labels never seen in training
+are never returned.
 
 Datasets are written one at a time into prior_recall.json (atomic) and prior_recall.md is rebuilt
 from it, so a stopped run resumes: a (dataset, peer) already in the file with the same settings is
@@ -67,14 +69,15 @@ def measure(name: str, dataset: str, args: Args) -> dict[str, Any]:
         "gold_test_labels": int(ds.test.Y.nnz),
         "recall": recall,
         "hyper": tuned.hyper,
-        "settings": settings(args),
+        "settings": settings(args, name),
         "tune_time_s": tuned_at - started,
         "score_time_s": time.perf_counter() - tuned_at,
     }
 
 
-def settings(args: Args) -> dict[str, Any]:
-    return {"m": list(args.m), "seed": args.seed, "val_fraction": args.val_fraction}
+def settings(args: Args, peer: str) -> dict[str, Any]:
+    extra = {"omikuji_top_k_and_beam": "max(M), at least 10"} if peer == "omikuji" else {}
+    return {"m": list(args.m), "seed": args.seed, "val_fraction": args.val_fraction, **extra}
 
 
 def render_markdown(results: dict[str, Any]) -> str:
@@ -88,7 +91,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         "M capped at the label count L (a capped cell shows recall at L). Peers tuned on the chains' "
         "validation slice as agents.peers.tune_peer does (seed "
         f"{results['args']['seed']}, {results['args']['val_fraction']} of train held out). Omikuji "
-        "returns at most max(M) labels per document, so its recall can stay below 100 at M = L. "
+        "is asked with top_k = beam = max(M) (at least 10) and never returns a label absent from "
+        "training, so its recall can stay below 100 at M = L (OvR ranks every label). "
         "tune s: the peer's hyper-parameter search on validation (one thread).",
         "",
         "| dataset | L | peer | " + " | ".join(f"R@{m}" for m in ms) + " | tune s |",
@@ -115,7 +119,7 @@ def main(args: Args) -> Path:
     for dataset in args.datasets:
         for name in args.peers:
             done = [r for r in results["rows"] if (r["dataset"], r["peer"]) == (dataset, name)]
-            if done and done[0]["settings"] == settings(args):
+            if done and done[0]["settings"] == settings(args, name):
                 continue
             try:
                 row = measure(name, dataset, args)

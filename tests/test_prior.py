@@ -264,3 +264,25 @@ def test_build_prior_on_emotions_is_out_of_fold_top_m_and_checked() -> None:
     prior.check(dataset_hash=content_hash(ds.train, ds.test), split=prior.split, n_labels=6)
     with pytest.raises(PriorMismatch, match="shortlist size M=7"):
         build_prior("ovr_logistic", ds, top_m_size=7)
+
+
+@pytest.mark.needs_data
+def test_omikuji_prior_is_log_scores_of_at_most_m_labels_and_missing_omikuji_is_named(monkeypatch) -> None:
+    pytest.importorskip("omikuji")
+    ds = load_dataset("medical")
+    prior = build_prior("omikuji", ds, folds=3, top_m_size=20, grid=({"n_trees": 1, "cluster_k": 2},))
+    assert prior.settings["score_kind"] == "log_score" and prior.train.shape == (300, 45)
+    for part in ("train", "val", "test"):
+        scores = prior.part(part)
+        assert np.diff(scores.indptr).max() <= 20 and FLOOR <= scores.data.min() and scores.data.max() <= 0.0
+    from agents.supervised import carve_validation
+
+    unseen = np.flatnonzero(carve_validation(ds.train, 0.1, 0)[0].label_freq == 0)
+    assert unseen.size > 0 and not np.isin(prior.test.indices, unseen).any()  # never a label absent from training
+    import sys
+
+    from agents.peers import PeerUnavailable
+
+    monkeypatch.setitem(sys.modules, "omikuji", None)
+    with pytest.raises(PeerUnavailable, match=r"Omikuji is not installed .*pip install -e '\.\[peers\]'"):
+        build_prior("omikuji", ds, top_m_size=20)
