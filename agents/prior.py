@@ -83,6 +83,16 @@ def split_identity(train: Split, val: Split, test: Split, *, seed: int, val_frac
     }
 
 
+def prior_identity(ds: Dataset, train: Split, val: Split, *, seed: int, val_fraction: float) -> dict[str, Any]:
+    """What `PriorScores.check` compares, for the data a chain is about to train on:
+    `prior.check(**prior_identity(ds, train, val, seed=seed, val_fraction=val_fraction))`."""
+    return {
+        "dataset_hash": content_hash(ds.train, ds.test),
+        "split": split_identity(train, val, ds.test, seed=seed, val_fraction=val_fraction),
+        "n_labels": ds.n_labels,
+    }
+
+
 def check_shortlist(m: int, n_labels: int) -> int:
     """`m` when 1 <= m <= n_labels; a one-line error otherwise."""
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or not 1 <= m <= n_labels:

@@ -23,6 +23,7 @@ from agents.prior import (
     fold_assignment,
     log_scores,
     out_of_fold,
+    prior_identity,
     recall_at,
     split_identity,
     to_dense,
@@ -261,7 +262,10 @@ def test_build_prior_on_emotions_is_out_of_fold_top_m_and_checked() -> None:
     # the test part equals the full-train peer's top-3 log-odds
     full = top_m(log_scores(OvRLogistic(C=0.1).fit(train).scores(ds.test.X), "log_odds"), 3)
     assert np.allclose(prior.test.toarray(), full.toarray(), atol=1e-5)
-    prior.check(dataset_hash=content_hash(ds.train, ds.test), split=prior.split, n_labels=6)
+    prior.check(**prior_identity(ds, train, carve_validation(ds.train, 0.1, 0)[1], seed=0, val_fraction=0.1))
+    other_val = carve_validation(ds.train, 0.2, 0)
+    with pytest.raises(PriorMismatch, match="another split: val_fraction 0.1, here 0.2"):
+        prior.check(**prior_identity(ds, *other_val, seed=0, val_fraction=0.2))
     with pytest.raises(PriorMismatch, match="shortlist size M=7"):
         build_prior("ovr_logistic", ds, top_m_size=7)
 
