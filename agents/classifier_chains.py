@@ -24,7 +24,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.multioutput import ClassifierChain
 
-from envs.data.dataset import Features, Split
+from labelchain.envs.data.dataset import Features, Split
 
 DEFAULT_CHAINS = 10
 CHAIN_LABEL_BUDGET = 2000  # label models per ECC fit (chains x labels) before chains are dropped
@@ -74,7 +74,7 @@ class EnsembleOfChains:
         self.C, self.n_chains, self.max_iter, self.seed = C, n_chains, max_iter, seed
 
     def fit(self, train: Split) -> EnsembleOfChains:
-        from agents.peers import FeatureScaler  # agents.peers imports this module
+        from labelchain.agents.peers import FeatureScaler  # agents.peers imports this module
 
         self.scaler = FeatureScaler().fit(train.X)
         X = self.scaler.transform(train.X)

@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from agents.peers import Scorer, TunedPeer, _make, tune_peer
-from agents.supervised import carve_validation
-from envs.data.dataset import Dataset, Features, Split
+from labelchain.agents.peers import Scorer, TunedPeer, _make, tune_peer
+from labelchain.agents.supervised import carve_validation
+from labelchain.envs.data.dataset import Dataset, Features, Split
 
 PRIOR_PEERS = ("ovr_logistic", "omikuji")
 SCORE_KINDS = {"ovr_logistic": "log_odds", "omikuji": "log_score"}

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.peers import PeerUnavailable
-from agents.prior import PRIOR_PEERS, PriorMismatch, PriorScores, build_prior, content_hash, recall_at
-from envs.atomic import atomic_write
-from envs.data.cache import _body_digest, _load_matrix, _matrix_bytes, _writer, default_cache_dir
-from envs.data.dataset import Dataset
-from envs.data.errors import DataFormatError, DataNotFoundError
-from envs.data.loading import load_dataset
+from labelchain.agents.peers import PeerUnavailable
+from labelchain.agents.prior import PRIOR_PEERS, PriorMismatch, PriorScores, build_prior, content_hash, recall_at
+from labelchain.envs.atomic import atomic_write
+from labelchain.envs.data.cache import _body_digest, _load_matrix, _matrix_bytes, _writer, default_cache_dir
+from labelchain.envs.data.dataset import Dataset
+from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
+from labelchain.envs.data.loading import load_dataset
 
 PRIOR_CACHE_FORMAT = 1
 PARTS = ("train", "val", "test")
@@ -164,7 +164,7 @@ class Args:
 
 
 def main(args: Args) -> PriorScores:
-    from experiments.common import single_thread
+    from labelchain.experiments.run.common import single_thread
 
     single_thread()
     ds = load_dataset(args.dataset, data_dir=args.data_dir)
@@ -182,7 +182,7 @@ def main(args: Args) -> PriorScores:
     for part in PARTS:
         scores = prior.part(part)
         print(f"  {part}: {scores.shape[0]} documents x {scores.shape[1]} labels, {scores.nnz} stored scores")
-    from agents.supervised import carve_validation
+    from labelchain.agents.supervised import carve_validation
 
     val_labels = carve_validation(ds.train, args.val_fraction, args.seed)[1].Y
     print(f"  validation recall@{prior.settings['top_m']}: {recall_at(prior.val, val_labels, args.top_m):.4f}")
@@ -190,7 +190,7 @@ def main(args: Args) -> PriorScores:
 
 
 if __name__ == "__main__":
-    from experiments.common import parse_args
+    from labelchain.experiments.run.common import parse_args
 
     try:
         main(parse_args(Args))

@@ -26,12 +26,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.peers import PeerUnavailable, tune_peer
-from agents.prior import PRIOR_PEERS, SCORE_KINDS, _with_top_k, recall_at, score_top_m
-from agents.supervised import carve_validation
-from envs.data.errors import DataFormatError, DataNotFoundError
-from envs.data.loading import load_dataset
-from experiments.common import atomic_write_json, atomic_write_text, command_line, parse_args, single_thread
+from labelchain.agents.peers import PeerUnavailable, tune_peer
+from labelchain.agents.prior import PRIOR_PEERS, SCORE_KINDS, _with_top_k, recall_at, score_top_m
+from labelchain.agents.supervised import carve_validation
+from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
+from labelchain.envs.data.loading import load_dataset
+from labelchain.experiments.run.common import atomic_write_json, atomic_write_text, command_line, parse_args, single_thread
 
 SCRIPT = "experiments/prior_recall.py"
 NINE = ["emotions", "scene", "yeast", "medical", "enron", "bibtex", "corel5k", "reuters21578", "delicious"]

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from agents.classifier_chains import CHAIN_LABEL_BUDGET, EnsembleOfChains, LogisticOrConstant, chain_count
-from agents.peers import PEERS, tune_peer
-from agents.supervised import carve_validation
-from envs.data.dataset import Split
-from envs.data.loading import load_dataset
-from envs.metrics import evaluate
+from labelchain.agents.classifier_chains import CHAIN_LABEL_BUDGET, EnsembleOfChains, LogisticOrConstant, chain_count
+from labelchain.agents.peers import PEERS, tune_peer
+from labelchain.agents.supervised import carve_validation
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.data.loading import load_dataset
+from labelchain.envs.metrics import evaluate
 
 
 def test_chain_count_rule() -> None:

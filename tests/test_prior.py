@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from agents.prior import (
+from labelchain.agents.prior import (
     FLOOR,
     PriorMismatch,
     PriorScores,
@@ -29,10 +29,10 @@ from agents.prior import (
     to_dense,
     top_m,
 )
-from envs.data.dataset import Dataset, Split
-from envs.data.loading import load_dataset
-from envs.metrics import evaluate
-from experiments import prior_cache
+from labelchain.envs.data.dataset import Dataset, Split
+from labelchain.envs.data.loading import load_dataset
+from labelchain.envs.metrics import evaluate
+from labelchain.experiments import prior_cache
 
 
 class OneNearestNeighbour:
@@ -143,7 +143,7 @@ def tiny_dataset(seed: int = 0, n: int = 40, L: int = 5) -> Dataset:
 
 
 def fake_prior(ds: Dataset, seed: int = 0, val_fraction: float = 0.1) -> PriorScores:
-    from agents.supervised import carve_validation
+    from labelchain.agents.supervised import carve_validation
 
     train, val = carve_validation(ds.train, val_fraction, seed)
     part = lambda n: top_m(np.arange(n * ds.n_labels, dtype=float).reshape(n, -1), 2)  # noqa: E731
@@ -223,7 +223,7 @@ def test_cache_round_trip_key_binding_and_rebuilt_entries(tmp_path: Path, monkey
     foreign = tmp_path / "priors" / f"tiny-ovr_logistic-{prior_cache.key_digest(key(seed=1))}"
     shutil.rmtree(home)
     shutil.copytree(foreign, home)
-    with caplog.at_level(logging.WARNING, logger="experiments.prior_cache"):
+    with caplog.at_level(logging.WARNING, logger="labelchain.experiments.prior_cache"):
         prior_cache.cached_prior("ovr_logistic", ds, top_m=2, cache_dir=tmp_path)
     assert built == [0, 1, 0, 0, 0]
     assert [r.getMessage() for r in caplog.records] == [
@@ -232,7 +232,7 @@ def test_cache_round_trip_key_binding_and_rebuilt_entries(tmp_path: Path, monkey
     # a damaged matrix: rebuilt with one warning, then sound again
     caplog.clear()
     (home / "val.npz").write_bytes(b"cut")
-    with caplog.at_level(logging.WARNING, logger="experiments.prior_cache"):
+    with caplog.at_level(logging.WARNING, logger="labelchain.experiments.prior_cache"):
         prior_cache.cached_prior("ovr_logistic", ds, top_m=2, cache_dir=tmp_path)
         prior_cache.cached_prior("ovr_logistic", ds, top_m=2, cache_dir=tmp_path)
     assert built == [0, 1, 0, 0, 0, 0]
@@ -251,8 +251,8 @@ def test_build_prior_on_emotions_is_out_of_fold_top_m_and_checked() -> None:
         assert np.diff(prior.part(part).indptr).tolist() == [3] * prior.part(part).shape[0]
     assert prior.settings["hyper"] == {"C": 0.1} and prior.settings["score_kind"] == "log_odds"
     # out-of-fold training scores are less sure of the gold labels than in-sample ones would be
-    from agents.peers import OvRLogistic
-    from agents.supervised import carve_validation
+    from labelchain.agents.peers import OvRLogistic
+    from labelchain.agents.supervised import carve_validation
 
     train, _ = carve_validation(ds.train, 0.1, 0)
     in_sample = log_scores(OvRLogistic(C=0.1).fit(train).scores(train.X), "log_odds")
@@ -279,13 +279,13 @@ def test_omikuji_prior_is_log_scores_of_at_most_m_labels_and_missing_omikuji_is_
     for part in ("train", "val", "test"):
         scores = prior.part(part)
         assert np.diff(scores.indptr).max() <= 20 and FLOOR <= scores.data.min() and scores.data.max() <= 0.0
-    from agents.supervised import carve_validation
+    from labelchain.agents.supervised import carve_validation
 
     unseen = np.flatnonzero(carve_validation(ds.train, 0.1, 0)[0].label_freq == 0)
     assert unseen.size > 0 and not np.isin(prior.test.indices, unseen).any()  # never a label absent from training
     import sys
 
-    from agents.peers import PeerUnavailable
+    from labelchain.agents.peers import PeerUnavailable
 
     monkeypatch.setitem(sys.modules, "omikuji", None)
     with pytest.raises(PeerUnavailable, match=r"Omikuji is not installed .*pip install -e '\.\[peers\]'"):
