@@ -30,9 +30,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from experiments import compare_orderings, execution, ray_backend
-from experiments.common import REPO_ROOT, atomic_write_json, parse_args
-from experiments.orderings_report import render_markdown
+from labelchain.experiments import compare_orderings
+from labelchain.experiments.grid import execution, ray_backend
+from labelchain.experiments.run.common import REPO_ROOT, atomic_write_json, parse_args
+from labelchain.experiments.reports.orderings import render_markdown
+from labelchain.experiments.grid.cells import Cell
 
 
 @dataclass
@@ -86,7 +88,7 @@ def child(args: Args) -> dict:
     grid = grid_args(args, runs_dir)
     results: dict[str, Any] = {"cells": {}, "rows": [], "skipped_peers": []}
     cells = [
-        execution.Cell(
+        Cell(
             compare_orderings.cell_key(d, s),
             compare_orderings.compute_cell,
             {"args": grid, "dataset": d, "seed": s, "command": "bench"},

@@ -7,9 +7,9 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import envs
-from envs import LabelChainEnv, LabelChainVectorEnv
-from envs.rewards import chain_quality
+import labelchain.envs as envs
+from labelchain.envs import LabelChainEnv, LabelChainVectorEnv
+from labelchain.envs.rewards import chain_quality
 
 STOP = 4  # tiny_dataset has 4 labels
 
