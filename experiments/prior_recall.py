@@ -31,7 +31,13 @@ from labelchain.agents.prior import PRIOR_PEERS, SCORE_KINDS, _with_top_k, recal
 from labelchain.agents.supervised import carve_validation
 from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
 from labelchain.envs.data.loading import load_dataset
-from labelchain.experiments.run.common import atomic_write_json, atomic_write_text, command_line, parse_args, single_thread
+from labelchain.experiments.run.common import (
+    atomic_write_json,
+    atomic_write_text,
+    command_line,
+    parse_args,
+    single_thread,
+)
 
 SCRIPT = "experiments/prior_recall.py"
 NINE = ["emotions", "scene", "yeast", "medical", "enron", "bibtex", "corel5k", "reuters21578", "delicious"]
