@@ -70,8 +70,16 @@ class LogisticOrConstant(ClassifierMixin, BaseEstimator):
 class EnsembleOfChains:
     """`chain_count(L, n_chains)` classifier chains over random orders; scores = mean probability."""
 
-    def __init__(self, C: float = 1.0, n_chains: int = DEFAULT_CHAINS, max_iter: int = 200, seed: int = 0) -> None:
+    def __init__(
+        self,
+        C: float = 1.0,
+        n_chains: int = DEFAULT_CHAINS,
+        max_iter: int = 200,
+        seed: int = 0,
+        chain_budget: int = CHAIN_LABEL_BUDGET,
+    ) -> None:
         self.C, self.n_chains, self.max_iter, self.seed = C, n_chains, max_iter, seed
+        self.chain_budget = chain_budget
 
     def fit(self, train: Split) -> EnsembleOfChains:
         from labelchain.agents.peers import FeatureScaler  # agents.peers imports this module
@@ -80,7 +88,7 @@ class EnsembleOfChains:
         X = self.scaler.transform(train.X)
         Y = train.Y.toarray().astype(np.int8)
         self.n_labels = Y.shape[1]
-        self.used_chains = chain_count(self.n_labels, self.n_chains)
+        self.used_chains = chain_count(self.n_labels, self.n_chains, self.chain_budget)
         rng = np.random.default_rng(self.seed)
         base = LogisticOrConstant(C=self.C, max_iter=self.max_iter, random_state=self.seed)
         self.chains = []
