@@ -217,12 +217,12 @@ def memory(args: Args) -> list[dict]:
 
 def _print_memory(rows: list[dict], cap_gb: float) -> None:
     print(
-        f"{'case':<32} {'code':<14} {'files KB':>8} {'peak MB':>8} {'x files':>7} {'RSS+ MB':>8} "
-        f"{'load s':>7}  outcome"
+        f"{'case':<32} {'code':<14} {'files KB':>8} {'peak MB':>8} {'x files':>7} {'RSS+ MB':>8} {'load s':>7}  outcome"
     )
     for r in rows:
         ratio = r["peak_mb"] * 1024 / r["size_kb"]
-        outcome = r["outcome"] + (f" (over the {cap_gb:g} GB cap)" if r["outcome"] == "MemoryError" else "")
+        refused = r["outcome"] == "MemoryError"  # tracemalloc counts the refused request: what it needed
+        outcome = r["outcome"] + (f" (the peak is the request the {cap_gb:g} GB cap refused)" if refused else "")
         print(
             f"{r['case']:<32} {r['code']:<14} {r['size_kb']:>8.0f} {r['peak_mb']:>8.1f} {ratio:>7.1f} "
             f"{r['rss_growth_mb']:>8.1f} {r['seconds']:>7.3f}  {outcome}"

@@ -376,4 +376,3 @@ def _convert(
                 field=f"attribute {names[col]!r}",
             )
     return values.astype(np.float32)
-

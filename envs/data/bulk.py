@@ -38,10 +38,12 @@ def token_number(token: str, integer: bool) -> float | int | None:
     if integer:
         if INT_TOKEN.fullmatch(token) is None:
             return None
-        digits = token.strip(" \t").lstrip("+-").lstrip("0")
-        if len(digits) > 19:  # beyond int64 whatever the digits (and int() caps at 4300 digits)
+        text = token.strip(" \t")
+        sign = -1 if text[0] == "-" else 1
+        digits = text.lstrip("+-").lstrip("0")
+        if len(digits) > 19:  # beyond int64 whatever the digits (and int() refuses over 4300 digits)
             return None
-        value = int(token)
+        value = sign * int(digits or "0")
         return value if _INT64[0] <= value < _INT64[1] else None
     if FLOAT_TOKEN.fullmatch(token) is None and SPECIAL_TOKEN.fullmatch(token) is None:
         return None

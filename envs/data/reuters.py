@@ -56,6 +56,7 @@ class ReutersDoc:
     has_topics: bool  # the TOPICS="YES" attribute (not whether <TOPICS> is non-empty)
     topics: list[str]
     text: str
+    line: int = 0  # line of the <REUTERS> tag in its file, for errors naming a document
 
 
 def _clean(sgml: str) -> str:
@@ -98,7 +99,9 @@ def parse_sgml(path: str | Path) -> list[ReutersDoc]:
             doc_text = (_clean(title.group(1)) + "\n" if title else "") + _clean(body.group(1))
         else:  # BRIEF / UNPROC: title and whatever other text there is
             doc_text = _clean(_TAG.sub(" ", inner))
-        docs.append(ReutersDoc(int(attrs["NEWID"]), attrs["LEWISSPLIT"], attrs["TOPICS"] == "YES", topics, doc_text))
+        docs.append(
+            ReutersDoc(int(attrs["NEWID"]), attrs["LEWISSPLIT"], attrs["TOPICS"] == "YES", topics, doc_text, line)
+        )
     if not docs:
         raise DataFormatError(path, "no <REUTERS ...>...</REUTERS> documents; expected Reuters-21578 SGML")
     _check_between(text[end:], path, end_line)
@@ -133,6 +136,30 @@ def sgml_files(folder: str | Path) -> list[Path]:
     return sorted(Path(folder).glob("reut2-*.sgm"))
 
 
+def read_documents(files: list[Path]) -> list[ReutersDoc]:
+    """Documents of all `files`; a NEWID seen twice is a DataFormatError naming both places.
+
+    A stray copy such as `reut2-000 (1).sgm` matches the file pattern and would otherwise count
+    every one of its documents twice, in training and test alike.
+    """
+    docs: list[ReutersDoc] = []
+    first: dict[int, tuple[Path, int]] = {}
+    for path in files:
+        for doc in parse_sgml(path):
+            if doc.newid in first:
+                where, line = first[doc.newid]
+                raise DataFormatError(
+                    path,
+                    f"NEWID={doc.newid} was already read from {where.name}, line {line}; expected each "
+                    "document once (a duplicate file such as 'reut2-000 (1).sgm' in the folder?)",
+                    line=doc.line,
+                    field="<REUTERS NEWID>",
+                )
+            first[doc.newid] = (path, doc.line)
+            docs.append(doc)
+    return docs
+
+
 def modapte_90(docs: list[ReutersDoc]) -> tuple[list[ReutersDoc], list[ReutersDoc], list[str]]:
     """(train docs, test docs, sorted topic names) of the ModApte split restricted to 90 topics."""
     train = [d for d in docs if d.lewis_split == "TRAIN" and d.has_topics and d.topics]
@@ -164,7 +191,7 @@ def load_reuters(folder: str | Path, tfidf_options: dict | None = None) -> Datas
     files = sgml_files(folder)
     if not files:
         raise FileNotFoundError(f"no reut2-*.sgm files in {folder}")
-    docs = [doc for path in files for doc in parse_sgml(path)]
+    docs = read_documents(files)
     train, test, topics = modapte_90(docs)
     if not train or not test:
         raise DataFormatError(
