@@ -35,15 +35,20 @@ def integer_array(values: Any, what: str = "action") -> np.ndarray:
         if whole.all():
             return array.astype(np.int64)
         k = int(np.flatnonzero(~whole)[0])
-        at = f"[{k}]" if array.ndim else ""
-        raise ValueError(f"{what}{at} {flat[k]!r} is not an integer (action ids are whole numbers)")
+        raise ValueError(f"{what}{_at(array, k)} {flat[k].item()!r} is not an integer (action ids are whole numbers)")
     if kind == "O":
         for k, item in enumerate(flat):
             if not isinstance(item, (int, np.integer)) or not -_INT64_MAX - 1 <= int(item) <= _INT64_MAX:
-                at = f"[{k}]" if array.ndim else ""
-                raise ValueError(f"{what}{at} {item!r} is not an integer in the int64 range")
+                raise ValueError(f"{what}{_at(array, k)} {item!r} is not an integer in the int64 range")
         return array.astype(np.int64)
     raise ValueError(f"{what} {values!r} is not an integer (dtype {array.dtype})")
+
+
+def _at(array: np.ndarray, flat_index: int) -> str:
+    """`[i, j]` of a flat position, for messages ("" for a scalar)."""
+    if not array.ndim:
+        return ""
+    return "[" + ", ".join(str(int(i)) for i in np.unravel_index(flat_index, array.shape)) + "]"
 
 
 def integer_action(action: Any) -> int:
