@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from envs.actions import integer_array
-from envs.data.dataset import Split
-from envs.label_overlap import document_clusters
+from labelchain.envs.actions import integer_array
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.label_overlap import document_clusters
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ def _hash_seconds(name: str) -> float:
 
 
 def measure(args: Args) -> list[dict]:
-    from envs.data.loading import load_dataset
+    from labelchain.envs.data.loading import load_dataset
 
     rows = []
     for name in args.datasets:
@@ -132,7 +132,7 @@ def _probe(args: Args) -> None:
     """
     import tracemalloc
 
-    from envs.data.loading import load_dataset
+    from labelchain.envs.data.loading import load_dataset
 
     with open("/proc/self/statm") as handle:  # virtual size now, so the cap counts only the load
         virtual = int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
@@ -160,8 +160,8 @@ def _probe(args: Args) -> None:
 
 def _long_token_cases(folder: Path) -> dict[str, Path]:
     """Dataset folders of the --memory benchmark, written into `folder` from the shared emotions."""
-    from envs.data.loading import load_dataset
-    from envs.data.textformats import write_xc
+    from labelchain.envs.data.loading import load_dataset
+    from labelchain.envs.data.textformats import write_xc
 
     emotions = DATA_DIR / "mulan" / "emotions"
     train = (emotions / "emotions-train.arff").read_text()

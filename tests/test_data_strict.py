@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from envs.data.arff import read_arff
-from envs.data.errors import DataFormatError
-from envs.data.loading import load_dataset
-from envs.data.textformats import read_libsvm_pair, read_xc
+from labelchain.envs.data.arff import read_arff
+from labelchain.envs.data.errors import DataFormatError
+from labelchain.envs.data.loading import load_dataset
+from labelchain.envs.data.textformats import read_libsvm_pair, read_xc
 
 HEADER = "@relation r\n" + "".join(f"@attribute a{j} numeric\n" for j in range(8)) + "@attribute y {0,1}\n@data\n"
 ROWS = "".join(",".join(f"{(i * 8 + j) % 7}.25" for j in range(8)) + f",{i % 2}\n" for i in range(60))
@@ -193,14 +193,14 @@ def test_cache_entry_copied_into_another_entry_is_not_returned(tmp_path: Path, c
     entry_b = next(p for p in cache.iterdir() if p != entry_a)
     for path in entry_a.iterdir():  # every file of a's entry over b's: each checksum still passes
         shutil.copy(path, entry_b / path.name)
-    with caplog.at_level(logging.WARNING, logger="envs.data"):
+    with caplog.at_level(logging.WARNING, logger="labelchain.envs.data"):
         again = load_dataset(b, cache_dir=cache)
     assert again.train.Y.toarray().tolist() == clean_b.train.Y.toarray().tolist()
     assert again.train.Y[0].indices.tolist() == [1]
     (record,) = caplog.records
     assert str(entry_b) in record.getMessage() and f"holds the entry of '{entry_a.name}'" in record.getMessage()
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="envs.data"):
+    with caplog.at_level(logging.WARNING, logger="labelchain.envs.data"):
         load_dataset(b, cache_dir=cache)  # rebuilt: sound again, no warning
     assert not caplog.records
 
@@ -212,7 +212,7 @@ def test_label_like_attribute_left_out_of_the_xml_gets_a_note(tmp_path: Path, ca
         "@attribute y1 {0,1}\n@attribute y2 {0,1}\n@attribute y3 numeric\n@data\n"
     )
     rows = "0.5,1,2,1,0,1\n1.5,3,4,0,1,0\n"
-    with caplog.at_level(logging.WARNING, logger="envs.data"):
+    with caplog.at_level(logging.WARNING, logger="labelchain.envs.data"):
         ds = load_dataset(mulan(tmp_path / "left", header + rows, header + rows, ["y1", "y2"]), cache=False)
     assert ds.feature_names == ["f1", "f2", "f3", "y3"]  # legal in MULAN: a feature
     (note,) = ds.metadata["notes"]

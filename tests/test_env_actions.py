@@ -6,9 +6,9 @@ import scipy.sparse as sp
 import torch
 from gymnasium.vector import AutoresetMode
 
-from envs.label_env import LabelChainEnv
-from envs.mcg import MCGSpec, emitted_mask
-from envs.vector_env import LabelChainVectorEnv
+from labelchain.envs.label_env import LabelChainEnv
+from labelchain.envs.mcg import MCGSpec, emitted_mask
+from labelchain.envs.vector_env import LabelChainVectorEnv
 
 # 4 labels, 2 clusters (ids 4, 5), STOP 6: as in tests/test_mcg.py
 MCG = MCGSpec(sp.csr_matrix(np.array([[1, 0], [1, 0], [0, 1], [1, 1]], dtype=bool)))
@@ -57,7 +57,7 @@ def test_mcg_refuses_non_integral_histories_and_cluster_ids():
 
 
 def test_integer_array_range_and_kinds():
-    from envs.actions import integer_array  # here, so the env tests above also run against older code
+    from labelchain.envs.actions import integer_array  # here, so the env tests above also run against older code
 
     assert integer_array(np.array([True, False])).tolist() == [1, 0]
     assert integer_array(2**62).tolist() == 2**62

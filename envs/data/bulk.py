@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.data.errors import DataFormatError
+from labelchain.envs.data.errors import DataFormatError
 
 BULK_WIDTH = 40  # longest token converted in the bulk numpy call (float64 needs at most ~25 chars)
 FLOAT_TOKEN = re.compile(r"[ \t]*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[ \t]*", re.ASCII)
