@@ -34,7 +34,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import REPO_ROOT, parse_args, single_thread
+from collections.abc import Callable
+
+from labelchain.experiments.run.common import REPO_ROOT, parse_args, single_thread
 
 # Passed explicitly: the baseline lives in a temporary folder.
 DATA_DIR = Path(os.environ.get("LABELCHAIN_DATA") or REPO_ROOT.parent / "shared" / "data")
@@ -55,10 +57,18 @@ class Args:
 
 
 def _use_code_root(root: str) -> None:
-    """Import `envs` from `root` instead of this checkout (the baseline's data layer)."""
+    """Import the data layer from `root` instead of this checkout (the baseline's)."""
     sys.path.insert(0, root)
-    for module in [m for m in sys.modules if m == "envs" or m.startswith("envs.")]:
+    for module in [m for m in sys.modules if m.split(".")[0] in ("envs", "labelchain")]:
         del sys.modules[module]
+
+
+def _load_dataset(code_root: str | None) -> Callable:
+    """`load_dataset` of the code in `code_root`: `labelchain.envs`, or `envs` before the namespace."""
+    import importlib
+
+    old_layout = code_root is not None and not (Path(code_root) / "labelchain").is_dir()
+    return importlib.import_module(("" if old_layout else "labelchain.") + "envs.data.loading").load_dataset
 
 
 def _hash_seconds(name: str) -> float:
@@ -73,7 +83,7 @@ def _hash_seconds(name: str) -> float:
 
 
 def measure(args: Args) -> list[dict]:
-    from labelchain.envs.data.loading import load_dataset
+    load_dataset = _load_dataset(args.code_root)
 
     rows = []
     for name in args.datasets:
@@ -98,8 +108,12 @@ def measure(args: Args) -> list[dict]:
 
 
 def _export(ref: str, root: str) -> None:
-    """The data layer (`envs/`) of commit `ref`, unpacked into `root`."""
-    archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", ref, "envs"], check=True, capture_output=True)
+    """The data layer of commit `ref` (`envs/`, and `labelchain/` where it has one), unpacked into `root`."""
+    listed = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "ls-tree", "--name-only", ref], check=True, capture_output=True
+    )
+    paths = ["envs"] + (["labelchain"] if "labelchain" in listed.stdout.decode().split() else [])
+    archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", ref, *paths], check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", root], input=archive.stdout, check=True)
 
 
@@ -132,7 +146,7 @@ def _probe(args: Args) -> None:
     """
     import tracemalloc
 
-    from labelchain.envs.data.loading import load_dataset
+    load_dataset = _load_dataset(args.code_root)
 
     with open("/proc/self/statm") as handle:  # virtual size now, so the cap counts only the load
         virtual = int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
