@@ -76,7 +76,7 @@ def read_mulan_xml(path: str | Path) -> list[str]:
 
 def meka_label_count(relation: str, path: Path) -> tuple[int, bool]:
     """(number of labels, labels_first) from MEKA's `-C n` option in the relation name."""
-    match = re.search(r"-C\s+(-?\d+)", relation)
+    match = re.search(r"-C\s+(-?\d+)", relation, re.ASCII)
     if match is None:
         raise DataFormatError(
             path,

@@ -128,7 +128,7 @@ def _check_attributes(attrs: dict[str, str], path: Path, line: int) -> None:
             raise DataFormatError(
                 path, f"{key}={attrs[key]!r}; expected one of {values}", line=line, field=f"<REUTERS {key}>"
             )
-    if not attrs["NEWID"].isdigit():
+    if not (attrs["NEWID"].isascii() and attrs["NEWID"].isdigit()):  # str.isdigit takes "²", int() not
         raise DataFormatError(path, f"NEWID={attrs['NEWID']!r} is not a number", line=line, field="<REUTERS NEWID>")
 
 

@@ -22,7 +22,7 @@ from labelchain.envs.data.bulk import first_repeat, shown, to_numbers
 from labelchain.envs.atomic import atomic_write_text
 from labelchain.envs.data.errors import DataFormatError
 
-_XC_HEADER = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s*$")
+_XC_HEADER = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s*$", re.ASCII)  # ASCII: int() takes Arabic digits
 
 
 @dataclass
