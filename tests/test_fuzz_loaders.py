@@ -296,6 +296,7 @@ def odd_tokens() -> st.SearchStrategy[str]:
     return st.one_of(st.sampled_from(ODD_TOKENS), runs, text)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["dense", "sparse", "xc", "libsvm"])
 def test_fuzz_long_and_odd_tokens(sources: dict[str, str], text_sources: dict[str, str], kind: str) -> None:
     """One number of a file replaced by an odd or long token (ARFF: in the data section; XC: not the header)."""
