@@ -36,7 +36,8 @@ from pathlib import Path
 
 from collections.abc import Callable
 
-from labelchain.experiments.run.common import REPO_ROOT, parse_args, single_thread
+from labelchain.envs.data.locate import REPO_ROOT  # the repository root (run.common's is one level short)
+from labelchain.experiments.run.common import parse_args, single_thread
 
 # Passed explicitly: the baseline lives in a temporary folder.
 DATA_DIR = Path(os.environ.get("LABELCHAIN_DATA") or REPO_ROOT.parent / "shared" / "data")
