@@ -159,7 +159,7 @@ def _probe(args: Args) -> None:
     for run in range(args.repeats + 1):
         start = time.perf_counter()
         try:
-            load_dataset(Path(args.probe), cache=False)
+            load_dataset(Path(str(args.probe)), cache=False)
         except Exception as err:  # noqa: BLE001  (the outcome is the measurement)
             outcome, times = type(err).__name__, [time.perf_counter() - start]
             break

@@ -326,8 +326,8 @@ def _convert(
     plain_tokens = tokens if plain.size == len(tokens) else [tokens[k] for k in plain.tolist()]
     values[plain], bad_token = parse_numbers(plain_tokens, integer=False)
     if bad_token is not None:
-        k = int(plain[bad_token])
-        token = tokens[k].strip()
+        at = int(plain[bad_token])
+        token = tokens[at].strip()
         what = (
             "missing value '?' is not supported (labelchain does not impute)"
             if token == "?"
@@ -336,8 +336,8 @@ def _convert(
         raise DataFormatError(
             path,
             f"{what}; expected a numeric value ([+-]digits[.digits][e[+-]digits], ASCII digits)",
-            line=int(entry_lines[k]),
-            field=f"attribute {names[int(cols[k])]!r}",
+            line=int(entry_lines[at]),
+            field=f"attribute {names[int(cols[at])]!r}",
         )
     with np.errstate(over="ignore"):  # 1e39 is finite in float64 but inf once stored as float32
         bad = np.flatnonzero(~np.isfinite(values[plain].astype(np.float32)))
