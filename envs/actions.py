@@ -53,6 +53,8 @@ def _at(array: np.ndarray, flat_index: int) -> str:
 
 def integer_action(action: Any) -> int:
     """One action id as a Python int (a 0-d or one-element array is fine); ValueError otherwise."""
+    if isinstance(action, (int, np.integer)):  # the common case, without an array (a step is microseconds)
+        return int(action)
     array = integer_array(action)
     if array.size != 1:
         raise ValueError(f"action must be one integer, got shape {array.shape}")
