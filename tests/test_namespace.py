@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -40,6 +41,9 @@ def test_the_old_top_level_names_are_not_installed():
 
 @pytest.mark.slow
 def test_the_wheel_holds_only_the_labelchain_package(tmp_path):
+    source = tmp_path / "src"  # setuptools builds in-tree (build/): build a copy, never the checkout
+    skip = shutil.ignore_patterns(".git", ".venv", "build", "runs", ".cache", "*.egg-info", "__pycache__")
+    shutil.copytree(REPO, source, symlinks=True, ignore=skip)
     subprocess.run(
         [
             sys.executable,
@@ -51,7 +55,7 @@ def test_the_wheel_holds_only_the_labelchain_package(tmp_path):
             "--no-build-isolation",
             "-w",
             str(tmp_path),
-            str(REPO),
+            str(source),
         ],
         check=True,
         capture_output=True,
