@@ -33,10 +33,11 @@ from typing import Any
 from experiments import compare_orderings, execution, ray_backend
 from experiments.common import REPO_ROOT, atomic_write_json, parse_args
 from experiments.orderings_report import render_markdown
+from experiments.threads import Threads
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Orderings grid: local backend vs Ray backend (local Ray or a cluster), wall time and peak memory."""
 
     grid: str = field(
@@ -104,6 +105,7 @@ def child(args: Args) -> dict:
         lambda key, cell: compare_orderings.merge_cell(results, cell),
         backend="local" if args.child == "local" else "ray",
         jobs=args.jobs,
+        threads=args.threads,
         storage_dir=runs_dir,
         progress=False,
     )

@@ -31,11 +31,12 @@ from agents.training import TrainConfig, train_epochs
 from envs.data.dataset import Dataset, Split
 from envs.data.loading import load_dataset
 from envs.orderings import LabelOrdering
-from experiments.common import parse_args, resolve_device, single_thread
+from experiments.common import parse_args, resolve_device
+from experiments.threads import Threads, set_threads
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Benchmark supervised training and decoding of the chain policy (documents per second)."""
 
     dataset: str = "bibtex"
@@ -191,7 +192,7 @@ def update_paths(dataset: Dataset, hidden: int, args: Args, device: torch.device
 
 
 def main(args: Args) -> dict:
-    single_thread()
+    set_threads(args.threads or 1)
     device = resolve_device(args.device)
     dataset = load_dataset(args.dataset)
     train, test = dataset.train, dataset.test

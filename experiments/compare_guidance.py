@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from experiments.common import REPO_ROOT, command_line, parse_args, single_thread
+from experiments.common import REPO_ROOT, command_line, parse_args
 
 from agents.guidance import with_gold_clusters
 from agents.mcg import mcg_setup
@@ -41,6 +41,7 @@ from experiments import execution
 from experiments import variant_grid as vg
 from experiments.guidance_report import render_markdown
 from experiments.run_setup import predicted_clusters
+from experiments.threads import set_threads
 
 SCRIPT = "experiments/compare_guidance.py"
 GUIDANCE = ("none", "bcl", "mcg")
@@ -111,7 +112,6 @@ def guided(cell: vg.Cell, guidance: str, clusters: np.ndarray | sp.csr_matrix, a
 
 def run_cell(args: Args, name: str, seed: int, variants: list[str]) -> dict[str, Any]:
     """One (dataset, seed): the rows of every variant in `variants` (λ > 1 retrains its λ = 1 first)."""
-    single_thread()
     started = time.perf_counter()
     cell = vg.Cell(name, seed, args, args.hide_train_labels)
     label_cluster = kmeans_clusters(pifa_embeddings(cell.train.X, cell.train.Y), args.clusters, seed=seed)
@@ -158,7 +158,7 @@ def check(args: Args) -> None:
 
 
 def main(args: Args) -> dict:
-    single_thread()
+    set_threads(args.threads or 1)
     check(args)
     out = None if args.out is None else REPO_ROOT / args.out
     command = command_line(args, SCRIPT)
