@@ -36,13 +36,22 @@ def test_every_script_has_threads_flag(name):
 
 
 def test_single_run_uses_the_usable_cores(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 2, 5}, raising=False)
     assert threads.usable_cores() == 3
     assert set_threads(None) == 3 and torch.get_num_threads() == 3
     assert set_threads(2) == 2 and torch.get_num_threads() == 2
 
 
+@pytest.mark.parametrize(("omp", "expected"), [("2", 2), ("3,1", 3), ("", 5), ("0", 5), ("many", 5)])
+def test_single_run_follows_omp_num_threads_when_set(monkeypatch, omp, expected):
+    monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(5)), raising=False)
+    assert threads.default_threads() == expected and set_threads(None) == expected
+
+
 def test_a_cell_keeps_its_count_and_restores_the_process(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     torch.set_num_threads(3)
     with cell_threads(None) as count:
