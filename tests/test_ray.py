@@ -20,6 +20,8 @@ from experiments import compare_orderings, execution, ray_backend, train_rl, tra
 from experiments.compare_orderings import Args  # noqa: E402
 from experiments.orderings_report import render_markdown  # noqa: E402
 
+pytestmark = pytest.mark.slow  # Ray: minutes in all; `pytest -m 'not slow'` skips them
+
 TESTS = Path(__file__).resolve().parent
 
 LEARNERS = ["freq2rare", "rearrange", "combined"]

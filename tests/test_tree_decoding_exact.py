@@ -121,6 +121,7 @@ def test_history_counts_are_the_brute_force_comparison():
     assert counts.sum() > 0
 
 
+@pytest.mark.slow
 def test_suppressed_greedy_emits_every_label_once_through_exhausted_nodes():
     policy = golden_tree_policy()
     X = np.random.default_rng(8).normal(size=(2, 7)).astype(np.float32)
