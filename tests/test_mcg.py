@@ -11,7 +11,9 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
-from agents.decoding import beam_search, greedy_decode, predict, sample_decode, sequence_log_probs
+from helpers import sample_decode
+
+from agents.decoding import beam_search, greedy_decode, predict, sequence_log_probs
 from agents.learner_base import LearnerConfig
 from agents.learners import LEARNERS, make_learner
 from agents.mcg import MCGConstraint, cluster_part, mcg_setup

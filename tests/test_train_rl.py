@@ -14,7 +14,9 @@ from tiny_runs import tiny_train_rl_args
 from interrupted_run import deterministic_part, interrupt_long_run
 
 from agents.policy import ChainPolicy
-from experiments.runs import BatchSampler, GracefulInterrupt, load_checkpoint, read_scalars
+from helpers import read_scalars
+
+from experiments.runs import BatchSampler, GracefulInterrupt, load_checkpoint
 from experiments.config import ArgsError
 from experiments.train_rl import main
 from experiments.train_rl_args import Args, group_label

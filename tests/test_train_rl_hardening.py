@@ -19,7 +19,9 @@ from envs.data.dataset import Dataset, Split
 from experiments import run_setup, runs
 from experiments.common import parse_args
 from experiments.run_report import best_fixed_ordering
-from experiments.runs import DiskFullError, RunLock, load_checkpoint, read_scalars
+from helpers import read_scalars
+
+from experiments.runs import DiskFullError, RunLock, load_checkpoint
 from experiments.run_setup import check_splits
 from experiments.config import ArgsError
 from experiments.train_rl import main

@@ -12,7 +12,9 @@ from tiny_runs import tiny_train_rl_args
 from interrupted_run import deterministic_part
 
 from experiments.run_setup import load_run_data
-from experiments.runs import load_checkpoint, load_policy, read_scalars, save_checkpoint
+from helpers import read_scalars
+
+from experiments.runs import load_checkpoint, load_policy, save_checkpoint
 from experiments.config import ArgsError
 from experiments.train_rl import main
 from experiments.train_rl_args import Args

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from agents.chain_step import HistoryEmitted
-from agents.decoding import beam_search, greedy_decode, sample_decode
+from helpers import sample_decode
+
+from agents.decoding import beam_search, greedy_decode
 from agents.policy import ChainPolicy
 from agents.tree_ops import SCORE_WAYS, gathered_scores, history_counts, score_way
 from envs.label_clusters import build_label_tree

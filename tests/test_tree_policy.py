@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import sample_decode
+
 from agents.decoding import (
     beam_search,
     greedy_decode,
     predict,
-    sample_decode,
     sequence_log_probs,
 )
 from agents.learner_base import LearnerConfig
