@@ -21,8 +21,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from experiments.common import REPO_ROOT, parse_args
-from experiments.threads import Threads, set_threads
+from labelchain.experiments.run.common import REPO_ROOT, parse_args
+from labelchain.experiments.threads import Threads, set_threads
 
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"  # passed explicitly: the baseline lives in a temporary folder
 SOURCES = {"delicious": ("mulan/delicious", ("*.arff", "*.xml")), "reuters21578": ("reuters21578", ("reut2-*.sgm",))}
@@ -57,7 +57,7 @@ def _hash_seconds(name: str) -> float:
 
 
 def measure(args: Args) -> list[dict]:
-    from envs.data.loading import load_dataset
+    from labelchain.envs.data.loading import load_dataset
 
     rows = []
     for name in args.datasets:

@@ -17,12 +17,12 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from experiments.common import parse_args
-from experiments.threads import Threads, set_threads
+from labelchain.experiments.run.common import parse_args
+from labelchain.experiments.threads import Threads, set_threads
 
-from envs.chain_task import make_task
-from envs.label_env import LabelChainEnv
-from envs.vector_env import LabelChainVectorEnv
+from labelchain.envs.chain_task import make_task
+from labelchain.envs.label_env import LabelChainEnv
+from labelchain.envs.vector_env import LabelChainVectorEnv
 
 
 @dataclass

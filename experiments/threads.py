@@ -4,7 +4,7 @@ A single run (train_rl, peers, tune's driver) defaults to `OMP_NUM_THREADS` when
 convention PyTorch and BLAS follow; the test command and CI set it to 1), else to every core this
 process may use, so the main job uses a workstation's cores. A grid cell defaults to one thread: `--jobs N` cells
 in parallel already fill N cores, and a cell's numbers must not depend on how many run beside it.
-The execution layer (experiments.execution, experiments.ray_backend) wraps each cell in
+The execution layer (experiments.grid.execution, experiments.grid.ray_backend) wraps each cell in
 `cell_threads`, so a script the cell calls (train_rl.main with `threads=None`) keeps the cell's count.
 Tests and the committed benchmark figures use one thread.
 """

@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 import torch  # noqa: E402
 
-from envs.data.dataset import Dataset, Split  # noqa: E402
+from labelchain.envs.data.dataset import Dataset, Split  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -58,7 +58,7 @@ def emotions() -> Dataset:
     """The emotions benchmark (391 train / 202 test documents, 6 labels), loaded once per session.
 
     Shared by every test module: treat it as read-only (copy before changing a split)."""
-    from envs.data.loading import load_dataset
+    from labelchain.envs.data.loading import load_dataset
 
     return load_dataset("emotions")
 

@@ -10,10 +10,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from agents.decoding import DecodeResult, rollout
-from agents.policy import ChainPolicy
-from envs.label_overlap import OverlappingLabels
-from experiments.runs import scalar_events
+from labelchain.agents.decoding import DecodeResult, rollout
+from labelchain.agents.policy import ChainPolicy
+from labelchain.envs.label_overlap import OverlappingLabels
+from labelchain.experiments.run.folder import scalar_events
 
 
 def sample_decode(

@@ -10,14 +10,14 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from agents.decoding import predict
-from agents.guidance import ClusterGuidance, with_gold_clusters
-from agents.learner_base import LearnerConfig
-from agents.learners import LEARNERS, make_learner
-from agents.policy import ChainPolicy
-from envs.data.dataset import Split
-from envs.label_clusters import kmeans_clusters, pifa_embeddings
-from envs.metrics import evaluate
+from labelchain.agents.decoding import predict
+from labelchain.agents.guidance import ClusterGuidance, with_gold_clusters
+from labelchain.agents.learner_base import LearnerConfig
+from labelchain.agents.learners import LEARNERS, make_learner
+from labelchain.agents.policy import ChainPolicy
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.label_clusters import kmeans_clusters, pifa_embeddings
+from labelchain.envs.metrics import evaluate
 
 
 def _guidance() -> ClusterGuidance:

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.learner_base import LearnerConfig
-from agents.learners import FIXED_ORDERINGS, LEARNERS, make_learner
-from agents.policy import ChainPolicy
-from envs.rewards import chain_quality
+from labelchain.agents.learner_base import LearnerConfig
+from labelchain.agents.learners import FIXED_ORDERINGS, LEARNERS, make_learner
+from labelchain.agents.policy import ChainPolicy
+from labelchain.envs.rewards import chain_quality
 
 pytestmark = pytest.mark.needs_data  # every test here reads emotions
 

@@ -7,15 +7,15 @@ import torch
 
 from helpers import sample_decode
 
-from agents.decoding import (
+from labelchain.agents.decoding import (
     beam_search,
     greedy_decode,
     predict,
     sequence_log_probs,
 )
-from agents.features import doc_features
-from agents.label_scores import labels_to_csr, position_scores
-from agents.policy import ChainPolicy
+from labelchain.agents.features import doc_features
+from labelchain.agents.label_scores import labels_to_csr, position_scores
+from labelchain.agents.policy import ChainPolicy
 
 N_FEATURES, N_LABELS = 30, 9
 STOP = N_LABELS

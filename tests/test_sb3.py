@@ -7,11 +7,11 @@ import pytest
 import torch
 from sb3_contrib import MaskablePPO
 
-from agents.decoding import greedy_decode, predict
-from agents.policy import ChainPolicy
-from agents.sb3_adapter import ChainPolicyAdapter, chain_policy_from, make_maskable_ppo
-from envs.label_env import LabelChainEnv
-from envs.mcg import MCGSpec, emitted_mask
+from labelchain.agents.decoding import greedy_decode, predict
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.sb3_adapter import ChainPolicyAdapter, chain_policy_from, make_maskable_ppo
+from labelchain.envs.label_env import LabelChainEnv
+from labelchain.envs.mcg import MCGSpec, emitted_mask
 
 pytestmark = pytest.mark.slow  # SB3 learning: minutes in all; `pytest -m 'not slow'` skips them
 

@@ -6,9 +6,10 @@ import importlib
 import pytest
 import torch
 
-from experiments import execution, threads
-from experiments.execution import Cell
-from experiments.threads import cell_threads, set_threads
+from labelchain.experiments.grid import execution
+from labelchain.experiments import threads
+from labelchain.experiments.grid.execution import Cell
+from labelchain.experiments.threads import cell_threads, set_threads
 
 SCRIPTS = [
     "ablations", "bench_data", "bench_env", "bench_output_layer", "bench_ray", "bench_rl", "bench_scale",

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from tiny_runs import tiny_train_rl_args
 
-from experiments.runs import load_checkpoint
-from experiments.run_setup import load_run_data
-from experiments.config import ArgsError
-from experiments.train_rl import main
+from labelchain.experiments.run.folder import load_checkpoint
+from labelchain.experiments.run.setup import load_run_data
+from labelchain.experiments.run.config import ArgsError
+from labelchain.experiments.train_rl import main
 
 TINY = tiny_train_rl_args(guidance="bcl", clusters=3, hide_train_labels=0.5)
 

@@ -15,17 +15,17 @@ from tiny_runs import tiny_train_rl_args
 from interrupted_run import interrupt_long_run
 import scipy.sparse as sp
 
-from envs.data.dataset import Dataset, Split
-from experiments import run_setup, runs
-from experiments.common import parse_args
-from experiments.run_report import best_fixed_ordering
+from labelchain.envs.data.dataset import Dataset, Split
+from labelchain.experiments.run import setup as run_setup, folder as runs
+from labelchain.experiments.run.common import parse_args
+from labelchain.experiments.run.report import best_fixed_ordering
 from helpers import read_scalars
 
-from experiments.runs import DiskFullError, RunLock, load_checkpoint
-from experiments.run_setup import check_splits
-from experiments.config import ArgsError
-from experiments.train_rl import main
-from experiments.train_rl_args import Args, resolve_args
+from labelchain.experiments.run.folder import DiskFullError, RunLock, load_checkpoint
+from labelchain.experiments.run.setup import check_splits
+from labelchain.experiments.run.config import ArgsError
+from labelchain.experiments.train_rl import main
+from labelchain.experiments.run.train_rl_args import Args, resolve_args
 
 TINY = tiny_train_rl_args(learners=["freq2rare"], ensemble=[], updates=6, hidden_size=8, eval_every=3)
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "train_rl.py"

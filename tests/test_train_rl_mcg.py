@@ -11,13 +11,13 @@ import pytest
 from tiny_runs import tiny_train_rl_args
 from interrupted_run import deterministic_part
 
-from experiments.run_setup import load_run_data
+from labelchain.experiments.run.setup import load_run_data
 from helpers import read_scalars
 
-from experiments.runs import load_checkpoint, load_policy, save_checkpoint
-from experiments.config import ArgsError
-from experiments.train_rl import main
-from experiments.train_rl_args import Args
+from labelchain.experiments.run.folder import load_checkpoint, load_policy, save_checkpoint
+from labelchain.experiments.run.config import ArgsError
+from labelchain.experiments.train_rl import main
+from labelchain.experiments.run.train_rl_args import Args
 
 TINY = tiny_train_rl_args(
     learners=["always_random", "rearrange", "ppo", "combined"], guidance="mcg", clusters=3, mcg_restrict=True

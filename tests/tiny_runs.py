@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiments.train_rl_args import Args
+from labelchain.experiments.run.train_rl_args import Args
 
 TINY_RUN: dict[str, Any] = {
     "dataset": "emotions",
