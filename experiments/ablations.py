@@ -43,10 +43,11 @@ from labelchain.experiments.run.common import (
     percent_mean_std,
 )
 from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args, knobs_of, override
-from labelchain.experiments.grid.execution import Cell, ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid.cells import Cell
+from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
 from labelchain.experiments.grid.lookup import find_run, run_config, train_or_resume
 from labelchain.experiments.run.folder import METRICS_FILE, POLICY_DIR, DiskFullError, GracefulInterrupt
-from labelchain.experiments.threads import set_threads
+from labelchain.experiments.run.threads import set_threads
 
 SCRIPT = "experiments/ablations.py"
 WARM_START = "warm_start"  # the reference row: the rearrangement policy every warm variant starts from

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from labelchain.experiments.run.common import REPO_ROOT, parse_args
-from labelchain.experiments.threads import Threads, set_threads
+from labelchain.experiments.run.threads import Threads, set_threads
 
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"  # passed explicitly: the baseline lives in a temporary folder
 SOURCES = {"delicious": ("mulan/delicious", ("*.arff", "*.xml")), "reuters21578": ("reuters21578", ("reut2-*.sgm",))}

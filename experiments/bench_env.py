@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from labelchain.experiments.run.common import parse_args
-from labelchain.experiments.threads import Threads, set_threads
+from labelchain.experiments.run.threads import Threads, set_threads
 
 from labelchain.envs.chain_task import make_task
 from labelchain.envs.label_env import LabelChainEnv

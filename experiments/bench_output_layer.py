@@ -29,7 +29,7 @@ from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.supervised import teacher_forcing_loss
 from labelchain.envs.label_clusters import LabelTree, build_label_tree
 from labelchain.experiments.run.common import parse_args
-from labelchain.experiments.threads import Threads, set_threads
+from labelchain.experiments.run.threads import Threads, set_threads
 
 LAYERS = ("flat", "tree", "tree+sparse")
 

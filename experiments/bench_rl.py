@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from labelchain.experiments.run.common import parse_args, resolve_device
-from labelchain.experiments.threads import Threads, set_threads
+from labelchain.experiments.run.threads import Threads, set_threads
 
 from labelchain.agents.learner_base import LearnerConfig
 from labelchain.agents.learners import make_learner

@@ -32,7 +32,7 @@ from labelchain.envs.data.dataset import Dataset, Split
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.orderings import LabelOrdering
 from labelchain.experiments.run.common import parse_args, resolve_device
-from labelchain.experiments.threads import Threads, set_threads
+from labelchain.experiments.run.threads import Threads, set_threads
 
 
 @dataclass

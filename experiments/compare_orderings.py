@@ -50,13 +50,14 @@ from labelchain.experiments.run.common import (
     parse_args,
 )
 from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args, knobs_of, override
-from labelchain.experiments.grid.execution import Cell, ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid.cells import Cell
+from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
 from labelchain.experiments.reports.orderings import TABLE_METRICS, render_markdown
 from labelchain.experiments.grid.orderings_rows import rows_from_run
 from labelchain.experiments.peers import PEERS, PeerUnavailable, run_peer, tuned_config
 from labelchain.experiments.grid.lookup import run_config, train_or_resume
 from labelchain.experiments.run.folder import CONFIG_FILE, METRICS_FILE, DiskFullError, GracefulInterrupt
-from labelchain.experiments.threads import set_threads
+from labelchain.experiments.run.threads import set_threads
 
 GROUP_NAME = "compare"  # run folders: {runs_dir}/{dataset}__compare__{seed}__{time}
 ENSEMBLE = ["rearrange", "combined"]

@@ -19,7 +19,7 @@ from labelchain.envs.data.dataset import Dataset
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import HEADLINE, evaluate
 from labelchain.experiments.run.common import atomic_write_json, parse_args
-from labelchain.experiments.threads import Threads, set_threads
+from labelchain.experiments.run.threads import Threads, set_threads
 
 
 def run_peer(name: str, ds: Dataset, seed: int = 0, val_fraction: float = 0.1) -> tuple[dict, TunedPeer]:

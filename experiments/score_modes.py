@@ -32,8 +32,9 @@ from labelchain.experiments.run.common import (
     parse_args,
     resolve_device,
 )
-from labelchain.experiments.grid.execution import Cell, ExecutionFlags, check_backend, run_cells
-from labelchain.experiments.threads import set_threads
+from labelchain.experiments.grid.cells import Cell
+from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.run.threads import set_threads
 
 
 @dataclass

@@ -49,10 +49,11 @@ from labelchain.experiments.run.common import (
     parse_args,
     resolve_device,
 )
-from labelchain.experiments.grid.execution import Cell, ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid.cells import Cell
+from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
 from labelchain.experiments.run.presets import PRESETS, Preset
 from labelchain.experiments.reports.strength import render_markdown
-from labelchain.experiments.threads import set_threads
+from labelchain.experiments.run.threads import set_threads
 
 SCRIPT = "experiments/strength.py"
 RANK_METRIC, SET_METRIC = "nDCG@5", "example_f1"

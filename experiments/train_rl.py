@@ -75,7 +75,7 @@ from labelchain.experiments.run.train_rl_args import (
     resolve_args,
     warm_start_source,
 )
-from labelchain.experiments.threads import set_threads
+from labelchain.experiments.run.threads import set_threads
 
 # The script's public names: `main` and its `Args` (defined in train_rl_args; the README documents
 # `from experiments.train_rl import Args`, one Args per script). Everything else: import it from where

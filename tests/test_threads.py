@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from labelchain.experiments.grid import execution
-from labelchain.experiments import threads
-from labelchain.experiments.grid.execution import Cell
-from labelchain.experiments.threads import cell_threads, set_threads
+from labelchain.experiments.run import threads
+from labelchain.experiments.grid.cells import Cell
+from labelchain.experiments.run.threads import cell_threads, set_threads
 
 SCRIPTS = [
     "ablations", "bench_data", "bench_env", "bench_output_layer", "bench_ray", "bench_rl", "bench_scale",

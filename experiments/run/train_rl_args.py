@@ -22,7 +22,7 @@ from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args
 from labelchain.experiments.run.learner_run import RunData
 from labelchain.experiments.run.presets import PRESETS
 from labelchain.experiments.run.folder import CONFIG_FILE, POLICY_DIR, load_policy, run_name_part
-from labelchain.experiments.threads import Threads
+from labelchain.experiments.run.threads import Threads
 
 # Flags a --resume may change: they say how to show or where to find things, not what the run is.
 SAFE_ON_RESUME = ("resume", "progress", "stop_after_updates", "data_dir", "device", "threads")
