@@ -25,6 +25,8 @@ from labelchain.experiments.grid.cells import Cell  # noqa: E402
 from labelchain.experiments.run import reporting  # noqa: E402
 from labelchain.experiments.run.reporting import reporting_to  # noqa: E402
 
+pytestmark = pytest.mark.slow  # Ray: minutes in all; `pytest -m 'not slow'` skips them
+
 TESTS = Path(__file__).resolve().parent
 
 LEARNERS = ["freq2rare", "rearrange", "combined"]
