@@ -31,13 +31,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from collections.abc import Callable
-
 from labelchain.envs.data.locate import REPO_ROOT  # the repository root (run.common's is one level short)
-from labelchain.experiments.run.common import parse_args, single_thread
+from labelchain.experiments.run.common import parse_args
+from labelchain.experiments.run.threads import Threads, set_threads
 
 # Passed explicitly: the baseline lives in a temporary folder.
 DATA_DIR = Path(os.environ.get("LABELCHAIN_DATA") or REPO_ROOT.parent / "shared" / "data")
@@ -45,7 +45,7 @@ SOURCES = {"delicious": ("mulan/delicious", ("*.arff", "*.xml")), "reuters21578"
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Benchmark first (parsing) and cached loads of datasets, optionally against a baseline commit."""
 
     datasets: list[str] = field(default_factory=lambda: ["delicious", "reuters21578"])
@@ -247,7 +247,7 @@ def _print_memory(rows: list[dict], cap_gb: float) -> None:
 
 def main() -> None:
     args = parse_args(Args)
-    if args.probe:
+    if args.probe:  # no torch in the probe: its import would count in the memory measured
         os.environ["OMP_NUM_THREADS"] = "1"
         if args.code_root:
             _use_code_root(args.code_root)
@@ -256,7 +256,7 @@ def main() -> None:
     if args.memory:
         _print_memory(memory(args), args.memory_cap_gb)
         return
-    single_thread()
+    set_threads(args.threads or 1)
     if args.code_root:
         _use_code_root(args.code_root)
         print(json.dumps({"rows": measure(args)}))

@@ -30,7 +30,10 @@ from labelchain.envs.data.reuters import parse_sgml
 from labelchain.envs.data.textformats import write_xc
 
 DATA = Path(os.environ.get("LABELCHAIN_DATA") or REPO_ROOT.parent / "shared" / "data")  # as conftest's DATA_DIR
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared benchmark data not found at {DATA}")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not DATA.is_dir(), reason=f"shared benchmark data not found at {DATA}"),
+]
 FUZZ = settings(
     deadline=None,
     derandomize=True,
@@ -296,7 +299,6 @@ def odd_tokens() -> st.SearchStrategy[str]:
     return st.one_of(st.sampled_from(ODD_TOKENS), runs, text)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["dense", "sparse", "xc", "libsvm"])
 def test_fuzz_long_and_odd_tokens(sources: dict[str, str], text_sources: dict[str, str], kind: str) -> None:
     """One number of a file replaced by an odd or long token (ARFF: in the data section; XC: not the header)."""
