@@ -186,8 +186,6 @@ def _label_matrix(docs: list[ReutersDoc], column: dict[str, int]) -> sp.csr_matr
 
 def load_reuters(folder: str | Path, tfidf_options: dict | None = None) -> Dataset:
     """ModApte-90 Reuters-21578 with TF-IDF features (float32 CSR) fitted on the training texts."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     files = sgml_files(folder)
     if not files:
         raise FileNotFoundError(f"no reut2-*.sgm files in {folder}")
@@ -199,6 +197,8 @@ def load_reuters(folder: str | Path, tfidf_options: dict | None = None) -> Datas
             f"ModApte gives {len(train)} training and {len(test)} test documents; "
             'expected both (LEWISSPLIT="TRAIN"/"TEST", TOPICS="YES", a topic in both)',
         )
+    from sklearn.feature_extraction.text import TfidfVectorizer  # seconds to import: only once the files are sound
+
     vectorizer = TfidfVectorizer(dtype=np.float32, **(tfidf_options or TFIDF_OPTIONS))
     X_train = vectorizer.fit_transform([d.text for d in train]).tocsr()
     X_test = vectorizer.transform([d.text for d in test]).tocsr()
