@@ -25,7 +25,8 @@ import torch
 
 from agents.decoding import greedy_decode
 from agents.optim import clip_grad_norm, make_optimizer
-from agents.policy import ChainPolicy
+from agents.policy_config import PolicyConfig
+from agents.policy_factory import build_policy
 from agents.supervised import teacher_forcing_loss
 from envs.label_clusters import LabelTree, build_label_tree
 from experiments.common import parse_args, single_thread
@@ -75,7 +76,7 @@ def _measure(layer: str, n_labels: int, tree: LabelTree, args: Args) -> tuple[fl
     targets = np.full((args.batch_size, args.chain_length + 1), n_labels)
     targets[:, :-1] = np.stack([rng.choice(n_labels, args.chain_length, replace=False) for _ in range(args.batch_size)])
     torch.manual_seed(args.seed)
-    policy = ChainPolicy(
+    config = PolicyConfig(
         args.features,
         n_labels,
         hidden_size=args.hidden_size,
@@ -85,6 +86,7 @@ def _measure(layer: str, n_labels: int, tree: LabelTree, args: Args) -> tuple[fl
         sparse_label_grads=layer == "tree+sparse",
         tree_query_size=None if layer == "flat" else args.query_size,
     )
+    policy = build_policy(config, None)  # synthetic inputs: no training split to normalise on
     optimizer = make_optimizer(policy, 1e-3)
 
     def train_step() -> None:

@@ -21,7 +21,8 @@ from experiments.common import parse_args, resolve_device, single_thread
 
 from agents.learner_base import LearnerConfig
 from agents.learners import make_learner
-from agents.policy import ChainPolicy
+from agents.policy_config import PolicyConfig
+from agents.policy_factory import build_policy
 from envs.data.loading import load_dataset
 
 
@@ -41,8 +42,7 @@ class Args:
 
 def bench(dataset, learner_name: str, args: Args) -> dict[str, float]:
     torch.manual_seed(args.seed)
-    policy = ChainPolicy(dataset.n_features, dataset.n_labels, hidden_size=args.hidden_size)
-    policy.fit_input_normalization(dataset.train.X).to(resolve_device(args.device))
+    policy = build_policy(PolicyConfig(hidden_size=args.hidden_size), dataset.train).to(resolve_device(args.device))
     learner = make_learner(
         learner_name, policy, dataset.train, LearnerConfig(batch_size=args.batch_size, seed=args.seed)
     )

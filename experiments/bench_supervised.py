@@ -25,6 +25,8 @@ import torch
 
 from agents.decoding import greedy_decode, predict
 from agents.policy import ChainPolicy
+from agents.policy_config import PolicyConfig
+from agents.policy_factory import build_policy
 from agents.rearrangement import ordered_targets
 from agents.supervised import teacher_forcing_loss
 from agents.training import TrainConfig, train_epochs
@@ -53,10 +55,10 @@ class Args:
 
 def _fresh_policy(dataset: Dataset, hidden: int, args: Args, device: torch.device) -> ChainPolicy:
     torch.manual_seed(args.seed)
-    policy = ChainPolicy(
+    config = PolicyConfig(
         dataset.n_features, dataset.n_labels, hidden_size=hidden, label_embed_size=args.label_embed_size
     )
-    return policy.fit_input_normalization(dataset.train.X).to(device)
+    return build_policy(config, dataset.train).to(device)
 
 
 def _train_rate(policy: ChainPolicy, train: Split, args: Args, ordering: str, label_freq: np.ndarray) -> float:

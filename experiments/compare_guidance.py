@@ -34,6 +34,8 @@ from experiments.common import REPO_ROOT, command_line, parse_args, single_threa
 from agents.guidance import with_gold_clusters
 from agents.mcg import mcg_setup
 from agents.policy import ChainPolicy
+from agents.policy_config import PolicyConfig
+from agents.policy_factory import build_policy
 from envs.data.dataset import Split
 from envs.label_clusters import kmeans_clusters, pifa_embeddings
 from envs.label_overlap import assign_overlapping, cluster_matrix, cooccurrence_counts, membership_matrix
@@ -93,20 +95,19 @@ def guided(cell: vg.Cell, guidance: str, clusters: np.ndarray | sp.csr_matrix, a
     if guidance == "mcg":
         membership = clusters if sp.issparse(clusters) else cluster_matrix(clusters, args.clusters)
         kwargs, train = mcg_setup(cell.train, args.clusters, cell.seed, membership, restrict=args.mcg_restrict)
-        policy = ChainPolicy(hidden_size=args.hidden_size, **kwargs)
-        return policy.fit_input_normalization(train.X), train
+        return build_policy(PolicyConfig(**kwargs, hidden_size=args.hidden_size), train), train
     train = cell.train
     n_clusters = 0
     if guidance == "bcl":
         train, n_clusters = with_gold_clusters(cell.train, clusters, args.clusters), args.clusters
-    policy = ChainPolicy(
+    config = PolicyConfig(
         n_features,
         n_labels,
         hidden_size=args.hidden_size,
         n_clusters=n_clusters,
         guidance_weight=args.guidance_weight,
     )
-    return policy.fit_input_normalization(train.X), train
+    return build_policy(config, train), train
 
 
 def run_cell(args: Args, name: str, seed: int, variants: list[str]) -> dict[str, Any]:

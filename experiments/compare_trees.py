@@ -32,7 +32,8 @@ import numpy as np
 from experiments.common import REPO_ROOT, command_line, mean_and_std, parse_args, percent_mean_std, single_thread
 
 from agents.policy import ChainPolicy
-from envs.label_clusters import build_label_tree, pifa_embeddings
+from agents.policy_config import PolicyConfig
+from agents.policy_factory import build_policy
 from experiments import execution
 from experiments import variant_grid as vg
 
@@ -65,20 +66,11 @@ def parse_shape(text: str) -> tuple[int, int]:
 
 def new_policy(cell: vg.Cell, shape: str | None, tree_beam: int) -> ChainPolicy:
     vg.seeded(cell.seed)
-    tree = None
+    config = PolicyConfig(n_labels=cell.data.n_labels, hidden_size=cell.args.hidden_size)
     if shape is not None:
         branching, leaf = parse_shape(shape)
-        emb = pifa_embeddings(cell.train.X, cell.train.Y)
-        tree = build_label_tree(emb, branching, leaf, seed=cell.seed)
-    policy = ChainPolicy(
-        cell.train.X.shape[1],
-        cell.data.n_labels,
-        hidden_size=cell.args.hidden_size,
-        output="flat" if shape is None else "tree",
-        tree=tree,
-        tree_beam=tree_beam,
-    )
-    return policy.fit_input_normalization(cell.train.X)
+        config = config.replace(output="tree", tree_branching=branching, tree_leaf_size=leaf, tree_beam=tree_beam)
+    return build_policy(config, cell.train, seed=cell.seed)
 
 
 def run_output(cell: vg.Cell, output: str, chosen_shapes: dict[str, str]) -> list[dict]:

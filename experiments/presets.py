@@ -12,6 +12,9 @@ for set metrics, best nDCG@5 for ranking metrics; train_rl: up to 20,000 updates
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
+
+from agents.policy_config import PolicyConfig
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,16 @@ class Preset:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def policy_config(self, **changes: Any) -> PolicyConfig:
+        """The preset's architecture (for `agents.policy_factory.build_policy`), with `changes`."""
+        return PolicyConfig(
+            hidden_size=self.hidden_size,
+            label_embed_size=self.label_embed_size,
+            dropout=self.dropout,
+            input_dropout=self.input_dropout,
+            aux_weight=self.aux_weight,
+        ).replace(**changes)
 
 
 PRESETS = {

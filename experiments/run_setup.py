@@ -18,13 +18,15 @@ from agents.decoding import greedy_decode
 from agents.guidance import with_gold_clusters
 from agents.mcg import cluster_part
 from agents.policy import ChainPolicy
+from agents.policy_config import PolicyConfig
+from agents.policy_factory import build_policy
 from agents.supervised import carve_validation
 from envs.chain_task import default_max_steps
 from envs.data.dataset import Split
 from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import load_dataset
 from envs.data.pu import hide_labels
-from envs.label_clusters import build_label_tree, kmeans_clusters, pifa_embeddings
+from envs.label_clusters import kmeans_clusters, pifa_embeddings
 from envs.label_overlap import assign_overlapping, cooccurrence_counts, membership_matrix
 from envs.mcg import MCGSpec
 from experiments.config import ArgsError
@@ -123,43 +125,29 @@ def check_splits(name: str, train: Split, test: Split) -> None:
 
 
 def fresh_policy(args: Args, train: Split, n_features: int | None = None, mcg: MCGSpec | None = None) -> ChainPolicy:
-    """New weights normalised on `train`; with `--output tree`, over the balanced label tree of the
-    PIFA embeddings of `train` (seeded by --seed, so every learner of a run gets the same tree).
-    With `--guidance bcl`, `train` carries gold cluster columns after its first `n_features`; with
-    `--guidance mcg` (`mcg` given), its labels are followed by their clusters."""
-    n_features = train.X.shape[1] if n_features is None else n_features
-    tree = None
-    if args.output == "tree":
-        emb = pifa_embeddings(train.X[:, :n_features], train.Y)
-        tree = build_label_tree(emb, args.tree_branching, args.tree_leaf_size, seed=args.seed)
-    n_clusters = args.clusters if args.guidance == "bcl" else 0
-    policy = ChainPolicy(
-        n_features,
-        train.Y.shape[1],
+    """New weights normalised on `train` (agents.policy_factory): with `--output tree`, over the
+    balanced label tree of the PIFA embeddings of `train` (seeded by --seed, so every learner of a run
+    gets the same tree). With `--guidance bcl`, `train` carries gold cluster columns after its first
+    `n_features`; with `--guidance mcg` (`mcg` given), its labels are followed by their clusters."""
+    return build_policy(policy_config(args, mcg).replace(n_features=n_features or 0), train, seed=args.seed)
+
+
+def policy_config(args: Args, mcg: MCGSpec | None = None) -> PolicyConfig:
+    """The architecture the flags describe; a preset adds its label embedding size, input dropout and
+    auxiliary head (its hidden size and dropout already fill the flags)."""
+    base = PRESETS[args.preset].policy_config() if args.preset in PRESETS else PolicyConfig()
+    return base.replace(
         hidden_size=args.hidden_size,
         dropout=args.dropout,
         output=args.output,
-        tree=tree,
+        tree_branching=args.tree_branching,
+        tree_leaf_size=args.tree_leaf_size,
         tree_beam=args.tree_beam,
-        n_clusters=n_clusters,
-        sparse_label_grads=args.sparse_label_grads,
         tree_query_size=args.tree_query_size,
+        sparse_label_grads=args.sparse_label_grads,
+        n_clusters=args.clusters if args.guidance == "bcl" else 0,
         guidance_weight=args.guidance_weight,
         guidance_anneal=args.guidance_anneal,
         guidance_mix=args.guidance_mix,
         mcg=mcg,
-        **policy_extras(args),
     )
-    return policy.fit_input_normalization(train.X)
-
-
-def policy_extras(args: Args) -> dict:
-    """ChainPolicy arguments a preset sets beyond the hidden size (none without a preset)."""
-    if args.preset not in PRESETS:
-        return {}
-    preset = PRESETS[args.preset]
-    return {
-        "label_embed_size": preset.label_embed_size,
-        "input_dropout": preset.input_dropout,
-        "aux_weight": preset.aux_weight,
-    }

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from agents.decoding import SCORE_MODES, predict
-from agents.policy import ChainPolicy
+from agents.policy_config import PolicyConfig
+from agents.policy_factory import build_policy
 from agents.supervised import carve_validation
 from agents.training import TrainConfig, train_epochs
 from envs.data.loading import load_dataset
@@ -60,8 +61,8 @@ def run_one(args: Args, dataset: str, aux_weight: float) -> dict[str, Any]:
     ds = load_dataset(dataset)
     train, val = carve_validation(ds.train, args.val_fraction, args.seed)
     torch.manual_seed(args.seed)
-    policy = ChainPolicy(ds.n_features, ds.n_labels, hidden_size=args.hidden_size, aux_weight=aux_weight)
-    policy = policy.fit_input_normalization(train.X).to(device)
+    architecture = PolicyConfig(ds.n_features, ds.n_labels, hidden_size=args.hidden_size, aux_weight=aux_weight)
+    policy = build_policy(architecture, train).to(device)
     config = TrainConfig(epochs=args.epochs, seed=args.seed, val_metric="nDCG@5", patience=1)
     started = time.perf_counter()
     history = train_epochs(

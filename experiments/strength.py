@@ -34,7 +34,7 @@ from agents.decoding import predict
 from agents.ensemble import Ensemble
 from agents.learners import FIXED_ORDERINGS
 from agents.peers import PeerUnavailable, tune_peer
-from agents.policy import ChainPolicy
+from agents.policy_factory import build_policy
 from agents.selection import kfold_indices, needs_folds, pick_best
 from agents.supervised import carve_validation
 from agents.training import TrainConfig, train_epochs
@@ -118,17 +118,7 @@ def fit_chain(
 ) -> ChainFit:
     started = time.perf_counter()
     torch.manual_seed(seed)
-    features: Any = train.X  # dense or CSR
-    policy = ChainPolicy(
-        features.shape[1],
-        train.Y.shape[1],
-        hidden_size=preset.hidden_size,
-        label_embed_size=preset.label_embed_size,
-        dropout=preset.dropout,
-        input_dropout=preset.input_dropout,
-        aux_weight=preset.aux_weight,
-    )
-    policy = policy.fit_input_normalization(train.X).to(device)
+    policy = build_policy(preset.policy_config(), train).to(device)
     if warm_state is not None:
         policy.load_state_dict(warm_state)
     rl = learner == "combined"
