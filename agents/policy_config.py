@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from envs.label_clusters import LabelTree
-from envs.mcg import MCGSpec
+from labelchain.envs.label_clusters import LabelTree
+from labelchain.envs.mcg import MCGSpec
 
 __all__ = ["PolicyConfig"]
 

@@ -5,7 +5,7 @@ what it decides: the dimensions, the label tree (PIFA embeddings -> balanced tre
 input normalisation. Guidance is part of the config and of the split: BCL (`n_clusters` > 0) reads a
 split that carries its gold cluster columns (`agents.guidance.with_gold_clusters`), MCG (`mcg`) a
 split whose labels are followed by their clusters (`agents.mcg.mcg_setup` / `MCGSpec.augment_split`).
-Presets give their architecture with `experiments.presets.Preset.policy_config`.
+Presets give their architecture with `experiments.run.presets.Preset.policy_config`.
 
 Seeding stays with the caller (`torch.manual_seed` before the call), so the weights a script drew
 before the factory existed are the weights it draws now. Rebuilding a *saved* policy is
@@ -14,10 +14,10 @@ before the factory existed are the weights it draws now. Rebuilding a *saved* po
 
 from __future__ import annotations
 
-from agents.policy import ChainPolicy
-from agents.policy_config import PolicyConfig
-from envs.data.dataset import Split
-from envs.label_clusters import LabelTree, build_label_tree, pifa_embeddings
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.policy_config import PolicyConfig
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.label_clusters import LabelTree, build_label_tree, pifa_embeddings
 
 __all__ = ["build_policy", "label_tree", "resolve_config"]
 

@@ -23,13 +23,13 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from agents.decoding import greedy_decode
-from agents.optim import clip_grad_norm, make_optimizer
-from agents.policy_config import PolicyConfig
-from agents.policy_factory import build_policy
-from agents.supervised import teacher_forcing_loss
-from envs.label_clusters import LabelTree, build_label_tree
-from experiments.common import parse_args, single_thread
+from labelchain.agents.decoding import greedy_decode
+from labelchain.agents.optim import clip_grad_norm, make_optimizer
+from labelchain.agents.policy_config import PolicyConfig
+from labelchain.agents.policy_factory import build_policy
+from labelchain.agents.supervised import teacher_forcing_loss
+from labelchain.envs.label_clusters import LabelTree, build_label_tree
+from labelchain.experiments.run.common import parse_args, single_thread
 
 LAYERS = ("flat", "tree", "tree+sparse")
 

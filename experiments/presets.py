@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from agents.policy_config import PolicyConfig
+from labelchain.agents.policy_config import PolicyConfig
 
 
 @dataclass(frozen=True)

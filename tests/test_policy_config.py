@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.policy import ChainPolicy
-from agents.policy_config import PolicyConfig
-from envs.label_clusters import build_label_tree
-from envs.mcg import MCGSpec
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.policy_config import PolicyConfig
+from labelchain.envs.label_clusters import build_label_tree
+from labelchain.envs.mcg import MCGSpec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "policies_v1"
 

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from agents.guidance import with_gold_clusters
-from agents.mcg import mcg_setup
-from agents.policy import ChainPolicy
-from agents.policy_config import PolicyConfig
-from agents.policy_factory import build_policy
-from envs.label_clusters import build_label_tree, pifa_embeddings
-from experiments.presets import PRESETS
-from experiments.run_setup import policy_config
+from labelchain.agents.guidance import with_gold_clusters
+from labelchain.agents.mcg import mcg_setup
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.policy_config import PolicyConfig
+from labelchain.agents.policy_factory import build_policy
+from labelchain.envs.label_clusters import build_label_tree, pifa_embeddings
+from labelchain.experiments.run.presets import PRESETS
+from labelchain.experiments.run.setup import policy_config
 
 
 def same_weights(a: ChainPolicy, b: ChainPolicy) -> bool:
