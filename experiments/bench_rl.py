@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from labelchain.experiments.run.common import parse_args, resolve_device, single_thread
 
-from labelchain.agents.learner_base import LearnerConfig
+from labelchain.agents.learner_base import LR, PPO_LR, RL_LR, build_learner_config
 from labelchain.agents.learners import make_learner
 from labelchain.agents.policy_config import PolicyConfig
 from labelchain.agents.policy_factory import build_policy
@@ -44,7 +44,10 @@ def bench(dataset, learner_name: str, args: Args) -> dict[str, float]:
     torch.manual_seed(args.seed)
     policy = build_policy(PolicyConfig(hidden_size=args.hidden_size), dataset.train).to(resolve_device(args.device))
     learner = make_learner(
-        learner_name, policy, dataset.train, LearnerConfig(batch_size=args.batch_size, seed=args.seed)
+        learner_name,
+        policy,
+        dataset.train,
+        build_learner_config(learner_name, LR, rl_lr=RL_LR, ppo_lr=PPO_LR, batch_size=args.batch_size, seed=args.seed),
     )
     rng = np.random.default_rng(args.seed)
     n = len(dataset.train)

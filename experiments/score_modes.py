@@ -64,7 +64,9 @@ def run_one(args: Args, dataset: str, aux_weight: float) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     architecture = PolicyConfig(ds.n_features, ds.n_labels, hidden_size=args.hidden_size, aux_weight=aux_weight)
     policy = build_policy(architecture, train).to(device)
-    config = TrainConfig(epochs=args.epochs, seed=args.seed, val_metric="nDCG@5", patience=1)
+    # patience 2 under the one rule (agents.training.out_of_patience) = the 1 score_modes.json ran with
+    # when this loop stopped after patience + 1 epochs without improvement
+    config = TrainConfig(epochs=args.epochs, seed=args.seed, val_metric="nDCG@5", patience=2)
     started = time.perf_counter()
     history = train_epochs(
         policy, train, config, learner=args.learner, label_freq=ds.label_freq, val=val, progress=False

@@ -129,7 +129,9 @@ def fit_chain(
         lr=preset.lr,
         rl_lr=preset.rl_lr,
         seed=seed,
-        patience=preset.patience,
+        # +1: the committed grid ran when this loop stopped after patience + 1 epochs without improvement;
+        # the one rule (agents.training.out_of_patience) stops after patience, so this keeps its cells.
+        patience=preset.patience + 1,
         val_metric=RANK_METRIC,
         extra_checkpoints=(SET_METRIC,),
         weight_decay=preset.weight_decay,

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from labelchain.agents.decoding import predict
+from labelchain.agents.learner_base import LR, RL_LR
 from labelchain.agents.ensemble import Ensemble
 from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.supervised import carve_validation
@@ -55,8 +56,8 @@ class GridArgs(execution.ExecutionFlags):
     combined_epochs: int = 1
     hidden_size: int = 128
     batch_size: int = 64
-    lr: float = 1e-3
-    rl_lr: float = 3e-4
+    lr: float = LR
+    rl_lr: float = RL_LR
     select_metric: str = "nDCG@3"
     val_fraction: float = 0.1
     data_dir: str | None = None
@@ -90,6 +91,8 @@ class Cell:
             epochs=epochs,
             batch_size=self.args.batch_size,
             lr=lr,
+            rl_lr=None,  # `lr` is this learner's own rate (the caller picks --lr or --rl-lr)
+            ppo_lr=None,
             seed=self.seed,
             val_metric=self.args.select_metric,
             patience=epochs,

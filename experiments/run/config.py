@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from labelchain.agents.learner_base import LR, PPO_LR, RL_LR
 from labelchain.agents.guidance import GUIDANCE_KINDS
 from labelchain.agents.output_layers import OUTPUT_KINDS
 from labelchain.envs.metrics import RANKING_NAMES, SET_NAMES
@@ -39,9 +40,9 @@ class TrainKnobs:
     dropout: float = field(
         default=0.1, metadata={"help": "dropout on the document encoding and the GRU output", "at_least": 0, "below": 1}
     )
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of supervised learners", "above": 0})
+    lr: float = field(default=LR, metadata={"help": "Adam learning rate of supervised learners", "above": 0})
     rl_lr: float | None = field(
-        default=3e-4,
+        default=RL_LR,
         metadata={
             "help": "learning rate of reinforce/ppo/combined (none = --lr); lower "
             "because they fine-tune a warm start (bibtex seed 0: 1e-3 drifted "
@@ -57,7 +58,7 @@ class TrainKnobs:
     baseline: str = field(default="value", metadata={"help": "RL baseline: value, self_critical, none"})
     entropy_coef: float = field(default=0.01, metadata={"help": "RL entropy bonus weight", "at_least": 0})
     ppo_lr: float | None = field(
-        default=5e-5,
+        default=PPO_LR,
         metadata={
             "help": "learning rate of ppo (none = --rl-lr): it takes ppo_epochs x "
             "ppo_minibatches steps per rollout (bibtex seed 0, 100 updates from "
