@@ -30,7 +30,7 @@ class PolicyConfig:
 
     n_features: int = 0
     n_labels: int = 0
-    hidden_size: int = 256
+    hidden_size: int = 128
     doc_size: int | None = None
     label_embed_size: int = 64
     dropout: float = 0.1

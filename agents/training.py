@@ -17,7 +17,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from labelchain.agents.decoding import predict
-from labelchain.agents.learner_base import LR, PPO_LR, RL_LR, LearnerConfig, build_learner_config
+from labelchain.agents.config import DEFAULTS as D
+from labelchain.agents.learner_base import LearnerConfig, build_learner_config
 from labelchain.agents.learners import LEARNERS, make_learner
 from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.supervised import carve_validation
@@ -27,27 +28,32 @@ from labelchain.envs.metrics import RANKING_NAMES, SET_NAMES, evaluate, is_bette
 
 @dataclass
 class TrainConfig:
-    """Epochs, early stopping and the learner's own knobs; `max_steps` None = the envs' default cap."""
+    """Epochs, early stopping and the learner's own knobs; `max_steps` None = the envs' default cap.
 
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = LR
-    seed: int = 0
-    val_fraction: float = 0.1
-    patience: int = 5  # epochs in a row without improvement of any tracked metric (out_of_patience)
-    max_steps: int | None = None
-    greedy_rearrangement: bool = False
-    temperature: float = 1.0
-    grad_clip: float | None = 1.0
-    val_metric: str = "example_f1"
+    Every default is the one configuration's (`agents.config.DEFAULTS`: the learner and run sections);
+    `val_metric` is the run's select_metric, `patience` (None = never stop early) counts epochs in a
+    row without improvement of any tracked metric (`out_of_patience`).
+    """
+
+    epochs: int = D.run.epochs
+    batch_size: int = D.learner.batch_size
+    lr: float = D.learner.lr
+    seed: int = D.learner.seed
+    val_fraction: float = D.run.val_fraction
+    patience: int | None = D.run.patience
+    max_steps: int | None = D.learner.max_steps
+    greedy_rearrangement: bool = D.learner.greedy_rearrangement
+    temperature: float = D.learner.temperature
+    grad_clip: float | None = D.learner.grad_clip
+    val_metric: str = D.run.select_metric
     val_batch_size: int = 512
-    max_seconds: float | None = None
-    weight_decay: float = 0.0
+    max_seconds: float | None = D.run.max_seconds
+    weight_decay: float = D.learner.weight_decay
     extra_checkpoints: tuple[str, ...] = ()  # more metrics to keep a best checkpoint for (e.g. nDCG@5)
     # reinforce / combined and ppo: their own (smaller) rates, as in train_rl (agents.learner_base
     # explains the values); None = lr. `build_learner_config` picks the learner's rate.
-    rl_lr: float | None = RL_LR
-    ppo_lr: float | None = PPO_LR
+    rl_lr: float | None = D.run.rl_lr
+    ppo_lr: float | None = D.run.ppo_lr
 
     def learner_config(self, learner: str = "freq2rare") -> LearnerConfig:
         return build_learner_config(

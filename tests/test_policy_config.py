@@ -28,7 +28,7 @@ def cases() -> dict[str, dict]:
     mcg = MCGSpec.from_assignment(np.array([0, 1, 0, 1]), 2, True)
     dims = {"n_features": 5, "n_labels": 6}
     return {
-        "flat_default": dims,
+        "flat_default": dims | {"hidden_size": 256},  # the default when the fixtures were written
         "flat_all": dims
         | dict(
             hidden_size=8,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.policy_config import PolicyConfig
 
 
@@ -30,9 +31,9 @@ class Preset:
     epochs: int
     combined_epochs: int
     patience: int
-    batch_size: int = 64
-    updates: int = 500  # train_rl counts updates, not epochs: the cap; patience (in validations) stops sooner
-    eval_every: int = 50
+    batch_size: int = D.learner.batch_size
+    updates: int = D.run.updates  # train_rl counts updates, not epochs: the cap; patience (in validations) stops sooner
+    eval_every: int = D.run.eval_every
 
     def to_dict(self) -> dict:
         return asdict(self)
