@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.decoding import greedy_decode
 from labelchain.agents.optim import clip_grad_norm, make_optimizer
 from labelchain.agents.policy_config import PolicyConfig
@@ -41,7 +42,7 @@ class Args:
     labels: list[int] = field(default_factory=lambda: [1000, 100_000], metadata={"help": "label space sizes"})
     layers: list[str] = field(default_factory=lambda: list(LAYERS), metadata={"help": f"from {LAYERS}"})
     features: int = 2000
-    batch_size: int = 64
+    batch_size: int = D.learner.batch_size
     hidden_size: int = 256
     chain_length: int = 5
     decode_steps: int = 5

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.experiments.run.common import parse_args, resolve_device, single_thread
 
 from labelchain.agents.learner_base import LR, PPO_LR, RL_LR, build_learner_config
@@ -32,7 +33,7 @@ class Args:
 
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "delicious"])
     learners: list[str] = field(default_factory=lambda: ["reinforce"])
-    batch_size: int = 64
+    batch_size: int = D.learner.batch_size
     hidden_size: int = 256
     seconds: float = field(default=10.0, metadata={"help": "wall time per configuration"})
     warmup: int = 2

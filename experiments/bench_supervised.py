@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.decoding import greedy_decode, predict
 from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.policy_config import PolicyConfig
@@ -41,9 +42,9 @@ class Args:
     """Benchmark supervised training and decoding of the chain policy (documents per second)."""
 
     dataset: str = "bibtex"
-    batch_size: int = 64
+    batch_size: int = D.learner.batch_size
     hidden_sizes: list[int] = field(default_factory=lambda: [256])
-    label_embed_size: int = 64
+    label_embed_size: int = D.policy.label_embed_size
     decode_batch_size: int = 512
     beam_width: int = 5
     max_docs: int | None = field(default=None, metadata={"help": "time only this many train/test documents"})

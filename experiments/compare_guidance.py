@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.experiments.run.common import REPO_ROOT, command_line, parse_args, single_thread
 
 from labelchain.agents.guidance import with_gold_clusters
@@ -60,7 +61,9 @@ class Args(vg.GridArgs):
         default_factory=lambda: [1], metadata={"help": "overlap: each label in up to λ clusters (1 = plain)"}
     )
     hide_train_labels: float = field(default=0.0, metadata={"help": "PU: share of each training doc's labels hidden"})
-    guidance_weight: float = field(default=1.0, metadata={"help": "bcl: weight of the cluster BCE loss"})
+    guidance_weight: float = field(
+        default=D.policy.guidance_weight, metadata={"help": "bcl: weight of the cluster BCE loss"}
+    )
     mcg_restrict: bool = field(default=False, metadata={"help": "mcg: labels only inside the emitted clusters"})
     out: str | None = field(
         default="experiments/results/guidance", metadata={"help": "results stem (.json, .md); none = print only"}

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.experiments.run.common import (
     REPO_ROOT,
     command_line,
@@ -57,7 +58,7 @@ class Args(vg.GridArgs):
     shapes: list[str] = field(
         default_factory=lambda: ["16x16", "4x64"], metadata={"help": "tree shapes BxLEAF, chosen on validation"}
     )
-    tree_beam: int = 10
+    tree_beam: int = D.policy.tree_beam
     out: str | None = field(
         default="experiments/results/trees", metadata={"help": "results stem (.json, .md); none = print only"}
     )

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.decoding import SCORE_MODES, predict
 from labelchain.agents.policy_config import PolicyConfig
 from labelchain.agents.policy_factory import build_policy
@@ -46,10 +47,10 @@ class Args(ExecutionFlags):
     aux_weights: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.1])
     learner: str = "rearrange"
     epochs: int = 4
-    hidden_size: int = 128
+    hidden_size: int = D.policy.hidden_size
     n_samples: int = 16
     seed: int = 0
-    val_fraction: float = 0.1
+    val_fraction: float = D.run.val_fraction
     device: str = "auto"
     out: str = str(REPO_ROOT / "experiments" / "results" / "score_modes.json")
     runs_dir: str = field(default="runs/score_modes", metadata={"help": "ray: where Tune keeps its trial folders"})

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.decoding import predict
 from labelchain.agents.ensemble import Ensemble
 from labelchain.agents.learners import FIXED_ORDERINGS
@@ -72,7 +73,7 @@ class Args(ExecutionFlags):
     hidden_size: int | None = None
     fixed: list[str] = field(default_factory=lambda: list(FIXED_ORDERINGS))
     peers: list[str] = field(default_factory=lambda: ["ovr_logistic", "omikuji"])
-    val_fraction: float = 0.1
+    val_fraction: float = D.run.val_fraction
     min_val_docs: int = field(default=200, metadata={"help": "smaller validation splits select by k folds"})
     folds: int = 5
     max_train_docs: int | None = field(default=None, metadata={"help": "use only the first N training docs"})
