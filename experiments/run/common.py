@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from labelchain.envs.atomic import atomic_write_json, atomic_write_text  # noqa: F401  (re-exported for scripts)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # experiments/run/common.py -> the checkout
 
 T = TypeVar("T")
 
