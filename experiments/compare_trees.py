@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.experiments.run.common import (
     REPO_ROOT,
     command_line,
@@ -39,7 +40,8 @@ from labelchain.experiments.run.common import (
 from labelchain.experiments.run.threads import set_threads
 
 from labelchain.agents.policy import ChainPolicy
-from labelchain.envs.label_clusters import build_label_tree, pifa_embeddings
+from labelchain.agents.policy_config import PolicyConfig
+from labelchain.agents.policy_factory import build_policy
 from labelchain.experiments.grid import execution
 from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.grid import variants as vg
@@ -56,7 +58,7 @@ class Args(vg.GridArgs):
     shapes: list[str] = field(
         default_factory=lambda: ["16x16", "4x64"], metadata={"help": "tree shapes BxLEAF, chosen on validation"}
     )
-    tree_beam: int = 10
+    tree_beam: int = D.policy.tree_beam
     out: str | None = field(
         default="experiments/results/trees", metadata={"help": "results stem (.json, .md); none = print only"}
     )
@@ -73,20 +75,11 @@ def parse_shape(text: str) -> tuple[int, int]:
 
 def new_policy(cell: vg.Cell, shape: str | None, tree_beam: int) -> ChainPolicy:
     vg.seeded(cell.seed)
-    tree = None
+    config = PolicyConfig(n_labels=cell.data.n_labels, hidden_size=cell.args.hidden_size)
     if shape is not None:
         branching, leaf = parse_shape(shape)
-        emb = pifa_embeddings(cell.train.X, cell.train.Y)
-        tree = build_label_tree(emb, branching, leaf, seed=cell.seed)
-    policy = ChainPolicy(
-        cell.train.X.shape[1],
-        cell.data.n_labels,
-        hidden_size=cell.args.hidden_size,
-        output="flat" if shape is None else "tree",
-        tree=tree,
-        tree_beam=tree_beam,
-    )
-    return policy.fit_input_normalization(cell.train.X)
+        config = config.replace(output="tree", tree_branching=branching, tree_leaf_size=leaf, tree_beam=tree_beam)
+    return build_policy(config, cell.train, seed=cell.seed)
 
 
 def run_output(cell: vg.Cell, output: str, chosen_shapes: dict[str, str]) -> list[dict]:
