@@ -44,7 +44,7 @@ from envs.metric_core import (
     safe_f1,
     top_k_ranked,
 )
-from envs.tail_metrics import propensity, propensity_rows, propensity_scores
+from envs.tail_metrics import propensity, propensity_scores
 
 HEADLINE = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5")
 RANKING_NAMES = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5")
@@ -72,10 +72,11 @@ def _precision_from_hits(hits: np.ndarray, k: int) -> float:
 
 
 def _ndcg_from_hits(hits: np.ndarray, n_gold: np.ndarray, k: int) -> float:
-    return float(_ndcg_rows(hits, n_gold, k).mean())
+    return float(ndcg_rows(hits, n_gold, k).mean())
 
 
-def _ndcg_rows(hits: np.ndarray, n_gold: np.ndarray, k: int) -> np.ndarray:
+def ndcg_rows(hits: np.ndarray, n_gold: np.ndarray, k: int) -> np.ndarray:
+    """Per-document nDCG@k (n,) from gold hits of the ranking; envs.stats resamples these."""
     top = hits[:, :k]
     dcg = top @ discounts(top.shape[1])
     ideal_counts = np.minimum(n_gold, top.shape[1])
@@ -110,7 +111,7 @@ def ndcg_at_k(Y_true: LabelMatrix, scores: np.ndarray, k: int) -> float:
 
 def _set_metrics(gold: sp.csr_matrix, pred: sp.csr_matrix, both: sp.csr_matrix) -> dict[str, float]:
     """The five set metrics from validated (gold, pred, gold AND pred); one pass, shared by all."""
-    rows = _set_rows(gold, pred, both)
+    rows = set_rows(gold, pred, both)
     micro_denom = pred.nnz + gold.nnz
     return {
         "example_f1": float(rows["example_f1"].mean()),
@@ -121,8 +122,9 @@ def _set_metrics(gold: sp.csr_matrix, pred: sp.csr_matrix, both: sp.csr_matrix) 
     }
 
 
-def _set_rows(gold: sp.csr_matrix, pred: sp.csr_matrix, both: sp.csr_matrix) -> dict[str, np.ndarray]:
-    """Per-document set counts and example F1, (n,) each: what the set metrics are means or sums of."""
+def set_rows(gold: sp.csr_matrix, pred: sp.csr_matrix, both: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """Per-document set counts and example F1, (n,) each: what the set metrics are means or sums of
+    (envs.stats resamples them)."""
     gold_rows, pred_rows, both_rows = row_sizes(gold), row_sizes(pred), row_sizes(both)
     return {
         "gold": gold_rows,
@@ -235,58 +237,3 @@ def evaluate(
         if label_freq is not None:
             result[RARE_NAME] = _rare_f1(gold, pred, both, label_freq, DEFAULT_RARE_FRACTION)
     return {name: result[name] for name in METRIC_NAMES if name in result}
-
-
-# ----------------------------------------------------------------------------- per document
-DOCUMENT_NAMES = RANKING_NAMES + PROPENSITY_NAMES + ("example_f1", "subset_accuracy", "hamming_loss")
-
-
-def check_ranked(ranked: np.ndarray, shape: tuple[int, int], name: str = "ranked") -> np.ndarray:
-    """(n, K) label ids, best first, K >= min(5, L): a saved top-K or `top_k_ranked`'s output."""
-    arr = np.asarray(ranked)
-    n, n_labels = shape
-    if arr.ndim != 2 or arr.shape[0] != n:
-        raise ValueError(f"{name} must be (n={n}, K) label ids, got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer label ids, got dtype {arr.dtype}")
-    if arr.shape[1] < min(5, n_labels):
-        raise ValueError(f"{name} holds {arr.shape[1]} labels per document; P@5/nDCG@5 need {min(5, n_labels)}")
-    if arr.size and (arr.min() < 0 or arr.max() >= n_labels):
-        raise ValueError(f"{name} holds label ids outside [0, {n_labels})")
-    return arr
-
-
-def document_metrics(
-    Y_true: LabelMatrix,
-    ranked: np.ndarray | None = None,
-    Y_pred: LabelMatrix | None = None,
-    inv_propensity: np.ndarray | None = None,
-) -> dict[str, np.ndarray]:
-    """Per-document values, (n,) each, of every metric in DOCUMENT_NAMES that the inputs allow; the
-    mean of each is `evaluate`'s value (to float rounding). Corpus metrics (micro/macro/rare F1) are
-    not means over documents, so they are absent: envs.stats recomputes them from counts.
-
-    `ranked`: (n, K) label ids best first (`top_k_ranked(scores, K)` or saved top-K ids);
-    `inv_propensity`: 1 / `propensity(label_freq, n_train)`, for PSP@k / PSnDCG@k.
-    """
-    if ranked is None and Y_pred is None:
-        raise ValueError("document_metrics needs ranked, Y_pred, or both")
-    gold = as_label_csr(Y_true, "Y_true")
-    out: dict[str, np.ndarray] = {}
-    if ranked is not None:
-        top = check_ranked(ranked, gold.shape)[:, :5]
-        hits = gold_hits(gold, top)
-        n_gold = np.diff(gold.indptr)
-        for k in (1, 3, 5):
-            out[f"P@{k}"] = hits[:, :k].sum(axis=1) / k
-        for k in (3, 5):
-            out[f"nDCG@{k}"] = _ndcg_rows(hits, n_gold, k)
-        if inv_propensity is not None:
-            for k in (1, 3, 5):
-                out[f"PSP@{k}"], out[f"PSnDCG@{k}"] = propensity_rows(gold, top, inv_propensity, k, False)
-    if Y_pred is not None:
-        rows = _set_rows(*gold_pred_both(gold, Y_pred))
-        out["example_f1"] = rows["example_f1"]
-        out["subset_accuracy"] = (rows["mismatches"] == 0).astype(np.float64)
-        out["hamming_loss"] = rows["mismatches"] / gold.shape[1]
-    return {name: out[name] for name in DOCUMENT_NAMES if name in out}

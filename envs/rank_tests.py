@@ -42,9 +42,7 @@ def complete_block(table: Table, methods: Sequence[str] | None = None, missing: 
     datasets = list(table)
     if methods is None:
         methods = list(dict.fromkeys(m for d in datasets for m in table[d]))
-    absent = {
-        m: [d for d in datasets if m not in table[d] or not math.isfinite(float(table[d][m]))] for m in methods
-    }
+    absent = {m: [d for d in datasets if m not in table[d] or not math.isfinite(float(table[d][m]))] for m in methods}
     absent = {m: ds for m, ds in absent.items() if ds}
     if absent and missing == "error":
         named = "; ".join(f"{m} (missing on {', '.join(ds)})" for m, ds in absent.items())

@@ -28,19 +28,19 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from envs.metric_core import LabelMatrix, as_label_csr, check_same_shape, safe_f1
+from envs.metric_core import LabelMatrix, as_label_csr, check_same_shape, gold_hits, gold_pred_both, safe_f1
 from envs.metrics import (
     DEFAULT_RARE_FRACTION,
-    DOCUMENT_NAMES,
     LOWER_IS_BETTER,
     PROPENSITY_NAMES,
     RANKING_NAMES,
-    check_ranked,
-    document_metrics,
+    ndcg_rows,
     rare_labels,
+    set_rows,
 )
-from envs.tail_metrics import propensity
+from envs.tail_metrics import propensity, propensity_rows
 
+DOCUMENT_NAMES = RANKING_NAMES + PROPENSITY_NAMES + ("example_f1", "subset_accuracy", "hamming_loss")
 CORPUS_NAMES = ("micro_f1", "macro_f1", "rare_f1")
 BOOTSTRAP_NAMES = DOCUMENT_NAMES + CORPUS_NAMES
 DEFAULT_RESAMPLES = 1000
@@ -88,6 +88,58 @@ class PairedDifference:
         )
 
 
+# ----------------------------------------------------------------------------- per document
+def _check_ranked(ranked: np.ndarray, shape: tuple[int, int], name: str = "ranked") -> np.ndarray:
+    """(n, K) label ids, best first, K >= min(5, L): a saved top-K or `top_k_ranked`'s output."""
+    arr = np.asarray(ranked)
+    n, n_labels = shape
+    if arr.ndim != 2 or arr.shape[0] != n:
+        raise ValueError(f"{name} must be (n={n}, K) label ids, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer label ids, got dtype {arr.dtype}")
+    if arr.shape[1] < min(5, n_labels):
+        raise ValueError(f"{name} holds {arr.shape[1]} labels per document; P@5/nDCG@5 need {min(5, n_labels)}")
+    if arr.size and (arr.min() < 0 or arr.max() >= n_labels):
+        raise ValueError(f"{name} holds label ids outside [0, {n_labels})")
+    return arr
+
+
+def document_metrics(
+    Y_true: LabelMatrix,
+    ranked: np.ndarray | None = None,
+    Y_pred: LabelMatrix | None = None,
+    inv_propensity: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-document values, (n,) each, of every metric in DOCUMENT_NAMES that the inputs allow; the
+    mean of each is `evaluate`'s value (to float rounding). Corpus metrics (micro/macro/rare F1) are
+    not means over documents, so they are absent: `paired_bootstrap` recomputes them from counts.
+
+    `ranked`: (n, K) label ids best first (`top_k_ranked(scores, K)` or saved top-K ids);
+    `inv_propensity`: 1 / `propensity(label_freq, n_train)`, for PSP@k / PSnDCG@k.
+    """
+    if ranked is None and Y_pred is None:
+        raise ValueError("document_metrics needs ranked, Y_pred, or both")
+    gold = as_label_csr(Y_true, "Y_true")
+    out: dict[str, np.ndarray] = {}
+    if ranked is not None:
+        top = _check_ranked(ranked, gold.shape)[:, :5]
+        hits = gold_hits(gold, top)
+        n_gold = np.diff(gold.indptr)
+        for k in (1, 3, 5):
+            out[f"P@{k}"] = hits[:, :k].sum(axis=1) / k
+        for k in (3, 5):
+            out[f"nDCG@{k}"] = ndcg_rows(hits, n_gold, k)
+        if inv_propensity is not None:
+            for k in (1, 3, 5):
+                out[f"PSP@{k}"], out[f"PSnDCG@{k}"] = propensity_rows(gold, top, inv_propensity, k, False)
+    if Y_pred is not None:
+        rows = set_rows(*gold_pred_both(gold, Y_pred))
+        out["example_f1"] = rows["example_f1"]
+        out["subset_accuracy"] = (rows["mismatches"] == 0).astype(np.float64)
+        out["hamming_loss"] = rows["mismatches"] / gold.shape[1]
+    return {name: out[name] for name in DOCUMENT_NAMES if name in out}
+
+
 # ----------------------------------------------------------------------------- inputs
 def _check_strata(strata: np.ndarray, n: int) -> np.ndarray:
     arr = np.asarray(strata)
@@ -117,13 +169,17 @@ def stack_seeds(
         raise ValueError(f"seeds disagree on the number of labels: {sorted(widths)}")
     strata = np.concatenate([np.full(g.shape[0], s) for s, g in zip(seeds, golds, strict=True)])
 
-    def side(i: int) -> MethodPredictions:
-        parts = [by_seed[s][i] for s in seeds]
-        ranked = None if any(p.ranked is None for p in parts) else np.vstack([p.ranked for p in parts])
-        pred = None if any(p.pred is None for p in parts) else sp.vstack([sp.csr_matrix(p.pred) for p in parts])
-        return MethodPredictions(ranked, None if pred is None else pred.tocsr())
+    def stacked(parts: list[MethodPredictions]) -> MethodPredictions:
+        rankeds = [p.ranked for p in parts if p.ranked is not None]
+        preds = [sp.csr_matrix(p.pred) for p in parts if p.pred is not None]
+        return MethodPredictions(
+            np.vstack(rankeds) if len(rankeds) == len(parts) else None,
+            sp.vstack(preds).tocsr() if len(preds) == len(parts) else None,
+        )
 
-    return sp.vstack(golds).tocsr(), side(1), side(2), strata
+    a = stacked([by_seed[s][1] for s in seeds])
+    b = stacked([by_seed[s][2] for s in seeds])
+    return sp.vstack(golds).tocsr(), a, b, strata
 
 
 # ----------------------------------------------------------------------------- resampling
@@ -143,10 +199,12 @@ class _Side:
     """One method's per-document values and set matrices, for the metrics asked."""
 
     def __init__(self, gold: sp.csr_matrix, preds: MethodPredictions, name: str, inv_p: np.ndarray | None) -> None:
-        ranked = None if preds.ranked is None else check_ranked(preds.ranked, gold.shape, f"{name}.ranked")
+        ranked = None if preds.ranked is None else _check_ranked(preds.ranked, gold.shape, f"{name}.ranked")
         self.pred = None if preds.pred is None else _csr(preds.pred, gold.shape, f"{name}.pred")
         self.name = name
-        self.doc = document_metrics(gold, ranked, self.pred, inv_p) if ranked is not None or self.pred is not None else {}
+        self.doc = (
+            document_metrics(gold, ranked, self.pred, inv_p) if ranked is not None or self.pred is not None else {}
+        )
         self.both = None if self.pred is None else gold.multiply(self.pred).tocsr()
 
     def need(self, metric: str) -> None:
@@ -216,7 +274,11 @@ def paired_bootstrap(
             m
             for m in BOOTSTRAP_NAMES
             if all(m in s.doc for s in sides)
-            or (m in CORPUS_NAMES and all(s.pred is not None for s in sides) and (m != "rare_f1" or label_freq is not None))
+            or (
+                m in CORPUS_NAMES
+                and all(s.pred is not None for s in sides)
+                and (m != "rare_f1" or label_freq is not None)
+            )
         ]
     for metric in metrics:
         if metric not in BOOTSTRAP_NAMES:
@@ -231,25 +293,21 @@ def paired_bootstrap(
     point = {m: np.zeros(labels.size) for m in metrics}
     for j, label in enumerate(labels):
         rows = np.flatnonzero(strata == label)
-        weights = resample_weights(rows.size, resamples, rng)
-        full = np.ones((1, rows.size))
+        # row 0: the data itself (all weights 1), rows 1..R: the resamples
+        weights = np.vstack([np.ones((1, rows.size)), resample_weights(rows.size, resamples, rng)])
         corpus = [m for m in metrics if m in CORPUS_NAMES]
-        gold_counts = chosen = None
+        gold_counts, chosen = np.zeros(0), None
         if corpus:
             gold_rows = gold_csr[rows]
-            gold_counts = _label_counts(np.vstack([full, weights]), gold_rows)
+            gold_counts = _label_counts(weights, gold_rows)
             if label_freq is not None and "rare_f1" in corpus:
                 chosen = rare_labels(gold_rows, label_freq, DEFAULT_RARE_FRACTION)
         for metric in metrics:
             if metric in CORPUS_NAMES:
-                both_w = np.vstack([full, weights])
-                va, vb = (
-                    _corpus_values(metric, both_w, gold_csr, s, rows, gold_counts, chosen) for s in sides
-                )
+                va, vb = (_corpus_values(metric, weights, gold_csr, s, rows, gold_counts, chosen) for s in sides)
                 diff = va - vb
             else:
-                d = sides[0].doc[metric][rows] - sides[1].doc[metric][rows]
-                diff = np.concatenate([[d.mean()], weights @ d / rows.size])
+                diff = weights @ (sides[0].doc[metric][rows] - sides[1].doc[metric][rows]) / rows.size
             point[metric][j] = diff[0]
             boot[metric] += diff[1:]
     out = {}

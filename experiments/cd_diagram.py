@@ -14,7 +14,7 @@ import numpy as np
 from envs.atomic import atomic_write
 
 
-def cliques(mean_ranks: Sequence[float], cd: float) -> list[tuple[int, int]]:
+def cliques(mean_ranks: Sequence[float] | np.ndarray, cd: float) -> list[tuple[int, int]]:
     """Maximal runs [i, j] (indices into the ranks sorted ascending) whose spread is <= cd, j > i:
     the groups a CD diagram joins (no pair inside differs significantly)."""
     r = np.sort(np.asarray(mean_ranks, dtype=np.float64))

@@ -76,7 +76,9 @@ def test_ranks_ties_and_direction():
 
 def test_missing_methods_error_names_them_or_are_dropped():
     table = {"d1": {"a": 0.1, "b": 0.2, "c": 0.3}, "d2": {"a": 0.2, "b": float("nan")}, "d3": {"a": 0.3, "b": 0.1}}
-    with pytest.raises(ValueError, match=r"^methods missing on some datasets: b \(missing on d2\); c \(missing on d2, d3\)"):
+    with pytest.raises(
+        ValueError, match=r"^methods missing on some datasets: b \(missing on d2\); c \(missing on d2, d3\)"
+    ):
         friedman(table)
     with pytest.raises(ValueError, match="needs >= 2 methods and >= 2 datasets, got 1 methods on 3 datasets"):
         friedman(table, missing="drop")

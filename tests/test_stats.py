@@ -97,6 +97,7 @@ def test_interval_covers_the_true_difference_about_95_percent():
     """200 simulated test sets (2 seeds x 150 documents): the 95% intervals of P@1 (a per-document
     metric, true difference 0.07) and micro F1 (a corpus metric, true difference from the expected
     counts) each cover the truth in 89-99.5% of them (binomial sd at 95% over 200 draws: 1.5 points)."""
+
     # label 0 always gold and predicted; labels 1-3 gold w.p. 0.3: E tp = 1 + 3*.3*p, E |pred| = E tp + 3*.7*.1
     def micro(p):
         tp = 1 + 3 * 0.3 * p
