@@ -141,14 +141,30 @@ def _signed_rank_sums(diff: np.ndarray) -> tuple[float, float]:
     return float(r[diff > 0].sum() + zero), float(r[diff < 0].sum() + zero)
 
 
+EXACT_MAX = 20  # up to this many non-zero differences the null distribution is enumerated (2^20 signs)
+
+
+def _exact_p(diff: np.ndarray) -> float:
+    """Two-sided exact p of R+ given the observed (tied, averaged) ranks: every sign pattern of the
+    non-zero differences is equally likely under H0; zero differences add half their ranks to each side."""
+    r = stats.rankdata(np.abs(diff))
+    nonzero = r[diff != 0]
+    observed = _signed_rank_sums(diff)[0]
+    center = r.sum() / 2.0
+    signs = (np.arange(2**nonzero.size)[:, None] >> np.arange(nonzero.size)) & 1
+    r_plus = signs @ nonzero + r[diff == 0].sum() / 2.0
+    extreme = np.abs(r_plus - center) >= abs(observed - center) - 1e-9
+    return float(extreme.mean())
+
+
 def wilcoxon_holm(
     table: Table, pairs: Sequence[tuple[str, str]], higher_is_better: bool = True, alpha: float = 0.05
 ) -> list[PairTest]:
     """One two-sided Wilcoxon signed-rank test per (a, b) over the datasets where both have a value
     (each pair on its own complete datasets; a pair with none raises), Holm-corrected over `pairs`.
 
-    p: scipy's exact null distribution when no difference is zero or tied and N <= 50 (zeros split,
-    Pratt-free: zsplit), otherwise its normal approximation with tie correction.
+    p: exact (all sign patterns enumerated, ties and zeros kept as they are) up to EXACT_MAX non-zero
+    differences, else scipy's normal approximation with zero_method="zsplit" and tie correction.
     """
     del alpha  # the threshold belongs to the reader: PairTest.significant(alpha)
     rows = []
@@ -163,10 +179,10 @@ def wilcoxon_holm(
         r_plus, r_minus = _signed_rank_sums(diff)
         if np.all(diff == 0):
             p = 1.0
+        elif np.count_nonzero(diff) <= EXACT_MAX:
+            p = _exact_p(diff)
         else:
-            has_ties = np.any(diff == 0) or np.unique(np.abs(diff)).size < diff.size
-            method = "approx" if has_ties or diff.size > 50 else "exact"
-            p = float(stats.wilcoxon(diff, zero_method="zsplit", method=method).pvalue)
+            p = float(stats.wilcoxon(diff, zero_method="zsplit", method="approx").pvalue)
         rows.append(
             (a, b, diff.size, int(np.sum(diff > 0)), int(np.sum(diff < 0)), float(np.median(diff)), r_plus, r_minus, p)
         )

@@ -28,7 +28,7 @@ def cliques(mean_ranks: Sequence[float] | np.ndarray, cd: float) -> list[tuple[i
 
 def draw(
     methods: Sequence[str],
-    mean_ranks: Sequence[float],
+    mean_ranks: Sequence[float] | np.ndarray,
     cd: float,
     title: str,
     path: str | Path,
@@ -46,11 +46,11 @@ def draw(
     k = len(names)
     half = (k + 1) // 2
     rows = max(half, k - half)
-    fig_h = 1.3 + 0.28 * rows
+    fig_h = 1.5 + 0.3 * rows
     fig, ax = plt.subplots(figsize=(width_in, fig_h))
     lo, hi = 1, max(k, 2)
     ax.set_xlim(lo - 0.6, hi + 0.6)
-    ax.set_ylim(-(rows + 1.2), 1.6)
+    ax.set_ylim(-(rows + 1.2), 2.0)
     ax.axis("off")
     ax.hlines(0, lo, hi, color="k", lw=1)
     for t in range(lo, hi + 1):
@@ -72,7 +72,7 @@ def draw(
             fontsize=9,
         )
     for n_line, (i, j) in enumerate(cliques(r, cd)):
-        y = -0.25 - 0.18 * n_line
+        y = -0.3 - 0.3 * (n_line % 3)  # staggered so that overlapping groups stay apart
         ax.hlines(y, r[i] - 0.03, r[j] + 0.03, color="tab:red", lw=3, alpha=0.8)
     ax.set_title(title, fontsize=10)
     fig.subplots_adjust(left=0.22, right=0.78, top=0.85, bottom=0.05)

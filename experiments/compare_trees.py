@@ -33,6 +33,8 @@ from experiments.common import REPO_ROOT, command_line, mean_and_std, parse_args
 
 from agents.policy import ChainPolicy
 from envs.label_clusters import build_label_tree, pifa_embeddings
+from envs.metrics import HEADLINE
+from experiments.claim_stats import across_datasets_markdown, bootstrap_markdown
 from experiments import execution
 from experiments import variant_grid as vg
 
@@ -165,8 +167,14 @@ def render_markdown(payload: dict) -> str:
             "one; its train s excludes the rearrangement's). PSP@k: propensity-scored precision "
             "(Jain et al. 2016, A = 0.55, B = 1.5, training-split counts), unnormalised."
         ),
+        "",
+        *across_datasets_markdown(rows, HEADLINE, None, NAMED_PAIRS, "cd_trees"),
+        *bootstrap_markdown(payload, NAMED_PAIRS, HEADLINE),
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+NAMED_PAIRS = tuple((f"{learner}+tree", learner) for learner in ("rearrange", "combined", "ensemble"))
 
 
 def tree_minus_flat(rows: list[dict]) -> list[tuple]:
