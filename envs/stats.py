@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from envs.metric_core import LabelMatrix, as_label_csr, check_same_shape, gold_hits, gold_pred_both, safe_f1
-from envs.metrics import (
+from labelchain.envs.metric_core import LabelMatrix, as_label_csr, check_same_shape, gold_hits, gold_pred_both, safe_f1
+from labelchain.envs.metrics import (
     DEFAULT_RARE_FRACTION,
     LOWER_IS_BETTER,
     PROPENSITY_NAMES,
@@ -38,7 +38,7 @@ from envs.metrics import (
     rare_labels,
     set_rows,
 )
-from envs.tail_metrics import propensity, propensity_rows
+from labelchain.envs.tail_metrics import propensity, propensity_rows
 
 DOCUMENT_NAMES = RANKING_NAMES + PROPENSITY_NAMES + ("example_f1", "subset_accuracy", "hamming_loss")
 CORPUS_NAMES = ("micro_f1", "macro_f1", "rare_f1")

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from envs.metric_core import top_k_ranked
-from envs.metrics import evaluate
-from envs.stats import MethodPredictions, paired_bootstrap
-from experiments.common import parse_args, single_thread
+from labelchain.envs.metric_core import top_k_ranked
+from labelchain.envs.metrics import evaluate
+from labelchain.envs.stats import MethodPredictions, paired_bootstrap
+from labelchain.experiments.run.common import parse_args, single_thread
 
 
 @dataclass

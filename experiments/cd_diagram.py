@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.atomic import atomic_write
+from labelchain.envs.atomic import atomic_write
 
 
 def cliques(mean_ranks: Sequence[float] | np.ndarray, cd: float) -> list[tuple[int, int]]:

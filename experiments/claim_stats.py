@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from envs.metric_core import as_label_csr
-from envs.metrics import LOWER_IS_BETTER
-from envs.rank_tests import complete_block, friedman, nemenyi_cd, wilcoxon_holm
-from envs.stats import MethodPredictions, paired_bootstrap, stack_seeds
+from labelchain.envs.metric_core import as_label_csr
+from labelchain.envs.metrics import LOWER_IS_BETTER
+from labelchain.envs.rank_tests import complete_block, friedman, nemenyi_cd, wilcoxon_holm
+from labelchain.envs.stats import MethodPredictions, paired_bootstrap, stack_seeds
 
 FIGURE_DIR = "analysis/figures"
 FIGURE_LINK = "../../analysis/figures"  # from experiments/results/*.md
@@ -90,7 +90,7 @@ def across_datasets_markdown(
         ]
     lines += [
         f"Each of the {len(datasets)} datasets is one observation: the seed mean of each method (Demšar, JMLR 2006; "
-        "envs.rank_tests). Friedman's test on the mean ranks (1 = best, ties averaged) over the methods present on "
+        "labelchain.envs.rank_tests). Friedman's test on the mean ranks (1 = best, ties averaged) over the methods present on "
         "every dataset (a method missing on one is dropped and named); two methods whose mean ranks differ by more "
         f"than the Nemenyi critical difference CD (α = {ALPHA}) differ; the diagram joins methods within CD.",
         "",

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import math
 
-from experiments.claim_stats import across_datasets_markdown, bootstrap_markdown
-from experiments.common import mean_and_std, percent_mean_std
+from labelchain.experiments.claim_stats import across_datasets_markdown, bootstrap_markdown
+from labelchain.experiments.run.common import mean_and_std, percent_mean_std
 
-from experiments.variant_grid import mean_difference, seed_pairs, variant_of
+from labelchain.experiments.grid.variants import mean_difference, seed_pairs, variant_of
 
 TABLE_METRICS = (
     "P@1",

@@ -22,12 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from envs.atomic import atomic_write, atomic_write_json, atomic_write_text
-from envs.metrics import LOWER_IS_BETTER
-from envs.rank_tests import complete_block, friedman, nemenyi_cd
-from envs.stats import MethodPredictions
-from experiments.cd_diagram import draw
-from experiments.claim_stats import (
+from labelchain.envs.atomic import atomic_write, atomic_write_json, atomic_write_text
+from labelchain.envs.metrics import LOWER_IS_BETTER
+from labelchain.envs.rank_tests import complete_block, friedman, nemenyi_cd
+from labelchain.envs.stats import MethodPredictions
+from labelchain.experiments.cd_diagram import draw
+from labelchain.experiments.claim_stats import (
     ALPHA,
     FIGURE_DIR,
     Loader,
@@ -45,9 +45,9 @@ GAP_METHODS = ("rearrange", "reinforce", "ppo", "combined", "ensemble")
 
 def reports() -> dict[str, tuple[Callable[[dict], str], tuple[str, ...], tuple[str, ...] | None, tuple]]:
     """name -> (render, metrics, Friedman methods or None for all, named pairs); imported lazily (trees: torch)."""
-    from experiments import guidance_report, orderings_report, strength_report
-    from experiments.compare_trees import NAMED_PAIRS as TREE_PAIRS
-    from experiments.compare_trees import render_markdown as trees_markdown
+    from labelchain.experiments.reports import guidance as guidance_report, orderings as orderings_report, strength as strength_report
+    from labelchain.experiments.compare_trees import NAMED_PAIRS as TREE_PAIRS
+    from labelchain.experiments.compare_trees import render_markdown as trees_markdown
 
     return {
         "orderings": (
@@ -142,7 +142,7 @@ def gap_figure(results: dict, path: Path) -> Path:
 
 def grid_loader(results: dict, out_dir: Path) -> Loader:
     """Rows' saved predictions as the cells of a grid results file name them (h18preds' envs.predictions)."""
-    load_predictions = importlib.import_module("envs.predictions").load_predictions
+    load_predictions = importlib.import_module("labelchain.envs.predictions").load_predictions
     cells = results.get("cells", {})
 
     def load(dataset: str, seed: int, method: str) -> tuple[Any, MethodPredictions] | None:

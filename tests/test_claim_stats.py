@@ -1,4 +1,4 @@
-"""experiments.claim_stats / restate_claims: report sections from rows, bootstrap entries from a loader,
+"""labelchain.experiments.claim_stats / restate_claims: report sections from rows, bootstrap entries from a loader,
 and the committed reports re-render from their JSON."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from envs.stats import MethodPredictions
-from experiments.claim_stats import (
+from labelchain.envs.stats import MethodPredictions
+from labelchain.experiments.claim_stats import (
     BETTER_PEER,
     across_datasets_markdown,
     attach_bootstrap,
@@ -19,8 +19,8 @@ from experiments.claim_stats import (
     seed_t_interval,
     with_better_peer,
 )
-from experiments.orderings_report import TABLE_METRICS
-from experiments.restate_claims import RESULTS, gap_intervals, reports
+from labelchain.experiments.reports.orderings import TABLE_METRICS
+from labelchain.experiments.restate_claims import RESULTS, gap_intervals, reports
 
 
 def _row(dataset: str, method: str, seed: int, value: float) -> dict:

@@ -1,4 +1,4 @@
-"""envs.stats: the paired bootstrap (exact tiny cases, agreement with envs.metrics, coverage, errors)."""
+"""labelchain.envs.stats: the paired bootstrap (exact tiny cases, agreement with envs.metrics, coverage, errors)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from envs.metric_core import top_k_ranked
-from envs.metrics import evaluate
-from envs.stats import MethodPredictions, paired_bootstrap, resample_weights, stack_seeds
+from labelchain.envs.metric_core import top_k_ranked
+from labelchain.envs.metrics import evaluate
+from labelchain.envs.stats import MethodPredictions, paired_bootstrap, resample_weights, stack_seeds
 
 
 def test_one_document_per_seed_has_no_resampling_noise():
