@@ -26,8 +26,8 @@ from labelchain.envs.atomic import atomic_write, atomic_write_json, atomic_write
 from labelchain.envs.metrics import LOWER_IS_BETTER
 from labelchain.envs.rank_tests import complete_block, friedman, nemenyi_cd
 from labelchain.envs.stats import MethodPredictions
-from labelchain.experiments.cd_diagram import draw
-from labelchain.experiments.claim_stats import (
+from labelchain.experiments.reports.cd_diagram import draw
+from labelchain.experiments.reports.claim_stats import (
     ALPHA,
     FIGURE_DIR,
     Loader,
@@ -45,7 +45,11 @@ GAP_METHODS = ("rearrange", "reinforce", "ppo", "combined", "ensemble")
 
 def reports() -> dict[str, tuple[Callable[[dict], str], tuple[str, ...], tuple[str, ...] | None, tuple]]:
     """name -> (render, metrics, Friedman methods or None for all, named pairs); imported lazily (trees: torch)."""
-    from labelchain.experiments.reports import guidance as guidance_report, orderings as orderings_report, strength as strength_report
+    from labelchain.experiments.reports import (
+        guidance as guidance_report,
+        orderings as orderings_report,
+        strength as strength_report,
+    )
     from labelchain.experiments.compare_trees import NAMED_PAIRS as TREE_PAIRS
     from labelchain.experiments.compare_trees import render_markdown as trees_markdown
 

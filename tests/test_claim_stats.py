@@ -1,4 +1,4 @@
-"""labelchain.experiments.claim_stats / restate_claims: report sections from rows, bootstrap entries from a loader,
+"""labelchain.experiments.reports.claim_stats / restate_claims: report sections from rows, bootstrap entries from a loader,
 and the committed reports re-render from their JSON."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from labelchain.envs.stats import MethodPredictions
-from labelchain.experiments.claim_stats import (
+from labelchain.experiments.reports.claim_stats import (
     BETTER_PEER,
     across_datasets_markdown,
     attach_bootstrap,

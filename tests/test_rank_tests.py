@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from labelchain.envs.rank_tests import complete_block, friedman, holm, nemenyi_cd, nemenyi_q, ranks, wilcoxon_holm
-from labelchain.experiments.cd_diagram import cliques
+from labelchain.experiments.reports.cd_diagram import cliques
 
 # Demšar 2006, Table 6 (= the AUCs of Table 2 plus two more variants): 14 datasets x 4 C4.5 variants
 METHODS = ("C4.5", "C4.5+m", "C4.5+cf", "C4.5+m+cf")
@@ -99,7 +99,7 @@ def test_cliques_by_hand():
 
 def test_cd_diagram_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib")
-    from labelchain.experiments.cd_diagram import draw
+    from labelchain.experiments.reports.cd_diagram import draw
 
     result = friedman(TABLE)
     path = draw(result.methods, result.mean_ranks, nemenyi_cd(4, 14), "Demšar 2006, Table 6", tmp_path / "cd.png")
