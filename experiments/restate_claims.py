@@ -145,16 +145,25 @@ def gap_figure(results: dict, path: Path) -> Path:
 
 
 def grid_loader(results: dict, out_dir: Path) -> Loader:
-    """Rows' saved predictions as the cells of a grid results file name them (h18preds' envs.predictions)."""
+    """Rows' saved test predictions where the cells of a grid results file name their folder
+    ("predictions", relative to out_dir; h18preds' envs.predictions format). Every file of one cell must
+    come from the same dataset version (content hash): otherwise a one-line error names both files."""
     load_predictions = importlib.import_module("labelchain.envs.predictions").load_predictions
     cells = results.get("cells", {})
+    first: dict[tuple[str, int], tuple[str, Path]] = {}
 
     def load(dataset: str, seed: int, method: str) -> tuple[Any, MethodPredictions] | None:
         folder = cells.get(f"{dataset}:{seed}", {}).get("predictions")
         path = out_dir / folder / f"{method}.npz" if folder else None
         if path is None or not path.is_file():
             return None
-        saved = load_predictions(path)
+        saved = load_predictions(path, split="test")
+        seen = first.setdefault((dataset, seed), (saved.dataset_hash, path))
+        if seen[0] != saved.dataset_hash:
+            raise ValueError(
+                f"{path}: dataset hash {saved.dataset_hash} differs from {seen[0]} of {seen[1]} (same cell, "
+                "another dataset version)"
+            )
         return saved.gold, MethodPredictions(saved.top_ids if saved.top_ids.shape[1] else None, saved.pred_sets)
 
     return load

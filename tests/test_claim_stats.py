@@ -117,3 +117,41 @@ def test_gap_intervals_prefer_bootstrap_entries():
 def test_committed_reports_rerender_from_their_json(name):
     render = reports()[name][0]
     assert render(json.loads((RESULTS / f"{name}.json").read_text())) == (RESULTS / f"{name}.md").read_text()
+
+
+def _saved_grid(tmp_path, predictions, hashes=("h1", "h1")):
+    """A grid results file whose cell toy:0 names a folder holding a.npz and b.npz (envs.predictions)."""
+    rng = np.random.default_rng(0)
+    gold = (rng.random((40, 7)) < 0.3).astype(int)
+    scores = {"a": rng.random((40, 7)) + 0.5 * gold, "b": rng.random((40, 7)) + 0.2 * gold}
+    folder = tmp_path / "predictions" / "orderings" / "toy" / "seed0"
+    for (method, s), digest in zip(scores.items(), hashes, strict=True):
+        saved = predictions.from_outputs(
+            method, gold, s, (s > 1.0).astype(int), dataset="toy", dataset_hash=digest, seed=0
+        )
+        predictions.save_predictions(folder / f"{method}.npz", saved)
+    rows = [_row("toy", m, 0, 0.5) for m in ("a", "b")]
+    return {"rows": rows, "cells": {"toy:0": {"predictions": "predictions/orderings/toy/seed0"}}}, gold, scores
+
+
+def test_grid_loader_reads_saved_predictions(tmp_path):
+    predictions = pytest.importorskip("labelchain.envs.predictions")  # h18preds' saved predictions
+    from labelchain.envs.metrics import evaluate
+    from labelchain.experiments.restate_claims import grid_loader
+
+    results, gold, scores = _saved_grid(tmp_path, predictions)
+    attach_bootstrap(results, grid_loader(results, tmp_path), [("a", "b")], ["P@1", "micro_f1"], resamples=100)
+    by_metric = {e["metric"]: e for e in results["bootstrap"]}
+    ea = evaluate(gold, scores["a"], (scores["a"] > 1.0).astype(int))
+    eb = evaluate(gold, scores["b"], (scores["b"] > 1.0).astype(int))
+    for metric in ("P@1", "micro_f1"):
+        assert by_metric[metric]["difference"] == pytest.approx(ea[metric] - eb[metric], abs=1e-12)
+
+
+def test_grid_loader_refuses_another_dataset_version(tmp_path):
+    predictions = pytest.importorskip("labelchain.envs.predictions")
+    from labelchain.experiments.restate_claims import grid_loader
+
+    results, _, _ = _saved_grid(tmp_path, predictions, hashes=("h1", "h2"))
+    with pytest.raises(ValueError, match=r"b.npz: dataset hash h2 differs from h1 of .*a.npz"):
+        attach_bootstrap(results, grid_loader(results, tmp_path), [("a", "b")], ["P@1"])
