@@ -98,6 +98,7 @@ def across_datasets_markdown(
         "|---|---|---|---|---|---|---|---|",
     ]
     dropped_all: dict[str, set[str]] = {}
+    beyond: list[str] = []
     for metric in metrics:
         table = seed_means(rows, metric)
         block = complete_block(table, methods, missing="drop")
@@ -118,11 +119,29 @@ def across_datasets_markdown(
             f"| {metric} | {result.n_datasets} | {len(result.methods)} | {result.chi2:.2f} ({_p(result.p_chi2)}) | "
             f"{result.f:.2f} ({_p(result.p_f)}) | {cd:.2f} | {ranked} | {link} |"
         )
+        apart = nemenyi_pairs(result.methods, result.mean_ranks, cd)
+        beyond.append(f"{metric}: {', '.join(apart) if apart else 'none'}")
+    if beyond:
+        lines += [
+            "",
+            "Pairs whose mean ranks differ by more than CD (Nemenyi, α = 0.05; better first): "
+            + "; ".join(beyond)
+            + ".",
+        ]
     if dropped_all:
         names = [m if len(ms) == len(metrics) else f"{m} ({', '.join(sorted(ms))})" for m, ms in dropped_all.items()]
         lines += ["", f"Dropped (missing on some dataset): {', '.join(names)}."]
     lines += wilcoxon_markdown(rows, metrics, pairs, peers)
     return lines
+
+
+def nemenyi_pairs(methods: Sequence[str], mean_ranks: Sequence[float] | np.ndarray, cd: float) -> list[str]:
+    """'a > b' for every pair whose mean ranks differ by more than cd, better (lower rank) first, by rank."""
+    order = np.argsort(np.asarray(mean_ranks), kind="stable")
+    r = np.asarray(mean_ranks)
+    return [
+        f"{methods[i]} > {methods[j]}" for x, i in enumerate(order) for j in order[x + 1 :] if r[j] - r[i] > cd + 1e-12
+    ]
 
 
 def wilcoxon_markdown(
