@@ -104,6 +104,11 @@ def gap_figure(results: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    with plt.style.context("default"):  # the same PNG whatever a notebook set in rcParams
+        return _gap_figure(results, path, plt, np)
+
+
+def _gap_figure(results: dict, path: Path, plt: Any, np: Any) -> Path:
     datasets = list(dict.fromkeys(r["dataset"] for r in results.get("rows", [])))
     n_cols = 3
     n_rows = max(1, -(-len(datasets) // n_cols))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,19 @@ def draw(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    with plt.style.context("default"):  # the same PNG whatever a notebook set in rcParams
+        return _draw(methods, mean_ranks, cd, title, Path(path), width_in, plt)
+
+
+def _draw(
+    methods: Sequence[str],
+    mean_ranks: Sequence[float] | np.ndarray,
+    cd: float,
+    title: str,
+    path: Path,
+    width_in: float,
+    plt: Any,
+) -> Path:
     order = np.argsort(np.asarray(mean_ranks), kind="stable")
     names = [methods[i] for i in order]
     r = np.asarray(mean_ranks, dtype=np.float64)[order]
@@ -76,7 +90,6 @@ def draw(
         ax.hlines(y, r[i] - 0.03, r[j] + 0.03, color="tab:red", lw=3, alpha=0.8)
     ax.set_title(title, fontsize=10)
     fig.subplots_adjust(left=0.22, right=0.78, top=0.85, bottom=0.05)
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, metadata={"Software": None}))
     plt.close(fig)
