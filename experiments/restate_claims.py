@@ -149,18 +149,19 @@ def _gap_figure(results: dict, path: Path, plt: Any, np: Any) -> Path:
     return path
 
 
-def grid_loader(results: dict, out_dir: Path) -> Loader:
-    """Rows' saved test predictions where the cells of a grid results file name their folder
-    ("predictions", relative to out_dir; h18preds' envs.predictions format). Every file of one cell must
-    come from the same dataset version (content hash): otherwise a one-line error names both files."""
+def grid_loader(results: dict, out_dir: Path, grid: str) -> Loader:
+    """Rows' saved test predictions (envs.predictions files): in the folder a cell of the results file
+    names ("predictions", relative to out_dir), else in the grids' common place
+    <out_dir>/predictions/<grid>/<dataset>/seed<seed>/<method>.npz. Every file of one cell must come
+    from the same dataset version (content hash): otherwise a one-line error names both files."""
     load_predictions = importlib.import_module("labelchain.envs.predictions").load_predictions
     cells = results.get("cells", {})
     first: dict[tuple[str, int], tuple[str, Path]] = {}
 
     def load(dataset: str, seed: int, method: str) -> tuple[Any, MethodPredictions] | None:
-        folder = cells.get(f"{dataset}:{seed}", {}).get("predictions")
-        path = out_dir / folder / f"{method}.npz" if folder else None
-        if path is None or not path.is_file():
+        folder = cells.get(f"{dataset}:{seed}", {}).get("predictions") or f"predictions/{grid}/{dataset}/seed{seed}"
+        path = out_dir / folder / f"{method}.npz"
+        if not path.is_file():
             return None
         saved = load_predictions(path, split="test")
         seen = first.setdefault((dataset, seed), (saved.dataset_hash, path))
@@ -190,7 +191,9 @@ def main(argv: list[str] | None = None) -> None:
         results = json.loads(path.read_text())
         if args.bootstrap:
             peers = ("ovr_logistic", "omikuji")
-            entries = attach_bootstrap(results, grid_loader(results, RESULTS), pairs, metrics, peers, args.resamples)
+            entries = attach_bootstrap(
+                results, grid_loader(results, RESULTS, name), pairs, metrics, peers, args.resamples
+            )
             atomic_write_json(path, results)
             print(f"{name}: {len(entries)} bootstrap intervals")
         atomic_write_text(RESULTS / f"{name}.md", render(results))

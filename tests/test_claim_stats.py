@@ -142,12 +142,24 @@ def test_grid_loader_reads_saved_predictions(tmp_path):
     from labelchain.experiments.restate_claims import grid_loader
 
     results, gold, scores = _saved_grid(tmp_path, predictions)
-    attach_bootstrap(results, grid_loader(results, tmp_path), [("a", "b")], ["P@1", "micro_f1"], resamples=100)
+    attach_bootstrap(
+        results, grid_loader(results, tmp_path, "orderings"), [("a", "b")], ["P@1", "micro_f1"], resamples=100
+    )
     by_metric = {e["metric"]: e for e in results["bootstrap"]}
     ea = evaluate(gold, scores["a"], (scores["a"] > 1.0).astype(int))
     eb = evaluate(gold, scores["b"], (scores["b"] > 1.0).astype(int))
     for metric in ("P@1", "micro_f1"):
         assert by_metric[metric]["difference"] == pytest.approx(ea[metric] - eb[metric], abs=1e-12)
+
+
+def test_grid_loader_finds_the_grids_common_folder_without_a_cell_entry(tmp_path):
+    predictions = pytest.importorskip("labelchain.envs.predictions")
+    from labelchain.experiments.restate_claims import grid_loader
+
+    results, _, _ = _saved_grid(tmp_path, predictions)
+    del results["cells"]  # variant grids and strength keep rows only
+    assert attach_bootstrap(results, grid_loader(results, tmp_path, "orderings"), [("a", "b")], ["P@1"])
+    assert not attach_bootstrap(results, grid_loader(results, tmp_path, "trees"), [("a", "b")], ["P@1"])
 
 
 def test_grid_loader_refuses_another_dataset_version(tmp_path):
@@ -156,4 +168,4 @@ def test_grid_loader_refuses_another_dataset_version(tmp_path):
 
     results, _, _ = _saved_grid(tmp_path, predictions, hashes=("h1", "h2"))
     with pytest.raises(ValueError, match=r"b.npz: dataset hash h2 differs from h1 of .*a.npz"):
-        attach_bootstrap(results, grid_loader(results, tmp_path), [("a", "b")], ["P@1"])
+        attach_bootstrap(results, grid_loader(results, tmp_path, "orderings"), [("a", "b")], ["P@1"])
