@@ -24,11 +24,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
 
-from labelchain.envs.metric_core import LabelMatrix, as_label_csr, check_same_shape, gold_hits, gold_pred_both, safe_f1
+from labelchain.envs.metric_core import (
+    LabelMatrix,
+    as_label_csr,
+    as_scores,
+    check_same_shape,
+    gold_hits,
+    gold_pred_both,
+    safe_f1,
+    top_k_ranked,
+)
 from labelchain.envs.metrics import (
     DEFAULT_RARE_FRACTION,
     LOWER_IS_BETTER,
@@ -57,6 +67,11 @@ class MethodPredictions:
 
     ranked: np.ndarray | None = None
     pred: LabelMatrix | None = None
+
+    @classmethod
+    def from_scores(cls, scores: np.ndarray | None, pred: LabelMatrix | None = None, k: int = 20) -> MethodPredictions:
+        """From full (n, L) label scores: their top-k ids in the metrics' order (ties to the lower id)."""
+        return cls(None if scores is None else top_k_ranked(as_scores(scores, np.shape(scores)), k), pred)
 
 
 @dataclass(frozen=True)
@@ -263,8 +278,9 @@ def paired_bootstrap(
     strata = _check_strata(strata, gold_csr.shape[0])
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level!r}")
-    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
+    if isinstance(resamples, bool) or not isinstance(resamples, Integral) or resamples < 1:
         raise ValueError(f"resamples must be a positive integer, got {resamples!r}")
+    resamples = int(resamples)
     inv_p = None
     if label_freq is not None and n_train is not None:
         inv_p = 1.0 / propensity(label_freq, n_train)

@@ -147,3 +147,15 @@ def test_sparse_and_dense_inputs_agree():
         np.zeros(len(gold)),
     )
     assert dense == sparse and set(dense) == {"example_f1", "subset_accuracy", "hamming_loss", "micro_f1", "macro_f1"}
+
+
+def test_from_scores_ranks_like_the_metrics_and_numpy_ints_are_accepted():
+    gold, sa, sb, pa, pb, _ = _random_case(4)
+    a = MethodPredictions.from_scores(sa, pa, k=6)
+    assert (a.ranked == top_k_ranked(sa, 6)).all() and a.pred is pa
+    b = MethodPredictions.from_scores(sb, pb)
+    out = paired_bootstrap(gold, a, b, np.zeros(len(gold)), ["P@3", "micro_f1"], resamples=np.int64(50))
+    assert out["P@3"].resamples == 50 and type(out["P@3"].resamples) is int
+    assert out["P@3"].difference == pytest.approx(evaluate(gold, sa)["P@3"] - evaluate(gold, sb)["P@3"], abs=1e-12)
+    with pytest.raises(ValueError, match=r"scores must be 2-D \(n, L\), got shape \(3,\)"):
+        MethodPredictions.from_scores(np.zeros(3))
