@@ -49,7 +49,7 @@ def test_across_datasets_section_on_a_hand_table():
     ]
     text = "\n".join(across_datasets_markdown(rows, ["P@1"], None, [("a", "c"), ("b", "c")], "cd_x"))
     assert "| P@1 | 5 | 3 | 10.00 (0.007) |" in text  # chi2 = 12*5/12 (1+4+9 - 12) = 10
-    assert "a 1.00, b 2.00, c 3.00 | [CD diagram](../../analysis/figures/cd_x_P1.png) |" in text
+    assert "a 1.00, b 2.00, c 3.00 | `analysis/figures/cd_x_P1.png` |" in text
     assert "Dropped (missing on some dataset): late." in text
     # CD for k = 3, N = 5: 2.343 sqrt(12 / 30) = 1.48; a and c are 2 ranks apart, the neighbours 1
     assert "more than CD (Nemenyi, α = 0.05; better first): P@1: a > c." in text

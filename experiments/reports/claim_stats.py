@@ -31,7 +31,6 @@ from labelchain.envs.rank_tests import complete_block, friedman, nemenyi_cd, wil
 from labelchain.envs.stats import MethodPredictions, paired_bootstrap, stack_seeds
 
 FIGURE_DIR = "analysis/figures"
-FIGURE_LINK = "../../analysis/figures"  # from experiments/results/*.md
 BETTER_PEER = "better_peer"
 ALPHA = 0.05
 
@@ -114,7 +113,8 @@ def across_datasets_markdown(
         cd = nemenyi_cd(len(result.methods), result.n_datasets, ALPHA)
         order = np.argsort(result.mean_ranks, kind="stable")
         ranked = ", ".join(f"{result.methods[i]} {result.mean_ranks[i]:.2f}" for i in order)
-        link = f"[CD diagram]({FIGURE_LINK}/{figure_name(figure_stem, metric)})" if figure_stem else "—"
+        # a path, not a link: the docs site copies results pages without their figures
+        link = f"`{FIGURE_DIR}/{figure_name(figure_stem, metric)}`" if figure_stem else "—"
         lines.append(
             f"| {metric} | {result.n_datasets} | {len(result.methods)} | {result.chi2:.2f} ({_p(result.p_chi2)}) | "
             f"{result.f:.2f} ({_p(result.p_f)}) | {cd:.2f} | {ranked} | {link} |"
