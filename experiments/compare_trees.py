@@ -42,8 +42,10 @@ from labelchain.experiments.run.threads import set_threads
 from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.policy_config import PolicyConfig
 from labelchain.agents.policy_factory import build_policy
+from labelchain.envs.metrics import HEADLINE
 from labelchain.experiments.grid import execution
 from labelchain.experiments.grid.cells import Cell
+from labelchain.experiments.reports.claim_stats import across_datasets_markdown, bootstrap_markdown
 from labelchain.experiments.grid import variants as vg
 
 TABLE_METRICS = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "PSP@1", "PSP@3", "PSP@5", "micro_f1", "macro_f1")
@@ -166,8 +168,14 @@ def render_markdown(payload: dict) -> str:
             "one; its train s excludes the rearrangement's). PSP@k: propensity-scored precision "
             "(Jain et al. 2016, A = 0.55, B = 1.5, training-split counts), unnormalised."
         ),
+        "",
+        *across_datasets_markdown(rows, HEADLINE, None, NAMED_PAIRS, "cd_trees"),
+        *bootstrap_markdown(payload, NAMED_PAIRS, HEADLINE),
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+NAMED_PAIRS = tuple((f"{learner}+tree", learner) for learner in ("rearrange", "combined", "ensemble"))
 
 
 def tree_minus_flat(rows: list[dict]) -> list[tuple]:
