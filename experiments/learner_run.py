@@ -50,6 +50,7 @@ class RunData:
     label_freq: np.ndarray
     max_steps: int
     mcg: MCGSpec | None = None  # --guidance mcg: train's labels carry their clusters (agents.mcg)
+    identity: dict[str, Any] | None = None  # the data's identity, checked on --resume (run_identity)
 
     @property
     def n_features(self) -> int:
@@ -153,7 +154,9 @@ class LearnerRun:
         learner_dir: Path,
         hparams: dict[str, Any],
         state: dict[str, Any] | None = None,
+        stamp: dict[str, Any] | None = None,
     ) -> None:
+        self.stamp = stamp  # the run this learner belongs to, recorded in each checkpoint
         self.name, self.learner, self.sampler, self.data, self.schedule = name, learner, sampler, data, schedule
         self.policy: ChainPolicy = learner.policy
         self.learner_dir = learner_dir
@@ -206,6 +209,7 @@ class LearnerRun:
             {
                 "learner_name": self.name,
                 "finished": finished,
+                **({"run": self.stamp} if self.stamp is not None else {}),
                 "policy_config": self.policy.config,
                 "learner": self.learner.state_dict(),
                 "sampler": self.sampler.state_dict(),

@@ -294,3 +294,10 @@ def _split_column(path: Path, split_index: int, n_total: int) -> np.ndarray:
     if rows.min() < 1 or rows.max() > n_total:
         raise DataFormatError(path, f"row numbers must be 1..{n_total} (1-based)", field=f"column {split_index}")
     return rows - 1
+
+
+def source_files(name_or_path: str | Path, data_dir: str | Path | None = None) -> tuple[Path, list[Path]]:
+    """The resolved dataset folder or file and the source files a load reads (what a train_rl run
+    records, by content hash, to check on --resume that it still trains on the same data)."""
+    name, path = resolve(name_or_path, data_dir)
+    return path, _plan(name, path, {"test_fraction": 0.25, "split_seed": 0})[0]
