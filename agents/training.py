@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from agents.decoding import predict
 from agents.learner_base import LearnerConfig, build_learner_config
@@ -23,6 +22,7 @@ from agents.policy import ChainPolicy
 from agents.supervised import carve_validation
 from envs.data.dataset import Split
 from envs.metrics import RANKING_NAMES, SET_NAMES, evaluate, is_better
+from envs.progress import progress_bar
 
 
 @dataclass
@@ -118,7 +118,7 @@ def train_epochs(
     history = TrainHistory(config={**asdict(config), "learner": learner})
     best_state, bad_epochs, started = None, 0, time.perf_counter()
     n_docs = len(train)
-    bar = tqdm(total=config.epochs * n_docs, disable=not progress, unit="doc", desc=f"train[{learner}]")
+    bar = progress_bar(progress, total=config.epochs * n_docs, unit="doc", desc=f"train[{learner}]")
     for epoch in range(config.epochs):
         epoch_start, losses = time.perf_counter(), []
         order = rng.permutation(n_docs)

@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from envs.data.errors import DataFormatError, DataNotFoundError
 from experiments import train_rl_args
 from experiments.common import (
     results_dir,
@@ -46,7 +45,7 @@ from experiments.common import (
 from experiments.config import ArgsError, TrainKnobs, check_args, knobs_of, override
 from experiments.execution import Cell, ExecutionFlags, check_backend, run_cells
 from experiments.run_lookup import find_run, run_config, train_or_resume
-from experiments.runs import METRICS_FILE, POLICY_DIR, DiskFullError, GracefulInterrupt
+from experiments.runs import METRICS_FILE, POLICY_DIR, GracefulInterrupt, run_script
 
 SCRIPT = "experiments/ablations.py"
 WARM_START = "warm_start"  # the reference row: the rearrangement policy every warm variant starts from
@@ -333,9 +332,6 @@ def finished(args: Args) -> bool:
 
 
 if __name__ == "__main__":
-    try:
-        cli_args = parse_args(Args)
-        main(cli_args)
-    except (ArgsError, DiskFullError, DataNotFoundError, DataFormatError) as error:
-        sys.exit(f"error: {error}")
-    sys.exit(0 if finished(cli_args) else 130)  # 130: stopped early, rerun to resume
+    cli_args = run_script(lambda: parse_args(Args))
+    run_script(lambda: main(cli_args))
+    sys.exit(0 if run_script(lambda: finished(cli_args)) else 130)  # 130: stopped early, rerun to resume

@@ -43,9 +43,16 @@ def parse_args(args_class: type[T], argv: list[str] | None = None, defaults: T |
     return mark_given(args_class(**values), typed)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A bad flag ends in one line naming it (argparse would print the whole usage block first)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _parser(args_class: type, defaults: Any) -> argparse.ArgumentParser:
     hints = typing.get_type_hints(args_class)
-    parser = argparse.ArgumentParser(description=(args_class.__doc__ or "").strip())
+    parser = _OneLineParser(description=(args_class.__doc__ or "").strip())
     for field in dataclasses.fields(args_class):
         flag = flag_name(field.name)
         if defaults is not None:

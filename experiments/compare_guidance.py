@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from experiments.runs import run_script
 from experiments.common import REPO_ROOT, command_line, parse_args, single_thread
 
 from agents.guidance import with_gold_clusters
@@ -190,4 +191,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(Args))
+    run_script(lambda: main(parse_args(Args)))

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 from agents.learners import LEARNERS
-from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.data.loading import load_dataset
 from experiments import train_rl_args
 from experiments.common import (
@@ -56,7 +55,7 @@ from experiments.orderings_report import TABLE_METRICS, render_markdown
 from experiments.orderings_rows import rows_from_run
 from experiments.peers import PEERS, PeerUnavailable, run_peer, tuned_config
 from experiments.run_lookup import run_config, train_or_resume
-from experiments.runs import CONFIG_FILE, METRICS_FILE, DiskFullError, GracefulInterrupt
+from experiments.runs import CONFIG_FILE, METRICS_FILE, GracefulInterrupt, run_script
 
 GROUP_NAME = "compare"  # run folders: {runs_dir}/{dataset}__compare__{seed}__{time}
 ENSEMBLE = ["rearrange", "combined"]
@@ -333,9 +332,6 @@ def grid_finished(args: Args) -> bool:
 
 
 if __name__ == "__main__":
-    try:
-        cli_args = parse_args(Args)
-        path = main(cli_args)
-    except (ArgsError, DiskFullError, DataNotFoundError, DataFormatError) as error:
-        sys.exit(f"error: {error}")
-    sys.exit(0 if grid_finished(cli_args) else 130)  # 130: stopped early, rerun to resume
+    cli_args = run_script(lambda: parse_args(Args))
+    run_script(lambda: main(cli_args))
+    sys.exit(0 if run_script(lambda: grid_finished(cli_args)) else 130)  # 130: stopped early, rerun to resume

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from experiments.runs import run_script
 from experiments.common import REPO_ROOT, command_line, mean_and_std, parse_args, percent_mean_std, single_thread
 
 from agents.policy import ChainPolicy
@@ -253,4 +254,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(Args))
+    run_script(lambda: main(parse_args(Args)))

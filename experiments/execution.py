@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
 
 from envs.metrics import is_better
+from envs.progress import progress_bar
 from experiments.common import single_thread
 
 BACKENDS = ("local", "ray")
@@ -116,12 +116,12 @@ class Progress:
         self.failed: set[str] = set()
         self.best: tuple[float, str] | None = None
         self.done, self.total = done_before, len(cells) + done_before
-        self.bar = tqdm(
+        self.bar = progress_bar(
+            enabled,
             total=len(cells) + done_before,
             initial=done_before,
             desc="grid",
             unit="cell",
-            disable=not enabled,
             position=0,
             dynamic_ncols=True,
         )

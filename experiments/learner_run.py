@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from agents.learner_base import Learner
 from agents.policy import ChainPolicy
@@ -25,6 +24,7 @@ from agents.training import validation_metrics
 from envs.data.dataset import Split
 from envs.mcg import MCGSpec
 from envs.metrics import is_better
+from envs.progress import progress_bar
 from experiments import execution
 from experiments.runs import (
     CHECKPOINT_FILE,
@@ -222,12 +222,8 @@ class LearnerRun:
     def train(self, interrupt: GracefulInterrupt, budget: UpdateBudget) -> bool:
         """Run updates to the end of the schedule; False when stopped early (checkpointed, resumable)."""
         schedule, progress = self.schedule, self.progress
-        bar = tqdm(
-            total=schedule.updates,
-            initial=progress.update,
-            desc=self.name,
-            unit="upd",
-            disable=not schedule.progress_bar,
+        bar = progress_bar(
+            schedule.progress_bar, total=schedule.updates, initial=progress.update, desc=self.name, unit="upd"
         )
         session = _SessionRate()
         try:
@@ -255,8 +251,10 @@ class LearnerRun:
                     )
                 if progress.stopped_early:
                     break
+                bar.set_postfix(  # shown at the bar's next refresh (a log gets a line every LOG_INTERVAL s)
+                    ret=f"{progress.return_ema or 0.0:.3f}", best=f"{progress.best_score or 0.0:.3f}", refresh=False
+                )
                 bar.update(1)
-                bar.set_postfix(ret=f"{progress.return_ema or 0.0:.3f}", best=f"{progress.best_score or 0.0:.3f}")
                 if stopped and not done:
                     return False
         finally:

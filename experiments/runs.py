@@ -16,9 +16,11 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Callable, TypeVar
+from typing import IO, Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -64,15 +66,38 @@ def disk_is_full(error: BaseException, folder: str | Path) -> bool:
     return False
 
 
-def run_script(main: Callable[[T], Path], read_args: Callable[[], T]) -> Path:
-    """A script's `__main__`: the errors a user can cause end in one line on stderr (rc 1), a second
-    Ctrl-C in one line too (rc 130), never in a traceback."""
+@contextmanager
+def quiet_disk_full_in_threads() -> Iterator[None]:
+    """TensorBoard's writer thread dies on a full disk with a traceback on stderr, then re-raises the
+    same OSError in the training thread, which reports it in one line: silence the thread's copy."""
+    previous = threading.excepthook
+
+    def hook(info: threading.ExceptHookArgs) -> None:
+        if not (isinstance(info.exc_value, OSError) and disk_is_full(info.exc_value, ".")):
+            previous(info)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+
+
+def run_script(body: Callable[[], T]) -> T:
+    """A script's `__main__` step: the errors a user can cause end in one line on stderr (rc 1), a
+    second Ctrl-C in one line too (rc 130), never in a traceback."""
     from envs.data.errors import DataFormatError, DataNotFoundError
 
     try:
-        return main(read_args())
+        return body()
     except (ArgsError, DiskFullError, DataNotFoundError, DataFormatError) as error:
         sys.exit(f"error: {' '.join(str(error).split())}")
+    except OSError as error:  # a grid's own results file on a full disk (train_rl's come as DiskFullError)
+        if not disk_is_full(error, "."):
+            raise
+        sys.exit(
+            f"error: the disk is full ({error.filename or 'ENOSPC'}); free some space, then run the same command again to resume"
+        )
     except (RunAborted, KeyboardInterrupt) as error:
         print(f"\ninterrupted: {error or 'aborted'}", file=sys.stderr, flush=True)
         sys.exit(130)

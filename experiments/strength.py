@@ -41,6 +41,7 @@ from agents.training import TrainConfig, train_epochs
 from envs.data.dataset import Dataset, Split
 from envs.data.loading import load_dataset
 from envs.metrics import evaluate
+from experiments.runs import run_script
 from experiments.common import (
     REPO_ROOT,
     atomic_write_json,
@@ -366,4 +367,4 @@ def _load(path: Path) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(Args))
+    run_script(lambda: main(parse_args(Args)))

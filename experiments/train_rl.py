@@ -68,6 +68,7 @@ from experiments.runs import (
     load_checkpoint,
     load_policy,
     policy_from_state,
+    quiet_disk_full_in_threads,
     run_name,
     run_name_part,
     run_script,
@@ -188,6 +189,7 @@ def main(args: Args) -> Path:
     args = resolve_args(args)
     started = time.perf_counter()
     with ExitStack() as stack:
+        stack.enter_context(quiet_disk_full_in_threads())
         if args.resume is not None:  # checked and locked before the data is loaded: fail fast
             run_dir = Path(args.resume)
             check_writable_folder(run_dir, "--resume", create=False)
@@ -271,5 +273,5 @@ def resume_command(run_dir: Path) -> str:
 
 
 if __name__ == "__main__":
-    finished_run = run_script(main, cli_args)
+    finished_run = run_script(lambda: main(cli_args()))
     sys.exit(0 if (finished_run / METRICS_FILE).exists() else 130)  # 130: stopped early, resumable

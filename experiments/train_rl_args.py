@@ -25,6 +25,7 @@ from experiments.runs import CONFIG_FILE, POLICY_DIR, load_policy, run_name_part
 
 # Flags a --resume may change: they say how to show or where to find things, not what the run is.
 SAFE_ON_RESUME = ("resume", "progress", "stop_after_updates", "data_dir", "device")
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding and scikit-learn's k-means take at most 32 bits
 PER_CALL = ("resume", "stop_after_updates")  # never taken from the saved run
 
 
@@ -55,7 +56,10 @@ class Args(TrainKnobs):
         default_factory=lambda: ["rearrange", "combined"],
         metadata={"help": "learners whose best policies are ensembled (those trained in this run)"},
     )
-    seed: int = field(default=0, metadata={"help": "seed of the validation split, weights and sampling", "at_least": 0})
+    seed: int = field(
+        default=0,
+        metadata={"help": "seed of the validation split, weights and sampling", "at_least": 0, "at_most": MAX_SEED},
+    )
     runs_dir: str = field(default="runs", metadata={"help": "new run folders go here"})
     group_name: str | None = field(default=None, metadata={"help": "run-name group instead of learner names"})
     resume: str | None = field(
