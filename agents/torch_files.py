@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.atomic import atomic_write
+from labelchain.envs.atomic import atomic_write
 
 
 class UnsafeFileError(ValueError):

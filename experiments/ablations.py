@@ -31,8 +31,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from experiments import train_rl_args
-from experiments.common import (
+from labelchain.experiments.run import train_rl_args
+from labelchain.experiments.run.common import (
     results_dir,
     atomic_write_json,
     atomic_write_text,
@@ -42,10 +42,10 @@ from experiments.common import (
     percent_mean_std,
     single_thread,
 )
-from experiments.config import ArgsError, TrainKnobs, check_args, knobs_of, override
-from experiments.execution import Cell, ExecutionFlags, check_backend, run_cells
-from experiments.run_lookup import find_run, run_config, train_or_resume
-from experiments.runs import METRICS_FILE, POLICY_DIR, GracefulInterrupt, run_script
+from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args, knobs_of, override
+from labelchain.experiments.grid.execution import Cell, ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid.lookup import find_run, run_config, train_or_resume
+from labelchain.experiments.run.folder import METRICS_FILE, POLICY_DIR, GracefulInterrupt, run_script
 
 SCRIPT = "experiments/ablations.py"
 WARM_START = "warm_start"  # the reference row: the rearrangement policy every warm variant starts from

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from envs.data.cache import file_digest
-from envs.data.dataset import Split
-from envs.data.loading import source_files
-from experiments.config import ArgsError
-from experiments.runs import CheckpointError
+from labelchain.envs.data.cache import file_digest
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.data.loading import source_files
+from labelchain.experiments.run.config import ArgsError
+from labelchain.experiments.run.folder import CheckpointError
 
 SPLITS = ("train", "val", "test")
 

@@ -25,10 +25,10 @@ from typing import IO, Any, Callable, Iterator, TypeVar
 import numpy as np
 import torch
 
-from agents.policy import ChainPolicy
-from agents.torch_files import UnsafeFileError, load_torch_file
-from envs.atomic import atomic_write
-from experiments.config import ArgsError
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.torch_files import UnsafeFileError, load_torch_file
+from labelchain.envs.atomic import atomic_write
+from labelchain.experiments.run.config import ArgsError
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
@@ -86,7 +86,7 @@ def quiet_disk_full_in_threads() -> Iterator[None]:
 def run_script(body: Callable[[], T]) -> T:
     """A script's `__main__` step: the errors a user can cause end in one line on stderr (rc 1), a
     second Ctrl-C in one line too (rc 130), never in a traceback."""
-    from envs.data.errors import DataFormatError, DataNotFoundError
+    from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
 
     try:
         return body()

@@ -37,11 +37,11 @@ from typing import Any
 
 import torch
 
-from agents.learners import make_learner
-from agents.policy import ChainPolicy
-from experiments.common import atomic_write_json, resolve_device, single_thread
-from experiments.config import ArgsError
-from experiments.learner_run import (
+from labelchain.agents.learners import make_learner
+from labelchain.agents.policy import ChainPolicy
+from labelchain.experiments.run.common import atomic_write_json, resolve_device, single_thread
+from labelchain.experiments.run.config import ArgsError
+from labelchain.experiments.run.learner_run import (
     LearnerRun,
     RunData,
     Schedule,
@@ -49,10 +49,10 @@ from experiments.learner_run import (
     checkpoint_path,
     finish_saved_learner,
 )
-from experiments.run_report import final_evaluation, results_table
-from experiments.run_setup import fresh_policy, load_run_data
-from experiments.run_identity import check_checkpoint_run, check_same_data, run_stamp
-from experiments.runs import (
+from labelchain.experiments.run.report import final_evaluation, results_table
+from labelchain.experiments.run.setup import fresh_policy, load_run_data
+from labelchain.experiments.run_identity import check_checkpoint_run, check_same_data, run_stamp
+from labelchain.experiments.run.folder import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     METRICS_FILE,
@@ -73,7 +73,7 @@ from experiments.runs import (
     run_name_part,
     run_script,
 )
-from experiments.train_rl_args import (
+from labelchain.experiments.run.train_rl_args import (
     Args,
     check_warm_start,
     cli_args,
@@ -86,7 +86,7 @@ from experiments.train_rl_args import (
 
 # The script's public names: `main` and its `Args` (defined in train_rl_args; the README documents
 # `from experiments.train_rl import Args`, one Args per script). Everything else: import it from where
-# it is defined (experiments.train_rl_args, experiments.config).
+# it is defined (experiments.run.train_rl_args, experiments.run.config).
 __all__ = ["Args", "main"]
 
 

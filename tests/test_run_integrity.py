@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import torch
 
-from agents.policy import ChainPolicy
-from envs.progress import progress_bar
-from experiments import runs
-from experiments.config import ArgsError
-from experiments.runs import (
+from labelchain.agents.policy import ChainPolicy
+from labelchain.envs.progress import progress_bar
+from labelchain.experiments.run import folder as runs
+from labelchain.experiments.run.config import ArgsError
+from labelchain.experiments.run.folder import (
     BatchSampler,
     CheckpointError,
     RunAborted,
@@ -32,8 +32,8 @@ from experiments.runs import (
     run_script,
     save_checkpoint,
 )
-from experiments.train_rl import main
-from experiments.train_rl_args import Args, cli_args, resolve_args
+from labelchain.experiments.train_rl import main
+from labelchain.experiments.run.train_rl_args import Args, cli_args, resolve_args
 
 TINY = Args(
     dataset="emotions",
@@ -125,7 +125,7 @@ def test_truncated_garbage_and_foreign_checkpoints_are_one_line(tmp_path: Path):
 def test_typed_flags_count_whatever_their_value():
     parsed = cli_args(["--updates", "500", "--no-progress"])
     assert parsed.updates == 500 == Args().updates
-    from experiments.common import given_fields
+    from labelchain.experiments.run.common import given_fields
 
     assert given_fields(parsed) == {"updates", "progress"}
     assert given_fields(replace(TINY, updates=500)) >= {"dataset", "learners", "batch_size"}  # built in Python
