@@ -51,7 +51,7 @@ from labelchain.experiments.run.learner_run import (
 )
 from labelchain.experiments.run.report import final_evaluation, results_table
 from labelchain.experiments.run.setup import fresh_policy, load_run_data
-from labelchain.experiments.run_identity import check_checkpoint_run, check_same_data, run_stamp
+from labelchain.experiments.run.identity import check_checkpoint_run, check_same_data, run_stamp
 from labelchain.experiments.run.folder import (
     CHECKPOINT_FILE,
     CONFIG_FILE,

@@ -15,7 +15,8 @@ from interrupted_run import interrupt_long_run
 import scipy.sparse as sp
 
 from labelchain.envs.data.dataset import Dataset, Split
-from labelchain.experiments.run import setup as run_setup, folder as runs
+from labelchain.experiments.run import folder as runs
+from labelchain.experiments.run import setup as run_setup
 from labelchain.experiments.run.common import parse_args
 from labelchain.experiments.run.report import best_fixed_ordering
 from labelchain.experiments.run.folder import DiskFullError, RunLock, load_checkpoint, read_scalars
@@ -66,7 +67,7 @@ def test_every_numeric_flag_is_range_checked_in_one_line():
             resolve_args(replace(TINY, **changes))
         assert "\n" not in str(info.value)
     parsed = parse_args(Args, ["--lr", "nan", "--seed", "-1"])
-    with pytest.raises(ArgsError, match=r"--lr must be a finite number > 0, got nan; --seed must be >= 0, got -1"):
+    with pytest.raises(ArgsError, match=r"--lr must be a finite number > 0, got nan; --seed must be >= 0 and <= 4294967295, got -1"):
         resolve_args(parsed)
 
 

@@ -24,8 +24,8 @@ from labelchain.agents.training import validation_metrics
 from labelchain.envs.data.dataset import Split
 from labelchain.envs.mcg import MCGSpec
 from labelchain.envs.metrics import is_better
+from labelchain.experiments.run.reporting import report
 from labelchain.envs.progress import progress_bar
-from labelchain.experiments.grid import execution
 from labelchain.experiments.run.folder import (
     CHECKPOINT_FILE,
     POLICY_DIR,
@@ -50,7 +50,7 @@ class RunData:
     label_freq: np.ndarray
     max_steps: int
     mcg: MCGSpec | None = None  # --guidance mcg: train's labels carry their clusters (agents.mcg)
-    identity: dict[str, Any] | None = None  # the data's identity, checked on --resume (run_identity)
+    identity: dict[str, Any] | None = None  # the data's identity, checked on --resume (run.identity)
 
     @property
     def n_features(self) -> int:
@@ -241,7 +241,7 @@ class LearnerRun:
                 if checkpointed:
                     self.checkpoint(finished=done)
                 if validated or checkpointed:  # a grid's progress line, or Ray Tune (with the checkpoint)
-                    execution.report(
+                    report(
                         {
                             "learner": self.name,
                             "update": step,
