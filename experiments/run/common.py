@@ -59,7 +59,7 @@ def _parser(args_class: type, defaults: Any) -> argparse.ArgumentParser:
             default = getattr(defaults, field.name)
         else:
             default = (
-                field.default_factory()  # type: ignore[misc]
+                field.default_factory()  # type: ignore[misc,operator]
                 if field.default is dataclasses.MISSING
                 else field.default
             )

@@ -31,7 +31,11 @@ def split_digest(split: Split) -> str:
     """sha256 over a split's feature and label arrays (shape, dtype and values)."""
     digest = hashlib.sha256()
     for matrix in (split.X, split.Y):
-        parts = [matrix.data, matrix.indices, matrix.indptr] if sp.issparse(matrix) else [np.ascontiguousarray(matrix)]
+        if sp.issparse(matrix):
+            csr = sp.csr_matrix(matrix)
+            parts = [csr.data, csr.indices, csr.indptr]
+        else:
+            parts = [np.asarray(matrix)]
         digest.update(repr((type(matrix).__name__, matrix.shape, str(matrix.dtype))).encode())
         for part in parts:
             digest.update(np.ascontiguousarray(part).tobytes())
