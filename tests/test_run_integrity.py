@@ -26,6 +26,7 @@ from labelchain.experiments.run.config import ArgsError
 from labelchain.experiments.run.folder import (
     BatchSampler,
     CheckpointError,
+    DiskFullError,
     RunAborted,
     load_checkpoint,
     load_policy,
@@ -347,3 +348,31 @@ def test_printed_resume_command_is_shell_quoted(tmp_path: Path, capsys):
     out = capsys.readouterr().out
     assert f"resume with: python experiments/train_rl.py --resume {shlex.quote(str(run_dir))}" in out
     assert shlex.split(out.strip().splitlines()[-1].split(": ", 1)[1])[-1] == str(run_dir)
+
+
+def test_run_script_turns_each_user_error_into_one_line(tmp_path: Path, capsys):
+    from labelchain.envs.data.errors import DataNotFoundError
+
+    def fail(error: BaseException):
+        def body():
+            raise error
+
+        return body
+
+    for error, expected in (
+        (
+            DataNotFoundError("dataset 'x' not found; looked in:\n  /a\n  /b"),
+            "error: dataset 'x' not found; looked in: /a /b",
+        ),
+        (OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "orderings.json")), "error: the disk is full ("),
+        (DiskFullError(errno.ENOSPC, "x: the disk is full (ENOSPC); resume with: y"), "error: x: the disk is full"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            run_script(fail(error))
+        assert one_line_error(info.value.code).startswith(expected)
+    with pytest.raises(SystemExit) as info:
+        run_script(fail(RunAborted("aborted; resume with: z")))
+    assert info.value.code == 130
+    assert capsys.readouterr().err.strip() == "interrupted: aborted; resume with: z"
+    with pytest.raises(OSError, match="Permission"):  # not a user error: not hidden
+        run_script(fail(OSError(errno.EACCES, "Permission denied")))
