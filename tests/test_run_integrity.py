@@ -364,7 +364,10 @@ def test_run_script_turns_each_user_error_into_one_line(tmp_path: Path, capsys):
             DataNotFoundError("dataset 'x' not found; looked in:\n  /a\n  /b"),
             "error: dataset 'x' not found; looked in: /a /b",
         ),
-        (OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "orderings.json")), "error: the disk is full ("),
+        (
+            OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "orderings.json")),
+            "error: the disk is full (",
+        ),
         (DiskFullError(errno.ENOSPC, "x: the disk is full (ENOSPC); resume with: y"), "error: x: the disk is full"),
     ):
         with pytest.raises(SystemExit) as info:
