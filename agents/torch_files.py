@@ -19,7 +19,7 @@ import io
 import pickle
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -60,11 +60,12 @@ def load_torch_file(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from None
 
 
-def save_torch_file(path: str | Path, payload: Any) -> None:
-    """`torch.save` to memory, then an atomic write of the bytes (a full disk is an OSError)."""
+def save_torch_file(path: str | Path, payload: Any, write: Callable[..., None] = atomic_write) -> None:
+    """`torch.save` to memory, then an atomic write of the bytes (a full disk is an OSError).
+    `write` is `envs.atomic.atomic_write` (a caller may pass its own module's reference to it)."""
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    atomic_write(path, lambda handle: handle.write(buffer.getbuffer()))
+    write(path, lambda handle: handle.write(buffer.getbuffer()))
 
 
 def _first_line(error: BaseException) -> str:

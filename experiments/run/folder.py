@@ -10,7 +10,6 @@ a resumed run sees the same data order as an uninterrupted one.
 from __future__ import annotations
 
 import errno
-import io
 import os
 import shutil
 import signal
@@ -23,10 +22,9 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator, TypeVar
 
 import numpy as np
-import torch
 
 from labelchain.agents.policy import ChainPolicy
-from labelchain.agents.torch_files import UnsafeFileError, load_torch_file
+from labelchain.agents.torch_files import UnsafeFileError, load_torch_file, save_torch_file
 from labelchain.envs.atomic import atomic_write
 from labelchain.experiments.run.config import ArgsError
 
@@ -245,9 +243,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        atomic_write(path, lambda handle: handle.write(buffer.getbuffer()))
+        save_torch_file(path, payload, write=atomic_write)
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
