@@ -10,6 +10,7 @@ import io
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from interrupted_run import interrupt_long_run
 import torch
 
 from labelchain.agents.policy import ChainPolicy
@@ -379,3 +381,12 @@ def test_run_script_turns_each_user_error_into_one_line(tmp_path: Path, capsys):
     assert capsys.readouterr().err.strip() == "interrupted: aborted; resume with: z"
     with pytest.raises(OSError, match="Permission"):  # not a user error: not hidden
         run_script(fail(OSError(errno.EACCES, "Permission denied")))
+
+
+@pytest.mark.needs_data
+def test_a_second_ctrl_c_from_the_shell_ends_in_one_line(tmp_path: Path):
+    returncode, output = interrupt_long_run(tmp_path, signal.SIGINT, times=2)
+    assert returncode == 130 and "Traceback" not in output, output
+    (run_dir,) = tmp_path.iterdir()
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("interrupted: ") and last.endswith(f"--resume {run_dir}"), output
