@@ -390,3 +390,14 @@ def test_a_second_ctrl_c_from_the_shell_ends_in_one_line(tmp_path: Path):
     (run_dir,) = tmp_path.iterdir()
     last = output.strip().splitlines()[-1]
     assert last.startswith("interrupted: ") and last.endswith(f"--resume {run_dir}"), output
+
+
+def test_a_typed_flag_wins_over_the_preset_whatever_its_value():
+    from labelchain.experiments.run.presets import PRESETS
+
+    paper = PRESETS["paper"]
+    assert paper.updates != Args().updates
+    typed = resolve_args(cli_args(["--preset", "paper", "--updates", str(Args().updates)]))
+    assert typed.updates == Args().updates  # typed at the default's value: kept (it used to be replaced)
+    assert typed.hidden_size == paper.hidden_size  # not typed: the preset's
+    assert resolve_args(cli_args(["--preset", "paper"])).updates == paper.updates

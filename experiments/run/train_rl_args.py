@@ -109,9 +109,9 @@ def resolve_args(args: Args) -> Args:
         # Safe flags are applied when given; --resume itself and --stop-after-updates belong to this call.
         applied = {name: getattr(args, name) for name in SAFE_ON_RESUME if name in given or name in PER_CALL}
         args = mark_given(replace(saved, **applied), set())
-    else:
+    else:  # a resumed run's saved knobs already hold its preset's values
         check_ensemble(args, given)
-    apply_preset(args)  # idempotent on resume: the saved knobs already hold the preset's values
+        apply_preset(args, given)
     if args.quick:
         args.updates, args.eval_every, args.checkpoint_every = min(args.updates, 40), 20, 20
     _check(args)
@@ -129,7 +129,7 @@ def saved_args(run_dir: Path) -> Args:
         raise ArgsError(f"{config_path}: cannot read it ({error})") from None
     except json.JSONDecodeError as error:
         raise ArgsError(
-            f"{config_path}: not a train_rl config (not JSON: line {error.lineno}, column {error.colno}: {error.msg}))"
+            f"{config_path}: not a train_rl config (not JSON: line {error.lineno}, column {error.colno}: {error.msg})"
         ) from None
     if not isinstance(saved, dict) or "args" not in saved:
         raise ArgsError(f'{config_path}: not a train_rl config (no "args" object)')
@@ -152,10 +152,12 @@ def check_ensemble(args: Args, given: set[str]) -> None:
         )
 
 
-def apply_preset(args: Args) -> None:
-    """--preset: its values for the knobs still at this script's defaults (explicit flags win)."""
+def apply_preset(args: Args, given: set[str] | None = None) -> None:
+    """--preset: its values for the knobs not given explicitly (`given`, see `given_fields`; typed
+    flags win whatever their value) and still at this script's defaults."""
     if args.preset not in PRESETS:
         return  # none, or a bad name that _check reports
+    given = given_fields(args) if given is None else given
     preset, defaults = PRESETS[args.preset], type(args)()
     for knob in (
         "hidden_size",
@@ -168,7 +170,7 @@ def apply_preset(args: Args) -> None:
         "eval_every",
         "batch_size",
     ):
-        if getattr(args, knob) == getattr(defaults, knob):
+        if knob not in given and getattr(args, knob) == getattr(defaults, knob):
             setattr(args, knob, getattr(preset, knob))
 
 
