@@ -72,9 +72,9 @@ class Args(TrainKnobs):
     resume: str | None = field(
         default=None,
         metadata={
-            "help": "run folder to continue with its saved "
-            "configuration (only --progress, --stop-after-updates "
-            "and --data-dir may be given with it)"
+            "help": "run folder to continue with its saved configuration: --progress, "
+            "--stop-after-updates, --data-dir and --device are applied; any other flag given must "
+            "equal the run's (refused by name otherwise); the data must be the run's (docs/robustness.md)"
         },
     )
     stop_after_updates: int | None = field(
