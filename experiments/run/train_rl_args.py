@@ -29,15 +29,16 @@ from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args
 from labelchain.experiments.run.learner_run import RunData
 from labelchain.experiments.run.presets import PRESETS
 from labelchain.experiments.run.folder import CONFIG_FILE, POLICY_DIR, load_policy, run_name_part
+from labelchain.experiments.run.threads import Threads
 
 # Flags a --resume may change: they say how to show or where to find things, not what the run is.
-SAFE_ON_RESUME = ("resume", "progress", "stop_after_updates", "data_dir", "device")
+SAFE_ON_RESUME = ("resume", "progress", "stop_after_updates", "data_dir", "device", "threads")
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding and scikit-learn's k-means take at most 32 bits
 PER_CALL = ("resume", "stop_after_updates")  # never taken from the saved run
 
 
 @dataclass
-class Args(TrainKnobs):
+class Args(TrainKnobs, Threads):
     """Train label-chain policies (fixed orderings, rearrangement, RL) and compare them on test."""
 
     dataset: str = field(default="bibtex", metadata={"help": "dataset name or folder (see envs.data.loading)"})
@@ -73,8 +74,8 @@ class Args(TrainKnobs):
         default=None,
         metadata={
             "help": "run folder to continue with its saved configuration: --progress, "
-            "--stop-after-updates, --data-dir and --device are applied; any other flag given must "
-            "equal the run's (refused by name otherwise); the data must be the run's (docs/robustness.md)"
+            "--stop-after-updates, --data-dir, --device and --threads are applied; any other flag given "
+            "must equal the run's (refused by name otherwise); the data must be the run's (docs/robustness.md)"
         },
     )
     stop_after_updates: int | None = field(
