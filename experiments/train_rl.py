@@ -28,6 +28,7 @@ from __future__ import annotations
 import errno
 import json
 import shlex
+import signal
 import sys
 import time
 from contextlib import ExitStack
@@ -275,4 +276,5 @@ def resume_command(run_dir: Path) -> str:
 
 if __name__ == "__main__":
     finished_run = run_script(lambda: main(cli_args()))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # all saved: a late Ctrl-C must not end a clean exit in a traceback
     sys.exit(0 if (finished_run / METRICS_FILE).exists() else 130)  # 130: stopped early, resumable
