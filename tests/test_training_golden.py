@@ -1,0 +1,103 @@
+"""The training loop's speed-ups keep fp32 results: golden values computed by the code before them
+(commit 068d934) for a fixed order, target rearrangement and the combined learner on emotions.
+
+Losses and charts after four updates, chains sampled afterwards, greedy label sets and ranking
+scores: a paper-like policy in miniature (dropout on the encoding and the GRU outputs, variational
+dropout on the GRU inputs, an auxiliary head, weight decay), so every mask and random draw counts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from agents.decoding import predict
+from agents.learner_base import LearnerConfig
+from agents.learners import make_learner
+from agents.policy import ChainPolicy
+from envs.data.loading import load_dataset
+
+pytestmark = pytest.mark.needs_data
+
+GOLDEN = {
+    "freq2rare": {
+        "losses/teacher_forcing": [2.26721, 1.99401, 1.75333, 1.75333],
+        "charts/episodic_return": [0.29464, 0.38333, 0.36458, 0.34375],
+        "charts/label_steps": [42, 43, 46, 48],
+        "sampled": [[6, -1, -1, -1], [0, 5, 1, 6], [5, 6, -1, -1], [6, -1, -1, -1], [2, 6, -1, -1], [6, -1, -1, -1]],
+        "sets": [[2], [], [], [2], [2], [2], [1], [2]],
+        "scores": [[-0.95925, 4, 6, 3, 5, 2], [3, 5, 4, -0.96233, 2, 6], [5, 6, 4, 2, 3, -0.87375]],
+    },
+    "rearrange": {
+        "losses/teacher_forcing": [2.26387, 1.98495, 1.78406, 1.73181],
+        "charts/episodic_return": [0.25744, 0.35238, 0.18065, 0.41086],
+        "charts/label_steps": [42, 43, 46, 48],
+        "sampled": [
+            [1, 5, 2, 6, -1, -1],
+            [5, 6, -1, -1, -1, -1],
+            [2, 6, -1, -1, -1, -1],
+            [5, 2, 3, 0, 4, 6],
+            [6, -1, -1, -1, -1, -1],
+            [4, 6, -1, -1, -1, -1],
+        ],
+        "sets": [[2], [], [], [2], [4], [2], [1], [2]],
+        "scores": [[-0.94867, 3, 6, 4, 5, 2], [3, 5, 4, -0.95734, 2, 6], [5, 6, 3, -0.90541, 2, 4]],
+    },
+    "combined": {
+        "losses/total": [0.25879, 0.30865, 0.27546, 0.32443],
+        "losses/policy": [-0.0185, 0.02034, 0.02481, 0.08963],
+        "losses/value": [0.14427, 0.17486, 0.09047, 0.09442],
+        "losses/entropy": [1.4832, 1.46804, 1.42393, 1.45804],
+        "losses/rl": [0.0388, 0.09309, 0.0558, 0.12226],
+        "losses/teacher_forcing": [2.23864, 2.24865, 2.25233, 2.14401],
+        "charts/episodic_return": [0.25744, 0.38676, 0.24777, 0.36845],
+        "charts/label_steps": [64, 69, 68, 72],
+        "sampled": [
+            [1, 5, 2, 0, 4, 6],
+            [5, 3, 0, 6, -1, -1],
+            [2, 3, 5, 6, -1, -1],
+            [5, 2, 3, 0, 4, 1],
+            [0, 1, 6, -1, -1, -1],
+            [1, 5, 3, 2, 6, -1],
+        ],
+        "sets": [[0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 5], [0, 1, 2, 3, 4, 5], [1, 2, 3, 5], [0, 1, 2, 3, 4]]
+        + [[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5]],
+        "scores": [[3, 5, 7, 4, 2, 6], [4, 6, 3, 7, -0.95161, 5], [3, 6, 4, 7, 2, 5]],
+    },
+}
+
+
+def run_golden(name: str, **config) -> dict:
+    """Four updates of learner `name` on 48 emotions documents, then samples, sets and scores."""
+    ds = load_dataset("emotions")
+    train = ds.train.subset(np.arange(48))
+    torch.manual_seed(1)
+    policy = ChainPolicy(
+        ds.n_features, ds.n_labels, hidden_size=24, label_embed_size=8, dropout=0.3, input_dropout=0.2, aux_weight=0.1
+    )
+    policy.fit_input_normalization(train.X)
+    learner = make_learner(
+        name, policy, train, LearnerConfig(lr=1e-2, batch_size=16, seed=2, weight_decay=1e-4, **config)
+    )
+    rng = np.random.default_rng(3)
+    out: dict = {}
+    for _ in range(4):
+        for key, value in learner.update(np.sort(rng.choice(48, 16, replace=False))).items():
+            out.setdefault(key, []).append(value)
+    out["sampled"] = learner._sample_chains(np.arange(6), greedy=False).actions.tolist()
+    sets, scores = predict(policy, ds.test.X[:8], batch_size=5)
+    out["sets"] = [sets[i].indices.tolist() for i in range(sets.shape[0])]
+    out["scores"] = scores[:3]
+    return out
+
+
+@pytest.mark.parametrize("name", list(GOLDEN))
+def test_training_keeps_its_fp32_golden_values(name: str):
+    got, want = run_golden(name), GOLDEN[name]
+    assert set(got) == set(want)
+    for key, value in want.items():
+        if key in ("sampled", "sets"):
+            assert got[key] == value, key
+        else:
+            np.testing.assert_allclose(got[key], value, atol=2e-5, rtol=0, err_msg=key)
