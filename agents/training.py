@@ -84,10 +84,12 @@ def _check(config: TrainConfig, learner: str) -> None:
         raise ValueError(f"need batch_size >= 1 and epochs >= 0, got {config.batch_size}, {config.epochs}")
 
 
-def validation_metrics(policy: ChainPolicy, val: Split, batch_size: int, max_steps: int | None) -> dict[str, float]:
+def validation_metrics(
+    policy: ChainPolicy, val: Split, batch_size: int, max_steps: int | None, precision: str = "fp32"
+) -> dict[str, float]:
     """Greedy decode of the validation split, scored by envs.metrics.evaluate (label columns only:
     an MCG split carved from an augmented training split has its cluster columns dropped)."""
-    Y_pred, scores = predict(policy, val.X, batch_size=batch_size, max_steps=max_steps)
+    Y_pred, scores = predict(policy, val.X, batch_size=batch_size, max_steps=max_steps, precision=precision)
     gold = val.Y if policy.mcg is None else policy.mcg.strip(val.Y)
     return evaluate(gold, scores=scores, Y_pred=Y_pred)
 

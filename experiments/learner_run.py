@@ -176,7 +176,9 @@ class LearnerRun:
 
     def validate(self) -> None:
         started = time.perf_counter()
-        metrics = validation_metrics(self.policy, self.data.val, PREDICT_BATCH, self.data.max_steps)
+        metrics = validation_metrics(
+            self.policy, self.data.val, PREDICT_BATCH, self.data.max_steps, self.learner.config.precision
+        )
         self.last_val = metrics
         progress = self.progress
         for key, value in metrics.items():

@@ -13,8 +13,10 @@ import pytest
 import torch
 
 from agents.decoding import predict
+from agents.fused import FusedSteps
 from agents.learner_base import LearnerConfig
 from agents.learners import make_learner
+from agents.output_layers import sample_categorical
 from agents.policy import ChainPolicy
 from envs.data.loading import load_dataset
 
@@ -92,12 +94,50 @@ def run_golden(name: str, **config) -> dict:
     return out
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "nn_gru"])
 @pytest.mark.parametrize("name", list(GOLDEN))
-def test_training_keeps_its_fp32_golden_values(name: str):
-    got, want = run_golden(name), GOLDEN[name]
+def test_training_keeps_its_fp32_golden_values(name: str, fused: bool):
+    """Both passes (agents.fused and the nn.GRU one the benchmark keeps as its baseline)."""
+    got, want = run_golden(name, fused=fused), GOLDEN[name]
     assert set(got) == set(want)
     for key, value in want.items():
         if key in ("sampled", "sets"):
             assert got[key] == value, key
         else:
             np.testing.assert_allclose(got[key], value, atol=2e-5, rtol=0, err_msg=key)
+
+
+def test_sample_categorical_draws_what_the_full_batch_would():
+    """Rows 1 and 3 of a 4-row batch sample what torch.multinomial on all 4 rows gave them."""
+    probs = torch.softmax(torch.randn(4, 9, generator=torch.Generator().manual_seed(0)), dim=1)
+    probs[:, 2] = 0.0
+    full = sample_categorical(probs, torch.Generator().manual_seed(7))
+    assert torch.equal(full, torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(7)).squeeze(1))
+    rows = torch.tensor([1, 3])
+    part = sample_categorical(probs[rows], torch.Generator().manual_seed(7), (rows, 4))
+    assert torch.equal(part, full[rows])
+
+
+def test_fused_steps_match_the_incremental_face():
+    """Three sampled steps of FusedSteps equal step_joint + choose on the same batch (row 2 ends after one)."""
+    torch.manual_seed(0)
+    policy = ChainPolicy(5, 7, hidden_size=6, label_embed_size=3).eval()
+    X = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    state = policy.initial_state(X)
+    steps, emitted = FusedSteps(policy, state), policy.output.new_emitted(4, torch.device("cpu"))
+    last, active = torch.full((4,), -1), torch.ones(4, dtype=torch.bool)
+    g_fused, g_plain = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for t in range(3):
+            choice, value = steps.choose(last, active, emitted, sample=True, temperature=1.0, generator=g_fused)
+            joint, want_value, state = policy.step_joint(state, last)
+            want = policy.output.choose(joint, emitted, suppress_stop=False, sample=True, generator=g_plain)
+            on = active.nonzero().squeeze(1)
+            assert torch.equal(choice.action[on], want.action[on])
+            torch.testing.assert_close(choice.log_prob[on], want.log_prob[on])
+            torch.testing.assert_close(value[on], want_value[on])
+            assert (choice.log_prob[~active] == 0).all()
+            emitted.add(choice.action, active, policy.stop_id)
+            last = choice.action
+            if t == 0:
+                active = active & (torch.arange(4) != 2)

@@ -1,0 +1,172 @@
+"""The chain policy's training-time passes with the per-document work hoisted out of the label loop.
+
+The GRU reads [label embedding; document encoding] at every step and the flat output layer reads
+[GRU output; document encoding]: the document halves of both products are the same at every step
+of a chain, yet `nn.GRU` and `Linear` recompute them per step (about 45% of a paper-size step's
+FLOPs). Here they are computed once per document; the rest is the same arithmetic as the policy's
+incremental and teacher-forced faces, with the same dropout draws in the same order, so results
+agree with them to float rounding (tests/test_training_golden.py holds the learners to values
+pinned before this module existed).
+
+  * `FusedSteps`: the incremental face for rollouts in eval mode (no dropout): it also drops the
+    chains that have ended from the batch, drawing the sampling noise the full batch would draw
+    (`agents.output_layers.sample_categorical`), so sampled chains are unchanged;
+  * `fused_teacher_forcing_loss`: the teacher-forcing loss with its own GRU loop over length-sorted
+    rows (a packed sequence without `nn.GRU`'s per-step zero-filled (N, 3H) gradient buffers).
+
+Both cover the flat output layer (with or without an MCG constraint); `fused_applies` says when.
+The profile and the measured speed-ups are in experiments/results/training_speed.md.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from agents.chain_step import Choice, FlatEmitted
+from agents.policy import ChainPolicy, ChainState
+
+__all__ = ["FusedSteps", "fused_applies", "fused_teacher_forcing_loss", "gru_cell"]
+
+
+def fused_applies(policy: ChainPolicy) -> bool:
+    """Whether the fused passes cover this policy: a flat output layer and a one-layer GRU."""
+    return policy.output.kind == "flat" and policy.gru.num_layers == 1 and not policy.gru.bidirectional
+
+
+def gru_cell(gates_in: torch.Tensor, gates_hidden: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """One GRU step from its input and hidden projections (biases included), as torch computes it."""
+    in_r, in_z, in_n = gates_in.chunk(3, dim=1)
+    h_r, h_z, h_n = gates_hidden.chunk(3, dim=1)
+    reset = torch.sigmoid(in_r + h_r)
+    update = torch.sigmoid(in_z + h_z)
+    new = torch.tanh(in_n + reset * h_n)
+    return new + update * (hidden - new)
+
+
+class _Split:
+    """The policy's weights split into their label / hidden halves and their document halves."""
+
+    def __init__(self, policy: ChainPolicy) -> None:
+        gru, embed = policy.gru, policy.label_embedding.embedding_dim
+        hidden = gru.hidden_size
+        self.w_label, self.w_doc = gru.weight_ih_l0[:, :embed], gru.weight_ih_l0[:, embed:]
+        self.b_in, self.w_hh, self.b_hh = gru.bias_ih_l0, gru.weight_hh_l0, gru.bias_hh_l0
+        out = policy.output.linear
+        self.w_out, self.w_out_doc, self.b_out = out.weight[:, :hidden], out.weight[:, hidden:], out.bias
+        value = policy.value_head
+        self.w_value, self.w_value_doc, self.b_value = value.weight[:, :hidden], value.weight[:, hidden:], value.bias
+
+
+class FusedSteps:
+    """Eval-mode steps of a batch of chains (`ChainPolicy.step_joint` + the flat layer's `choose`).
+
+    Per document once: the GRU input gates of the encoding, the output logits' and the value's
+    document parts. Per step, on the chains still running only: the label embedding's gates, the
+    hidden gates, the cell, the logits and the value from the GRU output.
+    """
+
+    def __init__(self, policy: ChainPolicy, state: ChainState) -> None:
+        if policy.training:
+            raise ValueError("FusedSteps runs the policy in eval mode (no dropout)")
+        self.policy, self.w = policy, _Split(policy)
+        doc = state.doc
+        self.batch = doc.shape[0]
+        self.rows = torch.arange(self.batch, device=doc.device)  # the batch rows still running
+        self.doc_gates = torch.addmm(self.w.b_in, doc, self.w.w_doc.t())
+        self.doc_logits = torch.addmm(self.w.b_out, doc, self.w.w_out_doc.t())
+        self.doc_value = torch.addmm(self.w.b_value, doc, self.w.w_value_doc.t())
+        self.hidden = state.hidden.float()  # the recurrent state stays fp32 under bf16 products
+
+    def _keep(self, active: torch.Tensor) -> None:
+        """Drop the rows that have ended (`active` is over the full batch; it only ever shrinks)."""
+        keep = active[self.rows]
+        if bool(keep.all()):
+            return
+        index = keep.nonzero().squeeze(1)
+        self.rows = self.rows[index]
+        self.hidden, self.doc_gates = self.hidden[index], self.doc_gates[index]
+        self.doc_logits, self.doc_value = self.doc_logits[index], self.doc_value[index]
+
+    def choose(
+        self,
+        last: torch.Tensor,
+        active: torch.Tensor,
+        emitted: FlatEmitted,
+        *,
+        sample: bool,
+        temperature: float,
+        generator: torch.Generator | None,
+    ) -> tuple[Choice, torch.Tensor]:
+        """One step for the `active` rows after actions `last` (both (B,)): a full-batch Choice and
+        value (B,); rows that have ended get STOP, log-prob, entropy and value 0."""
+        self._keep(active)
+        rows, w, policy = self.rows, self.w, self.policy
+        full = rows.shape[0] == self.batch
+        embedded = policy.label_embedding(policy._input_ids(last if full else last[rows]))
+        gates_in = torch.addmm(self.doc_gates, embedded, w.w_label.t())
+        gates_hidden = torch.addmm(w.b_hh, self.hidden, w.w_hh.t())
+        self.hidden = gru_cell(gates_in.float(), gates_hidden.float(), self.hidden)
+        logits = torch.addmm(self.doc_logits, self.hidden, w.w_out.t())
+        value = torch.addmm(self.doc_value, self.hidden, w.w_value.t()).squeeze(-1).float()
+        sub = emitted if full else FlatEmitted(emitted.mask[rows])
+        choice = policy.output.choose_from_logits(
+            logits,
+            sub,
+            suppress_stop=False,
+            sample=sample,
+            temperature=temperature,
+            generator=generator,
+            sample_rows=None if full else (rows, self.batch),
+        )
+        if full:
+            return choice, value
+        stop = torch.full((self.batch,), policy.stop_id, dtype=choice.action.dtype, device=rows.device)
+        zeros = value.new_zeros(self.batch)
+        return Choice(
+            stop.index_put((rows,), choice.action),
+            zeros.index_put((rows,), choice.log_prob),
+            zeros.index_put((rows,), choice.entropy),
+            torch.zeros_like(stop, dtype=torch.bool).index_put((rows,), choice.natural_stop),
+        ), zeros.index_put((rows,), value)
+
+
+def fused_teacher_forcing_loss(
+    policy: ChainPolicy, X_batch, targets: torch.Tensor, *, mask_emitted: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed log-prob of the non-padding targets, document encodings): `teacher_forcing_loss`'s
+    packed pass, with the same dropout draws (encoding, GRU-input mask per sequence, GRU outputs on
+    the padded (B, T, H) grid) in the same order."""
+    w = _Split(policy)
+    present = targets >= 0
+    B, T = targets.shape
+    state = policy.initial_state(X_batch)
+    doc, embed = state.doc, policy.label_embedding.embedding_dim
+    embedded = policy.label_embedding(policy._input_ids(policy.previous_labels(targets)))
+    doc_in = doc
+    if policy.training and policy.input_dropout > 0:  # one mask per sequence over [embedding; encoding]
+        keep = F.dropout(doc.new_ones(B, 1, embed + doc.shape[1]), policy.input_dropout, training=True)
+        embedded, doc_in = embedded * keep[:, :, :embed], doc * keep[:, 0, embed:]
+    # Rows sorted by length, longest first: step t runs the first batch_sizes[t] rows (a packed batch).
+    lengths = present.sum(dim=1)
+    order = torch.argsort(lengths, descending=True, stable=True)
+    batch_sizes = (lengths[None, :] > torch.arange(T, device=targets.device)[:, None]).sum(dim=1).tolist()
+    gates_in = torch.matmul(embedded[order], w.w_label.t()) + torch.addmm(w.b_in, doc_in[order], w.w_doc.t())[:, None]
+    hidden, outputs = state.hidden[order].float(), []  # fp32 recurrent state and cell under bf16 products
+    for t, n in enumerate(batch_sizes):
+        if n == 0:
+            break
+        gates_hidden = torch.addmm(w.b_hh, hidden[:n], w.w_hh.t())
+        hidden = gru_cell(gates_in[:n, t].float(), gates_hidden.float(), hidden[:n])
+        outputs.append(hidden)
+    counts = torch.tensor(batch_sizes[: len(outputs)], device=targets.device)
+    steps = torch.repeat_interleave(torch.arange(len(outputs), device=targets.device), counts)
+    rows = torch.cat([order[:n] for n in batch_sizes[: len(outputs)]])
+    packed = torch.cat(outputs) if outputs else doc.new_zeros(0, policy.gru.hidden_size)
+    if policy.training and policy.dropout.p > 0:  # drawn over the padded grid, as the packed pass does
+        packed = packed * policy.dropout(packed.new_ones(B, T, packed.shape[1]))[rows, steps]
+    logits = torch.addmm(w.b_out, doc, w.w_out_doc.t())[rows] + packed @ w.w_out.t()
+    log_p, _ = policy.output.position_log_probs(
+        logits, targets, rows, steps, mask_emitted=mask_emitted, with_entropy=False
+    )
+    return log_p.sum(), doc
