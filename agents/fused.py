@@ -20,10 +20,13 @@ The profile and the measured speed-ups are in experiments/results/training_speed
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch.nn import functional as F
 
 from agents.chain_step import Choice, FlatEmitted
+from agents.output_layers import FlatOutput
 from agents.policy import ChainPolicy, ChainState
 
 __all__ = ["FusedSteps", "fused_applies", "fused_teacher_forcing_loss", "gru_cell"]
@@ -32,6 +35,11 @@ __all__ = ["FusedSteps", "fused_applies", "fused_teacher_forcing_loss", "gru_cel
 def fused_applies(policy: ChainPolicy) -> bool:
     """Whether the fused passes cover this policy: a flat output layer and a one-layer GRU."""
     return policy.output.kind == "flat" and policy.gru.num_layers == 1 and not policy.gru.bidirectional
+
+
+def flat_output(policy: ChainPolicy) -> FlatOutput:
+    """The policy's flat output layer (the fused passes run only where `fused_applies`)."""
+    return cast(FlatOutput, policy.output)
 
 
 def gru_cell(gates_in: torch.Tensor, gates_hidden: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
@@ -50,9 +58,12 @@ class _Split:
     def __init__(self, policy: ChainPolicy) -> None:
         gru, embed = policy.gru, policy.label_embedding.embedding_dim
         hidden = gru.hidden_size
-        self.w_label, self.w_doc = gru.weight_ih_l0[:, :embed], gru.weight_ih_l0[:, embed:]
-        self.b_in, self.w_hh, self.b_hh = gru.bias_ih_l0, gru.weight_hh_l0, gru.bias_hh_l0
-        out = policy.output.linear
+        w_ih = cast(torch.Tensor, gru.weight_ih_l0)
+        self.w_label, self.w_doc = w_ih[:, :embed], w_ih[:, embed:]
+        self.b_in, self.w_hh, self.b_hh = (
+            cast(torch.Tensor, t) for t in (gru.bias_ih_l0, gru.weight_hh_l0, gru.bias_hh_l0)
+        )
+        out = flat_output(policy).linear
         self.w_out, self.w_out_doc, self.b_out = out.weight[:, :hidden], out.weight[:, hidden:], out.bias
         value = policy.value_head
         self.w_value, self.w_value_doc, self.b_value = value.weight[:, :hidden], value.weight[:, hidden:], value.bias
@@ -110,7 +121,7 @@ class FusedSteps:
         logits = torch.addmm(self.doc_logits, self.hidden, w.w_out.t())
         value = torch.addmm(self.doc_value, self.hidden, w.w_value.t()).squeeze(-1).float()
         sub = emitted if full else FlatEmitted(emitted.mask[rows])
-        choice = policy.output.choose_from_logits(
+        choice = flat_output(policy).choose_from_logits(
             logits,
             sub,
             suppress_stop=False,
@@ -166,7 +177,7 @@ def fused_teacher_forcing_loss(
     if policy.training and policy.dropout.p > 0:  # drawn over the padded grid, as the packed pass does
         packed = packed * policy.dropout(packed.new_ones(B, T, packed.shape[1]))[rows, steps]
     logits = torch.addmm(w.b_out, doc, w.w_out_doc.t())[rows] + packed @ w.w_out.t()
-    log_p, _ = policy.output.position_log_probs(
+    log_p, _ = flat_output(policy).position_log_probs(
         logits, targets, rows, steps, mask_emitted=mask_emitted, with_entropy=False
     )
     return log_p.sum(), doc

@@ -45,6 +45,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     extra_checkpoints: tuple[str, ...] = ()  # more metrics to keep a best checkpoint for (e.g. nDCG@5)
     rl_lr: float | None = None  # reinforce / ppo / combined: their own (smaller) rate; None = lr
+    precision: str = "fp32"  # agents.precision, for the updates and the validation decoding
 
     def learner_config(self, learner: str = "freq2rare") -> LearnerConfig:
         return build_learner_config(
@@ -59,6 +60,7 @@ class TrainConfig:
             grad_clip=self.grad_clip,
             weight_decay=self.weight_decay,
             greedy_charts=False,  # no charts here
+            precision=self.precision,
         )
 
 
@@ -132,7 +134,7 @@ def train_epochs(
         seconds = time.perf_counter() - epoch_start
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "docs_per_sec": n_docs / max(seconds, 1e-9)}
         if val is not None:
-            metrics = validation_metrics(policy, val, config.val_batch_size, trainer.task.max_steps)
+            metrics = validation_metrics(policy, val, config.val_batch_size, trainer.task.max_steps, config.precision)
             record.update({f"val/{k}": v for k, v in metrics.items()})
             improved = False
             for metric in tracked:  # early stopping waits while any tracked metric still improves

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from experiments.config import precision_problems
 from experiments.common import REPO_ROOT, command_line, parse_args, single_thread
 
 from agents.guidance import with_gold_clusters
@@ -145,7 +146,7 @@ def run_cell(args: Args, name: str, seed: int, variants: list[str]) -> dict[str,
 
 
 def check(args: Args) -> None:
-    problems = execution.check_backend(args.backend, args.address, args.jobs)
+    problems = execution.check_backend(args.backend, args.address, args.jobs) + precision_problems(args.precision)
     unknown = [g for g in args.guidance if g not in GUIDANCE]
     if unknown:
         problems.append(f"--guidance must be among {GUIDANCE}, got {unknown}")

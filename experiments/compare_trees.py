@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from experiments.config import precision_problems
 from experiments.common import REPO_ROOT, command_line, mean_and_std, parse_args, percent_mean_std, single_thread
 
 from agents.policy import ChainPolicy
@@ -201,7 +202,7 @@ def main(args: Args) -> dict:
     single_thread()
     for shape in args.shapes:
         parse_shape(shape)
-    problems = execution.check_backend(args.backend, args.address, args.jobs)
+    problems = execution.check_backend(args.backend, args.address, args.jobs) + precision_problems(args.precision)
     if problems:
         raise SystemExit("; ".join(problems))
     out = None if args.out is None else REPO_ROOT / args.out

@@ -35,6 +35,7 @@ from agents.ensemble import Ensemble
 from agents.learners import FIXED_ORDERINGS
 from agents.peers import PeerUnavailable, tune_peer
 from agents.policy import ChainPolicy
+from agents.precision import check_precision, resolve_precision
 from agents.selection import kfold_indices, needs_folds, pick_best
 from agents.supervised import carve_validation
 from agents.training import TrainConfig, train_epochs
@@ -50,6 +51,7 @@ from experiments.common import (
     resolve_device,
     single_thread,
 )
+from experiments.config import override, precision_problems
 from experiments.execution import Cell, ExecutionFlags, check_backend, run_cells
 from experiments.presets import PRESETS, Preset
 from experiments.strength_report import render_markdown
@@ -78,6 +80,7 @@ class Args(ExecutionFlags):
     device: str = "auto"
     out_dir: str = str(REPO_ROOT / "experiments" / "results")
     runs_dir: str = field(default="runs/strength", metadata={"help": "ray: where Tune keeps its trial folders"})
+    precision: str = override("precision", "fp32")
 
 
 def resolve_preset(args: Args) -> Preset:
@@ -115,6 +118,7 @@ def fit_chain(
     seed: int,
     device: torch.device,
     warm_state: dict | None = None,
+    precision: str = "fp32",
 ) -> ChainFit:
     started = time.perf_counter()
     torch.manual_seed(seed)
@@ -142,6 +146,7 @@ def fit_chain(
         val_metric=RANK_METRIC,
         extra_checkpoints=(SET_METRIC,),
         weight_decay=preset.weight_decay,
+        precision=precision,
     )
     history = train_epochs(policy, train, config, learner=learner, label_freq=train.label_freq, val=val, progress=False)
     rank_state, set_state = history.checkpoints[RANK_METRIC][2], history.checkpoints[SET_METRIC][2]
@@ -150,9 +155,9 @@ def fit_chain(
         if split is None:
             continue
         policy.load_state_dict(set_state)
-        sets, _ = predict(policy, split.X)
+        sets, _ = predict(policy, split.X, precision=precision)
         policy.load_state_dict(rank_state)
-        _, scores = predict(policy, split.X)
+        _, scores = predict(policy, split.X, precision=precision)
         outputs[part] = (sets, scores)
         if policy.label_head is not None:
             with torch.no_grad():
@@ -180,9 +185,12 @@ def choose_fixed(
         return best, {"rule": "one validation split", "val": means}
     full = Split(_vstack(train.X, val.X), _vstack(train.Y, val.Y))
     scores: dict[str, list[float]] = {name: [] for name in args.fixed}
+    precision = resolve_precision(check_precision(args.precision), device.type)
     for fold_train, fold_val in kfold_indices(len(full), args.folds, seed):
         for name in args.fixed:
-            fit = fit_chain(name, full.subset(fold_train), full.subset(fold_val), None, preset, seed, device)
+            fit = fit_chain(
+                name, full.subset(fold_train), full.subset(fold_val), None, preset, seed, device, precision=precision
+            )
             scores[name].append(fit.val_metrics[RANK_METRIC])
     best, means = pick_best(scores, RANK_METRIC)
     return best, {
@@ -217,6 +225,7 @@ def _row(
 def compute_cell(args: Args, dataset: str, seed: int) -> dict:
     single_thread()
     started, device, preset = time.perf_counter(), resolve_device(args.device), resolve_preset(args)
+    precision = resolve_precision(check_precision(args.precision), device.type)
     ds: Dataset = load_dataset(dataset)
     source = (
         ds.train if args.max_train_docs is None else ds.train.subset(np.arange(min(args.max_train_docs, len(ds.train))))
@@ -226,9 +235,9 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
     rows: list[dict] = []
     fits: dict[str, ChainFit] = {}
     for name in [*args.fixed, "rearrange"]:
-        fits[name] = fit_chain(name, train, val, test, preset, seed, device)
+        fits[name] = fit_chain(name, train, val, test, preset, seed, device, precision=precision)
     fits["combined"] = fit_chain(
-        "combined", train, val, test, preset, seed, device, warm_state=fits["rearrange"].rank_state
+        "combined", train, val, test, preset, seed, device, warm_state=fits["rearrange"].rank_state, precision=precision
     )
     for name, fit in fits.items():
         assert fit.test is not None and (fit.aux_val is None) == (fit.aux_test is None)
@@ -309,6 +318,7 @@ def main(args: Args) -> Path:
     resolve_device(args.device)  # fail early on a bad --device
     resolve_preset(args)
     problems = check_backend(args.backend, args.address, args.jobs)
+    problems += precision_problems(args.precision)
     if problems:
         raise SystemExit("; ".join(problems))
     out_dir = Path(args.out_dir)

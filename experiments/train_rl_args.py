@@ -17,7 +17,8 @@ from pathlib import Path
 
 from agents.learner_base import RL_LEARNERS, LearnerConfig, build_learner_config
 from agents.learners import FIXED_ORDERINGS, LEARNERS
-from experiments.common import args_from_json, flag_name, parse_args
+from agents.precision import resolve_precision
+from experiments.common import args_from_json, flag_name, parse_args, resolve_device
 from experiments.config import ArgsError, TrainKnobs, check_args
 from experiments.learner_run import RunData
 from experiments.presets import PRESETS
@@ -191,6 +192,7 @@ def learner_config(args: Args, max_steps: int | None = None, name: str = "") -> 
         ppo_minibatches=args.ppo_minibatches,
         greedy_rearrangement=args.greedy_rearrangement,
         weight_decay=args.weight_decay,
+        precision=resolve_precision(args.precision, resolve_device(args.device).type),
     )
 
 

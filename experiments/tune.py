@@ -35,7 +35,7 @@ from envs.data.errors import DataFormatError, DataNotFoundError
 from envs.metrics import LOWER_IS_BETTER
 from experiments import execution, ray_backend, train_rl_args
 from experiments.common import atomic_write_json, parse_args, single_thread
-from experiments.config import ArgsError
+from experiments.config import ArgsError, override
 from experiments.run_lookup import run_config, train_or_resume
 
 BEST_CONFIG_FILE = "best_config.json"
@@ -78,6 +78,7 @@ class Args:
     address: str | None = field(default=None, metadata={"help": "Ray cluster: auto or HOST:PORT (default: local Ray)"})
     data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
     runs_dir: str = field(default="runs/tune", metadata={"help": "trials' run folders, Tune's files and the results"})
+    precision: str = override("precision", "fp32")
 
 
 def check(args: Args) -> None:
@@ -119,6 +120,7 @@ def trial_args(args: Args, config: dict[str, Any], runs_dir: str) -> train_rl_ar
         runs_dir=runs_dir,
         group_name=f"tune-{args.learner}",
         progress=False,
+        precision=args.precision,
         **config,
     )
 

@@ -28,6 +28,7 @@ import torch
 from agents.decoding import predict
 from agents.ensemble import Ensemble
 from agents.policy import ChainPolicy
+from agents.precision import check_precision, resolve_precision
 from agents.supervised import carve_validation
 from agents.training import TrainConfig, train_epochs
 from envs.data.dataset import Split
@@ -37,6 +38,7 @@ from envs.metrics import evaluate
 from envs.tail_metrics import few_shot_f1
 from experiments import execution
 from experiments.common import atomic_write_json, atomic_write_text
+from experiments.config import override
 
 LEARNER_NAMES = ("rearrange", "combined", "ensemble")
 # XLGen's few-shot buckets (0, 1, <=5, <=10 training documents) and wider ones: on bibtex and delicious
@@ -60,6 +62,7 @@ class GridArgs(execution.ExecutionFlags):
     val_fraction: float = 0.1
     data_dir: str | None = None
     runs_dir: str = field(default="runs/grid", metadata={"help": "ray: where Tune keeps its trial folders"})
+    precision: str = override("precision", "fp32")
 
 
 def variant_of(method: str) -> str:
@@ -92,6 +95,7 @@ class Cell:
             seed=self.seed,
             val_metric=self.args.select_metric,
             patience=epochs,
+            precision=resolve_precision(check_precision(self.args.precision), policy.input_weight.device.type),
         )
         started = time.perf_counter()
         train_epochs(
@@ -106,7 +110,11 @@ class Cell:
         return time.perf_counter() - started
 
     def outputs(self, policy: ChainPolicy) -> dict[str, tuple]:
-        return {"val": predict(policy, self.val.X), "test": predict(policy, self.data.test.X)}
+        precision = resolve_precision(check_precision(self.args.precision), policy.input_weight.device.type)
+        return {
+            "val": predict(policy, self.val.X, precision=precision),
+            "test": predict(policy, self.data.test.X, precision=precision),
+        }
 
     def score(self, split: str, output: tuple) -> dict[str, float]:
         """Every metric of evaluate(), PSP@k from the training counts, and F1 per frequency bucket."""
