@@ -26,9 +26,9 @@ from typing import cast
 import torch
 from torch.nn import functional as F
 
-from agents.chain_step import Choice, FlatEmitted
-from agents.output_layers import FlatOutput
-from agents.policy import ChainPolicy, ChainState
+from labelchain.agents.chain_step import Choice, FlatEmitted
+from labelchain.agents.output_layers import FlatOutput
+from labelchain.agents.policy import ChainPolicy, ChainState
 
 __all__ = ["FusedSteps", "fused_applies", "fused_teacher_forcing_loss", "gru_cell"]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from agents.fused import fused_applies, fused_teacher_forcing_loss
-from agents.policy import ChainPolicy
-from envs.data.dataset import Split
+from labelchain.agents.fused import fused_applies, fused_teacher_forcing_loss
+from labelchain.agents.policy import ChainPolicy
+from labelchain.envs.data.dataset import Split
 
 
 def teacher_forcing_loss(

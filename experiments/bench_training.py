@@ -34,14 +34,14 @@ import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-import agents.learners as learners_module
-from agents.learner_base import LearnerConfig
-from agents.learners import make_learner
-from agents.policy import ChainPolicy
-from agents.precision import bf16_native
-from envs.data.loading import load_dataset
-from experiments.common import REPO_ROOT, atomic_write_json, command_line, parse_args, single_thread
-from experiments.presets import PRESETS
+import labelchain.agents.learners as learners_module
+from labelchain.agents.learner_base import LearnerConfig
+from labelchain.agents.learners import make_learner
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.precision import bf16_native
+from labelchain.envs.data.loading import load_dataset
+from labelchain.experiments.run.common import REPO_ROOT, atomic_write_json, command_line, parse_args, single_thread
+from labelchain.experiments.run.presets import PRESETS
 
 SCRIPT = "experiments/bench_training.py"
 PASSES = ("nn_gru", "fused")
@@ -108,7 +108,7 @@ class Counted:
 
 
 def _counting_teacher_forcing(counters: dict[int, Counted]) -> Callable:
-    """agents.learners' teacher_forcing_loss, counting positions for the learner whose policy it gets."""
+    """labelchain.agents.learners' teacher_forcing_loss, counting positions for the learner whose policy it gets."""
     inner = learners_module.teacher_forcing_loss
 
     def wrapped(policy, X, targets, **k):

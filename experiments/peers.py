@@ -13,12 +13,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from agents.peers import PEERS, PeerUnavailable, TunedPeer, tune_peer
-from agents.supervised import carve_validation
-from envs.data.dataset import Dataset
-from envs.data.loading import load_dataset
-from envs.metrics import HEADLINE, evaluate
-from experiments.common import atomic_write_json, parse_args, single_thread
+from labelchain.agents.peers import PEERS, PeerUnavailable, TunedPeer, tune_peer
+from labelchain.agents.supervised import carve_validation
+from labelchain.envs.data.dataset import Dataset
+from labelchain.envs.data.loading import load_dataset
+from labelchain.envs.metrics import HEADLINE, evaluate
+from labelchain.experiments.run.common import atomic_write_json, parse_args, single_thread
 
 
 def run_peer(name: str, ds: Dataset, seed: int = 0, val_fraction: float = 0.1) -> tuple[dict, TunedPeer]:

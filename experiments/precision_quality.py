@@ -21,15 +21,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from agents.decoding import predict
-from agents.learner_base import LearnerConfig
-from agents.learners import make_learner
-from agents.policy import ChainPolicy
-from agents.precision import PRECISIONS, bf16_native
-from envs.data.loading import load_dataset
-from envs.metrics import evaluate
-from experiments.common import parse_args, single_thread
-from experiments.presets import PRESETS
+from labelchain.agents.decoding import predict
+from labelchain.agents.learner_base import LearnerConfig
+from labelchain.agents.learners import make_learner
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.precision import PRECISIONS, bf16_native
+from labelchain.envs.data.loading import load_dataset
+from labelchain.envs.metrics import evaluate
+from labelchain.experiments.run.common import parse_args, single_thread
+from labelchain.experiments.run.presets import PRESETS
 
 METRICS = ("example_f1", "micro_f1", "P@1", "nDCG@5")
 

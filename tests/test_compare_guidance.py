@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from experiments import compare_guidance, guidance_report
+from labelchain.experiments import compare_guidance
+from labelchain.experiments.reports import guidance as guidance_report
 
 
 def test_variant_names_follow_the_issue():

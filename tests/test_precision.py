@@ -10,15 +10,15 @@ import scipy.sparse as sp
 import pytest
 import torch
 
-from agents import precision as prec
-from agents.decoding import predict
-from agents.learner_base import LearnerConfig
-from agents.learners import make_learner
-from agents.policy import ChainPolicy
-from envs.metrics import evaluate
-from experiments.config import ArgsError, check_args
-from experiments.train_rl_args import Args, cli_args, resolve_args
-from experiments.variant_grid import GridArgs
+from labelchain.agents import precision as prec
+from labelchain.agents.decoding import predict
+from labelchain.agents.learner_base import LearnerConfig
+from labelchain.agents.learners import make_learner
+from labelchain.agents.policy import ChainPolicy
+from labelchain.envs.metrics import evaluate
+from labelchain.experiments.run.config import ArgsError, check_args
+from labelchain.experiments.run.train_rl_args import Args, cli_args, resolve_args
+from labelchain.experiments.grid.variants import GridArgs
 
 
 def test_a_bad_precision_is_one_error_naming_the_flag():
@@ -51,7 +51,7 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path):
 
 
 def _emotions():
-    from envs.data.loading import load_dataset
+    from labelchain.envs.data.loading import load_dataset
 
     return load_dataset("emotions")
 

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from agents.decoding import predict
-from agents.fused import FusedSteps, PackedGRU, gru_cell
-from agents.learner_base import LearnerConfig
-from agents.learners import make_learner
-from agents.output_layers import sample_categorical
-from agents.policy import ChainPolicy
-from envs.data.loading import load_dataset
+from labelchain.agents.decoding import predict
+from labelchain.agents.fused import FusedSteps, PackedGRU, gru_cell
+from labelchain.agents.learner_base import LearnerConfig
+from labelchain.agents.learners import make_learner
+from labelchain.agents.output_layers import sample_categorical
+from labelchain.agents.policy import ChainPolicy
+from labelchain.envs.data.loading import load_dataset
 
 pytestmark = pytest.mark.needs_data
 
