@@ -51,7 +51,8 @@ from labelchain.experiments.run.common import (
     single_thread,
 )
 from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args, knobs_of, override
-from labelchain.experiments.grid.execution import Cell, ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid.cells import Cell
+from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
 from labelchain.experiments.reports.orderings import TABLE_METRICS, render_markdown
 from labelchain.experiments.grid.orderings_rows import rows_from_run
 from labelchain.experiments.peers import PEERS, PeerUnavailable, run_peer, tuned_config

@@ -52,7 +52,8 @@ from labelchain.experiments.run.common import (
     single_thread,
 )
 from labelchain.experiments.run.config import override, precision_problems
-from labelchain.experiments.grid.execution import Cell, ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid.cells import Cell
+from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
 from labelchain.experiments.run.presets import PRESETS, Preset
 from labelchain.experiments.reports.strength import render_markdown
 

@@ -39,6 +39,7 @@ from labelchain.envs.tail_metrics import few_shot_f1
 from labelchain.experiments.grid import execution
 from labelchain.experiments.run.common import atomic_write_json, atomic_write_text
 from labelchain.experiments.run.config import override
+from labelchain.experiments.grid.cells import Cell as GridCell
 
 LEARNER_NAMES = ("rearrange", "combined", "ensemble")
 # XLGen's few-shot buckets (0, 1, <=5, <=10 training documents) and wider ones: on bibtex and delicious
@@ -224,7 +225,7 @@ def done_variants(out: Path | None) -> set[tuple[str, int, str]]:
     return {(r["dataset"], r["seed"], variant_of(r["method"])) for r in rows}
 
 
-def run_cells(args: GridArgs, cells: list[execution.Cell], record: Callable[[str, dict], None]) -> list[str]:
+def run_cells(args: GridArgs, cells: list[GridCell], record: Callable[[str, dict], None]) -> list[str]:
     """The grid's cells through experiments/grid/execution.py with its flags; returns the failed cells' keys."""
     return execution.run_cells(
         cells,
