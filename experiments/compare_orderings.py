@@ -48,7 +48,6 @@ from labelchain.experiments.run.common import (
     atomic_write_text,
     command_line,
     parse_args,
-    single_thread,
 )
 from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args, knobs_of, override
 from labelchain.experiments.grid.cells import Cell
@@ -58,6 +57,7 @@ from labelchain.experiments.grid.orderings_rows import rows_from_run
 from labelchain.experiments.peers import PEERS, PeerUnavailable, run_peer, tuned_config
 from labelchain.experiments.grid.lookup import run_config, train_or_resume
 from labelchain.experiments.run.folder import CONFIG_FILE, METRICS_FILE, DiskFullError, GracefulInterrupt
+from labelchain.experiments.run.threads import set_threads
 
 GROUP_NAME = "compare"  # run folders: {runs_dir}/{dataset}__compare__{seed}__{time}
 ENSEMBLE = ["rearrange", "combined"]
@@ -133,7 +133,6 @@ def cell_config(args: Args, dataset: str, seed: int) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- one cell
 def compute_cell(args: Args, dataset: str, seed: int, command: str) -> dict[str, Any] | None:
     """Train (or continue) the cell's run, then score the peers; None when training was stopped."""
-    single_thread()
     started = time.perf_counter()
     run_dir = train_or_resume(train_args(args, dataset, seed))
     if not (run_dir / METRICS_FILE).exists():
@@ -274,7 +273,7 @@ def main(args: Args) -> Path:
     error in a cell propagates; otherwise (an unattended grid) it is printed and the cell stays
     missing, so the other cells go on and a rerun retries it.
     """
-    single_thread()
+    set_threads(args.threads or 1)
     given = args
     args = resolve_args(args)
     out_dir = results_dir(args.out_dir, args.runs_dir, args.quick)
@@ -310,6 +309,7 @@ def main(args: Args) -> Path:
             backend=args.backend,
             address=args.address,
             jobs=args.jobs,
+            threads=args.threads,
             storage_dir=args.runs_dir,
             metric=args.select_metric,
             done_before=done,

@@ -18,7 +18,8 @@ from labelchain.agents.supervised import carve_validation
 from labelchain.envs.data.dataset import Dataset
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import HEADLINE, evaluate
-from labelchain.experiments.run.common import atomic_write_json, parse_args, single_thread
+from labelchain.experiments.run.common import atomic_write_json, parse_args
+from labelchain.experiments.run.threads import Threads, set_threads
 
 
 def run_peer(name: str, ds: Dataset, seed: int = 0, val_fraction: float = 0.1) -> tuple[dict, TunedPeer]:
@@ -47,7 +48,7 @@ def tuned_config(tuned: TunedPeer, val_fraction: float) -> dict:
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Score the non-sequential peers on one dataset's test split (one thread), tuned on validation."""
 
     dataset: str = "bibtex"
@@ -61,7 +62,7 @@ TABLE_COLUMNS = HEADLINE + ("example_f1", "micro_f1", "tune_time_s", "wall_time_
 
 
 def main(args: Args) -> dict[str, dict]:
-    single_thread()
+    set_threads(args.threads)
     unknown = [name for name in args.peers if name not in PEERS]
     if unknown:
         raise SystemExit(f"--peers: unknown {unknown}; choose from {list(PEERS)}")
