@@ -40,7 +40,8 @@ from labelchain.agents.learners import make_learner
 from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.precision import bf16_native
 from labelchain.envs.data.loading import load_dataset
-from labelchain.experiments.run.common import REPO_ROOT, atomic_write_json, command_line, parse_args, single_thread
+from labelchain.experiments.run.threads import Threads, set_threads
+from labelchain.experiments.run.common import REPO_ROOT, atomic_write_json, command_line, parse_args
 from labelchain.experiments.run.presets import PRESETS
 
 SCRIPT = "experiments/bench_training.py"
@@ -49,7 +50,7 @@ _ORIGINAL_TF = learners_module.teacher_forcing_loss
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Docs/s and model-FLOP utilisation of learner updates, nn.GRU passes vs agents.fused."""
 
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "delicious"])
@@ -245,7 +246,7 @@ def profile_one(dataset: Any, learner_name: str, hidden: int, args: Args) -> Non
 
 
 def main(args: Args) -> list[dict]:
-    single_thread()
+    set_threads(args.threads or 1)  # benchmarks default to one thread (experiments.run.threads)
     rows = []
     for dataset_name in args.datasets:
         dataset = load_dataset(dataset_name)

@@ -28,14 +28,15 @@ from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.precision import PRECISIONS, bf16_native
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import evaluate
-from labelchain.experiments.run.common import parse_args, single_thread
+from labelchain.experiments.run.threads import Threads, set_threads
+from labelchain.experiments.run.common import parse_args
 from labelchain.experiments.run.presets import PRESETS
 
 METRICS = ("example_f1", "micro_f1", "P@1", "nDCG@5")
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """bf16 vs fp32 test metrics of one learner over several seeds."""
 
     dataset: str = "bibtex"
@@ -71,7 +72,7 @@ def run(args: Args, seed: int, precision: str) -> dict[str, float]:
 
 
 def main(args: Args) -> dict:
-    single_thread()
+    set_threads(args.threads or 1)  # benchmarks default to one thread (experiments.run.threads)
     print(f"bf16 native here: {bf16_native('cpu')} (else emulated: same numerics, not the speed)")
     results: dict[str, list[dict[str, float]]] = {p: [] for p in PRECISIONS}
     for seed in args.seeds:
