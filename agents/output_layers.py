@@ -34,10 +34,6 @@ class FlatOutput(nn.Module):
         # None = the chain rule: no repeats, STOP always (unless suppressed while a label is left).
         self.constraint: nn.Module | None = None
 
-    def config(self) -> dict:
-        """Nothing: flat is the default, so flat configs stay what they were before trees existed."""
-        return {}
-
     def logits(self, joint: torch.Tensor) -> torch.Tensor:
         return self.linear(joint)
 

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from labelchain.agents.decoding import predict
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.learner_base import LearnerConfig, build_learner_config
 from labelchain.agents.learners import LEARNERS, make_learner
 from labelchain.agents.policy import ChainPolicy
@@ -27,24 +28,32 @@ from labelchain.envs.metrics import RANKING_NAMES, SET_NAMES, evaluate, is_bette
 
 @dataclass
 class TrainConfig:
-    """Epochs, early stopping and the learner's own knobs; `max_steps` None = the envs' default cap."""
+    """Epochs, early stopping and the learner's own knobs; `max_steps` None = the envs' default cap.
 
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    seed: int = 0
-    val_fraction: float = 0.1
-    patience: int = 5
-    max_steps: int | None = None
-    greedy_rearrangement: bool = False
-    temperature: float = 1.0
-    grad_clip: float | None = 1.0
-    val_metric: str = "example_f1"
+    Every default is the one configuration's (`agents.config.DEFAULTS`: the learner and run sections);
+    `val_metric` is the run's select_metric, `patience` (None = never stop early) counts epochs in a
+    row without improvement of any tracked metric (`out_of_patience`).
+    """
+
+    epochs: int = D.run.epochs
+    batch_size: int = D.learner.batch_size
+    lr: float = D.learner.lr
+    seed: int = D.learner.seed
+    val_fraction: float = D.run.val_fraction
+    patience: int | None = D.run.patience
+    max_steps: int | None = D.learner.max_steps
+    greedy_rearrangement: bool = D.learner.greedy_rearrangement
+    temperature: float = D.learner.temperature
+    grad_clip: float | None = D.learner.grad_clip
+    val_metric: str = D.run.select_metric
     val_batch_size: int = 512
-    max_seconds: float | None = None
-    weight_decay: float = 0.0
+    max_seconds: float | None = D.run.max_seconds
+    weight_decay: float = D.learner.weight_decay
     extra_checkpoints: tuple[str, ...] = ()  # more metrics to keep a best checkpoint for (e.g. nDCG@5)
-    rl_lr: float | None = None  # reinforce / ppo / combined: their own (smaller) rate; None = lr
+    # reinforce / combined and ppo: their own (smaller) rates, as in train_rl (agents.learner_base
+    # explains the values); None = lr. `build_learner_config` picks the learner's rate.
+    rl_lr: float | None = D.run.rl_lr
+    ppo_lr: float | None = D.run.ppo_lr
     precision: str = "fp32"  # agents.precision, for the updates and the validation decoding
 
     def learner_config(self, learner: str = "freq2rare") -> LearnerConfig:
@@ -52,6 +61,7 @@ class TrainConfig:
             learner,
             self.lr,
             rl_lr=self.rl_lr,
+            ppo_lr=self.ppo_lr,
             batch_size=self.batch_size,
             seed=self.seed,
             max_steps=self.max_steps,
@@ -74,6 +84,12 @@ class TrainHistory:
     config: dict = field(default_factory=dict)
     # val_metric and every extra checkpoint metric -> (epoch, validation metrics, weights) of its best epoch
     checkpoints: dict[str, tuple[int, dict, dict]] = field(default_factory=dict)
+
+
+def out_of_patience(without_improvement: int, patience: int | None) -> bool:
+    """The one early-stopping rule (this loop and train_rl's `LearnerRun`): stop once `patience`
+    validations in a row improved no tracked checkpoint; None = never stop early."""
+    return patience is not None and without_improvement >= patience
 
 
 def _check(config: TrainConfig, learner: str) -> None:
@@ -152,7 +168,7 @@ def train_epochs(
         if log_fn is not None:
             log_fn(epoch, record)
         out_of_time = config.max_seconds is not None and time.perf_counter() - started > config.max_seconds
-        if (val is not None and bad_epochs > config.patience) or out_of_time:
+        if (val is not None and out_of_patience(bad_epochs, config.patience)) or out_of_time:
             break
     bar.close()
     if best_state is not None:

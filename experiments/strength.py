@@ -30,11 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.decoding import predict
 from labelchain.agents.ensemble import Ensemble
 from labelchain.agents.learners import FIXED_ORDERINGS
 from labelchain.agents.peers import PeerUnavailable, tune_peer
-from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.policy_factory import build_policy
 from labelchain.agents.precision import check_precision, resolve_precision
 from labelchain.agents.selection import kfold_indices, needs_folds, pick_best
 from labelchain.agents.supervised import carve_validation
@@ -74,7 +75,7 @@ class Args(ExecutionFlags):
     hidden_size: int | None = None
     fixed: list[str] = field(default_factory=lambda: list(FIXED_ORDERINGS))
     peers: list[str] = field(default_factory=lambda: ["ovr_logistic", "omikuji"])
-    val_fraction: float = 0.1
+    val_fraction: float = D.run.val_fraction
     min_val_docs: int = field(default=200, metadata={"help": "smaller validation splits select by k folds"})
     folds: int = 5
     max_train_docs: int | None = field(default=None, metadata={"help": "use only the first N training docs"})
@@ -123,17 +124,7 @@ def fit_chain(
 ) -> ChainFit:
     started = time.perf_counter()
     torch.manual_seed(seed)
-    features: Any = train.X  # dense or CSR
-    policy = ChainPolicy(
-        features.shape[1],
-        train.Y.shape[1],
-        hidden_size=preset.hidden_size,
-        label_embed_size=preset.label_embed_size,
-        dropout=preset.dropout,
-        input_dropout=preset.input_dropout,
-        aux_weight=preset.aux_weight,
-    )
-    policy = policy.fit_input_normalization(train.X).to(device)
+    policy = build_policy(preset.policy_config(), train).to(device)
     if warm_state is not None:
         policy.load_state_dict(warm_state)
     rl = learner == "combined"
@@ -143,7 +134,9 @@ def fit_chain(
         lr=preset.lr,
         rl_lr=preset.rl_lr,
         seed=seed,
-        patience=preset.patience,
+        # +1: the committed grid ran when this loop stopped after patience + 1 epochs without improvement;
+        # the one rule (agents.training.out_of_patience) stops after patience, so this keeps its cells.
+        patience=preset.patience + 1,
         val_metric=RANK_METRIC,
         extra_checkpoints=(SET_METRIC,),
         weight_decay=preset.weight_decay,

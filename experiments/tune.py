@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.learner_base import RL_LEARNERS
 from labelchain.agents.learners import LEARNERS
 from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
@@ -70,7 +71,9 @@ class Args(Threads):
     updates: int = field(
         default=300, metadata={"help": "updates per trial (RL: on top of the rearrangement warm start)"}
     )
-    eval_every: int = field(default=50, metadata={"help": "validate (and report to Tune) every this many updates"})
+    eval_every: int = field(
+        default=D.run.eval_every, metadata={"help": "validate (and report to Tune) every this many updates"}
+    )
     grace_period: int = field(default=2, metadata={"help": "ASHA: validation steps before a trial may be stopped"})
     reduction_factor: int = field(default=3, metadata={"help": "ASHA: keep 1 in this many trials per rung"})
     metric: str = field(

@@ -231,3 +231,25 @@ def test_features_that_merely_look_binary_get_no_note(tmp_path: Path) -> None:
     rows = "0,1,1,0,1,0,0.5\n1,0,0,1,0,1,2.5\n"  # z, after the labels, is not 0/1: no note
     ds = load_dataset(mulan(tmp_path / "b", header + rows, header + rows, ["y1", "y2"]), cache=False)
     assert ds.metadata["notes"] == []
+
+
+@pytest.mark.parametrize("header", ["1 100000000 1", "1 1 100000000"])
+def test_a_tiny_xc_file_cannot_declare_gigabytes_of_columns(tmp_path: Path, header: str) -> None:
+    path = tmp_path / "huge.txt"
+    path.write_text(f"{header}\n0 0:1\n")
+    tracemalloc.start()
+    with pytest.raises(DataFormatError, match=r"header declares n_\w+ 100,000,000 is above the largest") as info:
+        read_xc(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert info.value.line == 1 and peak < 10_000_000
+
+
+def test_a_libsvm_feature_id_beyond_the_cap_is_refused_by_line(tmp_path: Path) -> None:
+    (tmp_path / "train.txt").write_text("0 1:1\n1 100000000000:1\n")
+    (tmp_path / "test.txt").write_text("0 1:1\n")
+    with pytest.raises(
+        DataFormatError, match=r"feature id \(LIBSVM ids are 1-based\) 100000000000 out of range"
+    ) as info:
+        read_libsvm_pair(tmp_path / "train.txt", tmp_path / "test.txt")
+    assert info.value.line == 2

@@ -22,6 +22,9 @@ from labelchain.envs.data.bulk import first_repeat, shown, to_numbers
 from labelchain.envs.atomic import atomic_write_text
 from labelchain.envs.data.errors import DataFormatError
 
+# Declared sizes above this are refused: a 20-byte header could otherwise ask for gigabytes of names and
+# columns. 2**22 covers the public XC sets (Amazon-3M: 2.8M labels, WikiLSHTC-325K: 1.6M features).
+MAX_DIMENSION = 2**22
 _XC_HEADER = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s*$", re.ASCII)  # ASCII: int() takes Arabic digits
 
 
@@ -150,6 +153,15 @@ def _to_matrices(
     return X, Y
 
 
+def _check_dimension(path: Path, size: int, what: str, line: int | None = None) -> None:
+    if size > MAX_DIMENSION:
+        raise DataFormatError(
+            path,
+            f"{what} {size:,} is above the largest supported, {MAX_DIMENSION:,} (textformats.MAX_DIMENSION)",
+            line=line,
+        )
+
+
 def read_xc(path: str | Path) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """One XC-format file as (X float32 CSR, Y bool CSR), checked against its header."""
     path = Path(path)
@@ -160,6 +172,8 @@ def read_xc(path: str | Path) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     if header is None:
         raise DataFormatError(path, f"header {lines[0][:60]!r} is not 'n_docs n_features n_labels'", line=1)
     n_docs, n_features, n_labels = (int(g) for g in header.groups())
+    _check_dimension(path, n_features, "header declares n_features", line=1)
+    _check_dimension(path, n_labels, "header declares n_labels", line=1)
     body = lines[1:]
     if len(body) != n_docs:
         raise DataFormatError(
@@ -192,7 +206,7 @@ def read_libsvm_pair(
             rows.feature_indptr,
             rows,
             1,
-            np.iinfo(np.int64).max,
+            MAX_DIMENSION + 1,
             "feature id (LIBSVM ids are 1-based)",
         )
         parsed.append(rows)

@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 
 from labelchain.agents.decoding import predict
+from labelchain.agents.config import DEFAULTS as D
+from labelchain.agents.learner_base import RL_LR
 from labelchain.agents.ensemble import Ensemble
 from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.precision import check_precision, resolve_precision
@@ -55,12 +57,12 @@ class GridArgs(execution.ExecutionFlags):
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     rearrange_epochs: int = 3
     combined_epochs: int = 1
-    hidden_size: int = 128
-    batch_size: int = 64
-    lr: float = 1e-3
-    rl_lr: float = 3e-4
-    select_metric: str = "nDCG@3"
-    val_fraction: float = 0.1
+    hidden_size: int = D.policy.hidden_size
+    batch_size: int = D.learner.batch_size
+    lr: float = D.learner.lr
+    rl_lr: float = RL_LR  # (not None: a grid's combined rows always take their own rate)
+    select_metric: str = D.run.select_metric
+    val_fraction: float = D.run.val_fraction
     data_dir: str | None = None
     runs_dir: str = field(default="runs/grid", metadata={"help": "ray: where Tune keeps its trial folders"})
     precision: str = override("precision", "fp32")
@@ -93,6 +95,8 @@ class Cell:
             epochs=epochs,
             batch_size=self.args.batch_size,
             lr=lr,
+            rl_lr=None,  # `lr` is this learner's own rate (the caller picks --lr or --rl-lr)
+            ppo_lr=None,
             seed=self.seed,
             val_metric=self.args.select_metric,
             patience=epochs,
