@@ -20,7 +20,7 @@ import numpy as np
 
 from labelchain.agents.learner_base import Learner
 from labelchain.agents.policy import ChainPolicy
-from labelchain.agents.training import validation_metrics
+from labelchain.agents.training import out_of_patience, validation_metrics
 from labelchain.envs.data.dataset import Split
 from labelchain.envs.mcg import MCGSpec
 from labelchain.envs.metrics import is_better
@@ -179,7 +179,9 @@ class LearnerRun:
 
     def validate(self) -> None:
         started = time.perf_counter()
-        metrics = validation_metrics(self.policy, self.data.val, PREDICT_BATCH, self.data.max_steps)
+        metrics = validation_metrics(
+            self.policy, self.data.val, PREDICT_BATCH, self.data.max_steps, self.learner.config.precision
+        )
         self.last_val = metrics
         progress = self.progress
         for key, value in metrics.items():
@@ -201,7 +203,7 @@ class LearnerRun:
         if patience is None or progress.best_update < 0:
             return False
         last = max(progress.best_update, progress.best_set_update)
-        return progress.update - last >= patience * self.schedule.eval_every
+        return out_of_patience((progress.update - last) // self.schedule.eval_every, patience)
 
     def checkpoint(self, finished: bool) -> None:
         save_checkpoint(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from labelchain.agents.learner_base import RL_LEARNERS, LearnerConfig, build_learner_config
 from labelchain.agents.learners import FIXED_ORDERINGS, LEARNERS
+from labelchain.agents.precision import resolve_precision
 from labelchain.experiments.run.common import (
     args_from_dict,
     args_from_json,
@@ -24,6 +25,7 @@ from labelchain.experiments.run.common import (
     given_fields,
     mark_given,
     parse_args,
+    resolve_device,
 )
 from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args
 from labelchain.experiments.run.learner_run import RunData
@@ -231,6 +233,7 @@ def learner_config(args: Args, max_steps: int | None = None, name: str = "") -> 
         ppo_minibatches=args.ppo_minibatches,
         greedy_rearrangement=args.greedy_rearrangement,
         weight_decay=args.weight_decay,
+        precision=resolve_precision(args.precision, resolve_device(args.device).type),
     )
 
 
