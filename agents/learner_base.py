@@ -17,6 +17,7 @@ import torch
 
 from labelchain.agents.optim import clip_grad_norm, make_optimizer
 from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.precision import autocast, check_precision, full_precision
 from labelchain.agents.rl import BASELINES, EpisodeCollector, Episodes
 from labelchain.envs.chain_task import ChainTask, default_max_steps
 from labelchain.envs.data.dataset import Split
@@ -61,9 +62,12 @@ class LearnerConfig:
     normalize_advantages: bool = True
     weight_decay: float = 0.0
     greedy_charts: bool = True  # fixed orders: decode greedy chains each update for the return chart
+    fused: bool = True  # agents.fused's rollout and teacher-forcing passes; False = the nn.GRU ones (benchmarks)
+    precision: str = "fp32"  # agents.precision: "bf16" = bf16 matrix products (scripts resolve it per device)
 
     def check(self) -> None:
         check_reward_args(self.reward, self.reward_mode)
+        check_precision(self.precision)
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
         if self.lr <= 0 or self.batch_size < 1 or self.temperature <= 0:
@@ -113,7 +117,7 @@ class Learner:
             mcg=policy.mcg,  # MCG: cluster tokens are actions, the reward counts labels (agents.mcg)
         )
         self.lead_from = None if policy.mcg is None else policy.mcg.n_labels  # MCG targets: clusters first
-        self.collector = EpisodeCollector(self.task)
+        self.collector = EpisodeCollector(self.task, fused=config.fused)
         torch.manual_seed(config.seed)  # dropout draws from the global generator
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator(device=policy.input_weight.device).manual_seed(config.seed)
@@ -129,7 +133,10 @@ class Learner:
         self._rows, self._guidance_losses = rows, []
         # cuDNN's GRU has no backward pass in eval mode, where RL learners differentiate (no dropout,
         # so the sampled and the differentiated distributions are one): run them without cuDNN.
-        with torch.backends.cudnn.flags(enabled=not self.differentiates_in_eval_mode):
+        with (
+            torch.backends.cudnn.flags(enabled=not self.differentiates_in_eval_mode),
+            autocast(self.config.precision, self.policy.input_weight.device.type),
+        ):
             scalars = self._update(rows)
         if self._guidance_losses:
             scalars["losses/cluster_bce"] = float(np.mean(self._guidance_losses))
@@ -191,11 +198,12 @@ class Learner:
             guidance_loss = self.policy.guidance_loss(self._X(self._rows), epoch)
             self._guidance_losses.append(float(guidance_loss.detach()))
             loss = loss + guidance_loss
-        loss.backward()
-        norm = 0.0
-        if self.config.grad_clip is not None:
-            norm = clip_grad_norm(self.policy.parameters(), self.config.grad_clip)
-        self.optimizer.step()
+        with full_precision(self.policy.input_weight.device.type):  # fp32 gradients and optimiser state
+            loss.backward()
+            norm = 0.0
+            if self.config.grad_clip is not None:
+                norm = clip_grad_norm(self.policy.parameters(), self.config.grad_clip)
+            self.optimizer.step()
         return norm
 
     def _sample_chains(self, rows: np.ndarray, *, greedy: bool) -> Episodes:

@@ -33,6 +33,7 @@ from labelchain.agents.features import (
 from labelchain.agents.guidance import ClusterGuidance, split_guidance_columns
 from labelchain.agents.mcg import MCGConstraint
 from labelchain.agents.output_layers import make_output_layer
+from labelchain.agents.torch_files import load_torch_file, save_torch_file
 from labelchain.agents.policy_config import PolicyConfig
 from labelchain.envs.atomic import atomic_write
 
@@ -329,7 +330,7 @@ class ChainPolicy(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write(directory / CONFIG_FILE, lambda f: f.write(json.dumps(self.config, indent=2).encode()))
-        atomic_write(directory / WEIGHTS_FILE, lambda f: torch.save(self.state_dict(), f))
+        save_torch_file(directory / WEIGHTS_FILE, self.state_dict())
 
     @classmethod
     def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> ChainPolicy:
@@ -345,7 +346,12 @@ class ChainPolicy(nn.Module):
             policy = cls.from_config(json.loads(config_path.read_text()))
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise ValueError(f"{config_path}: not a ChainPolicy config ({type(error).__name__}: {error})") from None
-        policy.load_state_dict(torch.load(weights_path, map_location=map_location, weights_only=True))
+        weights = load_torch_file(weights_path, map_location=map_location)
+        try:
+            policy.load_state_dict(weights)
+        except (RuntimeError, TypeError, AttributeError, KeyError) as error:
+            detail = " ".join(str(error).split())[:300] or type(error).__name__
+            raise ValueError(f"{weights_path}: weights do not fit {config_path} ({detail})") from None
         return policy
 
 

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from labelchain.agents.decoding import predict
 from labelchain.agents.config import DEFAULTS as D
@@ -24,6 +23,7 @@ from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.supervised import carve_validation
 from labelchain.envs.data.dataset import Split
 from labelchain.envs.metrics import RANKING_NAMES, SET_NAMES, evaluate, is_better
+from labelchain.envs.progress import progress_bar
 
 
 @dataclass
@@ -54,6 +54,7 @@ class TrainConfig:
     # explains the values); None = lr. `build_learner_config` picks the learner's rate.
     rl_lr: float | None = D.run.rl_lr
     ppo_lr: float | None = D.run.ppo_lr
+    precision: str = "fp32"  # agents.precision, for the updates and the validation decoding
 
     def learner_config(self, learner: str = "freq2rare") -> LearnerConfig:
         return build_learner_config(
@@ -69,6 +70,7 @@ class TrainConfig:
             grad_clip=self.grad_clip,
             weight_decay=self.weight_decay,
             greedy_charts=False,  # no charts here
+            precision=self.precision,
         )
 
 
@@ -100,10 +102,12 @@ def _check(config: TrainConfig, learner: str) -> None:
         raise ValueError(f"need batch_size >= 1 and epochs >= 0, got {config.batch_size}, {config.epochs}")
 
 
-def validation_metrics(policy: ChainPolicy, val: Split, batch_size: int, max_steps: int | None) -> dict[str, float]:
+def validation_metrics(
+    policy: ChainPolicy, val: Split, batch_size: int, max_steps: int | None, precision: str = "fp32"
+) -> dict[str, float]:
     """Greedy decode of the validation split, scored by envs.metrics.evaluate (label columns only:
     an MCG split carved from an augmented training split has its cluster columns dropped)."""
-    Y_pred, scores = predict(policy, val.X, batch_size=batch_size, max_steps=max_steps)
+    Y_pred, scores = predict(policy, val.X, batch_size=batch_size, max_steps=max_steps, precision=precision)
     gold = val.Y if policy.mcg is None else policy.mcg.strip(val.Y)
     return evaluate(gold, scores=scores, Y_pred=Y_pred)
 
@@ -134,7 +138,7 @@ def train_epochs(
     history = TrainHistory(config={**asdict(config), "learner": learner})
     best_state, bad_epochs, started = None, 0, time.perf_counter()
     n_docs = len(train)
-    bar = tqdm(total=config.epochs * n_docs, disable=not progress, unit="doc", desc=f"train[{learner}]")
+    bar = progress_bar(progress, total=config.epochs * n_docs, unit="doc", desc=f"train[{learner}]")
     for epoch in range(config.epochs):
         epoch_start, losses = time.perf_counter(), []
         order = rng.permutation(n_docs)
@@ -146,7 +150,7 @@ def train_epochs(
         seconds = time.perf_counter() - epoch_start
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "docs_per_sec": n_docs / max(seconds, 1e-9)}
         if val is not None:
-            metrics = validation_metrics(policy, val, config.val_batch_size, trainer.task.max_steps)
+            metrics = validation_metrics(policy, val, config.val_batch_size, trainer.task.max_steps, config.precision)
             record.update({f"val/{k}": v for k, v in metrics.items()})
             improved = False
             for metric in tracked:  # early stopping waits while any tracked metric still improves

@@ -29,7 +29,9 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from labelchain.experiments.run.folder import run_script
 from labelchain.agents.config import DEFAULTS as D
+from labelchain.experiments.run.config import precision_problems
 from labelchain.experiments.run.common import REPO_ROOT, command_line, parse_args
 
 from labelchain.agents.guidance import with_gold_clusters
@@ -150,7 +152,7 @@ def run_cell(args: Args, name: str, seed: int, variants: list[str]) -> dict[str,
 
 
 def check(args: Args) -> None:
-    problems = execution.check_backend(args.backend, args.address, args.jobs)
+    problems = execution.check_backend(args.backend, args.address, args.jobs) + precision_problems(args.precision)
     unknown = [g for g in args.guidance if g not in GUIDANCE]
     if unknown:
         problems.append(f"--guidance must be among {GUIDANCE}, got {unknown}")
@@ -195,4 +197,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(Args))
+    run_script(lambda: main(parse_args(Args)))

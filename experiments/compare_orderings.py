@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 from labelchain.agents.learners import LEARNERS
-from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
 from labelchain.envs.data.loading import load_dataset
 from labelchain.experiments.run import train_rl_args
 from labelchain.experiments.run.common import (
@@ -56,7 +55,7 @@ from labelchain.experiments.reports.orderings import TABLE_METRICS, render_markd
 from labelchain.experiments.grid.orderings_rows import rows_from_run
 from labelchain.experiments.peers import PEERS, PeerUnavailable, run_peer, tuned_config
 from labelchain.experiments.grid.lookup import run_config, train_or_resume
-from labelchain.experiments.run.folder import CONFIG_FILE, METRICS_FILE, DiskFullError, GracefulInterrupt
+from labelchain.experiments.run.folder import CONFIG_FILE, METRICS_FILE, GracefulInterrupt, run_script
 from labelchain.experiments.run.threads import set_threads
 
 GROUP_NAME = "compare"  # run folders: {runs_dir}/{dataset}__compare__{seed}__{time}
@@ -365,9 +364,6 @@ def grid_finished(args: Args) -> bool:
 
 
 if __name__ == "__main__":
-    try:
-        cli_args = parse_args(Args)
-        path = main(cli_args)
-    except (ArgsError, DiskFullError, DataNotFoundError, DataFormatError) as error:
-        sys.exit(f"error: {error}")
-    sys.exit(0 if grid_finished(cli_args) else 130)  # 130: stopped early, rerun to resume
+    cli_args = run_script(lambda: parse_args(Args))
+    run_script(lambda: main(cli_args))
+    sys.exit(0 if run_script(lambda: grid_finished(cli_args)) else 130)  # 130: stopped early, rerun to resume

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 from labelchain.agents.config import DEFAULTS as D
+from labelchain.experiments.run.config import precision_problems
 from labelchain.experiments.run.common import (
     REPO_ROOT,
     command_line,
@@ -37,6 +38,7 @@ from labelchain.experiments.run.common import (
     parse_args,
     percent_mean_std,
 )
+from labelchain.experiments.run.folder import run_script
 from labelchain.experiments.run.threads import set_threads
 
 from labelchain.agents.policy import ChainPolicy
@@ -209,7 +211,7 @@ def main(args: Args) -> dict:
     set_threads(args.threads or 1)
     for shape in args.shapes:
         parse_shape(shape)
-    problems = execution.check_backend(args.backend, args.address, args.jobs)
+    problems = execution.check_backend(args.backend, args.address, args.jobs) + precision_problems(args.precision)
     if problems:
         raise SystemExit("; ".join(problems))
     out = None if args.out is None else REPO_ROOT / args.out
@@ -261,4 +263,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(Args))
+    run_script(lambda: main(parse_args(Args)))

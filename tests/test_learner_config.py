@@ -38,6 +38,8 @@ DEFAULTS = {
     "normalize_advantages": True,
     "weight_decay": 0.0,
     "greedy_charts": True,
+    "fused": True,  # agents.fused (False: the nn.GRU passes, for the training benchmark)
+    "precision": "fp32",
 }
 
 # train_rl flags away from their defaults, and the fields they set in every learner's config.

@@ -306,3 +306,10 @@ def _split_column(path: Path, split_index: int, n_total: int) -> np.ndarray:
             field=f"column {split_index}",
         )
     return rows - 1
+
+
+def source_files(name_or_path: str | Path, data_dir: str | Path | None = None) -> tuple[Path, list[Path]]:
+    """The resolved dataset folder or file and the source files a load reads (what a train_rl run
+    records, by content hash, to check on --resume that it still trains on the same data)."""
+    name, path = resolve(name_or_path, data_dir)
+    return path, _plan(name, path, {"test_fraction": 0.25, "split_seed": 0})[0]

@@ -30,6 +30,7 @@ from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.learner_base import RL_LR
 from labelchain.agents.ensemble import Ensemble
 from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.precision import check_precision, resolve_precision
 from labelchain.agents.supervised import carve_validation
 from labelchain.agents.training import TrainConfig, train_epochs
 from labelchain.envs.data.dataset import Split
@@ -39,6 +40,7 @@ from labelchain.envs.metrics import evaluate
 from labelchain.envs.tail_metrics import few_shot_f1
 from labelchain.experiments.grid import execution
 from labelchain.experiments.run.common import atomic_write_json, atomic_write_text
+from labelchain.experiments.run.config import override
 from labelchain.experiments.grid.cells import Cell as GridCell
 
 LEARNER_NAMES = ("rearrange", "combined", "ensemble")
@@ -63,6 +65,7 @@ class GridArgs(execution.ExecutionFlags):
     val_fraction: float = D.run.val_fraction
     data_dir: str | None = None
     runs_dir: str = field(default="runs/grid", metadata={"help": "ray: where Tune keeps its trial folders"})
+    precision: str = override("precision", "fp32")
 
 
 def variant_of(method: str) -> str:
@@ -97,6 +100,7 @@ class Cell:
             seed=self.seed,
             val_metric=self.args.select_metric,
             patience=epochs,
+            precision=resolve_precision(check_precision(self.args.precision), policy.input_weight.device.type),
         )
         started = time.perf_counter()
         train_epochs(
@@ -111,7 +115,11 @@ class Cell:
         return time.perf_counter() - started
 
     def outputs(self, policy: ChainPolicy) -> dict[str, tuple]:
-        return {"val": predict(policy, self.val.X), "test": predict(policy, self.data.test.X)}
+        precision = resolve_precision(check_precision(self.args.precision), policy.input_weight.device.type)
+        return {
+            "val": predict(policy, self.val.X, precision=precision),
+            "test": predict(policy, self.data.test.X, precision=precision),
+        }
 
     def score(self, split: str, output: tuple) -> dict[str, float]:
         """Every metric of evaluate(), PSP@k from the training counts, and F1 per frequency bucket."""

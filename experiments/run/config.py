@@ -19,6 +19,7 @@ from typing import Any
 from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.guidance import GUIDANCE_KINDS
 from labelchain.agents.output_layers import OUTPUT_KINDS
+from labelchain.agents.precision import PRECISIONS
 from labelchain.envs.metrics import RANKING_NAMES, SET_NAMES
 from labelchain.envs.rewards import REWARD_MODES, REWARDS
 from labelchain.experiments.run.common import flag_name
@@ -196,6 +197,14 @@ class TrainKnobs:
         },
     )
     device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu or cuda"})
+    precision: str = field(
+        default="fp32",
+        metadata={
+            "help": f"from {PRECISIONS}: bf16 = bf16 matrix products (autocast) where the CPU (AVX-512 BF16 / AMX) "
+            "or GPU has them, else fp32 with a one-line message; weights, optimiser state, log-probabilities, "
+            "losses and metrics stay fp32 (agents/precision.py)"
+        },
+    )
 
 
 def override(name: str, default: Any, help: str | None = None) -> Any:
@@ -246,6 +255,7 @@ def check_args(args: Any) -> list[str]:
         for name, allowed in choices:
             if getattr(args, name) not in allowed:
                 problems.append(f"{flag_name(name)} must be one of {allowed}, got {getattr(args, name)!r}")
+        problems += precision_problems(args.precision)
         if args.overlap_from is not None and args.guidance == "none":
             problems.append("--overlap-from needs --guidance bcl or mcg")
         if args.mcg_restrict and args.guidance != "mcg":
@@ -257,6 +267,11 @@ def check_args(args: Any) -> list[str]:
         if args.tree_query_size is not None and args.output != "tree":
             problems.append("--tree-query-size needs --output tree")
     return problems
+
+
+def precision_problems(precision: str) -> list[str]:
+    """The --precision check every training script makes (TrainKnobs' and the grids' own Args)."""
+    return [] if precision in PRECISIONS else [f"--precision must be one of {PRECISIONS}, got {precision!r}"]
 
 
 def _range_problem(value: float, limits: Any) -> str | None:

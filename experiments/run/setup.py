@@ -35,6 +35,7 @@ from labelchain.envs.mcg import MCGSpec
 from labelchain.experiments.run.config import ArgsError, TrainKnobs
 from labelchain.experiments.run.learner_run import RunData
 from labelchain.experiments.run.presets import PRESETS
+from labelchain.experiments.run.identity import data_identity
 from labelchain.experiments.run.folder import load_policy
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ def load_run_data(args: Args) -> RunData:
         train, val = carve_validation(full_train, args.val_fraction, args.seed)
     except ValueError as error:  # too few documents for a validation slice
         raise ArgsError(f"--dataset {args.dataset}: {error}") from None
+    identity = data_identity(args.dataset, args.data_dir, {"train": train, "val": val, "test": dataset.test})
     max_steps = default_max_steps(train.max_labels_per_doc, dataset.n_labels)
     label_freq, mcg = train.label_freq, None
     if args.guidance in ("bcl", "mcg"):
@@ -73,7 +75,7 @@ def load_run_data(args: Args) -> RunData:
         mcg = MCGSpec(member, args.mcg_restrict)
         train = mcg.augment_split(train)
         max_steps = default_max_steps(train.max_labels_per_doc, mcg.n_actions)
-    return RunData(train, val, dataset.test, label_freq, max_steps, mcg)
+    return RunData(train, val, dataset.test, label_freq, max_steps, mcg, identity)
 
 
 def overlapping_clusters(args: Args, train: Split, label_cluster: np.ndarray) -> sp.csr_matrix:
