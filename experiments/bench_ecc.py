@@ -14,16 +14,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from labelchain.experiments.run.threads import Threads, set_threads
 from labelchain.agents.classifier_chains import EnsembleOfChains, chain_count
 from labelchain.agents.peers import DEFAULT_GRIDS, OvRLogistic
 from labelchain.agents.supervised import carve_validation
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import evaluate
-from labelchain.experiments.run.common import atomic_write_json, parse_args, single_thread
+from labelchain.experiments.run.common import atomic_write_json, parse_args
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Time one-vs-rest against `--chains` classifier chains at one C, per dataset."""
 
     datasets: list[str] = field(default_factory=lambda: ["bibtex"])
@@ -42,7 +43,7 @@ def timed(model, train, test) -> tuple[float, float, dict]:
 
 
 def main(args: Args) -> list[dict]:
-    single_thread()
+    set_threads(args.threads or 1)
     rows = []
     for name in args.datasets:
         ds = load_dataset(name)

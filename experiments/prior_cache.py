@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labelchain.experiments.run.threads import Threads, set_threads
 from labelchain.agents.peers import PeerUnavailable
 from labelchain.agents.prior import PRIOR_PEERS, PriorMismatch, PriorScores, build_prior, content_hash, recall_at
 from labelchain.envs.atomic import atomic_write
 from labelchain.envs.data.cache import _body_digest, _load_matrix, _matrix_bytes, _writer, default_cache_dir
 from labelchain.envs.data.dataset import Dataset
-from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
 from labelchain.envs.data.loading import load_dataset
 
 PRIOR_CACHE_FORMAT = 1
@@ -150,7 +150,7 @@ def cached_prior(
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Build (or load from the cache) one dataset's prior scores and print what they hold."""
 
     dataset: str = "emotions"
@@ -164,9 +164,7 @@ class Args:
 
 
 def main(args: Args) -> PriorScores:
-    from labelchain.experiments.run.common import single_thread
-
-    single_thread()
+    set_threads(args.threads)
     ds = load_dataset(args.dataset, data_dir=args.data_dir)
     started = time.perf_counter()
     prior = cached_prior(
@@ -191,8 +189,9 @@ def main(args: Args) -> PriorScores:
 
 if __name__ == "__main__":
     from labelchain.experiments.run.common import parse_args
+    from labelchain.experiments.run.folder import run_script
 
     try:
-        main(parse_args(Args))
-    except (PriorMismatch, PeerUnavailable, DataNotFoundError, DataFormatError, ValueError) as error:
+        run_script(lambda: main(parse_args(Args)))
+    except (PriorMismatch, PeerUnavailable, ValueError) as error:
         sys.exit(f"error: {error}")

@@ -20,23 +20,21 @@ skipped. Cheap datasets first by default.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labelchain.experiments.run.threads import Threads, set_threads
 from labelchain.agents.peers import PeerUnavailable, tune_peer
 from labelchain.agents.prior import PRIOR_PEERS, SCORE_KINDS, _with_top_k, recall_at, score_top_m
 from labelchain.agents.supervised import carve_validation
-from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
 from labelchain.envs.data.loading import load_dataset
 from labelchain.experiments.run.common import (
     atomic_write_json,
     atomic_write_text,
     command_line,
     parse_args,
-    single_thread,
 )
 
 SCRIPT = "experiments/prior_recall.py"
@@ -44,7 +42,7 @@ NINE = ["emotions", "scene", "yeast", "medical", "enron", "bibtex", "corel5k", "
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Matcher recall@M of the tuned peers on the test split (micro), one seed."""
 
     datasets: list[str] = field(default_factory=lambda: list(NINE))
@@ -114,7 +112,7 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 def main(args: Args) -> Path:
-    single_thread()
+    set_threads(args.threads)
     unknown = [name for name in args.peers if name not in PRIOR_PEERS]
     if unknown or not args.m or min(args.m) < 1:
         raise SystemExit(f"error: --peers from {PRIOR_PEERS} and --m whole numbers >= 1, got {args.peers} / {args.m}")
@@ -143,7 +141,6 @@ def main(args: Args) -> Path:
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_args(Args))
-    except (DataNotFoundError, DataFormatError) as error:
-        sys.exit(f"error: {error}")
+    from labelchain.experiments.run.folder import run_script
+
+    run_script(lambda: main(parse_args(Args)))
