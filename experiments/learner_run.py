@@ -50,6 +50,7 @@ class RunData:
     label_freq: np.ndarray
     max_steps: int
     mcg: MCGSpec | None = None  # --guidance mcg: train's labels carry their clusters (agents.mcg)
+    dataset_hash: str = ""  # envs.data.fingerprint.content_hash of the loaded dataset (saved predictions carry it)
 
     @property
     def n_features(self) -> int:

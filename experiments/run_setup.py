@@ -22,6 +22,7 @@ from agents.supervised import carve_validation
 from envs.chain_task import default_max_steps
 from envs.data.dataset import Split
 from envs.data.errors import DataFormatError, DataNotFoundError
+from envs.data.fingerprint import content_hash
 from envs.data.loading import load_dataset
 from envs.data.pu import hide_labels
 from envs.label_clusters import build_label_tree, kmeans_clusters, pifa_embeddings
@@ -68,7 +69,7 @@ def load_run_data(args: Args) -> RunData:
         mcg = MCGSpec(member, args.mcg_restrict)
         train = mcg.augment_split(train)
         max_steps = default_max_steps(train.max_labels_per_doc, mcg.n_actions)
-    return RunData(train, val, dataset.test, label_freq, max_steps, mcg)
+    return RunData(train, val, dataset.test, label_freq, max_steps, mcg, content_hash(dataset))
 
 
 def overlapping_clusters(args: Args, train: Split, label_cluster: np.ndarray) -> sp.csr_matrix:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from agents.learner_base import RL_LEARNERS, LearnerConfig, build_learner_config
 from agents.learners import FIXED_ORDERINGS, LEARNERS
+from envs.predictions import DEFAULT_TOP_K
 from experiments.common import args_from_json, flag_name, parse_args
 from experiments.config import ArgsError, TrainKnobs, check_args
 from experiments.learner_run import RunData
@@ -70,6 +71,13 @@ class Args(TrainKnobs):
         metadata={"help": "stop (checkpointed, resumable) after this many updates in this call", "at_least": 1},
     )
     quick: bool = field(default=False, metadata={"help": "smoke test: 40 updates per learner, eval every 20"})
+    predictions_k: int = field(
+        default=DEFAULT_TOP_K,
+        metadata={
+            "help": "test predictions saved per document: top-k label ids and scores (envs.predictions)",
+            "at_least": 5,
+        },
+    )
     config: str | None = field(
         default=None,
         metadata={
