@@ -36,6 +36,10 @@ def tiny_grid(tmp_path: Path, datasets: list[str], **changes) -> Args:
     )
 
 
+def metric_table(rows: list[dict]) -> dict[str, dict[str, float]]:
+    return {r["method"]: {k: v for k, v in r["metrics"].items() if k in METRIC_NAMES} for r in rows}
+
+
 @pytest.mark.slow
 def test_a_mulan_folder_by_path_runs_through_the_grid_with_predictions(tmp_path: Path):
     folder = write_mulan(tmp_path / "data" / "mymusic")
@@ -58,6 +62,12 @@ def test_a_mulan_folder_by_path_runs_through_the_grid_with_predictions(tmp_path:
         reported = {key: value for key, value in row["metrics"].items() if key in METRIC_NAMES}  # not tune_time_s
         assert metrics_from_predictions(pred) == reported, row["method"]
     assert preds[0].dataset_hash == content_hash(load_dataset(folder))
+    # --redo in a fresh runs folder trains the cell again: the same seed gives the same rows
+    redo = tiny_grid(tmp_path, [str(folder)], redo=True, runs_dir=str(tmp_path / "runs2"))
+    again = json.loads(main(redo).read_text())
+    assert again["cells"][f"{folder}:0"]["run_dir"].startswith(str(tmp_path / "runs2"))
+    assert metric_table(again["rows"]) == metric_table(rows)
+    assert again["command"] == results["command"]  # a redo keeps the table's command
 
 
 def test_a_dataset_path_that_does_not_exist_is_named(tmp_path: Path):
