@@ -37,8 +37,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from agents.label_scores import labels_to_csr, marginal_counts_to_scores, position_scores
-from agents.policy import START, ChainPolicy
+from labelchain.agents.label_scores import labels_to_csr, marginal_counts_to_scores, position_scores
+from labelchain.agents.policy import START, ChainPolicy
 
 NEG_INF = float("-inf")
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from agents.set_rules import SetRule, tune_set_rule
-from envs.metrics import RANKING_NAMES, SET_NAMES, evaluate, is_better
+from labelchain.agents.set_rules import SetRule, tune_set_rule
+from labelchain.envs.metrics import RANKING_NAMES, SET_NAMES, evaluate, is_better
 
 FUSIONS = ("mean", "rrf", "weighted")
 SET_RULES = ("vote", "member", "rule")

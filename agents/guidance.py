@@ -29,8 +29,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from envs.data.dataset import Split
-from envs.label_overlap import document_clusters
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.label_overlap import document_clusters
 
 GUIDANCE_KINDS = ("none", "bcl", "mcg")  # mcg: cluster tokens before the labels (agents.mcg)
 

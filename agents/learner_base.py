@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.optim import clip_grad_norm, make_optimizer
-from agents.policy import ChainPolicy
-from agents.rl import BASELINES, EpisodeCollector, Episodes
-from envs.chain_task import ChainTask, default_max_steps
-from envs.data.dataset import Split
-from envs.rewards import DEFAULT_REWARD_MODE, check_reward_args
+from labelchain.agents.optim import clip_grad_norm, make_optimizer
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.rl import BASELINES, EpisodeCollector, Episodes
+from labelchain.envs.chain_task import ChainTask, default_max_steps
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.rewards import DEFAULT_REWARD_MODE, check_reward_args
 
 __all__ = ["RL_LEARNERS", "Learner", "LearnerConfig", "build_learner_config"]
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from agents.decoding import sequence_log_probs
-from agents.learner_base import RL_LEARNERS, Learner, LearnerConfig
-from agents.policy import ChainPolicy
-from agents.rearrangement import ordered_targets, rearranged_target_matrix
-from agents.rl import (
+from labelchain.agents.decoding import sequence_log_probs
+from labelchain.agents.learner_base import RL_LEARNERS, Learner, LearnerConfig
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.rearrangement import ordered_targets, rearranged_target_matrix
+from labelchain.agents.rl import (
     Episodes,
     actor_critic_loss,
     combined_loss,
@@ -35,9 +35,9 @@ from agents.rl import (
     ppo_clip_loss,
     self_critical_baseline,
 )
-from agents.supervised import teacher_forcing_loss
-from envs.data.dataset import Split
-from envs.orderings import LabelOrdering
+from labelchain.agents.supervised import teacher_forcing_loss
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.orderings import LabelOrdering
 
 LEARNERS = ("freq2rare", "rare2freq", "fixed_random", "always_random", "rearrange", *RL_LEARNERS)
 FIXED_ORDERINGS = LEARNERS[:4]

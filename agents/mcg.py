@@ -8,9 +8,9 @@ versions equal.
 
 How a library caller trains an MCG-guided chain (what `experiments/train_rl.py --guidance mcg` does):
 
-    from agents.mcg import mcg_setup
-    from agents.policy import ChainPolicy
-    from agents.training import TrainConfig, train_epochs
+    from labelchain.agents.mcg import mcg_setup
+    from labelchain.agents.policy import ChainPolicy
+    from labelchain.agents.training import TrainConfig, train_epochs
 
     kwargs, train_mcg = mcg_setup(train, n_clusters=30, seed=0, restrict=False)
     policy = ChainPolicy(**kwargs, hidden_size=128).fit_input_normalization(train_mcg.X)
@@ -31,9 +31,9 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from envs.data.dataset import Split
-from envs.label_clusters import kmeans_clusters, pifa_embeddings
-from envs.mcg import MCGSpec
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.label_clusters import kmeans_clusters, pifa_embeddings
+from labelchain.envs.mcg import MCGSpec
 
 
 class MCGConstraint(nn.Module):

@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from agents.chain_step import Choice, FlatEmitted
-from agents.tree_output import TreeOutput
-from envs.label_clusters import LabelTree
+from labelchain.agents.chain_step import Choice, FlatEmitted
+from labelchain.agents.tree_output import TreeOutput
+from labelchain.envs.label_clusters import LabelTree
 
 NEG_INF = float("-inf")
 OUTPUT_KINDS = ("flat", "tree")

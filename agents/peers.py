@@ -30,10 +30,10 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from agents.set_rules import SetRule, tune_set_rule
-from envs.data.dataset import Features, Split
-from envs.data.textformats import write_xc
-from envs.metrics import RANKING_NAMES, evaluate, is_better
+from labelchain.agents.set_rules import SetRule, tune_set_rule
+from labelchain.envs.data.dataset import Features, Split
+from labelchain.envs.data.textformats import write_xc
+from labelchain.envs.metrics import RANKING_NAMES, evaluate, is_better
 
 INSTALL_HINT = "pip install -e '.[peers]'"
 OVR_C_GRID = (0.1, 1.0, 10.0)

@@ -24,18 +24,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.features import (
+from labelchain.agents.features import (
     DocFeatures,
     doc_features,
     input_normalization,
     sparse_linear,
 )
-from agents.guidance import ClusterGuidance, split_guidance_columns
-from agents.mcg import MCGConstraint
-from agents.output_layers import make_output_layer
-from envs.atomic import atomic_write
-from envs.label_clusters import LabelTree
-from envs.mcg import MCGSpec
+from labelchain.agents.guidance import ClusterGuidance, split_guidance_columns
+from labelchain.agents.mcg import MCGConstraint
+from labelchain.agents.output_layers import make_output_layer
+from labelchain.envs.atomic import atomic_write
+from labelchain.envs.label_clusters import LabelTree
+from labelchain.envs.mcg import MCGSpec
 
 START = -1  # `last_label` value meaning "nothing emitted yet"; also the padding id of sequences
 CONFIG_FILE = "policy_config.json"

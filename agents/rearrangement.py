@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from envs.orderings import LabelOrdering
+from labelchain.envs.orderings import LabelOrdering
 
 PAD = -1
 

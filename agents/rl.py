@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from agents.policy import START, ChainPolicy
-from envs.chain_task import ChainTask
-from envs.vector_env import LabelChainVectorEnv
+from labelchain.agents.policy import START, ChainPolicy
+from labelchain.envs.chain_task import ChainTask
+from labelchain.envs.vector_env import LabelChainVectorEnv
 
 BASELINES = ("value", "self_critical", "none")
 

@@ -31,9 +31,9 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.common.vec_env import VecEnv
 
-from agents.policy import START, ChainPolicy
-from envs.chain_task import ChainTask
-from envs.mcg import MCGSpec
+from labelchain.agents.policy import START, ChainPolicy
+from labelchain.envs.chain_task import ChainTask
+from labelchain.envs.mcg import MCGSpec
 
 CHAIN_ARCH_KEYS = (
     "hidden_size",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.metrics import is_better
+from labelchain.envs.metrics import is_better
 
 
 def needs_folds(n_train: int, val_fraction: float, min_val_docs: int) -> bool:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from envs.metrics import SET_NAMES, evaluate, is_better
+from labelchain.envs.metrics import SET_NAMES, evaluate, is_better
 
 RULE_KINDS = ("threshold", "top_k")
 

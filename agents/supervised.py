@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from agents.policy import ChainPolicy
-from envs.data.dataset import Split
+from labelchain.agents.policy import ChainPolicy
+from labelchain.envs.data.dataset import Split
 
 
 def teacher_forcing_loss(

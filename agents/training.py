@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.decoding import predict
-from agents.learner_base import LearnerConfig, build_learner_config
-from agents.learners import LEARNERS, make_learner
-from agents.policy import ChainPolicy
-from agents.supervised import carve_validation
-from envs.data.dataset import Split
-from envs.metrics import RANKING_NAMES, SET_NAMES, evaluate, is_better
+from labelchain.agents.decoding import predict
+from labelchain.agents.learner_base import LearnerConfig, build_learner_config
+from labelchain.agents.learners import LEARNERS, make_learner
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.supervised import carve_validation
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.metrics import RANKING_NAMES, SET_NAMES, evaluate, is_better
 
 
 @dataclass

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.chain_step import Choice, HistoryEmitted
-from agents.tree_ops import (
+from labelchain.agents.chain_step import Choice, HistoryEmitted
+from labelchain.agents.tree_ops import (
     NEG_INF,
     gathered_scores,
     group_log_softmax,
@@ -39,7 +39,7 @@ from agents.tree_ops import (
     masked_log_softmax,
     padded_groups,
 )
-from envs.label_clusters import LabelTree
+from labelchain.envs.label_clusters import LabelTree
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.orderings_report import ordered_methods as ordered  # noqa: F401  (one method order for reports and notebooks)
+from labelchain.experiments.reports.orderings import ordered_methods as ordered  # noqa: F401  (one method order for reports and notebooks)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KIND_COLORS = {
@@ -180,12 +180,12 @@ def run_learners(run_dir: Path) -> list[str]:
 def event_scalars(log_dir: str | Path):
     """Scalars of one event folder with wall time: DataFrame tag, step, wall_time (unix s), value.
 
-    Read as the training script's own tests read them (`experiments.runs.scalar_events`), so purged
+    Read as the training script's own tests read them (`experiments.run.folder.scalar_events`), so purged
     steps of a resumed run are dropped.
     """
     import pandas as pd
 
-    from experiments.runs import scalar_events
+    from labelchain.experiments.run.folder import scalar_events
 
     records = [(tag, e.step, e.wall_time, e.value) for tag, events in scalar_events(log_dir).items() for e in events]
     return pd.DataFrame.from_records(records, columns=["tag", "step", "wall_time", "value"])
@@ -252,7 +252,7 @@ def decode_chains(policy, X, max_steps: int, batch_size: int = 512) -> list[np.n
     """Each document's predicted labels in the order the policy emits them (greedy, up to its STOP)."""
     import torch
 
-    from agents.decoding import greedy_decode
+    from labelchain.agents.decoding import greedy_decode
 
     chains: list[np.ndarray] = []
     policy.eval()

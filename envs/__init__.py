@@ -5,17 +5,17 @@ Importing `envs` registers ``LabelChain-v0`` (single env, with a native vector e
 
 from gymnasium.envs.registration import register, registry
 
-from envs.data import DATASET_NAMES, Dataset, Split, load_dataset
-from envs.label_env import LabelChainEnv
-from envs.vector_env import LabelChainVectorEnv
+from labelchain.envs.data import DATASET_NAMES, Dataset, Split, load_dataset
+from labelchain.envs.label_env import LabelChainEnv
+from labelchain.envs.vector_env import LabelChainVectorEnv
 
 ENV_ID = "LabelChain-v0"
 
 if ENV_ID not in registry:
     register(
         id=ENV_ID,
-        entry_point="envs.label_env:LabelChainEnv",
-        vector_entry_point="envs.vector_env:LabelChainVectorEnv",
+        entry_point="labelchain.envs.label_env:LabelChainEnv",
+        vector_entry_point="labelchain.envs.vector_env:LabelChainVectorEnv",
     )
 
 __all__ = [

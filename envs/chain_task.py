@@ -14,9 +14,9 @@ import numpy as np
 import scipy.sparse as sp
 from gymnasium import spaces
 
-from envs.data.dataset import Dataset, Split
-from envs.mcg import MCGSpec
-from envs.rewards import DEFAULT_REWARD_MODE, check_reward_args
+from labelchain.envs.data.dataset import Dataset, Split
+from labelchain.envs.mcg import MCGSpec
+from labelchain.envs.rewards import DEFAULT_REWARD_MODE, check_reward_args
 
 SPLITS = ("train", "test")
 DENSIFY_BYTES = 256 * 2**20  # sparse splits up to this dense size are kept dense for fast gathers
@@ -133,7 +133,7 @@ def make_task(
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if not isinstance(dataset, Dataset):
-        from envs.data.loading import load_dataset  # deferred: parsing is only needed for names/paths
+        from labelchain.envs.data.loading import load_dataset  # deferred: parsing is only needed for names/paths
 
         dataset = load_dataset(dataset, data_dir)
     chosen, n_labels, most = getattr(dataset, split), dataset.n_labels, dataset.max_labels_per_doc

@@ -9,10 +9,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.error import ResetNeeded
 
-from envs.chain_task import ChainTask, make_task
-from envs.data.dataset import Dataset
-from envs.mcg import MCGSpec, emitted_mask
-from envs.rewards import DEFAULT_REWARD_MODE, chain_quality
+from labelchain.envs.chain_task import ChainTask, make_task
+from labelchain.envs.data.dataset import Dataset
+from labelchain.envs.mcg import MCGSpec, emitted_mask
+from labelchain.envs.rewards import DEFAULT_REWARD_MODE, chain_quality
 
 DOC_ORDERS = ("random", "sequential")
 

@@ -19,7 +19,7 @@ from numbers import Integral
 import numpy as np
 import scipy.sparse as sp
 
-from envs.metric_core import LabelMatrix
+from labelchain.envs.metric_core import LabelMatrix
 
 
 def _check_assignment(label_cluster: np.ndarray, n_clusters: int | None = None) -> tuple[np.ndarray, int]:

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from envs.data.dataset import Split
-from envs.label_overlap import document_clusters
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.label_overlap import document_clusters
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from numbers import Real
 import numpy as np
 import scipy.sparse as sp
 
-from envs.metric_core import (
+from labelchain.envs.metric_core import (
     LabelMatrix,
     as_label_csr,
     as_scores,
@@ -44,7 +44,7 @@ from envs.metric_core import (
     safe_f1,
     top_k_ranked,
 )
-from envs.tail_metrics import propensity, propensity_scores
+from labelchain.envs.tail_metrics import propensity, propensity_scores
 
 HEADLINE = ("P@1", "P@3", "nDCG@3", "P@5", "nDCG@5")
 RANKING_NAMES = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5")

@@ -3,7 +3,7 @@
 
 One method on one split is one `.npz` file (written atomically, envs.atomic). Reading one:
 
-    from envs.predictions import load_predictions, metrics_from_predictions
+    from labelchain.envs.predictions import load_predictions, metrics_from_predictions
     pred = load_predictions("runs/emotions__compare__0__1700000000/predictions/combined.npz")
     pred.top_ids        # (n, K) int32: label ids by descending score, ties to the lower id (K = min(k, L))
     pred.top_scores     # (n, K) float32: their scores (stored as float16: for display, not for ranking)
@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from envs.atomic import atomic_write
-from envs.metric_core import LabelMatrix, as_label_csr, as_scores, top_k_ranked
-from envs.metrics import evaluate_ranked
+from labelchain.envs.atomic import atomic_write
+from labelchain.envs.metric_core import LabelMatrix, as_label_csr, as_scores, top_k_ranked
+from labelchain.envs.metrics import evaluate_ranked
 
 FORMAT = 1
 DEFAULT_TOP_K = 20

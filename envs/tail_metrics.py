@@ -23,7 +23,7 @@ from numbers import Integral
 import numpy as np
 import scipy.sparse as sp
 
-from envs.metric_core import (
+from labelchain.envs.metric_core import (
     LabelMatrix,
     as_label_csr,
     as_scores,

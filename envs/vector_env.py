@@ -10,11 +10,11 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.chain_task import ChainTask, make_task
-from envs.data.dataset import Dataset
-from envs.label_env import DOC_ORDERS
-from envs.mcg import MCGSpec, emitted_mask
-from envs.rewards import DEFAULT_REWARD_MODE, chain_quality
+from labelchain.envs.chain_task import ChainTask, make_task
+from labelchain.envs.data.dataset import Dataset
+from labelchain.envs.label_env import DOC_ORDERS
+from labelchain.envs.mcg import MCGSpec, emitted_mask
+from labelchain.envs.rewards import DEFAULT_REWARD_MODE, chain_quality
 
 
 class LabelChainVectorEnv(VectorEnv):

@@ -31,9 +31,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from envs.data.errors import DataFormatError, DataNotFoundError
-from experiments import train_rl_args
-from experiments.common import (
+from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
+from labelchain.experiments.run import train_rl_args
+from labelchain.experiments.run.common import (
     results_dir,
     atomic_write_json,
     atomic_write_text,
@@ -43,10 +43,10 @@ from experiments.common import (
     percent_mean_std,
     single_thread,
 )
-from experiments.config import ArgsError, TrainKnobs, check_args, knobs_of, override
-from experiments.execution import Cell, ExecutionFlags, check_backend, run_cells
-from experiments.run_lookup import find_run, run_config, train_or_resume
-from experiments.runs import METRICS_FILE, POLICY_DIR, DiskFullError, GracefulInterrupt
+from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args, knobs_of, override
+from labelchain.experiments.grid.execution import Cell, ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid.lookup import find_run, run_config, train_or_resume
+from labelchain.experiments.run.folder import METRICS_FILE, POLICY_DIR, DiskFullError, GracefulInterrupt
 
 SCRIPT = "experiments/ablations.py"
 WARM_START = "warm_start"  # the reference row: the rearrangement policy every warm variant starts from

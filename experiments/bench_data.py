@@ -56,7 +56,7 @@ def _hash_seconds(name: str) -> float:
 
 
 def measure(args: Args) -> list[dict]:
-    from envs.data.loading import load_dataset
+    from labelchain.envs.data.loading import load_dataset
 
     rows = []
     for name in args.datasets:

@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from experiments.common import parse_args, single_thread
+from labelchain.experiments.run.common import parse_args, single_thread
 
-from envs.chain_task import make_task
-from envs.label_env import LabelChainEnv
-from envs.vector_env import LabelChainVectorEnv
+from labelchain.envs.chain_task import make_task
+from labelchain.envs.label_env import LabelChainEnv
+from labelchain.envs.vector_env import LabelChainVectorEnv
 
 
 @dataclass

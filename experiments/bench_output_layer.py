@@ -23,12 +23,12 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from agents.decoding import greedy_decode
-from agents.optim import clip_grad_norm, make_optimizer
-from agents.policy import ChainPolicy
-from agents.supervised import teacher_forcing_loss
-from envs.label_clusters import LabelTree, build_label_tree
-from experiments.common import parse_args, single_thread
+from labelchain.agents.decoding import greedy_decode
+from labelchain.agents.optim import clip_grad_norm, make_optimizer
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.supervised import teacher_forcing_loss
+from labelchain.envs.label_clusters import LabelTree, build_label_tree
+from labelchain.experiments.run.common import parse_args, single_thread
 
 LAYERS = ("flat", "tree", "tree+sparse")
 

@@ -30,9 +30,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from experiments import compare_orderings, execution, ray_backend
-from experiments.common import REPO_ROOT, atomic_write_json, parse_args
-from experiments.orderings_report import render_markdown
+from labelchain.experiments import compare_orderings
+from labelchain.experiments.grid import execution, ray_backend
+from labelchain.experiments.run.common import REPO_ROOT, atomic_write_json, parse_args
+from labelchain.experiments.reports.orderings import render_markdown
 
 
 @dataclass

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from experiments.common import parse_args, resolve_device, single_thread
+from labelchain.experiments.run.common import parse_args, resolve_device, single_thread
 
-from agents.learner_base import LearnerConfig
-from agents.learners import make_learner
-from agents.policy import ChainPolicy
-from envs.data.loading import load_dataset
+from labelchain.agents.learner_base import LearnerConfig
+from labelchain.agents.learners import make_learner
+from labelchain.agents.policy import ChainPolicy
+from labelchain.envs.data.loading import load_dataset
 
 
 @dataclass

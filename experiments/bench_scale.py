@@ -23,7 +23,7 @@ time is what one free core would have needed. Cells can run in parallel (``--job
 
 Prints a table, writes ``experiments/results/scale.{json,md}`` and the log-log plot
 ``analysis/figures/scale.png`` (unless ``--no-write``; table, plot and summary ratios are built in
-experiments/scale_report.py), and ends with one JSON line.
+experiments/reports/scale.py), and ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.data.synthetic import make_synthetic
-from experiments.common import (
+from labelchain.envs.data.synthetic import make_synthetic
+from labelchain.experiments.run.common import (
     REPO_ROOT,
     atomic_write_json,
     atomic_write_text,
@@ -49,7 +49,7 @@ from experiments.common import (
     parse_args,
     single_thread,
 )
-from experiments.scale_report import plot, summary, table
+from labelchain.experiments.reports.scale import plot, summary, table
 
 KINDS_BESIDE_OUTPUTS = ("env", "omikuji")
 
@@ -115,9 +115,9 @@ def build_policy(kind: str, data, args: Args) -> tuple:
     'flat': today's Linear(hidden + doc, L + 1). 'tree': PIFA label embeddings of the training split,
     a balanced spherical k-means tree (``--tree-branching``, ``--tree-leaf-size``), beam ``--tree-beam``.
     """
-    from agents.output_layers import OUTPUT_KINDS
-    from agents.policy import ChainPolicy
-    from envs.label_clusters import build_label_tree, pifa_embeddings
+    from labelchain.agents.output_layers import OUTPUT_KINDS
+    from labelchain.agents.policy import ChainPolicy
+    from labelchain.envs.label_clusters import build_label_tree, pifa_embeddings
 
     if kind not in OUTPUT_KINDS:
         raise ValueError(f"--outputs: unknown output layer {kind!r}; choose from {OUTPUT_KINDS}")
@@ -142,9 +142,9 @@ def build_policy(kind: str, data, args: Args) -> tuple:
 def chain_cell(kind: str, n_labels: int, args: Args) -> dict:
     import torch
 
-    from agents.decoding import greedy_decode
-    from agents.learner_base import LearnerConfig
-    from agents.learners import make_learner
+    from labelchain.agents.decoding import greedy_decode
+    from labelchain.agents.learner_base import LearnerConfig
+    from labelchain.agents.learners import make_learner
 
     data = synthetic_data(args, n_labels)
     data_mb = peak_rss_mb()
@@ -190,7 +190,7 @@ def chain_cell(kind: str, n_labels: int, args: Args) -> dict:
 
 
 def env_rate(task, args: Args, dense_masks: bool) -> float:
-    from envs.vector_env import LabelChainVectorEnv
+    from labelchain.envs.vector_env import LabelChainVectorEnv
 
     env = LabelChainVectorEnv(args.env_envs, task, dense_masks=dense_masks)
     env.reset(seed=args.seed)
@@ -207,7 +207,7 @@ def env_rate(task, args: Args, dense_masks: bool) -> float:
 
 
 def env_cell(n_labels: int, args: Args) -> dict:
-    from envs.chain_task import make_task
+    from labelchain.envs.chain_task import make_task
 
     task = make_task(synthetic_data(args, n_labels), "train")
     sparse = env_rate(task, args, dense_masks=False)
@@ -225,8 +225,8 @@ def omikuji_cell(n_labels: int, args: Args) -> dict:
 
     import scipy.sparse as sp
 
-    from envs.data.textformats import write_xc
-    from agents.peers import import_omikuji, native_output_to
+    from labelchain.envs.data.textformats import write_xc
+    from labelchain.agents.peers import import_omikuji, native_output_to
 
     omikuji = import_omikuji()
     data = synthetic_data(args, n_labels)
@@ -270,7 +270,7 @@ def run_cell(cell: str, args: Args) -> dict:
 def spawn(cell: str, args: Args) -> dict:
     """Run one cell in a fresh interpreter (its own peak memory) and read its last JSON line."""
     flags = shlex.split(command_line(Args(**{**asdict(args), "cell": cell}), "x"))[2:]
-    argv = [sys.executable, "-m", "experiments.bench_scale", *flags]  # cwd = repo root: importable
+    argv = [sys.executable, "-m", "labelchain.experiments.bench_scale", *flags]  # cwd = repo root: importable
     done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO_ROOT, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"cell {cell} failed:\n{done.stderr[-3000:]}")

@@ -23,15 +23,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.decoding import greedy_decode, predict
-from agents.policy import ChainPolicy
-from agents.rearrangement import ordered_targets
-from agents.supervised import teacher_forcing_loss
-from agents.training import TrainConfig, train_epochs
-from envs.data.dataset import Dataset, Split
-from envs.data.loading import load_dataset
-from envs.orderings import LabelOrdering
-from experiments.common import parse_args, resolve_device, single_thread
+from labelchain.agents.decoding import greedy_decode, predict
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.rearrangement import ordered_targets
+from labelchain.agents.supervised import teacher_forcing_loss
+from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.envs.data.dataset import Dataset, Split
+from labelchain.envs.data.loading import load_dataset
+from labelchain.envs.orderings import LabelOrdering
+from labelchain.experiments.run.common import parse_args, resolve_device, single_thread
 
 
 @dataclass

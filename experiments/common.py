@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from envs.atomic import atomic_write_json, atomic_write_text  # noqa: F401  (re-exported for scripts)
+from labelchain.envs.atomic import atomic_write_json, atomic_write_text  # noqa: F401  (re-exported for scripts)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

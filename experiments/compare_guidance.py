@@ -8,7 +8,7 @@ clusters, tail labels, partial labels).
     python experiments/compare_guidance.py --datasets emotions --seeds 0 --rearrange-epochs 1 \
         --combined-epochs 1 --clusters 3 --out none             # a smoke test
 
-The grid is experiments/variant_grid.py's (rearrange, combined, their ensemble; best epoch on
+The grid is experiments/grid/variants.py's (rearrange, combined, their ensemble; best epoch on
 validation; rows merged into ``{out}.json`` with the table rebuilt). Variants, in the method's name:
 ``+bcl`` / ``+mcg`` (guidance; none = no suffix), ``+c8`` (``--clusters`` other than XLGen's 30),
 ``+lambda2`` (each label in up to λ clusters: label disentanglement, envs.label_overlap, from the
@@ -29,18 +29,18 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from experiments.common import REPO_ROOT, command_line, parse_args, single_thread
+from labelchain.experiments.run.common import REPO_ROOT, command_line, parse_args, single_thread
 
-from agents.guidance import with_gold_clusters
-from agents.mcg import mcg_setup
-from agents.policy import ChainPolicy
-from envs.data.dataset import Split
-from envs.label_clusters import kmeans_clusters, pifa_embeddings
-from envs.label_overlap import assign_overlapping, cluster_matrix, cooccurrence_counts, membership_matrix
-from experiments import execution
-from experiments import variant_grid as vg
-from experiments.guidance_report import render_markdown
-from experiments.run_setup import predicted_clusters
+from labelchain.agents.guidance import with_gold_clusters
+from labelchain.agents.mcg import mcg_setup
+from labelchain.agents.policy import ChainPolicy
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.label_clusters import kmeans_clusters, pifa_embeddings
+from labelchain.envs.label_overlap import assign_overlapping, cluster_matrix, cooccurrence_counts, membership_matrix
+from labelchain.experiments.grid import execution
+from labelchain.experiments.grid import variants as vg
+from labelchain.experiments.reports.guidance import render_markdown
+from labelchain.experiments.run.setup import predicted_clusters
 
 SCRIPT = "experiments/compare_guidance.py"
 GUIDANCE = ("none", "bcl", "mcg")

@@ -42,12 +42,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from agents.learners import LEARNERS
-from envs.data.errors import DataFormatError, DataNotFoundError
-from envs.data import locate
-from envs.data.loading import load_dataset
-from experiments import train_rl_args
-from experiments.common import (
+from labelchain.agents.learners import LEARNERS
+from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
+from labelchain.envs.data import locate
+from labelchain.envs.data.loading import load_dataset
+from labelchain.experiments.run import train_rl_args
+from labelchain.experiments.run.common import (
     atomic_write_json,
     results_dir,
     atomic_write_text,
@@ -55,15 +55,15 @@ from experiments.common import (
     parse_args,
     single_thread,
 )
-from experiments.config import ArgsError, TrainKnobs, check_args, knobs_of, override
-from envs.predictions import PREDICTIONS_DIR
-from experiments.execution import Cell, ExecutionFlags, check_backend, run_cells
-from experiments.grid_predictions import cell_predictions_dir, keep_cell_predictions
-from experiments.orderings_report import TABLE_METRICS, render_markdown
-from experiments.orderings_rows import rows_from_run
-from experiments.peers import PEERS, PeerUnavailable, run_peer, tuned_config
-from experiments.run_lookup import run_config, train_or_resume
-from experiments.runs import CONFIG_FILE, METRICS_FILE, DiskFullError, GracefulInterrupt, run_name_part
+from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args, knobs_of, override
+from labelchain.envs.predictions import PREDICTIONS_DIR
+from labelchain.experiments.grid.execution import Cell, ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid_predictions import cell_predictions_dir, keep_cell_predictions
+from labelchain.experiments.reports.orderings import TABLE_METRICS, render_markdown
+from labelchain.experiments.grid.orderings_rows import rows_from_run
+from labelchain.experiments.peers import PEERS, PeerUnavailable, run_peer, tuned_config
+from labelchain.experiments.grid.lookup import run_config, train_or_resume
+from labelchain.experiments.run.folder import CONFIG_FILE, METRICS_FILE, DiskFullError, GracefulInterrupt, run_name_part
 
 GRID = "orderings"  # its prediction files: <out_dir>/predictions/orderings/<dataset>/seed<seed>/
 GROUP_NAME = "compare"  # run folders: {runs_dir}/{dataset}__compare__{seed}__{time}
@@ -295,7 +295,7 @@ def _same_config(cell: dict[str, Any] | None, args: Args, dataset: str, seed: in
 def main(args: Args) -> Path:
     """Run the missing cells of the grid, merging each into orderings.json; returns that file's path.
 
-    Cells run through experiments/execution.py (--backend local or ray). Locally with --jobs 1 an
+    Cells run through experiments/grid/execution.py (--backend local or ray). Locally with --jobs 1 an
     error in a cell propagates; otherwise (an unattended grid) it is printed and the cell stays
     missing, so the other cells go on and a rerun retries it.
     """

@@ -5,7 +5,7 @@
         --combined-epochs 1 --out none                           # a smoke test
 
 The grid (rearrange, combined, ensemble per output layer; rows, merging, skipping what the file
-has) is experiments/variant_grid.py's; this script adds the output layers as variants.
+has) is experiments/grid/variants.py's; this script adds the output layers as variants.
 
 The tree's shape (branching B x max leaf size, ``--shapes``) is chosen on validation: on a dataset's
 first seed every shape trains a rearrangement policy and the best by ``--select-metric`` is kept for
@@ -16,7 +16,7 @@ Methods: ``rearrange``, ``combined``, ``ensemble`` (flat) and ``rearrange+tree``
 ``ensemble+tree``; flat and tree rows of a cell may run apart. ``--combined-epochs 0`` trains
 rearrangement only (no combined, no ensemble rows), for large datasets on a small budget.
 
-Cells run through experiments/execution.py (``--backend local|ray --address --jobs``) in two rounds:
+Cells run through experiments/grid/execution.py (``--backend local|ray --address --jobs``) in two rounds:
 each dataset's shape-choosing cell (first missing seed), then the rest with the chosen shapes. A
 failed cell stays missing for a rerun (with ``--jobs 1`` locally its error propagates).
 """
@@ -29,12 +29,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from experiments.common import REPO_ROOT, command_line, mean_and_std, parse_args, percent_mean_std, single_thread
+from labelchain.experiments.run.common import REPO_ROOT, command_line, mean_and_std, parse_args, percent_mean_std, single_thread
 
-from agents.policy import ChainPolicy
-from envs.label_clusters import build_label_tree, pifa_embeddings
-from experiments import execution
-from experiments import variant_grid as vg
+from labelchain.agents.policy import ChainPolicy
+from labelchain.envs.label_clusters import build_label_tree, pifa_embeddings
+from labelchain.experiments.grid import execution
+from labelchain.experiments.grid import variants as vg
 
 TABLE_METRICS = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "PSP@1", "PSP@3", "PSP@5", "micro_f1", "macro_f1")
 SCRIPT = "experiments/compare_trees.py"

@@ -16,11 +16,11 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from agents.guidance import GUIDANCE_KINDS
-from agents.output_layers import OUTPUT_KINDS
-from envs.metrics import RANKING_NAMES, SET_NAMES
-from envs.rewards import DEFAULT_REWARD_MODE, REWARD_MODES, REWARDS
-from experiments.common import flag_name
+from labelchain.agents.guidance import GUIDANCE_KINDS
+from labelchain.agents.output_layers import OUTPUT_KINDS
+from labelchain.envs.metrics import RANKING_NAMES, SET_NAMES
+from labelchain.envs.rewards import DEFAULT_REWARD_MODE, REWARD_MODES, REWARDS
+from labelchain.experiments.run.common import flag_name
 
 
 class ArgsError(ValueError):
@@ -171,7 +171,7 @@ class TrainKnobs:
     preset: str | None = field(
         default=None,
         metadata={
-            "help": "'paper' (experiments/presets.py): larger model, dropout on the GRU "
+            "help": "'paper' (experiments/run/presets.py): larger model, dropout on the GRU "
             "inputs, weight decay, patience, a second checkpoint (best example F1) "
             "for the label sets; fills the knobs left at their defaults"
         },

@@ -10,7 +10,7 @@ The scripts merge each result as it arrives (`on_result`), so either backend wri
 
 Inside a cell, `train_rl` calls `report()` after each validation step and after each checkpoint it
 writes. Locally that feeds the progress line; in a Ray trial it becomes `tune.report`, with the run
-folder's snapshot as a Ray checkpoint (experiments/ray_backend.py, where restarts are explained).
+folder's snapshot as a Ray checkpoint (experiments/grid/ray_backend.py, where restarts are explained).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from envs.metrics import is_better
-from experiments.common import single_thread
+from labelchain.envs.metrics import is_better
+from labelchain.experiments.run.common import single_thread
 
 BACKENDS = ("local", "ray")
 
@@ -178,7 +178,7 @@ def run_cells(
     bar = Progress(cells, done_before, metric, progress)
     try:
         if backend == "ray":
-            from experiments.ray_backend import run_ray  # needs Ray; it imports this module's Cell and Progress
+            from labelchain.experiments.grid.ray_backend import run_ray  # needs Ray; it imports this module's Cell and Progress
 
             return run_ray(cells, on_result, bar, address, jobs, Path(storage_dir))
         if jobs == 1 or len(cells) <= 1:

@@ -19,11 +19,11 @@ from typing import IO, Any, Callable
 import numpy as np
 import scipy.sparse as sp
 
-from envs.atomic import atomic_write
-from envs.data.dataset import Dataset
-from envs.data.fingerprint import content_hash
-from envs.predictions import PREDICTIONS_DIR, from_outputs, save_predictions
-from experiments.runs import run_name_part
+from labelchain.envs.atomic import atomic_write
+from labelchain.envs.data.dataset import Dataset
+from labelchain.envs.data.fingerprint import content_hash
+from labelchain.envs.predictions import PREDICTIONS_DIR, from_outputs, save_predictions
+from labelchain.experiments.run.folder import run_name_part
 
 
 def cell_predictions_dir(out_dir: Path, grid: str, dataset: str, seed: int) -> Path:

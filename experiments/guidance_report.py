@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 
-from experiments.common import mean_and_std, percent_mean_std
+from labelchain.experiments.run.common import mean_and_std, percent_mean_std
 
-from experiments.variant_grid import mean_difference, seed_pairs, variant_of
+from labelchain.experiments.grid.variants import mean_difference, seed_pairs, variant_of
 
 TABLE_METRICS = (
     "P@1",

@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.learner_base import Learner
-from agents.policy import ChainPolicy
-from agents.training import validation_metrics
-from envs.data.dataset import Split
-from envs.mcg import MCGSpec
-from envs.metrics import is_better
-from experiments import execution
-from experiments.runs import (
+from labelchain.agents.learner_base import Learner
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.training import validation_metrics
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.mcg import MCGSpec
+from labelchain.envs.metrics import is_better
+from labelchain.experiments.grid import execution
+from labelchain.experiments.run.folder import (
     CHECKPOINT_FILE,
     POLICY_DIR,
     BatchSampler,

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from envs.metrics import HEADLINE
-from experiments.common import mean_and_std, percent_mean_std
+from labelchain.envs.metrics import HEADLINE
+from labelchain.experiments.run.common import mean_and_std, percent_mean_std
 
 CLAIM_METRICS = HEADLINE  # the headline five ranking metrics
 TABLE_METRICS = HEADLINE + ("example_f1", "micro_f1", "macro_f1")  # every results table's columns

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agents.learners import FIXED_ORDERINGS
-from experiments.runs import CONFIG_FILE, METRICS_FILE
+from labelchain.agents.learners import FIXED_ORDERINGS
+from labelchain.experiments.run.folder import CONFIG_FILE, METRICS_FILE
 
 
 def learner_kind(name: str) -> str:

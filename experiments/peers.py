@@ -14,14 +14,14 @@ import time
 from pathlib import Path
 from dataclasses import dataclass, field
 
-from agents.peers import PEERS, PeerUnavailable, TunedPeer, tune_peer
-from agents.supervised import carve_validation
-from envs.data.dataset import Dataset
-from envs.data.fingerprint import content_hash
-from envs.data.loading import load_dataset
-from envs.metrics import HEADLINE, evaluate
-from envs.predictions import DEFAULT_TOP_K, from_outputs, save_predictions
-from experiments.common import atomic_write_json, parse_args, single_thread
+from labelchain.agents.peers import PEERS, PeerUnavailable, TunedPeer, tune_peer
+from labelchain.agents.supervised import carve_validation
+from labelchain.envs.data.dataset import Dataset
+from labelchain.envs.data.fingerprint import content_hash
+from labelchain.envs.data.loading import load_dataset
+from labelchain.envs.metrics import HEADLINE, evaluate
+from labelchain.envs.predictions import DEFAULT_TOP_K, from_outputs, save_predictions
+from labelchain.experiments.run.common import atomic_write_json, parse_args, single_thread
 
 
 def run_peer(

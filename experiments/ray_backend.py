@@ -1,4 +1,4 @@
-"""The Ray backend of experiments/execution.py: each grid cell one Ray Tune trial, restartable.
+"""The Ray backend of experiments/grid/execution.py: each grid cell one Ray Tune trial, restartable.
 
 Kept apart from execution.py, which holds what both backends share (cells, flags, the progress
 line, `report()`) and runs cells locally without Ray; everything here needs Ray and is imported
@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from experiments.common import REPO_ROOT, single_thread
-from experiments.execution import Cell, Progress, reporting_to
+from labelchain.experiments.run.common import REPO_ROOT, single_thread
+from labelchain.experiments.grid.execution import Cell, Progress, reporting_to
 
 MAX_FAILURES = 3  # Ray: restarts of a trial (from its last checkpoint) before the cell counts as failed
 RESULT_KEY = "cell_result_json"  # the last report of a Ray trial carries the cell's result as JSON

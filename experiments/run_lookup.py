@@ -12,8 +12,9 @@ from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from experiments import train_rl, train_rl_args
-from experiments.runs import CONFIG_FILE, METRICS_FILE, run_name_part
+from labelchain.experiments import train_rl
+from labelchain.experiments.run import train_rl_args
+from labelchain.experiments.run.folder import CONFIG_FILE, METRICS_FILE, run_name_part
 
 NOT_CONFIG = ("resume", "progress", "stop_after_updates", "runs_dir", "data_dir", "group_name", "quick", "config")
 

@@ -11,15 +11,15 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from agents.decoding import predict
-from agents.ensemble import Ensemble
-from agents.learners import FIXED_ORDERINGS
-from agents.peers import tune_peer
-from envs.metrics import HEADLINE, RANKING_NAMES, evaluate, is_better
-from envs.predictions import DEFAULT_TOP_K, PREDICTIONS_DIR, from_outputs, save_predictions
-from envs.tail_metrics import few_shot_f1
-from experiments.learner_run import PREDICT_BATCH, Progress, RunData
-from experiments.runs import CHECKPOINT_FILE, load_checkpoint, policy_from_state
+from labelchain.agents.decoding import predict
+from labelchain.agents.ensemble import Ensemble
+from labelchain.agents.learners import FIXED_ORDERINGS
+from labelchain.agents.peers import tune_peer
+from labelchain.envs.metrics import HEADLINE, RANKING_NAMES, evaluate, is_better
+from labelchain.envs.predictions import DEFAULT_TOP_K, PREDICTIONS_DIR, from_outputs, save_predictions
+from labelchain.envs.tail_metrics import few_shot_f1
+from labelchain.experiments.run.learner_run import PREDICT_BATCH, Progress, RunData
+from labelchain.experiments.run.folder import CHECKPOINT_FILE, load_checkpoint, policy_from_state
 
 TABLE_METRICS = HEADLINE + ("micro_f1", "example_f1")
 

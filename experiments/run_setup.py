@@ -14,27 +14,27 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from agents.decoding import greedy_decode
-from agents.guidance import with_gold_clusters
-from agents.mcg import cluster_part
-from agents.policy import ChainPolicy
-from agents.supervised import carve_validation
-from envs.chain_task import default_max_steps
-from envs.data.dataset import Split
-from envs.data.errors import DataFormatError, DataNotFoundError
-from envs.data.fingerprint import content_hash
-from envs.data.loading import load_dataset
-from envs.data.pu import hide_labels
-from envs.label_clusters import build_label_tree, kmeans_clusters, pifa_embeddings
-from envs.label_overlap import assign_overlapping, cooccurrence_counts, membership_matrix
-from envs.mcg import MCGSpec
-from experiments.config import ArgsError
-from experiments.learner_run import RunData
-from experiments.presets import PRESETS
-from experiments.runs import load_policy
+from labelchain.agents.decoding import greedy_decode
+from labelchain.agents.guidance import with_gold_clusters
+from labelchain.agents.mcg import cluster_part
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.supervised import carve_validation
+from labelchain.envs.chain_task import default_max_steps
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
+from labelchain.envs.data.fingerprint import content_hash
+from labelchain.envs.data.loading import load_dataset
+from labelchain.envs.data.pu import hide_labels
+from labelchain.envs.label_clusters import build_label_tree, kmeans_clusters, pifa_embeddings
+from labelchain.envs.label_overlap import assign_overlapping, cooccurrence_counts, membership_matrix
+from labelchain.envs.mcg import MCGSpec
+from labelchain.experiments.run.config import ArgsError
+from labelchain.experiments.run.learner_run import RunData
+from labelchain.experiments.run.presets import PRESETS
+from labelchain.experiments.run.folder import load_policy
 
 if TYPE_CHECKING:
-    from experiments.train_rl_args import Args
+    from labelchain.experiments.run.train_rl_args import Args
 
 EMPTY_WARN_FRACTION = 0.01  # warn when at least this share of training documents has no label
 

@@ -20,9 +20,9 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from agents.policy import ChainPolicy
-from envs.atomic import atomic_write
-from experiments.config import ArgsError
+from labelchain.agents.policy import ChainPolicy
+from labelchain.envs.atomic import atomic_write
+from labelchain.experiments.run.config import ArgsError
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"

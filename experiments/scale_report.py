@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from experiments.bench_scale import Args
+    from labelchain.experiments.bench_scale import Args
 
 COLUMNS = (
     ("train_docs_per_s", "train docs/CPU-s", ",.0f"),

@@ -8,7 +8,7 @@ learner) with early stopping on validation nDCG@5 (agents.training.train_epochs,
 scores the validation split with every score mode of agents.decoding.predict that the policy
 supports. Validation only: this chooses defaults, so the test split is not looked at. Prints a
 table, writes experiments/results/score_modes.json and prints one JSON line. Each dataset x weight is
-one independent cell run through experiments/execution.py (--backend local|ray, --address, --jobs).
+one independent cell run through experiments/grid/execution.py (--backend local|ray, --address, --jobs).
 """
 
 from __future__ import annotations
@@ -20,20 +20,20 @@ from typing import Any
 
 import torch
 
-from agents.decoding import SCORE_MODES, predict
-from agents.policy import ChainPolicy
-from agents.supervised import carve_validation
-from agents.training import TrainConfig, train_epochs
-from envs.data.loading import load_dataset
-from envs.metrics import HEADLINE, evaluate
-from experiments.common import (
+from labelchain.agents.decoding import SCORE_MODES, predict
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.supervised import carve_validation
+from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.envs.data.loading import load_dataset
+from labelchain.envs.metrics import HEADLINE, evaluate
+from labelchain.experiments.run.common import (
     REPO_ROOT,
     atomic_write_json,
     parse_args,
     resolve_device,
     single_thread,
 )
-from experiments.execution import Cell, ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid.execution import Cell, ExecutionFlags, check_backend, run_cells
 
 
 @dataclass

@@ -4,7 +4,7 @@
     python experiments/strength.py --backend ray --address auto            # each cell one Ray Tune trial
     python experiments/strength.py --datasets emotions --seeds 0 --preset small   # a quick check
 
-For every dataset x seed (a cell) it trains, with one preset (experiments/presets.py) and the same
+For every dataset x seed (a cell) it trains, with one preset (experiments/run/presets.py) and the same
 validation split (train minus a seeded 10% slice):
   * the fixed orderings (best one chosen on validation nDCG@5; when that split holds fewer than
     --min-val-docs documents the choice is the mean over --folds folds, agents.selection), target
@@ -15,9 +15,9 @@ validation split (train minus a seeded 10% slice):
     auxiliary heads' scores as extra members) and chains + peers;
   * the peers tuned on the same split (agents.peers) and the label-frequency floor.
 Rows go to experiments/results/strength.json (resumable: finished cells with the same settings are
-kept; an interrupted cell reruns), verdicts and tables to strength.md (experiments/strength_report.py),
+kept; an interrupted cell reruns), verdicts and tables to strength.md (experiments/reports/strength.py),
 each row's test predictions to <out_dir>/predictions/strength/<dataset>/seed<seed>/<method>.npz.
-Cells run through experiments/execution.py (--backend local|ray, --address, --jobs); locally with
+Cells run through experiments/grid/execution.py (--backend local|ray, --address, --jobs); locally with
 --jobs 1 an error in a cell propagates, otherwise it is printed and the cell stays missing for a rerun.
 """
 
@@ -31,18 +31,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.decoding import predict
-from agents.ensemble import Ensemble
-from agents.learners import FIXED_ORDERINGS
-from agents.peers import PeerUnavailable, tune_peer
-from agents.policy import ChainPolicy
-from agents.selection import kfold_indices, needs_folds, pick_best
-from agents.supervised import carve_validation
-from agents.training import TrainConfig, train_epochs
-from envs.data.dataset import Dataset, Split
-from envs.data.loading import load_dataset
-from envs.metrics import evaluate
-from experiments.common import (
+from labelchain.agents.decoding import predict
+from labelchain.agents.ensemble import Ensemble
+from labelchain.agents.learners import FIXED_ORDERINGS
+from labelchain.agents.peers import PeerUnavailable, tune_peer
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.selection import kfold_indices, needs_folds, pick_best
+from labelchain.agents.supervised import carve_validation
+from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.envs.data.dataset import Dataset, Split
+from labelchain.envs.data.loading import load_dataset
+from labelchain.envs.metrics import evaluate
+from labelchain.experiments.run.common import (
     REPO_ROOT,
     atomic_write_json,
     atomic_write_text,
@@ -51,10 +51,10 @@ from experiments.common import (
     resolve_device,
     single_thread,
 )
-from experiments.execution import Cell, ExecutionFlags, check_backend, run_cells
-from experiments.grid_predictions import cell_predictions_dir, save_row_predictions
-from experiments.presets import PRESETS, Preset
-from experiments.strength_report import render_markdown
+from labelchain.experiments.grid.execution import Cell, ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid_predictions import cell_predictions_dir, save_row_predictions
+from labelchain.experiments.run.presets import PRESETS, Preset
+from labelchain.experiments.reports.strength import render_markdown
 
 SCRIPT = "experiments/strength.py"
 GRID = "strength"  # rows' test predictions: <out_dir>/predictions/strength/<dataset>/seed<seed>/<method>.npz

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from envs.metrics import HEADLINE as RANKING
-from experiments.common import mean_and_std, percent_mean_std
-from experiments.orderings_report import TABLE_METRICS
+from labelchain.envs.metrics import HEADLINE as RANKING
+from labelchain.experiments.run.common import mean_and_std, percent_mean_std
+from labelchain.experiments.reports.orderings import TABLE_METRICS
 
 METHOD_ORDER = (
     "freq2rare",

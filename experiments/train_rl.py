@@ -35,12 +35,12 @@ from pathlib import Path
 
 import torch
 
-from agents.learners import make_learner
-from agents.policy import ChainPolicy
-from envs.data.errors import DataFormatError, DataNotFoundError
-from experiments.common import atomic_write_json, resolve_device, single_thread
-from experiments.config import ArgsError
-from experiments.learner_run import (
+from labelchain.agents.learners import make_learner
+from labelchain.agents.policy import ChainPolicy
+from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
+from labelchain.experiments.run.common import atomic_write_json, resolve_device, single_thread
+from labelchain.experiments.run.config import ArgsError
+from labelchain.experiments.run.learner_run import (
     LearnerRun,
     RunData,
     Schedule,
@@ -48,9 +48,9 @@ from experiments.learner_run import (
     checkpoint_path,
     finish_saved_learner,
 )
-from experiments.run_report import final_evaluation, results_table
-from experiments.run_setup import fresh_policy, load_run_data
-from experiments.runs import (
+from labelchain.experiments.run.report import final_evaluation, results_table
+from labelchain.experiments.run.setup import fresh_policy, load_run_data
+from labelchain.experiments.run.folder import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     METRICS_FILE,
@@ -66,7 +66,7 @@ from experiments.runs import (
     run_name,
     run_name_part,
 )
-from experiments.train_rl_args import (
+from labelchain.experiments.run.train_rl_args import (
     Args,
     check_warm_start,
     cli_args,
@@ -79,7 +79,7 @@ from experiments.train_rl_args import (
 
 # The script's public names: `main` and its `Args` (defined in train_rl_args; the README documents
 # `from experiments.train_rl import Args`, one Args per script). Everything else: import it from where
-# it is defined (experiments.train_rl_args, experiments.config).
+# it is defined (experiments.run.train_rl_args, experiments.run.config).
 __all__ = ["Args", "main"]
 
 

@@ -15,14 +15,14 @@ import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from agents.learner_base import RL_LEARNERS, LearnerConfig, build_learner_config
-from agents.learners import FIXED_ORDERINGS, LEARNERS
-from envs.predictions import DEFAULT_TOP_K
-from experiments.common import args_from_json, flag_name, parse_args
-from experiments.config import ArgsError, TrainKnobs, check_args
-from experiments.learner_run import RunData
-from experiments.presets import PRESETS
-from experiments.runs import CONFIG_FILE, POLICY_DIR, load_policy, run_name_part
+from labelchain.agents.learner_base import RL_LEARNERS, LearnerConfig, build_learner_config
+from labelchain.agents.learners import FIXED_ORDERINGS, LEARNERS
+from labelchain.envs.predictions import DEFAULT_TOP_K
+from labelchain.experiments.run.common import args_from_json, flag_name, parse_args
+from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args
+from labelchain.experiments.run.learner_run import RunData
+from labelchain.experiments.run.presets import PRESETS
+from labelchain.experiments.run.folder import CONFIG_FILE, POLICY_DIR, load_policy, run_name_part
 
 # Flags a --resume may change: they say how to show or where to find things, not what the run is.
 SAFE_ON_RESUME = ("resume", "progress", "stop_after_updates", "data_dir", "device")

@@ -12,7 +12,7 @@ the warm start has the trial's hidden size and dropout; only the tuned learner's
 reported to Tune, one report per validation step, and ASHA (time = validation steps) compares trials
 on validation `--metric` at the same step. The searched learning rate is the tuned learner's: `--lr`
 for a supervised learner, `--rl-lr` for reinforce and combined, `--ppo-lr` for ppo. A killed trial
-restarts from its last checkpoint, as in the grids (experiments/ray_backend.py).
+restarts from its last checkpoint, as in the grids (experiments/grid/ray_backend.py).
 
 The best trial (best validation score at any step: train_rl keeps its best-on-validation policy) is
 written as `best_config.json`, a JSON of train_rl Args fields that `train_rl.py --config` accepts;
@@ -29,14 +29,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from agents.learner_base import RL_LEARNERS
-from agents.learners import LEARNERS
-from envs.data.errors import DataFormatError, DataNotFoundError
-from envs.metrics import LOWER_IS_BETTER
-from experiments import execution, ray_backend, train_rl_args
-from experiments.common import atomic_write_json, parse_args, single_thread
-from experiments.config import ArgsError
-from experiments.run_lookup import run_config, train_or_resume
+from labelchain.agents.learner_base import RL_LEARNERS
+from labelchain.agents.learners import LEARNERS
+from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
+from labelchain.envs.metrics import LOWER_IS_BETTER
+from labelchain.experiments.grid import execution, ray_backend
+from labelchain.experiments.run import train_rl_args
+from labelchain.experiments.run.common import atomic_write_json, parse_args, single_thread
+from labelchain.experiments.run.config import ArgsError
+from labelchain.experiments.grid.lookup import run_config, train_or_resume
 
 BEST_CONFIG_FILE = "best_config.json"
 

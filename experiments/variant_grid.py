@@ -25,19 +25,19 @@ from pathlib import Path
 
 import torch
 
-from agents.decoding import predict
-from agents.ensemble import Ensemble
-from agents.policy import ChainPolicy
-from agents.supervised import carve_validation
-from agents.training import TrainConfig, train_epochs
-from envs.data.dataset import Split
-from envs.data.loading import load_dataset
-from envs.data.pu import hide_labels
-from envs.metrics import evaluate
-from envs.tail_metrics import few_shot_f1
-from experiments import execution
-from experiments.common import atomic_write_json, atomic_write_text
-from experiments.grid_predictions import cell_predictions_dir, save_row_predictions
+from labelchain.agents.decoding import predict
+from labelchain.agents.ensemble import Ensemble
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.supervised import carve_validation
+from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.data.loading import load_dataset
+from labelchain.envs.data.pu import hide_labels
+from labelchain.envs.metrics import evaluate
+from labelchain.envs.tail_metrics import few_shot_f1
+from labelchain.experiments.grid import execution
+from labelchain.experiments.run.common import atomic_write_json, atomic_write_text
+from labelchain.experiments.grid_predictions import cell_predictions_dir, save_row_predictions
 
 
 LEARNER_NAMES = ("rearrange", "combined", "ensemble")
@@ -238,7 +238,7 @@ def done_variants(out: Path | None) -> set[tuple[str, int, str]]:
 
 
 def run_cells(args: GridArgs, cells: list[execution.Cell], record: Callable[[str, dict], None]) -> list[str]:
-    """The grid's cells through experiments/execution.py with its flags; returns the failed cells' keys."""
+    """The grid's cells through experiments/grid/execution.py with its flags; returns the failed cells' keys."""
     return execution.run_cells(
         cells,
         record,

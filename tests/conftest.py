@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 import torch  # noqa: E402
 
-from envs.data.dataset import Dataset, Split  # noqa: E402
+from labelchain.envs.data.dataset import Dataset, Split  # noqa: E402
 
 torch.set_num_threads(1)
 

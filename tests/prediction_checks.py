@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from envs.metrics import METRIC_NAMES
-from envs.predictions import check_same_documents, load_predictions, metrics_from_predictions
+from labelchain.envs.metrics import METRIC_NAMES
+from labelchain.envs.predictions import check_same_documents, load_predictions, metrics_from_predictions
 
 
 def assert_rows_rebuild(rows: list[dict[str, Any]], folder: Path) -> None:

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from experiments import ablations, train_rl, train_rl_args
-from experiments.common import parse_args
-from experiments.config import ArgsError
-from experiments.run_lookup import run_config
-from experiments.ablations import (
+from labelchain.experiments import ablations, train_rl
+from labelchain.experiments.run import train_rl_args
+from labelchain.experiments.run.common import parse_args
+from labelchain.experiments.run.config import ArgsError
+from labelchain.experiments.grid.lookup import run_config
+from labelchain.experiments.ablations import (
     VARIANTS,
     WARM_START,
     Args,

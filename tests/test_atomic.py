@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from envs.atomic import atomic_write, atomic_write_json, atomic_write_text
+from labelchain.envs.atomic import atomic_write, atomic_write_json, atomic_write_text
 
 
 def test_written_files_are_0644_and_complete(tmp_path):
@@ -31,8 +31,8 @@ def test_failed_write_keeps_old_file_and_leaves_no_temporary(tmp_path):
 
 
 def test_policy_and_checkpoint_files_are_0644(tmp_path):
-    from agents.policy import ChainPolicy
-    from experiments.runs import save_checkpoint
+    from labelchain.agents.policy import ChainPolicy
+    from labelchain.experiments.run.folder import save_checkpoint
 
     ChainPolicy(4, 3, hidden_size=8).save(tmp_path / "policy")
     save_checkpoint(tmp_path / "checkpoint.pt", {"x": 1})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.bench_env import RandomValidActions
+from labelchain.experiments.bench_env import RandomValidActions
 
 
 def test_sampler_draws_only_valid_actions_and_stops_when_no_label_is_left():

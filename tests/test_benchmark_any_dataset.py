@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from user_data import write_mulan
 
-from envs.data.fingerprint import content_hash
-from envs.data.loading import load_dataset
-from envs.metrics import METRIC_NAMES
-from envs.predictions import check_same_documents, load_predictions, metrics_from_predictions
-from experiments.compare_orderings import Args, main, resolve_args
-from experiments.config import ArgsError
+from labelchain.envs.data.fingerprint import content_hash
+from labelchain.envs.data.loading import load_dataset
+from labelchain.envs.metrics import METRIC_NAMES
+from labelchain.envs.predictions import check_same_documents, load_predictions, metrics_from_predictions
+from labelchain.experiments.compare_orderings import Args, main, resolve_args
+from labelchain.experiments.run.config import ArgsError
 
 pytestmark = pytest.mark.needs_data
 

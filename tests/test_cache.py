@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from envs.data.cache import default_cache_dir
-from envs.data.loading import REPO_ROOT, load_dataset
+from labelchain.envs.data.cache import default_cache_dir
+from labelchain.envs.data.loading import REPO_ROOT, load_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -81,13 +81,13 @@ def test_damaged_entry_is_rebuilt_with_a_warning(tmp_path: Path, caplog: pytest.
         meta.write_text(meta.read_text().replace('"label_names": ["0"', '"label_names": ["9"'))
     else:
         meta.unlink()
-    with caplog.at_level(logging.WARNING, logger="envs.data"):
+    with caplog.at_level(logging.WARNING, logger="labelchain.envs.data"):
         again = load_dataset(folder, cache_dir=cache_dir)
     assert same(again, clean) and again.train.X[0, 0] == 1.5
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and str(entry) in warnings[0] and "rebuilding" in warnings[0]
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="envs.data"):
+    with caplog.at_level(logging.WARNING, logger="labelchain.envs.data"):
         assert same(load_dataset(folder, cache_dir=cache_dir), clean)  # repaired: silent again
     assert not caplog.records
 
@@ -106,7 +106,7 @@ def test_source_edit_with_same_size_and_mtime_is_seen(tmp_path: Path) -> None:
 def test_unwritable_cache_folder_loads_with_one_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder should be")  # unwritable even for root
-    with caplog.at_level(logging.WARNING, logger="envs.data"):
+    with caplog.at_level(logging.WARNING, logger="labelchain.envs.data"):
         ds = load_dataset(toy(tmp_path / "toy"), cache_dir=blocker)
     assert ds.train.X[0, 0] == 1.5 and sp.issparse(ds.train.X)
     (record,) = caplog.records

@@ -9,7 +9,8 @@ import math
 import pytest
 from prediction_checks import assert_rows_rebuild
 
-from experiments import compare_guidance, guidance_report
+from labelchain.experiments import compare_guidance
+from labelchain.experiments.reports import guidance as guidance_report
 
 
 def test_variant_names_follow_the_issue():

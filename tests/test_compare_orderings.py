@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from experiments import compare_orderings, peers, train_rl
-from experiments.common import REPO_ROOT, command_line, results_dir
-from experiments.compare_orderings import SCRIPT, Args, main, resolve_args, train_args
-from experiments.config import ArgsError
-from experiments.orderings_report import TABLE_METRICS, Summary, compare, mean_std, render_markdown
+from labelchain.experiments import compare_orderings, peers, train_rl
+from labelchain.experiments.run.common import REPO_ROOT, command_line, results_dir
+from labelchain.experiments.compare_orderings import SCRIPT, Args, main, resolve_args, train_args
+from labelchain.experiments.run.config import ArgsError
+from labelchain.experiments.reports.orderings import TABLE_METRICS, Summary, compare, mean_std, render_markdown
 
 LEARNERS = ["freq2rare", "rare2freq", "rearrange", "combined"]
 

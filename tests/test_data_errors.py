@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from envs.data.arff import read_arff
-from envs.data.multilabel import read_mulan_xml
-from envs.data.errors import DataFormatError, DataNotFoundError
-from envs.data.loading import dataset_folder, load_dataset
-from envs.data.textformats import read_libsvm_pair, read_xc
+from labelchain.envs.data.arff import read_arff
+from labelchain.envs.data.multilabel import read_mulan_xml
+from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
+from labelchain.envs.data.loading import dataset_folder, load_dataset
+from labelchain.envs.data.textformats import read_libsvm_pair, read_xc
 
 HEADER = "@relation r\n@attribute a numeric\n@attribute b numeric\n@attribute y {0,1}\n"
 
@@ -144,7 +144,7 @@ def test_missing_dataset_lists_places(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("LABELCHAIN_DATA", str(tmp_path / "env"))
     (tmp_path / "env").mkdir()
     (tmp_path / "arg").mkdir()
-    import envs.data.locate as loading
+    import labelchain.envs.data.locate as loading
 
     monkeypatch.setattr(loading, "REPO_ROOT", tmp_path / "repo")
     with pytest.raises(DataNotFoundError) as info:
@@ -293,7 +293,7 @@ def test_reuters_damaged_markup(tmp_path: Path) -> None:
         '<REUTERS TOPICS="YES" LEWISSPLIT="TRAIN" CGISPLIT="TRAINING-SET" OLDID="1" NEWID="{n}">\n'
         "<TOPICS><D>grain</D></TOPICS><TEXT><TITLE>WHEAT</TITLE></TEXT>\n</REUTERS>\n"
     )
-    from envs.data.reuters import parse_sgml
+    from labelchain.envs.data.reuters import parse_sgml
 
     merged = write(tmp_path / "merged.sgm", doc.format(n=1).replace("</REUTERS>", "</REUTERX>") + doc.format(n=2))
     with pytest.raises(DataFormatError, match="opened before the previous one was closed") as info:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from envs.data.loading import DATASET_NAMES, REPO_ROOT, load_dataset
-from envs.data.reuters import modapte_90, parse_sgml
+from labelchain.envs.data.loading import DATASET_NAMES, REPO_ROOT, load_dataset
+from labelchain.envs.data.reuters import modapte_90, parse_sgml
 
 DATA = REPO_ROOT.parent / "shared" / "data"
 needs_data = pytest.mark.needs_data  # conftest skips it, with the reason, when the data is missing

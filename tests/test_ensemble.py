@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from agents.ensemble import (
+from labelchain.agents.ensemble import (
     Ensemble,
     mean_fusion,
     normalised,
@@ -13,7 +13,7 @@ from agents.ensemble import (
     vote,
     weight_grid,
 )
-from agents.set_rules import SetRule
+from labelchain.agents.set_rules import SetRule
 
 A = np.array([[3.0, 1.0, 2.0], [0.0, 0.0, 0.0]])
 B = np.array([[0.5, 0.9, -1.0], [1.0, 2.0, 3.0]])

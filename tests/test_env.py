@@ -8,8 +8,8 @@ from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
-from envs import LabelChainEnv, LabelChainVectorEnv
-from envs.rewards import chain_quality
+from labelchain.envs import LabelChainEnv, LabelChainVectorEnv
+from labelchain.envs.rewards import chain_quality
 
 STOP = 4  # tiny_dataset has 4 labels
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
 
-from envs import LabelChainEnv, LabelChainVectorEnv
-from envs.chain_task import make_task
-from envs.data.synthetic import make_synthetic
+from labelchain.envs import LabelChainEnv, LabelChainVectorEnv
+from labelchain.envs.chain_task import make_task
+from labelchain.envs.data.synthetic import make_synthetic
 
 STOP = 4  # tiny_dataset has 4 labels
 

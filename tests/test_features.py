@@ -1,4 +1,4 @@
-"""agents.features: every input form gives the same encoder input, on tiny hand-made cases."""
+"""labelchain.agents.features: every input form gives the same encoder input, on tiny hand-made cases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from agents.features import doc_features, input_normalization, sparse_linear
+from labelchain.agents.features import doc_features, input_normalization, sparse_linear
 
 X = np.array([[1.0, 0.0, 2.0], [0.0, 0.0, 0.0], [0.0, 3.0, 0.0]], dtype=np.float32)
 W = torch.tensor([[1.0, 10.0], [2.0, 20.0], [4.0, 40.0]])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from envs.tail_metrics import FEW_SHOT_BUCKETS, few_shot_f1, few_shot_labels
+from labelchain.envs.tail_metrics import FEW_SHOT_BUCKETS, few_shot_f1, few_shot_labels
 
 FREQ = np.array([0, 0, 1, 3, 8, 20])  # training documents per label
 GOLD = np.array(

@@ -22,11 +22,11 @@ import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from envs.data.errors import DataFormatError
-from envs.data.loading import REPO_ROOT, load_dataset
-from envs.data.multilabel import read_mulan_xml
-from envs.data.reuters import parse_sgml
-from envs.data.textformats import write_xc
+from labelchain.envs.data.errors import DataFormatError
+from labelchain.envs.data.loading import REPO_ROOT, load_dataset
+from labelchain.envs.data.multilabel import read_mulan_xml
+from labelchain.envs.data.reuters import parse_sgml
+from labelchain.envs.data.textformats import write_xc
 
 DATA = REPO_ROOT.parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared benchmark data not found at {DATA}")
@@ -321,7 +321,7 @@ def test_fuzz_cache(sources: dict[str, str], tmp_path: Path, caplog: pytest.LogC
             (entry / file_name).write_bytes(content)
         (entry / name).write_bytes(corrupt(data, stored[name], None) if data.draw(st.booleans()) else b"")
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="envs.data"):
+        with caplog.at_level(logging.WARNING, logger="labelchain.envs.data"):
             got = load_dataset(folder, cache_dir=cache_dir)
         for a, b in zip(_arrays(got), _arrays(clean)):
             assert np.array_equal(a, b)

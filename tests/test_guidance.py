@@ -10,14 +10,14 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from agents.decoding import predict
-from agents.guidance import ClusterGuidance, with_gold_clusters
-from agents.learner_base import LearnerConfig
-from agents.learners import LEARNERS, make_learner
-from agents.policy import ChainPolicy
-from envs.data.dataset import Split
-from envs.label_clusters import kmeans_clusters, pifa_embeddings
-from envs.metrics import evaluate
+from labelchain.agents.decoding import predict
+from labelchain.agents.guidance import ClusterGuidance, with_gold_clusters
+from labelchain.agents.learner_base import LearnerConfig
+from labelchain.agents.learners import LEARNERS, make_learner
+from labelchain.agents.policy import ChainPolicy
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.label_clusters import kmeans_clusters, pifa_embeddings
+from labelchain.envs.metrics import evaluate
 
 
 def _guidance() -> ClusterGuidance:
@@ -113,7 +113,7 @@ def test_every_learner_trains_the_cluster_head(tiny_dataset, name):
 
 @pytest.fixture(scope="module")
 def emotions():
-    from envs.data.loading import load_dataset
+    from labelchain.envs.data.loading import load_dataset
 
     return load_dataset("emotions")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from envs.label_clusters import (
+from labelchain.envs.label_clusters import (
     LabelTree,
     balanced_assignment,
     build_label_tree,

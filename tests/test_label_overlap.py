@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from envs.label_overlap import (
+from labelchain.envs.label_overlap import (
     assign_overlapping,
     cluster_matrix,
     collapse_scores,
@@ -97,8 +97,8 @@ def test_bad_inputs():
 def test_on_kmeans_clusters_of_a_real_dataset():
     """PIFA k-means clusters of yeast, counts from the gold clusters of a noisy 'model': the round trip
     expand -> collapse returns the labels, and λ = 2 adds copies only where counts exist."""
-    from envs import load_dataset
-    from envs.label_clusters import kmeans_clusters, pifa_embeddings
+    from labelchain.envs import load_dataset
+    from labelchain.envs.label_clusters import kmeans_clusters, pifa_embeddings
 
     ds = load_dataset("yeast")
     label_cluster = kmeans_clusters(pifa_embeddings(ds.train.X, ds.train.Y), 4, seed=0)

@@ -1,6 +1,6 @@
 """Both scripts' knobs become the same `LearnerConfig` through one builder: values pinned from before it.
 
-train_rl (`experiments.train_rl_args.learner_config`) and `agents.training.TrainConfig.learner_config`
+train_rl (`experiments.run.train_rl_args.learner_config`) and `agents.training.TrainConfig.learner_config`
 once built the config each in its own way; the numbers below were read from those two copies before they
 were folded into `agents.learner_base.build_learner_config`, so any drift in either caller fails here.
 """
@@ -9,11 +9,12 @@ from dataclasses import asdict
 
 import pytest
 
-from agents.learner_base import RL_LEARNERS, LearnerConfig, build_learner_config
-from agents.learners import LEARNERS
-from agents.training import TrainConfig
-from experiments import train_rl, train_rl_args
-from experiments.train_rl_args import Args, learner_config
+from labelchain.agents.learner_base import RL_LEARNERS, LearnerConfig, build_learner_config
+from labelchain.agents.learners import LEARNERS
+from labelchain.agents.training import TrainConfig
+from labelchain.experiments import train_rl
+from labelchain.experiments.run import train_rl_args
+from labelchain.experiments.run.train_rl_args import Args, learner_config
 
 # LearnerConfig's defaults, written out so the pins below name every field.
 DEFAULTS = {

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from agents.learner_base import LearnerConfig
-from agents.learners import FIXED_ORDERINGS, LEARNERS, make_learner
-from agents.policy import ChainPolicy
-from envs.data.loading import load_dataset
-from envs.rewards import chain_quality
+from labelchain.agents.learner_base import LearnerConfig
+from labelchain.agents.learners import FIXED_ORDERINGS, LEARNERS, make_learner
+from labelchain.agents.policy import ChainPolicy
+from labelchain.envs.data.loading import load_dataset
+from labelchain.envs.rewards import chain_quality
 
 pytestmark = pytest.mark.needs_data  # every test here reads emotions
 

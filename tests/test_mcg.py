@@ -11,18 +11,18 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
-from agents.decoding import beam_search, greedy_decode, predict, sample_decode, sequence_log_probs
-from agents.learner_base import LearnerConfig
-from agents.learners import LEARNERS, make_learner
-from agents.mcg import MCGConstraint, cluster_part, mcg_setup
-from agents.policy import ChainPolicy
-from agents.rearrangement import ordered_targets, rearranged_target_matrix
-from agents.training import TrainConfig, train_epochs
-from envs.label_env import LabelChainEnv
-from envs.mcg import MCGSpec, emitted_mask
-from envs.metrics import evaluate
-from envs.orderings import LabelOrdering
-from envs.vector_env import LabelChainVectorEnv
+from labelchain.agents.decoding import beam_search, greedy_decode, predict, sample_decode, sequence_log_probs
+from labelchain.agents.learner_base import LearnerConfig
+from labelchain.agents.learners import LEARNERS, make_learner
+from labelchain.agents.mcg import MCGConstraint, cluster_part, mcg_setup
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.rearrangement import ordered_targets, rearranged_target_matrix
+from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.envs.label_env import LabelChainEnv
+from labelchain.envs.mcg import MCGSpec, emitted_mask
+from labelchain.envs.metrics import evaluate
+from labelchain.envs.orderings import LabelOrdering
+from labelchain.envs.vector_env import LabelChainVectorEnv
 
 # 4 labels, 2 clusters: labels 0, 1 in cluster 0 (id 4), label 2 in cluster 1 (id 5), label 3 in both
 MEMBERSHIP = sp.csr_matrix(np.array([[1, 0], [1, 0], [0, 1], [1, 1]], dtype=bool))
@@ -179,7 +179,7 @@ def test_every_learner_trains_an_mcg_chain(tiny_dataset, name):
 
 @pytest.fixture(scope="module")
 def emotions():
-    from envs.data.loading import load_dataset
+    from labelchain.envs.data.loading import load_dataset
 
     return load_dataset("emotions")
 

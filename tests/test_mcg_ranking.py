@@ -9,9 +9,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from agents.decoding import beam_search, greedy_decode, predict, rollout, sequence_log_probs
-from agents.policy import ChainPolicy
-from envs.mcg import MCGSpec, emitted_mask
+from labelchain.agents.decoding import beam_search, greedy_decode, predict, rollout, sequence_log_probs
+from labelchain.agents.policy import ChainPolicy
+from labelchain.envs.mcg import MCGSpec, emitted_mask
 
 # 4 labels, 2 clusters: labels 0, 1 in cluster 0 (id 4), label 2 in cluster 1 (id 5), label 3 in both
 MEMBERSHIP = sp.csr_matrix(np.array([[1, 0], [1, 0], [0, 1], [1, 1]], dtype=bool))

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from sklearn.metrics import accuracy_score, f1_score, ndcg_score
 from sklearn.metrics import hamming_loss as sk_hamming_loss
 
-from envs.metrics import (
+from labelchain.envs.metrics import (
     HEADLINE,
     METRIC_NAMES,
     PROPENSITY_NAMES,

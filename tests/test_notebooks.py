@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from analysis import nbtools
-from experiments import ablations, compare_guidance, compare_orderings
+from labelchain.experiments import ablations, compare_guidance, compare_orderings
 
 REPO = Path(__file__).resolve().parents[1]
 

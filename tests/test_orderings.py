@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from envs.orderings import ORDERINGS, LabelOrdering, frequency_rank, order_labels
+from labelchain.envs.orderings import ORDERINGS, LabelOrdering, frequency_rank, order_labels
 
 # label:        0  1  2  3  4   (1 and 2 tie: the lower id goes first in both directions)
 LABEL_FREQ = np.array([5, 9, 9, 1, 3])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from agents.peers import (
+from labelchain.agents.peers import (
     FeatureScaler,
     LabelFrequency,
     OmikujiTree,
@@ -19,13 +19,13 @@ from agents.peers import (
     PeerUnavailable,
     tune_peer,
 )
-from agents.set_rules import SetRule, candidate_thresholds, tune_set_rule
-from agents.supervised import carve_validation
-from envs.data.dataset import Dataset, Split
-from envs.data.loading import load_dataset
-from envs.data.textformats import read_xc, write_xc
-from envs.metrics import evaluate
-from experiments import peers
+from labelchain.agents.set_rules import SetRule, candidate_thresholds, tune_set_rule
+from labelchain.agents.supervised import carve_validation
+from labelchain.envs.data.dataset import Dataset, Split
+from labelchain.envs.data.loading import load_dataset
+from labelchain.envs.data.textformats import read_xc, write_xc
+from labelchain.envs.metrics import evaluate
+from labelchain.experiments import peers
 
 
 def csr(rows) -> sp.csr_matrix:

@@ -5,16 +5,16 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from agents.decoding import (
+from labelchain.agents.decoding import (
     beam_search,
     greedy_decode,
     predict,
     sample_decode,
     sequence_log_probs,
 )
-from agents.features import doc_features
-from agents.label_scores import labels_to_csr, position_scores
-from agents.policy import ChainPolicy
+from labelchain.agents.features import doc_features
+from labelchain.agents.label_scores import labels_to_csr, position_scores
+from labelchain.agents.policy import ChainPolicy
 
 N_FEATURES, N_LABELS = 30, 9
 STOP = N_LABELS

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from envs.metrics import evaluate
-from envs.predictions import (
+from labelchain.envs.metrics import evaluate
+from labelchain.envs.predictions import (
     PredictionsError,
     check_same_documents,
     from_outputs,
@@ -107,8 +107,8 @@ def test_mismatches_are_named_in_one_line(tmp_path: Path):
 @pytest.mark.needs_data
 @pytest.mark.slow
 def test_a_real_run_saves_predictions_that_rebuild_metrics_json(tmp_path: Path):
-    from experiments.train_rl import main
-    from experiments.train_rl_args import Args
+    from labelchain.experiments.train_rl import main
+    from labelchain.experiments.run.train_rl_args import Args
 
     run = main(
         Args(

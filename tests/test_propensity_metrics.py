@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from envs.metrics import PROPENSITY_NAMES, evaluate
-from envs.tail_metrics import propensity, psndcg_at_k, psp_at_k
+from labelchain.envs.metrics import PROPENSITY_NAMES, evaluate
+from labelchain.envs.tail_metrics import propensity, psndcg_at_k, psp_at_k
 
 # 3 documents, 4 labels; inverse propensities 2, 4, 1, 5 so the sums stay readable.
 PROP = np.array([0.5, 0.25, 1.0, 0.2])

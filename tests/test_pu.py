@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from envs.data.pu import hide_labels
+from labelchain.envs.data.pu import hide_labels
 
 Y = np.array(
     [

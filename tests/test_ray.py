@@ -16,9 +16,11 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]' (CI installs it)")
 
-from experiments import compare_orderings, execution, ray_backend, train_rl, train_rl_args, tune  # noqa: E402
-from experiments.compare_orderings import Args  # noqa: E402
-from experiments.orderings_report import render_markdown  # noqa: E402
+from labelchain.experiments import compare_orderings, train_rl, tune  # noqa: E402
+from labelchain.experiments.grid import execution, ray_backend  # noqa: E402
+from labelchain.experiments.run import train_rl_args  # noqa: E402
+from labelchain.experiments.compare_orderings import Args  # noqa: E402
+from labelchain.experiments.reports.orderings import render_markdown  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 

@@ -1,4 +1,4 @@
-"""experiments/execution.py and ray_backend.py without Ray: run-folder snapshots (what a Ray
+"""experiments/grid/execution.py and ray_backend.py without Ray: run-folder snapshots (what a Ray
 checkpoint carries), flag checks, the progress line, and the local backend's cells and reports."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments import compare_orderings, execution, ray_backend
-from experiments.config import ArgsError
+from labelchain.experiments import compare_orderings
+from labelchain.experiments.grid import execution, ray_backend
+from labelchain.experiments.run.config import ArgsError
 
 
 def make_run(root: Path) -> Path:

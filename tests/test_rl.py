@@ -7,12 +7,12 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from agents.decoding import sequence_log_probs
-from agents.learner_base import LearnerConfig
-from agents.learners import make_learner
-from agents.policy import ChainPolicy
-from agents.rearrangement import rearranged_target_matrix
-from agents.rl import (
+from labelchain.agents.decoding import sequence_log_probs
+from labelchain.agents.learner_base import LearnerConfig
+from labelchain.agents.learners import make_learner
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.rearrangement import rearranged_target_matrix
+from labelchain.agents.rl import (
     EpisodeCollector,
     actor_critic_loss,
     combined_loss,
@@ -21,9 +21,9 @@ from agents.rl import (
     ppo_clip_loss,
     self_critical_baseline,
 )
-from agents.supervised import teacher_forcing_loss
-from envs.chain_task import ChainTask
-from envs.rewards import chain_quality
+from labelchain.agents.supervised import teacher_forcing_loss
+from labelchain.envs.chain_task import ChainTask
+from labelchain.envs.rewards import chain_quality
 
 # Two episodes: three steps (rewards 0.5, 0.3, -0.1) and one step (reward 1.0).
 REWARDS = torch.tensor([[0.5, 0.3, -0.1, 0.0], [1.0, 0.0, 0.0, 0.0]])

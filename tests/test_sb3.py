@@ -7,11 +7,11 @@ import pytest
 import torch
 from sb3_contrib import MaskablePPO
 
-from agents.decoding import greedy_decode, predict
-from agents.policy import ChainPolicy
-from agents.sb3_adapter import ChainPolicyAdapter, chain_policy_from, make_maskable_ppo
-from envs.label_env import LabelChainEnv
-from envs.mcg import MCGSpec, emitted_mask
+from labelchain.agents.decoding import greedy_decode, predict
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.sb3_adapter import ChainPolicyAdapter, chain_policy_from, make_maskable_ppo
+from labelchain.envs.label_env import LabelChainEnv
+from labelchain.envs.mcg import MCGSpec, emitted_mask
 
 EVAL_DOCS = 200
 TRAIN_STEPS = 2048  # seeds 0-3 all reach ~0.44-0.47 greedy F1 here, both policies
@@ -23,7 +23,7 @@ TINY_PPO = dict(n_steps=32, batch_size=16, n_epochs=2, device="cpu")
 
 @pytest.fixture(scope="module")
 def emotions():
-    from envs.data.loading import load_dataset
+    from labelchain.envs.data.loading import load_dataset
 
     return load_dataset("emotions")
 

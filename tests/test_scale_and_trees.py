@@ -9,8 +9,8 @@ import pytest
 from prediction_checks import assert_rows_rebuild
 import scipy.sparse as sp
 
-from experiments import bench_scale, compare_trees
-from experiments.scale_report import summary as scale_summary
+from labelchain.experiments import bench_scale, compare_trees
+from labelchain.experiments.reports.scale import summary as scale_summary
 
 
 def test_first_label_precision_exact():

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from agents.decoding import predict
-from agents.label_scores import marginal_counts_to_scores, position_scores
-from agents.peers import LabelFrequency
-from agents.policy import ChainPolicy
-from agents.supervised import aux_label_loss, teacher_forcing_loss
-from agents.training import TrainConfig, train_epochs
-from envs.data.loading import load_dataset
-from envs.metrics import evaluate
+from labelchain.agents.decoding import predict
+from labelchain.agents.label_scores import marginal_counts_to_scores, position_scores
+from labelchain.agents.peers import LabelFrequency
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.supervised import aux_label_loss, teacher_forcing_loss
+from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.envs.data.loading import load_dataset
+from labelchain.envs.metrics import evaluate
 
 
 def test_marginal_scores_exact_and_tiebreak_never_overturns_a_count() -> None:
@@ -111,7 +111,7 @@ def test_aux_head_learns_on_emotions(trained_with_head) -> None:
 @pytest.mark.needs_data
 def test_score_modes_grid_gives_the_same_rows_in_one_process_and_two(tmp_path) -> None:
     """experiments/score_modes.py: each dataset x weight a cell; --jobs 2 (a process pool) changes nothing."""
-    from experiments import score_modes
+    from labelchain.experiments import score_modes
 
     def rows(jobs: int) -> list[dict]:
         args = score_modes.Args(

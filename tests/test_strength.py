@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from prediction_checks import assert_rows_rebuild
 
-from agents.selection import kfold_indices, needs_folds, pick_best
-from experiments import strength
-from experiments.strength_report import gap, goal_checks, render_markdown
+from labelchain.agents.selection import kfold_indices, needs_folds, pick_best
+from labelchain.experiments import strength
+from labelchain.experiments.reports.strength import gap, goal_checks, render_markdown
 
 
 def tiny_args(tmp: Path, **changes) -> strength.Args:
@@ -147,7 +147,7 @@ def _rows(method: str, values: list[float], metric: str = "P@1") -> list[dict]:
 
 
 def test_paired_gap_and_seed_noise_exact() -> None:
-    from experiments.strength_report import by_cell
+    from labelchain.experiments.reports.strength import by_cell
 
     table = by_cell(_rows("combined", [0.62, 0.60, 0.64]) + _rows("omikuji", [0.60, 0.61, 0.60]))
     result = gap(table, "d", "combined", "omikuji", "P@1")
@@ -163,7 +163,7 @@ def test_paired_gap_and_seed_noise_exact() -> None:
 
 
 def test_goal_checks_pick_the_best_chain_learner() -> None:
-    from experiments.strength_report import by_cell
+    from labelchain.experiments.reports.strength import by_cell
 
     table = by_cell(_rows("rearrange", [0.5]) + _rows("combined", [0.7]) + _rows("omikuji", [0.6]))
     checks = [c for c in goal_checks(table, ["d"]) if c[0].startswith("a chain learner")]

@@ -5,14 +5,14 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from agents.decoding import predict
-from agents.policy import ChainPolicy
-from agents.rearrangement import ordered_targets, pad_sequences, rearranged_target_matrix, rearranged_targets
-from agents.supervised import carve_validation, teacher_forcing_loss
-from agents.training import TrainConfig, train_epochs
-from envs.data.dataset import Split
-from envs.metrics import evaluate
-from envs.orderings import LabelOrdering
+from labelchain.agents.decoding import predict
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.rearrangement import ordered_targets, pad_sequences, rearranged_target_matrix, rearranged_targets
+from labelchain.agents.supervised import carve_validation, teacher_forcing_loss
+from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.metrics import evaluate
+from labelchain.envs.orderings import LabelOrdering
 
 L = 6
 STOP = L
@@ -122,7 +122,7 @@ def test_training_rejects_bad_arguments():
 
 @pytest.fixture(scope="module")
 def emotions():
-    from envs.data.loading import load_dataset
+    from labelchain.envs.data.loading import load_dataset
 
     return load_dataset("emotions")
 

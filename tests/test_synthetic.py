@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from agents.decoding import predict
-from agents.policy import ChainPolicy
-from agents.training import TrainConfig, train_epochs
-from envs.data.synthetic import hidden_paths, make_synthetic
-from envs.metrics import precision_at_k
+from labelchain.agents.decoding import predict
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.envs.data.synthetic import hidden_paths, make_synthetic
+from labelchain.envs.metrics import precision_at_k
 
 
 def test_shapes_name_and_normalised_rows():

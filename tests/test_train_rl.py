@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from interrupted_run import deterministic_part, interrupt_long_run
 
-from agents.policy import ChainPolicy
-from experiments.runs import BatchSampler, GracefulInterrupt, load_checkpoint, read_scalars
-from experiments.config import ArgsError
-from experiments.train_rl import main
-from experiments.train_rl_args import Args, group_label
+from labelchain.agents.policy import ChainPolicy
+from labelchain.experiments.run.folder import BatchSampler, GracefulInterrupt, load_checkpoint, read_scalars
+from labelchain.experiments.run.config import ArgsError
+from labelchain.experiments.train_rl import main
+from labelchain.experiments.run.train_rl_args import Args, group_label
 
 UPDATES = 6
 TINY = Args(
@@ -251,7 +251,7 @@ def test_paper_preset_end_to_end_with_two_checkpoints_patience_and_a_floor(tmp_p
 def test_out_of_patience_counts_validations_since_either_checkpoint():
     from types import SimpleNamespace
 
-    from experiments.learner_run import LearnerRun, Progress, Schedule
+    from labelchain.experiments.run.learner_run import LearnerRun, Progress, Schedule
 
     def stop(update: int, best: int, best_set: int, patience: int | None = 2) -> bool:
         run = SimpleNamespace(

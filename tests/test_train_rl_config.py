@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments.config import ArgsError
-from experiments.run_lookup import run_config
-from experiments.train_rl_args import Args, cli_args
+from labelchain.experiments.run.config import ArgsError
+from labelchain.experiments.grid.lookup import run_config
+from labelchain.experiments.run.train_rl_args import Args, cli_args
 
 
 def write(tmp: Path, content: object) -> str:

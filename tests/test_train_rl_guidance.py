@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.runs import load_checkpoint
-from experiments.run_setup import load_run_data
-from experiments.config import ArgsError
-from experiments.train_rl import main
-from experiments.train_rl_args import Args
+from labelchain.experiments.run.folder import load_checkpoint
+from labelchain.experiments.run.setup import load_run_data
+from labelchain.experiments.run.config import ArgsError
+from labelchain.experiments.train_rl import main
+from labelchain.experiments.run.train_rl_args import Args
 
 TINY = Args(
     dataset="emotions",

@@ -14,15 +14,15 @@ import pytest
 from interrupted_run import interrupt_long_run
 import scipy.sparse as sp
 
-from envs.data.dataset import Dataset, Split
-from experiments import run_setup, runs
-from experiments.common import parse_args
-from experiments.run_report import best_fixed_ordering
-from experiments.runs import DiskFullError, RunLock, load_checkpoint, read_scalars
-from experiments.run_setup import check_splits
-from experiments.config import ArgsError
-from experiments.train_rl import main
-from experiments.train_rl_args import Args, resolve_args
+from labelchain.envs.data.dataset import Dataset, Split
+from labelchain.experiments.run import setup as run_setup, folder as runs
+from labelchain.experiments.run.common import parse_args
+from labelchain.experiments.run.report import best_fixed_ordering
+from labelchain.experiments.run.folder import DiskFullError, RunLock, load_checkpoint, read_scalars
+from labelchain.experiments.run.setup import check_splits
+from labelchain.experiments.run.config import ArgsError
+from labelchain.experiments.train_rl import main
+from labelchain.experiments.run.train_rl_args import Args, resolve_args
 
 TINY = Args(
     dataset="emotions",

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.policy import START as PAD
-from agents.policy import ChainPolicy
-from agents.supervised import teacher_forcing_loss
-from experiments.bench_supervised import padded_loss
+from labelchain.agents.policy import START as PAD
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.supervised import teacher_forcing_loss
+from labelchain.experiments.bench_supervised import padded_loss
 
 
 def test_packed_present_only_loss_matches_the_padded_computation() -> None:
@@ -47,10 +47,10 @@ def test_input_dropout_is_one_mask_per_sequence() -> None:
 
 @pytest.mark.needs_data
 def test_train_epochs_keeps_a_best_checkpoint_per_metric() -> None:
-    from agents.decoding import predict
-    from agents.training import TrainConfig, train_epochs
-    from envs.data.loading import load_dataset
-    from envs.metrics import evaluate
+    from labelchain.agents.decoding import predict
+    from labelchain.agents.training import TrainConfig, train_epochs
+    from labelchain.envs.data.loading import load_dataset
+    from labelchain.envs.metrics import evaluate
 
     ds = load_dataset("emotions")
     torch.manual_seed(0)

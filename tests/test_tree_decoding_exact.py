@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from agents.chain_step import HistoryEmitted
-from agents.decoding import beam_search, greedy_decode, sample_decode
-from agents.policy import ChainPolicy
-from agents.tree_ops import SCORE_WAYS, gathered_scores, history_counts, score_way
-from envs.label_clusters import build_label_tree
+from labelchain.agents.chain_step import HistoryEmitted
+from labelchain.agents.decoding import beam_search, greedy_decode, sample_decode
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.tree_ops import SCORE_WAYS, gathered_scores, history_counts, score_way
+from labelchain.envs.label_clusters import build_label_tree
 
 
 def golden_tree_policy() -> ChainPolicy:

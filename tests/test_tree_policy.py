@@ -8,25 +8,25 @@ import numpy as np
 import pytest
 import torch
 
-from agents.decoding import (
+from labelchain.agents.decoding import (
     beam_search,
     greedy_decode,
     predict,
     sample_decode,
     sequence_log_probs,
 )
-from agents.learner_base import LearnerConfig
-from agents.learners import LEARNERS, make_learner
-from agents.optim import AdamWithSparse
-from agents.chain_step import HistoryEmitted
-from agents.output_layers import make_output_layer
-from agents.policy import ChainPolicy
-from agents.supervised import teacher_forcing_loss
-from agents.training import TrainConfig, train_epochs
-from envs.data.loading import load_dataset
-from envs.label_clusters import build_label_tree, pifa_embeddings
-from envs.metrics import evaluate
-from envs.rewards import chain_quality
+from labelchain.agents.learner_base import LearnerConfig
+from labelchain.agents.learners import LEARNERS, make_learner
+from labelchain.agents.optim import AdamWithSparse
+from labelchain.agents.chain_step import HistoryEmitted
+from labelchain.agents.output_layers import make_output_layer
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.supervised import teacher_forcing_loss
+from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.envs.data.loading import load_dataset
+from labelchain.envs.label_clusters import build_label_tree, pifa_embeddings
+from labelchain.envs.metrics import evaluate
+from labelchain.envs.rewards import chain_quality
 
 N_FEATURES, N_LABELS = 7, 11
 STOP = N_LABELS
@@ -320,8 +320,8 @@ def test_reinforce_learns_with_a_tree(emotions):
 
 # ----------------------------------------------------------------------------- the training script
 def test_train_rl_trains_and_saves_tree_policies(tmp_path):
-    from experiments.train_rl import main
-    from experiments.train_rl_args import Args
+    from labelchain.experiments.train_rl import main
+    from labelchain.experiments.run.train_rl_args import Args
 
     args = Args(
         dataset="emotions",
@@ -353,8 +353,8 @@ def test_train_rl_trains_and_saves_tree_policies(tmp_path):
 
 
 def test_train_rl_names_bad_tree_flags():
-    from experiments.config import check_args
-    from experiments.train_rl_args import Args
+    from labelchain.experiments.run.config import check_args
+    from labelchain.experiments.run.train_rl_args import Args
 
     problems = check_args(
         Args(output="trie", tree_branching=1, tree_leaf_size=0, tree_beam=0, sparse_label_grads=True, tree_query_size=0)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from envs.data.loading import load_dataset
+from labelchain.envs.data.loading import load_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +52,7 @@ def genbase_pair(folder: Path) -> Path:
 
 def test_user_mulan_dataset_by_name_and_path(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     folder = genbase_pair(tmp_path / "data" / "mulan" / "genbase")
-    with caplog.at_level(logging.WARNING, logger="envs.data"):
+    with caplog.at_level(logging.WARNING, logger="labelchain.envs.data"):
         ds = load_dataset("genbase", data_dir=tmp_path / "data")
     assert ds.name == "genbase" and ds.label_names == ["PDOC1", "PDOC2"]
     # protein: an ID (all 24 rows differ) -> dropped; note: string -> dropped; motif: NO=0, YES=1
@@ -93,7 +93,7 @@ def test_single_arff_gets_a_seeded_split(tmp_path: Path, caplog: pytest.LogCaptu
     folder = tmp_path / "data" / "mulan" / "genbase"
     write(folder / "genbase.arff", HEADER + "\n".join(ROWS) + "\n")
     write(folder / "genbase.xml", XML)
-    with caplog.at_level(logging.WARNING, logger="envs.data"):
+    with caplog.at_level(logging.WARNING, logger="labelchain.envs.data"):
         ds = load_dataset("genbase", data_dir=tmp_path / "data")
     assert (len(ds.train), len(ds.test)) == (18, 6)
     assert ds.metadata["split"] == {"source": "genbase.arff", "test_fraction": 0.25, "split_seed": 0}

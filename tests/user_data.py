@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.data.dataset import Split
-from envs.data.loading import load_dataset
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.data.loading import load_dataset
 
 
 def _arff(name: str, split: Split, n_features: int, label_names: list[str]) -> str:

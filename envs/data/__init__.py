@@ -3,8 +3,8 @@ parsed-dataset cache, and the one in-memory form (`Dataset`, `Split`). Nothing h
 environments or policies.
 """
 
-from envs.data.dataset import Dataset, Features, Split
-from envs.data.errors import DataFormatError, DataNotFoundError
-from envs.data.loading import DATASET_NAMES, load_dataset
+from labelchain.envs.data.dataset import Dataset, Features, Split
+from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
+from labelchain.envs.data.loading import DATASET_NAMES, load_dataset
 
 __all__ = ["DATASET_NAMES", "DataFormatError", "DataNotFoundError", "Dataset", "Features", "Split", "load_dataset"]

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from envs.data.bulk import first_repeat, to_numbers
-from envs.data.errors import DataFormatError
+from labelchain.envs.data.bulk import first_repeat, to_numbers
+from labelchain.envs.data.errors import DataFormatError
 
 _NUMERIC_TYPES = {"numeric", "real", "integer"}
 _UNSUPPORTED_TYPES = {"date", "relational"}

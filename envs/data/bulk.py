@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.data.errors import DataFormatError
+from labelchain.envs.data.errors import DataFormatError
 
 
 def to_numbers(tokens: list[str], dtype: type, token_lines: np.ndarray, path: Path, what: str) -> np.ndarray:

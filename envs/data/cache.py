@@ -23,8 +23,8 @@ from typing import IO, Any
 import numpy as np
 import scipy.sparse as sp
 
-from envs.atomic import atomic_write
-from envs.data.dataset import Dataset, Split
+from labelchain.envs.atomic import atomic_write
+from labelchain.envs.data.dataset import Dataset, Split
 
 CACHE_FORMAT = 2
 

@@ -13,7 +13,7 @@ import hashlib
 import numpy as np
 import scipy.sparse as sp
 
-from envs.data.dataset import Dataset, Features
+from labelchain.envs.data.dataset import Dataset, Features
 
 HASH_CHARS = 16  # 64 bits of sha256: collisions between versions of one dataset are not a concern
 

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from envs.data import arff, multilabel, textformats
-from envs.data.cache import cache_key, default_cache_dir, load_cached, save_dataset
-from envs.data.dataset import Dataset, Split
-from envs.data.errors import DataFormatError, DataNotFoundError
-from envs.data.locate import DATASET_NAMES, REPO_ROOT, data_dir_candidates, dataset_folder, resolve
+from labelchain.envs.data import arff, multilabel, textformats
+from labelchain.envs.data.cache import cache_key, default_cache_dir, load_cached, save_dataset
+from labelchain.envs.data.dataset import Dataset, Split
+from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
+from labelchain.envs.data.locate import DATASET_NAMES, REPO_ROOT, data_dir_candidates, dataset_folder, resolve
 
 __all__ = ["DATASET_NAMES", "REPO_ROOT", "data_dir_candidates", "dataset_folder", "load_dataset"]
 
@@ -179,7 +179,7 @@ def _plan(name: str, path: Path, split: dict) -> tuple[list[Path], dict[str, Any
     folder = path
     sgml = sorted(folder.glob("reut2-*.sgm"))
     if sgml:
-        from envs.data import reuters
+        from labelchain.envs.data import reuters
 
         options = dict(reuters.TFIDF_OPTIONS)
         return sgml, {"kind": "reuters", "tfidf": options}, lambda: _named(reuters.load_reuters(folder, options), name)

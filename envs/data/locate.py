@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from envs.data.errors import DataNotFoundError
+from labelchain.envs.data.errors import DataNotFoundError
 
 DATASET_NAMES: tuple[str, ...] = (
     "emotions",

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from envs.data.arff import ArffTable, unescape_name
-from envs.data.errors import DataFormatError
+from labelchain.envs.data.arff import ArffTable, unescape_name
+from labelchain.envs.data.errors import DataFormatError
 
 # (value read as 0, value read as 1), compared lower-cased and stripped.
 BOOLEAN_PAIRS = (

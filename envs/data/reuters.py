@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from envs.data.dataset import Dataset, Split
-from envs.data.errors import DataFormatError
+from labelchain.envs.data.dataset import Dataset, Split
+from labelchain.envs.data.errors import DataFormatError
 
 _DOC = re.compile(r"<REUTERS\b([^>]*)>(.*?)</REUTERS>", re.S)
 _ATTR = re.compile(r'(\w+)="([^"]*)"')

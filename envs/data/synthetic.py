@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from envs.data.dataset import Dataset, Split
+from labelchain.envs.data.dataset import Dataset, Split
 
 MAX_LABELS_PER_DOC = 30  # the draw of labels per document is capped here (keeps the step cap small)
 

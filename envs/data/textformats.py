@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from envs.data.arff import read_text
-from envs.data.bulk import first_repeat, to_numbers
-from envs.atomic import atomic_write_text
-from envs.data.errors import DataFormatError
+from labelchain.envs.data.arff import read_text
+from labelchain.envs.data.bulk import first_repeat, to_numbers
+from labelchain.envs.atomic import atomic_write_text
+from labelchain.envs.data.errors import DataFormatError
 
 _XC_HEADER = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s*$")
 
