@@ -1,29 +1,38 @@
-"""labelchain environments layer: datasets (the `envs.data` sub-package), metrics, rewards, label orderings, Gymnasium envs.
+"""labelchain's environments layer: datasets (the `labelchain.envs.data` sub-package), metrics, rewards,
+label orderings, the Gymnasium envs.
 
-Importing `envs` registers ``LabelChain-v0`` (single env, with a native vector entry point).
+Light on import: the names below load their module on first use (PEP 562), so
+`import labelchain.envs.metrics` pulls in neither Gymnasium nor torch. ``LabelChain-v0`` is registered
+by `labelchain` itself (see `labelchain.envs.registration`).
 """
 
-from gymnasium.envs.registration import register, registry
+from __future__ import annotations
 
-from labelchain.envs.data import DATASET_NAMES, Dataset, Split, load_dataset
-from labelchain.envs.label_env import LabelChainEnv
-from labelchain.envs.vector_env import LabelChainVectorEnv
+import importlib
+from typing import TYPE_CHECKING, Any
 
 ENV_ID = "LabelChain-v0"
 
-if ENV_ID not in registry:
-    register(
-        id=ENV_ID,
-        entry_point="labelchain.envs.label_env:LabelChainEnv",
-        vector_entry_point="labelchain.envs.vector_env:LabelChainVectorEnv",
-    )
+_LAZY = {
+    "DATASET_NAMES": "labelchain.envs.data.loading",
+    "load_dataset": "labelchain.envs.data.loading",
+    "Dataset": "labelchain.envs.data.dataset",
+    "Split": "labelchain.envs.data.dataset",
+    "LabelChainEnv": "labelchain.envs.label_env",
+    "LabelChainVectorEnv": "labelchain.envs.vector_env",
+}
 
-__all__ = [
-    "DATASET_NAMES",
-    "ENV_ID",
-    "Dataset",
-    "LabelChainEnv",
-    "LabelChainVectorEnv",
-    "Split",
-    "load_dataset",
-]
+if TYPE_CHECKING:
+    from labelchain.envs.data.dataset import Dataset, Split
+    from labelchain.envs.data.loading import DATASET_NAMES, load_dataset
+    from labelchain.envs.label_env import LabelChainEnv
+    from labelchain.envs.vector_env import LabelChainVectorEnv
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'labelchain.envs' has no attribute {name!r}")
+
+
+__all__ = ["DATASET_NAMES", "ENV_ID", "Dataset", "LabelChainEnv", "LabelChainVectorEnv", "Split", "load_dataset"]

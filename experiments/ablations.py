@@ -44,7 +44,8 @@ from labelchain.experiments.run.common import (
     single_thread,
 )
 from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args, knobs_of, override
-from labelchain.experiments.grid.execution import Cell, ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid.cells import Cell
+from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
 from labelchain.experiments.grid.lookup import find_run, run_config, train_or_resume
 from labelchain.experiments.run.folder import METRICS_FILE, POLICY_DIR, DiskFullError, GracefulInterrupt
 

@@ -34,6 +34,7 @@ from labelchain.experiments import compare_orderings
 from labelchain.experiments.grid import execution, ray_backend
 from labelchain.experiments.run.common import REPO_ROOT, atomic_write_json, parse_args
 from labelchain.experiments.reports.orderings import render_markdown
+from labelchain.experiments.grid.cells import Cell
 
 
 @dataclass
@@ -87,7 +88,7 @@ def child(args: Args) -> dict:
     grid = grid_args(args, runs_dir)
     results: dict[str, Any] = {"cells": {}, "rows": [], "skipped_peers": []}
     cells = [
-        execution.Cell(
+        Cell(
             compare_orderings.cell_key(d, s),
             compare_orderings.compute_cell,
             {"args": grid, "dataset": d, "seed": s, "command": "bench"},

@@ -309,14 +309,14 @@ def main(args: Args) -> dict:
             merged.setdefault(n_labels, {}).update(measured)
         results = dict(sorted(merged.items(), key=lambda item: int(item[0])))
         args = replace(args, outputs=sorted({*previous["args"]["outputs"], *args.outputs}, key=["flat", "tree"].index))
-    text = table(results, args)
+    text = table(results, args.outputs)
     print(text)
     payload = {
         "command": command,
         "commands": commands,
         "args": asdict(args),
         "results": results,
-        "summary": summary(results, args),
+        "summary": summary(results, args.outputs),
     }
     if args.write:
         out = REPO_ROOT / "experiments" / "results"
@@ -329,7 +329,7 @@ def main(args: Args) -> dict:
             f"shared); '-' = not run by the commands above.\n\n"
             f"Summary: `{json.dumps(payload['summary'])}`\n",
         )
-        plot(results, args, REPO_ROOT / "analysis" / "figures" / "scale.png")
+        plot(results, args.outputs, REPO_ROOT / "analysis" / "figures" / "scale.png")
     print(json.dumps({"summary": payload["summary"], "results": results}))
     return payload
 

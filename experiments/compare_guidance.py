@@ -41,6 +41,7 @@ from labelchain.experiments.grid import execution
 from labelchain.experiments.grid import variants as vg
 from labelchain.experiments.reports.guidance import render_markdown
 from labelchain.experiments.run.setup import predicted_clusters
+from labelchain.experiments.grid.cells import Cell
 
 SCRIPT = "experiments/compare_guidance.py"
 GUIDANCE = ("none", "bcl", "mcg")
@@ -177,7 +178,7 @@ def main(args: Args) -> dict:
             payload["rows"] += result["rows"]
 
     cells = [
-        execution.Cell(
+        Cell(
             f"{n}:{s}",
             run_cell,
             {"args": args, "name": n, "seed": s, "variants": variants, "results": None if out is None else str(out)},

@@ -22,7 +22,7 @@ not finish is continued with train_rl's resume. A cell's chain rows are read fro
 (orderings_rows.py); the tables and the claims in orderings.md are computed from orderings.json only
 (see orderings_report.py). Every row's test predictions (envs.predictions) are copied from the run
 folder to `<out_dir>/predictions/orderings/<dataset>/seed<seed>/<method>.npz` as the cell is merged
-(experiments/grid_predictions.py), so statistics over the grid need no retraining.
+(experiments/grid/predictions.py), so statistics over the grid need no retraining.
 
 Default budget (300 updates of 64 documents per learner, validation every 50): measured on one
 free thread, the eight learners cost about 0.7 s (bibtex), 1.2 s (reuters21578) and 2.4 s
@@ -56,14 +56,15 @@ from labelchain.experiments.run.common import (
     single_thread,
 )
 from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args, knobs_of, override
-from labelchain.envs.predictions import PREDICTIONS_DIR
-from labelchain.experiments.grid.execution import Cell, ExecutionFlags, check_backend, run_cells
-from labelchain.experiments.grid_predictions import cell_predictions_dir, keep_cell_predictions
+from labelchain.experiments.grid.cells import Cell
+from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
 from labelchain.experiments.reports.orderings import TABLE_METRICS, render_markdown
 from labelchain.experiments.grid.orderings_rows import rows_from_run
 from labelchain.experiments.peers import PEERS, PeerUnavailable, run_peer, tuned_config
 from labelchain.experiments.grid.lookup import run_config, train_or_resume
 from labelchain.experiments.run.folder import CONFIG_FILE, METRICS_FILE, DiskFullError, GracefulInterrupt, run_name_part
+from labelchain.envs.predictions import PREDICTIONS_DIR
+from labelchain.experiments.grid.predictions import cell_predictions_dir, keep_cell_predictions
 
 GRID = "orderings"  # its prediction files: <out_dir>/predictions/orderings/<dataset>/seed<seed>/
 GROUP_NAME = "compare"  # run folders: {runs_dir}/{dataset}__compare__{seed}__{time}

@@ -29,11 +29,19 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from labelchain.experiments.run.common import REPO_ROOT, command_line, mean_and_std, parse_args, percent_mean_std, single_thread
+from labelchain.experiments.run.common import (
+    REPO_ROOT,
+    command_line,
+    mean_and_std,
+    parse_args,
+    percent_mean_std,
+    single_thread,
+)
 
 from labelchain.agents.policy import ChainPolicy
 from labelchain.envs.label_clusters import build_label_tree, pifa_embeddings
 from labelchain.experiments.grid import execution
+from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.grid import variants as vg
 
 TABLE_METRICS = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "PSP@1", "PSP@3", "PSP@5", "micro_f1", "macro_f1")
@@ -235,7 +243,7 @@ def main(args: Args) -> dict:
         return vg.run_cells(
             args,
             [
-                execution.Cell(
+                Cell(
                     cell_key(n, s),
                     run_cell,
                     {

@@ -33,7 +33,8 @@ from labelchain.experiments.run.common import (
     resolve_device,
     single_thread,
 )
-from labelchain.experiments.grid.execution import Cell, ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid.cells import Cell
+from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
 
 
 @dataclass

@@ -51,8 +51,9 @@ from labelchain.experiments.run.common import (
     resolve_device,
     single_thread,
 )
-from labelchain.experiments.grid.execution import Cell, ExecutionFlags, check_backend, run_cells
-from labelchain.experiments.grid_predictions import cell_predictions_dir, save_row_predictions
+from labelchain.experiments.grid.cells import Cell
+from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid.predictions import cell_predictions_dir, save_row_predictions
 from labelchain.experiments.run.presets import PRESETS, Preset
 from labelchain.experiments.reports.strength import render_markdown
 

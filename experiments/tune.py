@@ -38,6 +38,7 @@ from labelchain.experiments.run import train_rl_args
 from labelchain.experiments.run.common import atomic_write_json, parse_args, single_thread
 from labelchain.experiments.run.config import ArgsError
 from labelchain.experiments.grid.lookup import run_config, train_or_resume
+from labelchain.experiments.run.reporting import reporting_to
 
 BEST_CONFIG_FILE = "best_config.json"
 
@@ -135,7 +136,7 @@ def tune_trial(config: dict[str, Any], args: Args, runs_dir: str, cwd: str) -> N
         if metrics["learner"] == args.learner:  # the warm start's steps are not the trial's score
             ray_backend.send_to_ray(metrics, run_dir)
 
-    with execution.reporting_to(send):
+    with reporting_to(send):
         train_or_resume(trial_args(args, config, runs_dir))
 
 

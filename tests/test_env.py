@@ -7,7 +7,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import envs
+import labelchain.envs as envs
 from labelchain.envs import LabelChainEnv, LabelChainVectorEnv
 from labelchain.envs.rewards import chain_quality
 

@@ -21,6 +21,8 @@ from labelchain.experiments.grid import execution, ray_backend  # noqa: E402
 from labelchain.experiments.run import train_rl_args  # noqa: E402
 from labelchain.experiments.compare_orderings import Args  # noqa: E402
 from labelchain.experiments.reports.orderings import render_markdown  # noqa: E402
+from labelchain.experiments.grid.cells import Cell  # noqa: E402
+from labelchain.experiments.run.reporting import reporting_to  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 
@@ -97,7 +99,7 @@ def dying_cell(marker: str, log: str, **cell):
             shutil.rmtree(run_dir)
             os.kill(os.getpid(), signal.SIGKILL)
 
-    with execution.reporting_to(send_then_die):
+    with reporting_to(send_then_die):
         return compare_orderings.compute_cell(**cell)
 
 
@@ -106,7 +108,7 @@ def test_a_killed_worker_resumes_from_its_last_checkpoint_with_the_same_result(l
     args = compare_orderings.resolve_args(quick_args(tmp_path, backend="ray"))
     marker, log = tmp_path / "killed", tmp_path / "reports.jsonl"
     results = {"cells": {}, "rows": [], "skipped_peers": []}
-    cell = execution.Cell(
+    cell = Cell(
         "emotions:0",
         dying_cell,
         {"marker": str(marker), "log": str(log), "args": args, "dataset": "emotions", "seed": 0, "command": "test"},

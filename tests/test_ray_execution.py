@@ -9,6 +9,8 @@ import pytest
 
 from labelchain.experiments import compare_orderings
 from labelchain.experiments.grid import execution, ray_backend
+from labelchain.experiments.grid.cells import Cell, Progress
+from labelchain.experiments.run.reporting import report
 from labelchain.experiments.run.config import ArgsError
 
 
@@ -53,8 +55,8 @@ def test_execution_flags_are_checked_with_the_flag_named(backend, address, jobs,
 
 
 def test_progress_line_counts_cells_and_keeps_the_best_score_in_the_metric_direction():
-    cells = [execution.Cell(key, print) for key in ("a", "b", "c")]
-    bar = execution.Progress(cells, done_before=0, metric="hamming_loss", enabled=False)
+    cells = [Cell(key, print) for key in ("a", "b", "c")]
+    bar = Progress(cells, done_before=0, metric="hamming_loss", enabled=False)
     bar.start("a"), bar.start("b")
     bar.scored("a", {"learner": "rearrange", "val/hamming_loss": 0.30})
     bar.scored("b", {"learner": "combined", "val/hamming_loss": 0.20})
@@ -65,8 +67,8 @@ def test_progress_line_counts_cells_and_keeps_the_best_score_in_the_metric_direc
 
 def reporting_cell(value: float, log: list) -> dict | None:
     """A cell that reports two validation steps, the second with a checkpoint, like LearnerRun does."""
-    execution.report({"learner": "x", "update": 1, "val/nDCG@3": value})
-    execution.report({"learner": "x", "update": 2, "val/nDCG@3": value + 0.1}, Path("run"))
+    report({"learner": "x", "update": 1, "val/nDCG@3": value})
+    report({"learner": "x", "update": 2, "val/nDCG@3": value + 0.1}, Path("run"))
     log.append(value)
     return None if value < 0 else {"value": value}
 
@@ -74,7 +76,7 @@ def reporting_cell(value: float, log: list) -> dict | None:
 def test_local_backend_runs_cells_in_order_and_stops_at_a_stopped_cell():
     log: list = []
     got: dict = {}
-    cells = [execution.Cell(str(v), reporting_cell, {"value": v, "log": log}) for v in (0.5, -1.0, 0.7)]
+    cells = [Cell(str(v), reporting_cell, {"value": v, "log": log}) for v in (0.5, -1.0, 0.7)]
     left = execution.run_cells(cells, got.__setitem__, progress=False)
     assert got == {"0.5": {"value": 0.5}} and log == [0.5, -1.0] and left == ["-1.0", "0.7"]
-    execution.report({"learner": "x", "update": 3})  # outside a grid: a no-op
+    report({"learner": "x", "update": 3})  # outside a grid: a no-op

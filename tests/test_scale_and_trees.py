@@ -26,7 +26,7 @@ def test_scale_summary_ratios():
         "10": {"flat": cell(100.0, 400.0), "tree": cell(90.0, 300.0)},
         "1000": {"flat": cell(10.0, 20.0), "tree": cell(45.0, 240.0)},
     }
-    summary = scale_summary(results, args)
+    summary = scale_summary(results, args.outputs)
     assert summary["flat_train_slowdown_10_to_1000"] == pytest.approx(10.0)
     assert summary["tree_decode_slowdown_10_to_1000"] == pytest.approx(1.25)
     assert summary["tree_over_flat_decode_L1000"] == pytest.approx(12.0)

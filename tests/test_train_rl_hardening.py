@@ -15,7 +15,8 @@ from interrupted_run import interrupt_long_run
 import scipy.sparse as sp
 
 from labelchain.envs.data.dataset import Dataset, Split
-from labelchain.experiments.run import setup as run_setup, folder as runs
+from labelchain.experiments.run import folder as runs
+from labelchain.experiments.run import setup as run_setup
 from labelchain.experiments.run.common import parse_args
 from labelchain.experiments.run.report import best_fixed_ordering
 from labelchain.experiments.run.folder import DiskFullError, RunLock, load_checkpoint, read_scalars

@@ -25,7 +25,7 @@ from labelchain.agents.training import validation_metrics
 from labelchain.envs.data.dataset import Split
 from labelchain.envs.mcg import MCGSpec
 from labelchain.envs.metrics import is_better
-from labelchain.experiments.grid import execution
+from labelchain.experiments.run.reporting import report
 from labelchain.experiments.run.folder import (
     CHECKPOINT_FILE,
     POLICY_DIR,
@@ -242,7 +242,7 @@ class LearnerRun:
                 if checkpointed:
                     self.checkpoint(finished=done)
                 if validated or checkpointed:  # a grid's progress line, or Ray Tune (with the checkpoint)
-                    execution.report(
+                    report(
                         {
                             "learner": self.name,
                             "update": step,

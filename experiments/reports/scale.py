@@ -8,10 +8,7 @@ can be rebuilt from that file (`bench_scale.py --update` merges new cells into i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from labelchain.experiments.bench_scale import Args
 
 COLUMNS = (
     ("train_docs_per_s", "train docs/CPU-s", ",.0f"),
@@ -23,11 +20,11 @@ COLUMNS = (
 )
 
 
-def table(results: dict, args: Args) -> str:
+def table(results: dict, outputs: list[str]) -> str:
     """Markdown: one row per (L, output), then env and Omikuji rows per L."""
     lines = ["| L | run | " + " | ".join(title for _, title, _ in COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
     for n_labels, cells in results.items():
-        for kind in args.outputs:
+        for kind in outputs:
             row = cells.get(kind, {})
             values = [format(row[key], fmt) if key in row else "-" for key, _, fmt in COLUMNS]
             sparse = " (sparse label grads)" if row.get("sparse_label_grads") else ""
@@ -50,7 +47,7 @@ def table(results: dict, args: Args) -> str:
     return "\n".join(lines)
 
 
-def plot(results: dict, args: Args, path: Path) -> None:
+def plot(results: dict, outputs: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,7 +55,7 @@ def plot(results: dict, args: Args, path: Path) -> None:
 
     sizes = [int(n) for n in results]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for kind in args.outputs:
+    for kind in outputs:
         for axis, key in zip(axes, ("train_docs_per_s", "decode_docs_per_s")):
             points = [(n, results[str(n)][kind][key]) for n in sizes if kind in results[str(n)]]
             if points:
@@ -81,19 +78,19 @@ def plot(results: dict, args: Args, path: Path) -> None:
     plt.close(fig)
 
 
-def summary(results: dict, args: Args) -> dict:
+def summary(results: dict, outputs: list[str]) -> dict:
     """The issue's two goals, where the cells to judge them exist."""
     out: dict = {}
     sizes = sorted(int(n) for n in results)
     lo = str(sizes[0])
     for hi in map(str, sizes[1:]):  # the issue's goal is stated from L = 1,000 to L = 100,000
-        for kind in args.outputs:
+        for kind in outputs:
             if kind in results[lo] and kind in results[hi]:
                 for key in ("train", "decode"):
                     out[f"{kind}_{key}_slowdown_{lo}_to_{hi}"] = (
                         results[lo][kind][f"{key}_docs_per_s"] / results[hi][kind][f"{key}_docs_per_s"]
                     )
-    if "tree" in args.outputs and "flat" in args.outputs:
+    if "tree" in outputs and "flat" in outputs:
         for n, cells in results.items():
             if "tree" in cells and "flat" in cells:
                 for key in ("train", "decode"):

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from labelchain.experiments.run.common import REPO_ROOT, single_thread
-from labelchain.experiments.grid.execution import Cell, Progress, reporting_to
+from labelchain.experiments.grid.cells import Cell, Progress
+from labelchain.experiments.run.reporting import reporting_to
 
 MAX_FAILURES = 3  # Ray: restarts of a trial (from its last checkpoint) before the cell counts as failed
 RESULT_KEY = "cell_result_json"  # the last report of a Ray trial carries the cell's result as JSON

@@ -16,33 +16,21 @@ folder's snapshot as a Ray checkpoint (experiments/grid/ray_backend.py, where re
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
 
-from labelchain.envs.metrics import is_better
+from labelchain.experiments.grid.cells import Cell, Progress
+from labelchain.experiments.run.reporting import reporting_to
 from labelchain.experiments.run.common import single_thread
 
 BACKENDS = ("local", "ray")
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One grid cell: `function(**kwargs)` -> JSON-able result (None = stopped), using `cpus` CPUs."""
-
-    key: str
-    function: Callable[..., dict[str, Any] | None]
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    cpus: int = 1
 
 
 @dataclass
@@ -82,80 +70,6 @@ def check_backend(backend: str, address: str | None, jobs: int) -> list[str]:
     return problems
 
 
-# ----------------------------------------------------------------------------- reports from inside a cell
-_reporter: Callable[[dict[str, Any], Path | None], None] | None = None
-
-
-def report(metrics: dict[str, Any], checkpoint_run_dir: Path | None = None) -> None:
-    """Called by training after a validation step (and after each checkpoint, with its run folder).
-
-    A no-op outside a grid; in a grid it feeds the progress line (local) or Ray Tune (ray backend).
-    """
-    if _reporter is not None:
-        _reporter({**metrics, "pid": os.getpid()}, checkpoint_run_dir)
-
-
-@contextmanager
-def reporting_to(reporter: Callable[[dict[str, Any], Path | None], None]) -> Iterator[None]:
-    """Route `report()` calls made inside the block to `reporter(metrics, checkpoint_run_dir)`."""
-    global _reporter
-    previous, _reporter = _reporter, reporter
-    try:
-        yield
-    finally:
-        _reporter = previous
-
-
-# ----------------------------------------------------------------------------- progress line
-class Progress:
-    """One live line: cells done / running / failed, and the best validation score reported so far."""
-
-    def __init__(self, cells: list[Cell], done_before: int, metric: str, enabled: bool) -> None:
-        self.metric = metric
-        self.running: set[str] = set()
-        self.failed: set[str] = set()
-        self.best: tuple[float, str] | None = None
-        self.done, self.total = done_before, len(cells) + done_before
-        self.bar = tqdm(
-            total=len(cells) + done_before,
-            initial=done_before,
-            desc="grid",
-            unit="cell",
-            disable=not enabled,
-            position=0,
-            dynamic_ncols=True,
-        )
-
-    def start(self, key: str) -> None:
-        self.running.add(key)
-        self._show()
-
-    def scored(self, key: str, metrics: dict[str, Any]) -> None:
-        score = metrics.get(f"val/{self.metric}")
-        if isinstance(score, (int, float)) and is_better(self.metric, score, self.best and self.best[0]):
-            self.best = (float(score), f"{key} {metrics.get('learner', '')}".strip())
-            self._show()
-
-    def finish(self, key: str, ok: bool) -> None:
-        self.running.discard(key)
-        if ok:
-            self.done += 1
-            self.bar.update(1)
-        else:
-            self.failed.add(key)
-        self._show()
-
-    def line(self) -> str:
-        best = f"best val {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else "best -"
-        return f"done {self.done}/{self.total}, running {len(self.running)}, failed {len(self.failed)}, {best}"
-
-    def _show(self) -> None:
-        self.bar.set_postfix_str(self.line(), refresh=True)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 # ----------------------------------------------------------------------------- the runner
 def run_cells(
     cells: list[Cell],
@@ -178,7 +92,9 @@ def run_cells(
     bar = Progress(cells, done_before, metric, progress)
     try:
         if backend == "ray":
-            from labelchain.experiments.grid.ray_backend import run_ray  # needs Ray; it imports this module's Cell and Progress
+            from labelchain.experiments.grid.ray_backend import (
+                run_ray,
+            )  # needs Ray; it imports this module's Cell and Progress
 
             return run_ray(cells, on_result, bar, address, jobs, Path(storage_dir))
         if jobs == 1 or len(cells) <= 1:

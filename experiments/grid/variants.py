@@ -37,8 +37,9 @@ from labelchain.envs.metrics import evaluate
 from labelchain.envs.tail_metrics import few_shot_f1
 from labelchain.experiments.grid import execution
 from labelchain.experiments.run.common import atomic_write_json, atomic_write_text
-from labelchain.experiments.grid_predictions import cell_predictions_dir, save_row_predictions
+from labelchain.experiments.grid.predictions import cell_predictions_dir, save_row_predictions
 
+from labelchain.experiments.grid.cells import Cell as GridCell
 
 LEARNER_NAMES = ("rearrange", "combined", "ensemble")
 # XLGen's few-shot buckets (0, 1, <=5, <=10 training documents) and wider ones: on bibtex and delicious
@@ -80,7 +81,7 @@ class Cell:
         self, name: str, seed: int, args: GridArgs, hide_fraction: float = 0.0, results: str | None = None
     ) -> None:
         self.name, self.seed, self.args = name, seed, args
-        # with `results` (the grid's {out} path): test rows' predictions go to experiments.grid_predictions' folder
+        # with `results` (the grid's {out} path): test rows' predictions go to experiments.grid.predictions' folder
         self.predictions_dir = None if results is None else predictions_folder(results, name, seed)
         self.data = load_dataset(name, args.data_dir)
         full = self.data.train
@@ -237,7 +238,7 @@ def done_variants(out: Path | None) -> set[tuple[str, int, str]]:
     return {(r["dataset"], r["seed"], variant_of(r["method"])) for r in rows}
 
 
-def run_cells(args: GridArgs, cells: list[execution.Cell], record: Callable[[str, dict], None]) -> list[str]:
+def run_cells(args: GridArgs, cells: list[GridCell], record: Callable[[str, dict], None]) -> list[str]:
     """The grid's cells through experiments/grid/execution.py with its flags; returns the failed cells' keys."""
     return execution.run_cells(
         cells,
