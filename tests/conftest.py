@@ -32,6 +32,9 @@ def data_dir() -> Path:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "needs_data: reads the shared benchmark data (skipped when it is missing)")
+    config.addinivalue_line(
+        "markers", 'slow: learning, SB3, notebooks, Ray, fuzzing, builds: over ~5 s (deselect with -m "not slow")'
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

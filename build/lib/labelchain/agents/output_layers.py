@@ -1,0 +1,161 @@
+"""The chain policy's output layer, pluggable: flat (one softmax over L labels + STOP) or tree-factored
+(agents.tree_output.TreeOutput: a balanced label tree, O(B·depth + leaf) per step instead of O(L)).
+
+Both layers offer the one interface the decoders and learners use (`agents.decoding`, `agents.rl`,
+`agents.supervised`): `new_emitted`, `choose` (one step: greedy or sampled), `candidates` (beam
+search), `first_step_probs` (ranking labels a chain never emitted), `sequence_log_probs` (teacher
+forcing / re-scoring) and `logits` (dense scores for the policy's logit faces; O(L) on the tree).
+The flat layer keeps emitted labels as a dense (B, L + 1) mask.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from labelchain.agents.chain_step import Choice, FlatEmitted
+from labelchain.agents.tree_output import TreeOutput
+from labelchain.envs.label_clusters import LabelTree
+
+NEG_INF = float("-inf")
+OUTPUT_KINDS = ("flat", "tree")
+
+
+class FlatOutput(nn.Module):
+    """Today's layer: Linear(hidden + doc, L + 1); every label scored at every step."""
+
+    kind = "flat"
+
+    def __init__(self, in_size: int, n_labels: int) -> None:
+        super().__init__()
+        self.n_labels, self.stop_id = n_labels, n_labels
+        self.linear = nn.Linear(in_size, n_labels + 1)
+        # Optional action constraint (emitted mask, suppress_stop) -> allowed, e.g. agents.mcg.MCGConstraint;
+        # None = the chain rule: no repeats, STOP always (unless suppressed while a label is left).
+        self.constraint: nn.Module | None = None
+
+    def config(self) -> dict:
+        """Nothing: flat is the default, so flat configs stay what they were before trees existed."""
+        return {}
+
+    def logits(self, joint: torch.Tensor) -> torch.Tensor:
+        return self.linear(joint)
+
+    def new_emitted(self, batch: int, device: torch.device) -> FlatEmitted:
+        return FlatEmitted(torch.zeros(batch, self.n_labels + 1, dtype=torch.bool, device=device))
+
+    def _allowed(self, emitted: FlatEmitted, suppress_stop: bool | torch.Tensor) -> torch.Tensor:
+        """Allowed actions (B, L + 1); `suppress_stop` is per row (a (B,) tensor) only with a constraint:
+        an MCG chain counts its labels, not its steps (agents.decoding)."""
+        if self.constraint is not None:
+            return self.constraint(emitted.mask, suppress_stop)
+        allowed = ~emitted.mask
+        if suppress_stop:
+            allowed[:, -1] = ~allowed[:, :-1].any(dim=1)
+        return allowed
+
+    def choose(
+        self,
+        joint,
+        emitted: FlatEmitted,
+        *,
+        suppress_stop: bool | torch.Tensor,
+        sample: bool,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        with_first_probs: bool = False,
+    ) -> Choice:
+        logits = self.linear(joint)
+        free = logits.masked_fill(emitted.mask if self.constraint is None else ~self._allowed(emitted, False), NEG_INF)
+        allowed = self._allowed(emitted, suppress_stop)
+        masked = logits.masked_fill(~allowed, NEG_INF)
+        log_p = torch.log_softmax(masked / temperature, dim=-1)
+        if sample:
+            action = torch.multinomial(log_p.exp(), 1, generator=generator).squeeze(1)
+        else:
+            action = masked.argmax(dim=-1)
+        chosen = log_p.gather(1, action[:, None]).squeeze(1)  # before the entropy: same gradient sums as ever
+        entropy = -(log_p.exp() * log_p.masked_fill(~allowed, 0.0)).sum(dim=1)
+        first = torch.softmax(free, dim=-1)[:, : self.stop_id] if with_first_probs else None  # = first_step_probs
+        return Choice(action, chosen, entropy, free.argmax(dim=-1) == self.stop_id, first)
+
+    def candidates(self, joint, emitted: FlatEmitted, *, suppress_stop: bool | torch.Tensor, k: int):
+        """All L + 1 actions: (log-probs (N, L + 1), None = column index is the action; STOP last)."""
+        allowed = self._allowed(emitted, suppress_stop)
+        return torch.log_softmax(self.linear(joint).masked_fill(~allowed, NEG_INF), dim=-1), None
+
+    def first_step_probs(self, joint, emitted: FlatEmitted) -> torch.Tensor:
+        """Label probabilities under the unsuppressed distribution (a constraint's masks too), as `choose`."""
+        blocked = emitted.mask if self.constraint is None else ~self._allowed(emitted, False)
+        return torch.softmax(self.linear(joint).masked_fill(blocked, NEG_INF), dim=-1)[:, : self.stop_id]
+
+    def sequence_log_probs(
+        self,
+        joint,
+        actions,
+        *,
+        suppress_stop_steps: int = 0,
+        temperature: float = 1.0,
+        mask_emitted: bool = True,
+        with_entropy: bool = True,
+    ):
+        """Per-position log-prob and entropy (B, T) of `actions` (-1 padded; 0 on padding).
+
+        The layer and the masks are computed at the N real positions only, not on the B x T grid:
+        most of a teacher-forcing batch is padding when label-set sizes vary.
+        """
+        B, T = actions.shape
+        present = actions >= 0
+        rows, steps = present.nonzero(as_tuple=True)
+        logits = self.linear(joint[rows, steps])  # (N, L + 1)
+        n_actions = logits.shape[1]
+        allowed = torch.ones_like(logits, dtype=torch.bool)
+        if mask_emitted:  # the actions earlier in the same row, gathered into a spare last column otherwise
+            earlier = (torch.arange(T, device=actions.device)[None, :] < steps[:, None]) & present[rows]
+            before = torch.where(earlier, actions[rows], n_actions)
+            emitted = torch.zeros(len(rows), n_actions + 1, dtype=torch.bool, device=logits.device)
+            emitted.scatter_(1, before, True)
+            allowed = ~emitted[:, :n_actions]
+        if self.constraint is not None:
+            if not mask_emitted:
+                raise ValueError("an output constraint (MCG) needs mask_emitted=True")
+            labels_before = emitted[:, : self.constraint.n_labels].sum(dim=1)  # MCG: labels, not steps
+            allowed = self.constraint(emitted[:, :n_actions], labels_before < suppress_stop_steps)
+        elif suppress_stop_steps > 0:
+            suppress = (steps < suppress_stop_steps) & allowed[:, :-1].any(dim=1)
+            allowed[:, -1] &= ~suppress
+        log_p_all = torch.log_softmax(logits.masked_fill(~allowed, NEG_INF) / temperature, dim=-1)
+        chosen = log_p_all.gather(1, actions[rows, steps][:, None]).squeeze(1)
+        grid = torch.zeros(B, T, dtype=logits.dtype, device=logits.device)
+        entropy = grid
+        if with_entropy:
+            entropy = grid.index_put(
+                (rows, steps), -(log_p_all.exp() * log_p_all.masked_fill(~allowed, 0.0)).sum(dim=1)
+            )
+        return grid.index_put((rows, steps), chosen), entropy
+
+
+def make_output_layer(
+    kind: str,
+    in_size: int,
+    n_labels: int,
+    tree: LabelTree | dict | None,
+    beam: int,
+    sparse: bool = False,
+    query_size: int | None = None,
+):
+    """The output layer `kind` ("flat" or "tree"; the tree needs a LabelTree over the n_labels)."""
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {kind!r}")
+    if kind == "flat":
+        if sparse or query_size is not None:
+            raise ValueError(
+                "sparse_label_grads and tree_query_size need output='tree' (the flat layer scores every label)"
+            )
+        return FlatOutput(in_size, n_labels)
+    if tree is None:
+        raise ValueError("output='tree' needs a label tree (envs.label_clusters.build_label_tree)")
+    tree = LabelTree.from_dict(tree) if isinstance(tree, dict) else tree
+    if tree.n_labels != n_labels:
+        raise ValueError(f"label tree covers {tree.n_labels} labels, the policy has {n_labels}")
+    return TreeOutput(in_size, tree, beam, sparse, query_size)

@@ -1,0 +1,157 @@
+"""Epoch-based training of one learner with early stopping: the short path for library users.
+
+Every optimisation step is a `Learner.update` (agents.learners), the very steps that
+experiments/train_rl.py drives with its checkpoints and TensorBoard curves; this loop only adds
+epochs over shuffled minibatches, a greedy validation pass per epoch, early stopping on a metric of
+`envs.metrics.evaluate`, and restoring the best weights. MCG chains: see agents.mcg (`mcg_setup`).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from labelchain.agents.decoding import predict
+from labelchain.agents.learner_base import LearnerConfig, build_learner_config
+from labelchain.agents.learners import LEARNERS, make_learner
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.supervised import carve_validation
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.metrics import RANKING_NAMES, SET_NAMES, evaluate, is_better
+
+
+@dataclass
+class TrainConfig:
+    """Epochs, early stopping and the learner's own knobs; `max_steps` None = the envs' default cap."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    val_fraction: float = 0.1
+    patience: int = 5
+    max_steps: int | None = None
+    greedy_rearrangement: bool = False
+    temperature: float = 1.0
+    grad_clip: float | None = 1.0
+    val_metric: str = "example_f1"
+    val_batch_size: int = 512
+    max_seconds: float | None = None
+    weight_decay: float = 0.0
+    extra_checkpoints: tuple[str, ...] = ()  # more metrics to keep a best checkpoint for (e.g. nDCG@5)
+    rl_lr: float | None = None  # reinforce / ppo / combined: their own (smaller) rate; None = lr
+
+    def learner_config(self, learner: str = "freq2rare") -> LearnerConfig:
+        return build_learner_config(
+            learner,
+            self.lr,
+            rl_lr=self.rl_lr,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            max_steps=self.max_steps,
+            greedy_rearrangement=self.greedy_rearrangement,
+            temperature=self.temperature,
+            grad_clip=self.grad_clip,
+            weight_decay=self.weight_decay,
+            greedy_charts=False,  # no charts here
+        )
+
+
+@dataclass
+class TrainHistory:
+    """One dict per epoch (loss, validation metrics, docs/s) plus where the best epoch was."""
+
+    epochs: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float = float("nan")
+    config: dict = field(default_factory=dict)
+    # val_metric and every extra checkpoint metric -> (epoch, validation metrics, weights) of its best epoch
+    checkpoints: dict[str, tuple[int, dict, dict]] = field(default_factory=dict)
+
+
+def _check(config: TrainConfig, learner: str) -> None:
+    if learner not in LEARNERS:
+        raise ValueError(f"learner must be one of {LEARNERS}, got {learner!r}")
+    for metric in (config.val_metric, *config.extra_checkpoints):
+        if metric not in RANKING_NAMES + SET_NAMES:
+            raise ValueError(f"val_metric / extra_checkpoints must be in {RANKING_NAMES + SET_NAMES}, got {metric!r}")
+    if config.batch_size < 1 or config.epochs < 0:
+        raise ValueError(f"need batch_size >= 1 and epochs >= 0, got {config.batch_size}, {config.epochs}")
+
+
+def validation_metrics(policy: ChainPolicy, val: Split, batch_size: int, max_steps: int | None) -> dict[str, float]:
+    """Greedy decode of the validation split, scored by envs.metrics.evaluate (label columns only:
+    an MCG split carved from an augmented training split has its cluster columns dropped)."""
+    Y_pred, scores = predict(policy, val.X, batch_size=batch_size, max_steps=max_steps)
+    gold = val.Y if policy.mcg is None else policy.mcg.strip(val.Y)
+    return evaluate(gold, scores=scores, Y_pred=Y_pred)
+
+
+def train_epochs(
+    policy: ChainPolicy,
+    train: Split,
+    config: TrainConfig,
+    *,
+    learner: str = "freq2rare",
+    label_freq: np.ndarray | None = None,
+    val: Split | None = None,
+    progress: bool = True,
+    log_fn: Callable[[int, dict], None] | None = None,
+) -> TrainHistory:
+    """Train `policy` in place with `learner` (any of agents.learners.LEARNERS) and return its history.
+
+    Warm start = pass a loaded policy. Without `val`, `config.val_fraction` of `train` is held out
+    (0 = no validation, no early stopping). label_freq defaults to the training split's label counts.
+    log_fn(epoch, record) receives each epoch's record (e.g. to write TensorBoard scalars).
+    """
+    _check(config, learner)
+    if val is None and config.val_fraction > 0:
+        train, val = carve_validation(train, config.val_fraction, config.seed)
+    trainer = make_learner(learner, policy, train, config.learner_config(learner), label_freq=label_freq)
+    tracked = dict.fromkeys((config.val_metric, *config.extra_checkpoints))
+    rng = np.random.default_rng(config.seed)
+    history = TrainHistory(config={**asdict(config), "learner": learner})
+    best_state, bad_epochs, started = None, 0, time.perf_counter()
+    n_docs = len(train)
+    bar = tqdm(total=config.epochs * n_docs, disable=not progress, unit="doc", desc=f"train[{learner}]")
+    for epoch in range(config.epochs):
+        epoch_start, losses = time.perf_counter(), []
+        order = rng.permutation(n_docs)
+        for begin in range(0, n_docs, config.batch_size):
+            rows = np.sort(order[begin : begin + config.batch_size])
+            scalars = trainer.update(rows)
+            losses.append(scalars.get("losses/total", scalars.get("losses/teacher_forcing", np.nan)))
+            bar.update(len(rows))
+        seconds = time.perf_counter() - epoch_start
+        record = {"epoch": epoch, "loss": float(np.mean(losses)), "docs_per_sec": n_docs / max(seconds, 1e-9)}
+        if val is not None:
+            metrics = validation_metrics(policy, val, config.val_batch_size, trainer.task.max_steps)
+            record.update({f"val/{k}": v for k, v in metrics.items()})
+            improved = False
+            for metric in tracked:  # early stopping waits while any tracked metric still improves
+                kept = history.checkpoints.get(metric)
+                if is_better(metric, metrics[metric], None if kept is None else kept[1][metric]):
+                    history.checkpoints[metric] = (epoch, metrics, copy.deepcopy(policy.state_dict()))
+                    improved = True
+            best_epoch, best_metrics, best_state = history.checkpoints[config.val_metric]
+            history.best_epoch, history.best_score = best_epoch, best_metrics[config.val_metric]
+            bad_epochs = 0 if improved else bad_epochs + 1
+        history.epochs.append(record)
+        bar.set_postfix(
+            loss=f"{record['loss']:.3f}", **({"val": f"{history.best_score:.3f}"} if val is not None else {})
+        )
+        if log_fn is not None:
+            log_fn(epoch, record)
+        out_of_time = config.max_seconds is not None and time.perf_counter() - started > config.max_seconds
+        if (val is not None and bad_epochs > config.patience) or out_of_time:
+            break
+    bar.close()
+    if best_state is not None:
+        policy.load_state_dict(best_state)
+    policy.eval()
+    return history

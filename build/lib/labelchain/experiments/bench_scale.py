@@ -1,0 +1,338 @@
+"""How the chain scales with the number of labels, on synthetic label spaces (one thread).
+
+    python experiments/bench_scale.py                       # L = 1,000 / 10,000 / 100,000
+    python experiments/bench_scale.py --labels 1000 --budget-updates 20 --no-write   # a quick look
+
+For each L it builds ``synthetic-L{L}-s{seed}`` (envs.data.synthetic: hidden label tree, power-law
+label frequencies; the same train/test sizes at every L) and measures, each cell in its own process
+so that peak memory (``ru_maxrss``) is that cell's alone:
+
+- ``flat`` (and each output layer in ``--outputs``): a freq2rare ChainPolicy trained by teacher
+  forcing for ``--budget-updates`` updates of ``--batch-size`` documents (training docs/s over those
+  updates, after one untimed warm-up update), then greedy decoding of ``--decode-docs`` test documents
+  with STOP suppressed for 5 steps, as `agents.decoding.predict` ranks (decoding docs/s), and P@1 of
+  the first emitted label on the test split (quality after that fixed small budget);
+- ``env``: label-steps/s of the native vector env (``--env-envs`` documents, random labels, STOP with
+  probability 1 / (mean labels + 1)), without (``dense_masks=False``) and with the dense mask;
+- ``omikuji``: Omikuji (default Parabel-like hyper-parameters, 1 tree, 1 thread) trained on the same
+  train split: training seconds, and P@1 of its top label on the test split.
+
+Rates are per CPU-second of the cell's process (``time.process_time``, one thread), not per wall
+second: on a machine shared with other jobs a process gets a varying slice of a core, and its CPU
+time is what one free core would have needed. Cells can run in parallel (``--jobs``).
+
+Prints a table, writes ``experiments/results/scale.{json,md}`` and the log-log plot
+``analysis/figures/scale.png`` (unless ``--no-write``; table, plot and summary ratios are built in
+experiments/reports/scale.py), and ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from labelchain.envs.data.synthetic import make_synthetic
+from labelchain.experiments.run.common import (
+    REPO_ROOT,
+    atomic_write_json,
+    atomic_write_text,
+    command_line,
+    parse_args,
+    single_thread,
+)
+from labelchain.experiments.reports.scale import plot, summary, table
+
+KINDS_BESIDE_OUTPUTS = ("env", "omikuji")
+
+
+@dataclass
+class Args:
+    """Scale benchmark of the label chain on synthetic label spaces (one thread, each cell its own process)."""
+
+    labels: list[int] = field(default_factory=lambda: [1000, 10000, 100000])
+    outputs: list[str] = field(default_factory=lambda: ["flat", "tree"])
+    n_features: int = field(default=16384, metadata={"help": "the same at every L, so only L varies"})
+    train_docs: int = 20000
+    test_docs: int = 2000
+    hidden_size: int = 256
+    tree_branching: int = 16
+    tree_leaf_size: int = 100
+    tree_beam: int = 10
+    sparse_label_grads: bool = field(
+        default=True,
+        metadata={"help": "tree cells: sparse gradients and lazy Adam for the label tables (agents.optim)"},
+    )
+    batch_size: int = 64
+    budget_updates: int = field(default=10, metadata={"help": "teacher-forcing updates per cell"})
+    decode_docs: int = 200
+    decode_batch: int = 256
+    env_envs: int = 1024
+    env_seconds: float = 3.0
+    omikuji: bool = True
+    env: bool = True
+    update: bool = field(
+        default=False, metadata={"help": "replace only this run's cells in an existing results/scale.json"}
+    )
+    seed: int = 0
+    jobs: int = field(
+        default=1,
+        metadata={"help": "cells run at once (rates are per CPU-second, so parallel cells do not distort them much)"},
+    )
+    write: bool = field(default=True, metadata={"help": "write results/scale.{json,md} and the plot"})
+    cell: str | None = field(default=None, metadata={"help": "internal: run one 'L:kind' cell"})
+
+
+def synthetic_data(args: Args, n_labels: int):
+    return make_synthetic(
+        n_labels, args.seed, n_train=args.train_docs, n_test=args.test_docs, n_features=args.n_features
+    )
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def first_label_precision(Y, first: np.ndarray) -> float:
+    """P@1 of one predicted label per document (-1 = none): the share of documents where it is gold."""
+    hit = np.zeros(len(first), dtype=bool)
+    has = first >= 0
+    hit[has] = np.asarray(Y[np.flatnonzero(has), first[has]]).ravel()
+    return float(hit.mean())
+
+
+def build_policy(kind: str, data, args: Args) -> tuple:
+    """The chain policy with output layer `kind` and the seconds spent building its label tree.
+
+    'flat': today's Linear(hidden + doc, L + 1). 'tree': PIFA label embeddings of the training split,
+    a balanced spherical k-means tree (``--tree-branching``, ``--tree-leaf-size``), beam ``--tree-beam``.
+    """
+    from labelchain.agents.output_layers import OUTPUT_KINDS
+    from labelchain.agents.policy import ChainPolicy
+    from labelchain.envs.label_clusters import build_label_tree, pifa_embeddings
+
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"--outputs: unknown output layer {kind!r}; choose from {OUTPUT_KINDS}")
+    tree, tree_seconds = None, 0.0
+    if kind == "tree":
+        started = time.process_time()
+        emb = pifa_embeddings(data.train.X, data.train.Y)
+        tree = build_label_tree(emb, args.tree_branching, args.tree_leaf_size, seed=args.seed)
+        tree_seconds = time.process_time() - started
+    policy = ChainPolicy(
+        data.n_features,
+        data.n_labels,
+        hidden_size=args.hidden_size,
+        output=kind,
+        tree=tree,
+        tree_beam=args.tree_beam,
+        sparse_label_grads=args.sparse_label_grads and kind == "tree",
+    )
+    return policy, tree_seconds
+
+
+def chain_cell(kind: str, n_labels: int, args: Args) -> dict:
+    import torch
+
+    from labelchain.agents.decoding import greedy_decode
+    from labelchain.agents.learner_base import LearnerConfig
+    from labelchain.agents.learners import make_learner
+
+    data = synthetic_data(args, n_labels)
+    data_mb = peak_rss_mb()
+    torch.manual_seed(args.seed)
+    policy, tree_seconds = build_policy(kind, data, args)
+    learner = make_learner("freq2rare", policy, data.train, LearnerConfig(batch_size=args.batch_size, seed=args.seed))
+    rng = np.random.default_rng(args.seed)
+
+    def batch() -> np.ndarray:
+        return np.sort(rng.choice(len(data.train), size=args.batch_size, replace=False))
+
+    learner.update(batch())  # warm-up: first-touch allocations and lazy initialisation
+    started = time.process_time()
+    for _ in range(args.budget_updates):
+        learner.update(batch())
+    train_seconds = time.process_time() - started
+    policy.eval()
+    X_test = data.test.X
+    n_decode = min(args.decode_docs, X_test.shape[0])
+    with torch.no_grad():
+        started = time.process_time()
+        for begin in range(0, n_decode, args.decode_batch):
+            greedy_decode(policy, X_test[begin : min(begin + args.decode_batch, n_decode)], suppress_stop_steps=5)
+        decode_seconds = time.process_time() - started
+        first = np.concatenate(
+            [
+                greedy_decode(policy, X_test[begin : begin + args.decode_batch], max_steps=1, suppress_stop_steps=1)
+                .labels[:, 0]
+                .numpy()
+                for begin in range(0, X_test.shape[0], args.decode_batch)
+            ]
+        )
+    return {
+        "train_docs_per_s": args.budget_updates * args.batch_size / train_seconds,
+        "decode_docs_per_s": n_decode / decode_seconds,
+        "P@1": first_label_precision(data.test.Y, first),
+        "parameters": int(sum(p.numel() for p in policy.parameters())),
+        "tree_build_s": tree_seconds,
+        "sparse_label_grads": bool(policy.sparse_parameters()),
+        "data_rss_mb": data_mb,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def env_rate(task, args: Args, dense_masks: bool) -> float:
+    from labelchain.envs.vector_env import LabelChainVectorEnv
+
+    env = LabelChainVectorEnv(args.env_envs, task, dense_masks=dense_masks)
+    env.reset(seed=args.seed)
+    rng = np.random.default_rng(args.seed)
+    p_stop = 1.0 / (task.gold_count.mean() + 1.0)
+    steps, started = 0, time.process_time()
+    while time.process_time() - started < args.env_seconds:
+        actions = rng.integers(task.n_labels, size=args.env_envs)
+        actions[rng.random(args.env_envs) < p_stop] = task.stop_action
+        acting = ~env.ended
+        env.step(actions)
+        steps += int(acting.sum())
+    return steps / (time.process_time() - started)
+
+
+def env_cell(n_labels: int, args: Args) -> dict:
+    from labelchain.envs.chain_task import make_task
+
+    task = make_task(synthetic_data(args, n_labels), "train")
+    sparse = env_rate(task, args, dense_masks=False)
+    sparse_mb = peak_rss_mb()
+    return {
+        "env_steps_per_s": sparse,
+        "env_rss_mb": sparse_mb,
+        "env_dense_mask_steps_per_s": env_rate(task, args, dense_masks=True),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def omikuji_cell(n_labels: int, args: Args) -> dict:
+    import tempfile
+
+    import scipy.sparse as sp
+
+    from labelchain.envs.data.textformats import write_xc
+    from labelchain.agents.peers import import_omikuji, native_output_to
+
+    omikuji = import_omikuji()
+    data = synthetic_data(args, n_labels)
+    hyper = omikuji.Model.default_hyper_param()
+    hyper.n_trees = 1
+    with tempfile.TemporaryDirectory(prefix="labelchain-omikuji-") as folder:
+        path = Path(folder) / "train.txt"
+        write_xc(path, data.train.X, data.train.Y)
+        started = time.process_time()
+        with native_output_to(Path(folder) / "omikuji.log"):
+            model = omikuji.Model.train_on_data(str(path), hyper, n_threads=1)
+        fit_seconds = time.process_time() - started
+    model.init_prediction_thread_pool(1)
+    X = sp.csr_matrix(data.test.X)
+    X.sort_indices()
+    first = np.full(X.shape[0], -1, dtype=np.int64)
+    started = time.process_time()
+    for row in range(X.shape[0]):
+        lo, hi = X.indptr[row], X.indptr[row + 1]
+        top = model.predict(list(zip(X.indices[lo:hi].tolist(), X.data[lo:hi].tolist())), top_k=1)
+        first[row] = top[0][0] if top else -1
+    predict_seconds = time.process_time() - started
+    return {
+        "omikuji_train_s": fit_seconds,
+        "omikuji_P@1": first_label_precision(data.test.Y, first),
+        "omikuji_decode_docs_per_s": X.shape[0] / predict_seconds,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def run_cell(cell: str, args: Args) -> dict:
+    n_labels, kind = cell.split(":")
+    single_thread()
+    if kind == "env":
+        return env_cell(int(n_labels), args)
+    if kind == "omikuji":
+        return omikuji_cell(int(n_labels), args)
+    return chain_cell(kind, int(n_labels), args)
+
+
+def spawn(cell: str, args: Args) -> dict:
+    """Run one cell in a fresh interpreter (its own peak memory) and read its last JSON line."""
+    flags = shlex.split(command_line(Args(**{**asdict(args), "cell": cell}), "x"))[2:]
+    argv = [sys.executable, "-m", "labelchain.experiments.bench_scale", *flags]  # cwd = repo root: importable
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO_ROOT, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"cell {cell} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(args: Args) -> dict:
+    if args.cell is not None:
+        result = run_cell(args.cell, args)
+        print(json.dumps(result))
+        return result
+    kinds = list(args.outputs) + (["env"] if args.env else []) + (["omikuji"] if args.omikuji else [])
+    cells = [(str(n), kind) for n in sorted(args.labels, reverse=True) for kind in kinds]  # long ones first
+    results: dict[str, dict] = {str(n): {} for n in args.labels}
+
+    def one(cell: tuple[str, str]) -> None:
+        started = time.perf_counter()
+        results[cell[0]][cell[1]] = spawn(":".join(cell), args)
+        print(
+            f"L={int(cell[0]):,} {cell[1]}: {time.perf_counter() - started:.0f} s wall "
+            f"{json.dumps(results[cell[0]][cell[1]])}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # cells are processes: CPU time is theirs
+        list(pool.map(one, cells))
+    command = command_line(args, "experiments/bench_scale.py", skip=("cell",))
+    commands = [command]
+    path = REPO_ROOT / "experiments" / "results" / "scale.json"
+    if args.update and path.exists():  # with --labels none: only re-render the saved results
+        previous = json.loads(path.read_text())
+        commands = previous.get("commands", [previous.get("command")]) + ([command] if cells else [])
+        merged = previous["results"]
+        for n_labels, measured in results.items():
+            merged.setdefault(n_labels, {}).update(measured)
+        results = dict(sorted(merged.items(), key=lambda item: int(item[0])))
+        args = replace(args, outputs=sorted({*previous["args"]["outputs"], *args.outputs}, key=["flat", "tree"].index))
+    text = table(results, args.outputs)
+    print(text)
+    payload = {
+        "command": command,
+        "commands": commands,
+        "args": asdict(args),
+        "results": results,
+        "summary": summary(results, args.outputs),
+    }
+    if args.write:
+        out = REPO_ROOT / "experiments" / "results"
+        atomic_write_json(out / "scale.json", payload)
+        made_by = "\n".join(f"`{c}`" for c in commands)
+        atomic_write_text(
+            out / "scale.md",
+            f"# Scale benchmark (synthetic label spaces)\n\n"
+            f"{made_by}\n\n{text}\n\nRates are per CPU-second of one thread (the machine was "
+            f"shared); '-' = not run by the commands above.\n\n"
+            f"Summary: `{json.dumps(payload['summary'])}`\n",
+        )
+        plot(results, args.outputs, REPO_ROOT / "analysis" / "figures" / "scale.png")
+    print(json.dumps({"summary": payload["summary"], "results": results}))
+    return payload
+
+
+if __name__ == "__main__":
+    main(parse_args(Args))

@@ -1,0 +1,342 @@
+"""The paper's table: fixed label orderings vs target rearrangement vs RL, per dataset, over seeds.
+
+    python experiments/compare_orderings.py                     # bibtex delicious reuters21578 x seeds 0 1 2
+    python experiments/compare_orderings.py --jobs 2            # two grid cells at a time, one thread each
+    python experiments/compare_orderings.py --quick             # emotions, 1 seed, tiny budget (smoke test)
+    python experiments/compare_orderings.py --backend ray --address auto   # each cell a Ray Tune trial on a cluster
+
+One grid cell = (dataset, seed). `train_rl.main` trains every learner of the cell in one run folder
+(the four fixed orderings, target rearrangement, REINFORCE, PPO, the combined objective, all with
+the same architecture and update budget; RL learners start from the cell's rearrangement policy),
+keeps each learner's best-on-validation policy, scores it on test, picks the best fixed ordering on
+validation and fits the rearrange+combined ensemble. Then the non-sequential peers (experiments/peers.py)
+are scored on the same dataset. Cells run seeds-major (every dataset for seed 0 first), so a partial
+grid already has one seed of everything.
+
+After each cell its rows are merged into `orderings.json` (atomic write) and `orderings.md` is
+rebuilt from the whole file, so an interrupted grid resumes where it stopped: cells already in
+orderings.json with the same configuration are skipped, and a cell whose run folder exists but did
+not finish is continued with train_rl's resume. A cell's chain rows are read from its run folder
+(orderings_rows.py); the tables and the claims in orderings.md are computed from orderings.json only
+(see orderings_report.py).
+
+Default budget (300 updates of 64 documents per learner, validation every 50): measured on one
+free thread, the eight learners cost about 0.7 s (bibtex), 1.2 s (reuters21578) and 2.4 s
+(delicious) per update together, PPO alone about half of that; the peers add about 2 min per seed
+(mostly one-vs-rest LR on delicious' 983 labels). One seed of the three datasets is then about
+25 min of one free core, the grid about 75 core-minutes: about 40 min with --jobs 2 on two free
+cores, about 1.5 hours when other work leaves each job half a core. Cell wall times are in
+orderings.json ("cells").
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from labelchain.agents.learners import LEARNERS
+from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
+from labelchain.envs.data.loading import load_dataset
+from labelchain.experiments.run import train_rl_args
+from labelchain.experiments.run.common import (
+    atomic_write_json,
+    results_dir,
+    atomic_write_text,
+    command_line,
+    parse_args,
+    single_thread,
+)
+from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args, knobs_of, override
+from labelchain.experiments.grid.cells import Cell
+from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.reports.orderings import TABLE_METRICS, render_markdown
+from labelchain.experiments.grid.orderings_rows import rows_from_run
+from labelchain.experiments.peers import PEERS, PeerUnavailable, run_peer, tuned_config
+from labelchain.experiments.grid.lookup import run_config, train_or_resume
+from labelchain.experiments.run.folder import CONFIG_FILE, METRICS_FILE, DiskFullError, GracefulInterrupt
+
+GROUP_NAME = "compare"  # run folders: {runs_dir}/{dataset}__compare__{seed}__{time}
+ENSEMBLE = ["rearrange", "combined"]
+SCRIPT = "experiments/compare_orderings.py"
+
+
+@dataclass
+class Args(TrainKnobs, ExecutionFlags):
+    """Fixed label orderings vs target rearrangement vs RL (and peers) on test, mean ± std over seeds."""
+
+    updates: int = override("updates", 300, "updates per learner (RL learners: on top of rearrange)")
+    datasets: list[str] = field(default_factory=lambda: ["bibtex", "delicious", "reuters21578"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"at_least": 0})
+    learners: list[str] = field(default_factory=lambda: list(LEARNERS), metadata={"help": f"from {LEARNERS}"})
+    peers: list[str] = field(
+        default_factory=lambda: ["ovr_logistic", "omikuji", "label_frequency"],
+        metadata={"help": f"non-sequential reference rows, from {sorted(PEERS)} (or none)"},
+    )
+    runs_dir: str = field(default="runs/compare", metadata={"help": "where the cells' run folders go"})
+    out_dir: str | None = field(
+        default=None,
+        metadata={"help": "orderings.json/.md go here (default experiments/results; with --quick: RUNS_DIR/quick)"},
+    )
+    quick: bool = field(default=False, metadata={"help": "smoke test: emotions, first seed, 30 updates, hidden 32"})
+    peers_only: bool = field(
+        default=False, metadata={"help": "score --peers again in the cells already in the file, chain rows kept"}
+    )
+
+
+# ----------------------------------------------------------------------------- arguments
+def resolve_args(args: Args) -> Args:
+    """Apply --quick, fill out_dir, check every field (train_rl checks the knobs it receives)."""
+    args = replace(args)
+    if args.quick:
+        args.datasets, args.seeds = ["emotions"], args.seeds[:1]
+        args.updates, args.eval_every, args.checkpoint_every = min(args.updates, 30), 10, 10
+        args.hidden_size = min(args.hidden_size, 32)
+    args.out_dir = str(results_dir(args.out_dir, args.runs_dir, args.quick))
+    problems = []
+    if not args.datasets or len(set(args.datasets)) != len(args.datasets):
+        problems.append(f"--datasets must be distinct names, got {args.datasets}")
+    if not args.seeds or len(set(args.seeds)) != len(args.seeds):
+        problems.append(f"--seeds must be distinct integers, got {args.seeds}")
+    if args.peers == ["none"]:
+        args.peers = []
+    if any(name not in PEERS for name in args.peers) or len(set(args.peers)) != len(args.peers):
+        problems.append(f"--peers must be distinct names from {sorted(PEERS)} (or none), got {args.peers}")
+    problems += check_args(args)
+    problems += check_backend(args.backend, args.address, args.jobs)
+    if problems:
+        raise ArgsError("; ".join(problems))
+    train_rl_args.resolve_args(train_args(args, args.datasets[0], args.seeds[0]))  # checks every knob
+    return args
+
+
+def train_args(args: Args, dataset: str, seed: int) -> train_rl_args.Args:
+    """The train_rl run of one cell: every training knob as given, the cell's dataset and seed."""
+    return train_rl_args.Args(
+        **knobs_of(args),
+        dataset=dataset,
+        learners=list(args.learners),
+        ensemble=list(ENSEMBLE),
+        seed=seed,
+        runs_dir=args.runs_dir,
+        group_name=GROUP_NAME,
+    )
+
+
+def cell_config(args: Args, dataset: str, seed: int) -> dict[str, Any]:
+    return {"train_rl": run_config(train_args(args, dataset, seed)), "peers": list(args.peers)}
+
+
+# ----------------------------------------------------------------------------- one cell
+def compute_cell(args: Args, dataset: str, seed: int, command: str) -> dict[str, Any] | None:
+    """Train (or continue) the cell's run, then score the peers; None when training was stopped."""
+    single_thread()
+    started = time.perf_counter()
+    run_dir = train_or_resume(train_args(args, dataset, seed))
+    if not (run_dir / METRICS_FILE).exists():
+        return None
+    rows = rows_from_run(run_dir, dataset, seed)
+    derived = json.loads((run_dir / CONFIG_FILE).read_text())["derived"]
+    data = {key: derived[key] for key in ("n_train", "n_val", "n_test", "n_labels", "n_features", "max_steps")}
+    peer_rows, skipped = score_peers(args, dataset, seed)
+    rows += peer_rows
+    return {
+        "dataset": dataset,
+        "seed": seed,
+        "config": cell_config(args, dataset, seed),
+        "run_dir": str(run_dir),
+        "data": data,
+        "rows": rows,
+        "skipped_peers": skipped,
+        "cell_wall_time_s": time.perf_counter() - started,
+        "command": command,
+    }
+
+
+def score_peers(args: Args, dataset: str, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The peers' rows of one cell (tuned on the chains' validation slice) and the peers skipped, with why."""
+    rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    if not args.peers:
+        return rows, skipped
+    ds = load_dataset(dataset, data_dir=args.data_dir)
+    for name in args.peers:
+        try:
+            result, tuned = run_peer(name, ds, seed, args.val_fraction)
+        except PeerUnavailable as note:
+            skipped.append({"dataset": dataset, "seed": seed, "peer": name, "reason": str(note)})
+            continue
+        timing: dict[str, float] = {
+            key: result.pop(key) for key in ("wall_time_s", "fit_time_s", "predict_time_s") if key in result
+        }
+        rows.append(
+            {
+                "dataset": dataset,
+                "seed": seed,
+                "method": name,
+                "kind": "peer",
+                "metrics": result,
+                "config": tuned_config(tuned, args.val_fraction),
+                "wall_time_s": timing.pop("wall_time_s"),
+                **timing,
+                "run_dir": None,
+            }
+        )
+    return rows, skipped
+
+
+def refresh_peers(args: Args, results: dict[str, Any], out_dir: Path, command: str) -> list[str]:
+    """--peers-only: score --peers again in every grid cell already in the file, keeping its chain rows.
+
+    For tables whose peer rows predate a change of the peers (e.g. tuning) while retraining the chains
+    would cost far more; the cell's recorded peer list becomes --peers and `command` its peers_command. Returns the cells
+    not in the file.
+    """
+    absent = []
+    for dataset, seed in grid(args):
+        cell = results["cells"].get(cell_key(dataset, seed))
+        if cell is None:
+            absent.append(cell_key(dataset, seed))
+            continue
+        rows, skipped = score_peers(args, dataset, seed)
+        chains = [r for r in results["rows"] if (r["dataset"], r["seed"]) == (dataset, seed) and r["kind"] != "peer"]
+        config = {**cell["config"], "peers": list(args.peers)}
+        cell = {**cell, "config": config, "peers_command": command, "rows": chains + rows}
+        merge_cell(results, {**cell, "dataset": dataset, "seed": seed, "skipped_peers": skipped})
+        write_results(out_dir, results)
+        print(f"{cell_key(dataset, seed)}: peers {', '.join(r['method'] for r in rows)}", flush=True)
+    return absent
+
+
+# ----------------------------------------------------------------------------- results file
+def cell_key(dataset: str, seed: int) -> str:
+    return f"{dataset}:{seed}"
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"cells": {}, "rows": [], "skipped_peers": []}
+    try:
+        results = json.loads(path.read_text())
+        if not isinstance(results.get("cells"), dict) or not isinstance(results.get("rows"), list):
+            raise ValueError("expected 'cells' (object) and 'rows' (list)")
+    except (ValueError, AttributeError) as error:
+        raise ArgsError(
+            f"{path}: not an orderings results file ({error}); move it away or pick another --out-dir"
+        ) from None
+    return results
+
+
+def merge_cell(results: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
+    """Replace the cell's rows and notes (a rerun with another configuration must not add a second copy)."""
+    dataset, seed = cell["dataset"], cell["seed"]
+    same = lambda item: item["dataset"] == dataset and item["seed"] == seed  # noqa: E731
+    results["rows"] = [row for row in results["rows"] if not same(row)] + cell["rows"]
+    results["skipped_peers"] = [s for s in results.get("skipped_peers", []) if not same(s)] + cell["skipped_peers"]
+    results["cells"][cell_key(dataset, seed)] = {
+        key: value for key, value in cell.items() if key not in ("rows", "skipped_peers")
+    }
+    return results
+
+
+def write_results(out_dir: Path, results: dict[str, Any]) -> None:
+    order = {name: i for i, name in enumerate([*LEARNERS, "best_fixed", "ensemble", *PEERS])}
+    results["rows"].sort(key=lambda r: (r["dataset"], r["seed"], order.get(r["method"], len(order)), r["method"]))
+    atomic_write_json(out_dir / "orderings.json", results)
+    atomic_write_text(out_dir / "orderings.md", render_markdown(results))
+
+
+# ----------------------------------------------------------------------------- the grid
+def grid(args: Args) -> list[tuple[str, int]]:
+    """Seeds-major: every dataset of seed 0, then seed 1...: a partial grid holds whole seeds."""
+    return [(dataset, seed) for seed in args.seeds for dataset in args.datasets]
+
+
+def missing_cells(results: dict[str, Any], args: Args) -> list[tuple[str, int]]:
+    """Grid cells not in `results` with this exact configuration (those must be (re)computed)."""
+    return [(d, s) for d, s in grid(args) if not _same_config(results["cells"].get(cell_key(d, s)), args, d, s)]
+
+
+def _same_config(cell: dict[str, Any] | None, args: Args, dataset: str, seed: int) -> bool:
+    if cell is None or "config" not in cell:
+        return False
+    saved, want = cell["config"], cell_config(args, dataset, seed)
+    return run_config(saved.get("train_rl", {})) == want["train_rl"] and saved.get("peers") == want["peers"]
+
+
+def main(args: Args) -> Path:
+    """Run the missing cells of the grid, merging each into orderings.json; returns that file's path.
+
+    Cells run through experiments/grid/execution.py (--backend local or ray). Locally with --jobs 1 an
+    error in a cell propagates; otherwise (an unattended grid) it is printed and the cell stays
+    missing, so the other cells go on and a rerun retries it.
+    """
+    single_thread()
+    given = args
+    args = resolve_args(args)
+    out_dir = results_dir(args.out_dir, args.runs_dir, args.quick)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = load_results(out_dir / "orderings.json")
+    command = command_line(given, SCRIPT)
+    if args.peers_only:  # the table's command stays the one that trained the chains
+        absent = refresh_peers(args, results, out_dir, command)
+        if absent:
+            print(f"--peers-only: no chain rows for {', '.join(absent)}; run the grid without it for those")
+        return out_dir / "orderings.json"
+    results.update(command=command, argv=sys.argv, args=asdict(args), metrics=list(TABLE_METRICS))
+    pending = missing_cells(results, args)
+    done = len(grid(args)) - len(pending)
+    write_results(out_dir, results)
+
+    def finish(cell: dict[str, Any]) -> None:
+        merge_cell(results, cell)
+        write_results(out_dir, results)
+
+    with GracefulInterrupt() as interrupt:
+        in_process = args.backend == "local" and args.jobs == 1
+        quiet = (
+            args if in_process else replace(args, progress=False)
+        )  # several processes' bars would overwrite each other
+        cells = [
+            Cell(cell_key(d, s), compute_cell, {"args": quiet, "dataset": d, "seed": s, "command": command})
+            for d, s in pending
+        ]
+        run_cells(
+            cells,
+            lambda _key, cell: finish(cell),
+            backend=args.backend,
+            address=args.address,
+            jobs=args.jobs,
+            storage_dir=args.runs_dir,
+            metric=args.select_metric,
+            done_before=done,
+            progress=args.progress,
+            should_stop=lambda: interrupt.requested,
+        )
+    left = [cell_key(d, s) for d, s in missing_cells(results, args)]
+    print(f"\nresults: {out_dir / 'orderings.json'}\ntable:   {out_dir / 'orderings.md'}")
+    if left:
+        print(
+            f"stopped with {len(left)} cells left ({', '.join(left)}); rerun the same command to resume:\n  {command}"
+        )
+    return out_dir / "orderings.json"
+
+
+def grid_finished(args: Args) -> bool:
+    """True when every cell of the grid is in the results file with this configuration."""
+    resolved = resolve_args(args)
+    return not missing_cells(
+        load_results(results_dir(resolved.out_dir, resolved.runs_dir, resolved.quick) / "orderings.json"), resolved
+    )
+
+
+if __name__ == "__main__":
+    try:
+        cli_args = parse_args(Args)
+        path = main(cli_args)
+    except (ArgsError, DiskFullError, DataNotFoundError, DataFormatError) as error:
+        sys.exit(f"error: {error}")
+    sys.exit(0 if grid_finished(cli_args) else 130)  # 130: stopped early, rerun to resume

@@ -1,0 +1,183 @@
+"""Plumbing every experiment script shares: dataclass Args -> command line, atomic writes, threads."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shlex
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from labelchain.envs.atomic import atomic_write_json, atomic_write_text  # noqa: F401  (re-exported for scripts)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+T = TypeVar("T")
+
+
+def flag_name(name: str) -> str:
+    """The command-line flag of an Args field: `rl_lr` -> `--rl-lr`."""
+    return "--" + name.replace("_", "-")
+
+
+def parse_args(args_class: type[T], argv: list[str] | None = None, defaults: T | None = None) -> T:
+    """Build an argparse parser from a dataclass: one `--field-name` flag per field, help from docs.
+
+    Booleans take `--flag/--no-flag`; list fields take several values (`none` alone = empty list);
+    `X | None` fields accept "none". `defaults` (an instance) replaces the dataclass defaults, so
+    flags given on the command line override it (train_rl's --config).
+    """
+    hints = typing.get_type_hints(args_class)
+    parser = argparse.ArgumentParser(description=(args_class.__doc__ or "").strip())
+    for field in dataclasses.fields(args_class):  # type: ignore[arg-type]
+        flag = flag_name(field.name)
+        if defaults is not None:
+            default = getattr(defaults, field.name)
+        else:
+            default = (
+                field.default_factory()  # type: ignore[misc,operator]
+                if field.default is dataclasses.MISSING
+                else field.default
+            )
+        hint = hints[field.name]
+        help_text = field.metadata.get("help", "")
+        base, optional = _unwrap_optional(hint)
+        if base is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        elif typing.get_origin(base) in (list, tuple):
+            (item,) = set(typing.get_args(base)) - {Ellipsis}
+            parser.add_argument(flag, nargs="+", type=item, default=default, help=help_text)
+        else:
+            parser.add_argument(
+                flag, type=_converter(base, optional), default=default, help=f"{help_text} (default: {default})"
+            )
+    values = vars(parser.parse_args(argv))
+    for key, value in values.items():  # "--list-flag none" means an empty list
+        if isinstance(value, list) and [str(v).lower() for v in value] == ["none"]:
+            values[key] = []
+    return args_class(**values)
+
+
+def args_from_json(args_class: type[T], path: str | Path, flag: str = "--config") -> T:
+    """An Args instance from a JSON object of its fields (unknown fields and wrong types are errors
+    naming the file and the field; fields left out keep their defaults)."""
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text())
+    except OSError as error:
+        raise ValueError(f"{flag} {path}: cannot read it ({error.strerror})") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{flag} {path}: not JSON (line {error.lineno}, column {error.colno}: {error.msg})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{flag} {path}: expected a JSON object of {args_class.__module__}.Args fields")
+    hints = typing.get_type_hints(args_class)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ValueError(f"{flag} {path}: unknown fields {unknown}")
+    for name, value in values.items():
+        if not _json_fits(value, hints[name]):
+            raise ValueError(f"{flag} {path}: field {name!r} should be {hints[name]}, got {value!r}")
+    return args_class(**values)
+
+
+def _json_fits(value: Any, hint: Any) -> bool:
+    base, optional = _unwrap_optional(hint)
+    if value is None:
+        return optional
+    if typing.get_origin(base) in (list, tuple):
+        (item,) = set(typing.get_args(base)) - {Ellipsis}
+        return isinstance(value, list) and all(_json_fits(v, item) for v in value)
+    if base is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if base is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, base)
+
+
+def command_line(args: Any, script: str, skip: tuple[str, ...] = ("progress",)) -> str:
+    """The command that reproduces `args` (a dataclass Args) with `script`: defaults are left out.
+
+    The inverse of `parse_args`: booleans as --flag/--no-flag, lists as several values (an empty
+    list as "none"), None as "none".
+    """
+    words, defaults = ["python", script], type(args)()
+    for spec in dataclasses.fields(args):
+        value = getattr(args, spec.name)
+        if spec.name in skip or value == getattr(defaults, spec.name):
+            continue
+        flag = flag_name(spec.name)
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + spec.name.replace("_", "-"))
+        elif isinstance(value, list):
+            words += [flag, *map(str, value)] if value else [flag, "none"]
+        else:
+            words += [flag, "none" if value is None else str(value)]
+    return shlex.join(words)
+
+
+def results_dir(out_dir: str | None, runs_dir: str, quick: bool) -> Path:
+    """Where a grid script's results files go: --out-dir, else RUNS_DIR/quick with --quick (a smoke
+    test must not overwrite the committed tables), else experiments/results."""
+    if out_dir is not None:
+        return Path(out_dir)
+    return Path(runs_dir) / "quick" if quick else REPO_ROOT / "experiments" / "results"
+
+
+def mean_and_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1; 0 for a single value) of results over seeds."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def percent_mean_std(mean: float, std: float, n: int) -> str:
+    """×100, two decimals: '45.21 ± 0.35'; a single seed has no ± part."""
+    text = f"{100 * mean:.2f}"
+    return text if n < 2 else f"{text} ± {100 * std:.2f}"
+
+
+def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
+    args = typing.get_args(hint)
+    if type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return hint, False
+
+
+def _converter(base: Any, optional: bool):
+    def convert(text: str):
+        if optional and text.lower() == "none":
+            return None
+        return base(text)
+
+    convert.__name__ = getattr(base, "__name__", "value")
+    return convert
+
+
+def single_thread() -> None:
+    """One thread: on 2 shared cores, two threads can be many times slower."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str):
+    """--device auto|cpu|cuda -> torch.device (auto = cuda if available); a clear error otherwise."""
+    import torch
+
+    if name not in DEVICES:
+        raise SystemExit(f"--device must be one of {DEVICES}, got {name!r}")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return torch.device(name)

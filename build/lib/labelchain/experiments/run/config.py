@@ -1,0 +1,255 @@
+"""The training knobs every training script shares, declared once.
+
+`train_rl.Args`, `compare_orderings.Args` and `ablations.Args` inherit `TrainKnobs`, so each knob has
+one flag name, one type, one help text and one default (a script may redeclare a field only to give
+its own budget default, e.g. `updates`). Their runs are built with `knobs_of(args)`, which copies
+every knob, so a knob added here reaches every script without touching four functions. Ranges live
+in each field's metadata and `check_args` checks every numeric flag of any script with them.
+
+A new knob must default to the behaviour runs had before it existed: saved run configs that lack it
+read it at its default (`run_lookup.run_config`), so finished runs stay valid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from labelchain.agents.guidance import GUIDANCE_KINDS
+from labelchain.agents.output_layers import OUTPUT_KINDS
+from labelchain.envs.metrics import RANKING_NAMES, SET_NAMES
+from labelchain.envs.rewards import DEFAULT_REWARD_MODE, REWARD_MODES, REWARDS
+from labelchain.experiments.run.common import flag_name
+
+
+class ArgsError(ValueError):
+    """Bad command line or run folder: reported as one line, without a traceback."""
+
+
+@dataclass
+class TrainKnobs:
+    """How each learner trains and is validated (shared by train_rl, compare_orderings, ablations)."""
+
+    updates: int = field(default=500, metadata={"help": "optimisation steps per learner", "at_least": 1})
+    batch_size: int = field(default=64, metadata={"help": "documents per update", "at_least": 1})
+    hidden_size: int = field(
+        default=128, metadata={"help": "GRU hidden size (also document encoding size)", "at_least": 1}
+    )
+    dropout: float = field(
+        default=0.1, metadata={"help": "dropout on the document encoding and the GRU output", "at_least": 0, "below": 1}
+    )
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of supervised learners", "above": 0})
+    rl_lr: float | None = field(
+        default=3e-4,
+        metadata={
+            "help": "learning rate of reinforce/ppo/combined (none = --lr); lower "
+            "because they fine-tune a warm start (bibtex seed 0: 1e-3 drifted "
+            "below the start on val nDCG@3, 3e-4 rose above it)",
+            "above": 0,
+        },
+    )
+    reward: str = field(default="f1", metadata={"help": f"RL reward metric, from {REWARDS}"})
+    reward_mode: str = field(
+        default=DEFAULT_REWARD_MODE,
+        metadata={"help": f"from {REWARD_MODES}: 'delta' pays per-step differences, 'terminal' the final quality once"},
+    )
+    baseline: str = field(default="value", metadata={"help": "RL baseline: value, self_critical, none"})
+    entropy_coef: float = field(default=0.01, metadata={"help": "RL entropy bonus weight", "at_least": 0})
+    ppo_lr: float | None = field(
+        default=5e-5,
+        metadata={
+            "help": "learning rate of ppo (none = --rl-lr): it takes ppo_epochs x "
+            "ppo_minibatches steps per rollout (bibtex seed 0, 100 updates from "
+            "the warm start: 3e-4 drifted val nDCG@3 0.579 -> 0.501, 5e-5 held 0.578-0.584)",
+            "above": 0,
+        },
+    )
+    ppo_epochs: int = field(default=4, metadata={"help": "PPO: passes over each rollout", "at_least": 1})
+    ppo_minibatches: int = field(default=4, metadata={"help": "PPO: minibatches per pass", "at_least": 1})
+    rl_weight: float = field(
+        default=0.9, metadata={"help": "combined: weight of RL vs rearrangement loss", "at_least": 0, "at_most": 1}
+    )
+    greedy_rearrangement: bool = field(
+        default=False,
+        metadata={"help": "rearrange targets from the greedy chain instead of a sampled one"},
+    )
+    output: str = field(
+        default="flat",
+        metadata={
+            "help": f"policy output layer, from {OUTPUT_KINDS}: one softmax "
+            "over all labels, or factorised through a PIFA label tree"
+        },
+    )
+    tree_branching: int = field(
+        default=16, metadata={"help": "tree output: children per node (PECOS' nr_splits)", "at_least": 2}
+    )
+    tree_leaf_size: int = field(
+        default=100, metadata={"help": "tree output: at most this many labels per leaf", "at_least": 1}
+    )
+    tree_beam: int = field(
+        default=10, metadata={"help": "tree output: clusters kept per level in greedy decoding", "at_least": 1}
+    )
+    tree_query_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "tree output: score nodes and labels against a low-rank query of this "
+            "size (none = the full hidden + doc state); cheaper decoding at large L",
+            "at_least": 1,
+        },
+    )
+    sparse_label_grads: bool = field(
+        default=False,
+        metadata={
+            "help": "tree output: sparse gradients and lazy Adam (SparseAdam) for the label "
+            "tables, so a step costs O(labels touched), not O(L) (agents/optim.py)"
+        },
+    )
+    val_fraction: float = field(
+        default=0.1, metadata={"help": "share of train held out for validation", "above": 0, "below": 1}
+    )
+    eval_every: int = field(default=50, metadata={"help": "validate every this many updates", "at_least": 1})
+    select_metric: str = field(
+        default="nDCG@3", metadata={"help": "validation metric choosing the best policy (and the best fixed ordering)"}
+    )
+    checkpoint_every: int = field(
+        default=100, metadata={"help": "write checkpoint.pt every this many updates", "at_least": 1}
+    )
+    guidance: str = field(
+        default="none",
+        metadata={
+            "help": f"cluster guidance, from {GUIDANCE_KINDS}: bcl = XLGen's bit-vector guidance "
+            "(agents.guidance), mcg = cluster tokens emitted before the labels (agents.mcg)"
+        },
+    )
+    clusters: int = field(
+        default=30,
+        metadata={"help": "--guidance: k-means clusters of the PIFA label embeddings (XLGen: 30)", "at_least": 1},
+    )
+    guidance_weight: float = field(default=1.0, metadata={"help": "bcl: weight of the cluster BCE loss", "at_least": 0})
+    guidance_anneal: bool = field(default=False, metadata={"help": "bcl: divide that weight by the epoch (1-based)"})
+    guidance_mix: float = field(
+        default=0.0,
+        metadata={
+            "help": "bcl: share of training documents conditioned on their predicted clusters instead of the gold ones",
+            "at_least": 0,
+            "at_most": 1,
+        },
+    )
+    mcg_restrict: bool = field(default=False, metadata={"help": "mcg: labels only from the clusters the chain emitted"})
+    overlap_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "bcl, mcg: overlapping clusters (label disentanglement) from this saved "
+            "bcl or mcg policy's cluster predictions on the training documents (a run "
+            "with the same --dataset, --seed, --clusters, --hide-train-labels)"
+        },
+    )
+    overlap_lambda: int = field(
+        default=2, metadata={"help": "--overlap-from: clusters per label at most", "at_least": 1}
+    )
+    hide_train_labels: float = field(
+        default=0.0,
+        metadata={
+            "help": "positive-unlabelled setting: hide this fraction of each training "
+            "document's labels (seeded, at least one kept; validation is carved "
+            "from the hidden labels, test keeps all)",
+            "at_least": 0,
+            "at_most": 1,
+        },
+    )
+    data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
+    progress: bool = field(default=True, metadata={"help": "tqdm progress bars"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay", "at_least": 0})
+    patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "stop a learner after this many validations without improvement (none = run all --updates)",
+            "at_least": 1,
+        },
+    )
+    preset: str | None = field(
+        default=None,
+        metadata={
+            "help": "'paper' (experiments/run/presets.py): larger model, dropout on the GRU "
+            "inputs, weight decay, patience, a second checkpoint (best example F1) "
+            "for the label sets; fills the knobs left at their defaults"
+        },
+    )
+    device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu or cuda"})
+
+
+def override(name: str, default: Any, help: str | None = None) -> Any:
+    """A script's own default for knob `name` (same flag, range and, unless given, help text)."""
+    metadata = dict(_KNOB_FIELDS[name].metadata)
+    if help is not None:
+        metadata["help"] = help
+    return field(default=default, metadata=metadata)
+
+
+_KNOB_FIELDS = {spec.name: spec for spec in fields(TrainKnobs)}
+
+
+def knobs_of(args: TrainKnobs) -> dict[str, Any]:
+    """Every knob of `args` by field name, to build another script's Args (`train_rl_args.Args(**knobs_of(a), ...)`)."""
+    return {spec.name: getattr(args, spec.name) for spec in fields(TrainKnobs)}
+
+
+def check_args(args: Any) -> list[str]:
+    """Every problem of a script's Args, one line each naming the flag (empty when all is well).
+
+    The one place flags are range-checked: a numeric field declares its range in its metadata
+    (`at_least`, `above`, `at_most`, `below`; list fields apply it to each value), and every float
+    must be finite. Scripts add their own checks that are not about ranges (names, folders).
+    """
+    problems = []
+    for spec in fields(args):
+        value = getattr(args, spec.name)
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            problem = _range_problem(item, spec.metadata)
+            if problem:
+                shown = value if isinstance(value, list) else item
+                problems.append(f"{flag_name(spec.name)} must be {problem}, got {shown}")
+                break
+    if isinstance(args, TrainKnobs):
+        choices = (
+            ("reward", REWARDS),
+            ("reward_mode", REWARD_MODES),
+            ("select_metric", RANKING_NAMES + SET_NAMES),
+            ("preset", (None, "paper", "small")),
+            ("device", ("auto", "cpu", "cuda")),
+            ("output", OUTPUT_KINDS),
+            ("guidance", GUIDANCE_KINDS),
+        )
+        for name, allowed in choices:
+            if getattr(args, name) not in allowed:
+                problems.append(f"{flag_name(name)} must be one of {allowed}, got {getattr(args, name)!r}")
+        if args.overlap_from is not None and args.guidance == "none":
+            problems.append("--overlap-from needs --guidance bcl or mcg")
+        if args.mcg_restrict and args.guidance != "mcg":
+            problems.append("--mcg-restrict needs --guidance mcg")
+        if args.guidance == "mcg" and args.output != "flat":
+            problems.append("--guidance mcg needs --output flat (the cluster tokens are flat actions)")
+        if args.sparse_label_grads and args.output != "tree":
+            problems.append("--sparse-label-grads needs --output tree")
+        if args.tree_query_size is not None and args.output != "tree":
+            problems.append("--tree-query-size needs --output tree")
+    return problems
+
+
+def _range_problem(value: float, limits: Any) -> str | None:
+    bounds = [
+        ("at_least", ">=", lambda v, b: v >= b),
+        ("above", ">", lambda v, b: v > b),
+        ("at_most", "<=", lambda v, b: v <= b),
+        ("below", "<", lambda v, b: v < b),
+    ]
+    wanted = " and ".join(f"{sign} {limits[key]}" for key, sign, _ in bounds if key in limits)
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"a finite number {wanted}".rstrip()
+    if all(holds(value, limits[key]) for key, _, holds in bounds if key in limits):
+        return None
+    return wanted

@@ -1,0 +1,165 @@
+"""What a train_rl run starts from: its data (splits, PU hiding, BCL cluster columns or MCG cluster
+tokens, overlapping clusters) and a learner's fresh weights (flat or tree output, guidance, the
+preset's architecture).
+
+Kept apart from `train_rl.py`, which owns the run's flow (arguments, folders, learners, report).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from labelchain.agents.decoding import greedy_decode
+from labelchain.agents.guidance import with_gold_clusters
+from labelchain.agents.mcg import cluster_part
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.supervised import carve_validation
+from labelchain.envs.chain_task import default_max_steps
+from labelchain.envs.data.dataset import Split
+from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
+from labelchain.envs.data.loading import load_dataset
+from labelchain.envs.data.pu import hide_labels
+from labelchain.envs.label_clusters import build_label_tree, kmeans_clusters, pifa_embeddings
+from labelchain.envs.label_overlap import assign_overlapping, cooccurrence_counts, membership_matrix
+from labelchain.envs.mcg import MCGSpec
+from labelchain.experiments.run.config import ArgsError
+from labelchain.experiments.run.learner_run import RunData
+from labelchain.experiments.run.presets import PRESETS
+from labelchain.experiments.run.folder import load_policy
+
+if TYPE_CHECKING:
+    from labelchain.experiments.run.train_rl_args import Args
+
+EMPTY_WARN_FRACTION = 0.01  # warn when at least this share of training documents has no label
+
+
+def load_run_data(args: Args) -> RunData:
+    try:
+        dataset = load_dataset(args.dataset, data_dir=args.data_dir)
+    except (DataNotFoundError, DataFormatError):
+        raise
+    except ValueError as error:  # unknown name
+        raise ArgsError(f"--dataset {args.dataset}: {error}") from None
+    check_splits(args.dataset, dataset.train, dataset.test)
+    full_train = dataset.train
+    if args.hide_train_labels > 0:  # PU: the run never sees the hidden labels, test keeps all
+        full_train = Split(full_train.X, hide_labels(full_train.Y, args.hide_train_labels, args.seed))
+    try:
+        train, val = carve_validation(full_train, args.val_fraction, args.seed)
+    except ValueError as error:  # too few documents for a validation slice
+        raise ArgsError(f"--dataset {args.dataset}: {error}") from None
+    max_steps = default_max_steps(train.max_labels_per_doc, dataset.n_labels)
+    label_freq, mcg = train.label_freq, None
+    if args.guidance in ("bcl", "mcg"):
+        if args.clusters > dataset.n_labels:
+            raise ArgsError(f"--clusters {args.clusters}: {args.dataset} has only {dataset.n_labels} labels")
+        clusters = kmeans_clusters(pifa_embeddings(train.X, train.Y), args.clusters, seed=args.seed)
+        if args.overlap_from is not None:
+            clusters = overlapping_clusters(args, train, clusters)
+    if args.guidance == "bcl":  # gold clusters ride as extra feature columns of train (agents.guidance)
+        train = with_gold_clusters(train, clusters, args.clusters)
+    if args.guidance == "mcg":  # train's labels gain their clusters, emitted first (agents.mcg)
+        member = clusters if sp.issparse(clusters) else MCGSpec.from_assignment(clusters, args.clusters).membership
+        mcg = MCGSpec(member, args.mcg_restrict)
+        train = mcg.augment_split(train)
+        max_steps = default_max_steps(train.max_labels_per_doc, mcg.n_actions)
+    return RunData(train, val, dataset.test, label_freq, max_steps, mcg)
+
+
+def overlapping_clusters(args: Args, train: Split, label_cluster: np.ndarray) -> sp.csr_matrix:
+    """Membership (L, C) after label disentanglement: the --overlap-from policy's predicted clusters
+    of the training documents (a bcl policy's cluster head, or the cluster tokens an mcg policy
+    decodes greedily), C = Yᵀ·M, each label in up to --overlap-lambda clusters."""
+    assert args.overlap_from is not None  # the caller checks
+    try:
+        first = load_policy(args.overlap_from)
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        raise ArgsError(f"--overlap-from {args.overlap_from}: {error}") from None
+    n_clusters = first.guidance.n_clusters if first.guidance is not None else first.mcg.n_clusters if first.mcg else 0
+    if n_clusters != args.clusters or first.n_features != train.X.shape[1]:
+        raise ArgsError(
+            f"--overlap-from {args.overlap_from}: not a bcl or mcg policy with --clusters {args.clusters} "
+            f"over {train.X.shape[1]} features"
+        )
+    M = predicted_clusters(first, train.X)
+    overlap = assign_overlapping(cooccurrence_counts(train.Y, M), label_cluster, args.overlap_lambda)
+    return membership_matrix(overlap, args.clusters)
+
+
+def predicted_clusters(policy: ChainPolicy, X, batch: int = 1024) -> np.ndarray:
+    """(N, C) bool clusters a bcl policy's head predicts, or the cluster tokens an mcg policy emits
+    greedily, for the rows of X in batches of `batch` (the policy is put in eval mode)."""
+    policy.eval()
+    parts = []
+    for start in range(0, X.shape[0], batch):
+        rows = X[start : start + batch]
+        if policy.mcg is None:
+            parts.append(policy.predicted_clusters(rows))
+        else:
+            with torch.no_grad():
+                parts.append(cluster_part(greedy_decode(policy, rows).labels, policy.mcg).toarray())
+    return np.vstack(parts)
+
+
+def check_splits(name: str, train: Split, test: Split) -> None:
+    """Refuse splits nothing can be learned or measured on; warn when many training documents lack labels."""
+    for split_name, split in (("train", train), ("test", test)):
+        if len(split) == 0:
+            raise ArgsError(f"--dataset {name}: the {split_name} split has no documents")
+    empty = float(np.mean(np.diff(train.Y.indptr) == 0))
+    if empty == 1.0:
+        raise ArgsError(f"--dataset {name}: no training document has a label; there is nothing to learn")
+    if empty >= EMPTY_WARN_FRACTION:
+        warnings.warn(
+            f"--dataset {name}: {empty:.1%} of the training documents have no label; the chains "
+            "learn to stop at once on them",
+            stacklevel=2,
+        )
+
+
+def fresh_policy(args: Args, train: Split, n_features: int | None = None, mcg: MCGSpec | None = None) -> ChainPolicy:
+    """New weights normalised on `train`; with `--output tree`, over the balanced label tree of the
+    PIFA embeddings of `train` (seeded by --seed, so every learner of a run gets the same tree).
+    With `--guidance bcl`, `train` carries gold cluster columns after its first `n_features`; with
+    `--guidance mcg` (`mcg` given), its labels are followed by their clusters."""
+    n_features = train.X.shape[1] if n_features is None else n_features
+    tree = None
+    if args.output == "tree":
+        emb = pifa_embeddings(train.X[:, :n_features], train.Y)
+        tree = build_label_tree(emb, args.tree_branching, args.tree_leaf_size, seed=args.seed)
+    n_clusters = args.clusters if args.guidance == "bcl" else 0
+    policy = ChainPolicy(
+        n_features,
+        train.Y.shape[1],
+        hidden_size=args.hidden_size,
+        dropout=args.dropout,
+        output=args.output,
+        tree=tree,
+        tree_beam=args.tree_beam,
+        n_clusters=n_clusters,
+        sparse_label_grads=args.sparse_label_grads,
+        tree_query_size=args.tree_query_size,
+        guidance_weight=args.guidance_weight,
+        guidance_anneal=args.guidance_anneal,
+        guidance_mix=args.guidance_mix,
+        mcg=mcg,
+        **policy_extras(args),
+    )
+    return policy.fit_input_normalization(train.X)
+
+
+def policy_extras(args: Args) -> dict:
+    """ChainPolicy arguments a preset sets beyond the hidden size (none without a preset)."""
+    if args.preset not in PRESETS:
+        return {}
+    preset = PRESETS[args.preset]
+    return {
+        "label_embed_size": preset.label_embed_size,
+        "input_dropout": preset.input_dropout,
+        "aux_weight": preset.aux_weight,
+    }

@@ -1,0 +1,65 @@
+"""The installed namespace: `labelchain.*` only, light metric imports, LabelChain-v0 registered either import order."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_python(code: str) -> str:
+    """Run `code` in a fresh interpreter from outside the repository (only the install is importable)."""
+    done = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_metrics_import_pulls_in_neither_gymnasium_nor_torch():
+    out = run_python("import sys, labelchain.envs.metrics; print('gymnasium' in sys.modules, 'torch' in sys.modules)")
+    assert out == "False False"
+
+
+@pytest.mark.parametrize(
+    "imports", ["import labelchain; import gymnasium as gym", "import gymnasium as gym; import labelchain"]
+)
+def test_env_id_registered_whichever_is_imported_first(imports):
+    assert run_python(f"{imports}; print('LabelChain-v0' in gym.registry)") == "True"
+
+
+def test_the_old_top_level_names_are_not_installed():
+    out = run_python(
+        "import importlib.util as u; print([n for n in ('envs', 'agents', 'experiments') if u.find_spec(n)])"
+    )
+    assert out == "[]"
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_only_the_labelchain_package(tmp_path):
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("labelchain-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {name.split("/")[0] for name in names} == {"labelchain", "labelchain-0.1.0.dist-info"}
+    assert {"labelchain/envs/metrics.py", "labelchain/agents/policy.py", "labelchain/experiments/train_rl.py"} <= set(
+        names
+    )
