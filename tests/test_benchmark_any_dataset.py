@@ -20,7 +20,7 @@ pytestmark = pytest.mark.needs_data
 
 
 def tiny_grid(tmp_path: Path, datasets: list[str], **changes) -> Args:
-    return Args(
+    settings: dict = dict(
         datasets=datasets,
         seeds=[0],
         learners=["freq2rare", "rearrange", "combined"],
@@ -32,8 +32,8 @@ def tiny_grid(tmp_path: Path, datasets: list[str], **changes) -> Args:
         runs_dir=str(tmp_path / "runs"),
         out_dir=str(tmp_path / "results"),
         progress=False,
-        **changes,
     )
+    return Args(**{**settings, **changes})
 
 
 def metric_table(rows: list[dict]) -> dict[str, dict[str, float]]:
