@@ -13,6 +13,7 @@ One method on one split is one `.npz` file (written atomically, envs.atomic). Re
     pred.dataset, pred.dataset_hash, pred.split, pred.method, pred.seed
     pred.label_freq, pred.n_train   # the training counts the row's rare_f1 / PSP@k used (or None)
     metrics_from_predictions(pred)  # == the row's metrics in metrics.json / orderings.json, exactly
+    load_cell("experiments/results/predictions/orderings/emotions/seed0")  # {method: Predictions}
 
 Why top-K ids rather than scores: every ranking metric reads only the first 5 ranks, and the ids
 are stored in `envs.metric_core.top_k_ranked` order computed from the full float scores, so P@k,
@@ -258,3 +259,14 @@ def check_same_documents(preds: Sequence[Predictions], names: Sequence[str] | No
             raise PredictionsError(f"{name}: its documents (doc_ids) are not {ref_name}'s")
         if (pred.gold != ref.gold).nnz:
             raise PredictionsError(f"{name}: its gold label sets differ from {ref_name}'s")
+
+
+def load_cell(folder: str | Path, **expected: Any) -> dict[str, Predictions]:
+    """Every `<method>.npz` of one grid cell's (or run's) folder, by method, checked to be predictions
+    of the same documents (`check_same_documents`); `expected` as in `load_predictions`."""
+    paths = sorted(Path(folder).glob("*.npz"))
+    if not paths:
+        raise PredictionsError(f"{folder}: no predictions files (*.npz)")
+    preds = {path.stem: load_predictions(path, **expected) for path in paths}
+    check_same_documents(list(preds.values()), [str(path) for path in paths])
+    return preds

@@ -14,6 +14,7 @@ from labelchain.envs.metrics import evaluate
 from labelchain.envs.predictions import (
     PredictionsError,
     check_same_documents,
+    load_cell,
     from_outputs,
     load_predictions,
     metrics_from_predictions,
@@ -97,6 +98,9 @@ def test_mismatches_are_named_in_one_line(tmp_path: Path):
         other_gold = sp.csr_matrix(np.logical_not(gold.toarray()))
         check_same_documents([a, _pred(scores, other_gold, Y_pred, label_freq)], ["a", "b"])
     check_same_documents([a, load_predictions(path)])  # the same documents: fine
+    save_predictions(tmp_path / "b.npz", _pred(scores[:39], gold[:39], Y_pred[:39], label_freq))
+    with pytest.raises(PredictionsError, match="b.npz: n_docs 39 does not match .*a.npz's 40"):
+        load_cell(tmp_path)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(PredictionsError, match="bad.npz: not a predictions file"):
         load_predictions(tmp_path / "bad.npz")
@@ -132,6 +136,7 @@ def test_a_real_run_saves_predictions_that_rebuild_metrics_json(tmp_path: Path):
     assert files == sorted(rows)
     preds = [load_predictions(run / "predictions" / f"{name}.npz", split="test", n_docs=202) for name in rows]
     check_same_documents(preds, list(rows))
+    assert sorted(load_cell(run / "predictions", split="test")) == sorted(rows)
     for name, pred in zip(rows, preds):
         assert metrics_from_predictions(pred) == rows[name], name
         assert pred.method == name and pred.dataset == "emotions" and pred.seed == 1 and pred.k == 6
