@@ -320,9 +320,12 @@ def main(args: Args) -> Path:
 
     def finish(cell: dict[str, Any]) -> None:
         methods = [row["method"] for row in cell["rows"]]
-        cell["predictions"] = keep_cell_predictions(
-            Path(cell["run_dir"]), out_dir, GRID, cell["dataset"], cell["seed"], methods
-        )
+        try:
+            cell["predictions"] = keep_cell_predictions(
+                Path(cell["run_dir"]), out_dir, GRID, cell["dataset"], cell["seed"], methods
+            )
+        except FileNotFoundError as missing:  # a finished run reused from before predictions were saved
+            print(f"\n{cell_key(cell['dataset'], cell['seed'])}: {missing}; --redo with a fresh --runs-dir saves them")
         merge_cell(results, cell)
         write_results(out_dir, results)
 

@@ -14,6 +14,7 @@ from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import METRIC_NAMES
 from labelchain.envs.predictions import check_same_documents, load_predictions, metrics_from_predictions
 from labelchain.experiments.compare_orderings import Args, main, resolve_args
+from labelchain.experiments.grid.predictions import keep_cell_predictions
 from labelchain.experiments.run.config import ArgsError
 
 pytestmark = pytest.mark.needs_data
@@ -77,3 +78,16 @@ def test_a_dataset_path_that_does_not_exist_is_named(tmp_path: Path):
     write_mulan(tmp_path / "b" / "mymusic")
     with pytest.raises(ArgsError, match="distinct last parts"):
         resolve_args(tiny_grid(tmp_path, [str(tmp_path / "a" / "mymusic"), str(tmp_path / "b" / "mymusic")]))
+
+
+def test_a_cell_copy_names_the_methods_without_predictions(tmp_path: Path):
+    run = tmp_path / "run"
+    (run / "predictions").mkdir(parents=True)
+    (run / "predictions" / "rearrange.npz").write_bytes(b"x")
+    with pytest.raises(FileNotFoundError, match="no predictions for combined, ensemble"):
+        keep_cell_predictions(
+            run, tmp_path / "out", "orderings", "data/my__set/", 0, ["rearrange", "combined", "ensemble"]
+        )
+    where = keep_cell_predictions(run, tmp_path / "out", "orderings", "data/my__set/", 2, ["rearrange"])
+    assert where == "predictions/orderings/my_set/seed2"
+    assert (tmp_path / "out" / where / "rearrange.npz").read_bytes() == b"x"
