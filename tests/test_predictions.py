@@ -143,3 +143,20 @@ def test_a_real_run_saves_predictions_that_rebuild_metrics_json(tmp_path: Path):
     assert len(rows["combined"]) == 16 and "PSP@1" not in rows["floor"]
     assert preds[0].dataset_hash == "33edc1d084cfb842"  # envs.data.fingerprint.content_hash(emotions)
     assert load_predictions(run / "predictions" / "best_fixed.npz").extra == {"chosen": "freq2rare"}
+
+
+@pytest.mark.parametrize("k", [1, 7, 10, 20])
+def test_deep_ranks_from_stored_ids_equal_the_full_score_metrics(tmp_path: Path, k: int):
+    """P@k and nDCG@k for any k <= K from the saved ids (ties on a coarse score grid) = envs.metrics'."""
+    from labelchain.envs.metrics import ndcg_at_k, precision_at_k
+
+    scores, gold, Y_pred, label_freq = _random_case(3, n=60, n_labels=40, levels=4)
+    pred = load_predictions(save_predictions(tmp_path / "m.npz", _pred(scores, gold, Y_pred, label_freq)))
+    gold_dense = gold.toarray()
+    hits = np.take_along_axis(gold_dense, pred.top_ids[:, :k], axis=1)
+    assert hits.sum(axis=1).mean() / k == pytest.approx(precision_at_k(gold, scores, k), abs=1e-15)
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.array([discount[: min(n, k)].sum() for n in gold_dense.sum(axis=1)])
+    dcg = hits @ discount
+    ndcg = np.divide(dcg, ideal, out=np.zeros_like(dcg), where=ideal > 0).mean()
+    assert ndcg == pytest.approx(ndcg_at_k(gold, scores, k), abs=1e-12)
