@@ -171,17 +171,6 @@ def greedy_decode(
     return rollout(policy, X, max_steps=max_steps, suppress_stop_steps=suppress_stop_steps)
 
 
-def sample_decode(
-    policy: ChainPolicy,
-    X,
-    *,
-    max_steps: int | None = None,
-    temperature: float = 1.0,
-    generator: torch.Generator | None = None,
-) -> DecodeResult:
-    return rollout(policy, X, max_steps=max_steps, sample=True, temperature=temperature, generator=generator)
-
-
 @torch.no_grad()
 def beam_search(
     policy: ChainPolicy,

@@ -3,8 +3,9 @@
 A label whose documents split across topics sits badly in any single cluster. After a first model
 is trained on plain clusters, count how often each label co-occurs with the clusters the model
 predicts for its training documents (C = Yᵀ·M) and let each label join up to λ clusters by count.
-A label in several clusters becomes several label *columns* (copies); at prediction time the copies
-map back to the one label, keeping the best score.
+`assign_overlapping` lists a label's clusters as label *columns* (copies, PECOS' layout);
+`membership_matrix` turns them into the (L, C) membership the guidance uses: a label sits in each
+of its clusters, and the label space itself does not grow.
 
 Everything works on a cluster assignment array `label_cluster` (label id -> cluster id), however it
 was made (k-means on PIFA, a tree level, by hand). Column layout of the result: column j < L is
@@ -139,35 +140,4 @@ def membership_matrix(overlap: OverlappingLabels, n_clusters: int) -> sp.csr_mat
     ones = np.ones(overlap.column_label.size, dtype=bool)
     out = sp.csr_matrix((ones, (overlap.column_label, overlap.column_cluster)), shape=(overlap.n_labels, n_clusters))
     out.sum_duplicates()
-    return out
-
-
-def expand_labels(Y: LabelMatrix, overlap: OverlappingLabels) -> sp.csr_matrix:
-    """(n, L') training targets over the columns: every copy carries its label's documents."""
-    return _label_csr(Y, overlap.n_labels, "Y")[:, overlap.column_label].tocsr()
-
-
-def collapse_scores(scores: np.ndarray, overlap: OverlappingLabels) -> np.ndarray:
-    """(n, L') column scores -> (n, L) label scores, the best score of each label's copies."""
-    arr = np.asarray(scores, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != overlap.column_label.size:
-        raise ValueError(f"scores must have shape (n, {overlap.column_label.size}), got {arr.shape}")
-    out = arr[:, : overlap.n_labels].copy()
-    if overlap.n_copies:
-        np.maximum.at(out.T, overlap.column_label[overlap.n_labels :], arr[:, overlap.n_labels :].T)  # out.T: a view
-    return out
-
-
-def collapse_sets(Y_pred: LabelMatrix, overlap: OverlappingLabels) -> sp.csr_matrix:
-    """(n, L') predicted columns -> (n, L) bool label sets: a label is in if any copy is."""
-    pred = _label_csr(Y_pred, overlap.column_label.size, "Y_pred").astype(np.int64)
-    to_label = sp.csr_matrix(
-        (
-            np.ones(overlap.column_label.size, dtype=np.int64),
-            (np.arange(overlap.column_label.size), overlap.column_label),
-        ),
-        shape=(overlap.column_label.size, overlap.n_labels),
-    )
-    out = (pred @ to_label).astype(bool).tocsr()
-    out.eliminate_zeros()
     return out

@@ -41,13 +41,13 @@ from labelchain.experiments.run.common import (
     mean_and_std,
     parse_args,
     percent_mean_std,
-    single_thread,
 )
 from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args, knobs_of, override
 from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
 from labelchain.experiments.grid.lookup import find_run, run_config, train_or_resume
 from labelchain.experiments.run.folder import METRICS_FILE, POLICY_DIR, DiskFullError, GracefulInterrupt
+from labelchain.experiments.run.threads import set_threads
 
 SCRIPT = "experiments/ablations.py"
 WARM_START = "warm_start"  # the reference row: the rearrangement policy every warm variant starts from
@@ -263,7 +263,7 @@ def write_results(out_dir: Path, results: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- main
 def main(args: Args) -> Path:
     """Train every missing (variant, seed), seeds-major, writing results after each; returns the json path."""
-    single_thread()
+    set_threads(args.threads or 1)
     given, args = args, resolve_args(args)
     out_dir = results_dir(args.out_dir, args.runs_dir, args.quick)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -294,6 +294,7 @@ def main(args: Args) -> Path:
             backend=args.backend,
             address=args.address,
             jobs=args.jobs,
+            threads=args.threads,
             storage_dir=args.runs_dir,
             metric=args.select_metric,
             progress=args.progress,

@@ -21,14 +21,15 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from common import REPO_ROOT, parse_args, single_thread
+from labelchain.experiments.run.common import REPO_ROOT, parse_args
+from labelchain.experiments.run.threads import Threads, set_threads
 
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"  # passed explicitly: the baseline lives in a temporary folder
 SOURCES = {"delicious": ("mulan/delicious", ("*.arff", "*.xml")), "reuters21578": ("reuters21578", ("reut2-*.sgm",))}
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Benchmark first (parsing) and cached loads of datasets, optionally against a baseline commit."""
 
     datasets: list[str] = field(default_factory=lambda: ["delicious", "reuters21578"])
@@ -107,7 +108,7 @@ def _baseline(args: Args) -> list[dict]:
 
 def main() -> None:
     args = parse_args(Args)
-    single_thread()
+    set_threads(args.threads or 1)
     if args.code_root:
         _use_code_root(args.code_root)
         print(json.dumps({"rows": measure(args)}))

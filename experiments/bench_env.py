@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from labelchain.experiments.run.common import parse_args, single_thread
+from labelchain.experiments.run.common import parse_args
+from labelchain.experiments.run.threads import Threads, set_threads
 
 from labelchain.envs.chain_task import make_task
 from labelchain.envs.label_env import LabelChainEnv
@@ -25,7 +26,7 @@ from labelchain.envs.vector_env import LabelChainVectorEnv
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Benchmark LabelChain environments (label-steps per second, one thread)."""
 
     dataset: str = "delicious"
@@ -83,7 +84,7 @@ def bench_native(task, n: int, seconds: float, sampler: RandomValidActions, copy
 
 
 def main(args: Args) -> dict:
-    single_thread()
+    set_threads(args.threads or 1)
     task = make_task(args.dataset, args.split)
     mean_labels = task.gold_count.mean()
     sampler = RandomValidActions(task.n_labels, 1.0 / (mean_labels + 1.0), args.seed)

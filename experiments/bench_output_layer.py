@@ -28,13 +28,14 @@ from labelchain.agents.optim import clip_grad_norm, make_optimizer
 from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.supervised import teacher_forcing_loss
 from labelchain.envs.label_clusters import LabelTree, build_label_tree
-from labelchain.experiments.run.common import parse_args, single_thread
+from labelchain.experiments.run.common import parse_args
+from labelchain.experiments.run.threads import Threads, set_threads
 
 LAYERS = ("flat", "tree", "tree+sparse")
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Documents per second of teacher forcing and greedy decoding, flat vs tree output layer."""
 
     labels: list[int] = field(default_factory=lambda: [1000, 100_000], metadata={"help": "label space sizes"})
@@ -105,7 +106,7 @@ def _measure(layer: str, n_labels: int, tree: LabelTree, args: Args) -> tuple[fl
 
 
 def main(args: Args) -> dict:
-    single_thread()
+    set_threads(args.threads or 1)
     bad = sorted(set(args.layers) - set(LAYERS))
     if bad:
         raise SystemExit(f"error: --layers must be from {LAYERS}, got {bad}")

@@ -35,10 +35,11 @@ from labelchain.experiments.grid import execution, ray_backend
 from labelchain.experiments.run.common import REPO_ROOT, atomic_write_json, parse_args
 from labelchain.experiments.reports.orderings import render_markdown
 from labelchain.experiments.grid.cells import Cell
+from labelchain.experiments.run.threads import Threads
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Orderings grid: local backend vs Ray backend (local Ray or a cluster), wall time and peak memory."""
 
     grid: str = field(
@@ -106,6 +107,7 @@ def child(args: Args) -> dict:
         lambda key, cell: compare_orderings.merge_cell(results, cell),
         backend="local" if args.child == "local" else "ray",
         jobs=args.jobs,
+        threads=args.threads,
         storage_dir=runs_dir,
         progress=False,
     )

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from labelchain.experiments.run.common import parse_args, resolve_device, single_thread
+from labelchain.experiments.run.common import parse_args, resolve_device
+from labelchain.experiments.run.threads import Threads, set_threads
 
 from labelchain.agents.learner_base import LearnerConfig
 from labelchain.agents.learners import make_learner
@@ -26,7 +27,7 @@ from labelchain.envs.data.loading import load_dataset
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Benchmark RL training throughput (label-steps and documents per second, one thread)."""
 
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "delicious"])
@@ -79,7 +80,7 @@ def bench(dataset, learner_name: str, args: Args) -> dict[str, float]:
 
 
 def main(args: Args) -> list[dict]:
-    single_thread()
+    set_threads(args.threads or 1)
     rows = []
     header = f"{'dataset':10s} {'learner':10s} {'L':>5s} {'updates':>7s} {'label-steps/s':>14s} {'docs/s':>8s} {'steps/doc':>9s}"
     print(header)

@@ -47,15 +47,15 @@ from labelchain.experiments.run.common import (
     atomic_write_text,
     command_line,
     parse_args,
-    single_thread,
 )
 from labelchain.experiments.reports.scale import plot, summary, table
+from labelchain.experiments.run.threads import Threads, set_threads
 
 KINDS_BESIDE_OUTPUTS = ("env", "omikuji")
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Scale benchmark of the label chain on synthetic label spaces (one thread, each cell its own process)."""
 
     labels: list[int] = field(default_factory=lambda: [1000, 10000, 100000])
@@ -259,7 +259,7 @@ def omikuji_cell(n_labels: int, args: Args) -> dict:
 
 def run_cell(cell: str, args: Args) -> dict:
     n_labels, kind = cell.split(":")
-    single_thread()
+    set_threads(args.threads or 1)
     if kind == "env":
         return env_cell(int(n_labels), args)
     if kind == "omikuji":

@@ -31,11 +31,12 @@ from labelchain.agents.training import TrainConfig, train_epochs
 from labelchain.envs.data.dataset import Dataset, Split
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.orderings import LabelOrdering
-from labelchain.experiments.run.common import parse_args, resolve_device, single_thread
+from labelchain.experiments.run.common import parse_args, resolve_device
+from labelchain.experiments.run.threads import Threads, set_threads
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Benchmark supervised training and decoding of the chain policy (documents per second)."""
 
     dataset: str = "bibtex"
@@ -191,7 +192,7 @@ def update_paths(dataset: Dataset, hidden: int, args: Args, device: torch.device
 
 
 def main(args: Args) -> dict:
-    single_thread()
+    set_threads(args.threads or 1)
     device = resolve_device(args.device)
     dataset = load_dataset(args.dataset)
     train, test = dataset.train, dataset.test

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from labelchain.experiments.run.common import REPO_ROOT, command_line, parse_args, single_thread
+from labelchain.experiments.run.common import REPO_ROOT, command_line, parse_args
 
 from labelchain.agents.guidance import with_gold_clusters
 from labelchain.agents.mcg import mcg_setup
@@ -42,6 +42,7 @@ from labelchain.experiments.grid import variants as vg
 from labelchain.experiments.reports.guidance import render_markdown
 from labelchain.experiments.run.setup import predicted_clusters
 from labelchain.experiments.grid.cells import Cell
+from labelchain.experiments.run.threads import set_threads
 
 SCRIPT = "experiments/compare_guidance.py"
 GUIDANCE = ("none", "bcl", "mcg")
@@ -113,7 +114,6 @@ def guided(cell: vg.Cell, guidance: str, clusters: np.ndarray | sp.csr_matrix, a
 def run_cell(args: Args, name: str, seed: int, variants: list[str], results: str | None = None) -> dict[str, Any]:
     """One (dataset, seed): the rows of every variant in `variants` (λ > 1 retrains its λ = 1 first);
     with `results` (the {out} path) each test row's predictions are saved next to it (vg.predictions_folder)."""
-    single_thread()
     started = time.perf_counter()
     cell = vg.Cell(name, seed, args, args.hide_train_labels, results=results)
     label_cluster = kmeans_clusters(pifa_embeddings(cell.train.X, cell.train.Y), args.clusters, seed=seed)
@@ -160,7 +160,7 @@ def check(args: Args) -> None:
 
 
 def main(args: Args) -> dict:
-    single_thread()
+    set_threads(args.threads or 1)
     check(args)
     out = None if args.out is None else REPO_ROOT / args.out
     command = command_line(args, SCRIPT)

@@ -53,7 +53,6 @@ from labelchain.experiments.run.common import (
     atomic_write_text,
     command_line,
     parse_args,
-    single_thread,
 )
 from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args, knobs_of, override
 from labelchain.experiments.grid.cells import Cell
@@ -65,6 +64,7 @@ from labelchain.experiments.grid.lookup import run_config, train_or_resume
 from labelchain.experiments.run.folder import CONFIG_FILE, METRICS_FILE, DiskFullError, GracefulInterrupt, run_name_part
 from labelchain.envs.predictions import PREDICTIONS_DIR
 from labelchain.experiments.grid.predictions import cell_predictions_dir, keep_cell_predictions
+from labelchain.experiments.run.threads import set_threads
 
 GRID = "orderings"  # its prediction files: <out_dir>/predictions/orderings/<dataset>/seed<seed>/
 GROUP_NAME = "compare"  # run folders: {runs_dir}/{dataset}__compare__{seed}__{time}
@@ -156,7 +156,6 @@ def cell_config(args: Args, dataset: str, seed: int) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- one cell
 def compute_cell(args: Args, dataset: str, seed: int, command: str) -> dict[str, Any] | None:
     """Train (or continue) the cell's run, then score the peers; None when training was stopped."""
-    single_thread()
     started = time.perf_counter()
     run_dir = train_or_resume(train_args(args, dataset, seed))
     if not (run_dir / METRICS_FILE).exists():
@@ -300,7 +299,7 @@ def main(args: Args) -> Path:
     error in a cell propagates; otherwise (an unattended grid) it is printed and the cell stays
     missing, so the other cells go on and a rerun retries it.
     """
-    single_thread()
+    set_threads(args.threads or 1)
     given = args
     args = resolve_args(args)
     out_dir = results_dir(args.out_dir, args.runs_dir, args.quick)
@@ -344,6 +343,7 @@ def main(args: Args) -> Path:
             backend=args.backend,
             address=args.address,
             jobs=args.jobs,
+            threads=args.threads,
             storage_dir=args.runs_dir,
             metric=args.select_metric,
             done_before=done,

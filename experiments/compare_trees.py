@@ -35,8 +35,8 @@ from labelchain.experiments.run.common import (
     mean_and_std,
     parse_args,
     percent_mean_std,
-    single_thread,
 )
+from labelchain.experiments.run.threads import set_threads
 
 from labelchain.agents.policy import ChainPolicy
 from labelchain.envs.label_clusters import build_label_tree, pifa_embeddings
@@ -196,7 +196,6 @@ def run_cell(
 ) -> dict[str, Any]:
     """One grid cell's rows for `outputs`, and `shapes` plus the tree shape it chose (if it chose);
     with `results` (the {out} path) each test row's predictions are saved next to it (vg.predictions_folder)."""
-    single_thread()
     started = time.perf_counter()
     cell = vg.Cell(name, seed, args, results=results)
     chosen = dict(shapes)  # run_output adds this dataset's shape when the cell chooses it
@@ -209,7 +208,7 @@ def cell_key(name: str, seed: int) -> str:
 
 
 def main(args: Args) -> dict:
-    single_thread()
+    set_threads(args.threads or 1)
     for shape in args.shapes:
         parse_shape(shape)
     problems = execution.check_backend(args.backend, args.address, args.jobs)

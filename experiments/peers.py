@@ -21,7 +21,8 @@ from labelchain.envs.data.fingerprint import content_hash
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import HEADLINE, evaluate
 from labelchain.envs.predictions import DEFAULT_TOP_K, from_outputs, save_predictions
-from labelchain.experiments.run.common import atomic_write_json, parse_args, single_thread
+from labelchain.experiments.run.common import atomic_write_json, parse_args
+from labelchain.experiments.run.threads import Threads, set_threads
 
 
 def run_peer(
@@ -74,7 +75,7 @@ def tuned_config(tuned: TunedPeer, val_fraction: float) -> dict:
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Score the non-sequential peers on one dataset's test split (one thread), tuned on validation."""
 
     dataset: str = "bibtex"
@@ -91,7 +92,7 @@ TABLE_COLUMNS = HEADLINE + ("example_f1", "micro_f1", "tune_time_s", "wall_time_
 
 
 def main(args: Args) -> dict[str, dict]:
-    single_thread()
+    set_threads(args.threads)
     unknown = [name for name in args.peers if name not in PEERS]
     if unknown:
         raise SystemExit(f"--peers: unknown {unknown}; choose from {list(PEERS)}")

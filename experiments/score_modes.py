@@ -31,10 +31,10 @@ from labelchain.experiments.run.common import (
     atomic_write_json,
     parse_args,
     resolve_device,
-    single_thread,
 )
 from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.run.threads import set_threads
 
 
 @dataclass
@@ -56,7 +56,6 @@ class Args(ExecutionFlags):
 
 def run_one(args: Args, dataset: str, aux_weight: float) -> dict[str, Any]:
     """One cell: train at this weight, score validation with every mode; {"rows": [...]}."""
-    single_thread()
     device = resolve_device(args.device)
     ds = load_dataset(dataset)
     train, val = carve_validation(ds.train, args.val_fraction, args.seed)
@@ -94,7 +93,7 @@ def cell_key(dataset: str, aux_weight: float) -> str:
 
 
 def main(args: Args) -> dict:
-    single_thread()
+    set_threads(args.threads or 1)
     device = resolve_device(args.device)  # fail early on a bad --device
     problems = check_backend(args.backend, args.address, args.jobs)
     if problems:
@@ -113,6 +112,7 @@ def main(args: Args) -> dict:
         backend=args.backend,
         address=args.address,
         jobs=args.jobs,
+        threads=args.threads,
         storage_dir=args.runs_dir,
         metric="nDCG@5",
         progress=False,  # each finished cell prints a line

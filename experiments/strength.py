@@ -49,13 +49,13 @@ from labelchain.experiments.run.common import (
     command_line,
     parse_args,
     resolve_device,
-    single_thread,
 )
 from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
 from labelchain.experiments.grid.predictions import cell_predictions_dir, save_row_predictions
 from labelchain.experiments.run.presets import PRESETS, Preset
 from labelchain.experiments.reports.strength import render_markdown
+from labelchain.experiments.run.threads import set_threads
 
 SCRIPT = "experiments/strength.py"
 GRID = "strength"  # rows' test predictions: <out_dir>/predictions/strength/<dataset>/seed<seed>/<method>.npz
@@ -219,7 +219,6 @@ def _row(
 
 
 def compute_cell(args: Args, dataset: str, seed: int) -> dict:
-    single_thread()
     started, device, preset = time.perf_counter(), resolve_device(args.device), resolve_preset(args)
     ds: Dataset = load_dataset(dataset)
     source = (
@@ -320,7 +319,7 @@ def cell_key(dataset: str, seed: int) -> str:
 
 
 def main(args: Args) -> Path:
-    single_thread()
+    set_threads(args.threads or 1)
     resolve_device(args.device)  # fail early on a bad --device
     resolve_preset(args)
     problems = check_backend(args.backend, args.address, args.jobs)
@@ -356,6 +355,7 @@ def main(args: Args) -> Path:
         backend=args.backend,
         address=args.address,
         jobs=args.jobs,
+        threads=args.threads,
         storage_dir=args.runs_dir,
         metric=RANK_METRIC,
         done_before=len(args.datasets) * len(args.seeds) - len(todo),

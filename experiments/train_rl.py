@@ -38,7 +38,7 @@ import torch
 from labelchain.agents.learners import make_learner
 from labelchain.agents.policy import ChainPolicy
 from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
-from labelchain.experiments.run.common import atomic_write_json, resolve_device, single_thread
+from labelchain.experiments.run.common import atomic_write_json, resolve_device
 from labelchain.experiments.run.config import ArgsError
 from labelchain.experiments.run.learner_run import (
     LearnerRun,
@@ -76,6 +76,7 @@ from labelchain.experiments.run.train_rl_args import (
     resolve_args,
     warm_start_source,
 )
+from labelchain.experiments.run.threads import set_threads
 
 # The script's public names: `main` and its `Args` (defined in train_rl_args; the README documents
 # `from experiments.train_rl import Args`, one Args per script). Everything else: import it from where
@@ -159,7 +160,7 @@ def check_same_mcg(policy: ChainPolicy, data: RunData, learner_dir: Path) -> Non
 # ----------------------------------------------------------------------------- main
 def main(args: Args) -> Path:
     """Train every learner (resuming where a previous call stopped), evaluate, write metrics.json."""
-    single_thread()
+    set_threads(args.threads)
     args = resolve_args(args)
     started = time.perf_counter()
     with ExitStack() as stack:

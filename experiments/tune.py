@@ -35,10 +35,11 @@ from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
 from labelchain.envs.metrics import LOWER_IS_BETTER
 from labelchain.experiments.grid import execution, ray_backend
 from labelchain.experiments.run import train_rl_args
-from labelchain.experiments.run.common import atomic_write_json, parse_args, single_thread
+from labelchain.experiments.run.common import atomic_write_json, parse_args
 from labelchain.experiments.run.config import ArgsError
 from labelchain.experiments.grid.lookup import run_config, train_or_resume
 from labelchain.experiments.run.reporting import reporting_to
+from labelchain.experiments.run.threads import Threads, cell_threads
 
 BEST_CONFIG_FILE = "best_config.json"
 
@@ -60,7 +61,7 @@ def search_space(learner: str) -> dict[str, Any]:
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Ray Tune search (ASHA) over one learner's learning rate, size, dropout, RL weight, entropy bonus."""
 
     dataset: str = field(default="bibtex", metadata={"help": "dataset name or folder (see envs.data.loading)"})
@@ -76,7 +77,7 @@ class Args:
         default="nDCG@3", metadata={"help": "validation metric searched on (and selecting checkpoints)"}
     )
     seed: int = field(default=0, metadata={"help": "seed of the trials' training and of the search's draws"})
-    jobs: int = field(default=2, metadata={"help": "CPUs of the local Ray instance (ignored with --address)"})
+    jobs: int = field(default=2, metadata={"help": "trials at once on the local Ray instance (ignored with --address)"})
     address: str | None = field(default=None, metadata={"help": "Ray cluster: auto or HOST:PORT (default: local Ray)"})
     data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
     runs_dir: str = field(default="runs/tune", metadata={"help": "trials' run folders, Tune's files and the results"})
@@ -127,7 +128,6 @@ def trial_args(args: Args, config: dict[str, Any], runs_dir: str) -> train_rl_ar
 
 def tune_trial(config: dict[str, Any], args: Args, runs_dir: str, cwd: str) -> None:
     """Tune function trainable: train_rl with the drawn configuration, reporting the tuned learner."""
-    single_thread()
     if Path(cwd).is_dir():  # a relative --data-dir means what it means to the driver
         os.chdir(cwd)
     ray_backend.restore_from_ray()
@@ -136,7 +136,7 @@ def tune_trial(config: dict[str, Any], args: Args, runs_dir: str, cwd: str) -> N
         if metrics["learner"] == args.learner:  # the warm start's steps are not the trial's score
             ray_backend.send_to_ray(metrics, run_dir)
 
-    with reporting_to(send):
+    with reporting_to(send), cell_threads(args.threads):  # a trial is a grid cell: 1 thread by default
         train_or_resume(trial_args(args, config, runs_dir))
 
 
@@ -149,11 +149,12 @@ def main(args: Args) -> Path:
     out_dir = Path(args.runs_dir).resolve() / name
     metric, mode = f"val/{args.metric}", "min" if args.metric in LOWER_IS_BETTER else "max"
     max_t = -(-args.updates // args.eval_every)  # validation steps of a full trial
-    started_here = ray_backend.ray_init(args.address, args.jobs)
+    cpus = args.threads or 1  # per trial
+    started_here = ray_backend.ray_init(args.address, args.jobs * cpus)
     try:
         tuner = tune.Tuner(
             tune.with_resources(
-                tune.with_parameters(tune_trial, args=args, runs_dir=str(out_dir), cwd=os.getcwd()), {"cpu": 1}
+                tune.with_parameters(tune_trial, args=args, runs_dir=str(out_dir), cwd=os.getcwd()), {"cpu": cpus}
             ),
             param_space=search_space(args.learner),
             tune_config=tune.TuneConfig(

@@ -1,5 +1,7 @@
 """Shared test set-up: one thread (2 shared cores make two threads many times slower), the
-hand-made `tiny_dataset`, and the `needs_data` marker.
+hand-made `tiny_dataset`, the `emotions` benchmark (loaded once), and the `needs_data` marker.
+The tiny train_rl run of the end-to-end tests is `tiny_runs.tiny_train_rl_args`; tests that take
+longer than ~5 s (learning, SB3, notebooks, Ray, fuzzing) carry `@pytest.mark.slow`.
 
 Tests that read the shared benchmark data (emotions, yeast, ...) carry `@pytest.mark.needs_data`
 (or `pytestmark = pytest.mark.needs_data` for a whole module); when the data folder is missing they
@@ -52,6 +54,16 @@ def _split(features: list[list[float]], labels: list[list[int]], n_labels: int) 
         for label in ids:
             Y[row, label] = True
     return Split(np.array(features, dtype=np.float32), Y.tocsr())
+
+
+@pytest.fixture(scope="session")
+def emotions() -> Dataset:
+    """The emotions benchmark (391 train / 202 test documents, 6 labels), loaded once per session.
+
+    Shared by every test module: treat it as read-only (copy before changing a split)."""
+    from labelchain.envs.data.loading import load_dataset
+
+    return load_dataset("emotions")
 
 
 @pytest.fixture

@@ -68,6 +68,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_quick_grid_shares_one_warm_start_and_resumes(tmp_path, monkeypatch):
     path = main(quick_args(tmp_path))
     results = json.loads(path.read_text())

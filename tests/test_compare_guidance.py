@@ -61,6 +61,7 @@ def test_guided_minus_unguided_pairs_seeds():
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_tiny_grid_writes_rows_and_skips_done_ones(tmp_path):
     args = compare_guidance.Args(
         datasets=["emotions"],

@@ -71,6 +71,7 @@ def grid_run(tmp_path_factory):
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_grid_writes_a_row_per_method_with_metrics_config_and_wall_time(grid_run):
     results = grid_run["first"]
     rows = results["rows"]
@@ -105,6 +106,7 @@ def test_grid_writes_a_row_per_method_with_metrics_config_and_wall_time(grid_run
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_half_finished_run_folder_is_resumed_not_restarted(grid_run):
     run_dirs = list((grid_run["tmp"] / "runs").glob("emotions__compare__0__*"))
     assert run_dirs == [grid_run["half_run"]]
@@ -114,6 +116,7 @@ def test_half_finished_run_folder_is_resumed_not_restarted(grid_run):
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_rerun_skips_finished_cells(grid_run):
     assert grid_run["rerun_cells"] == []  # nothing trained or scored again
     assert len(grid_run["second"]["rows"]) == len(grid_run["first"]["rows"])
@@ -121,6 +124,7 @@ def test_rerun_skips_finished_cells(grid_run):
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_markdown_has_mean_std_table_claims_and_command(grid_run):
     text = (grid_run["path"].parent / "orderings.md").read_text()
     assert f"Made by: `{command_line(grid_run['args'], SCRIPT)}`" in text
@@ -136,6 +140,7 @@ def test_markdown_has_mean_std_table_claims_and_command(grid_run):
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_changed_configuration_recomputes_only_that_cell(grid_run, tmp_path):
     """A different budget must not be mistaken for a finished cell (and must not duplicate rows)."""
     args = quick_args(
@@ -152,6 +157,7 @@ def test_changed_configuration_recomputes_only_that_cell(grid_run, tmp_path):
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_parallel_cells_match_in_process_cells(tmp_path):
     """--jobs 2 runs cells in spawned processes; same seed => same numbers as in this process."""
     tiny = dict(
@@ -268,6 +274,7 @@ def test_quick_never_writes_into_the_committed_results(tmp_path):
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_peers_only_rescores_peers_and_keeps_chain_rows(grid_run, tmp_path):
     """--peers-only on a copy of the grid's file: chains untouched, the peer rows are the new --peers."""
     out = tmp_path / "results"

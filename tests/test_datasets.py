@@ -156,6 +156,7 @@ def test_reuters_sgml_and_modapte_rules(tmp_path: Path) -> None:
     assert [d.newid for d in train] == [1] and [d.newid for d in test] == [3]
 
 
+@pytest.mark.slow
 def test_reuters_folder_fits_tfidf_on_train_only(tmp_path: Path) -> None:
     extra = SGML.replace('NEWID="1"', 'NEWID="6"').replace("Prices", "Futures prices")
     write(tmp_path / "reut2-000.sgm", SGML)
@@ -201,7 +202,9 @@ DENSE = {"emotions", "scene", "yeast"}
 
 
 @needs_data
-@pytest.mark.parametrize("name", DATASET_NAMES)
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "reuters21578" else n for n in DATASET_NAMES]
+)  # reuters21578: parsing its SGML takes seconds
 def test_named_dataset_matches_readme(name: str) -> None:
     ds = load_dataset(name)
     train, test, labels, per_doc = README_TABLE[name]
@@ -214,6 +217,7 @@ def test_named_dataset_matches_readme(name: str) -> None:
 
 
 @needs_data
+@pytest.mark.slow
 def test_delicious_cache_is_identical(tmp_path: Path) -> None:
     fresh = load_dataset("delicious", cache=False)
     load_dataset("delicious", cache_dir=tmp_path)
@@ -224,6 +228,7 @@ def test_delicious_cache_is_identical(tmp_path: Path) -> None:
 
 
 @needs_data
+@pytest.mark.slow
 def test_reuters_cached_load_is_identical() -> None:
     first = load_dataset("reuters21578")  # default cache; built once by the statistics test
     again = load_dataset("reuters21578")

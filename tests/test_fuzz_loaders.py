@@ -29,7 +29,10 @@ from labelchain.envs.data.reuters import parse_sgml
 from labelchain.envs.data.textformats import write_xc
 
 DATA = REPO_ROOT.parent / "shared" / "data"
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared benchmark data not found at {DATA}")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not DATA.is_dir(), reason=f"shared benchmark data not found at {DATA}"),
+]
 FUZZ = settings(
     deadline=None,
     derandomize=True,

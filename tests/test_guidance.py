@@ -111,13 +111,7 @@ def test_every_learner_trains_the_cluster_head(tiny_dataset, name):
     assert not torch.equal(before, policy.guidance.head.weight)
 
 
-@pytest.fixture(scope="module")
-def emotions():
-    from labelchain.envs.data.loading import load_dataset
-
-    return load_dataset("emotions")
-
-
+@pytest.mark.slow
 def test_guided_chain_learns_emotions_beyond_most_frequent_labels(emotions):
     """BCL with 3 PIFA k-means clusters, rearrangement, 12 epochs: example F1 beats the most-frequent-
     labels baseline (0.389) by >= 0.15, and the predicted test clusters beat always predicting the

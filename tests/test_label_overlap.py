@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from helpers import collapse_scores, collapse_sets, expand_labels
+
 from labelchain.envs.label_overlap import (
     assign_overlapping,
     cluster_matrix,
-    collapse_scores,
-    collapse_sets,
     cooccurrence_counts,
     document_clusters,
-    expand_labels,
     membership_matrix,
 )
 

@@ -7,15 +7,9 @@ import torch
 from labelchain.agents.learner_base import LearnerConfig
 from labelchain.agents.learners import FIXED_ORDERINGS, LEARNERS, make_learner
 from labelchain.agents.policy import ChainPolicy
-from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.rewards import chain_quality
 
 pytestmark = pytest.mark.needs_data  # every test here reads emotions
-
-
-@pytest.fixture(scope="module")
-def emotions():
-    return load_dataset("emotions")
 
 
 def new_policy(dataset, seed: int = 0) -> ChainPolicy:
@@ -48,6 +42,7 @@ def weights(policy) -> list[torch.Tensor]:
     return [p.detach().clone() for p in policy.state_dict().values()]
 
 
+@pytest.mark.slow
 def test_reinforce_with_value_baseline_improves_greedy_return(emotions):
     learner = make_learner("reinforce", new_policy(emotions), emotions.train, LearnerConfig(lr=3e-3))
     start = greedy_return(learner)
@@ -58,6 +53,7 @@ def test_reinforce_with_value_baseline_improves_greedy_return(emotions):
     assert end >= all_labels_f1(emotions) + 0.08, (end, all_labels_f1(emotions))
 
 
+@pytest.mark.slow
 def test_ppo_improves_greedy_return(emotions):
     config = LearnerConfig(lr=3e-3, ppo_epochs=2, ppo_minibatches=2)
     learner = make_learner("ppo", new_policy(emotions), emotions.train, config)
@@ -71,6 +67,7 @@ def test_ppo_improves_greedy_return(emotions):
 
 
 @pytest.mark.parametrize("name", ["reinforce", "ppo", "always_random"])
+@pytest.mark.slow
 def test_same_seed_same_weights(emotions, name):
     results = []
     for _ in range(2):
@@ -85,6 +82,7 @@ def test_same_seed_same_weights(emotions, name):
 
 
 @pytest.mark.parametrize("name", LEARNERS)
+@pytest.mark.slow
 def test_state_dict_round_trip_continues_bit_identically(emotions, name):
     config = LearnerConfig(seed=1, batch_size=16, ppo_epochs=1, ppo_minibatches=2, baseline="self_critical")
     learner = make_learner(name, new_policy(emotions, seed=0), emotions.train, config)

@@ -11,7 +11,9 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
-from labelchain.agents.decoding import beam_search, greedy_decode, predict, sample_decode, sequence_log_probs
+from helpers import sample_decode
+
+from labelchain.agents.decoding import beam_search, greedy_decode, predict, sequence_log_probs
 from labelchain.agents.learner_base import LearnerConfig
 from labelchain.agents.learners import LEARNERS, make_learner
 from labelchain.agents.mcg import MCGConstraint, cluster_part, mcg_setup
@@ -177,14 +179,8 @@ def test_every_learner_trains_an_mcg_chain(tiny_dataset, name):
     assert any(not torch.equal(b, p) for b, p in zip(before, policy.parameters()))
 
 
-@pytest.fixture(scope="module")
-def emotions():
-    from labelchain.envs.data.loading import load_dataset
-
-    return load_dataset("emotions")
-
-
 @pytest.mark.parametrize("restrict", [False, True])
+@pytest.mark.slow
 def test_mcg_chain_learns_emotions_beyond_most_frequent_labels(emotions, restrict):
     """MCG with 3 PIFA k-means clusters, rearrangement, 12 epochs through `train_epochs` (validation
     scores label columns only): test example F1 beats the most-frequent-labels baseline (0.389) by

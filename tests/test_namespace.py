@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,7 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_python(code: str) -> str:
     """Run `code` in a fresh interpreter from outside the repository (only the install is importable)."""
-    done = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", code], cwd="/", env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -40,6 +43,9 @@ def test_the_old_top_level_names_are_not_installed():
 
 @pytest.mark.slow
 def test_the_wheel_holds_only_the_labelchain_package(tmp_path):
+    source = tmp_path / "src"  # setuptools builds in-tree (build/): build a copy, never the checkout
+    skip = shutil.ignore_patterns(".git", ".venv", "build", "runs", ".cache", "*.egg-info", "__pycache__")
+    shutil.copytree(REPO, source, symlinks=True, ignore=skip)
     subprocess.run(
         [
             sys.executable,
@@ -51,7 +57,7 @@ def test_the_wheel_holds_only_the_labelchain_package(tmp_path):
             "--no-build-isolation",
             "-w",
             str(tmp_path),
-            str(REPO),
+            str(source),
         ],
         check=True,
         capture_output=True,

@@ -19,6 +19,8 @@ import pytest
 from analysis import nbtools
 from labelchain.experiments import ablations, compare_guidance, compare_orderings
 
+pytestmark = pytest.mark.slow  # notebooks executed headless: minutes in all; `pytest -m 'not slow'` skips them
+
 REPO = Path(__file__).resolve().parents[1]
 
 NOTEBOOKS = ("orderings", "learned_orders", "reward_curves", "ablations", "guidance")

@@ -37,11 +37,6 @@ def medical() -> Dataset:
     return load_dataset("medical")
 
 
-@pytest.fixture(scope="module")
-def emotions() -> Dataset:
-    return load_dataset("emotions")
-
-
 # ----------------------------------------------------------------------------- set rules, exact
 def test_set_rules_exact_with_ties_to_lower_id() -> None:
     scores = np.array([[0.2, 0.6, 0.7], [0.1, 0.3, 0.3]], dtype=np.float32)
@@ -135,6 +130,7 @@ def test_ovr_logistic_handles_constant_labels_and_is_reproducible(emotions: Data
 @pytest.mark.needs_data
 @pytest.mark.parametrize("name, margin", [("medical", 0.3), ("emotions", 0.15)])
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_tuned_ovr_beats_the_tuned_label_frequency_floor(name: str, margin: float) -> None:
     ds = load_dataset(name)
     train, val = carve_validation(ds.train, 0.1, 0)
@@ -189,6 +185,7 @@ def test_missing_omikuji_raises_peer_unavailable(monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_tuned_omikuji_valid_outputs_and_beats_the_floor(medical: Dataset) -> None:
     pytest.importorskip("omikuji")
     train, val = carve_validation(medical.train, 0.1, 0)

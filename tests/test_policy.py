@@ -5,11 +5,12 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from helpers import sample_decode
+
 from labelchain.agents.decoding import (
     beam_search,
     greedy_decode,
     predict,
-    sample_decode,
     sequence_log_probs,
 )
 from labelchain.agents.features import doc_features

@@ -23,7 +23,10 @@ from labelchain.experiments.run import train_rl_args  # noqa: E402
 from labelchain.experiments.compare_orderings import Args  # noqa: E402
 from labelchain.experiments.reports.orderings import render_markdown  # noqa: E402
 from labelchain.experiments.grid.cells import Cell  # noqa: E402
+from labelchain.experiments.run import reporting  # noqa: E402
 from labelchain.experiments.run.reporting import reporting_to  # noqa: E402
+
+pytestmark = pytest.mark.slow  # Ray: minutes in all; `pytest -m 'not slow'` skips them
 
 TESTS = Path(__file__).resolve().parent
 
@@ -89,7 +92,7 @@ def test_same_seeds_give_the_same_table_on_local_and_ray(local_and_ray):
 def dying_cell(marker: str, log: str, **cell):
     """compare_orderings.compute_cell, whose worker process is SIGKILLed once, right after KILL_AT's
     checkpoint went to Ray, having deleted its run folder first: only Ray's checkpoint can bring it back."""
-    send = execution._reporter
+    send = reporting._reporter
 
     def send_then_die(metrics: dict, run_dir: Path | None) -> None:
         send(metrics, run_dir)

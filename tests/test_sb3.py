@@ -13,19 +13,14 @@ from labelchain.agents.sb3_adapter import ChainPolicyAdapter, chain_policy_from,
 from labelchain.envs.label_env import LabelChainEnv
 from labelchain.envs.mcg import MCGSpec, emitted_mask
 
+pytestmark = pytest.mark.slow  # SB3 learning: minutes in all; `pytest -m 'not slow'` skips them
+
 EVAL_DOCS = 200
 TRAIN_STEPS = 2048  # seeds 0-3 all reach ~0.44-0.47 greedy F1 here, both policies
 MARGIN = 0.08  # trained greedy mean F1 must beat the random valid policy's by this much (measured: 0.44-0.47 vs 0.29)
 PPO_ARGS = dict(n_steps=512, batch_size=64, n_epochs=8, learning_rate=1e-3, device="cpu", verbose=0)
 CHAIN_CONFIG = {"hidden_size": 32, "label_embed_size": 8}
 TINY_PPO = dict(n_steps=32, batch_size=16, n_epochs=2, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def emotions():
-    from labelchain.envs.data.loading import load_dataset
-
-    return load_dataset("emotions")
 
 
 @pytest.fixture(scope="module")

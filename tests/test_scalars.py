@@ -7,7 +7,7 @@ from pathlib import Path
 from torch.utils.tensorboard import SummaryWriter
 
 from analysis import nbtools
-from labelchain.experiments.run.folder import read_scalars
+from helpers import read_scalars
 
 
 def test_scripts_and_notebooks_read_the_same_curves(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ def test_scale_summary_ratios():
     assert summary["tree_over_flat_train_L10"] == pytest.approx(0.9)
 
 
+@pytest.mark.slow
 def test_scale_cells_run_end_to_end():
     args = bench_scale.Args(
         labels=[300],
@@ -64,6 +65,7 @@ def test_parse_shape_names_the_flag():
         compare_trees.parse_shape("16-64")
 
 
+@pytest.mark.slow
 def test_compare_trees_tiny_grid_writes_and_merges(tmp_path):
     args = compare_trees.Args(
         datasets=["emotions"],
@@ -94,6 +96,7 @@ def test_compare_trees_tiny_grid_writes_and_merges(tmp_path):
     assert "| emotions | rearrange+tree | 2 |" in (tmp_path / "trees.md").read_text()
 
 
+@pytest.mark.slow
 def test_compare_trees_runs_flat_and_tree_apart(tmp_path):
     """A cell whose flat rows are in the file trains only its tree rows on the next run."""
     args = compare_trees.Args(

@@ -92,6 +92,7 @@ def trained_with_head():
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_aux_head_learns_on_emotions(trained_with_head) -> None:
     ds, policy = trained_with_head
     floor = evaluate(ds.test.Y, scores=LabelFrequency().fit(ds.train).scores(ds.test.X))
@@ -109,6 +110,7 @@ def test_aux_head_learns_on_emotions(trained_with_head) -> None:
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_score_modes_grid_gives_the_same_rows_in_one_process_and_two(tmp_path) -> None:
     """experiments/score_modes.py: each dataset x weight a cell; --jobs 2 (a process pool) changes nothing."""
     from labelchain.experiments import score_modes

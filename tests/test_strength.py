@@ -42,6 +42,7 @@ def run(tmp_path_factory):
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_rows_for_every_method_with_two_checkpoints_and_tuned_peers(run) -> None:
     _, results = run
     rows = {r["method"]: r for r in results["rows"]}
@@ -78,12 +79,14 @@ def test_rows_for_every_method_with_two_checkpoints_and_tuned_peers(run) -> None
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_every_row_keeps_predictions_that_rebuild_its_metrics(run) -> None:
     tmp, results = run
     assert_rows_rebuild(results["rows"], tmp / "predictions" / "strength" / "emotions" / "seed0")
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_markdown_has_tables_and_verdicts(run) -> None:
     tmp, _ = run
     text = (tmp / "strength.md").read_text()
@@ -97,6 +100,7 @@ def test_markdown_has_tables_and_verdicts(run) -> None:
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_finished_cells_are_reused_and_changed_settings_rerun(run, capsys) -> None:
     tmp, first = run
     strength.main(tiny_args(tmp))
@@ -116,6 +120,7 @@ def without_times(value: Any) -> Any:
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_ray_backend_gives_the_rows_of_the_local_backend(run, tmp_path) -> None:
     """The same cell as one Ray Tune trial (a local Ray, 1 CPU) ends with the same rows."""
     pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]' (CI installs it)")

@@ -94,6 +94,7 @@ def _synthetic_split(n=60, n_features=12, seed=0) -> Split:
 
 
 @pytest.mark.parametrize("ordering", ["always_random", "rearrange"])
+@pytest.mark.slow
 def test_training_is_seeded(ordering):
     split = _synthetic_split()
     config = TrainConfig(epochs=2, batch_size=16, seed=5, patience=10)
@@ -120,13 +121,6 @@ def test_training_rejects_bad_arguments():
         train_epochs(ChainPolicy(12, 7), split, TrainConfig(epochs=1), progress=False)
 
 
-@pytest.fixture(scope="module")
-def emotions():
-    from labelchain.envs.data.loading import load_dataset
-
-    return load_dataset("emotions")
-
-
 def _most_frequent_baseline_f1(dataset) -> float:
     """Predict the m most frequent training labels for every test document (m = mean labels per doc)."""
     m = int(round(dataset.train.Y.sum() / len(dataset.train)))
@@ -138,6 +132,7 @@ def _most_frequent_baseline_f1(dataset) -> float:
 
 @pytest.mark.needs_data
 @pytest.mark.parametrize("ordering", ["freq2rare", "rearrange"])
+@pytest.mark.slow
 def test_learns_emotions_beyond_most_frequent_labels(emotions, ordering):
     """Twelve epochs of training beat the most-frequent-labels baseline (0.389) by >= 0.15 example F1."""
     baseline = _most_frequent_baseline_f1(emotions)

@@ -61,6 +61,7 @@ def test_bad_arguments_are_named():
         make_synthetic(100, keep=0.0)
 
 
+@pytest.mark.slow
 def test_a_flat_chain_learns_it():
     """L = 200: a freq2rare chain after 8 epochs beats ranking the most frequent labels by 30 points P@1
     (measured: 0.892 vs 0.448)."""

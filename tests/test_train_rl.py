@@ -10,26 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_runs import tiny_train_rl_args
 from interrupted_run import deterministic_part, interrupt_long_run
 
 from labelchain.agents.policy import ChainPolicy
-from labelchain.experiments.run.folder import BatchSampler, GracefulInterrupt, load_checkpoint, read_scalars
+from helpers import read_scalars
+
+from labelchain.experiments.run.folder import BatchSampler, GracefulInterrupt, load_checkpoint
 from labelchain.experiments.run.config import ArgsError
 from labelchain.experiments.train_rl import main
 from labelchain.experiments.run.train_rl_args import Args, group_label
 
 UPDATES = 6
-TINY = Args(
-    dataset="emotions",
-    learners=["freq2rare", "rearrange", "combined"],
-    ensemble=["rearrange", "combined"],
-    updates=UPDATES,
-    batch_size=32,
-    hidden_size=16,
-    eval_every=3,
-    checkpoint_every=2,
-    progress=False,
-)
+TINY = tiny_train_rl_args(updates=UPDATES, eval_every=3)
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +31,7 @@ def reference_run(tmp_path_factory) -> Path:
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_run_folder_holds_config_metrics_checkpoints_and_policies(reference_run: Path):
     assert reference_run.name.startswith("emotions__freq2rare+rearrange+combined__0__")
     config = json.loads((reference_run / "config.json").read_text())
@@ -93,6 +87,7 @@ def test_best_validation_scores_match_the_curves(reference_run: Path):
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_same_seed_same_metrics_other_seed_differs(reference_run: Path, tmp_path: Path):
     again = main(replace(TINY, runs_dir=str(tmp_path / "a")))
     assert deterministic_part(again) == deterministic_part(reference_run)
@@ -104,6 +99,7 @@ def test_same_seed_same_metrics_other_seed_differs(reference_run: Path, tmp_path
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_metrics(reference_run: Path, tmp_path: Path):
     run_dir = main(replace(TINY, runs_dir=str(tmp_path), stop_after_updates=4))  # stops inside freq2rare
     assert not (run_dir / "metrics.json").exists()
@@ -124,6 +120,7 @@ def test_interrupted_run_resumes_to_the_same_metrics(reference_run: Path, tmp_pa
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_resume_purges_steps_logged_after_the_last_checkpoint(tmp_path: Path):
     """A crash after checkpoint 2 but after logging steps 3-4: the resumed curve has each step once."""
     args = replace(TINY, runs_dir=str(tmp_path), learners=["rearrange"], ensemble=[], checkpoint_every=2)
@@ -139,6 +136,7 @@ def test_resume_purges_steps_logged_after_the_last_checkpoint(tmp_path: Path):
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_ctrl_c_checkpoints_and_says_how_to_resume(tmp_path: Path):
     returncode, output = interrupt_long_run(tmp_path, signal.SIGINT)
     assert returncode == 130, output
@@ -198,6 +196,7 @@ def test_unreadable_checkpoint_names_the_file(tmp_path: Path):
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_rearrange_can_start_from_a_fixed_order_policy(reference_run: Path, tmp_path: Path):
     """--rearrange-warm-start: rearrange's update-0 validation is the fixed-order policy's best point."""
     report = json.loads((reference_run / "metrics.json").read_text())
@@ -227,6 +226,7 @@ def test_rearrange_can_start_from_a_fixed_order_policy(reference_run: Path, tmp_
 
 # ----------------------------------------------------------------------------- --preset paper
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_paper_preset_end_to_end_with_two_checkpoints_patience_and_a_floor(tmp_path: Path):
     """The paper preset on emotions at a tiny budget: explicit flags win over the preset, the rest
     (weight decay, label embeddings, input dropout, aux head, patience) come from it."""

@@ -8,29 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_runs import tiny_train_rl_args
 
 from labelchain.experiments.run.folder import load_checkpoint
 from labelchain.experiments.run.setup import load_run_data
 from labelchain.experiments.run.config import ArgsError
 from labelchain.experiments.train_rl import main
-from labelchain.experiments.run.train_rl_args import Args
 
-TINY = Args(
-    dataset="emotions",
-    learners=["freq2rare", "rearrange", "combined"],
-    ensemble=["rearrange", "combined"],
-    updates=4,
-    batch_size=32,
-    hidden_size=16,
-    eval_every=2,
-    checkpoint_every=2,
-    progress=False,
-    guidance="bcl",
-    clusters=3,
-    hide_train_labels=0.5,
-)
+TINY = tiny_train_rl_args(guidance="bcl", clusters=3, hide_train_labels=0.5)
 
 
+@pytest.mark.slow
 def test_guided_pu_run_end_to_end(tmp_path: Path):
     run_dir = main(replace(TINY, runs_dir=str(tmp_path)))
     report = json.loads((run_dir / "metrics.json").read_text())
@@ -73,6 +61,7 @@ def test_bad_guidance_flags_are_named(tmp_path: Path, change, flag):
         main(replace(TINY, runs_dir=str(tmp_path), **change))
 
 
+@pytest.mark.slow
 def test_overlapping_clusters_from_a_first_guided_policy(tmp_path: Path):
     first = main(replace(TINY, runs_dir=str(tmp_path), learners=["rearrange"], ensemble=[]))
     source = str(first / "rearrange" / "policy")

@@ -11,31 +11,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_runs import tiny_train_rl_args
 from interrupted_run import interrupt_long_run
 import scipy.sparse as sp
 
 from labelchain.envs.data.dataset import Dataset, Split
+from helpers import read_scalars
+
 from labelchain.experiments.run import folder as runs
 from labelchain.experiments.run import setup as run_setup
 from labelchain.experiments.run.common import parse_args
 from labelchain.experiments.run.report import best_fixed_ordering
-from labelchain.experiments.run.folder import DiskFullError, RunLock, load_checkpoint, read_scalars
+
+from labelchain.experiments.run.folder import DiskFullError, RunLock, load_checkpoint
 from labelchain.experiments.run.setup import check_splits
 from labelchain.experiments.run.config import ArgsError
 from labelchain.experiments.train_rl import main
 from labelchain.experiments.run.train_rl_args import Args, resolve_args
 
-TINY = Args(
-    dataset="emotions",
-    learners=["freq2rare"],
-    ensemble=[],
-    updates=6,
-    batch_size=32,
-    hidden_size=8,
-    eval_every=3,
-    checkpoint_every=2,
-    progress=False,
-)
+TINY = tiny_train_rl_args(learners=["freq2rare"], ensemble=[], updates=6, hidden_size=8, eval_every=3)
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "train_rl.py"
 
 
@@ -121,6 +115,7 @@ def json_args(args: Args) -> str:
 
 # ----------------------------------------------------------------------------- with data
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_resume_refuses_changed_flags_and_accepts_safe_ones(tmp_path: Path):
     run_dir = main(replace(TINY, runs_dir=str(tmp_path), stop_after_updates=2))
     with pytest.raises(ArgsError, match=r"--updates \(run: 6, given: 9\), --lr \(run: 0.001, given: 0.01\)"):
@@ -133,6 +128,7 @@ def test_resume_refuses_changed_flags_and_accepts_safe_ones(tmp_path: Path):
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_a_locked_run_folder_is_refused_then_free_again(tmp_path: Path):
     run_dir = main(replace(TINY, runs_dir=str(tmp_path), stop_after_updates=2))
     with RunLock(run_dir):  # another process training there
@@ -143,6 +139,7 @@ def test_a_locked_run_folder_is_refused_then_free_again(tmp_path: Path):
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_learner_restarted_without_checkpoint_has_one_clean_curve(tmp_path: Path):
     """Killed before its first checkpoint: the restart replaces the old events instead of adding to them."""
     run_dir = main(replace(TINY, runs_dir=str(tmp_path), stop_after_updates=4))
@@ -155,6 +152,7 @@ def test_learner_restarted_without_checkpoint_has_one_clean_curve(tmp_path: Path
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_dataset_given_as_a_folder_names_the_run_by_the_folder(tmp_path: Path, data_dir: Path):
     folder = data_dir / "mulan" / "emotions"
     run_dir = main(replace(TINY, dataset=f"{folder}/", runs_dir=str(tmp_path), updates=2, eval_every=1))
@@ -163,6 +161,7 @@ def test_dataset_given_as_a_folder_names_the_run_by_the_folder(tmp_path: Path, d
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_full_disk_while_checkpointing_is_one_clear_line(monkeypatch, tmp_path: Path):
     def disk_full(path, write):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -177,6 +176,7 @@ def test_full_disk_while_checkpointing_is_one_clear_line(monkeypatch, tmp_path: 
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path: Path):
     returncode, output = interrupt_long_run(tmp_path, signal.SIGTERM)
     assert returncode == 130, output

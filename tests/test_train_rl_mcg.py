@@ -8,30 +8,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_runs import tiny_train_rl_args
 from interrupted_run import deterministic_part
 
 from labelchain.experiments.run.setup import load_run_data
-from labelchain.experiments.run.folder import load_checkpoint, load_policy, read_scalars, save_checkpoint
+from helpers import read_scalars
+
+from labelchain.experiments.run.folder import load_checkpoint, load_policy, save_checkpoint
 from labelchain.experiments.run.config import ArgsError
 from labelchain.experiments.train_rl import main
 from labelchain.experiments.run.train_rl_args import Args
 
-TINY = Args(
-    dataset="emotions",
-    learners=["always_random", "rearrange", "ppo", "combined"],
-    ensemble=["rearrange", "combined"],
-    updates=4,
-    batch_size=32,
-    hidden_size=16,
-    eval_every=2,
-    checkpoint_every=2,
-    progress=False,
-    guidance="mcg",
-    clusters=3,
-    mcg_restrict=True,
+TINY = tiny_train_rl_args(
+    learners=["always_random", "rearrange", "ppo", "combined"], guidance="mcg", clusters=3, mcg_restrict=True
 )
 
 
+@pytest.mark.slow
 def test_mcg_run_end_to_end(tmp_path: Path):
     run_dir = main(replace(TINY, runs_dir=str(tmp_path)))
     report = json.loads((run_dir / "metrics.json").read_text())
@@ -67,6 +60,7 @@ def test_bad_mcg_flags_are_named(tmp_path: Path, change, flag):
         main(replace(TINY, runs_dir=str(tmp_path), **change))
 
 
+@pytest.mark.slow
 def test_overlapping_clusters_from_a_first_mcg_policy(tmp_path: Path):
     first = main(replace(TINY, runs_dir=str(tmp_path), learners=["rearrange"], ensemble=[]))
     source = str(first / "rearrange" / "policy")
@@ -76,6 +70,7 @@ def test_overlapping_clusters_from_a_first_mcg_policy(tmp_path: Path):
     assert one.membership.sum() == 6 and three.membership.sum() >= one.membership.sum()
 
 
+@pytest.mark.slow
 def test_interrupted_mcg_run_resumes_to_the_same_metrics(tmp_path: Path):
     """Stopped inside rearrange, then inside ppo: the resumed run rebuilds the MCG spec from its config."""
     args = replace(TINY, learners=["freq2rare", "rearrange", "ppo"], ensemble=["rearrange", "ppo"], updates=6)

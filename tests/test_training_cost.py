@@ -46,6 +46,7 @@ def test_input_dropout_is_one_mask_per_sequence() -> None:
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow
 def test_train_epochs_keeps_a_best_checkpoint_per_metric() -> None:
     from labelchain.agents.decoding import predict
     from labelchain.agents.training import TrainConfig, train_epochs

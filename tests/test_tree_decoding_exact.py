@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from labelchain.agents.chain_step import HistoryEmitted
-from labelchain.agents.decoding import beam_search, greedy_decode, sample_decode
+from helpers import sample_decode
+
+from labelchain.agents.decoding import beam_search, greedy_decode
 from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.tree_ops import SCORE_WAYS, gathered_scores, history_counts, score_way
 from labelchain.envs.label_clusters import build_label_tree
@@ -121,6 +123,7 @@ def test_history_counts_are_the_brute_force_comparison():
     assert counts.sum() > 0
 
 
+@pytest.mark.slow
 def test_suppressed_greedy_emits_every_label_once_through_exhausted_nodes():
     policy = golden_tree_policy()
     X = np.random.default_rng(8).normal(size=(2, 7)).astype(np.float32)

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import sample_decode
+
 from labelchain.agents.decoding import (
     beam_search,
     greedy_decode,
     predict,
-    sample_decode,
     sequence_log_probs,
 )
 from labelchain.agents.learner_base import LearnerConfig
@@ -23,7 +24,6 @@ from labelchain.agents.output_layers import make_output_layer
 from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.supervised import teacher_forcing_loss
 from labelchain.agents.training import TrainConfig, train_epochs
-from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.label_clusters import build_label_tree, pifa_embeddings
 from labelchain.envs.metrics import evaluate
 from labelchain.envs.rewards import chain_quality
@@ -126,6 +126,7 @@ def test_ancestral_sampling_follows_the_exact_distribution():
 
 
 @pytest.mark.parametrize("query", [None, 5])
+@pytest.mark.slow
 def test_decoders_never_repeat_and_rescoring_matches(X, query):
     policy = tree_policy(2, 3, beam=2, query=query)
     generator = torch.Generator().manual_seed(0)
@@ -208,6 +209,7 @@ def test_sparse_label_grads_are_the_dense_gradients_stored_sparsely(X):
         ChainPolicy(3, 4, sparse_label_grads=True)
 
 
+@pytest.mark.slow
 def test_sparse_learner_state_round_trip_continues_bit_identically(emotions):
     def learner():
         return make_learner(
@@ -250,11 +252,6 @@ def test_bad_output_arguments_are_named():
 
 
 # ----------------------------------------------------------------------------- learning on real data
-@pytest.fixture(scope="module")
-def emotions():
-    return load_dataset("emotions")
-
-
 def emotions_tree_policy(dataset, sparse: bool = False) -> ChainPolicy:
     """B = 2, leaves of at most 4 labels over PIFA embeddings of the training split (6 labels: 2 leaves)."""
     tree = build_label_tree(pifa_embeddings(dataset.train.X, dataset.train.Y), 2, 4, seed=0)
@@ -271,6 +268,7 @@ def emotions_tree_policy(dataset, sparse: bool = False) -> ChainPolicy:
     return policy.fit_input_normalization(dataset.train.X)
 
 
+@pytest.mark.slow
 def test_every_learner_runs_on_a_tree_policy(emotions):
     for name in LEARNERS:
         learner = make_learner(
@@ -284,6 +282,7 @@ def test_every_learner_runs_on_a_tree_policy(emotions):
 
 
 @pytest.mark.parametrize("learner,sparse", [("freq2rare", False), ("rearrange", False), ("rearrange", True)])
+@pytest.mark.slow
 def test_teacher_forcing_and_rearrangement_learn_with_a_tree(emotions, learner, sparse):
     """Measured (seed 0, 8 epochs): freq2rare example F1 0.015 -> 0.69, P@1 0.42 -> 0.68; rearrange
     0.015 -> 0.67, P@1 0.71 (the flat policy: 0.65 / 0.67 and 0.64 / 0.70); rearrange with sparse
@@ -298,6 +297,7 @@ def test_teacher_forcing_and_rearrangement_learn_with_a_tree(emotions, learner, 
     assert metrics["P@1"] >= 0.6, metrics
 
 
+@pytest.mark.slow
 def test_reinforce_learns_with_a_tree(emotions):
     learner = make_learner("reinforce", emotions_tree_policy(emotions), emotions.train, LearnerConfig(lr=3e-3))
 
@@ -319,6 +319,7 @@ def test_reinforce_learns_with_a_tree(emotions):
 
 
 # ----------------------------------------------------------------------------- the training script
+@pytest.mark.slow
 def test_train_rl_trains_and_saves_tree_policies(tmp_path):
     from labelchain.experiments.train_rl import main
     from labelchain.experiments.run.train_rl_args import Args

@@ -1,11 +1,12 @@
 """One execution layer for the grid scripts: each grid cell runs locally or as one Ray Tune trial.
 
-    --backend local                  (default) cells in this process, or --jobs N spawned one-thread processes
+    --backend local                  (default) cells in this process, or --jobs N spawned processes
     --backend ray                    a local Ray instance with --jobs CPUs; each cell one Tune trial
     --backend ray --address auto     the running Ray cluster (`ray start --head` ...), or HOST:PORT
 
 A cell is a module-level function and its keyword arguments (both picklable) plus the CPUs it
-declares; it returns a JSON-able result, or None when it was stopped (Ctrl-C) and should not count.
+declares, which are also its PyTorch threads (`--threads`, default 1: experiments.run.threads); it
+returns a JSON-able result, or None when it was stopped (Ctrl-C) and should not count.
 The scripts merge each result as it arrives (`on_result`), so either backend writes the same files.
 
 Inside a cell, `train_rl` calls `report()` after each validation step and after each checkpoint it
@@ -21,21 +22,21 @@ import sys
 import traceback
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 
 from labelchain.experiments.grid.cells import Cell, Progress
 from labelchain.experiments.run.reporting import reporting_to
-from labelchain.experiments.run.common import single_thread
+from labelchain.experiments.run.threads import Threads, cell_threads
 
 BACKENDS = ("local", "ray")
 
 
 @dataclass
-class ExecutionFlags:
-    """Where a grid's cells run; the grid scripts' Args inherit these flags."""
+class ExecutionFlags(Threads):
+    """Where a grid's cells run and with how many threads each; the grid scripts' Args inherit these flags."""
 
     backend: str = field(
         default="local",
@@ -47,9 +48,7 @@ class ExecutionFlags:
     )
     jobs: int = field(
         default=1,
-        metadata={
-            "help": "cells at once: local = one-thread processes, ray = CPUs of the local Ray (a cluster has its own)"
-        },
+        metadata={"help": "cells at once: local = processes, ray = CPUs of the local Ray (a cluster has its own)"},
     )
 
 
@@ -83,12 +82,16 @@ def run_cells(
     done_before: int = 0,
     progress: bool = True,
     should_stop: Callable[[], bool] = lambda: False,
+    threads: int | None = None,
 ) -> list[str]:
     """Run `cells`, calling `on_result(key, result)` in this process as each one finishes.
 
+    `threads` (the grid's --threads) replaces every cell's CPUs, which are its PyTorch threads.
     Returns the keys of cells that failed (their error is printed; the other cells go on) or were
     stopped. With backend local and jobs 1 an error propagates instead (debugging one cell).
     """
+    if threads is not None:
+        cells = [replace(cell, cpus=threads) for cell in cells]
     bar = Progress(cells, done_before, metric, progress)
     try:
         if backend == "ray":
@@ -114,7 +117,7 @@ def _run_in_process(cells: list[Cell], on_result, bar: Progress, should_stop) ->
         def scored(metrics: dict[str, Any], _run_dir: Path | None, key: str = cell.key) -> None:
             bar.scored(key, metrics)
 
-        with reporting_to(scored):
+        with reporting_to(scored), cell_threads(cell.cpus):
             result = cell.function(**cell.kwargs)
         bar.finish(cell.key, ok=result is not None)
         if result is None:  # stopped by Ctrl-C: leave the rest for a rerun
@@ -127,7 +130,12 @@ def _run_in_process(cells: list[Cell], on_result, bar: Progress, should_stop) ->
 def _pool_init() -> None:
     """Pool workers ignore Ctrl-C between tasks; train_rl catches it during training (checkpoint, stop)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    single_thread()
+
+
+def _run_cell(function: Callable[..., dict[str, Any] | None], cpus: int, kwargs: dict[str, Any]):
+    """A cell in a pool worker, with its own thread count."""
+    with cell_threads(cpus):
+        return function(**kwargs)
 
 
 def _run_pool(cells: list[Cell], on_result, bar: Progress, jobs: int, should_stop) -> list[str]:
@@ -139,7 +147,7 @@ def _run_pool(cells: list[Cell], on_result, bar: Progress, jobs: int, should_sto
         while queue or running:
             while queue and len(running) < jobs and not (stopped or should_stop()):
                 cell = queue.pop(0)
-                running[pool.submit(cell.function, **cell.kwargs)] = cell.key
+                running[pool.submit(_run_cell, cell.function, cell.cpus, cell.kwargs)] = cell.key
                 bar.start(cell.key)
             if not running:
                 break

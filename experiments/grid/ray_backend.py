@@ -25,9 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from labelchain.experiments.run.common import REPO_ROOT, single_thread
+from labelchain.experiments.run.common import REPO_ROOT
 from labelchain.experiments.grid.cells import Cell, Progress
 from labelchain.experiments.run.reporting import reporting_to
+from labelchain.experiments.run.threads import cell_threads
 
 MAX_FAILURES = 3  # Ray: restarts of a trial (from its last checkpoint) before the cell counts as failed
 RESULT_KEY = "cell_result_json"  # the last report of a Ray trial carries the cell's result as JSON
@@ -99,12 +100,11 @@ def _trial(config: dict[str, Any], cells: dict[str, Cell], cwd: str) -> None:
     """The Tune function trainable of one cell: restore the last checkpoint, run, report the result."""
     from ray import tune
 
-    single_thread()
     if Path(cwd).is_dir():  # relative --runs-dir / --data-dir mean what they mean to the driver
         os.chdir(cwd)
     cell = cells[config["cell"]]
     restore_from_ray()
-    with reporting_to(send_to_ray):
+    with reporting_to(send_to_ray), cell_threads(cell.cpus):  # the trial's CPUs are its threads
         result = cell.function(**cell.kwargs)
     import ray
 
@@ -173,7 +173,7 @@ def run_ray(
                 f"\ncell {trial.config['cell']} failed after {MAX_FAILURES} restarts: see {trial.path}", file=sys.stderr
             )
 
-    started_here = ray_init(address, jobs)
+    started_here = ray_init(address, jobs * max((cell.cpus for cell in cells), default=1))  # --jobs cells at once
     try:
         trainable = tune.with_resources(
             tune.with_parameters(_trial, cells=by_key, cwd=os.getcwd()),

@@ -246,6 +246,7 @@ def run_cells(args: GridArgs, cells: list[GridCell], record: Callable[[str, dict
         backend=args.backend,
         address=args.address,
         jobs=args.jobs,
+        threads=args.threads,
         storage_dir=args.runs_dir,
         metric=args.select_metric,
         progress=False,  # each finished cell prints a line

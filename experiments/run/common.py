@@ -1,4 +1,4 @@
-"""Plumbing every experiment script shares: dataclass Args -> command line, atomic writes, threads."""
+"""Plumbing every experiment script shares: dataclass Args -> command line, atomic writes, devices."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import shlex
 import typing
 from pathlib import Path
@@ -157,14 +156,6 @@ def _converter(base: Any, optional: bool):
 
     convert.__name__ = getattr(base, "__name__", "value")
     return convert
-
-
-def single_thread() -> None:
-    """One thread: on 2 shared cores, two threads can be many times slower."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
-
-    torch.set_num_threads(1)
 
 
 DEVICES = ("auto", "cpu", "cuda")

@@ -168,11 +168,6 @@ def scalar_events(log_dir: str | Path) -> dict[str, list[Any]]:
     return {tag: accumulator.Scalars(tag) for tag in accumulator.Tags()["scalars"]}
 
 
-def read_scalars(log_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """All scalar curves of one event folder as {tag: [(step, value), ...]}, purges applied."""
-    return {tag: [(event.step, event.value) for event in events] for tag, events in scalar_events(log_dir).items()}
-
-
 # ----------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """torch.save to a temporary file in the same folder, then os.replace: never half a checkpoint."""

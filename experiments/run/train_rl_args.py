@@ -23,13 +23,14 @@ from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args
 from labelchain.experiments.run.learner_run import RunData
 from labelchain.experiments.run.presets import PRESETS
 from labelchain.experiments.run.folder import CONFIG_FILE, POLICY_DIR, load_policy, run_name_part
+from labelchain.experiments.run.threads import Threads
 
 # Flags a --resume may change: they say how to show or where to find things, not what the run is.
-SAFE_ON_RESUME = ("resume", "progress", "stop_after_updates", "data_dir", "device")
+SAFE_ON_RESUME = ("resume", "progress", "stop_after_updates", "data_dir", "device", "threads")
 
 
 @dataclass
-class Args(TrainKnobs):
+class Args(TrainKnobs, Threads):
     """Train label-chain policies (fixed orderings, rearrangement, RL) and compare them on test."""
 
     dataset: str = field(default="bibtex", metadata={"help": "dataset name or folder (see envs.data.loading)"})
@@ -62,8 +63,8 @@ class Args(TrainKnobs):
         default=None,
         metadata={
             "help": "run folder to continue with its saved "
-            "configuration (only --progress, --stop-after-updates "
-            "and --data-dir may be given with it)"
+            "configuration (only --progress, --stop-after-updates, "
+            "--data-dir, --device and --threads may be given with it)"
         },
     )
     stop_after_updates: int | None = field(

@@ -1,1 +1,0 @@
-"""How the results grids run their cells (local processes or Ray trials) and turn run folders into rows."""

@@ -1,1 +1,0 @@
-"""The results files' markdown: tables and claims rendered from the rows in experiments/results/*.json."""
