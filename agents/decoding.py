@@ -39,6 +39,7 @@ import torch
 
 from labelchain.agents.label_scores import labels_to_csr, marginal_counts_to_scores, position_scores
 from labelchain.agents.policy import START, ChainPolicy
+from labelchain.agents.precision import autocast
 
 NEG_INF = float("-inf")
 
@@ -299,7 +300,7 @@ def _ranking_scores(
     generator: torch.Generator,
 ) -> np.ndarray:
     """Ranking scores of one batch under `score_mode` (see SCORE_MODES and `predict`)."""
-    aux = torch.sigmoid(policy.aux_logits(rows)) if score_mode in ("aux", "position_aux") else None
+    aux = torch.sigmoid(policy.aux_logits(rows).float()) if score_mode in ("aux", "position_aux") else None
     if score_mode == "position":
         return position_scores(ranked.labels, policy.n_labels, ranked.first_probs)
     if score_mode == "aux":
@@ -307,7 +308,7 @@ def _ranking_scores(
         return aux.cpu().numpy().astype(np.float32)
     if score_mode == "position_aux":
         return position_scores(ranked.labels, policy.n_labels, aux)
-    tiebreak = ranked.first_probs if policy.label_head is None else torch.sigmoid(policy.aux_logits(rows))
+    tiebreak = ranked.first_probs if policy.label_head is None else torch.sigmoid(policy.aux_logits(rows).float())
     tiebreak = tiebreak.to_dense() if tiebreak.is_sparse else tiebreak
     return marginal_scores(
         policy,
@@ -333,6 +334,7 @@ def predict(
     score_mode: str = "position",
     n_samples: int = 16,
     seed: int = 0,
+    precision: str = "fp32",
 ) -> tuple[sp.csr_matrix, np.ndarray]:
     """Label sets (bool CSR) and ranking scores (float32 (n, L)) for every row of X, in eval mode.
 
@@ -344,6 +346,7 @@ def predict(
     "position_aux" (the same, never-emitted labels by the auxiliary head), "aux" (the head's
     probabilities alone), "marginal" (share of `n_samples` sampled chains emitting the label, seeded
     by `seed`; ties by the auxiliary head if the policy has one, else by first-step probability).
+    `precision` "bf16": bf16 matrix products (agents.precision; scores and metrics stay fp32).
     """
     if method not in ("greedy", "beam"):
         raise ValueError(f"method must be 'greedy' or 'beam', got {method!r}")
@@ -358,21 +361,22 @@ def predict(
     policy.eval()
     sets, scores = [], []
     try:
-        for begin in range(0, X.shape[0], batch_size):
-            rows = X[begin : begin + batch_size]
-            if method == "greedy":
-                result = greedy_decode(policy, rows, max_steps=max_steps, suppress_stop_steps=score_steps)
-                sets.append(labels_to_csr(result.labels, policy.n_labels, result.set_lengths))
-                ranked = result
-            else:
-                free = beam_search(policy, rows, beam_width=beam_width, max_steps=max_steps)
-                sets.append(labels_to_csr(free.labels, policy.n_labels))
-                ranked = beam_search(
-                    policy, rows, beam_width=beam_width, max_steps=max_steps, suppress_stop_steps=score_steps
+        with autocast(precision, policy.input_weight.device.type):  # scores and sets stay fp32
+            for begin in range(0, X.shape[0], batch_size):
+                rows = X[begin : begin + batch_size]
+                if method == "greedy":
+                    result = greedy_decode(policy, rows, max_steps=max_steps, suppress_stop_steps=score_steps)
+                    sets.append(labels_to_csr(result.labels, policy.n_labels, result.set_lengths))
+                    ranked = result
+                else:
+                    free = beam_search(policy, rows, beam_width=beam_width, max_steps=max_steps)
+                    sets.append(labels_to_csr(free.labels, policy.n_labels))
+                    ranked = beam_search(
+                        policy, rows, beam_width=beam_width, max_steps=max_steps, suppress_stop_steps=score_steps
+                    )
+                scores.append(
+                    _ranking_scores(policy, rows, ranked, score_mode, n_samples, max_steps, score_steps, generator)
                 )
-            scores.append(
-                _ranking_scores(policy, rows, ranked, score_mode, n_samples, max_steps, score_steps, generator)
-            )
     finally:
         policy.train(was_training)
     L = policy.label_columns  # MCG: the cluster tokens' columns are dropped

@@ -50,11 +50,6 @@ class ClusterGuidance(nn.Module):
         self.head = nn.Linear(doc_size, n_clusters)
         self.project = nn.Linear(n_clusters, doc_size, bias=False)
 
-    def config(self) -> dict:
-        """The policy-config keys that rebuild this module (ChainPolicy passes them back)."""
-        config = {"n_clusters": self.n_clusters, "guidance_weight": self.weight, "guidance_anneal": self.anneal}
-        return config | ({"guidance_mix": self.mix} if self.mix else {})
-
     def cluster_logits(self, doc: torch.Tensor) -> torch.Tensor:
         return self.head(doc)
 

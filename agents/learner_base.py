@@ -17,15 +17,22 @@ import torch
 
 from labelchain.agents.optim import clip_grad_norm, make_optimizer
 from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.precision import autocast, check_precision, full_precision
 from labelchain.agents.rl import BASELINES, EpisodeCollector, Episodes
 from labelchain.envs.chain_task import ChainTask, default_max_steps
 from labelchain.envs.data.dataset import Split
 from labelchain.envs.rewards import DEFAULT_REWARD_MODE, check_reward_args
 
-__all__ = ["RL_LEARNERS", "Learner", "LearnerConfig", "build_learner_config"]
+__all__ = ["LR", "PPO_LR", "RL_LEARNERS", "RL_LR", "Learner", "LearnerConfig", "build_learner_config"]
 
 # Learners trained on sampled chains: they fine-tune a warm start, so they may take their own rate.
 RL_LEARNERS = ("reinforce", "ppo", "combined")
+# The one set of default rates (train_rl's flags, train_epochs' TrainConfig, the grids), picked per
+# learner by `build_learner_config`. Supervised learners: LR. reinforce / combined: RL_LR, lower because
+# they fine-tune a warm start (bibtex seed 0: 1e-3 drifted below the start on val nDCG@3, 3e-4 rose
+# above it). ppo: PPO_LR, as it takes ppo_epochs x ppo_minibatches steps per rollout (bibtex seed 0,
+# 100 updates from the warm start: 3e-4 drifted val nDCG@3 0.579 -> 0.501, 5e-5 held 0.578-0.584).
+LR, RL_LR, PPO_LR = 1e-3, 3e-4, 5e-5
 
 
 @dataclass
@@ -35,7 +42,7 @@ class LearnerConfig:
     max_steps None = the environment's default cap (a little above the largest training label set).
     """
 
-    lr: float = 1e-3
+    lr: float = LR
     batch_size: int = 64
     seed: int = 0
     reward: str = "f1"
@@ -55,9 +62,12 @@ class LearnerConfig:
     normalize_advantages: bool = True
     weight_decay: float = 0.0
     greedy_charts: bool = True  # fixed orders: decode greedy chains each update for the return chart
+    fused: bool = True  # agents.fused's rollout and teacher-forcing passes; False = the nn.GRU ones (benchmarks)
+    precision: str = "fp32"  # agents.precision: "bf16" = bf16 matrix products (scripts resolve it per device)
 
     def check(self) -> None:
         check_reward_args(self.reward, self.reward_mode)
+        check_precision(self.precision)
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
         if self.lr <= 0 or self.batch_size < 1 or self.temperature <= 0:
@@ -107,7 +117,7 @@ class Learner:
             mcg=policy.mcg,  # MCG: cluster tokens are actions, the reward counts labels (agents.mcg)
         )
         self.lead_from = None if policy.mcg is None else policy.mcg.n_labels  # MCG targets: clusters first
-        self.collector = EpisodeCollector(self.task)
+        self.collector = EpisodeCollector(self.task, fused=config.fused)
         torch.manual_seed(config.seed)  # dropout draws from the global generator
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator(device=policy.input_weight.device).manual_seed(config.seed)
@@ -123,7 +133,10 @@ class Learner:
         self._rows, self._guidance_losses = rows, []
         # cuDNN's GRU has no backward pass in eval mode, where RL learners differentiate (no dropout,
         # so the sampled and the differentiated distributions are one): run them without cuDNN.
-        with torch.backends.cudnn.flags(enabled=not self.differentiates_in_eval_mode):
+        with (
+            torch.backends.cudnn.flags(enabled=not self.differentiates_in_eval_mode),
+            autocast(self.config.precision, self.policy.input_weight.device.type),
+        ):
             scalars = self._update(rows)
         if self._guidance_losses:
             scalars["losses/cluster_bce"] = float(np.mean(self._guidance_losses))
@@ -185,11 +198,12 @@ class Learner:
             guidance_loss = self.policy.guidance_loss(self._X(self._rows), epoch)
             self._guidance_losses.append(float(guidance_loss.detach()))
             loss = loss + guidance_loss
-        loss.backward()
-        norm = 0.0
-        if self.config.grad_clip is not None:
-            norm = clip_grad_norm(self.policy.parameters(), self.config.grad_clip)
-        self.optimizer.step()
+        with full_precision(self.policy.input_weight.device.type):  # fp32 gradients and optimiser state
+            loss.backward()
+            norm = 0.0
+            if self.config.grad_clip is not None:
+                norm = clip_grad_norm(self.policy.parameters(), self.config.grad_clip)
+            self.optimizer.step()
         return norm
 
     def _sample_chains(self, rows: np.ndarray, *, greedy: bool) -> Episodes:

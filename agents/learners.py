@@ -55,7 +55,7 @@ class FixedOrderLearner(Learner):
     def _update(self, rows: np.ndarray) -> dict[str, float]:
         targets = ordered_targets(self.train.Y[rows], self.ordering, self.lead_from)
         self.policy.train()
-        loss = teacher_forcing_loss(self.policy, self._X(rows), targets)
+        loss = teacher_forcing_loss(self.policy, self._X(rows), targets, fused=self.config.fused)
         self._optimize(loss)
         scalars = {"losses/teacher_forcing": float(loss.detach()), "charts/label_steps": float((targets >= 0).sum())}
         if self.config.greedy_charts:  # about a fifth of an update at hidden 512 (bench_supervised --breakdown)
@@ -79,7 +79,7 @@ class RearrangeLearner(Learner):
         chains = self._sample_chains(rows, greedy=self.config.greedy_rearrangement)
         targets = rearranged_target_matrix(chains.labels.cpu().numpy(), self.train.Y[rows], self.rng, self.lead_from)
         self.policy.train()
-        loss = teacher_forcing_loss(self.policy, self._X(rows), targets)
+        loss = teacher_forcing_loss(self.policy, self._X(rows), targets, fused=self.config.fused)
         self._optimize(loss)
         return {
             "losses/teacher_forcing": float(loss.detach()),
@@ -142,7 +142,7 @@ class CombinedLearner(ReinforceLearner):
         episodes, rl_loss, parts, extra = self._rl_terms(rows)
         sampled = episodes.labels.detach().cpu().numpy()
         targets = rearranged_target_matrix(sampled, self.train.Y[rows], self.rng, self.lead_from)
-        tf_loss = teacher_forcing_loss(self.policy, self._X(rows), targets)
+        tf_loss = teacher_forcing_loss(self.policy, self._X(rows), targets, fused=self.config.fused)
         total = combined_loss(rl_loss, tf_loss, self.config.rl_weight)
         return total, rl_loss, tf_loss, episodes, parts | extra
 

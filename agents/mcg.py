@@ -9,11 +9,12 @@ versions equal.
 How a library caller trains an MCG-guided chain (what `experiments/train_rl.py --guidance mcg` does):
 
     from labelchain.agents.mcg import mcg_setup
-    from labelchain.agents.policy import ChainPolicy
+    from labelchain.agents.policy_config import PolicyConfig
+    from labelchain.agents.policy_factory import build_policy
     from labelchain.agents.training import TrainConfig, train_epochs
 
     kwargs, train_mcg = mcg_setup(train, n_clusters=30, seed=0, restrict=False)
-    policy = ChainPolicy(**kwargs, hidden_size=128).fit_input_normalization(train_mcg.X)
+    policy = build_policy(PolicyConfig(**kwargs, hidden_size=128), train_mcg)
     train_epochs(policy, train_mcg, TrainConfig(epochs=10), learner="rearrange", val=val)
 
 `train` and `val` are ordinary splits (n, L); only the training split is augmented. The policy's

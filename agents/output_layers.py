@@ -34,10 +34,6 @@ class FlatOutput(nn.Module):
         # None = the chain rule: no repeats, STOP always (unless suppressed while a label is left).
         self.constraint: nn.Module | None = None
 
-    def config(self) -> dict:
-        """Nothing: flat is the default, so flat configs stay what they were before trees existed."""
-        return {}
-
     def logits(self, joint: torch.Tensor) -> torch.Tensor:
         return self.linear(joint)
 
@@ -65,13 +61,41 @@ class FlatOutput(nn.Module):
         generator: torch.Generator | None = None,
         with_first_probs: bool = False,
     ) -> Choice:
-        logits = self.linear(joint)
+        return self.choose_from_logits(
+            self.linear(joint),
+            emitted,
+            suppress_stop=suppress_stop,
+            sample=sample,
+            temperature=temperature,
+            generator=generator,
+            with_first_probs=with_first_probs,
+        )
+
+    def choose_from_logits(
+        self,
+        logits: torch.Tensor,
+        emitted: FlatEmitted,
+        *,
+        suppress_stop: bool | torch.Tensor,
+        sample: bool,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        with_first_probs: bool = False,
+        sample_rows: tuple[torch.Tensor, int] | None = None,
+    ) -> Choice:
+        """`choose` on logits already computed (agents.fused adds the per-document part once per batch).
+
+        `sample_rows` = (rows, batch): these logits are rows `rows` of a batch of `batch` chains whose
+        others have ended; sampling then draws what the full batch would (`sample_categorical`).
+        Log-probabilities are fp32 whatever precision the logits came in (agents.precision).
+        """
+        logits = logits.float()
         free = logits.masked_fill(emitted.mask if self.constraint is None else ~self._allowed(emitted, False), NEG_INF)
         allowed = self._allowed(emitted, suppress_stop)
         masked = logits.masked_fill(~allowed, NEG_INF)
         log_p = torch.log_softmax(masked / temperature, dim=-1)
         if sample:
-            action = torch.multinomial(log_p.exp(), 1, generator=generator).squeeze(1)
+            action = sample_categorical(log_p.exp(), generator, sample_rows)
         else:
             action = masked.argmax(dim=-1)
         chosen = log_p.gather(1, action[:, None]).squeeze(1)  # before the entropy: same gradient sums as ever
@@ -104,10 +128,34 @@ class FlatOutput(nn.Module):
         The layer and the masks are computed at the N real positions only, not on the B x T grid:
         most of a teacher-forcing batch is padding when label-set sizes vary.
         """
+        rows, steps = (actions >= 0).nonzero(as_tuple=True)
+        return self.position_log_probs(
+            self.linear(joint[rows, steps]),
+            actions,
+            rows,
+            steps,
+            suppress_stop_steps=suppress_stop_steps,
+            temperature=temperature,
+            mask_emitted=mask_emitted,
+            with_entropy=with_entropy,
+        )
+
+    def position_log_probs(
+        self,
+        logits: torch.Tensor,
+        actions: torch.Tensor,
+        rows: torch.Tensor,
+        steps: torch.Tensor,
+        *,
+        suppress_stop_steps: int = 0,
+        temperature: float = 1.0,
+        mask_emitted: bool = True,
+        with_entropy: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`sequence_log_probs` from the logits (N, L + 1) of the real positions (rows, steps), in any order."""
         B, T = actions.shape
         present = actions >= 0
-        rows, steps = present.nonzero(as_tuple=True)
-        logits = self.linear(joint[rows, steps])  # (N, L + 1)
+        logits = logits.float()  # fp32 log-probabilities under bf16 products too (agents.precision)
         n_actions = logits.shape[1]
         allowed = torch.ones_like(logits, dtype=torch.bool)
         if mask_emitted:  # the actions earlier in the same row, gathered into a spare last column otherwise
@@ -133,6 +181,20 @@ class FlatOutput(nn.Module):
                 (rows, steps), -(log_p_all.exp() * log_p_all.masked_fill(~allowed, 0.0)).sum(dim=1)
             )
         return grid.index_put((rows, steps), chosen), entropy
+
+
+def sample_categorical(
+    probs: torch.Tensor, generator: torch.Generator | None, rows: tuple[torch.Tensor, int] | None = None
+) -> torch.Tensor:
+    """One draw per row of `probs`: `torch.multinomial(probs, 1)`, or with `rows` = (rows, batch) the
+    draws rows `rows` of a `batch`-row call would make. torch's one-sample algorithm is argmax p / q
+    with q ~ Exp(1) over the whole (batch, C) tensor, so the noise is drawn for all rows and read at
+    `rows`: a batch whose ended chains were dropped samples exactly what the full batch did."""
+    if rows is None:
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    index, batch = rows
+    noise = torch.empty(batch, probs.shape[1], dtype=probs.dtype, device=probs.device)
+    return (probs / noise.exponential_(1, generator=generator)[index]).argmax(dim=-1)
 
 
 def make_output_layer(

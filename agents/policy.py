@@ -16,7 +16,7 @@ history or target matrix).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,9 @@ from labelchain.agents.features import (
 from labelchain.agents.guidance import ClusterGuidance, split_guidance_columns
 from labelchain.agents.mcg import MCGConstraint
 from labelchain.agents.output_layers import make_output_layer
+from labelchain.agents.torch_files import load_torch_file, save_torch_file
+from labelchain.agents.policy_config import PolicyConfig
 from labelchain.envs.atomic import atomic_write
-from labelchain.envs.label_clusters import LabelTree
-from labelchain.envs.mcg import MCGSpec
 
 START = -1  # `last_label` value meaning "nothing emitted yet"; also the padding id of sequences
 CONFIG_FILE = "policy_config.json"
@@ -57,42 +57,16 @@ class ChainState:
 class ChainPolicy(nn.Module):
     """GRU label-chain policy with a value head; see the module docstring for the three faces."""
 
-    def __init__(
-        self,
-        n_features: int,
-        n_labels: int,
-        *,
-        hidden_size: int = 256,
-        doc_size: int | None = None,
-        label_embed_size: int = 64,
-        dropout: float = 0.1,
-        aux_weight: float = 0.0,
-        input_dropout: float = 0.0,
-        output: str = "flat",
-        tree: LabelTree | dict | None = None,
-        tree_beam: int = 10,
-        n_clusters: int = 0,
-        guidance_weight: float = 1.0,
-        guidance_anneal: bool = False,
-        guidance_mix: float = 0.0,
-        sparse_label_grads: bool = False,
-        tree_query_size: int | None = None,
-        mcg: MCGSpec | dict | None = None,
-    ) -> None:
+    def __init__(self, n_features: int, n_labels: int, **options: Any) -> None:
+        """The policy of `PolicyConfig(n_features, n_labels, **options)` (agents.policy_config lists the
+        options); scripts build through `agents.policy_factory.build_policy`."""
         super().__init__()
         if n_features < 1 or n_labels < 1:
             raise ValueError(f"need n_features >= 1 and n_labels >= 1, got {n_features}, {n_labels}")
-        doc_size = hidden_size if doc_size is None else doc_size
-        self.config = {
-            "n_features": int(n_features),
-            "n_labels": int(n_labels),
-            "hidden_size": int(hidden_size),
-            "doc_size": int(doc_size),
-            "label_embed_size": int(label_embed_size),
-            "dropout": float(dropout),
-            "aux_weight": float(aux_weight),
-            "input_dropout": float(input_dropout),
-        }
+        self.policy_config = config = PolicyConfig(n_features, n_labels, **options)
+        hidden_size, doc_size = config.hidden_size, config.resolved_doc_size
+        label_embed_size, dropout, aux_weight = config.label_embed_size, config.dropout, config.aux_weight
+        sparse_label_grads, output = config.sparse_label_grads, config.output
         self.n_features = n_features
         self.n_labels = n_labels
         self.stop_id = n_labels
@@ -109,10 +83,15 @@ class ChainPolicy(nn.Module):
         self.gru = nn.GRU(label_embed_size + doc_size, hidden_size, batch_first=True)
         # Created where the flat policy_head always was, so a flat policy draws the same initial weights.
         self.output = make_output_layer(
-            output, hidden_size + doc_size, n_labels, tree, tree_beam, sparse_label_grads, tree_query_size
+            output,
+            hidden_size + doc_size,
+            n_labels,
+            config.tree,
+            config.tree_beam,
+            sparse_label_grads,
+            config.tree_query_size,
         )
         self.value_head = nn.Linear(hidden_size + doc_size, 1)
-        self.config.update(self.output.config())
         # Auxiliary multi-label head on the document encoding (aux_weight > 0): trained jointly with
         # binary cross-entropy (agents.supervised), it gives per-label scores for ranking.
         if aux_weight < 0:
@@ -120,16 +99,15 @@ class ChainPolicy(nn.Module):
         self.aux_weight = float(aux_weight)
         self.label_head = nn.Linear(doc_size, n_labels) if aux_weight > 0 else None
         # Variational dropout on the GRU inputs: one mask per sequence, shared by all its steps.
-        self.input_dropout = float(input_dropout)
+        self.input_dropout = float(config.input_dropout)
         # BCL cluster guidance (agents.guidance), created last so unguided policies draw the same weights.
         self.guidance: ClusterGuidance | None = None
-        if n_clusters:
-            self.guidance = ClusterGuidance(doc_size, n_clusters, guidance_weight, guidance_anneal, guidance_mix)
-            self.config.update(self.guidance.config())
-        if sparse_label_grads:
-            self.config["sparse_label_grads"] = True
+        if config.n_clusters:
+            self.guidance = ClusterGuidance(
+                doc_size, config.n_clusters, config.guidance_weight, config.guidance_anneal, config.guidance_mix
+            )
         # MCG (agents.mcg): actions L..L+C-1 are cluster tokens, constrained in the flat output layer.
-        self.mcg = MCGSpec.from_config(mcg) if isinstance(mcg, dict) else mcg
+        self.mcg = config.mcg
         if self.mcg is not None:
             if output != "flat" or self.mcg.n_actions != n_labels:
                 raise ValueError(
@@ -137,8 +115,12 @@ class ChainPolicy(nn.Module):
                     f"clusters = {self.mcg.n_actions}; got output={output!r}, n_labels={n_labels}"
                 )
             self.output.constraint = MCGConstraint(self.mcg)
-            self.config["mcg"] = self.mcg.config()
         self._register_load_state_dict_pre_hook(_rename_old_policy_head)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The saved form of `policy_config` (`PolicyConfig.to_dict`): policy_config.json, checkpoints."""
+        return self.policy_config.to_dict()
 
     def sparse_parameters(self) -> list[nn.Parameter]:
         """Label-indexed tables that get sparse gradients (empty unless sparse_label_grads)."""
@@ -331,13 +313,16 @@ class ChainPolicy(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "ChainPolicy":
-        """A fresh policy (new weights) of the architecture `config` describes (a `.config` dict).
+    def from_config(cls, config: PolicyConfig | dict[str, Any]) -> ChainPolicy:
+        """A fresh policy (new weights) of the architecture `config` describes (a `PolicyConfig`, or
+        its saved dict `.config`, from any version).
 
         The one way to rebuild a policy from a saved config: `load`, checkpoints and scripts use it,
         so a new architecture key needs no change anywhere else.
         """
-        options = dict(config)
+        if not isinstance(config, PolicyConfig):
+            config = PolicyConfig.from_dict(config)
+        options = {spec.name: getattr(config, spec.name) for spec in fields(PolicyConfig)}
         return cls(options.pop("n_features"), options.pop("n_labels"), **options)
 
     def save(self, directory: str | Path) -> None:
@@ -345,7 +330,7 @@ class ChainPolicy(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write(directory / CONFIG_FILE, lambda f: f.write(json.dumps(self.config, indent=2).encode()))
-        atomic_write(directory / WEIGHTS_FILE, lambda f: torch.save(self.state_dict(), f))
+        save_torch_file(directory / WEIGHTS_FILE, self.state_dict())
 
     @classmethod
     def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> ChainPolicy:
@@ -361,7 +346,12 @@ class ChainPolicy(nn.Module):
             policy = cls.from_config(json.loads(config_path.read_text()))
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise ValueError(f"{config_path}: not a ChainPolicy config ({type(error).__name__}: {error})") from None
-        policy.load_state_dict(torch.load(weights_path, map_location=map_location, weights_only=True))
+        weights = load_torch_file(weights_path, map_location=map_location)
+        try:
+            policy.load_state_dict(weights)
+        except (RuntimeError, TypeError, AttributeError, KeyError) as error:
+            detail = " ".join(str(error).split())[:300] or type(error).__name__
+            raise ValueError(f"{weights_path}: weights do not fit {config_path} ({detail})") from None
         return policy
 
 

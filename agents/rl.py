@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
+from labelchain.agents.fused import FusedSteps, fused_applies
 from labelchain.agents.policy import START, ChainPolicy
 from labelchain.envs.chain_task import ChainTask
 from labelchain.envs.vector_env import LabelChainVectorEnv
@@ -62,8 +63,9 @@ class Episodes:
 class EpisodeCollector:
     """Runs whole documents through a `LabelChainVectorEnv` built on `task` (one env per batch size)."""
 
-    def __init__(self, task: ChainTask) -> None:
+    def __init__(self, task: ChainTask, *, fused: bool = True) -> None:
         self.task = task
+        self.fused = fused  # eval-mode rollouts through agents.fused.FusedSteps (False: step_joint + choose)
         self._envs: dict[int, LabelChainVectorEnv] = {}
 
     def env(self, n: int) -> LabelChainVectorEnv:
@@ -109,11 +111,17 @@ class EpisodeCollector:
         columns: dict[str, list[torch.Tensor]] = {k: [] for k in ("a", "lp", "h", "v", "r", "m")}
         zero = torch.zeros((), device=device)
         emitted = policy.output.new_emitted(batch, device)  # the env's masks, kept by the output layer
+        steps = FusedSteps(policy, state) if self.fused and fused_applies(policy) and not policy.training else None
         for _ in range(task.max_steps):
-            joint, value, state = policy.step_joint(state, last)
-            choice = policy.output.choose(
-                joint, emitted, suppress_stop=False, sample=sample, temperature=temperature, generator=generator
-            )
+            if steps is not None:
+                choice, value = steps.choose(
+                    last, active, emitted, sample=sample, temperature=temperature, generator=generator
+                )
+            else:
+                joint, value, state = policy.step_joint(state, last)
+                choice = policy.output.choose(
+                    joint, emitted, suppress_stop=False, sample=sample, temperature=temperature, generator=generator
+                )
             action = torch.where(active, choice.action, torch.full_like(choice.action, stop))  # ended envs ignore it
             _, rewards, terminated, truncated, _ = env.step(action.cpu().numpy())
             chosen, entropy = choice.log_prob, choice.entropy

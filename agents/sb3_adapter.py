@@ -32,6 +32,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.common.vec_env import VecEnv
 
 from labelchain.agents.policy import START, ChainPolicy
+from labelchain.agents.policy_config import PolicyConfig
 from labelchain.envs.chain_task import ChainTask
 from labelchain.envs.mcg import MCGSpec
 
@@ -131,21 +132,23 @@ class ChainPolicyAdapter(MaskableActorCriticPolicy):
             optimizer_class=optimizer_class,
             optimizer_kwargs=optimizer_kwargs,
         )
-        self.chain = ChainPolicy(
-            n_features,
-            n_labels,
-            hidden_size=hidden_size,
-            doc_size=doc_size,
-            aux_weight=aux_weight,
-            input_dropout=input_dropout,
-            label_embed_size=label_embed_size,
-            dropout=dropout,
-            output=output,
-            tree=tree,
-            tree_beam=tree_beam,
-            sparse_label_grads=sparse_label_grads,
-            tree_query_size=tree_query_size,
-            mcg=mcg,
+        self.chain = ChainPolicy.from_config(
+            PolicyConfig(
+                n_features,
+                n_labels,
+                hidden_size=hidden_size,
+                doc_size=doc_size,
+                aux_weight=aux_weight,
+                input_dropout=input_dropout,
+                label_embed_size=label_embed_size,
+                dropout=dropout,
+                output=output,
+                tree=tree,
+                tree_beam=tree_beam,
+                sparse_label_grads=sparse_label_grads,
+                tree_query_size=tree_query_size,
+                mcg=mcg,
+            )
         )
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 

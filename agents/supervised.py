@@ -10,25 +10,32 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from labelchain.agents.fused import fused_applies, fused_teacher_forcing_loss
 from labelchain.agents.policy import ChainPolicy
 from labelchain.envs.data.dataset import Split
 
 
 def teacher_forcing_loss(
-    policy: ChainPolicy, X_batch, targets: torch.Tensor | np.ndarray, *, mask_emitted: bool = True
+    policy: ChainPolicy, X_batch, targets: torch.Tensor | np.ndarray, *, mask_emitted: bool = True, fused: bool = True
 ) -> torch.Tensor:
     """Mean cross-entropy over the non-padding positions of `targets` (B, T; STOP-terminated, -1 pad).
 
     With `mask_emitted`, labels earlier in the same target sequence are excluded from each softmax,
     the same masking the decoders apply, so training and decoding see one distribution. The GRU runs
     packed (padding costs no recurrent work; most of a batch is padding when label-set sizes vary).
+    `fused` (default): agents.fused's pass, the same loss to float rounding at about half the FLOPs;
+    False keeps the `nn.GRU` pass (the benchmark's baseline).
     """
     targets = torch.as_tensor(targets, dtype=torch.long, device=policy.input_weight.device)
     present = targets >= 0
-    outputs, doc = policy.sequence_hidden(X_batch, policy.previous_labels(targets), present.sum(dim=1))
-    joint, _ = policy.joint_inputs(outputs, doc)
-    log_p, _ = policy.output.sequence_log_probs(joint, targets, mask_emitted=mask_emitted, with_entropy=False)
-    loss = -log_p.sum() / present.sum().clamp(min=1)
+    if fused and fused_applies(policy):
+        log_p_sum, doc = fused_teacher_forcing_loss(policy, X_batch, targets, mask_emitted=mask_emitted)
+    else:
+        outputs, doc = policy.sequence_hidden(X_batch, policy.previous_labels(targets), present.sum(dim=1))
+        joint, _ = policy.joint_inputs(outputs, doc)
+        log_p, _ = policy.output.sequence_log_probs(joint, targets, mask_emitted=mask_emitted, with_entropy=False)
+        log_p_sum = log_p.sum()
+    loss = -log_p_sum / present.sum().clamp(min=1)
     if policy.label_head is not None:  # the head reads the same encoding (one encoder pass, one dropout mask)
         loss = loss + policy.aux_weight * aux_label_loss(policy, X_batch, targets, doc=doc)
     return loss
@@ -50,7 +57,9 @@ def aux_label_loss(
     else:  # reuse the encoding the teacher-forcing pass made
         assert policy.label_head is not None, "aux_label_loss needs a policy with an auxiliary head"
         logits = policy.label_head(doc)
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, gold[:, : policy.n_labels], reduction="sum")
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits.float(), gold[:, : policy.n_labels], reduction="sum"
+    )
     return bce / max(1, targets.shape[0])
 
 

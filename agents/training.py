@@ -14,43 +14,54 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from labelchain.agents.decoding import predict
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.learner_base import LearnerConfig, build_learner_config
 from labelchain.agents.learners import LEARNERS, make_learner
 from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.supervised import carve_validation
 from labelchain.envs.data.dataset import Split
 from labelchain.envs.metrics import RANKING_NAMES, SET_NAMES, evaluate, is_better
+from labelchain.envs.progress import progress_bar
 
 
 @dataclass
 class TrainConfig:
-    """Epochs, early stopping and the learner's own knobs; `max_steps` None = the envs' default cap."""
+    """Epochs, early stopping and the learner's own knobs; `max_steps` None = the envs' default cap.
 
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    seed: int = 0
-    val_fraction: float = 0.1
-    patience: int = 5
-    max_steps: int | None = None
-    greedy_rearrangement: bool = False
-    temperature: float = 1.0
-    grad_clip: float | None = 1.0
-    val_metric: str = "example_f1"
+    Every default is the one configuration's (`agents.config.DEFAULTS`: the learner and run sections);
+    `val_metric` is the run's select_metric, `patience` (None = never stop early) counts epochs in a
+    row without improvement of any tracked metric (`out_of_patience`).
+    """
+
+    epochs: int = D.run.epochs
+    batch_size: int = D.learner.batch_size
+    lr: float = D.learner.lr
+    seed: int = D.learner.seed
+    val_fraction: float = D.run.val_fraction
+    patience: int | None = D.run.patience
+    max_steps: int | None = D.learner.max_steps
+    greedy_rearrangement: bool = D.learner.greedy_rearrangement
+    temperature: float = D.learner.temperature
+    grad_clip: float | None = D.learner.grad_clip
+    val_metric: str = D.run.select_metric
     val_batch_size: int = 512
-    max_seconds: float | None = None
-    weight_decay: float = 0.0
+    max_seconds: float | None = D.run.max_seconds
+    weight_decay: float = D.learner.weight_decay
     extra_checkpoints: tuple[str, ...] = ()  # more metrics to keep a best checkpoint for (e.g. nDCG@5)
-    rl_lr: float | None = None  # reinforce / ppo / combined: their own (smaller) rate; None = lr
+    # reinforce / combined and ppo: their own (smaller) rates, as in train_rl (agents.learner_base
+    # explains the values); None = lr. `build_learner_config` picks the learner's rate.
+    rl_lr: float | None = D.run.rl_lr
+    ppo_lr: float | None = D.run.ppo_lr
+    precision: str = "fp32"  # agents.precision, for the updates and the validation decoding
 
     def learner_config(self, learner: str = "freq2rare") -> LearnerConfig:
         return build_learner_config(
             learner,
             self.lr,
             rl_lr=self.rl_lr,
+            ppo_lr=self.ppo_lr,
             batch_size=self.batch_size,
             seed=self.seed,
             max_steps=self.max_steps,
@@ -59,6 +70,7 @@ class TrainConfig:
             grad_clip=self.grad_clip,
             weight_decay=self.weight_decay,
             greedy_charts=False,  # no charts here
+            precision=self.precision,
         )
 
 
@@ -74,6 +86,12 @@ class TrainHistory:
     checkpoints: dict[str, tuple[int, dict, dict]] = field(default_factory=dict)
 
 
+def out_of_patience(without_improvement: int, patience: int | None) -> bool:
+    """The one early-stopping rule (this loop and train_rl's `LearnerRun`): stop once `patience`
+    validations in a row improved no tracked checkpoint; None = never stop early."""
+    return patience is not None and without_improvement >= patience
+
+
 def _check(config: TrainConfig, learner: str) -> None:
     if learner not in LEARNERS:
         raise ValueError(f"learner must be one of {LEARNERS}, got {learner!r}")
@@ -84,10 +102,12 @@ def _check(config: TrainConfig, learner: str) -> None:
         raise ValueError(f"need batch_size >= 1 and epochs >= 0, got {config.batch_size}, {config.epochs}")
 
 
-def validation_metrics(policy: ChainPolicy, val: Split, batch_size: int, max_steps: int | None) -> dict[str, float]:
+def validation_metrics(
+    policy: ChainPolicy, val: Split, batch_size: int, max_steps: int | None, precision: str = "fp32"
+) -> dict[str, float]:
     """Greedy decode of the validation split, scored by envs.metrics.evaluate (label columns only:
     an MCG split carved from an augmented training split has its cluster columns dropped)."""
-    Y_pred, scores = predict(policy, val.X, batch_size=batch_size, max_steps=max_steps)
+    Y_pred, scores = predict(policy, val.X, batch_size=batch_size, max_steps=max_steps, precision=precision)
     gold = val.Y if policy.mcg is None else policy.mcg.strip(val.Y)
     return evaluate(gold, scores=scores, Y_pred=Y_pred)
 
@@ -118,7 +138,7 @@ def train_epochs(
     history = TrainHistory(config={**asdict(config), "learner": learner})
     best_state, bad_epochs, started = None, 0, time.perf_counter()
     n_docs = len(train)
-    bar = tqdm(total=config.epochs * n_docs, disable=not progress, unit="doc", desc=f"train[{learner}]")
+    bar = progress_bar(progress, total=config.epochs * n_docs, unit="doc", desc=f"train[{learner}]")
     for epoch in range(config.epochs):
         epoch_start, losses = time.perf_counter(), []
         order = rng.permutation(n_docs)
@@ -130,7 +150,7 @@ def train_epochs(
         seconds = time.perf_counter() - epoch_start
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "docs_per_sec": n_docs / max(seconds, 1e-9)}
         if val is not None:
-            metrics = validation_metrics(policy, val, config.val_batch_size, trainer.task.max_steps)
+            metrics = validation_metrics(policy, val, config.val_batch_size, trainer.task.max_steps, config.precision)
             record.update({f"val/{k}": v for k, v in metrics.items()})
             improved = False
             for metric in tracked:  # early stopping waits while any tracked metric still improves
@@ -148,7 +168,7 @@ def train_epochs(
         if log_fn is not None:
             log_fn(epoch, record)
         out_of_time = config.max_seconds is not None and time.perf_counter() - started > config.max_seconds
-        if (val is not None and bad_epochs > config.patience) or out_of_time:
+        if (val is not None and out_of_patience(bad_epochs, config.patience)) or out_of_time:
             break
     bar.close()
     if best_state is not None:

@@ -112,10 +112,6 @@ class TreeOutput(nn.Module):
         """An index buffer derived from the tree (rebuilt from the config, never saved with the weights)."""
         return getattr(self, name)
 
-    def config(self) -> dict:
-        config = {"output": "tree", "tree": self.tree.to_dict(), "tree_beam": self.beam}
-        return config if self.query_size is None else {**config, "tree_query_size": self.query_size}
-
     def _q(self, joint: torch.Tensor) -> torch.Tensor:
         """What nodes and labels are scored against: the joint state, or its low-rank query."""
         return joint if self.query_size is None else self.query(joint)

@@ -11,6 +11,7 @@ from gymnasium.error import ResetNeeded
 
 from labelchain.envs.chain_task import ChainTask, make_task
 from labelchain.envs.data.dataset import Dataset
+from labelchain.envs.actions import integer_action
 from labelchain.envs.mcg import MCGSpec, emitted_mask
 from labelchain.envs.rewards import DEFAULT_REWARD_MODE, chain_quality
 
@@ -32,7 +33,8 @@ class LabelChainEnv(gym.Env):
     the valid actions (an array of L + 1 built on request; ``dense_masks=False`` leaves it out of
     ``info``, so a step costs O(cap), not O(L), at large L). Taking a masked action anyway is a
     wasted step: nothing is emitted, the step counter advances, and the delta reward is 0. An action
-    outside ``0 .. L`` is a ``ValueError``.
+    outside ``0 .. L``, or not a whole number (``1.5``, ``nan``), is a ``ValueError`` (``1.0`` and numpy
+    integer types are fine; `envs.actions`).
 
     ## Observation Space
     A ``Dict``:
@@ -146,7 +148,7 @@ class LabelChainEnv(gym.Env):
         return self._observation(), self._info()
 
     def step(self, action: int) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
-        task, action = self.task, int(action)
+        task, action = self.task, integer_action(action)  # 1.5 is refused, never truncated
         if self._needs_reset:
             raise ResetNeeded(
                 "LabelChainEnv.step() needs reset() first: before the first episode and after "

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from labelchain.envs.actions import integer_array
 from labelchain.envs.data.dataset import Split
 from labelchain.envs.label_overlap import document_clusters
 
@@ -80,7 +81,7 @@ class MCGSpec:
         try:
             clusters, n_clusters = config["clusters_of_label"], int(config["n_clusters"])
             rows = np.repeat(np.arange(len(clusters)), [len(c) for c in clusters])
-            cols = np.concatenate([np.asarray(c, dtype=np.int64) for c in clusters]) if clusters else rows
+            cols = np.concatenate([integer_array(c, "cluster id") for c in clusters]) if clusters else rows
             member = sp.csr_matrix((np.ones(len(rows), bool), (rows, cols)), shape=(len(clusters), n_clusters))
             return cls(member, bool(config.get("restrict", False)))
         except (KeyError, TypeError, ValueError) as error:
@@ -130,7 +131,7 @@ class MCGSpec:
 
 def emitted_mask(history: np.ndarray, n_actions: int) -> np.ndarray:
     """(n, A + 1) bool emitted mask of (n, T) histories padded with A (= STOP; its column stays False)."""
-    history = np.asarray(history, dtype=np.int64)
+    history = integer_array(history, "history")
     mask = np.zeros((history.shape[0], n_actions + 1), dtype=bool)
     mask[np.arange(history.shape[0])[:, None], history] = True
     mask[:, n_actions] = False

@@ -72,13 +72,17 @@ def _precision_from_hits(hits: np.ndarray, k: int) -> float:
 
 
 def _ndcg_from_hits(hits: np.ndarray, n_gold: np.ndarray, k: int) -> float:
+    return float(ndcg_rows(hits, n_gold, k).mean())
+
+
+def ndcg_rows(hits: np.ndarray, n_gold: np.ndarray, k: int) -> np.ndarray:
+    """Per-document nDCG@k (n,) from gold hits of the ranking; envs.stats resamples these."""
     top = hits[:, :k]
     dcg = top @ discounts(top.shape[1])
     ideal_counts = np.minimum(n_gold, top.shape[1])
     ideal_table = np.concatenate(([0.0], np.cumsum(discounts(top.shape[1]))))
     idcg = ideal_table[ideal_counts]
-    ratio = np.divide(dcg, idcg, out=np.zeros_like(dcg), where=idcg > 0)
-    return float(ratio.mean())
+    return np.divide(dcg, idcg, out=np.zeros_like(dcg), where=idcg > 0)
 
 
 def precision_at_k(Y_true: LabelMatrix, scores: np.ndarray, k: int) -> float:
@@ -107,15 +111,27 @@ def ndcg_at_k(Y_true: LabelMatrix, scores: np.ndarray, k: int) -> float:
 
 def _set_metrics(gold: sp.csr_matrix, pred: sp.csr_matrix, both: sp.csr_matrix) -> dict[str, float]:
     """The five set metrics from validated (gold, pred, gold AND pred); one pass, shared by all."""
-    gold_rows, pred_rows, both_rows = row_sizes(gold), row_sizes(pred), row_sizes(both)
-    mismatch_rows = gold_rows + pred_rows - 2 * both_rows
+    rows = set_rows(gold, pred, both)
     micro_denom = pred.nnz + gold.nnz
     return {
-        "example_f1": float(safe_f1(both_rows, pred_rows, gold_rows, empty_value=1.0).mean()),
+        "example_f1": float(rows["example_f1"].mean()),
         "micro_f1": 2.0 * both.nnz / micro_denom if micro_denom else 0.0,
         "macro_f1": float(label_f1(gold, pred, both).mean()),
-        "subset_accuracy": float((mismatch_rows == 0).mean()),
-        "hamming_loss": float(mismatch_rows.sum() / (gold.shape[0] * gold.shape[1])),
+        "subset_accuracy": float((rows["mismatches"] == 0).mean()),
+        "hamming_loss": float(rows["mismatches"].sum() / (gold.shape[0] * gold.shape[1])),
+    }
+
+
+def set_rows(gold: sp.csr_matrix, pred: sp.csr_matrix, both: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """Per-document set counts and example F1, (n,) each: what the set metrics are means or sums of
+    (envs.stats resamples them)."""
+    gold_rows, pred_rows, both_rows = row_sizes(gold), row_sizes(pred), row_sizes(both)
+    return {
+        "gold": gold_rows,
+        "pred": pred_rows,
+        "both": both_rows,
+        "mismatches": gold_rows + pred_rows - 2 * both_rows,
+        "example_f1": safe_f1(both_rows, pred_rows, gold_rows, empty_value=1.0),
     }
 
 

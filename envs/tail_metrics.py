@@ -84,6 +84,14 @@ def propensity_scores(
     gold: sp.csr_matrix, ranked: np.ndarray, inv_p: np.ndarray, k: int, normalized: bool
 ) -> tuple[float, float]:
     """(PSP@k, PSnDCG@k) from a ranking that holds at least min(k, L) labels per document."""
+    psp, psndcg = propensity_rows(gold, ranked, inv_p, k, normalized)
+    return float(psp.mean()), float(psndcg.mean())
+
+
+def propensity_rows(
+    gold: sp.csr_matrix, ranked: np.ndarray, inv_p: np.ndarray, k: int, normalized: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-document (PSP@k, PSnDCG@k), (n,) each: the paired bootstrap (envs.stats) resamples these."""
     width = min(k, ranked.shape[1])
     gains = gold_hits(gold, ranked[:, :width]) * inv_p[ranked[:, :width]]
     disc = discounts(width)
@@ -98,7 +106,7 @@ def propensity_scores(
     psp = np.divide(p_num, p_den, out=np.zeros_like(p_num), where=p_den > 0)
     dcg = gains @ disc
     psndcg = np.divide(dcg, d_den, out=np.zeros_like(dcg), where=d_den > 0)
-    return float(psp.mean()), float(psndcg.mean())
+    return psp, psndcg
 
 
 def psp_at_k(

@@ -13,6 +13,7 @@ from gymnasium.vector.utils import batch_space
 from labelchain.envs.chain_task import ChainTask, make_task
 from labelchain.envs.data.dataset import Dataset
 from labelchain.envs.label_env import DOC_ORDERS
+from labelchain.envs.actions import integer_array
 from labelchain.envs.mcg import MCGSpec, emitted_mask
 from labelchain.envs.rewards import DEFAULT_REWARD_MODE, chain_quality
 
@@ -127,7 +128,7 @@ class LabelChainVectorEnv(VectorEnv):
         if not self._has_reset:
             raise ResetNeeded("LabelChainVectorEnv.step() needs reset() first (no documents yet)")
         task = self.task
-        actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)
+        actions = integer_array(actions, "actions").reshape(self.num_envs)  # 1.5 refused, never truncated
         if actions.min() < 0 or actions.max() > task.n_labels:
             bad = int(np.flatnonzero((actions < 0) | (actions > task.n_labels))[0])
             raise ValueError(f"actions[{bad}]={actions[bad]} is outside 0..{task.n_labels}")

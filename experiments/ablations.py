@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
 from labelchain.experiments.run import train_rl_args
 from labelchain.experiments.run.common import (
     results_dir,
@@ -46,7 +45,7 @@ from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args,
 from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
 from labelchain.experiments.grid.lookup import find_run, run_config, train_or_resume
-from labelchain.experiments.run.folder import METRICS_FILE, POLICY_DIR, DiskFullError, GracefulInterrupt
+from labelchain.experiments.run.folder import METRICS_FILE, POLICY_DIR, GracefulInterrupt, run_script
 from labelchain.experiments.run.threads import set_threads
 
 SCRIPT = "experiments/ablations.py"
@@ -335,9 +334,6 @@ def finished(args: Args) -> bool:
 
 
 if __name__ == "__main__":
-    try:
-        cli_args = parse_args(Args)
-        main(cli_args)
-    except (ArgsError, DiskFullError, DataNotFoundError, DataFormatError) as error:
-        sys.exit(f"error: {error}")
-    sys.exit(0 if finished(cli_args) else 130)  # 130: stopped early, rerun to resume
+    cli_args = run_script(lambda: parse_args(Args))
+    run_script(lambda: main(cli_args))
+    sys.exit(0 if run_script(lambda: finished(cli_args)) else 130)  # 130: stopped early, rerun to resume

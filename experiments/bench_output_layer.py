@@ -23,9 +23,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.decoding import greedy_decode
 from labelchain.agents.optim import clip_grad_norm, make_optimizer
-from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.policy_config import PolicyConfig
+from labelchain.agents.policy_factory import build_policy
 from labelchain.agents.supervised import teacher_forcing_loss
 from labelchain.envs.label_clusters import LabelTree, build_label_tree
 from labelchain.experiments.run.common import parse_args
@@ -41,7 +43,7 @@ class Args(Threads):
     labels: list[int] = field(default_factory=lambda: [1000, 100_000], metadata={"help": "label space sizes"})
     layers: list[str] = field(default_factory=lambda: list(LAYERS), metadata={"help": f"from {LAYERS}"})
     features: int = 2000
-    batch_size: int = 64
+    batch_size: int = D.learner.batch_size
     hidden_size: int = 256
     chain_length: int = 5
     decode_steps: int = 5
@@ -76,7 +78,7 @@ def _measure(layer: str, n_labels: int, tree: LabelTree, args: Args) -> tuple[fl
     targets = np.full((args.batch_size, args.chain_length + 1), n_labels)
     targets[:, :-1] = np.stack([rng.choice(n_labels, args.chain_length, replace=False) for _ in range(args.batch_size)])
     torch.manual_seed(args.seed)
-    policy = ChainPolicy(
+    config = PolicyConfig(
         args.features,
         n_labels,
         hidden_size=args.hidden_size,
@@ -86,6 +88,7 @@ def _measure(layer: str, n_labels: int, tree: LabelTree, args: Args) -> tuple[fl
         sparse_label_grads=layer == "tree+sparse",
         tree_query_size=None if layer == "flat" else args.query_size,
     )
+    policy = build_policy(config, None)  # synthetic inputs: no training split to normalise on
     optimizer = make_optimizer(policy, 1e-3)
 
     def train_step() -> None:

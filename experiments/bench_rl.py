@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.experiments.run.common import parse_args, resolve_device
 from labelchain.experiments.run.threads import Threads, set_threads
 
-from labelchain.agents.learner_base import LearnerConfig
+from labelchain.agents.learner_base import LR, PPO_LR, RL_LR, build_learner_config
 from labelchain.agents.learners import make_learner
-from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.policy_config import PolicyConfig
+from labelchain.agents.policy_factory import build_policy
 from labelchain.envs.data.loading import load_dataset
 
 
@@ -32,7 +34,7 @@ class Args(Threads):
 
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "delicious"])
     learners: list[str] = field(default_factory=lambda: ["reinforce"])
-    batch_size: int = 64
+    batch_size: int = D.learner.batch_size
     hidden_size: int = 256
     seconds: float = field(default=10.0, metadata={"help": "wall time per configuration"})
     warmup: int = 2
@@ -42,10 +44,12 @@ class Args(Threads):
 
 def bench(dataset, learner_name: str, args: Args) -> dict[str, float]:
     torch.manual_seed(args.seed)
-    policy = ChainPolicy(dataset.n_features, dataset.n_labels, hidden_size=args.hidden_size)
-    policy.fit_input_normalization(dataset.train.X).to(resolve_device(args.device))
+    policy = build_policy(PolicyConfig(hidden_size=args.hidden_size), dataset.train).to(resolve_device(args.device))
     learner = make_learner(
-        learner_name, policy, dataset.train, LearnerConfig(batch_size=args.batch_size, seed=args.seed)
+        learner_name,
+        policy,
+        dataset.train,
+        build_learner_config(learner_name, LR, rl_lr=RL_LR, ppo_lr=PPO_LR, batch_size=args.batch_size, seed=args.seed),
     )
     rng = np.random.default_rng(args.seed)
     n = len(dataset.train)

@@ -115,19 +115,20 @@ def build_policy(kind: str, data, args: Args) -> tuple:
     'flat': today's Linear(hidden + doc, L + 1). 'tree': PIFA label embeddings of the training split,
     a balanced spherical k-means tree (``--tree-branching``, ``--tree-leaf-size``), beam ``--tree-beam``.
     """
+    from labelchain.agents import policy_factory
     from labelchain.agents.output_layers import OUTPUT_KINDS
-    from labelchain.agents.policy import ChainPolicy
-    from labelchain.envs.label_clusters import build_label_tree, pifa_embeddings
+    from labelchain.agents.policy_config import PolicyConfig
 
     if kind not in OUTPUT_KINDS:
         raise ValueError(f"--outputs: unknown output layer {kind!r}; choose from {OUTPUT_KINDS}")
     tree, tree_seconds = None, 0.0
     if kind == "tree":
         started = time.process_time()
-        emb = pifa_embeddings(data.train.X, data.train.Y)
-        tree = build_label_tree(emb, args.tree_branching, args.tree_leaf_size, seed=args.seed)
+        tree = policy_factory.label_tree(
+            data.train, data.n_features, args.tree_branching, args.tree_leaf_size, seed=args.seed
+        )
         tree_seconds = time.process_time() - started
-    policy = ChainPolicy(
+    config = PolicyConfig(
         data.n_features,
         data.n_labels,
         hidden_size=args.hidden_size,
@@ -136,7 +137,7 @@ def build_policy(kind: str, data, args: Args) -> tuple:
         tree_beam=args.tree_beam,
         sparse_label_grads=args.sparse_label_grads and kind == "tree",
     )
-    return policy, tree_seconds
+    return policy_factory.build_policy(config, None), tree_seconds  # unnormalised inputs, as timed before
 
 
 def chain_cell(kind: str, n_labels: int, args: Args) -> dict:

@@ -23,8 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.decoding import greedy_decode, predict
 from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.policy_config import PolicyConfig
+from labelchain.agents.policy_factory import build_policy
 from labelchain.agents.rearrangement import ordered_targets
 from labelchain.agents.supervised import teacher_forcing_loss
 from labelchain.agents.training import TrainConfig, train_epochs
@@ -40,9 +43,9 @@ class Args(Threads):
     """Benchmark supervised training and decoding of the chain policy (documents per second)."""
 
     dataset: str = "bibtex"
-    batch_size: int = 64
+    batch_size: int = D.learner.batch_size
     hidden_sizes: list[int] = field(default_factory=lambda: [256])
-    label_embed_size: int = 64
+    label_embed_size: int = D.policy.label_embed_size
     decode_batch_size: int = 512
     beam_width: int = 5
     max_docs: int | None = field(default=None, metadata={"help": "time only this many train/test documents"})
@@ -54,10 +57,10 @@ class Args(Threads):
 
 def _fresh_policy(dataset: Dataset, hidden: int, args: Args, device: torch.device) -> ChainPolicy:
     torch.manual_seed(args.seed)
-    policy = ChainPolicy(
+    config = PolicyConfig(
         dataset.n_features, dataset.n_labels, hidden_size=hidden, label_embed_size=args.label_embed_size
     )
-    return policy.fit_input_normalization(dataset.train.X).to(device)
+    return build_policy(config, dataset.train).to(device)
 
 
 def _train_rate(policy: ChainPolicy, train: Split, args: Args, ordering: str, label_freq: np.ndarray) -> float:

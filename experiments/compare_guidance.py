@@ -29,11 +29,16 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from labelchain.experiments.run.folder import run_script
+from labelchain.agents.config import DEFAULTS as D
+from labelchain.experiments.run.config import precision_problems
 from labelchain.experiments.run.common import REPO_ROOT, command_line, parse_args
 
 from labelchain.agents.guidance import with_gold_clusters
 from labelchain.agents.mcg import mcg_setup
 from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.policy_config import PolicyConfig
+from labelchain.agents.policy_factory import build_policy
 from labelchain.envs.data.dataset import Split
 from labelchain.envs.label_clusters import kmeans_clusters, pifa_embeddings
 from labelchain.envs.label_overlap import assign_overlapping, cluster_matrix, cooccurrence_counts, membership_matrix
@@ -59,7 +64,9 @@ class Args(vg.GridArgs):
         default_factory=lambda: [1], metadata={"help": "overlap: each label in up to λ clusters (1 = plain)"}
     )
     hide_train_labels: float = field(default=0.0, metadata={"help": "PU: share of each training doc's labels hidden"})
-    guidance_weight: float = field(default=1.0, metadata={"help": "bcl: weight of the cluster BCE loss"})
+    guidance_weight: float = field(
+        default=D.policy.guidance_weight, metadata={"help": "bcl: weight of the cluster BCE loss"}
+    )
     mcg_restrict: bool = field(default=False, metadata={"help": "mcg: labels only inside the emitted clusters"})
     out: str | None = field(
         default="experiments/results/guidance", metadata={"help": "results stem (.json, .md); none = print only"}
@@ -95,20 +102,19 @@ def guided(cell: vg.Cell, guidance: str, clusters: np.ndarray | sp.csr_matrix, a
     if guidance == "mcg":
         membership = clusters if sp.issparse(clusters) else cluster_matrix(clusters, args.clusters)
         kwargs, train = mcg_setup(cell.train, args.clusters, cell.seed, membership, restrict=args.mcg_restrict)
-        policy = ChainPolicy(hidden_size=args.hidden_size, **kwargs)
-        return policy.fit_input_normalization(train.X), train
+        return build_policy(PolicyConfig(**kwargs, hidden_size=args.hidden_size), train), train
     train = cell.train
     n_clusters = 0
     if guidance == "bcl":
         train, n_clusters = with_gold_clusters(cell.train, clusters, args.clusters), args.clusters
-    policy = ChainPolicy(
+    config = PolicyConfig(
         n_features,
         n_labels,
         hidden_size=args.hidden_size,
         n_clusters=n_clusters,
         guidance_weight=args.guidance_weight,
     )
-    return policy.fit_input_normalization(train.X), train
+    return build_policy(config, train), train
 
 
 def run_cell(args: Args, name: str, seed: int, variants: list[str], results: str | None = None) -> dict[str, Any]:
@@ -147,7 +153,7 @@ def run_cell(args: Args, name: str, seed: int, variants: list[str], results: str
 
 
 def check(args: Args) -> None:
-    problems = execution.check_backend(args.backend, args.address, args.jobs)
+    problems = execution.check_backend(args.backend, args.address, args.jobs) + precision_problems(args.precision)
     unknown = [g for g in args.guidance if g not in GUIDANCE]
     if unknown:
         problems.append(f"--guidance must be among {GUIDANCE}, got {unknown}")
@@ -196,4 +202,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(Args))
+    run_script(lambda: main(parse_args(Args)))

@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from labelchain.agents.learners import LEARNERS
-from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
 from labelchain.envs.data import locate
+from labelchain.envs.data.errors import DataNotFoundError
 from labelchain.envs.data.loading import load_dataset
 from labelchain.experiments.run import train_rl_args
 from labelchain.experiments.run.common import (
@@ -61,7 +61,7 @@ from labelchain.experiments.reports.orderings import TABLE_METRICS, render_markd
 from labelchain.experiments.grid.orderings_rows import rows_from_run
 from labelchain.experiments.peers import PEERS, PeerUnavailable, run_peer, tuned_config
 from labelchain.experiments.grid.lookup import run_config, train_or_resume
-from labelchain.experiments.run.folder import CONFIG_FILE, METRICS_FILE, DiskFullError, GracefulInterrupt, run_name_part
+from labelchain.experiments.run.folder import CONFIG_FILE, METRICS_FILE, GracefulInterrupt, run_name_part, run_script
 from labelchain.envs.predictions import PREDICTIONS_DIR
 from labelchain.experiments.grid.predictions import cell_predictions_dir, keep_cell_predictions
 from labelchain.experiments.run.threads import set_threads
@@ -368,9 +368,6 @@ def grid_finished(args: Args) -> bool:
 
 
 if __name__ == "__main__":
-    try:
-        cli_args = parse_args(Args)
-        path = main(cli_args)
-    except (ArgsError, DiskFullError, DataNotFoundError, DataFormatError) as error:
-        sys.exit(f"error: {error}")
-    sys.exit(0 if grid_finished(cli_args) else 130)  # 130: stopped early, rerun to resume
+    cli_args = run_script(lambda: parse_args(Args))
+    run_script(lambda: main(cli_args))
+    sys.exit(0 if run_script(lambda: grid_finished(cli_args)) else 130)  # 130: stopped early, rerun to resume

@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from labelchain.agents.config import DEFAULTS as D
+from labelchain.experiments.run.config import precision_problems
 from labelchain.experiments.run.common import (
     REPO_ROOT,
     command_line,
@@ -36,12 +38,16 @@ from labelchain.experiments.run.common import (
     parse_args,
     percent_mean_std,
 )
+from labelchain.experiments.run.folder import run_script
 from labelchain.experiments.run.threads import set_threads
 
 from labelchain.agents.policy import ChainPolicy
-from labelchain.envs.label_clusters import build_label_tree, pifa_embeddings
+from labelchain.agents.policy_config import PolicyConfig
+from labelchain.agents.policy_factory import build_policy
+from labelchain.envs.metrics import HEADLINE
 from labelchain.experiments.grid import execution
 from labelchain.experiments.grid.cells import Cell
+from labelchain.experiments.reports.claim_stats import across_datasets_markdown, bootstrap_markdown
 from labelchain.experiments.grid import variants as vg
 
 TABLE_METRICS = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "PSP@1", "PSP@3", "PSP@5", "micro_f1", "macro_f1")
@@ -56,7 +62,7 @@ class Args(vg.GridArgs):
     shapes: list[str] = field(
         default_factory=lambda: ["16x16", "4x64"], metadata={"help": "tree shapes BxLEAF, chosen on validation"}
     )
-    tree_beam: int = 10
+    tree_beam: int = D.policy.tree_beam
     out: str | None = field(
         default="experiments/results/trees", metadata={"help": "results stem (.json, .md); none = print only"}
     )
@@ -73,20 +79,11 @@ def parse_shape(text: str) -> tuple[int, int]:
 
 def new_policy(cell: vg.Cell, shape: str | None, tree_beam: int) -> ChainPolicy:
     vg.seeded(cell.seed)
-    tree = None
+    config = PolicyConfig(n_labels=cell.data.n_labels, hidden_size=cell.args.hidden_size)
     if shape is not None:
         branching, leaf = parse_shape(shape)
-        emb = pifa_embeddings(cell.train.X, cell.train.Y)
-        tree = build_label_tree(emb, branching, leaf, seed=cell.seed)
-    policy = ChainPolicy(
-        cell.train.X.shape[1],
-        cell.data.n_labels,
-        hidden_size=cell.args.hidden_size,
-        output="flat" if shape is None else "tree",
-        tree=tree,
-        tree_beam=tree_beam,
-    )
-    return policy.fit_input_normalization(cell.train.X)
+        config = config.replace(output="tree", tree_branching=branching, tree_leaf_size=leaf, tree_beam=tree_beam)
+    return build_policy(config, cell.train, seed=cell.seed)
 
 
 def run_output(cell: vg.Cell, output: str, chosen_shapes: dict[str, str]) -> list[dict]:
@@ -173,8 +170,14 @@ def render_markdown(payload: dict) -> str:
             "one; its train s excludes the rearrangement's). PSP@k: propensity-scored precision "
             "(Jain et al. 2016, A = 0.55, B = 1.5, training-split counts), unnormalised."
         ),
+        "",
+        *across_datasets_markdown(rows, HEADLINE, None, NAMED_PAIRS, "cd_trees"),
+        *bootstrap_markdown(payload, NAMED_PAIRS, HEADLINE),
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+NAMED_PAIRS = tuple((f"{learner}+tree", learner) for learner in ("rearrange", "combined", "ensemble"))
 
 
 def tree_minus_flat(rows: list[dict]) -> list[tuple]:
@@ -211,7 +214,7 @@ def main(args: Args) -> dict:
     set_threads(args.threads or 1)
     for shape in args.shapes:
         parse_shape(shape)
-    problems = execution.check_backend(args.backend, args.address, args.jobs)
+    problems = execution.check_backend(args.backend, args.address, args.jobs) + precision_problems(args.precision)
     if problems:
         raise SystemExit("; ".join(problems))
     out = None if args.out is None else REPO_ROOT / args.out
@@ -270,4 +273,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(Args))
+    run_script(lambda: main(parse_args(Args)))

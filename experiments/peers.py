@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from dataclasses import dataclass, field
 
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.peers import PEERS, PeerUnavailable, TunedPeer, tune_peer
 from labelchain.agents.supervised import carve_validation
 from labelchain.envs.data.dataset import Dataset
@@ -81,7 +82,7 @@ class Args(Threads):
     dataset: str = "bibtex"
     peers: list[str] = field(default_factory=lambda: list(PEERS))
     seed: int = 0
-    val_fraction: float = 0.1
+    val_fraction: float = D.run.val_fraction
     out: str | None = field(default=None, metadata={"help": "also write the table as JSON here"})
     predictions_dir: str | None = field(
         default=None, metadata={"help": "also write each peer's test predictions here, as <peer>.npz"}

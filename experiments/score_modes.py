@@ -20,8 +20,10 @@ from typing import Any
 
 import torch
 
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.decoding import SCORE_MODES, predict
-from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.policy_config import PolicyConfig
+from labelchain.agents.policy_factory import build_policy
 from labelchain.agents.supervised import carve_validation
 from labelchain.agents.training import TrainConfig, train_epochs
 from labelchain.envs.data.loading import load_dataset
@@ -45,10 +47,10 @@ class Args(ExecutionFlags):
     aux_weights: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.1])
     learner: str = "rearrange"
     epochs: int = 4
-    hidden_size: int = 128
+    hidden_size: int = D.policy.hidden_size
     n_samples: int = 16
     seed: int = 0
-    val_fraction: float = 0.1
+    val_fraction: float = D.run.val_fraction
     device: str = "auto"
     out: str = str(REPO_ROOT / "experiments" / "results" / "score_modes.json")
     runs_dir: str = field(default="runs/score_modes", metadata={"help": "ray: where Tune keeps its trial folders"})
@@ -60,9 +62,11 @@ def run_one(args: Args, dataset: str, aux_weight: float) -> dict[str, Any]:
     ds = load_dataset(dataset)
     train, val = carve_validation(ds.train, args.val_fraction, args.seed)
     torch.manual_seed(args.seed)
-    policy = ChainPolicy(ds.n_features, ds.n_labels, hidden_size=args.hidden_size, aux_weight=aux_weight)
-    policy = policy.fit_input_normalization(train.X).to(device)
-    config = TrainConfig(epochs=args.epochs, seed=args.seed, val_metric="nDCG@5", patience=1)
+    architecture = PolicyConfig(ds.n_features, ds.n_labels, hidden_size=args.hidden_size, aux_weight=aux_weight)
+    policy = build_policy(architecture, train).to(device)
+    # patience 2 under the one rule (agents.training.out_of_patience) = the 1 score_modes.json ran with
+    # when this loop stopped after patience + 1 epochs without improvement
+    config = TrainConfig(epochs=args.epochs, seed=args.seed, val_metric="nDCG@5", patience=2)
     started = time.perf_counter()
     history = train_epochs(
         policy, train, config, learner=args.learner, label_freq=ds.label_freq, val=val, progress=False

@@ -31,17 +31,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.decoding import predict
 from labelchain.agents.ensemble import Ensemble
 from labelchain.agents.learners import FIXED_ORDERINGS
 from labelchain.agents.peers import PeerUnavailable, tune_peer
-from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.policy_factory import build_policy
+from labelchain.agents.precision import check_precision, resolve_precision
 from labelchain.agents.selection import kfold_indices, needs_folds, pick_best
 from labelchain.agents.supervised import carve_validation
 from labelchain.agents.training import TrainConfig, train_epochs
 from labelchain.envs.data.dataset import Dataset, Split
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import evaluate
+from labelchain.experiments.run.folder import run_script
 from labelchain.experiments.run.common import (
     REPO_ROOT,
     atomic_write_json,
@@ -50,6 +53,7 @@ from labelchain.experiments.run.common import (
     parse_args,
     resolve_device,
 )
+from labelchain.experiments.run.config import override, precision_problems
 from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
 from labelchain.experiments.grid.predictions import cell_predictions_dir, save_row_predictions
@@ -75,13 +79,14 @@ class Args(ExecutionFlags):
     hidden_size: int | None = None
     fixed: list[str] = field(default_factory=lambda: list(FIXED_ORDERINGS))
     peers: list[str] = field(default_factory=lambda: ["ovr_logistic", "omikuji"])
-    val_fraction: float = 0.1
+    val_fraction: float = D.run.val_fraction
     min_val_docs: int = field(default=200, metadata={"help": "smaller validation splits select by k folds"})
     folds: int = 5
     max_train_docs: int | None = field(default=None, metadata={"help": "use only the first N training docs"})
     device: str = "auto"
     out_dir: str = str(REPO_ROOT / "experiments" / "results")
     runs_dir: str = field(default="runs/strength", metadata={"help": "ray: where Tune keeps its trial folders"})
+    precision: str = override("precision", "fp32")
 
 
 def resolve_preset(args: Args) -> Preset:
@@ -119,20 +124,11 @@ def fit_chain(
     seed: int,
     device: torch.device,
     warm_state: dict | None = None,
+    precision: str = "fp32",
 ) -> ChainFit:
     started = time.perf_counter()
     torch.manual_seed(seed)
-    features: Any = train.X  # dense or CSR
-    policy = ChainPolicy(
-        features.shape[1],
-        train.Y.shape[1],
-        hidden_size=preset.hidden_size,
-        label_embed_size=preset.label_embed_size,
-        dropout=preset.dropout,
-        input_dropout=preset.input_dropout,
-        aux_weight=preset.aux_weight,
-    )
-    policy = policy.fit_input_normalization(train.X).to(device)
+    policy = build_policy(preset.policy_config(), train).to(device)
     if warm_state is not None:
         policy.load_state_dict(warm_state)
     rl = learner == "combined"
@@ -142,10 +138,13 @@ def fit_chain(
         lr=preset.lr,
         rl_lr=preset.rl_lr,
         seed=seed,
-        patience=preset.patience,
+        # +1: the committed grid ran when this loop stopped after patience + 1 epochs without improvement;
+        # the one rule (agents.training.out_of_patience) stops after patience, so this keeps its cells.
+        patience=preset.patience + 1,
         val_metric=RANK_METRIC,
         extra_checkpoints=(SET_METRIC,),
         weight_decay=preset.weight_decay,
+        precision=precision,
     )
     history = train_epochs(policy, train, config, learner=learner, label_freq=train.label_freq, val=val, progress=False)
     rank_state, set_state = history.checkpoints[RANK_METRIC][2], history.checkpoints[SET_METRIC][2]
@@ -154,9 +153,9 @@ def fit_chain(
         if split is None:
             continue
         policy.load_state_dict(set_state)
-        sets, _ = predict(policy, split.X)
+        sets, _ = predict(policy, split.X, precision=precision)
         policy.load_state_dict(rank_state)
-        _, scores = predict(policy, split.X)
+        _, scores = predict(policy, split.X, precision=precision)
         outputs[part] = (sets, scores)
         if policy.label_head is not None:
             with torch.no_grad():
@@ -184,9 +183,12 @@ def choose_fixed(
         return best, {"rule": "one validation split", "val": means}
     full = Split(_vstack(train.X, val.X), _vstack(train.Y, val.Y))
     scores: dict[str, list[float]] = {name: [] for name in args.fixed}
+    precision = resolve_precision(check_precision(args.precision), device.type)
     for fold_train, fold_val in kfold_indices(len(full), args.folds, seed):
         for name in args.fixed:
-            fit = fit_chain(name, full.subset(fold_train), full.subset(fold_val), None, preset, seed, device)
+            fit = fit_chain(
+                name, full.subset(fold_train), full.subset(fold_val), None, preset, seed, device, precision=precision
+            )
             scores[name].append(fit.val_metrics[RANK_METRIC])
     best, means = pick_best(scores, RANK_METRIC)
     return best, {
@@ -220,6 +222,7 @@ def _row(
 
 def compute_cell(args: Args, dataset: str, seed: int) -> dict:
     started, device, preset = time.perf_counter(), resolve_device(args.device), resolve_preset(args)
+    precision = resolve_precision(check_precision(args.precision), device.type)
     ds: Dataset = load_dataset(dataset)
     source = (
         ds.train if args.max_train_docs is None else ds.train.subset(np.arange(min(args.max_train_docs, len(ds.train))))
@@ -234,9 +237,9 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
 
     fits: dict[str, ChainFit] = {}
     for name in [*args.fixed, "rearrange"]:
-        fits[name] = fit_chain(name, train, val, test, preset, seed, device)
+        fits[name] = fit_chain(name, train, val, test, preset, seed, device, precision=precision)
     fits["combined"] = fit_chain(
-        "combined", train, val, test, preset, seed, device, warm_state=fits["rearrange"].rank_state
+        "combined", train, val, test, preset, seed, device, warm_state=fits["rearrange"].rank_state, precision=precision
     )
     for name, fit in fits.items():
         assert fit.test is not None and (fit.aux_val is None) == (fit.aux_test is None)
@@ -323,6 +326,7 @@ def main(args: Args) -> Path:
     resolve_device(args.device)  # fail early on a bad --device
     resolve_preset(args)
     problems = check_backend(args.backend, args.address, args.jobs)
+    problems += precision_problems(args.precision)
     if problems:
         raise SystemExit("; ".join(problems))
     out_dir = Path(args.out_dir)
@@ -381,4 +385,4 @@ def _load(path: Path) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(Args))
+    run_script(lambda: main(parse_args(Args)))

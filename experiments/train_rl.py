@@ -27,17 +27,20 @@ learners' curves under the same tags: `charts/episodic_return`, `losses/*`, `eva
 from __future__ import annotations
 
 import errno
+import json
+import shlex
+import signal
 import sys
 import time
 from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from labelchain.agents.learners import make_learner
 from labelchain.agents.policy import ChainPolicy
-from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
 from labelchain.experiments.run.common import atomic_write_json, resolve_device
 from labelchain.experiments.run.config import ArgsError
 from labelchain.experiments.run.learner_run import (
@@ -50,21 +53,27 @@ from labelchain.experiments.run.learner_run import (
 )
 from labelchain.experiments.run.report import final_evaluation, results_table
 from labelchain.experiments.run.setup import fresh_policy, load_run_data
+from labelchain.experiments.run.identity import check_checkpoint_run, check_same_data, run_stamp
 from labelchain.experiments.run.folder import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     METRICS_FILE,
     BatchSampler,
+    CheckpointError,
     DiskFullError,
     GracefulInterrupt,
+    RunAborted,
     RunLock,
     check_writable_folder,
     create_run_dir,
+    disk_is_full,
     load_checkpoint,
     load_policy,
     policy_from_state,
+    quiet_disk_full_in_threads,
     run_name,
     run_name_part,
+    run_script,
 )
 from labelchain.experiments.run.train_rl_args import (
     Args,
@@ -108,37 +117,56 @@ def start_policy(name: str, args: Args, data: RunData, run_dir: Path) -> ChainPo
 
 
 def train_learner(
-    name: str, args: Args, data: RunData, run_dir: Path, interrupt: GracefulInterrupt, budget: UpdateBudget
+    name: str,
+    args: Args,
+    data: RunData,
+    run_dir: Path,
+    interrupt: GracefulInterrupt,
+    budget: UpdateBudget,
+    stamp: dict[str, Any] | None = None,
 ) -> bool:
     """Train (or continue) learner `name`; True when it finished its budget, False when stopped early."""
     learner_dir = run_dir / name
     path = checkpoint_path(learner_dir)
     state = load_checkpoint(path) if path.exists() else None
+    if state is not None and stamp is not None:
+        check_checkpoint_run(path, state, stamp)
     if state is not None and state["finished"]:
         finish_saved_learner(learner_dir, state)
         return True
     if interrupt.requested or budget.exhausted:
         return False
     torch.manual_seed(args.seed)
-    if state is not None:
-        policy = policy_from_state(state["policy_config"]).to(resolve_device(args.device))
-        check_same_mcg(policy, data, learner_dir)
-    else:
-        policy = start_policy(name, args, data, run_dir)
+    try:
+        if state is not None:
+            policy = policy_from_state(state["policy_config"]).to(resolve_device(args.device))
+            check_same_mcg(policy, data, learner_dir)
+        else:
+            policy = start_policy(name, args, data, run_dir)
+    except (RuntimeError, MemoryError) as error:  # e.g. --hidden-size 1e12: no memory for the weights
+        detail = " ".join(str(error).split())[:200] or type(error).__name__
+        raise ArgsError(f"{name}: cannot build its policy (--hidden-size {args.hidden_size}: {detail})") from None
     learner = make_learner(
         name, policy, data.train, learner_config(args, data.max_steps, name), label_freq=data.label_freq
     )
     sampler = BatchSampler(len(data.train), args.batch_size, args.seed)
-    run = LearnerRun(
-        name,
-        learner,
-        sampler,
-        data,
-        schedule(args),
-        learner_dir,
-        hparams={"learner": name, **asdict(args)},
-        state=state,
-    )
+    try:
+        run = LearnerRun(
+            name,
+            learner,
+            sampler,
+            data,
+            schedule(args),
+            learner_dir,
+            hparams={"learner": name, **asdict(args)},
+            state=state,
+            stamp=stamp,
+        )
+    except (ValueError, RuntimeError, KeyError, TypeError) as error:
+        if state is None:
+            raise
+        detail = " ".join(str(error).split())[:300] or type(error).__name__
+        raise CheckpointError(f"{path}: does not fit this run ({detail}); delete it to restart {name}") from None
     return run.train(interrupt, budget)
 
 
@@ -164,35 +192,48 @@ def main(args: Args) -> Path:
     args = resolve_args(args)
     started = time.perf_counter()
     with ExitStack() as stack:
+        stack.enter_context(quiet_disk_full_in_threads())
         if args.resume is not None:  # checked and locked before the data is loaded: fail fast
             run_dir = Path(args.resume)
             check_writable_folder(run_dir, "--resume", create=False)
             stack.enter_context(RunLock(run_dir))
             data = load_run_data(args)
+            derived = saved_derived(run_dir)
+            check_same_data(run_dir, derived.get("data"), data.identity or {})
             check_warm_start(args, data)
+            stamp = run_stamp(str(derived.get("run_id", run_dir.name)), args.seed, data.identity)
         else:
             check_writable_folder(args.runs_dir, "--runs-dir", create=True)
             data = load_run_data(args)
             check_warm_start(args, data)
             run_dir = create_run_dir(args.runs_dir, run_name(run_name_part(args.dataset), group_label(args), args.seed))
             stack.enter_context(RunLock(run_dir))
+            stamp = run_stamp(run_dir.name, args.seed, data.identity)
+        resume_hint = resume_command(run_dir)
         try:
-            return train_and_report(args, data, run_dir, started)
-        except OSError as error:
-            if error.errno != errno.ENOSPC:
+            return train_and_report(args, data, run_dir, started, stamp)
+        except KeyboardInterrupt:  # a second Ctrl-C: the last complete checkpoint stays (atomic writes)
+            raise RunAborted(f"aborted; the last complete checkpoints are kept; {resume_hint}") from None
+        except (OSError, RuntimeError) as error:
+            if not disk_is_full(error, run_dir):
                 raise
             where = str(error) if isinstance(error, DiskFullError) else f"the disk is full (ENOSPC) in {run_dir}"
-            raise DiskFullError(
-                errno.ENOSPC,
-                f"{where}; free some space, then resume with: python experiments/train_rl.py --resume {run_dir}",
-            ) from None
+            raise DiskFullError(errno.ENOSPC, f"{where}; free some space, then {resume_hint}") from None
 
 
-def train_and_report(args: Args, data: RunData, run_dir: Path, started: float) -> Path:
+def saved_derived(run_dir: Path) -> dict[str, Any]:
+    """The derived values a run recorded in its config.json (resolve_args has checked the file)."""
+    derived = json.loads((run_dir / CONFIG_FILE).read_text()).get("derived")
+    return derived if isinstance(derived, dict) else {}
+
+
+def train_and_report(args: Args, data: RunData, run_dir: Path, started: float, stamp: dict[str, Any]) -> Path:
     """The body of `main` once the run folder is chosen and locked."""
     if args.resume is None:
         derived = {
             "run_dir": str(run_dir),
+            "run_id": stamp["run_id"],
+            "data": data.identity,
             "n_train": len(data.train),
             "n_val": len(data.val),
             "n_test": len(data.test),
@@ -213,10 +254,10 @@ def train_and_report(args: Args, data: RunData, run_dir: Path, started: float) -
     budget = UpdateBudget(args.stop_after_updates)
     with GracefulInterrupt() as interrupt:
         for name in learner_order(args):
-            if not train_learner(name, args, data, run_dir, interrupt, budget):
+            if not train_learner(name, args, data, run_dir, interrupt, budget, stamp):
                 print(
                     f"\nstopped before {name} finished (checkpoints in {run_dir}/<learner>/{CHECKPOINT_FILE})\n"
-                    f"resume with: python experiments/train_rl.py --resume {run_dir}",
+                    f"{resume_command(run_dir)}",
                     flush=True,
                 )
                 return run_dir
@@ -226,15 +267,17 @@ def train_and_report(args: Args, data: RunData, run_dir: Path, started: float) -
     report["timing"] = {"this_call_seconds": time.perf_counter() - started}
     atomic_write_json(run_dir / METRICS_FILE, report)
     print(results_table(report))
-    print(
-        f"\nrun folder: {run_dir}\ncurves:     tensorboard --logdir {Path(args.runs_dir if args.resume is None else run_dir.parent)}"
-    )
+    logdir = Path(args.runs_dir if args.resume is None else run_dir.parent)
+    print(f"\nrun folder: {run_dir}\ncurves:     {shlex.join(['tensorboard', '--logdir', str(logdir)])}")
     return run_dir
 
 
+def resume_command(run_dir: Path) -> str:
+    """The line that says how to continue a run (shell-quoted: paths with spaces or `;` paste safely)."""
+    return "resume with: " + shlex.join(["python", "experiments/train_rl.py", "--resume", str(run_dir)])
+
+
 if __name__ == "__main__":
-    try:
-        finished_run = main(cli_args())
-    except (ArgsError, DiskFullError, DataNotFoundError, DataFormatError) as error:
-        sys.exit(f"error: {error}")
+    finished_run = run_script(lambda: main(cli_args()))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # all saved: a late Ctrl-C must not end a clean exit in a traceback
     sys.exit(0 if (finished_run / METRICS_FILE).exists() else 130)  # 130: stopped early, resumable

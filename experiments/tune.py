@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.learner_base import RL_LEARNERS
 from labelchain.agents.learners import LEARNERS
 from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
@@ -36,7 +37,7 @@ from labelchain.envs.metrics import LOWER_IS_BETTER
 from labelchain.experiments.grid import execution, ray_backend
 from labelchain.experiments.run import train_rl_args
 from labelchain.experiments.run.common import atomic_write_json, parse_args
-from labelchain.experiments.run.config import ArgsError
+from labelchain.experiments.run.config import ArgsError, override
 from labelchain.experiments.grid.lookup import run_config, train_or_resume
 from labelchain.experiments.run.reporting import reporting_to
 from labelchain.experiments.run.threads import Threads, cell_threads
@@ -70,7 +71,9 @@ class Args(Threads):
     updates: int = field(
         default=300, metadata={"help": "updates per trial (RL: on top of the rearrangement warm start)"}
     )
-    eval_every: int = field(default=50, metadata={"help": "validate (and report to Tune) every this many updates"})
+    eval_every: int = field(
+        default=D.run.eval_every, metadata={"help": "validate (and report to Tune) every this many updates"}
+    )
     grace_period: int = field(default=2, metadata={"help": "ASHA: validation steps before a trial may be stopped"})
     reduction_factor: int = field(default=3, metadata={"help": "ASHA: keep 1 in this many trials per rung"})
     metric: str = field(
@@ -81,6 +84,7 @@ class Args(Threads):
     address: str | None = field(default=None, metadata={"help": "Ray cluster: auto or HOST:PORT (default: local Ray)"})
     data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
     runs_dir: str = field(default="runs/tune", metadata={"help": "trials' run folders, Tune's files and the results"})
+    precision: str = override("precision", "fp32")
 
 
 def check(args: Args) -> None:
@@ -122,6 +126,7 @@ def trial_args(args: Args, config: dict[str, Any], runs_dir: str) -> train_rl_ar
         runs_dir=runs_dir,
         group_name=f"tune-{args.learner}",
         progress=False,
+        precision=args.precision,
         **config,
     )
 

@@ -22,14 +22,20 @@ class Unknown(Exception):
 
 
 _ATTRIBUTE = re.compile(r"@attribute[ \t]+([A-Za-z0-9_.\-]+)[ \t]+(\S+)[ \t]*$", re.IGNORECASE)
-_XC_HEADER = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s*$")
+_XC_HEADER = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s*$", re.ASCII)  # ASCII: int() takes Arabic digits
+
+
+# ARFF's numeric grammar, ASCII digits only, spaces or tabs around (nan/inf read, then refused as
+# non-finite); Python's float()/int() alone would also take 1_000 and Arabic-Indic digits.
+_NUMBER = re.compile(r"[ \t]*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t]*")
+_SPECIAL = re.compile(r"[ \t]*[+-]?(?:inf|infinity|nan)[ \t]*", re.IGNORECASE)
+_INTEGER = re.compile(r"[ \t]*([+-]?)([0-9]+)[ \t]*")
 
 
 def _finite(token: str) -> float:
-    try:
-        value = float(token)
-    except ValueError:
-        raise Invalid(f"not a number: {token!r}") from None
+    if not (_NUMBER.fullmatch(token) or _SPECIAL.fullmatch(token)):
+        raise Invalid(f"not a number: {token!r}")
+    value = float(token)
     with np.errstate(over="ignore"):
         if not np.isfinite(np.float32(value)):
             raise Invalid(f"not finite: {token!r}")
@@ -37,10 +43,14 @@ def _finite(token: str) -> float:
 
 
 def _int(token: str) -> int:
-    try:
-        return int(token)
-    except ValueError:
-        raise Invalid(f"not an integer: {token!r}") from None
+    match = _INTEGER.fullmatch(token)
+    digits = match.group(2).lstrip("0") if match else ""
+    if match is None or len(digits) > 19:  # int() alone refuses over 4,300 digits
+        raise Invalid(f"not an integer: {token!r}")
+    value = int(match.group(1) + (digits or "0"))
+    if not -(2**63) <= value < 2**63:
+        raise Invalid(f"outside int64: {token!r}")
+    return value
 
 
 def _lines(text: str) -> list[str]:
@@ -131,7 +141,7 @@ def arff_dataset(train: str, test: str, xml_labels: list[str] | None) -> tuple:
             raise Invalid("an XML label is not an attribute")
         label_columns = [names.index(label) for label in xml_labels]
     else:
-        match = re.search(r"-C\s+(-?\d+)", relation)
+        match = re.search(r"-C\s+(-?\d+)", relation, re.ASCII)
         if match is None or int(match.group(1)) == 0 or abs(int(match.group(1))) >= len(names):
             raise Invalid("MEKA -C option")
         n = int(match.group(1))
@@ -153,6 +163,8 @@ def _text_row(line: str, low: int) -> tuple[list[int], dict[int, float]]:
     labels: list[int] = []
     if tokens and ":" not in tokens[0]:
         labels = [_int(t) for t in tokens[0].split(",") if t]
+        if len(set(labels)) != len(labels):
+            raise Invalid("label id repeated in a row")
         tokens = tokens[1:]
     features: dict[int, float] = {}
     for token in tokens:

@@ -13,8 +13,9 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "train_rl.py"
 
 
-def interrupt_long_run(runs_dir: Path, signal_number: int, timeout: float = 120.0) -> tuple[int, str]:
-    """Start freq2rare for 100,000 updates, send `signal_number` after its first updates; (exit code, output)."""
+def interrupt_long_run(runs_dir: Path, signal_number: int, timeout: float = 120.0, times: int = 1) -> tuple[int, str]:
+    """Start freq2rare for 100,000 updates, send `signal_number` (`times` times, 50 ms apart) after its
+    first updates; (exit code, output)."""
     command = [
         sys.executable, str(SCRIPT), "--dataset", "emotions", "--learners", "freq2rare", "--updates", "100000",
         "--hidden-size", "16", "--eval-every", "100000", "--checkpoint-every", "100000",
@@ -27,7 +28,9 @@ def interrupt_long_run(runs_dir: Path, signal_number: int, timeout: float = 120.
     while not list(runs_dir.glob("*/freq2rare/events.*")) and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(1.0)  # let a few updates run
-    process.send_signal(signal_number)
+    for _ in range(times):
+        process.send_signal(signal_number)
+        time.sleep(0.05)
     output, _ = process.communicate(timeout=timeout)
     return process.returncode, output
 

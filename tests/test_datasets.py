@@ -158,7 +158,9 @@ def test_reuters_sgml_and_modapte_rules(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_reuters_folder_fits_tfidf_on_train_only(tmp_path: Path) -> None:
-    extra = SGML.replace('NEWID="1"', 'NEWID="6"').replace("Prices", "Futures prices")
+    extra = SGML.replace("Prices", "Futures prices")
+    for n in range(1, 6):  # other documents: each NEWID once in the folder
+        extra = extra.replace(f'NEWID="{n}"', f'NEWID="{n + 5}"')
     write(tmp_path / "reut2-000.sgm", SGML)
     write(tmp_path / "reut2-001.sgm", extra.replace('<!DOCTYPE lewis SYSTEM "lewis.dtd">\n', ""))
     ds = load_dataset(tmp_path, cache=False)

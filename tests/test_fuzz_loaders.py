@@ -10,6 +10,7 @@ another exception, never a silent change. Fixtures are slices of the shared data
 from __future__ import annotations
 
 import logging
+import os
 import re
 import tempfile
 from collections import Counter
@@ -28,7 +29,7 @@ from labelchain.envs.data.multilabel import read_mulan_xml
 from labelchain.envs.data.reuters import parse_sgml
 from labelchain.envs.data.textformats import write_xc
 
-DATA = REPO_ROOT.parent / "shared" / "data"
+DATA = Path(os.environ.get("LABELCHAIN_DATA") or REPO_ROOT.parent / "shared" / "data")  # as conftest's DATA_DIR
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not DATA.is_dir(), reason=f"shared benchmark data not found at {DATA}"),
@@ -270,6 +271,79 @@ def test_fuzz_text(text_sources: dict[str, str], kind: str) -> None:
             folder = _write(Path(tmp), {f"{t}.txt": raw if t == target else texts[t] for t in texts})
             decoded = dict(texts, **{target: _decode(raw)})
             check(lambda: load_dataset(folder, cache=False), lambda: expect(decoded["train"], decoded["test"]))
+
+    run()
+
+
+# Tokens other readers take for numbers, and tokens long enough that a fixed-width array of them all
+# would cost gigabytes: each must load as the reference reads it or be our located DataFormatError.
+ODD_TOKENS = [
+    "1_000", "1__0", "\u0661\u0662", "\u0663.\u0665", "\uff11", "\u0660", "1\u00a0", "\u20091", "\u00b2",
+    "0x10", "1.0d", "1e5", "1E+5", "+.5", "5.", "-0", ".", "-", "e1", "1e-400", "1e400", "nan", "-Infinity",
+    " 3 ", "\t2", "0" * 5_000 + "1", "-" + "0" * 300,
+]  # fmt: skip
+
+
+def odd_tokens() -> st.SearchStrategy[str]:
+    """Odd spellings, runs of up to 60,000 digits (finite, infinite, integral or not), and short random
+    text without the characters that are structure in every format (checked by the usual reference)."""
+    runs = st.builds(
+        lambda lead, digit, n: lead + digit * n,
+        st.sampled_from(["", "0.", "-0.", ".", "1", "00", "+9"]),
+        st.sampled_from("0159"),
+        st.integers(20, 60_000),
+    )
+    text = st.text(
+        st.characters(blacklist_characters=",{}:'\"\\\n\r%", blacklist_categories=("Cs",)), min_size=1, max_size=6
+    )
+    return st.one_of(st.sampled_from(ODD_TOKENS), runs, text)
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse", "xc", "libsvm"])
+def test_fuzz_long_and_odd_tokens(sources: dict[str, str], text_sources: dict[str, str], kind: str) -> None:
+    """One number of a file replaced by an odd or long token (ARFF: in the data section; XC: not the header)."""
+    arff = kind in ("dense", "sparse")
+    texts = {t: (sources if arff else text_sources)[f"{kind}_{t}"] for t in ("train", "test")}
+    suffix = "-sparse" if kind == "sparse" else ""
+    names = {t: f"x-{t}{suffix}.arff" if arff else f"{t}.txt" for t in texts}
+    xml = sources[f"{kind}_xml"] if arff else None
+    with tempfile.TemporaryDirectory() as tmp:
+        labels = read_mulan_xml(_write(Path(tmp), {"x.xml": xml}) / "x.xml") if xml else None
+        clean = load_dataset(
+            _write(Path(tmp), {names[t]: texts[t] for t in texts} | ({"x.xml": xml} if xml else {})), cache=False
+        )
+
+    @settings(FUZZ, max_examples=40)
+    @given(data=st.data(), target=st.sampled_from(["train", "test"]), token=odd_tokens())
+    def run(data: st.DataObject, target: str, token: str) -> None:
+        raw = texts[target].encode("latin-1")
+        start = raw.find(b"@data") if arff else (raw.find(b"\n") if kind == "xc" else 0)
+        numbers = list(NUMBER.finditer(raw, start))
+        match = numbers[data.draw(st.integers(0, len(numbers) - 1), label="number")]
+        raw = raw[: match.start()] + token.encode("utf-8") + raw[match.end() :]
+        OUTCOMES[f"file odd token {kind}"] += 1
+        with tempfile.TemporaryDirectory() as tmp:
+            files: dict[str, bytes | str] = {names[t]: texts[t] for t in texts} | ({"x.xml": xml} if xml else {})
+            files[names[target]] = raw
+            folder = _write(Path(tmp), files)
+            decoded = dict(texts, **{target: _decode(raw)})
+            if arff:
+                expect = lambda: ref.arff_dataset(decoded["train"], decoded["test"], labels)  # noqa: E731
+            else:
+                reader = ref.xc_dataset if kind == "xc" else ref.libsvm_dataset
+                expect = lambda: reader(decoded["train"], decoded["test"])  # noqa: E731
+
+            def load():
+                try:
+                    return load_dataset(folder, cache=False)
+                except DataFormatError as err:  # located: a token is on a line
+                    assert err.line is not None and err.path == str(folder / names[target]), str(err)
+                    raise
+
+            try:
+                check(load, expect)
+            except ref.Unknown:
+                check_weak(load, clean)
 
     run()
 

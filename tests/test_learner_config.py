@@ -38,6 +38,8 @@ DEFAULTS = {
     "normalize_advantages": True,
     "weight_decay": 0.0,
     "greedy_charts": True,
+    "fused": True,  # agents.fused (False: the nn.GRU passes, for the training benchmark)
+    "precision": "fp32",
 }
 
 # train_rl flags away from their defaults, and the fields they set in every learner's config.
@@ -93,7 +95,9 @@ def test_train_rl_ppo_takes_its_own_default_rate() -> None:
 
 @pytest.mark.parametrize(
     ("name", "lr"),
-    [("freq2rare", 2e-3), ("rearrange", 2e-3), ("reinforce", 5e-4), ("ppo", 5e-4), ("combined", 5e-4)],
+    # ppo: TrainConfig's ppo_lr default (5e-5, train_rl's) wins over rl_lr; before the one rate rule it
+    # had no ppo_lr and trained ppo at rl_lr (5e-4 here)
+    [("freq2rare", 2e-3), ("rearrange", 2e-3), ("reinforce", 5e-4), ("ppo", 5e-5), ("combined", 5e-4)],
 )
 def test_train_epochs_configs_as_before(name: str, lr: float) -> None:
     config = TrainConfig(**TRAIN_CONFIG).learner_config(name)  # type: ignore[arg-type]
@@ -102,6 +106,15 @@ def test_train_epochs_configs_as_before(name: str, lr: float) -> None:
 
 def test_train_epochs_default_config() -> None:
     assert asdict(TrainConfig().learner_config()) == DEFAULTS | {"greedy_charts": False}
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+def test_one_rate_rule_train_epochs_and_train_rl_defaults_agree(name: str) -> None:
+    """The same learner trains at the same default rate through train_epochs and through train_rl
+    (before: train_epochs ran ppo / reinforce / combined at 1e-3, train_rl at 5e-5 / 3e-4 / 3e-4)."""
+    expected = {"reinforce": 3e-4, "combined": 3e-4, "ppo": 5e-5}.get(name, 1e-3)
+    assert TrainConfig().learner_config(name).lr == expected
+    assert learner_config(Args(), None, name).lr == expected
 
 
 def test_builder_rates_and_unknown_fields() -> None:

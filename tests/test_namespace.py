@@ -69,3 +69,10 @@ def test_the_wheel_holds_only_the_labelchain_package(tmp_path):
     assert {"labelchain/envs/metrics.py", "labelchain/agents/policy.py", "labelchain/experiments/train_rl.py"} <= set(
         names
     )
+
+
+def test_repo_root_constants_name_the_checkout():
+    from labelchain.envs.data.locate import REPO_ROOT as data_root
+    from labelchain.experiments.run.common import REPO_ROOT
+
+    assert REPO_ROOT == data_root == REPO and (REPO / "pyproject.toml").is_file()

@@ -61,7 +61,9 @@ def test_every_numeric_flag_is_range_checked_in_one_line():
             resolve_args(replace(TINY, **changes))
         assert "\n" not in str(info.value)
     parsed = parse_args(Args, ["--lr", "nan", "--seed", "-1"])
-    with pytest.raises(ArgsError, match=r"--lr must be a finite number > 0, got nan; --seed must be >= 0, got -1"):
+    with pytest.raises(
+        ArgsError, match=r"--lr must be a finite number > 0, got nan; --seed must be >= 0 and <= 4294967295, got -1"
+    ):
         resolve_args(parsed)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from labelchain.envs.data.bulk import first_repeat, to_numbers
+from labelchain.envs.data.bulk import first_repeat, parse_numbers, shown, to_numbers
 from labelchain.envs.data.errors import DataFormatError
 
 _NUMERIC_TYPES = {"numeric", "real", "integer"}
@@ -323,18 +323,29 @@ def _convert(
     skipped = is_string[cols]
     values = np.zeros(len(tokens), dtype=np.float64)
     plain = np.flatnonzero(~mapped & ~skipped)
-    plain_tokens = np.asarray(tokens)[plain] if len(tokens) else np.zeros(0, dtype=str)
-    try:
-        values[plain] = plain_tokens.astype(np.float64)
-    except ValueError:
-        _raise_bad_number(tokens, plain, cols, entry_lines, path, names)
+    plain_tokens = tokens if plain.size == len(tokens) else [tokens[k] for k in plain.tolist()]
+    values[plain], bad_token = parse_numbers(plain_tokens, integer=False)
+    if bad_token is not None:
+        at = int(plain[bad_token])
+        token = tokens[at].strip()
+        what = (
+            "missing value '?' is not supported (labelchain does not impute)"
+            if token == "?"
+            else f"value {shown(token)} is not a number"
+        )
+        raise DataFormatError(
+            path,
+            f"{what}; expected a numeric value ([+-]digits[.digits][e[+-]digits], ASCII digits)",
+            line=int(entry_lines[at]),
+            field=f"attribute {names[int(cols[at])]!r}",
+        )
     with np.errstate(over="ignore"):  # 1e39 is finite in float64 but inf once stored as float32
         bad = np.flatnonzero(~np.isfinite(values[plain].astype(np.float32)))
     if bad.size:
         k = plain[bad[0]]
         raise DataFormatError(
             path,
-            f"value {tokens[k].strip()!r} is not a finite number; expected a finite numeric value",
+            f"value {shown(tokens[k])} is not a finite number; expected a finite numeric value",
             line=int(entry_lines[k]),
             field=f"attribute {names[int(cols[k])]!r}",
         )
@@ -346,7 +357,7 @@ def _convert(
         if token not in lookup:
             raise DataFormatError(
                 path,
-                f"value {token!r} is not one of the declared values {lookup}",
+                f"value {shown(token)} is not one of the declared values {lookup}",
                 line=int(entry_lines[k]),
                 field=f"attribute {names[col]!r}",
             )
@@ -360,36 +371,8 @@ def _convert(
             col = int(cols[k])
             raise DataFormatError(
                 path,
-                f"value {tokens[k]!r} is not one of the declared values {nominals[col]}",
+                f"value {shown(tokens[k])} is not one of the declared values {nominals[col]}",
                 line=int(entry_lines[k]),
                 field=f"attribute {names[col]!r}",
             )
     return values.astype(np.float32)
-
-
-def _raise_bad_number(
-    tokens: list[str],
-    plain: np.ndarray,
-    cols: np.ndarray,
-    entry_lines: np.ndarray,
-    path: Path,
-    names: list[str],
-) -> None:
-    """Slow path, run only after the bulk conversion failed: find and report the first bad token."""
-    for k in plain:
-        token = tokens[k].strip()
-        try:
-            float(token)
-        except ValueError:
-            what = (
-                "missing value '?' is not supported (labelchain does not impute)"
-                if token == "?"
-                else f"value {token!r} is not a number"
-            )
-            raise DataFormatError(
-                path,
-                f"{what}; expected a numeric value",
-                line=int(entry_lines[k]),
-                field=f"attribute {names[int(cols[k])]!r}",
-            ) from None
-    raise DataFormatError(path, "could not convert the data section to numbers")

@@ -5,9 +5,11 @@ path), else `~/.cache/labelchain`; dependency-free, the XDG rule `platformdirs` 
 Key: a hash of the loader version, the load options and each source file's resolved path and full
 content (sha256), so an edit that keeps size and mtime still invalidates the entry.
 Layout: `<cache_dir>/<name>-<key>/` with `{train,test}_{X,Y}.npz|.npy` and `meta.json` (names,
-metadata, the sha256 of every array file, and a sha256 of meta.json's own body). A reader verifies
-every checksum before it trusts a byte; a missing, cut, empty or altered entry is reported as a
-problem so the loader rebuilds it. Files are written atomically (envs.atomic); meta.json goes last.
+metadata, the entry's own `<name>-<key>`, the sha256 of every array file, and a sha256 of
+meta.json's own body). A reader verifies every checksum before it trusts a byte, and that the entry
+was written for the key it is read under (files of one dataset's entry copied into another's folder
+pass every checksum); a missing, cut, empty, altered or foreign entry is reported as a problem so
+the loader rebuilds it. Files are written atomically (envs.atomic); meta.json goes last.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import scipy.sparse as sp
 from labelchain.envs.atomic import atomic_write
 from labelchain.envs.data.dataset import Dataset, Split
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: meta.json records the entry's key
 
 
 def default_cache_dir() -> Path:
@@ -79,8 +81,8 @@ def _body_digest(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def save_dataset(dataset: Dataset, folder: Path) -> None:
-    """Write `dataset` into `folder` (created if needed); meta.json last marks the entry complete."""
+def save_dataset(dataset: Dataset, folder: Path, key: str) -> None:
+    """Write `dataset` into `folder` (created if needed) as the entry of `key`; meta.json goes last."""
     folder.mkdir(parents=True, exist_ok=True)
     files, checksums = {}, {}
     for split_name in ("train", "test"):
@@ -93,6 +95,7 @@ def save_dataset(dataset: Dataset, folder: Path) -> None:
             checksums[name] = hashlib.sha256(payload).hexdigest()
     body = {
         "format": CACHE_FORMAT,
+        "key": key,
         "name": dataset.name,
         "source": dataset.source,
         "label_names": dataset.label_names,
@@ -105,8 +108,8 @@ def save_dataset(dataset: Dataset, folder: Path) -> None:
     atomic_write(folder / "meta.json", lambda h: h.write(payload))
 
 
-def load_cached(folder: Path) -> tuple[Dataset | None, str | None]:
-    """(dataset, None) for a sound entry; (None, None) when there is none; (None, why) when damaged."""
+def load_cached(folder: Path, key: str) -> tuple[Dataset | None, str | None]:
+    """(dataset, None) for a sound entry of `key`; (None, None) when there is none; (None, why) else."""
     meta_path = folder / "meta.json"
     try:
         if not folder.exists():
@@ -119,6 +122,8 @@ def load_cached(folder: Path) -> tuple[Dataset | None, str | None]:
             return None, "meta.json does not match its checksum"
         if body["format"] != CACHE_FORMAT:
             return None, f"cache format {body['format']} is not {CACHE_FORMAT}"
+        if body["key"] != key:
+            return None, f"it holds the entry of {body['key']!r}, not of {key!r} (files copied from another entry?)"
         matrices = {}
         for key, name in body["files"].items():
             payload = (folder / name).read_bytes()

@@ -34,7 +34,7 @@ __all__ = ["DATASET_NAMES", "REPO_ROOT", "data_dir_candidates", "dataset_folder"
 log = logging.getLogger(__name__)
 
 # Bump when parsing or featurizing changes, so stale cache entries are never read.
-LOADER_VERSION = "labelchain-datasets-2"
+LOADER_VERSION = "labelchain-datasets-3"  # 3: strict numbers, repeated label ids and NEWIDs refused
 _TEXT_SUFFIXES = (".txt", ".svm", ".libsvm", ".xc")
 
 
@@ -101,6 +101,8 @@ def _build_arff(name: str, folder: Path, paths: list[Path], xml: Path | None, sp
         label_columns = multilabel.meka_label_columns(tables[0])
         label_names = [tables[0].attribute_names[j] for j in label_columns]
     plan = multilabel.plan_columns(tables, label_columns)
+    if xml is not None:
+        plan.notes.extend(multilabel.unlisted_label_notes(tables, label_columns, xml.name))
     parts = [multilabel.features_labels(table, plan) for table in tables]
     if any(sp.issparse(X) for X, _ in parts):  # one type for both splits: CSR if any row was sparse
         parts = [(sp.csr_matrix(X), Y) for X, Y in parts]
@@ -229,15 +231,16 @@ def load_dataset(
     entry = None
     if cache:
         root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        entry = root / f"{name}-{cache_key(LOADER_VERSION, options, files)}"
-        dataset, problem = load_cached(entry)
+        key = f"{name}-{cache_key(LOADER_VERSION, options, files)}"
+        entry = root / key
+        dataset, problem = load_cached(entry, key)
         if problem is not None:
             log.warning("dataset cache entry %s is damaged (%s); rebuilding it", entry, problem)
     if dataset is None:
         dataset = build()
         if entry is not None:
             try:
-                save_dataset(dataset, entry)
+                save_dataset(dataset, entry, key)
             except OSError as err:
                 log.warning(
                     "could not write the dataset cache at %s (%s); loaded without caching "
@@ -293,4 +296,20 @@ def _split_column(path: Path, split_index: int, n_total: int) -> np.ndarray:
     rows = table[:, split_index]
     if rows.min() < 1 or rows.max() > n_total:
         raise DataFormatError(path, f"row numbers must be 1..{n_total} (1-based)", field=f"column {split_index}")
+    order = np.argsort(rows, kind="stable")
+    repeats = np.flatnonzero(np.diff(rows[order]) == 0)
+    if repeats.size:  # np.intersect1d would hide it: one document twice in a split, another in neither
+        entry = int(order[repeats + 1].min())  # the first entry that repeats an earlier one
+        raise DataFormatError(
+            path,
+            f"row {rows[entry]} is listed twice (again as entry {entry + 1} of the column); expected each row once",
+            field=f"column {split_index}",
+        )
     return rows - 1
+
+
+def source_files(name_or_path: str | Path, data_dir: str | Path | None = None) -> tuple[Path, list[Path]]:
+    """The resolved dataset folder or file and the source files a load reads (what a train_rl run
+    records, by content hash, to check on --resume that it still trains on the same data)."""
+    name, path = resolve(name_or_path, data_dir)
+    return path, _plan(name, path, {"test_fraction": 0.25, "split_seed": 0})[0]

@@ -12,6 +12,9 @@ Feature rules (each dropped or expanded attribute is named in `Dataset.metadata[
   * string attributes (free text or IDs) are dropped.
 Labels must read as 0 or 1 (numeric 0/1, or a two-valued nominal under the rule above); anything
 else (-1, 2, 0.4, a third nominal value) is a DataFormatError naming line and attribute.
+A MULAN XML may leave label-like attributes out: they are features, as MULAN reads them, but a
+two-valued or 0/1 attribute lying between the XML's labels, or alone on the far side of them (the
+features fill the other side), is probably a label left out by mistake, so it gets a note too.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ def read_mulan_xml(path: str | Path) -> list[str]:
 
 def meka_label_count(relation: str, path: Path) -> tuple[int, bool]:
     """(number of labels, labels_first) from MEKA's `-C n` option in the relation name."""
-    match = re.search(r"-C\s+(-?\d+)", relation)
+    match = re.search(r"-C\s+(-?\d+)", relation, re.ASCII)
     if match is None:
         raise DataFormatError(
             path,
@@ -179,6 +182,40 @@ def plan_columns(tables: list[ArffTable], label_columns: list[int]) -> ColumnPla
             plan.feature_names.append(name)
         plan.feature_columns.append(j)
     return plan
+
+
+def _label_like(tables: list[ArffTable], j: int) -> bool:
+    """A two-valued nominal, or a numeric attribute holding only 0 and 1 in every table."""
+    head = tables[0]
+    if head.kinds[j] == "string":
+        return False
+    values = head.nominal_values[j]
+    if values is not None:
+        return len(values) == 2
+    return all(np.isin(_column(t.matrix, j), (0.0, 1.0)).all() for t in tables)
+
+
+def unlisted_label_notes(tables: list[ArffTable], label_columns: list[int], xml_name: str) -> list[str]:
+    """Notes for label-like features placed where labels sit (module docstring): legal, but said."""
+    n_attr = len(tables[0].attribute_names)
+    low, high = min(label_columns), max(label_columns)
+    labels = set(label_columns)
+    before, after = list(range(low)), list(range(high + 1, n_attr))
+    places = [(j, "between") for j in range(low, high) if j not in labels]
+    if 0 < len(after) < len(before):
+        places += [(j, "after") for j in after]
+    if 0 < len(before) < len(after):
+        places += [(j, "before") for j in before]
+    found = [(j, where) for j, where in places if _label_like(tables, j)]
+    if not found:
+        return []
+    shown = ", ".join(f"{tables[0].attribute_names[j]!r} ({where} the labels)" for j, where in found[:5])
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return [
+        f"{len(found)} attribute(s) not named in {xml_name} look like labels (two-valued or 0/1, placed with "
+        f"the labels) and are read as features, as MULAN does: {shown}{more}; "
+        "add them to the XML if they are labels"
+    ]
 
 
 def _blocks(table: ArffTable, columns: list[int], one_hot: dict[int, list[str]]) -> np.ndarray | sp.csr_matrix:

@@ -56,6 +56,7 @@ class ReutersDoc:
     has_topics: bool  # the TOPICS="YES" attribute (not whether <TOPICS> is non-empty)
     topics: list[str]
     text: str
+    line: int = 0  # line of the <REUTERS> tag in its file, for errors naming a document
 
 
 def _clean(sgml: str) -> str:
@@ -98,7 +99,9 @@ def parse_sgml(path: str | Path) -> list[ReutersDoc]:
             doc_text = (_clean(title.group(1)) + "\n" if title else "") + _clean(body.group(1))
         else:  # BRIEF / UNPROC: title and whatever other text there is
             doc_text = _clean(_TAG.sub(" ", inner))
-        docs.append(ReutersDoc(int(attrs["NEWID"]), attrs["LEWISSPLIT"], attrs["TOPICS"] == "YES", topics, doc_text))
+        docs.append(
+            ReutersDoc(int(attrs["NEWID"]), attrs["LEWISSPLIT"], attrs["TOPICS"] == "YES", topics, doc_text, line)
+        )
     if not docs:
         raise DataFormatError(path, "no <REUTERS ...>...</REUTERS> documents; expected Reuters-21578 SGML")
     _check_between(text[end:], path, end_line)
@@ -125,12 +128,36 @@ def _check_attributes(attrs: dict[str, str], path: Path, line: int) -> None:
             raise DataFormatError(
                 path, f"{key}={attrs[key]!r}; expected one of {values}", line=line, field=f"<REUTERS {key}>"
             )
-    if not attrs["NEWID"].isdigit():
+    if not (attrs["NEWID"].isascii() and attrs["NEWID"].isdigit()):  # str.isdigit takes "²", int() not
         raise DataFormatError(path, f"NEWID={attrs['NEWID']!r} is not a number", line=line, field="<REUTERS NEWID>")
 
 
 def sgml_files(folder: str | Path) -> list[Path]:
     return sorted(Path(folder).glob("reut2-*.sgm"))
+
+
+def read_documents(files: list[Path]) -> list[ReutersDoc]:
+    """Documents of all `files`; a NEWID seen twice is a DataFormatError naming both places.
+
+    A stray copy such as `reut2-000 (1).sgm` matches the file pattern and would otherwise count
+    every one of its documents twice, in training and test alike.
+    """
+    docs: list[ReutersDoc] = []
+    first: dict[int, tuple[Path, int]] = {}
+    for path in files:
+        for doc in parse_sgml(path):
+            if doc.newid in first:
+                where, line = first[doc.newid]
+                raise DataFormatError(
+                    path,
+                    f"NEWID={doc.newid} was already read from {where.name}, line {line}; expected each "
+                    "document once (a duplicate file such as 'reut2-000 (1).sgm' in the folder?)",
+                    line=doc.line,
+                    field="<REUTERS NEWID>",
+                )
+            first[doc.newid] = (path, doc.line)
+            docs.append(doc)
+    return docs
 
 
 def modapte_90(docs: list[ReutersDoc]) -> tuple[list[ReutersDoc], list[ReutersDoc], list[str]]:
@@ -159,12 +186,10 @@ def _label_matrix(docs: list[ReutersDoc], column: dict[str, int]) -> sp.csr_matr
 
 def load_reuters(folder: str | Path, tfidf_options: dict | None = None) -> Dataset:
     """ModApte-90 Reuters-21578 with TF-IDF features (float32 CSR) fitted on the training texts."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     files = sgml_files(folder)
     if not files:
         raise FileNotFoundError(f"no reut2-*.sgm files in {folder}")
-    docs = [doc for path in files for doc in parse_sgml(path)]
+    docs = read_documents(files)
     train, test, topics = modapte_90(docs)
     if not train or not test:
         raise DataFormatError(
@@ -172,6 +197,8 @@ def load_reuters(folder: str | Path, tfidf_options: dict | None = None) -> Datas
             f"ModApte gives {len(train)} training and {len(test)} test documents; "
             'expected both (LEWISSPLIT="TRAIN"/"TEST", TOPICS="YES", a topic in both)',
         )
+    from sklearn.feature_extraction.text import TfidfVectorizer  # seconds to import: only once the files are sound
+
     vectorizer = TfidfVectorizer(dtype=np.float32, **(tfidf_options or TFIDF_OPTIONS))
     X_train = vectorizer.fit_transform([d.text for d in train]).tocsr()
     X_test = vectorizer.transform([d.text for d in test]).tocsr()

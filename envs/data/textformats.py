@@ -4,7 +4,8 @@ XC format: a header line `n_docs n_features n_labels`, then one document per lin
 `l1,l2 f:v f:v ...` with 0-based label and feature ids. LIBSVM multi-label: no header,
 `l1,l2 f:v ...` with 1-based feature ids and integer labels (any integers; the label space is the
 sorted union of train and test labels). In both, a document may have no labels: its line starts
-with a feature (or is empty). Tokens are converted in bulk with numpy for speed.
+with a feature (or is empty). A line naming a feature id or a label id twice is a DataFormatError
+(scipy would silently add the values or merge the labels). Tokens are converted in bulk with numpy for speed.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from labelchain.envs.data.arff import read_text
-from labelchain.envs.data.bulk import first_repeat, to_numbers
+from labelchain.envs.data.bulk import first_repeat, shown, to_numbers
 from labelchain.envs.atomic import atomic_write_text
 from labelchain.envs.data.errors import DataFormatError
 
-_XC_HEADER = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s*$")
+# Declared sizes above this are refused: a 20-byte header could otherwise ask for gigabytes of names and
+# columns. 2**22 covers the public XC sets (Amazon-3M: 2.8M labels, WikiLSHTC-325K: 1.6M features).
+MAX_DIMENSION = 2**22
+_XC_HEADER = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s*$", re.ASCII)  # ASCII: int() takes Arabic digits
 
 
 @dataclass
@@ -71,7 +75,7 @@ def _parse_rows(lines: list[str], first_line: int, path: Path) -> RawRows:
         if len(pair) != 2:
             raise DataFormatError(
                 path,
-                f"feature token {feature_tokens[k]!r} is not 'id:value'",
+                f"feature token {shown(feature_tokens[k])} is not 'id:value'",
                 line=int(feature_lines[k]),
             )
     ids = to_numbers([p[0] for p in pairs], np.int64, feature_lines, path, "feature id")
@@ -82,9 +86,9 @@ def _parse_rows(lines: list[str], first_line: int, path: Path) -> RawRows:
         k = int(bad[0])
         raise DataFormatError(
             path,
-            f"feature value {pairs[k][1]!r} is not a finite number",
+            f"feature value {shown(pairs[k][1])} is not a finite number",
             line=int(feature_lines[k]),
-            field=f"feature {pairs[k][0]}",
+            field=f"feature {ids[k]}",
         )
     repeat = first_repeat(np.repeat(np.arange(len(feature_counts)), feature_counts), ids)
     if repeat is not None:
@@ -95,6 +99,13 @@ def _parse_rows(lines: list[str], first_line: int, path: Path) -> RawRows:
         )
     label_lines = np.repeat(line_numbers, label_counts)
     label_ids = to_numbers(label_tokens, np.int64, label_lines, path, "label id")
+    repeat = first_repeat(np.repeat(np.arange(len(label_counts)), label_counts), label_ids)
+    if repeat is not None:  # merged silently otherwise; a repeated index is an error in every format
+        raise DataFormatError(
+            path,
+            f"label id {label_ids[repeat]} appears twice in the row; expected each id once",
+            line=int(label_lines[repeat]),
+        )
     return RawRows(
         path,
         line_numbers,
@@ -142,6 +153,15 @@ def _to_matrices(
     return X, Y
 
 
+def _check_dimension(path: Path, size: int, what: str, line: int | None = None) -> None:
+    if size > MAX_DIMENSION:
+        raise DataFormatError(
+            path,
+            f"{what} {size:,} is above the largest supported, {MAX_DIMENSION:,} (textformats.MAX_DIMENSION)",
+            line=line,
+        )
+
+
 def read_xc(path: str | Path) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """One XC-format file as (X float32 CSR, Y bool CSR), checked against its header."""
     path = Path(path)
@@ -152,6 +172,8 @@ def read_xc(path: str | Path) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     if header is None:
         raise DataFormatError(path, f"header {lines[0][:60]!r} is not 'n_docs n_features n_labels'", line=1)
     n_docs, n_features, n_labels = (int(g) for g in header.groups())
+    _check_dimension(path, n_features, "header declares n_features", line=1)
+    _check_dimension(path, n_labels, "header declares n_labels", line=1)
     body = lines[1:]
     if len(body) != n_docs:
         raise DataFormatError(
@@ -184,7 +206,7 @@ def read_libsvm_pair(
             rows.feature_indptr,
             rows,
             1,
-            np.iinfo(np.int64).max,
+            MAX_DIMENSION + 1,
             "feature id (LIBSVM ids are 1-based)",
         )
         parsed.append(rows)

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tqdm.auto import tqdm
 
 from labelchain.envs.metrics import is_better
+from labelchain.envs.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,12 @@ class Progress:
         self.failed: set[str] = set()
         self.best: tuple[float, str] | None = None
         self.done, self.total = done_before, len(cells) + done_before
-        self.bar = tqdm(
+        self.bar = progress_bar(
+            enabled,
             total=len(cells) + done_before,
             initial=done_before,
             desc="grid",
             unit="cell",
-            disable=not enabled,
             position=0,
             dynamic_ncols=True,
         )

@@ -26,8 +26,11 @@ from pathlib import Path
 import torch
 
 from labelchain.agents.decoding import predict
+from labelchain.agents.config import DEFAULTS as D
+from labelchain.agents.learner_base import RL_LR
 from labelchain.agents.ensemble import Ensemble
 from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.precision import check_precision, resolve_precision
 from labelchain.agents.supervised import carve_validation
 from labelchain.agents.training import TrainConfig, train_epochs
 from labelchain.envs.data.dataset import Split
@@ -38,7 +41,7 @@ from labelchain.envs.tail_metrics import few_shot_f1
 from labelchain.experiments.grid import execution
 from labelchain.experiments.run.common import atomic_write_json, atomic_write_text
 from labelchain.experiments.grid.predictions import cell_predictions_dir, save_row_predictions
-
+from labelchain.experiments.run.config import override
 from labelchain.experiments.grid.cells import Cell as GridCell
 
 LEARNER_NAMES = ("rearrange", "combined", "ensemble")
@@ -55,14 +58,15 @@ class GridArgs(execution.ExecutionFlags):
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     rearrange_epochs: int = 3
     combined_epochs: int = 1
-    hidden_size: int = 128
-    batch_size: int = 64
-    lr: float = 1e-3
-    rl_lr: float = 3e-4
-    select_metric: str = "nDCG@3"
-    val_fraction: float = 0.1
+    hidden_size: int = D.policy.hidden_size
+    batch_size: int = D.learner.batch_size
+    lr: float = D.learner.lr
+    rl_lr: float = RL_LR  # (not None: a grid's combined rows always take their own rate)
+    select_metric: str = D.run.select_metric
+    val_fraction: float = D.run.val_fraction
     data_dir: str | None = None
     runs_dir: str = field(default="runs/grid", metadata={"help": "ray: where Tune keeps its trial folders"})
+    precision: str = override("precision", "fp32")
 
 
 def variant_of(method: str) -> str:
@@ -96,9 +100,12 @@ class Cell:
             epochs=epochs,
             batch_size=self.args.batch_size,
             lr=lr,
+            rl_lr=None,  # `lr` is this learner's own rate (the caller picks --lr or --rl-lr)
+            ppo_lr=None,
             seed=self.seed,
             val_metric=self.args.select_metric,
             patience=epochs,
+            precision=resolve_precision(check_precision(self.args.precision), policy.input_weight.device.type),
         )
         started = time.perf_counter()
         train_epochs(
@@ -113,7 +120,11 @@ class Cell:
         return time.perf_counter() - started
 
     def outputs(self, policy: ChainPolicy) -> dict[str, tuple]:
-        return {"val": predict(policy, self.val.X), "test": predict(policy, self.data.test.X)}
+        precision = resolve_precision(check_precision(self.args.precision), policy.input_weight.device.type)
+        return {
+            "val": predict(policy, self.val.X, precision=precision),
+            "test": predict(policy, self.data.test.X, precision=precision),
+        }
 
     def score(self, split: str, output: tuple, method: str | None = None) -> dict[str, float]:
         """Every metric of evaluate(), PSP@k from the training counts, and F1 per frequency bucket;

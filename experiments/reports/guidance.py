@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+from labelchain.experiments.reports.claim_stats import across_datasets_markdown, bootstrap_markdown
 from labelchain.experiments.run.common import mean_and_std, percent_mean_std
 
 from labelchain.experiments.grid.variants import mean_difference, seed_pairs, variant_of
@@ -43,6 +44,12 @@ HEADERS = {
 }
 DELTA_METRICS = ("P@1", "nDCG@5", "PSP@5", "micro_f1", "macro_f1", "rare_f1", "5shot_micro_f1", "50shot_micro_f1")
 TAIL, MACRO, OVERALL = "rare_f1", "macro_f1", "micro_f1"
+CLAIM_METRICS = (TAIL, MACRO, OVERALL)  # the statistics sections (experiments.reports.claim_stats)
+NAMED_PAIRS = tuple(
+    (f"{learner}+{guidance}", learner)
+    for learner in ("rearrange", "combined", "ensemble")
+    for guidance in ("bcl", "mcg")
+)
 
 
 def _cell(values: list[float]) -> str:
@@ -124,6 +131,10 @@ def render_markdown(payload: dict) -> str:
         "precision (Jain et al. 2016, A = 0.55, B = 1.5), unnormalised. train s: training wall time "
         "(ensemble: its members' sum).",
     ]
+    lines += ["", *across_datasets_markdown(rows, CLAIM_METRICS, None, NAMED_PAIRS, "cd_guidance")]
+    lines += bootstrap_markdown(payload, NAMED_PAIRS, CLAIM_METRICS)
+    while lines[-1] == "":
+        lines.pop()
     notes = payload.get("notes", [])
     if notes:  # provenance the rows cannot carry
         lines += ["", "Notes:", "", *(f"- {note}" for note in notes)]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labelchain.envs.metrics import HEADLINE
+from labelchain.experiments.reports.claim_stats import BETTER_PEER, across_datasets_markdown, bootstrap_markdown
 from labelchain.experiments.run.common import mean_and_std, percent_mean_std
 
 CLAIM_METRICS = HEADLINE  # the headline five ranking metrics
@@ -182,6 +183,11 @@ def claims_markdown(table: dict[str, dict[str, Summary]]) -> list[str]:
 PEER_NAMES = ("ovr_logistic", "omikuji")
 FLOOR = "label_frequency"
 CHAIN_REFERENCE = "ensemble"
+# the statistics sections (experiments.reports.claim_stats): the fixed orderings enter through best_fixed (the
+# one a user would pick on validation), the floor stays out; the pairs are the claims above
+RANKED_METHODS = ("best_fixed", "rearrange", "reinforce", "ppo", "combined", "ensemble") + PEER_NAMES
+NAMED_PAIRS = tuple((method, "best_fixed") for method, _, _ in CLAIMS) + ((CHAIN_REFERENCE, BETTER_PEER),)
+CD_FIGURE = "cd_orderings"
 
 
 def peers_markdown(table: dict[str, dict[str, Summary]]) -> list[str]:
@@ -285,6 +291,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines += dataset_markdown(dataset, table[dataset], rows, cells)
     lines += claims_markdown(table)
     lines += peers_markdown(table)
+    if rows:
+        lines += across_datasets_markdown(rows, CLAIM_METRICS, RANKED_METHODS, NAMED_PAIRS, CD_FIGURE, PEER_NAMES)
+        lines += bootstrap_markdown(results, NAMED_PAIRS, CLAIM_METRICS)
     skipped = results.get("skipped_peers", [])
     if skipped:
         lines += ["## Skipped peers", ""]

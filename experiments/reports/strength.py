@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from labelchain.envs.metrics import HEADLINE as RANKING
+from labelchain.experiments.reports.claim_stats import across_datasets_markdown, bootstrap_markdown
 from labelchain.experiments.run.common import mean_and_std, percent_mean_std
 from labelchain.experiments.reports.orderings import TABLE_METRICS
 
@@ -196,4 +197,23 @@ def render_markdown(results: dict) -> str:
             "Skipped peers: "
             + "; ".join(f"{s['dataset']} seed {s['seed']} {s['peer']}: {s['reason']}" for s in skipped),
         ]
-    return "\n".join(lines) + "\n"
+    lines += ["", *statistics_sections(results, rows)]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+NAMED_PAIRS = (
+    (ENSEMBLE, "ovr_logistic"),
+    (ENSEMBLE, "omikuji"),
+    ("combined", "best_fixed"),
+    ("rearrange", "omikuji"),
+    ("best_fixed", "label_frequency"),
+)
+STAT_METRICS = RANKING + ("example_f1", "micro_f1")
+
+
+def statistics_sections(results: dict, rows: list[dict]) -> list[str]:
+    """Across-datasets tests (experiments.reports.claim_stats) and per-dataset bootstrap intervals of the goals' pairs."""
+    methods = [m for m in METHOD_ORDER if m not in ("freq2rare", "rare2freq", "fixed_random", "always_random")]
+    return across_datasets_markdown(rows, RANKING, methods, NAMED_PAIRS, "cd_strength", PEERS) + bootstrap_markdown(
+        results, NAMED_PAIRS, STAT_METRICS
+    )

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from labelchain.envs.atomic import atomic_write_json, atomic_write_text  # noqa: F401  (re-exported for scripts)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # experiments/run/common.py -> the checkout
 
 T = TypeVar("T")
 
@@ -28,11 +28,31 @@ def parse_args(args_class: type[T], argv: list[str] | None = None, defaults: T |
 
     Booleans take `--flag/--no-flag`; list fields take several values (`none` alone = empty list);
     `X | None` fields accept "none". `defaults` (an instance) replaces the dataclass defaults, so
-    flags given on the command line override it (train_rl's --config).
+    flags given on the command line override it (train_rl's --config). The result knows which
+    fields were typed on the command line (`given_fields`), whatever their values.
     """
+    parser = _parser(args_class, defaults)
+    values = vars(parser.parse_args(argv))
+    for key, value in values.items():  # "--list-flag none" means an empty list
+        if isinstance(value, list) and [str(v).lower() for v in value] == ["none"]:
+            values[key] = []
+    for action in parser._actions:  # parse again with no defaults: what remains was typed
+        action.default = argparse.SUPPRESS
+    typed = set(vars(parser.parse_args(argv)))
+    return mark_given(args_class(**values), typed)
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """A bad flag ends in one line naming it (argparse would print the whole usage block first)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _parser(args_class: type, defaults: Any) -> argparse.ArgumentParser:
     hints = typing.get_type_hints(args_class)
-    parser = argparse.ArgumentParser(description=(args_class.__doc__ or "").strip())
-    for field in dataclasses.fields(args_class):  # type: ignore[arg-type]
+    parser = _OneLineParser(description=(args_class.__doc__ or "").strip())
+    for field in dataclasses.fields(args_class):
         flag = flag_name(field.name)
         if defaults is not None:
             default = getattr(defaults, field.name)
@@ -54,11 +74,26 @@ def parse_args(args_class: type[T], argv: list[str] | None = None, defaults: T |
             parser.add_argument(
                 flag, type=_converter(base, optional), default=default, help=f"{help_text} (default: {default})"
             )
-    values = vars(parser.parse_args(argv))
-    for key, value in values.items():  # "--list-flag none" means an empty list
-        if isinstance(value, list) and [str(v).lower() for v in value] == ["none"]:
-            values[key] = []
-    return args_class(**values)
+    return parser
+
+
+_GIVEN = "_given_fields"  # attribute (not a field) of an Args built from a command line
+
+
+def mark_given(args: T, names: set[str]) -> T:
+    """Record that fields `names` of `args` were chosen explicitly (typed, or read from a --config file)."""
+    setattr(args, _GIVEN, frozenset(names))
+    return args
+
+
+def given_fields(args: Any) -> set[str]:
+    """Fields chosen explicitly: those recorded by `parse_args` / `mark_given`, else (an Args built
+    in Python) those that differ from the dataclass defaults."""
+    recorded = getattr(args, _GIVEN, None)
+    if recorded is not None:
+        return set(recorded)
+    defaults = type(args)()
+    return {spec.name for spec in dataclasses.fields(args) if getattr(args, spec.name) != getattr(defaults, spec.name)}
 
 
 def args_from_json(args_class: type[T], path: str | Path, flag: str = "--config") -> T:
@@ -71,16 +106,22 @@ def args_from_json(args_class: type[T], path: str | Path, flag: str = "--config"
         raise ValueError(f"{flag} {path}: cannot read it ({error.strerror})") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{flag} {path}: not JSON (line {error.lineno}, column {error.colno}: {error.msg})") from None
+    return args_from_dict(args_class, values, f"{flag} {path}")
+
+
+def args_from_dict(args_class: type[T], values: Any, where: str) -> T:
+    """An Args instance from a dict of its fields, checked as `args_from_json` checks them; errors
+    start with `where` (the file, or the flag and the file). The result records those fields as given."""
     if not isinstance(values, dict):
-        raise ValueError(f"{flag} {path}: expected a JSON object of {args_class.__module__}.Args fields")
+        raise ValueError(f"{where}: expected a JSON object of {args_class.__module__}.Args fields")
     hints = typing.get_type_hints(args_class)
     unknown = sorted(set(values) - set(hints))
     if unknown:
-        raise ValueError(f"{flag} {path}: unknown fields {unknown}")
+        raise ValueError(f"{where}: unknown fields {unknown}")
     for name, value in values.items():
         if not _json_fits(value, hints[name]):
-            raise ValueError(f"{flag} {path}: field {name!r} should be {hints[name]}, got {value!r}")
-    return args_class(**values)
+            raise ValueError(f"{where}: field {name!r} should be {hints[name]}, got {value!r}")
+    return mark_given(args_class(**values), set(values))
 
 
 def _json_fits(value: Any, hint: Any) -> bool:

@@ -16,10 +16,12 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.guidance import GUIDANCE_KINDS
 from labelchain.agents.output_layers import OUTPUT_KINDS
+from labelchain.agents.precision import PRECISIONS
 from labelchain.envs.metrics import RANKING_NAMES, SET_NAMES
-from labelchain.envs.rewards import DEFAULT_REWARD_MODE, REWARD_MODES, REWARDS
+from labelchain.envs.rewards import REWARD_MODES, REWARDS
 from labelchain.experiments.run.common import flag_name
 
 
@@ -31,17 +33,18 @@ class ArgsError(ValueError):
 class TrainKnobs:
     """How each learner trains and is validated (shared by train_rl, compare_orderings, ablations)."""
 
-    updates: int = field(default=500, metadata={"help": "optimisation steps per learner", "at_least": 1})
-    batch_size: int = field(default=64, metadata={"help": "documents per update", "at_least": 1})
+    updates: int = field(default=D.run.updates, metadata={"help": "optimisation steps per learner", "at_least": 1})
+    batch_size: int = field(default=D.learner.batch_size, metadata={"help": "documents per update", "at_least": 1})
     hidden_size: int = field(
-        default=128, metadata={"help": "GRU hidden size (also document encoding size)", "at_least": 1}
+        default=D.policy.hidden_size, metadata={"help": "GRU hidden size (also document encoding size)", "at_least": 1}
     )
     dropout: float = field(
-        default=0.1, metadata={"help": "dropout on the document encoding and the GRU output", "at_least": 0, "below": 1}
+        default=D.policy.dropout,
+        metadata={"help": "dropout on the document encoding and the GRU output", "at_least": 0, "below": 1},
     )
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of supervised learners", "above": 0})
+    lr: float = field(default=D.learner.lr, metadata={"help": "Adam learning rate of supervised learners", "above": 0})
     rl_lr: float | None = field(
-        default=3e-4,
+        default=D.run.rl_lr,
         metadata={
             "help": "learning rate of reinforce/ppo/combined (none = --lr); lower "
             "because they fine-tune a warm start (bibtex seed 0: 1e-3 drifted "
@@ -49,15 +52,17 @@ class TrainKnobs:
             "above": 0,
         },
     )
-    reward: str = field(default="f1", metadata={"help": f"RL reward metric, from {REWARDS}"})
+    reward: str = field(default=D.learner.reward, metadata={"help": f"RL reward metric, from {REWARDS}"})
     reward_mode: str = field(
-        default=DEFAULT_REWARD_MODE,
+        default=D.learner.reward_mode,
         metadata={"help": f"from {REWARD_MODES}: 'delta' pays per-step differences, 'terminal' the final quality once"},
     )
-    baseline: str = field(default="value", metadata={"help": "RL baseline: value, self_critical, none"})
-    entropy_coef: float = field(default=0.01, metadata={"help": "RL entropy bonus weight", "at_least": 0})
+    baseline: str = field(default=D.learner.baseline, metadata={"help": "RL baseline: value, self_critical, none"})
+    entropy_coef: float = field(
+        default=D.learner.entropy_coef, metadata={"help": "RL entropy bonus weight", "at_least": 0}
+    )
     ppo_lr: float | None = field(
-        default=5e-5,
+        default=D.run.ppo_lr,
         metadata={
             "help": "learning rate of ppo (none = --rl-lr): it takes ppo_epochs x "
             "ppo_minibatches steps per rollout (bibtex seed 0, 100 updates from "
@@ -65,33 +70,41 @@ class TrainKnobs:
             "above": 0,
         },
     )
-    ppo_epochs: int = field(default=4, metadata={"help": "PPO: passes over each rollout", "at_least": 1})
-    ppo_minibatches: int = field(default=4, metadata={"help": "PPO: minibatches per pass", "at_least": 1})
+    ppo_epochs: int = field(
+        default=D.learner.ppo_epochs, metadata={"help": "PPO: passes over each rollout", "at_least": 1}
+    )
+    ppo_minibatches: int = field(
+        default=D.learner.ppo_minibatches, metadata={"help": "PPO: minibatches per pass", "at_least": 1}
+    )
     rl_weight: float = field(
-        default=0.9, metadata={"help": "combined: weight of RL vs rearrangement loss", "at_least": 0, "at_most": 1}
+        default=D.learner.rl_weight,
+        metadata={"help": "combined: weight of RL vs rearrangement loss", "at_least": 0, "at_most": 1},
     )
     greedy_rearrangement: bool = field(
-        default=False,
+        default=D.learner.greedy_rearrangement,
         metadata={"help": "rearrange targets from the greedy chain instead of a sampled one"},
     )
     output: str = field(
-        default="flat",
+        default=D.policy.output,
         metadata={
             "help": f"policy output layer, from {OUTPUT_KINDS}: one softmax "
             "over all labels, or factorised through a PIFA label tree"
         },
     )
     tree_branching: int = field(
-        default=16, metadata={"help": "tree output: children per node (PECOS' nr_splits)", "at_least": 2}
+        default=D.policy.tree_branching,
+        metadata={"help": "tree output: children per node (PECOS' nr_splits)", "at_least": 2},
     )
     tree_leaf_size: int = field(
-        default=100, metadata={"help": "tree output: at most this many labels per leaf", "at_least": 1}
+        default=D.policy.tree_leaf_size,
+        metadata={"help": "tree output: at most this many labels per leaf", "at_least": 1},
     )
     tree_beam: int = field(
-        default=10, metadata={"help": "tree output: clusters kept per level in greedy decoding", "at_least": 1}
+        default=D.policy.tree_beam,
+        metadata={"help": "tree output: clusters kept per level in greedy decoding", "at_least": 1},
     )
     tree_query_size: int | None = field(
-        default=None,
+        default=D.policy.tree_query_size,
         metadata={
             "help": "tree output: score nodes and labels against a low-rank query of this "
             "size (none = the full hidden + doc state); cheaper decoding at large L",
@@ -99,21 +112,24 @@ class TrainKnobs:
         },
     )
     sparse_label_grads: bool = field(
-        default=False,
+        default=D.policy.sparse_label_grads,
         metadata={
             "help": "tree output: sparse gradients and lazy Adam (SparseAdam) for the label "
             "tables, so a step costs O(labels touched), not O(L) (agents/optim.py)"
         },
     )
     val_fraction: float = field(
-        default=0.1, metadata={"help": "share of train held out for validation", "above": 0, "below": 1}
+        default=D.run.val_fraction, metadata={"help": "share of train held out for validation", "above": 0, "below": 1}
     )
-    eval_every: int = field(default=50, metadata={"help": "validate every this many updates", "at_least": 1})
+    eval_every: int = field(
+        default=D.run.eval_every, metadata={"help": "validate every this many updates", "at_least": 1}
+    )
     select_metric: str = field(
-        default="nDCG@3", metadata={"help": "validation metric choosing the best policy (and the best fixed ordering)"}
+        default=D.run.select_metric,
+        metadata={"help": "validation metric choosing the best policy (and the best fixed ordering)"},
     )
     checkpoint_every: int = field(
-        default=100, metadata={"help": "write checkpoint.pt every this many updates", "at_least": 1}
+        default=D.run.checkpoint_every, metadata={"help": "write checkpoint.pt every this many updates", "at_least": 1}
     )
     guidance: str = field(
         default="none",
@@ -126,10 +142,14 @@ class TrainKnobs:
         default=30,
         metadata={"help": "--guidance: k-means clusters of the PIFA label embeddings (XLGen: 30)", "at_least": 1},
     )
-    guidance_weight: float = field(default=1.0, metadata={"help": "bcl: weight of the cluster BCE loss", "at_least": 0})
-    guidance_anneal: bool = field(default=False, metadata={"help": "bcl: divide that weight by the epoch (1-based)"})
+    guidance_weight: float = field(
+        default=D.policy.guidance_weight, metadata={"help": "bcl: weight of the cluster BCE loss", "at_least": 0}
+    )
+    guidance_anneal: bool = field(
+        default=D.policy.guidance_anneal, metadata={"help": "bcl: divide that weight by the epoch (1-based)"}
+    )
     guidance_mix: float = field(
-        default=0.0,
+        default=D.policy.guidance_mix,
         metadata={
             "help": "bcl: share of training documents conditioned on their predicted clusters instead of the gold ones",
             "at_least": 0,
@@ -160,9 +180,9 @@ class TrainKnobs:
     )
     data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
     progress: bool = field(default=True, metadata={"help": "tqdm progress bars"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay", "at_least": 0})
+    weight_decay: float = field(default=D.learner.weight_decay, metadata={"help": "AdamW weight decay", "at_least": 0})
     patience: int | None = field(
-        default=None,
+        default=D.run.patience,
         metadata={
             "help": "stop a learner after this many validations without improvement (none = run all --updates)",
             "at_least": 1,
@@ -177,6 +197,14 @@ class TrainKnobs:
         },
     )
     device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu or cuda"})
+    precision: str = field(
+        default="fp32",
+        metadata={
+            "help": f"from {PRECISIONS}: bf16 = bf16 matrix products (autocast) where the CPU (AVX-512 BF16 / AMX) "
+            "or GPU has them, else fp32 with a one-line message; weights, optimiser state, log-probabilities, "
+            "losses and metrics stay fp32 (agents/precision.py)"
+        },
+    )
 
 
 def override(name: str, default: Any, help: str | None = None) -> Any:
@@ -227,6 +255,7 @@ def check_args(args: Any) -> list[str]:
         for name, allowed in choices:
             if getattr(args, name) not in allowed:
                 problems.append(f"{flag_name(name)} must be one of {allowed}, got {getattr(args, name)!r}")
+        problems += precision_problems(args.precision)
         if args.overlap_from is not None and args.guidance == "none":
             problems.append("--overlap-from needs --guidance bcl or mcg")
         if args.mcg_restrict and args.guidance != "mcg":
@@ -238,6 +267,11 @@ def check_args(args: Any) -> list[str]:
         if args.tree_query_size is not None and args.output != "tree":
             problems.append("--tree-query-size needs --output tree")
     return problems
+
+
+def precision_problems(precision: str) -> list[str]:
+    """The --precision check every training script makes (TrainKnobs' and the grids' own Args)."""
+    return [] if precision in PRECISIONS else [f"--precision must be one of {PRECISIONS}, got {precision!r}"]
 
 
 def _range_problem(value: float, limits: Any) -> str | None:

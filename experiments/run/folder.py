@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
+import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable, Iterator, TypeVar
 
 import numpy as np
-import torch
 
 from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.torch_files import UnsafeFileError, load_torch_file, save_torch_file
 from labelchain.envs.atomic import atomic_write
 from labelchain.experiments.run.config import ArgsError
 
@@ -28,6 +32,8 @@ CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 POLICY_DIR = "policy"  # a learner's best-on-validation weights, as ChainPolicy.save writes them
+CHECKPOINT_KEYS = ("finished", "policy_config", "best_policy")  # what every train_rl checkpoint holds
+T = TypeVar("T")
 LOCK_FILE = ".lock"  # held (fcntl.flock) by the one train_rl process working in a run folder
 
 
@@ -36,6 +42,63 @@ class DiskFullError(OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+class RunAborted(Exception):
+    """A run stopped by a second Ctrl-C: one line saying what is kept and how to resume (exit 130)."""
+
+
+def disk_is_full(error: BaseException, folder: str | Path) -> bool:
+    """ENOSPC / EDQUOT, or a library's RuntimeError about a failed write (torch's zip writer says
+    "[enforce fail at inline_container.cc ...]") while `folder`'s disk has almost no space left."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(error)
+    if "No space left on device" in text:
+        return True
+    if isinstance(error, RuntimeError) and ("inline_container" in text or "write failed" in text):
+        try:
+            return shutil.disk_usage(folder).free < 64 * 2**20
+        except OSError:
+            return False
+    return False
+
+
+@contextmanager
+def quiet_disk_full_in_threads() -> Iterator[None]:
+    """TensorBoard's writer thread dies on a full disk with a traceback on stderr, then re-raises the
+    same OSError in the training thread, which reports it in one line: silence the thread's copy."""
+    previous = threading.excepthook
+
+    def hook(info: threading.ExceptHookArgs) -> None:
+        if not (isinstance(info.exc_value, OSError) and disk_is_full(info.exc_value, ".")):
+            previous(info)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+
+
+def run_script(body: Callable[[], T]) -> T:
+    """A script's `__main__` step: the errors a user can cause end in one line on stderr (rc 1), a
+    second Ctrl-C in one line too (rc 130), never in a traceback."""
+    from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
+
+    try:
+        return body()
+    except (ArgsError, DiskFullError, DataNotFoundError, DataFormatError) as error:
+        sys.exit(f"error: {' '.join(str(error).split())}")
+    except OSError as error:  # a grid's own results file on a full disk (train_rl's come as DiskFullError)
+        if not disk_is_full(error, "."):
+            raise
+        sys.exit(
+            f"error: the disk is full ({error.filename or 'ENOSPC'}); free some space, then run the same command again to resume"
+        )
+    except (RunAborted, KeyboardInterrupt) as error:
+        print(f"\ninterrupted: {error or 'aborted'}", file=sys.stderr, flush=True)
+        sys.exit(130)
 
 
 # ----------------------------------------------------------------------------- run folders
@@ -170,29 +233,36 @@ def scalar_events(log_dir: str | Path) -> dict[str, list[Any]]:
 
 # ----------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """torch.save to a temporary file in the same folder, then os.replace: never half a checkpoint."""
+    """Serialised in memory, then written atomically: never half a checkpoint, and a full disk is
+    an OSError(ENOSPC) from the write (agents.torch_files), reported as DiskFullError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        atomic_write(path, lambda handle: torch.save(payload, handle))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_torch_file(path, payload, write=atomic_write)
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
         raise DiskFullError(errno.ENOSPC, f"{path}: the disk is full (ENOSPC) while writing a checkpoint") from None
 
 
+class CheckpointError(ArgsError):
+    """A checkpoint that cannot be used: unreadable, unsafe, or of another run (one line, names the file)."""
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by `save_checkpoint`; the error names the file."""
+    """Read a checkpoint written by `save_checkpoint` (weights-only: a crafted file runs nothing)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint here")
+        raise CheckpointError(f"{path}: no checkpoint here")
     try:
-        # Our own files: they hold numpy RNG states and plain dicts, which weights_only rejects.
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # corrupt or foreign file
-        raise ValueError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
-    if not isinstance(payload, dict):
-        raise ValueError(f"{path}: not a checkpoint of this project (expected a dict)")
+        payload = load_torch_file(path)
+    except (UnsafeFileError, OSError) as error:
+        raise CheckpointError(str(error)) from None
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(payload, dict) or key not in payload]
+    if missing:
+        raise CheckpointError(
+            f"{path}: not a train_rl checkpoint (no {', '.join(missing)}); delete it or start a new run"
+        )
     return payload
 
 
@@ -213,9 +283,11 @@ def load_policy(source: str | Path) -> ChainPolicy:
     if source.is_dir():
         return ChainPolicy.load(source)
     state = load_checkpoint(source)
-    if "best_policy" not in state or "policy_config" not in state:
-        raise ValueError(f"{source}: not a training checkpoint (no best_policy / policy_config)")
-    return policy_from_state(state["policy_config"], state["best_policy"])
+    try:
+        return policy_from_state(state["policy_config"], state["best_policy"])
+    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as error:
+        detail = " ".join(str(error).split())[:300] or type(error).__name__
+        raise CheckpointError(f"{source}: its best_policy does not fit its policy_config ({detail})") from None
 
 
 # ----------------------------------------------------------------------------- data order
@@ -248,7 +320,7 @@ class BatchSampler:
     def state_dict(self) -> dict[str, Any]:
         return {
             "rng": self.rng.bit_generator.state,
-            "order": self.order.copy(),
+            "order": self.order.tolist(),  # plain ints: weights-only loading reads them
             "position": self.position,
             "epoch": self.epoch,
             "n_rows": self.n_rows,

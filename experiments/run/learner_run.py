@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from labelchain.agents.learner_base import Learner
 from labelchain.agents.policy import ChainPolicy
-from labelchain.agents.training import validation_metrics
+from labelchain.agents.training import out_of_patience, validation_metrics
 from labelchain.envs.data.dataset import Split
 from labelchain.envs.mcg import MCGSpec
 from labelchain.envs.metrics import is_better
 from labelchain.experiments.run.reporting import report
+from labelchain.envs.progress import progress_bar
 from labelchain.experiments.run.folder import (
     CHECKPOINT_FILE,
     POLICY_DIR,
@@ -50,6 +50,7 @@ class RunData:
     label_freq: np.ndarray
     max_steps: int
     mcg: MCGSpec | None = None  # --guidance mcg: train's labels carry their clusters (agents.mcg)
+    identity: dict[str, Any] | None = None  # the data's identity, checked on --resume (run.identity)
     dataset_hash: str = ""  # envs.data.fingerprint.content_hash of the loaded dataset (saved predictions carry it)
 
     @property
@@ -154,7 +155,9 @@ class LearnerRun:
         learner_dir: Path,
         hparams: dict[str, Any],
         state: dict[str, Any] | None = None,
+        stamp: dict[str, Any] | None = None,
     ) -> None:
+        self.stamp = stamp  # the run this learner belongs to, recorded in each checkpoint
         self.name, self.learner, self.sampler, self.data, self.schedule = name, learner, sampler, data, schedule
         self.policy: ChainPolicy = learner.policy
         self.learner_dir = learner_dir
@@ -177,7 +180,9 @@ class LearnerRun:
 
     def validate(self) -> None:
         started = time.perf_counter()
-        metrics = validation_metrics(self.policy, self.data.val, PREDICT_BATCH, self.data.max_steps)
+        metrics = validation_metrics(
+            self.policy, self.data.val, PREDICT_BATCH, self.data.max_steps, self.learner.config.precision
+        )
         self.last_val = metrics
         progress = self.progress
         for key, value in metrics.items():
@@ -199,7 +204,7 @@ class LearnerRun:
         if patience is None or progress.best_update < 0:
             return False
         last = max(progress.best_update, progress.best_set_update)
-        return progress.update - last >= patience * self.schedule.eval_every
+        return out_of_patience((progress.update - last) // self.schedule.eval_every, patience)
 
     def checkpoint(self, finished: bool) -> None:
         save_checkpoint(
@@ -207,6 +212,7 @@ class LearnerRun:
             {
                 "learner_name": self.name,
                 "finished": finished,
+                **({"run": self.stamp} if self.stamp is not None else {}),
                 "policy_config": self.policy.config,
                 "learner": self.learner.state_dict(),
                 "sampler": self.sampler.state_dict(),
@@ -219,12 +225,8 @@ class LearnerRun:
     def train(self, interrupt: GracefulInterrupt, budget: UpdateBudget) -> bool:
         """Run updates to the end of the schedule; False when stopped early (checkpointed, resumable)."""
         schedule, progress = self.schedule, self.progress
-        bar = tqdm(
-            total=schedule.updates,
-            initial=progress.update,
-            desc=self.name,
-            unit="upd",
-            disable=not schedule.progress_bar,
+        bar = progress_bar(
+            schedule.progress_bar, total=schedule.updates, initial=progress.update, desc=self.name, unit="upd"
         )
         session = _SessionRate()
         try:
@@ -252,8 +254,10 @@ class LearnerRun:
                     )
                 if progress.stopped_early:
                     break
+                bar.set_postfix(  # shown at the bar's next refresh (a log gets a line every LOG_INTERVAL s)
+                    ret=f"{progress.return_ema or 0.0:.3f}", best=f"{progress.best_score or 0.0:.3f}", refresh=False
+                )
                 bar.update(1)
-                bar.set_postfix(ret=f"{progress.return_ema or 0.0:.3f}", best=f"{progress.best_score or 0.0:.3f}")
                 if stopped and not done:
                     return False
         finally:

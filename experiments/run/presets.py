@@ -12,6 +12,10 @@ for set metrics, best nDCG@5 for ranking metrics; train_rl: up to 20,000 updates
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
+
+from labelchain.agents.config import DEFAULTS as D
+from labelchain.agents.policy_config import PolicyConfig
 
 
 @dataclass(frozen=True)
@@ -27,12 +31,22 @@ class Preset:
     epochs: int
     combined_epochs: int
     patience: int
-    batch_size: int = 64
-    updates: int = 500  # train_rl counts updates, not epochs: the cap; patience (in validations) stops sooner
-    eval_every: int = 50
+    batch_size: int = D.learner.batch_size
+    updates: int = D.run.updates  # train_rl counts updates, not epochs: the cap; patience (in validations) stops sooner
+    eval_every: int = D.run.eval_every
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def policy_config(self, **changes: Any) -> PolicyConfig:
+        """The preset's architecture (for `agents.policy_factory.build_policy`), with `changes`."""
+        return PolicyConfig(
+            hidden_size=self.hidden_size,
+            label_embed_size=self.label_embed_size,
+            dropout=self.dropout,
+            input_dropout=self.input_dropout,
+            aux_weight=self.aux_weight,
+        ).replace(**changes)
 
 
 PRESETS = {

@@ -18,7 +18,16 @@ from pathlib import Path
 from labelchain.agents.learner_base import RL_LEARNERS, LearnerConfig, build_learner_config
 from labelchain.agents.learners import FIXED_ORDERINGS, LEARNERS
 from labelchain.envs.predictions import DEFAULT_TOP_K
-from labelchain.experiments.run.common import args_from_json, flag_name, parse_args
+from labelchain.agents.precision import resolve_precision
+from labelchain.experiments.run.common import (
+    args_from_dict,
+    args_from_json,
+    flag_name,
+    given_fields,
+    mark_given,
+    parse_args,
+    resolve_device,
+)
 from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args
 from labelchain.experiments.run.learner_run import RunData
 from labelchain.experiments.run.presets import PRESETS
@@ -27,6 +36,8 @@ from labelchain.experiments.run.threads import Threads
 
 # Flags a --resume may change: they say how to show or where to find things, not what the run is.
 SAFE_ON_RESUME = ("resume", "progress", "stop_after_updates", "data_dir", "device", "threads")
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding and scikit-learn's k-means take at most 32 bits
+PER_CALL = ("resume", "stop_after_updates")  # never taken from the saved run
 
 
 @dataclass
@@ -56,15 +67,18 @@ class Args(TrainKnobs, Threads):
         default_factory=lambda: ["rearrange", "combined"],
         metadata={"help": "learners whose best policies are ensembled (those trained in this run)"},
     )
-    seed: int = field(default=0, metadata={"help": "seed of the validation split, weights and sampling", "at_least": 0})
+    seed: int = field(
+        default=0,
+        metadata={"help": "seed of the validation split, weights and sampling", "at_least": 0, "at_most": MAX_SEED},
+    )
     runs_dir: str = field(default="runs", metadata={"help": "new run folders go here"})
     group_name: str | None = field(default=None, metadata={"help": "run-name group instead of learner names"})
     resume: str | None = field(
         default=None,
         metadata={
-            "help": "run folder to continue with its saved "
-            "configuration (only --progress, --stop-after-updates, "
-            "--data-dir, --device and --threads may be given with it)"
+            "help": "run folder to continue with its saved configuration: --progress, "
+            "--stop-after-updates, --data-dir, --device and --threads are applied; any other flag given "
+            "must equal the run's (refused by name otherwise); the data must be the run's (docs/robustness.md)"
         },
     )
     stop_after_updates: int | None = field(
@@ -91,40 +105,70 @@ class Args(TrainKnobs, Threads):
 # ----------------------------------------------------------------------------- arguments
 def resolve_args(args: Args) -> Args:
     """Apply --resume (saved config wins) and --quick, then check every field; returns a copy."""
+    given = given_fields(args)
     args = copy.deepcopy(args)
     if args.resume is not None:
-        config_path = Path(args.resume) / CONFIG_FILE
-        if not config_path.is_file():
-            raise ArgsError(f"--resume {args.resume}: no {CONFIG_FILE} there (is it a run folder?)")
-        try:
-            saved = json.loads(config_path.read_text())["args"]
-            known = {f.name for f in fields(Args)}
-            unknown = sorted(set(saved) - known)
-            if unknown:
-                raise ArgsError(f"{config_path}: unknown Args fields {unknown}")
-            resumed = Args(**{**saved, **{name: getattr(args, name) for name in SAFE_ON_RESUME}})
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ArgsError(f"{config_path}: not a train_rl config ({type(error).__name__}: {error})") from None
-        conflicts = resume_conflicts(args, resumed)
+        saved = saved_args(Path(args.resume))
+        conflicts = resume_conflicts(args, saved, given)
         if conflicts:
             raise ArgsError(
                 f"--resume {args.resume}: the run was made with other values of {', '.join(conflicts)}; "
-                f"a resumed run keeps its saved configuration ({config_path}). Only "
+                f"a resumed run keeps its saved configuration ({Path(args.resume) / CONFIG_FILE}). Only "
                 f"{', '.join(flag_name(n) for n in SAFE_ON_RESUME if n != 'resume')} may change; "
                 "start a new run for other settings"
             )
-        args = resumed
-    apply_preset(args)  # idempotent on resume: the saved knobs already hold the preset's values
+        # Safe flags are applied when given; --resume itself and --stop-after-updates belong to this call.
+        applied = {name: getattr(args, name) for name in SAFE_ON_RESUME if name in given or name in PER_CALL}
+        args = mark_given(replace(saved, **applied), set())
+    else:  # a resumed run's saved knobs already hold its preset's values
+        check_ensemble(args, given)
+        apply_preset(args, given)
     if args.quick:
         args.updates, args.eval_every, args.checkpoint_every = min(args.updates, 40), 20, 20
     _check(args)
     return args
 
 
-def apply_preset(args: Args) -> None:
-    """--preset: its values for the knobs still at this script's defaults (explicit flags win)."""
+def saved_args(run_dir: Path) -> Args:
+    """The Args a run folder was made with (its config.json), every field type-checked."""
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise ArgsError(f"--resume {run_dir}: no {CONFIG_FILE} there (is it a run folder?)")
+    try:
+        saved = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise ArgsError(f"{config_path}: cannot read it ({error})") from None
+    except json.JSONDecodeError as error:
+        raise ArgsError(
+            f"{config_path}: not a train_rl config (not JSON: line {error.lineno}, column {error.colno}: {error.msg})"
+        ) from None
+    if not isinstance(saved, dict) or "args" not in saved:
+        raise ArgsError(f'{config_path}: not a train_rl config (no "args" object)')
+    try:
+        return args_from_dict(Args, saved["args"], str(config_path))
+    except ValueError as error:
+        raise ArgsError(str(error)) from None
+
+
+def check_ensemble(args: Args, given: set[str]) -> None:
+    """An --ensemble given explicitly must name learners of this run (the default ensembles those of
+    its members that are trained, see run_report)."""
+    if "ensemble" not in given:
+        return
+    untrained = [name for name in args.ensemble if name not in args.learners]
+    if untrained:
+        raise ArgsError(
+            f"--ensemble {' '.join(args.ensemble)}: {', '.join(untrained)} not trained in this run "
+            f"(--learners {' '.join(args.learners)}); add it to --learners or leave it out of --ensemble"
+        )
+
+
+def apply_preset(args: Args, given: set[str] | None = None) -> None:
+    """--preset: its values for the knobs not given explicitly (`given`, see `given_fields`; typed
+    flags win whatever their value) and still at this script's defaults."""
     if args.preset not in PRESETS:
         return  # none, or a bad name that _check reports
+    given = given_fields(args) if given is None else given
     preset, defaults = PRESETS[args.preset], type(args)()
     for knob in (
         "hidden_size",
@@ -137,23 +181,20 @@ def apply_preset(args: Args) -> None:
         "eval_every",
         "batch_size",
     ):
-        if getattr(args, knob) == getattr(defaults, knob):
+        if knob not in given and getattr(args, knob) == getattr(defaults, knob):
             setattr(args, knob, getattr(preset, knob))
 
 
-def resume_conflicts(given: Args, saved: Args) -> list[str]:
-    """Flags given with --resume (not at their default) whose value differs from the saved run's.
-
-    A flag left at its default cannot be told apart from one not given, so it is taken from the run.
-    """
-    defaults = Args()
+def resume_conflicts(given: Args, saved: Args, names: set[str]) -> list[str]:
+    """Flags given with --resume (`names`: typed on the command line, whatever their value) whose
+    value differs from the saved run's; the safe ones are applied instead."""
     conflicts = []
     for spec in fields(Args):
         name = spec.name
-        if name in SAFE_ON_RESUME or name == "runs_dir":  # runs_dir: unused on resume (the folder is given)
-            continue
+        if name in SAFE_ON_RESUME or name in ("runs_dir", "config") or name not in names:
+            continue  # runs_dir: unused on resume (the folder is given); config: its fields count
         value = getattr(given, name)
-        if value != getattr(defaults, name) and value != getattr(saved, name):
+        if value != getattr(saved, name):
             conflicts.append(f"{flag_name(name)} (run: {getattr(saved, name)!r}, given: {value!r})")
     return conflicts
 
@@ -200,6 +241,7 @@ def learner_config(args: Args, max_steps: int | None = None, name: str = "") -> 
         ppo_minibatches=args.ppo_minibatches,
         greedy_rearrangement=args.greedy_rearrangement,
         weight_decay=args.weight_decay,
+        precision=resolve_precision(args.precision, resolve_device(args.device).type),
     )
 
 
@@ -269,4 +311,5 @@ def cli_args(argv: list[str] | None = None) -> Args:
         defaults = args_from_json(Args, config)
     except ValueError as error:
         raise ArgsError(str(error)) from None
-    return parse_args(Args, argv, defaults=replace(defaults, config=config))
+    parsed = parse_args(Args, argv, defaults=replace(defaults, config=config))
+    return mark_given(parsed, given_fields(parsed) | given_fields(defaults))
