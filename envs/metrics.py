@@ -217,9 +217,37 @@ def evaluate(
     if scores is None and Y_pred is None:
         raise ValueError("evaluate needs scores, Y_pred, or both")
     gold = as_label_csr(Y_true, "Y_true")
+    ranked = None if scores is None else top_k_ranked(as_scores(scores, gold.shape), RANKED_WIDTH)
+    return evaluate_ranked(gold, ranked, Y_pred, label_freq, n_train)
+
+
+RANKED_WIDTH = 5  # the deepest rank any metric of `evaluate` looks at
+
+
+def evaluate_ranked(
+    Y_true: LabelMatrix,
+    ranked: np.ndarray | None = None,
+    Y_pred: LabelMatrix | None = None,
+    label_freq: np.ndarray | None = None,
+    n_train: int | None = None,
+) -> dict[str, float]:
+    """`evaluate` from the top-ranked label ids instead of the full scores: what saved predictions
+    (envs.predictions) keep. `ranked` is (n, >= min(5, L)) ids in `top_k_ranked` order (descending
+    score, ties to the lower id); only its first min(5, L) columns are read. Same values as
+    `evaluate`, which calls it, so a metric rebuilt from saved top-k ids is the reported one exactly.
+    """
+    if ranked is None and Y_pred is None:
+        raise ValueError("evaluate needs scores, Y_pred, or both")
+    gold = as_label_csr(Y_true, "Y_true")
     result: dict[str, float] = {}
-    if scores is not None:
-        ranked = top_k_ranked(as_scores(scores, gold.shape), 5)
+    if ranked is not None:
+        width = min(RANKED_WIDTH, gold.shape[1])
+        ranked = np.asarray(ranked)
+        if ranked.ndim != 2 or ranked.shape[0] != gold.shape[0] or ranked.shape[1] < width:
+            raise ValueError(f"ranked must be (n={gold.shape[0]}, >= {width}) label ids, got shape {ranked.shape}")
+        ranked = ranked[:, :width].astype(np.int64)
+        if ranked.size and (ranked.min() < 0 or ranked.max() >= gold.shape[1]):
+            raise ValueError(f"ranked holds label ids outside 0..{gold.shape[1] - 1}")
         hits = gold_hits(gold, ranked)
         n_gold = np.diff(gold.indptr)
         result["P@1"] = _precision_from_hits(hits, 1)

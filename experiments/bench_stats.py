@@ -23,11 +23,12 @@ import scipy.sparse as sp
 from labelchain.envs.metric_core import top_k_ranked
 from labelchain.envs.metrics import evaluate
 from labelchain.envs.stats import MethodPredictions, paired_bootstrap
-from labelchain.experiments.run.common import parse_args, single_thread
+from labelchain.experiments.run.common import parse_args
+from labelchain.experiments.run.threads import Threads, set_threads
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Paired bootstrap speed (1 thread): vectorised envs.stats vs a per-resample evaluate loop."""
 
     docs: int = 3000
@@ -49,7 +50,7 @@ def case(args: Args) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray,
 
 
 def main(args: Args) -> dict:
-    single_thread()
+    set_threads(args.threads or 1)  # benchmarks default to one thread (experiments.run.threads)
     gold, sa, sb, pa, pb = case(args)
     strata = np.repeat(np.arange(args.seeds), -(-args.docs // args.seeds))[: args.docs]
     a = MethodPredictions(top_k_ranked(sa, 20), sp.csr_matrix(pa))

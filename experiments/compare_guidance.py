@@ -117,10 +117,11 @@ def guided(cell: vg.Cell, guidance: str, clusters: np.ndarray | sp.csr_matrix, a
     return build_policy(config, train), train
 
 
-def run_cell(args: Args, name: str, seed: int, variants: list[str]) -> dict[str, Any]:
-    """One (dataset, seed): the rows of every variant in `variants` (λ > 1 retrains its λ = 1 first)."""
+def run_cell(args: Args, name: str, seed: int, variants: list[str], results: str | None = None) -> dict[str, Any]:
+    """One (dataset, seed): the rows of every variant in `variants` (λ > 1 retrains its λ = 1 first);
+    with `results` (the {out} path) each test row's predictions are saved next to it (vg.predictions_folder)."""
     started = time.perf_counter()
-    cell = vg.Cell(name, seed, args, args.hide_train_labels)
+    cell = vg.Cell(name, seed, args, args.hide_train_labels, results=results)
     label_cluster = kmeans_clusters(pifa_embeddings(cell.train.X, cell.train.Y), args.clusters, seed=seed)
     rows: list[dict] = []
     first: dict[str, vg.Member] = {}  # guidance -> its λ = 1 rearrangement policy
@@ -183,7 +184,11 @@ def main(args: Args) -> dict:
             payload["rows"] += result["rows"]
 
     cells = [
-        Cell(f"{n}:{s}", run_cell, {"args": args, "name": n, "seed": s, "variants": variants})
+        Cell(
+            f"{n}:{s}",
+            run_cell,
+            {"args": args, "name": n, "seed": s, "variants": variants, "results": None if out is None else str(out)},
+        )
         for (n, s), variants in missing.items()
         if variants
     ]

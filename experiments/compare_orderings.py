@@ -4,6 +4,8 @@
     python experiments/compare_orderings.py --jobs 2            # two grid cells at a time, one thread each
     python experiments/compare_orderings.py --quick             # emotions, 1 seed, tiny budget (smoke test)
     python experiments/compare_orderings.py --backend ray --address auto   # each cell a Ray Tune trial on a cluster
+    python experiments/compare_orderings.py --datasets emotions data/my_set/ my.arff --out-dir runs/mine
+        # any dataset folder or file train_rl.py's --dataset takes (MULAN/MEKA ARFF, XC, LIBSVM): docs/benchmark-your-data.md
 
 One grid cell = (dataset, seed). `train_rl.main` trains every learner of the cell in one run folder
 (the four fixed orderings, target rearrangement, REINFORCE, PPO, the combined objective, all with
@@ -18,7 +20,9 @@ rebuilt from the whole file, so an interrupted grid resumes where it stopped: ce
 orderings.json with the same configuration are skipped, and a cell whose run folder exists but did
 not finish is continued with train_rl's resume. A cell's chain rows are read from its run folder
 (orderings_rows.py); the tables and the claims in orderings.md are computed from orderings.json only
-(see orderings_report.py).
+(see orderings_report.py). Every row's test predictions (envs.predictions) are copied from the run
+folder to `<out_dir>/predictions/orderings/<dataset>/seed<seed>/<method>.npz` as the cell is merged
+(experiments/grid/predictions.py), so statistics over the grid need no retraining.
 
 Default budget (300 updates of 64 documents per learner, validation every 50): measured on one
 free thread, the eight learners cost about 0.7 s (bibtex), 1.2 s (reuters21578) and 2.4 s
@@ -39,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from labelchain.agents.learners import LEARNERS
+from labelchain.envs.data import locate
+from labelchain.envs.data.errors import DataNotFoundError
 from labelchain.envs.data.loading import load_dataset
 from labelchain.experiments.run import train_rl_args
 from labelchain.experiments.run.common import (
@@ -55,9 +61,12 @@ from labelchain.experiments.reports.orderings import TABLE_METRICS, render_markd
 from labelchain.experiments.grid.orderings_rows import rows_from_run
 from labelchain.experiments.peers import PEERS, PeerUnavailable, run_peer, tuned_config
 from labelchain.experiments.grid.lookup import run_config, train_or_resume
-from labelchain.experiments.run.folder import CONFIG_FILE, METRICS_FILE, GracefulInterrupt, run_script
+from labelchain.experiments.run.folder import CONFIG_FILE, METRICS_FILE, GracefulInterrupt, run_name_part, run_script
+from labelchain.envs.predictions import PREDICTIONS_DIR
+from labelchain.experiments.grid.predictions import cell_predictions_dir, keep_cell_predictions
 from labelchain.experiments.run.threads import set_threads
 
+GRID = "orderings"  # its prediction files: <out_dir>/predictions/orderings/<dataset>/seed<seed>/
 GROUP_NAME = "compare"  # run folders: {runs_dir}/{dataset}__compare__{seed}__{time}
 ENSEMBLE = ["rearrange", "combined"]
 SCRIPT = "experiments/compare_orderings.py"
@@ -68,7 +77,10 @@ class Args(TrainKnobs, ExecutionFlags):
     """Fixed label orderings vs target rearrangement vs RL (and peers) on test, mean ± std over seeds."""
 
     updates: int = override("updates", 300, "updates per learner (RL learners: on top of rearrange)")
-    datasets: list[str] = field(default_factory=lambda: ["bibtex", "delicious", "reuters21578"])
+    datasets: list[str] = field(
+        default_factory=lambda: ["bibtex", "delicious", "reuters21578"],
+        metadata={"help": "dataset names or paths of dataset folders / files (MULAN, MEKA, XC, LIBSVM)"},
+    )
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"at_least": 0})
     learners: list[str] = field(default_factory=lambda: list(LEARNERS), metadata={"help": f"from {LEARNERS}"})
     peers: list[str] = field(
@@ -81,6 +93,13 @@ class Args(TrainKnobs, ExecutionFlags):
         metadata={"help": "orderings.json/.md go here (default experiments/results; with --quick: RUNS_DIR/quick)"},
     )
     quick: bool = field(default=False, metadata={"help": "smoke test: emotions, first seed, 30 updates, hidden 32"})
+    redo: bool = field(
+        default=False,
+        metadata={
+            "help": "recompute the grid's cells even when the results file has them (e.g. to save their "
+            "predictions; use a fresh --runs-dir); the table's command stays"
+        },
+    )
     peers_only: bool = field(
         default=False, metadata={"help": "score --peers again in the cells already in the file, chain rows kept"}
     )
@@ -100,8 +119,13 @@ def resolve_args(args: Args) -> Args:
         args.hidden_size = min(args.hidden_size, 32)
     args.out_dir = str(results_dir(args.out_dir, args.runs_dir, args.quick))
     problems = []
-    if not args.datasets or len(set(args.datasets)) != len(args.datasets):
-        problems.append(f"--datasets must be distinct names, got {args.datasets}")
+    if not args.datasets or len({run_name_part(d) for d in args.datasets}) != len(args.datasets):
+        problems.append(f"--datasets must be distinct names or paths with distinct last parts, got {args.datasets}")
+    for dataset in args.datasets:  # a name, or a folder / file of any supported format (envs.data.locate)
+        try:
+            locate.resolve(dataset, args.data_dir)
+        except (DataNotFoundError, ValueError) as error:
+            problems.append(f"--datasets {dataset}: {str(error).splitlines()[0]}")
     if not args.seeds or len(set(args.seeds)) != len(args.seeds):
         problems.append(f"--seeds must be distinct integers, got {args.seeds}")
     if args.peers == ["none"]:
@@ -145,7 +169,7 @@ def compute_cell(args: Args, dataset: str, seed: int, command: str) -> dict[str,
     rows = rows_from_run(run_dir, dataset, seed)
     derived = json.loads((run_dir / CONFIG_FILE).read_text())["derived"]
     data = {key: derived[key] for key in ("n_train", "n_val", "n_test", "n_labels", "n_features", "max_steps")}
-    peer_rows, skipped = score_peers(args, dataset, seed)
+    peer_rows, skipped = score_peers(args, dataset, seed, run_dir / PREDICTIONS_DIR)
     rows += peer_rows
     return {
         "dataset": dataset,
@@ -160,8 +184,11 @@ def compute_cell(args: Args, dataset: str, seed: int, command: str) -> dict[str,
     }
 
 
-def score_peers(args: Args, dataset: str, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The peers' rows of one cell (tuned on the chains' validation slice) and the peers skipped, with why."""
+def score_peers(
+    args: Args, dataset: str, seed: int, predictions_dir: Path
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The peers' rows of one cell (tuned on the chains' validation slice) and the peers skipped, with why;
+    each peer's test predictions go to `predictions_dir/<peer>.npz`."""
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     if not args.peers:
@@ -169,7 +196,7 @@ def score_peers(args: Args, dataset: str, seed: int) -> tuple[list[dict[str, Any
     ds = load_dataset(dataset, data_dir=args.data_dir)
     for name in args.peers:
         try:
-            result, tuned = run_peer(name, ds, seed, args.val_fraction)
+            result, tuned = run_peer(name, ds, seed, args.val_fraction, save_to=predictions_dir / f"{name}.npz")
         except PeerUnavailable as note:
             skipped.append({"dataset": dataset, "seed": seed, "peer": name, "reason": str(note)})
             continue
@@ -207,7 +234,7 @@ def refresh_peers(args: Args, results: dict[str, Any], out_dir: Path, command: s
         if cell is None:
             absent.append(cell_key(dataset, seed))
             continue
-        rows, skipped = score_peers(args, dataset, seed)
+        rows, skipped = score_peers(args, dataset, seed, cell_predictions_dir(out_dir, GRID, dataset, seed))
         chains = [  # with --add-peers "chains" also holds the peer rows that stay
             r
             for r in results["rows"]
@@ -315,12 +342,20 @@ def main(args: Args) -> Path:
         if absent:
             print(f"--peers-only: no chain rows for {', '.join(absent)}; run the grid without it for those")
         return out_dir / "orderings.json"
-    results.update(command=command, argv=sys.argv, args=asdict(args), metrics=list(TABLE_METRICS))
-    pending = missing_cells(results, args)
+    if not (args.redo and results["cells"]):  # a redo recomputes cells of the same table: its command stays
+        results.update(command=command, argv=sys.argv, args=asdict(args), metrics=list(TABLE_METRICS))
+    pending = grid(args) if args.redo else missing_cells(results, args)
     done = len(grid(args)) - len(pending)
     write_results(out_dir, results)
 
     def finish(cell: dict[str, Any]) -> None:
+        methods = [row["method"] for row in cell["rows"]]
+        try:
+            cell["predictions"] = keep_cell_predictions(
+                Path(cell["run_dir"]), out_dir, GRID, cell["dataset"], cell["seed"], methods
+            )
+        except FileNotFoundError as missing:  # a finished run reused from before predictions were saved
+            print(f"\n{cell_key(cell['dataset'], cell['seed'])}: {missing}; --redo with a fresh --runs-dir saves them")
         merge_cell(results, cell)
         write_results(out_dir, results)
 

@@ -194,10 +194,13 @@ def tree_minus_flat(rows: list[dict]) -> list[tuple]:
     return out
 
 
-def run_cell(args: Args, name: str, seed: int, shapes: dict[str, str], outputs: list[str]) -> dict[str, Any]:
-    """One grid cell's rows for `outputs`, and `shapes` plus the tree shape it chose (if it chose)."""
+def run_cell(
+    args: Args, name: str, seed: int, shapes: dict[str, str], outputs: list[str], results: str | None = None
+) -> dict[str, Any]:
+    """One grid cell's rows for `outputs`, and `shapes` plus the tree shape it chose (if it chose);
+    with `results` (the {out} path) each test row's predictions are saved next to it (vg.predictions_folder)."""
     started = time.perf_counter()
-    cell = vg.Cell(name, seed, args)
+    cell = vg.Cell(name, seed, args, results=results)
     chosen = dict(shapes)  # run_output adds this dataset's shape when the cell chooses it
     rows = [r for output in outputs for r in run_output(cell, output, chosen)]
     return {"rows": rows, "shapes": chosen, "seconds": time.perf_counter() - started}
@@ -245,7 +248,14 @@ def main(args: Args) -> dict:
                 Cell(
                     cell_key(n, s),
                     run_cell,
-                    {"args": args, "name": n, "seed": s, "shapes": dict(payload["shapes"]), "outputs": missing[(n, s)]},
+                    {
+                        "args": args,
+                        "name": n,
+                        "seed": s,
+                        "shapes": dict(payload["shapes"]),
+                        "outputs": missing[(n, s)],
+                        "results": None if out is None else str(out),
+                    },
                 )
                 for n, s in cells
             ],

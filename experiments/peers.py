@@ -11,26 +11,53 @@ top-k, agents.set_rules) by validation example F1, then is scored on the test sp
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.peers import PEERS, PeerUnavailable, TunedPeer, tune_peer
 from labelchain.agents.supervised import carve_validation
 from labelchain.envs.data.dataset import Dataset
+from labelchain.envs.data.fingerprint import content_hash
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import HEADLINE, evaluate
+from labelchain.envs.predictions import DEFAULT_TOP_K, from_outputs, save_predictions
 from labelchain.experiments.run.common import atomic_write_json, parse_args
 from labelchain.experiments.run.threads import Threads, set_threads
 
 
-def run_peer(name: str, ds: Dataset, seed: int = 0, val_fraction: float = 0.1) -> tuple[dict, TunedPeer]:
-    """(test metrics + timings + chosen settings, the tuned peer). Raises PeerUnavailable."""
+def run_peer(
+    name: str,
+    ds: Dataset,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    save_to: str | Path | None = None,
+    top_k: int = DEFAULT_TOP_K,
+) -> tuple[dict, TunedPeer]:
+    """(test metrics + timings + chosen settings, the tuned peer). Raises PeerUnavailable.
+
+    `save_to`: also write the peer's test predictions there (envs.predictions), from which its
+    metrics rebuild exactly."""
     train, val = carve_validation(ds.train, val_fraction, seed)
     tuned = tune_peer(name, train, val, seed=seed)
     started = time.perf_counter()
     Y_pred, scores = tuned.predict(ds.test.X)
     predict_seconds = time.perf_counter() - started
     result = evaluate(ds.test.Y, scores=scores, Y_pred=Y_pred, label_freq=ds.label_freq)
+    if save_to is not None:
+        pred = from_outputs(
+            name,
+            ds.test.Y,
+            scores,
+            Y_pred,
+            dataset=ds.name,
+            dataset_hash=content_hash(ds),
+            seed=seed,
+            label_freq=ds.label_freq,
+            top_k=top_k,
+            extra={"hyper": tuned.hyper},
+        )
+        save_predictions(save_to, pred)
     result.update(
         wall_time_s=tuned.timings["tune_time_s"] + predict_seconds, predict_time_s=predict_seconds, **tuned.timings
     )
@@ -57,6 +84,9 @@ class Args(Threads):
     seed: int = 0
     val_fraction: float = D.run.val_fraction
     out: str | None = field(default=None, metadata={"help": "also write the table as JSON here"})
+    predictions_dir: str | None = field(
+        default=None, metadata={"help": "also write each peer's test predictions here, as <peer>.npz"}
+    )
 
 
 TABLE_COLUMNS = HEADLINE + ("example_f1", "micro_f1", "tune_time_s", "wall_time_s")
@@ -72,7 +102,8 @@ def main(args: Args) -> dict[str, dict]:
     results: dict[str, dict] = {}
     for name in args.peers:
         try:
-            metrics, tuned = run_peer(name, ds, args.seed, args.val_fraction)
+            save_to = None if args.predictions_dir is None else Path(args.predictions_dir) / f"{name}.npz"
+            metrics, tuned = run_peer(name, ds, args.seed, args.val_fraction, save_to)
         except PeerUnavailable as note:
             print(f"skipping {name}: {note}")
             continue

@@ -15,7 +15,8 @@ validation split (train minus a seeded 10% slice):
     auxiliary heads' scores as extra members) and chains + peers;
   * the peers tuned on the same split (agents.peers) and the label-frequency floor.
 Rows go to experiments/results/strength.json (resumable: finished cells with the same settings are
-kept; an interrupted cell reruns), verdicts and tables to strength.md (experiments/reports/strength.py).
+kept; an interrupted cell reruns), verdicts and tables to strength.md (experiments/reports/strength.py),
+each row's test predictions to <out_dir>/predictions/strength/<dataset>/seed<seed>/<method>.npz.
 Cells run through experiments/grid/execution.py (--backend local|ray, --address, --jobs); locally with
 --jobs 1 an error in a cell propagates, otherwise it is printed and the cell stays missing for a rerun.
 """
@@ -55,11 +56,13 @@ from labelchain.experiments.run.common import (
 from labelchain.experiments.run.config import override, precision_problems
 from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid.predictions import cell_predictions_dir, save_row_predictions
 from labelchain.experiments.run.presets import PRESETS, Preset
 from labelchain.experiments.reports.strength import render_markdown
 from labelchain.experiments.run.threads import set_threads
 
 SCRIPT = "experiments/strength.py"
+GRID = "strength"  # rows' test predictions: <out_dir>/predictions/strength/<dataset>/seed<seed>/<method>.npz
 RANK_METRIC, SET_METRIC = "nDCG@5", "example_f1"
 Output = tuple[Any, np.ndarray]
 
@@ -227,6 +230,11 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
     train, val = carve_validation(source, args.val_fraction, seed)
     test = ds.test
     rows: list[dict] = []
+    keep = cell_predictions_dir(Path(args.out_dir), GRID, dataset, seed)  # each row's test predictions
+
+    def save(method: str, output: Output) -> None:
+        save_row_predictions(keep, method, test.Y, output, dataset=ds, seed=seed, label_freq=ds.label_freq)
+
     fits: dict[str, ChainFit] = {}
     for name in [*args.fixed, "rearrange"]:
         fits[name] = fit_chain(name, train, val, test, preset, seed, device, precision=precision)
@@ -238,9 +246,13 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
         config = {"preset": preset.to_dict(), "best_epochs": fit.best_epochs, "checkpoints": [SET_METRIC, RANK_METRIC]}
         kind = "fixed" if name in FIXED_ORDERINGS else "dynamic"
         rows.append(_row(dataset, seed, name, kind, test.Y, fit.test, ds.label_freq, fit.wall_time_s, config))
+        save(name, fit.test)
     best, selection = choose_fixed(args, train, val, fits, preset, seed, device)
     best_row = next(r for r in rows if r["method"] == best)
     rows.append({**best_row, "method": "best_fixed", "kind": "best_fixed", "chosen": best, "selection": selection})
+    best_test = fits[best].test
+    assert best_test is not None
+    save("best_fixed", best_test)
     chain_members = {"rearrange": fits["rearrange"], "combined": fits["combined"]}
     val_out: dict[str, Any] = {name: fit.val for name, fit in chain_members.items()}
     test_out: dict[str, Any] = {name: fit.test for name, fit in chain_members.items()}
@@ -262,6 +274,7 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
         config = {"hyper": tuned.hyper, "set_rule": tuned.set_rule.to_dict(), "search": tuned.search}
         kind = "floor" if name == "label_frequency" else "peer"
         rows.append(_row(dataset, seed, name, kind, test.Y, output, ds.label_freq, peer_wall[name], config))
+        save(name, output)
         if kind == "peer":
             val_out[name], test_out[name] = tuned.val_output(), output
     chains = [name for name in val_out if name.split("_aux")[0] in chain_members]
@@ -284,6 +297,7 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
         output = ensemble.predict([test_out[m] for m in members])
         config = {"members": members, **ensemble.describe(), "validation": ensemble.validation}
         rows.append(_row(dataset, seed, method, "ensemble", test.Y, output, ds.label_freq, wall, config))
+        save(method, output)
     data = {"n_train": len(train), "n_val": len(val), "n_test": len(test), "n_labels": ds.n_labels}
     return {
         "dataset": dataset,

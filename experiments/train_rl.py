@@ -16,7 +16,8 @@ supervised model; that policy's updates are then on top of the rearrangement bud
 
 Run folder `runs/{dataset}__{group}__{seed}__{unix time}/`: group is the learner's name for one
 learner, the names joined by "+" for a few, `{n}learners` when that exceeds 40 characters (or
-`--group-name`). Inside: `config.json` (Args + derived values), `metrics.json`, and one subfolder
+`--group-name`). Inside: `config.json` (Args + derived values), `metrics.json`, `predictions/` (each
+learner's, best_fixed's, the ensemble's and the floor's test predictions: envs.predictions), and one subfolder
 per learner with its TensorBoard events, `checkpoint.pt` and `policy/` (best-on-validation weights,
 loadable with `ChainPolicy.load`). One event folder per learner means TensorBoard overlays the
 learners' curves under the same tags: `charts/episodic_return`, `losses/*`, `eval/*` (validation),
@@ -260,7 +261,9 @@ def train_and_report(args: Args, data: RunData, run_dir: Path, started: float, s
                     flush=True,
                 )
                 return run_dir
-    report = final_evaluation(data, run_dir, args.dataset, args.learners, args.ensemble, args.select_metric)
+    report = final_evaluation(
+        data, run_dir, args.dataset, args.learners, args.ensemble, args.select_metric, args.seed, args.predictions_k
+    )
     report["timing"] = {"this_call_seconds": time.perf_counter() - started}
     atomic_write_json(run_dir / METRICS_FILE, report)
     print(results_table(report))

@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+from prediction_checks import assert_rows_rebuild
 
 from labelchain.experiments import compare_guidance
 from labelchain.experiments.reports import guidance as guidance_report
@@ -84,6 +85,7 @@ def test_tiny_grid_writes_rows_and_skips_done_ones(tmp_path):
     assert mcg["config"]["mcg_restrict"] is False and mcg["metrics"]["P@1"] > 0
     assert {"PSP@5", "rare_f1", "1shot_micro_f1", "5shot_macro_f1", "100shot_micro_f1"} <= set(row["metrics"])
     assert "| emotions | combined+bcl+c3 | combined | 1 |" in (tmp_path / "guidance.md").read_text()
+    assert_rows_rebuild(payload["rows"], tmp_path / "predictions" / "guidance" / "emotions" / "seed0")
     before = (tmp_path / "guidance.json").read_text()
     # λ = 2 alone (its λ = 1 rows already in the file) retrains the λ = 1 policy it starts from
     alone = compare_guidance.run_cell(

@@ -33,10 +33,10 @@ def quick_args(tmp: Path, **changes) -> Args:
     )
 
 
-def omikuji_missing(name, ds, seed, val_fraction):
+def omikuji_missing(name, ds, seed, val_fraction, **kwargs):
     if name == "omikuji":
         raise peers.PeerUnavailable("Omikuji is not installed (test)")
-    return peers.run_peer(name, ds, seed, val_fraction)
+    return peers.run_peer(name, ds, seed, val_fraction, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -265,7 +265,7 @@ def test_quick_never_writes_into_the_committed_results(tmp_path):
     resolved = resolve_args(Args(quick=True, runs_dir=str(tmp_path)))
     assert resolved.out_dir == str(tmp_path / "quick") and resolved.datasets == ["emotions"]
     assert resolved.seeds == [0]
-    assert compare_orderings.grid(resolve_args(Args(seeds=[0, 1], datasets=["a", "b"]))) == [
+    assert compare_orderings.grid(Args(seeds=[0, 1], datasets=["a", "b"])) == [
         ("a", 0),
         ("b", 0),
         ("a", 1),
@@ -324,7 +324,7 @@ def test_add_peers_keeps_every_other_row_and_adds_only_the_new_peer(tmp_path, mo
         "command": "python chains",
     }
     before = render_markdown(json.loads(json.dumps(results)))
-    monkeypatch.setattr(compare_orderings, "score_peers", lambda args, d, s: ([row("ecc", "peer", 0.65)], []))
+    monkeypatch.setattr(compare_orderings, "score_peers", lambda args, d, s, *more: ([row("ecc", "peer", 0.65)], []))
     args = Args(datasets=["emotions"], seeds=[0], peers=["ecc"], peers_only=True, add_peers=True)
     assert compare_orderings.refresh_peers(args, results, tmp_path, "python add-ecc") == []
     assert [r for r in results["rows"] if r["method"] != "ecc"] == old_rows

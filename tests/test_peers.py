@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import scipy.sparse as sp
 
 from labelchain.agents.peers import (
@@ -24,7 +25,8 @@ from labelchain.agents.supervised import carve_validation
 from labelchain.envs.data.dataset import Dataset, Split
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.data.textformats import read_xc, write_xc
-from labelchain.envs.metrics import evaluate
+from labelchain.envs.metrics import METRIC_NAMES, evaluate
+from labelchain.envs.predictions import load_predictions, metrics_from_predictions
 from labelchain.experiments import peers
 
 
@@ -166,10 +168,16 @@ def test_tune_peer_rejects_bad_names(emotions: Dataset) -> None:
 def test_script_writes_table_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "peers.json"
     args = peers.parse_args(
-        peers.Args, ["--dataset", "emotions", "--peers", "ovr_logistic", "label_frequency", "--out", str(out)]
+        peers.Args,
+        ["--dataset", "emotions", "--peers", "ovr_logistic", "label_frequency", "--out", str(out)]
+        + ["--predictions-dir", str(tmp_path / "pred")],
     )
     peers.main(args)
     saved = json.loads(out.read_text())["results"]
+    for name in ("ovr_logistic", "label_frequency"):  # each peer's saved predictions rebuild its metrics
+        rebuilt = metrics_from_predictions(load_predictions(tmp_path / "pred" / f"{name}.npz", n_docs=202))
+        assert rebuilt == {key: value for key, value in saved[name].items() if key in rebuilt}
+        assert set(rebuilt) == set(METRIC_NAMES) - {"PSP@1", "PSP@3", "PSP@5", "PSnDCG@3", "PSnDCG@5"}
     assert set(saved) == {"ovr_logistic", "label_frequency"}
     assert saved["ovr_logistic"]["config"]["hyper"]["C"] in (0.1, 1.0, 10.0)
     assert saved["ovr_logistic"]["P@1"] > saved["label_frequency"]["P@1"]

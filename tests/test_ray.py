@@ -13,6 +13,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from prediction_checks import assert_rows_rebuild
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]' (CI installs it)")
 
@@ -84,6 +85,8 @@ def test_same_seeds_give_the_same_table_on_local_and_ray(local_and_ray):
     assert all(str(tmp / "ray" / "runs") in d for d in run_dirs)  # results land in our run folders
     assert all(Path(d, "freq2rare", "checkpoint.pt").is_file() for d in run_dirs)
     assert list((tmp / "ray" / "runs" / "ray").glob("grid_*/emotions_0"))  # the cell was a Tune trial
+    for results, backend in ((local, "local"), (on_ray, "ray")):  # each row's saved predictions, either backend
+        assert_rows_rebuild(results["rows"], tmp / backend / "out" / "predictions" / "orderings" / "emotions" / "seed0")
 
 
 def dying_cell(marker: str, log: str, **cell):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import numpy as np
 import pytest
+from prediction_checks import assert_rows_rebuild
 import scipy.sparse as sp
 
 from labelchain.experiments import bench_scale, compare_trees
@@ -83,6 +84,7 @@ def test_compare_trees_tiny_grid_writes_and_merges(tmp_path):
     tree_rows = [r for r in payload["rows"] if r["method"].endswith("+tree")]
     assert {r["config"]["shape"] for r in tree_rows} == {payload["shapes"]["emotions"]}
     assert set(tree_rows[0]["config"]["validation_by_shape"]) == {"2x2", "4x4"}
+    assert_rows_rebuild(payload["rows"], tmp_path / "predictions" / "trees" / "emotions" / "seed0")
     # A second run adding another seed (rearrangement only) keeps the first one's rows and reuses
     # its tree shape.
     compare_trees.main(compare_trees.Args(**{**args.__dict__, "seeds": [1], "combined_epochs": 0}))

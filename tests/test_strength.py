@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prediction_checks import assert_rows_rebuild
 
 from labelchain.agents.selection import kfold_indices, needs_folds, pick_best
 from labelchain.experiments import strength
@@ -75,6 +76,13 @@ def test_rows_for_every_method_with_two_checkpoints_and_tuned_peers(run) -> None
     assert rows["ensemble_chains_peers"]["config"]["members"][-1] == "ovr_logistic"
     assert rows["ensemble_chains_peers"]["config"]["fusion"] in ("mean", "rrf")  # 16 val docs: no weight search
     assert results["cells"]["emotions:0"]["data"]["n_val"] == 16
+
+
+@pytest.mark.needs_data
+@pytest.mark.slow
+def test_every_row_keeps_predictions_that_rebuild_its_metrics(run) -> None:
+    tmp, results = run
+    assert_rows_rebuild(results["rows"], tmp / "predictions" / "strength" / "emotions" / "seed0")
 
 
 @pytest.mark.needs_data

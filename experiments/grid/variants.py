@@ -40,6 +40,7 @@ from labelchain.envs.metrics import evaluate
 from labelchain.envs.tail_metrics import few_shot_f1
 from labelchain.experiments.grid import execution
 from labelchain.experiments.run.common import atomic_write_json, atomic_write_text
+from labelchain.experiments.grid.predictions import cell_predictions_dir, save_row_predictions
 from labelchain.experiments.run.config import override
 from labelchain.experiments.grid.cells import Cell as GridCell
 
@@ -80,8 +81,12 @@ class Cell:
     labels is hidden (seeded, envs.data.pu) before validation is carved, test keeps all labels.
     """
 
-    def __init__(self, name: str, seed: int, args: GridArgs, hide_fraction: float = 0.0) -> None:
+    def __init__(
+        self, name: str, seed: int, args: GridArgs, hide_fraction: float = 0.0, results: str | None = None
+    ) -> None:
         self.name, self.seed, self.args = name, seed, args
+        # with `results` (the grid's {out} path): test rows' predictions go to experiments.grid.predictions' folder
+        self.predictions_dir = None if results is None else predictions_folder(results, name, seed)
         self.data = load_dataset(name, args.data_dir)
         full = self.data.train
         if hide_fraction > 0:
@@ -121,12 +126,18 @@ class Cell:
             "test": predict(policy, self.data.test.X, precision=precision),
         }
 
-    def score(self, split: str, output: tuple) -> dict[str, float]:
-        """Every metric of evaluate(), PSP@k from the training counts, and F1 per frequency bucket."""
+    def score(self, split: str, output: tuple, method: str | None = None) -> dict[str, float]:
+        """Every metric of evaluate(), PSP@k from the training counts, and F1 per frequency bucket;
+        a test row's predictions are saved under `method` (when the grid keeps them)."""
         Y = self.val.Y if split == "val" else self.data.test.Y
         Y_pred, scores = output
         freq, n_train = self.full_train.label_freq, self.full_train.X.shape[0]
         metrics = evaluate(Y, scores=scores, Y_pred=Y_pred, label_freq=freq, n_train=n_train)
+        if split == "test" and method is not None:
+            folder = self.predictions_dir
+            save_row_predictions(
+                folder, method, Y, output, dataset=self.data, seed=self.seed, label_freq=freq, n_train=n_train
+            )
         return {**metrics, **few_shot_f1(Y, Y_pred, freq, FREQUENCY_BUCKETS)}
 
     def row(self, method: str, kind: str, metrics: dict, val: dict, seconds: float, config: dict) -> dict:
@@ -178,7 +189,9 @@ def learner_rows(cell: Cell, suffix: str, rearranged: Member, config: dict, trai
         combined = copy.deepcopy(rearranged.policy)
         members["combined"] = trained(cell, combined, "combined", args.combined_epochs, args.rl_lr, train)
     rows = [
-        cell.row(name + suffix, "dynamic", cell.score("test", m.outputs["test"]), m.val, m.seconds, config)
+        cell.row(
+            name + suffix, "dynamic", cell.score("test", m.outputs["test"], name + suffix), m.val, m.seconds, config
+        )
         for name, m in members.items()
     ]
     if len(members) < 2:
@@ -189,8 +202,15 @@ def learner_rows(cell: Cell, suffix: str, rearranged: Member, config: dict, trai
     seconds = sum(m.seconds for m in members.values())
     extra = {**config, "fusion": ensemble.fusion, "set_rule": ensemble.set_rule}
     val = cell.score("val", ensemble.predict(val_outputs))
-    rows.append(cell.row("ensemble" + suffix, "ensemble", cell.score("test", fused), val, seconds, extra))
+    test = cell.score("test", fused, "ensemble" + suffix)
+    rows.append(cell.row("ensemble" + suffix, "ensemble", test, val, seconds, extra))
     return rows
+
+
+def predictions_folder(results: str | Path, dataset: str, seed: int) -> Path:
+    """Where a cell of the grid whose results file is `results` ({out}, e.g. experiments/results/trees)
+    keeps its test rows' predictions: <out's folder>/predictions/<out's name>/<dataset>/seed<seed>/."""
+    return cell_predictions_dir(Path(results).parent, Path(results).stem, dataset, seed)
 
 
 def seeded(seed: int) -> None:

@@ -51,6 +51,7 @@ class RunData:
     max_steps: int
     mcg: MCGSpec | None = None  # --guidance mcg: train's labels carry their clusters (agents.mcg)
     identity: dict[str, Any] | None = None  # the data's identity, checked on --resume (run.identity)
+    dataset_hash: str = ""  # envs.data.fingerprint.content_hash of the loaded dataset (saved predictions carry it)
 
     @property
     def n_features(self) -> int:

@@ -16,6 +16,7 @@ from labelchain.agents.ensemble import Ensemble
 from labelchain.agents.learners import FIXED_ORDERINGS
 from labelchain.agents.peers import tune_peer
 from labelchain.envs.metrics import HEADLINE, RANKING_NAMES, evaluate, is_better
+from labelchain.envs.predictions import DEFAULT_TOP_K, PREDICTIONS_DIR, from_outputs, save_predictions
 from labelchain.envs.tail_metrics import few_shot_f1
 from labelchain.experiments.run.learner_run import PREDICT_BATCH, Progress, RunData
 from labelchain.experiments.run.folder import CHECKPOINT_FILE, load_checkpoint, policy_from_state
@@ -47,10 +48,21 @@ def few_shot_report(data: RunData, Y_pred) -> dict[str, float | None]:
 
 
 def final_evaluation(
-    data: RunData, run_dir: Path, dataset: str, learners: Sequence[str], ensemble: Sequence[str], select_metric: str
+    data: RunData,
+    run_dir: Path,
+    dataset: str,
+    learners: Sequence[str],
+    ensemble: Sequence[str],
+    select_metric: str,
+    seed: int | None = None,
+    predictions_k: int = DEFAULT_TOP_K,
 ) -> dict[str, Any]:
-    """Test metrics of every learner's best policy, of the best fixed ordering, and of the ensemble."""
+    """Test metrics of every learner's best policy, of the best fixed ordering, and of the ensemble.
+
+    Each one's test predictions go to `run_dir/predictions/<name>.npz` (envs.predictions), from the
+    same scores and sets its metrics are computed from."""
     results: dict[str, dict[str, Any]] = {}
+    saved = PredictionSaver(data, run_dir / PREDICTIONS_DIR, dataset, seed, predictions_k)
     outputs = {}
     for name in learners:
         state = load_checkpoint(run_dir / name / CHECKPOINT_FILE)
@@ -69,6 +81,7 @@ def final_evaluation(
                 test_out[1],
             )
         outputs[name] = (val_out, test_out)
+        saved.save(name, test_out[1], test_out[0], with_psp=True)
         progress = Progress.from_dict(state["progress"])
         results[name] = {
             "test": evaluate(
@@ -89,6 +102,7 @@ def final_evaluation(
     report: dict[str, Any] = {"dataset": dataset, "select_metric": select_metric, "learners": results}
     floor = tune_peer("label_frequency", data.label_train, data.val)  # the floor every table shows
     Y_floor, floor_scores = floor.predict(data.test.X)
+    saved.save("floor", floor_scores, Y_floor, with_psp=False)
     report["floor"] = {
         "method": "label_frequency",
         "set_rule": floor.set_rule.to_dict(),
@@ -100,11 +114,13 @@ def final_evaluation(
             {name: results[name]["val"].get(select_metric, math.nan) for name in fixed}, select_metric
         )
         report["best_fixed"] = {"learner": best, "val": results[best]["val"], "test": results[best]["test"]}
+        saved.save("best_fixed", outputs[best][1][1], outputs[best][1][0], with_psp=True, extra={"chosen": best})
     members = [name for name in ensemble if name in learners]
     if len(members) >= 2:
         ranking_metric = select_metric if select_metric in RANKING_NAMES else "nDCG@3"
         fused = Ensemble().fit([outputs[name][0] for name in members], data.val.Y, ranking_metric=ranking_metric)
         Y_pred, scores = fused.predict([outputs[name][1] for name in members])
+        saved.save("ensemble", scores, Y_pred, with_psp=True, extra={"members": members})
         report["ensemble"] = {
             "members": members,
             "test": evaluate(
@@ -114,6 +130,31 @@ def final_evaluation(
             **fused.describe(),
         }
     return report
+
+
+class PredictionSaver:
+    """Writes one method's test predictions of a run, with what its row's metrics were computed with."""
+
+    def __init__(self, data: RunData, folder: Path, dataset: str, seed: int | None, top_k: int) -> None:
+        self.data, self.folder, self.dataset, self.seed, self.top_k = data, folder, dataset, seed, top_k
+
+    def save(self, method: str, scores, Y_pred, with_psp: bool, extra: dict[str, Any] | None = None) -> Path:
+        """`with_psp`: the row's PSP@k used n_train (learners, ensemble; the floor has no PSP)."""
+        data = self.data
+        pred = from_outputs(
+            method,
+            data.test.Y,
+            scores,
+            Y_pred,
+            dataset=self.dataset,
+            dataset_hash=data.dataset_hash,
+            seed=self.seed,
+            label_freq=data.label_freq,
+            n_train=len(data.train) if with_psp else None,
+            top_k=self.top_k,
+            extra=extra,
+        )
+        return save_predictions(self.folder / f"{method}.npz", pred)
 
 
 def results_table(report: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ from labelchain.agents.supervised import carve_validation
 from labelchain.envs.chain_task import default_max_steps
 from labelchain.envs.data.dataset import Split
 from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
+from labelchain.envs.data.fingerprint import content_hash
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.data.pu import hide_labels
 from labelchain.envs.label_clusters import kmeans_clusters, pifa_embeddings
@@ -75,7 +76,7 @@ def load_run_data(args: Args) -> RunData:
         mcg = MCGSpec(member, args.mcg_restrict)
         train = mcg.augment_split(train)
         max_steps = default_max_steps(train.max_labels_per_doc, mcg.n_actions)
-    return RunData(train, val, dataset.test, label_freq, max_steps, mcg, identity)
+    return RunData(train, val, dataset.test, label_freq, max_steps, mcg, identity, content_hash(dataset))
 
 
 def overlapping_clusters(args: Args, train: Split, label_cluster: np.ndarray) -> sp.csr_matrix:

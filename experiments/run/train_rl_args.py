@@ -17,6 +17,7 @@ from pathlib import Path
 
 from labelchain.agents.learner_base import RL_LEARNERS, LearnerConfig, build_learner_config
 from labelchain.agents.learners import FIXED_ORDERINGS, LEARNERS
+from labelchain.envs.predictions import DEFAULT_TOP_K
 from labelchain.agents.precision import resolve_precision
 from labelchain.experiments.run.common import (
     args_from_dict,
@@ -85,6 +86,13 @@ class Args(TrainKnobs, Threads):
         metadata={"help": "stop (checkpointed, resumable) after this many updates in this call", "at_least": 1},
     )
     quick: bool = field(default=False, metadata={"help": "smoke test: 40 updates per learner, eval every 20"})
+    predictions_k: int = field(
+        default=DEFAULT_TOP_K,
+        metadata={
+            "help": "test predictions saved per document: top-k label ids and scores (envs.predictions)",
+            "at_least": 5,
+        },
+    )
     config: str | None = field(
         default=None,
         metadata={
