@@ -22,7 +22,6 @@ training documents) to the orderings table's.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -194,7 +193,7 @@ def main(args: Args) -> dict:
     ]
     failed = vg.run_cells(args, cells, record)
     if out is not None and out.with_suffix(".json").exists():
-        payload = json.loads(out.with_suffix(".json").read_text())
+        payload = vg.load_payload(out)
     print(render_markdown(payload))
     if failed:
         print(f"compare_guidance: {len(failed)} cells missing ({', '.join(failed)}); rerun the same command to retry")

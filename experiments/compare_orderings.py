@@ -48,13 +48,13 @@ from labelchain.envs.data.errors import DataNotFoundError
 from labelchain.envs.data.loading import load_dataset
 from labelchain.experiments.run import train_rl_args
 from labelchain.experiments.run.common import (
-    atomic_write_json,
     results_dir,
     atomic_write_text,
     command_line,
     parse_args,
 )
 from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args, knobs_of, override
+from labelchain.experiments.grid import results_file
 from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
 from labelchain.experiments.reports.orderings import TABLE_METRICS, render_markdown
@@ -270,16 +270,16 @@ def cell_key(dataset: str, seed: int) -> str:
 
 
 def load_results(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {"cells": {}, "rows": [], "skipped_peers": []}
+    """orderings.json (any format: experiments/grid/results_file.py) as the flat dict the grid updates."""
     try:
-        results = json.loads(path.read_text())
-        if not isinstance(results.get("cells"), dict) or not isinstance(results.get("rows"), list):
-            raise ValueError("expected 'cells' (object) and 'rows' (list)")
-    except (ValueError, AttributeError) as error:
+        results = results_file.load_results(path, "orderings", missing_ok=True).payload()
+        if not isinstance(results.setdefault("cells", {}), dict):
+            raise results_file.ResultsFileError(path, "'cells' must be an object")
+    except results_file.ResultsFileError as error:
         raise ArgsError(
-            f"{path}: not an orderings results file ({error}); move it away or pick another --out-dir"
+            f"{path}: not an orderings results file ({error.reason}); move it away or pick another --out-dir"
         ) from None
+    results.setdefault("skipped_peers", [])
     return results
 
 
@@ -298,7 +298,7 @@ def merge_cell(results: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
 def write_results(out_dir: Path, results: dict[str, Any]) -> None:
     order = {name: i for i, name in enumerate([*LEARNERS, "best_fixed", "ensemble", *PEERS])}
     results["rows"].sort(key=lambda r: (r["dataset"], r["seed"], order.get(r["method"], len(order)), r["method"]))
-    atomic_write_json(out_dir / "orderings.json", results)
+    results_file.save_results(out_dir / "orderings.json", results_file.ResultsFile.from_payload(results, "orderings"))
     atomic_write_text(out_dir / "orderings.md", render_markdown(results))
 
 

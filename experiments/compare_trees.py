@@ -23,7 +23,6 @@ failed cell stays missing for a rerun (with ``--jobs 1`` locally its error propa
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -221,7 +220,7 @@ def main(args: Args) -> dict:
     command = command_line(args, SCRIPT)
     payload: dict = {"rows": [], "shapes": {}, "args": asdict(args), "command": command, "commands": [command]}
     if out is not None and out.with_suffix(".json").exists():
-        payload["shapes"] = json.loads(out.with_suffix(".json").read_text()).get("shapes", {})
+        payload["shapes"] = vg.load_payload(out).get("shapes", {})
     done = {(d, s, variant or "flat") for d, s, variant in vg.done_variants(out)}
     # seeds-major: a partial grid already has one seed of every dataset
     missing = {(n, s): [o for o in args.outputs if (n, s, o) not in done] for s in args.seeds for n in args.datasets}

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from labelchain.envs.atomic import atomic_write, atomic_write_json, atomic_write_text
+from labelchain.envs.atomic import atomic_write, atomic_write_text
 from labelchain.envs.metrics import LOWER_IS_BETTER
 from labelchain.envs.rank_tests import complete_block, friedman, nemenyi_cd
 from labelchain.envs.stats import MethodPredictions
+from labelchain.experiments.grid.results_file import ResultsFile, load_results, save_results
 from labelchain.experiments.reports.cd_diagram import draw
 from labelchain.experiments.reports.claim_stats import (
     ALPHA,
@@ -188,13 +188,13 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.reports:
         render, metrics, methods, pairs = table[name]
         path = RESULTS / f"{name}.json"
-        results = json.loads(path.read_text())
+        results = load_results(path, name).payload()
         if args.bootstrap:
             peers = ("ovr_logistic", "omikuji")
             entries = attach_bootstrap(
                 results, grid_loader(results, RESULTS, name), pairs, metrics, peers, args.resamples
             )
-            atomic_write_json(path, results)
+            save_results(path, ResultsFile.from_payload(results, name))
             print(f"{name}: {len(entries)} bootstrap intervals")
         atomic_write_text(RESULTS / f"{name}.md", render(results))
         figures = cd_figures(name, results, metrics, methods)

@@ -47,7 +47,6 @@ from labelchain.envs.metrics import evaluate
 from labelchain.experiments.run.folder import run_script
 from labelchain.experiments.run.common import (
     REPO_ROOT,
-    atomic_write_json,
     atomic_write_text,
     command_line,
     parse_args,
@@ -57,6 +56,7 @@ from labelchain.experiments.run.config import override, precision_problems
 from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
 from labelchain.experiments.grid.predictions import cell_predictions_dir, save_row_predictions
+from labelchain.experiments.grid.results_file import ResultsFile, ResultsFileError, load_results, save_results
 from labelchain.experiments.run.presets import PRESETS, Preset
 from labelchain.experiments.reports.strength import render_markdown
 from labelchain.experiments.run.threads import set_threads
@@ -348,7 +348,7 @@ def main(args: Args) -> Path:
         results["rows"] = [r for r in results["rows"] if (r["dataset"], r["seed"]) != (cell["dataset"], cell["seed"])]
         results["rows"] += cell["rows"]
         results["command"] = command
-        atomic_write_json(path, results)
+        save_results(path, ResultsFile.from_payload(results, "strength"))
         atomic_write_text(out_dir / "strength.md", render_markdown(results))
         print(f"  {key} done in {cell['cell_wall_time_s']:.0f} s", flush=True)
 
@@ -374,14 +374,13 @@ def main(args: Args) -> Path:
 
 
 def _load(path: Path) -> dict:
-    import json
-
-    if not path.exists():
-        return {"cells": {}, "rows": []}
+    """strength.json (any format: experiments/grid/results_file.py) as the flat dict the grid updates."""
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise SystemExit(f"{path}: not a strength results file ({error}); move it away to start afresh") from None
+        results = load_results(path, "strength", missing_ok=True).payload()
+    except ResultsFileError as error:
+        raise SystemExit(f"{path}: not a strength results file ({error.reason}); move it away to start afresh") from None
+    results.setdefault("cells", {})
+    return results
 
 
 if __name__ == "__main__":

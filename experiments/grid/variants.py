@@ -15,8 +15,6 @@ stopped grid keeps its finished cells; a (dataset, seed, variant) already in the
 from __future__ import annotations
 
 import copy
-import fcntl
-import json
 import math
 import time
 from collections.abc import Callable
@@ -39,7 +37,8 @@ from labelchain.envs.data.pu import hide_labels
 from labelchain.envs.metrics import evaluate
 from labelchain.envs.tail_metrics import few_shot_f1
 from labelchain.experiments.grid import execution
-from labelchain.experiments.run.common import atomic_write_json, atomic_write_text
+from labelchain.experiments.grid.results_file import ResultsFile, load_results, merge_rows_locked
+from labelchain.experiments.run.common import atomic_write_text
 from labelchain.experiments.grid.predictions import cell_predictions_dir, save_row_predictions
 from labelchain.experiments.run.config import override
 from labelchain.experiments.grid.cells import Cell as GridCell
@@ -226,26 +225,33 @@ def merge_into(
     Rows of other runs are kept whatever their budget (each row's config says it); a row run again
     replaces its namesake. `merged_keys` name dict entries of the payload (e.g. chosen tree shapes)
     merged with the file's, this payload's values winning."""
-    with open(out.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        payload = {**payload, "rows": rows}
-        if out.with_suffix(".json").exists():
-            previous = json.loads(out.with_suffix(".json").read_text())
-            new = {(r["dataset"], r["seed"], r["method"]) for r in rows}
-            kept = [r for r in previous["rows"] if (r["dataset"], r["seed"], r["method"]) not in new]
-            commands = sorted(set(previous.get("commands", [])) | set(payload.get("commands", [payload["command"]])))
-            merged = {k: {**previous.get(k, {}), **payload.get(k, {})} for k in merged_keys}
-            payload = {**payload, **merged, "rows": kept + rows, "commands": commands}
-        atomic_write_json(out.with_suffix(".json"), payload)
-        atomic_write_text(out.with_suffix(".md"), render(payload))
-    return payload
+
+    def sections(previous: ResultsFile, fresh: ResultsFile) -> dict:
+        merged = {k: {**previous.sections.get(k, {}), **fresh.sections.get(k, {})} for k in merged_keys}
+        commands = set(previous.sections.get("commands", [])) | set(fresh.sections.get("commands", [fresh.command]))
+        return {**fresh.sections, **merged, "commands": sorted(commands)}
+
+    fresh = ResultsFile.from_payload({**payload, "rows": rows}, out.stem)
+    written = merge_rows_locked(
+        out.with_suffix(".json"),
+        fresh,
+        key=lambda r: (r["dataset"], r["seed"], r["method"]),
+        merge_sections=sections,
+        then=lambda merged: atomic_write_text(out.with_suffix(".md"), render(merged.payload())),
+    )
+    return written.payload()
+
+
+def load_payload(out: Path) -> dict:
+    """The variant grid's results file `{out}.json` (any format) as the flat payload renderers read."""
+    return load_results(out.with_suffix(".json"), out.stem).payload()
 
 
 def done_variants(out: Path | None) -> set[tuple[str, int, str]]:
     """(dataset, seed, variant) already in the results file."""
     if out is None or not out.with_suffix(".json").exists():
         return set()
-    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    rows = load_results(out.with_suffix(".json"), out.stem).rows
     return {(r["dataset"], r["seed"], variant_of(r["method"])) for r in rows}
 
 
