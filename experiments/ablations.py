@@ -31,10 +31,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from labelchain.experiments.grid import results_file
 from labelchain.experiments.run import train_rl_args
 from labelchain.experiments.run.common import (
     results_dir,
-    atomic_write_json,
     atomic_write_text,
     command_line,
     mean_and_std,
@@ -180,15 +180,14 @@ def entry_key(variant: str, seed: int) -> str:
 
 
 def load_results(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {"entries": {}}
+    """ablations.json (any format: experiments/grid/results_file.py) as the flat dict the grid updates."""
     try:
-        results = json.loads(path.read_text())
-        if not isinstance(results.get("entries"), dict):
-            raise ValueError("expected 'entries' (an object)")
-    except (ValueError, AttributeError) as error:
+        results = results_file.load_results(path, "ablations", missing_ok=True).payload()
+        if not isinstance(results.setdefault("entries", {}), dict):
+            raise results_file.ResultsFileError(path, "'entries' must be an object")
+    except results_file.ResultsFileError as error:
         raise ArgsError(
-            f"{path}: not an ablations results file ({error}); move it away or pick another --out-dir"
+            f"{path}: not an ablations results file ({error.reason}); move it away or pick another --out-dir"
         ) from None
     return results
 
@@ -255,7 +254,7 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 def write_results(out_dir: Path, results: dict[str, Any]) -> None:
-    atomic_write_json(out_dir / "ablations.json", results)
+    results_file.save_results(out_dir / "ablations.json", results_file.ResultsFile.from_payload(results, "ablations"))
     atomic_write_text(out_dir / "ablations.md", render_markdown(results))
 
 

@@ -41,9 +41,9 @@ from pathlib import Path
 import numpy as np
 
 from labelchain.envs.data.synthetic import make_synthetic
+from labelchain.experiments.grid.results_file import ResultsFile, load_results, save_results
 from labelchain.experiments.run.common import (
     REPO_ROOT,
-    atomic_write_json,
     atomic_write_text,
     command_line,
     parse_args,
@@ -303,7 +303,7 @@ def main(args: Args) -> dict:
     commands = [command]
     path = REPO_ROOT / "experiments" / "results" / "scale.json"
     if args.update and path.exists():  # with --labels none: only re-render the saved results
-        previous = json.loads(path.read_text())
+        previous = load_results(path, "scale").payload()
         commands = previous.get("commands", [previous.get("command")]) + ([command] if cells else [])
         merged = previous["results"]
         for n_labels, measured in results.items():
@@ -321,7 +321,7 @@ def main(args: Args) -> dict:
     }
     if args.write:
         out = REPO_ROOT / "experiments" / "results"
-        atomic_write_json(out / "scale.json", payload)
+        save_results(out / "scale.json", ResultsFile.from_payload(payload, "scale"))
         made_by = "\n".join(f"`{c}`" for c in commands)
         atomic_write_text(
             out / "scale.md",

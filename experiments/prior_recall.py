@@ -19,19 +19,18 @@ skipped. Cheap datasets first by default.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labelchain.experiments.grid.results_file import ResultsFile, load_results, save_results
 from labelchain.experiments.run.threads import Threads, set_threads
 from labelchain.agents.peers import PeerUnavailable, tune_peer
 from labelchain.agents.prior import PRIOR_PEERS, SCORE_KINDS, _with_top_k, recall_at, score_top_m
 from labelchain.agents.supervised import carve_validation
 from labelchain.envs.data.loading import load_dataset
 from labelchain.experiments.run.common import (
-    atomic_write_json,
     atomic_write_text,
     command_line,
     parse_args,
@@ -118,7 +117,8 @@ def main(args: Args) -> Path:
         raise SystemExit(f"error: --peers from {PRIOR_PEERS} and --m whole numbers >= 1, got {args.peers} / {args.m}")
     out = Path(args.out_dir)
     path = out / "prior_recall.json"
-    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"rows": [], "skipped": []}
+    results = load_results(path, "prior_recall", missing_ok=True).payload()
+    results.setdefault("skipped", [])
     results.update(command=command_line(args, SCRIPT), args=asdict(args))
     for dataset in args.datasets:
         for name in args.peers:
@@ -133,7 +133,7 @@ def main(args: Args) -> Path:
             results["rows"] = [r for r in results["rows"] if (r["dataset"], r["peer"]) != (dataset, name)] + [row]
             order = {d: i for i, d in enumerate(args.datasets)}
             results["rows"].sort(key=lambda r: (order.get(r["dataset"], len(order)), r["dataset"], r["peer"]))
-            atomic_write_json(path, results)
+            save_results(path, ResultsFile.from_payload(results, "prior_recall"))
             atomic_write_text(out / "prior_recall.md", render_markdown(results))
             recall = ", ".join(f"R@{m} {100 * v:.1f}" for m, v in row["recall"].items())
             print(f"{dataset} {name}: {recall} (tune {row['tune_time_s']:.0f} s)", flush=True)

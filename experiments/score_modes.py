@@ -28,9 +28,9 @@ from labelchain.agents.supervised import carve_validation
 from labelchain.agents.training import TrainConfig, train_epochs
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import HEADLINE, evaluate
+from labelchain.experiments.grid.results_file import ResultsFile, save_results
 from labelchain.experiments.run.common import (
     REPO_ROOT,
-    atomic_write_json,
     parse_args,
     resolve_device,
 )
@@ -129,7 +129,7 @@ def main(args: Args) -> dict:
         cells = "".join(f"{100 * row['val'][m]:>9.2f}" for m in HEADLINE)
         print(f"{row['dataset']:<11}{row['aux_weight']:>7g} {row['score_mode']:<13}{cells}{row['score_seconds']:>9.1f}")
     result = {"args": vars(args), "device": str(device), "rows": rows}
-    atomic_write_json(args.out, result)
+    save_results(args.out, ResultsFile("score_modes", rows, args=vars(args), sections={"device": str(device)}))
     print(
         json.dumps(
             {

@@ -378,7 +378,9 @@ def _load(path: Path) -> dict:
     try:
         results = load_results(path, "strength", missing_ok=True).payload()
     except ResultsFileError as error:
-        raise SystemExit(f"{path}: not a strength results file ({error.reason}); move it away to start afresh") from None
+        raise SystemExit(
+            f"{path}: not a strength results file ({error.reason}); move it away to start afresh"
+        ) from None
     results.setdefault("cells", {})
     return results
 

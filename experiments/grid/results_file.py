@@ -83,7 +83,7 @@ def load_results(path: str | Path, kind: str | None = None, missing_ok: bool = F
     version = data.get("format_version", 0)
     if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= FORMAT_VERSION:
         raise ResultsFileError(
-            f"{path}: format_version {version!r} is not one this code reads (0..{FORMAT_VERSION}); update labelchain"
+            path, f"format_version {version!r} is not one this code reads (0..{FORMAT_VERSION}); update labelchain"
         )
     if version and data.get("kind") != kind:
         raise ResultsFileError(path, f"a {data.get('kind')!r} results file, expected {kind!r}")
