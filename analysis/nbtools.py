@@ -9,7 +9,6 @@ Everything reads what experiments wrote (experiments/results/*.json, runs/); not
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections.abc import Iterable, Sequence
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from labelchain.experiments.grid.results_file import load_results
 from labelchain.experiments.reports.orderings import ordered_methods as ordered  # noqa: F401  (one method order for reports and notebooks)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def read_json(path: str | Path, what: str) -> dict[str, Any]:
     path = repo_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no {what} yet (see the notebook's first cell for the command that writes it)")
-    return json.loads(path.read_text())
+    return load_results(path).payload()
 
 
 # ----------------------------------------------------------------------------- result tables

@@ -87,10 +87,18 @@ def test_bad_files_are_one_line_naming_the_file(tmp_path: Path, text: str, reaso
     path = tmp_path / "trees.json"
     path.write_text(text)
     with pytest.raises(ResultsFileError) as caught:
-        load_results(path)
+        load_results(path, "trees")
     message = str(caught.value)
     assert message.startswith(f"{path}: ") and reason in message and "\n" not in message
     assert isinstance(caught.value, ArgsError)  # scripts print it as one line (run_script)
+
+
+def test_kind_comes_from_the_file_unless_asked(tmp_path: Path):
+    save_results(tmp_path / "copy of trees.json", ResultsFile("trees"))
+    assert load_results(tmp_path / "copy of trees.json").kind == "trees"  # a renamed file keeps its kind
+    (tmp_path / "old.json").write_text('{"rows": []}')
+    assert load_results(tmp_path / "old.json").kind == "old"  # an old file: its name's stem
+    assert load_results(tmp_path / "old.json", "orderings").kind == "orderings"
 
 
 def test_missing_file(tmp_path: Path):

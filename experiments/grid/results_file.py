@@ -65,14 +65,14 @@ class ResultsFile:
 
 
 def load_results(path: str | Path, kind: str | None = None, missing_ok: bool = False) -> ResultsFile:
-    """The results file at `path`, old shapes converted; `kind` (default: the file's stem) must match.
+    """The results file at `path`, old shapes converted. `kind`: the grid expected (a file of another
+    kind is refused); None takes the file's (an old file's: its name's stem).
 
     `missing_ok`: an absent file is an empty ResultsFile (a grid's first run)."""
     path = Path(path)
-    kind = kind or path.stem
     if not path.exists():
         if missing_ok:
-            return ResultsFile(kind)
+            return ResultsFile(kind or path.stem)
         raise ResultsFileError(path, "no such results file")
     try:
         data = json.loads(path.read_text())
@@ -85,8 +85,9 @@ def load_results(path: str | Path, kind: str | None = None, missing_ok: bool = F
         raise ResultsFileError(
             path, f"format_version {version!r} is not one this code reads (0..{FORMAT_VERSION}); update labelchain"
         )
-    if version and data.get("kind") != kind:
+    if version and kind is not None and data.get("kind") != kind:
         raise ResultsFileError(path, f"a {data.get('kind')!r} results file, expected {kind!r}")
+    kind = kind or (data.get("kind") if version else None) or path.stem
     if not isinstance(data.get("rows", []), list):
         raise ResultsFileError(path, f"'rows' must be a list, got {type(data['rows']).__name__}")
     if not isinstance(data.get("args", {}), dict):

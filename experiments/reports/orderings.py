@@ -1,7 +1,8 @@
 """orderings.md from orderings.json: mean ± std tables per dataset and claims computed from the rows.
 
 Kept apart from compare_orderings.py so the report can be rebuilt (or re-read in a notebook) from a
-results file alone: `render_markdown(json.load(open("experiments/results/orderings.json")))`.
+results file alone: `render_markdown(load_results("experiments/results/orderings.json").payload())`
+(experiments/grid/results_file.py reads every format of it).
 Nothing here is written by hand: every "yes"/"no" and every percentage comes from the rows.
 """
 
