@@ -4,6 +4,8 @@ read losslessly (and re-rendered byte-identically), bad files refused in one lin
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from labelchain.experiments.grid.results_file import (
     merge_rows_locked,
     save_results,
 )
-from labelchain.experiments.run.config import ArgsError
+from labelchain.experiments.run.folder import run_script
 
 RESULTS = Path(__file__).resolve().parent.parent / "experiments" / "results"
 GRIDS = ("orderings", "strength", "trees", "guidance", "scale", "ablations", "score_modes", "prior_recall")
@@ -90,7 +92,25 @@ def test_bad_files_are_one_line_naming_the_file(tmp_path: Path, text: str, reaso
         load_results(path, "trees")
     message = str(caught.value)
     assert message.startswith(f"{path}: ") and reason in message and "\n" not in message
-    assert isinstance(caught.value, ArgsError)  # scripts print it as one line (run_script)
+
+
+def test_run_script_prints_a_bad_results_file_in_one_line(tmp_path: Path, capsys):
+    (tmp_path / "trees.json").write_text('{"format_version": 9}')
+    with pytest.raises(SystemExit) as caught:
+        run_script(lambda: load_results(tmp_path / "trees.json"))
+    assert (
+        caught.value.code
+        == f"error: {tmp_path / 'trees.json'}: format_version 9 is not one this code reads (0..1); update labelchain"
+    )
+
+
+def test_the_loader_is_light():
+    """Notebooks read results through it: no torch, no gymnasium."""
+    code = (
+        "import sys, labelchain.experiments.grid.results_file; print(sorted({'torch', 'gymnasium'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_kind_comes_from_the_file_unless_asked(tmp_path: Path):

@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from labelchain.envs.atomic import atomic_write_json
-from labelchain.experiments.run.config import ArgsError
 
 FORMAT_VERSION = 1
 HEADER = ("format_version", "kind", "command", "args", "rows")
 
 
-class ResultsFileError(ArgsError):
-    """A results file this code cannot read; the message is one line naming the file and the reason."""
+class ResultsFileError(ValueError):
+    """A results file this code cannot read; the message is one line naming the file and the reason
+    (run_script prints it as one line). Not an ArgsError: this module stays light (no torch) for notebooks."""
 
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"{path}: {reason}")

@@ -85,10 +85,11 @@ def run_script(body: Callable[[], T]) -> T:
     """A script's `__main__` step: the errors a user can cause end in one line on stderr (rc 1), a
     second Ctrl-C in one line too (rc 130), never in a traceback."""
     from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
+    from labelchain.experiments.grid.results_file import ResultsFileError
 
     try:
         return body()
-    except (ArgsError, DiskFullError, DataNotFoundError, DataFormatError) as error:
+    except (ArgsError, DiskFullError, DataNotFoundError, DataFormatError, ResultsFileError) as error:
         sys.exit(f"error: {' '.join(str(error).split())}")
     except OSError as error:  # a grid's own results file on a full disk (train_rl's come as DiskFullError)
         if not disk_is_full(error, "."):
