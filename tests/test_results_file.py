@@ -65,12 +65,14 @@ def test_committed_reports_re_render_byte_identically_through_the_loader(name: s
     assert render(load_results(RESULTS / f"{name}.json").payload()) == (RESULTS / f"{name}.md").read_text()
 
 
-def test_a_converted_file_renders_like_the_old_one(tmp_path: Path):
-    from labelchain.experiments.reports.strength import render_markdown
+@pytest.mark.parametrize("name", ["orderings", "strength", "guidance", "trees"])
+def test_a_converted_file_renders_the_committed_report(tmp_path: Path, name: str):
+    from labelchain.experiments.restate_claims import reports
 
-    old = load_results(RESULTS / "strength.json")
-    save_results(tmp_path / "strength.json", old)
-    assert render_markdown(load_results(tmp_path / "strength.json").payload()) == render_markdown(old.payload())
+    save_results(tmp_path / f"{name}.json", load_results(RESULTS / f"{name}.json"))
+    assert json.loads((tmp_path / f"{name}.json").read_text())["format_version"] == 1
+    render = reports()[name][0]
+    assert render(load_results(tmp_path / f"{name}.json").payload()) == (RESULTS / f"{name}.md").read_text()
 
 
 @pytest.mark.parametrize(
