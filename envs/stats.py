@@ -15,7 +15,7 @@ Conventions (the metric definitions are envs.metrics'; nothing is re-defined her
   strata whose own difference has the sign of the pooled one (zero agrees with nothing).
 * Vectorised: resample weights are an (R, n_s) count matrix per stratum, per-document metrics are one
   matrix product with it and per-label counts one sparse product, so 1,000 resamples of a
-  3,000-document test set take well under a second (experiments/bench_stats.py measures it).
+  3,000-document test set take well under a second (experiments/bench/bench_stats.py measures it).
 
 numpy + scipy only: no torch or gymnasium import, so reports and notebooks can use it.
 """

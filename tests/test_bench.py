@@ -1,10 +1,10 @@
-"""Benchmark helpers: the random action sampler of experiments.bench_env."""
+"""Benchmark helpers: the random action sampler of experiments.bench.bench_env."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from labelchain.experiments.bench_env import RandomValidActions
+from labelchain.experiments.bench.bench_env import RandomValidActions
 
 
 def test_sampler_draws_only_valid_actions_and_stops_when_no_label_is_left():

@@ -223,7 +223,7 @@ def test_named_dataset_matches_readme(name: str) -> None:
 def test_delicious_cache_is_identical(tmp_path: Path) -> None:
     fresh = load_dataset("delicious", cache=False)
     load_dataset("delicious", cache_dir=tmp_path)
-    cached = load_dataset("delicious", cache_dir=tmp_path)  # timings: experiments/bench_data.py
+    cached = load_dataset("delicious", cache_dir=tmp_path)  # timings: experiments/bench/bench_data.py
     for a, b in ((fresh.train, cached.train), (fresh.test, cached.test)):
         assert (a.X != b.X).nnz == 0 and (a.Y != b.Y).nnz == 0 and a.X.dtype == b.X.dtype
     assert cached.label_names == fresh.label_names and "TAG_m'usica" in cached.label_names

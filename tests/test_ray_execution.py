@@ -3,6 +3,7 @@ checkpoint carries), flag checks, the progress line, and the local backend's cel
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,17 @@ def test_local_backend_runs_cells_in_order_and_stops_at_a_stopped_cell():
     left = execution.run_cells(cells, got.__setitem__, progress=False)
     assert got == {"0.5": {"value": 0.5}} and log == [0.5, -1.0] and left == ["-1.0", "0.7"]
     report({"learner": "x", "update": 3})  # outside a grid: a no-op
+
+
+def test_a_script_function_is_reimported_under_its_installed_name(monkeypatch):
+    """A cell function of a script run as a file (module __main__) goes to Ray by its labelchain name."""
+    from labelchain.experiments import compare_orderings
+    from labelchain.experiments.run.common import REPO_ROOT
+
+    def compute_cell() -> None: ...
+
+    compute_cell.__module__, compute_cell.__qualname__ = "__main__", "compute_cell"
+    main = type(sys)("__main__")
+    main.__file__ = str(REPO_ROOT / "experiments" / "compare_orderings.py")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert ray_backend._importable(compute_cell) is compare_orderings.compute_cell

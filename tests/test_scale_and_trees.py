@@ -1,4 +1,4 @@
-"""experiments/bench_scale.py and compare_trees.py: their pieces on hand-made cases, and one tiny
+"""experiments/bench/bench_scale.py and compare_trees.py: their pieces on hand-made cases, and one tiny
 end-to-end run of each (no timing asserts)."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import pytest
 from prediction_checks import assert_rows_rebuild
 import scipy.sparse as sp
 
-from labelchain.experiments import bench_scale, compare_trees
+from labelchain.experiments.bench import bench_scale
+from labelchain.experiments import compare_trees
 from labelchain.experiments.reports.scale import summary as scale_summary
 
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import importlib
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,11 +12,12 @@ from labelchain.experiments.run import threads
 from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.run.threads import cell_threads, set_threads
 
-SCRIPTS = [
-    "ablations", "bench_data", "bench_env", "bench_output_layer", "bench_ray", "bench_rl", "bench_scale",
-    "bench_supervised", "compare_guidance", "compare_orderings", "compare_trees", "peers", "score_modes",
-    "strength", "train_rl", "tune",
-]  # fmt: skip
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+SCRIPTS = sorted(  # every script with flags, found on disk: a new script is held to --threads too
+    ".".join(path.relative_to(EXPERIMENTS).with_suffix("").parts)
+    for path in [*EXPERIMENTS.glob("*.py"), *EXPERIMENTS.glob("bench/*.py")]
+    if path.stem != "__init__" and "class Args" in path.read_text()
+)
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +33,7 @@ def threads_seen() -> dict[str, int]:
 
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_every_script_has_threads_flag(name):
-    args_class = importlib.import_module(f"experiments.{name}").Args
+    args_class = importlib.import_module(f"labelchain.experiments.{name}").Args
     field = {f.name: f for f in dataclasses.fields(args_class)}["threads"]
     assert field.default is None and field.metadata["at_least"] == 1
 

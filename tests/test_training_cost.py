@@ -10,7 +10,7 @@ import torch
 from labelchain.agents.policy import START as PAD
 from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.supervised import teacher_forcing_loss
-from labelchain.experiments.bench_supervised import padded_loss
+from labelchain.experiments.bench.bench_supervised import padded_loss
 
 
 def test_packed_present_only_loss_matches_the_padded_computation() -> None:

@@ -70,7 +70,8 @@ def _importable(function: Callable) -> Callable:
     script = sys.modules["__main__"].__file__
     if script is None:
         return function
-    module = importlib.import_module(f"experiments.{Path(script).stem}")
+    parts = Path(script).resolve().relative_to(REPO_ROOT / "experiments").with_suffix("").parts
+    module = importlib.import_module(".".join(("labelchain", "experiments", *parts)))
     return getattr(module, function.__qualname__)
 
 

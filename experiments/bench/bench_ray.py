@@ -1,8 +1,8 @@
 """What Ray costs and gives: the orderings grid on the local backend vs Ray (one node, or a cluster).
 
-    python experiments/bench_ray.py                                  # quick emotions grid: local vs local Ray
-    python experiments/bench_ray.py --grid bibtex --seeds 0 1        # the bibtex slice of the orderings grid
-    python experiments/bench_ray.py --backends cluster --address auto   # on a running `ray start` cluster
+    python experiments/bench/bench_ray.py                                  # quick emotions grid: local vs local Ray
+    python experiments/bench/bench_ray.py --grid bibtex --seeds 0 1        # the bibtex slice of the orderings grid
+    python experiments/bench/bench_ray.py --backends cluster --address auto   # on a running `ray start` cluster
 
 Each measurement is a fresh child process on a fresh --runs-dir (the grids reuse finished runs, so a
 reused folder would measure nothing). Wall time is the child's whole life (imports, Ray start-up,

@@ -1,6 +1,6 @@
 """Training throughput of the policy-gradient learners (one thread): label-steps/s and documents/s.
 
-    python experiments/bench_rl.py --datasets bibtex delicious --learners reinforce ppo
+    python experiments/bench/bench_rl.py --datasets bibtex delicious --learners reinforce ppo
 
 Each configuration first runs `warmup` updates, then updates on random minibatches of training
 documents for `seconds` of wall time. A label-step is one action of one sampled episode (STOP

@@ -1,6 +1,6 @@
 """Seconds to load a dataset the first time (parse + write the cache) and from the cache, one thread.
 
-    python experiments/bench_data.py --datasets delicious reuters21578 --baseline-ref 3fcd9b8
+    python experiments/bench/bench_data.py --datasets delicious reuters21578 --baseline-ref 3fcd9b8
 
 Rows per dataset: first load into an empty cache folder, cached load (median of `--repeats`), and
 the cost of hashing every source file in full (what the cache key reads since the cache verifies
@@ -8,7 +8,7 @@ content, not size and mtime). With `--baseline-ref` the same measurements run, i
 the data layer of that git commit (exported with `git archive` into a temporary folder), so the
 table shows this checkout and the baseline side by side. Prints a table, then one JSON line.
 
-    python experiments/bench_data.py --memory --baseline-ref 068d934
+    python experiments/bench/bench_data.py --memory --baseline-ref 068d934
 
 `--memory`: peak memory and time of a first load (no cache) of normal files (emotions, delicious)
 and of files with one long token (an emotions ARFF with one 20,000- and one 2,000,000-digit value,
@@ -69,7 +69,7 @@ def _load_dataset(code_root: str | None) -> Callable:
     import importlib
 
     old_layout = code_root is not None and not (Path(code_root) / "labelchain").is_dir()
-    return importlib.import_module(("" if old_layout else "labelchain.") + "envs.data.loading").load_dataset
+    return importlib.import_module(("" if old_layout else "labelchain.") + "labelchain.envs.data.loading").load_dataset
 
 
 def _hash_seconds(name: str) -> float:

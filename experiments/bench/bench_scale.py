@@ -1,7 +1,7 @@
 """How the chain scales with the number of labels, on synthetic label spaces (one thread).
 
-    python experiments/bench_scale.py                       # L = 1,000 / 10,000 / 100,000
-    python experiments/bench_scale.py --labels 1000 --budget-updates 20 --no-write   # a quick look
+    python experiments/bench/bench_scale.py                       # L = 1,000 / 10,000 / 100,000
+    python experiments/bench/bench_scale.py --labels 1000 --budget-updates 20 --no-write   # a quick look
 
 For each L it builds ``synthetic-L{L}-s{seed}`` (envs.data.synthetic: hidden label tree, power-law
 label frequencies; the same train/test sizes at every L) and measures, each cell in its own process
@@ -271,7 +271,7 @@ def run_cell(cell: str, args: Args) -> dict:
 def spawn(cell: str, args: Args) -> dict:
     """Run one cell in a fresh interpreter (its own peak memory) and read its last JSON line."""
     flags = shlex.split(command_line(Args(**{**asdict(args), "cell": cell}), "x"))[2:]
-    argv = [sys.executable, "-m", "labelchain.experiments.bench_scale", *flags]  # cwd = repo root: importable
+    argv = [sys.executable, "-m", "labelchain.experiments.bench.bench_scale", *flags]  # cwd = repo root: importable
     done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO_ROOT, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"cell {cell} failed:\n{done.stderr[-3000:]}")
@@ -299,7 +299,7 @@ def main(args: Args) -> dict:
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # cells are processes: CPU time is theirs
         list(pool.map(one, cells))
-    command = command_line(args, "experiments/bench_scale.py", skip=("cell",))
+    command = command_line(args, "experiments/bench/bench_scale.py", skip=("cell",))
     commands = [command]
     path = REPO_ROOT / "experiments" / "results" / "scale.json"
     if args.update and path.exists():  # with --labels none: only re-render the saved results

@@ -1,6 +1,6 @@
 """What the ensemble-of-classifier-chains peer costs beside one-vs-rest, per chain, on one dataset.
 
-    python experiments/bench_ecc.py --datasets bibtex delicious --chains 1
+    python experiments/bench/bench_ecc.py --datasets bibtex delicious --chains 1
 
 Side by side on the chains' training part (train minus the seeded validation slice), one thread,
 one C: one-vs-rest logistic regression (agents.peers.OvRLogistic) and `--chains` classifier chains

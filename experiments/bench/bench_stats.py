@@ -1,7 +1,7 @@
 """Paired bootstrap speed: envs.stats (resample-weight products) vs recomputing `evaluate` per resample.
 
-    python experiments/bench_stats.py                      # 3,000 documents x 983 labels, 3 seeds
-    python experiments/bench_stats.py --docs 3000 --labels 983 --resamples 1000
+    python experiments/bench/bench_stats.py                      # 3,000 documents x 983 labels, 3 seeds
+    python experiments/bench/bench_stats.py --docs 3000 --labels 983 --resamples 1000
 
 Synthetic predictions of delicious' size (the largest test split of the nine datasets): gold density
 2%, top-20 label ids and predicted sets for two methods. The baseline draws the same number of

@@ -1,7 +1,7 @@
 """Documents per second of the supervised learners and of test-time decoding, one thread, and where
 the time of one teacher-forcing update goes.
 
-    python experiments/bench_supervised.py --dataset bibtex --hidden-sizes 512 1024 --max-docs 1280
+    python experiments/bench/bench_supervised.py --dataset bibtex --hidden-sizes 512 1024 --max-docs 1280
 
 Rows per hidden size: one epoch of teacher forcing (freq2rare order); one epoch of target
 rearrangement from a fresh policy (cold: untrained chains run to the step cap) and after that

@@ -1,7 +1,7 @@
 """Training speed of the chain learners, today's passes and agents.fused side by side (one thread).
 
-    python experiments/bench_training.py                       # bibtex + delicious, 3 learners, H 256 / 1024
-    python experiments/bench_training.py --profile --datasets delicious --hidden-sizes 1024
+    python experiments/bench/bench_training.py                       # bibtex + delicious, 3 learners, H 256 / 1024
+    python experiments/bench/bench_training.py --profile --datasets delicious --hidden-sizes 1024
 
 For each dataset x learner x precision x hidden size, two learners start from the same policy and
 seed: `nn_gru` (LearnerConfig(fused=False): the nn.GRU incremental and packed passes every learner
@@ -44,7 +44,7 @@ from labelchain.experiments.run.threads import Threads, set_threads
 from labelchain.experiments.run.common import REPO_ROOT, atomic_write_json, command_line, parse_args
 from labelchain.experiments.run.presets import PRESETS
 
-SCRIPT = "experiments/bench_training.py"
+SCRIPT = "experiments/bench/bench_training.py"
 PASSES = ("nn_gru", "fused")
 _ORIGINAL_TF = learners_module.teacher_forcing_loss
 

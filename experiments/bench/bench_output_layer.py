@@ -1,6 +1,6 @@
 """Cost of the policy's output layer alone: flat vs tree-factored (vs tree with sparse label gradients).
 
-    python experiments/bench_output_layer.py --labels 1000 100000
+    python experiments/bench/bench_output_layer.py --labels 1000 100000
 
 A micro-benchmark of agents.output_layers on **random** data (not a learnable task, not a quality
 measure): random sparse documents, random label chains of `chain_length` labels + STOP as teacher-

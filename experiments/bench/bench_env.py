@@ -1,6 +1,6 @@
 """Label-steps per second of LabelChain: single env under SB3's DummyVecEnv vs the native vector env.
 
-    python experiments/bench_env.py --dataset delicious
+    python experiments/bench/bench_env.py --dataset delicious
 
 One thread, random valid actions (STOP with probability 1 / (mean labels per document + 1), else a
 uniformly drawn label not yet emitted). A label-step is one action applied to one document (the
