@@ -157,3 +157,15 @@ def test_variant_merge_into_unions_commands_and_merges_shapes(tmp_path: Path):
     assert (tmp_path / "trees.md").read_text() == "2 rows\n"
     assert variants.load_payload(out) == payload and payload["kind"] == "trees"
     assert variants.done_variants(out) == {("d", 0, variants.variant_of(m)) for m in ("flat", "tree")}
+
+
+def test_scale_report_parts_re_render_from_the_loaded_file():
+    """bench_scale writes scale.md from the results file's `results`: its table and summary come back."""
+    from labelchain.experiments.reports.scale import summary, table
+
+    payload = load_results(RESULTS / "scale.json").payload()
+    report = (RESULTS / "scale.md").read_text()
+    outputs = payload["args"]["outputs"]
+    assert table(payload["results"], outputs) in report
+    assert summary(payload["results"], outputs) == payload["summary"]
+    assert f"Summary: `{json.dumps(payload['summary'])}`" in report
