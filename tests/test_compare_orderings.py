@@ -240,6 +240,7 @@ def test_peers_section_names_the_better_peer_and_the_floor_gap():
     assert line.endswith("| +42.00 |")  # rearrange's 62 P@1 over the floor's 20
 
 
+@pytest.mark.needs_data  # the dataset names are resolved (and found) before the other flags are checked
 def test_bad_arguments_are_reported_plainly(tmp_path):
     with pytest.raises(ArgsError, match="--peers must be distinct names"):
         resolve_args(quick_args(tmp_path, peers=["nope"]))
