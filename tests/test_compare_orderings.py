@@ -262,6 +262,7 @@ def test_results_dir_of_the_grid_scripts():
     assert results_dir(None, "runs/x", quick=False) == REPO_ROOT / "experiments" / "results"
 
 
+@pytest.mark.needs_data
 def test_quick_never_writes_into_the_committed_results(tmp_path):
     resolved = resolve_args(Args(quick=True, runs_dir=str(tmp_path)))
     assert resolved.out_dir == str(tmp_path / "quick") and resolved.datasets == ["emotions"]

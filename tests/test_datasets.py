@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from labelchain.envs.data.loading import DATASET_NAMES, REPO_ROOT, load_dataset
+from labelchain.envs.data.loading import DATASET_NAMES, load_dataset
 from labelchain.envs.data.reuters import modapte_90, parse_sgml
 
-DATA = REPO_ROOT.parent / "shared" / "data"
 needs_data = pytest.mark.needs_data  # conftest skips it, with the reason, when the data is missing
 
 
@@ -238,11 +237,11 @@ def test_reuters_cached_load_is_identical() -> None:
 
 
 @needs_data
-def test_delicious_clprnn_split() -> None:
+def test_delicious_clprnn_split(data_dir: Path) -> None:
     base = load_dataset("delicious")
     ds = load_dataset("delicious", split_index=0)
     assert (len(ds.train), len(ds.test)) == (12920, 3185)
-    first_row = int((DATA / "mulan/delicious/clprnn-splits/delicious_trSplit.txt").read_text().split()[0])
+    first_row = int((data_dir / "mulan/delicious/clprnn-splits/delicious_trSplit.txt").read_text().split()[0])
     union_Y = sp.vstack([base.train.Y, base.test.Y], format="csr")
     assert (ds.train.Y[0] != union_Y[first_row - 1]).nnz == 0  # 1-based row numbers
     assert ds.train.Y.sum() + ds.test.Y.sum() == union_Y.sum()

@@ -93,6 +93,7 @@ def test_bad_inputs():
         collapse_scores(np.zeros((1, 4)), over)
 
 
+@pytest.mark.needs_data
 def test_on_kmeans_clusters_of_a_real_dataset():
     """PIFA k-means clusters of yeast, counts from the gold clusters of a noisy 'model': the round trip
     expand -> collapse returns the labels, and λ = 2 adds copies only where counts exist."""

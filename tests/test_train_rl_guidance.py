@@ -35,6 +35,7 @@ def test_guided_pu_run_end_to_end(tmp_path: Path):
     assert config["args"]["guidance"] == "bcl" and config["derived"]["n_features"] == 72
 
 
+@pytest.mark.needs_data
 def test_run_data_hides_train_labels_and_appends_gold_clusters():
     plain = load_run_data(replace(TINY, guidance="none", hide_train_labels=0.0))
     data = load_run_data(TINY)
@@ -56,6 +57,7 @@ def test_run_data_hides_train_labels_and_appends_gold_clusters():
         ({"guidance_mix": 2.0}, "--guidance-mix"),
     ],
 )
+@pytest.mark.needs_data
 def test_bad_guidance_flags_are_named(tmp_path: Path, change, flag):
     with pytest.raises(ArgsError, match=flag):
         main(replace(TINY, runs_dir=str(tmp_path), **change))

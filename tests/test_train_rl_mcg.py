@@ -37,6 +37,7 @@ def test_mcg_run_end_to_end(tmp_path: Path):
     assert "ensemble" in report and report["floor"]["test"]["P@1"] > 0
 
 
+@pytest.mark.needs_data
 def test_run_data_augments_train_labels_only():
     plain = load_run_data(replace(TINY, guidance="none", mcg_restrict=False))
     data = load_run_data(TINY)
@@ -55,6 +56,7 @@ def test_run_data_augments_train_labels_only():
         ({"clusters": 7}, "--clusters 7"),
     ],
 )
+@pytest.mark.needs_data
 def test_bad_mcg_flags_are_named(tmp_path: Path, change, flag):
     with pytest.raises(ArgsError, match=flag):
         main(replace(TINY, runs_dir=str(tmp_path), **change))
@@ -90,6 +92,7 @@ def test_interrupted_mcg_run_resumes_to_the_same_metrics(tmp_path: Path):
         assert resumed["eval/P@1"] == whole["eval/P@1"]
 
 
+@pytest.mark.needs_data
 def test_resume_refuses_a_checkpoint_trained_on_other_clusters(tmp_path: Path):
     """The run rebuilds its clusters from the flags; a checkpoint whose membership differs is refused."""
     run_dir = main(replace(TINY, runs_dir=str(tmp_path), learners=["rearrange"], ensemble=[], stop_after_updates=2))
