@@ -405,3 +405,18 @@ def test_a_typed_flag_wins_over_the_preset_whatever_its_value():
     assert typed.updates == Args().updates  # typed at the default's value: kept (it used to be replaced)
     assert typed.hidden_size == paper.hidden_size  # not typed: the preset's
     assert resolve_args(cli_args(["--preset", "paper"])).updates == paper.updates
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"learners": ["freq2rare"], "warm_start": "/nowhere/policy"}, "--warm-start /nowhere/policy: no learner"),
+        ({"learners": ["freq2rare"], "rearrange_warm_start": "/nowhere"}, "--rearrange-warm-start /nowhere: this run"),
+    ],
+)
+def test_a_warm_start_no_learner_uses_is_refused_not_ignored(tmp_path: Path, changes: dict, words: str):
+    """Issue 19 re-probe: `--learners freq2rare --warm-start <crafted, garbage or missing file>` ran
+    with rc 0, the typed flag silently ignored (only the RL learners / rearrange read it)."""
+    with pytest.raises(ArgsError, match=words) as info:
+        main(replace(TINY, runs_dir=str(tmp_path / "runs"), **changes))
+    assert "\n" not in str(info.value) and not (tmp_path / "runs").exists()
