@@ -332,6 +332,9 @@ def main(args: Args) -> Path:
     problems = check_backend(args.backend, args.address, args.jobs)
     problems += precision_problems(args.precision)
     problems += check_args(args)  # ranges: bad values were raw tracebacks from training (issue 19)
+    problems += [
+        f"--fixed must name orderings from {FIXED_ORDERINGS}, got {f!r}" for f in args.fixed if f not in FIXED_ORDERINGS
+    ]
     if problems:
         raise SystemExit("; ".join(problems))
     out_dir = Path(args.out_dir)

@@ -200,6 +200,7 @@ def test_kfold_indices_partition_and_pick_best() -> None:
         ({"folds": 1}, "--folds must be >= 2, got 1"),
         ({"max_train_docs": 0}, "--max-train-docs must be >= 1, got 0"),
         ({"val_fraction": float("nan")}, "--val-fraction must be a finite number > 0 and < 1, got nan"),
+        ({"fixed": ["nosuch"]}, "--fixed must name orderings from .*, got 'nosuch'"),
     ],
 )
 def test_bad_values_are_one_line_errors(tmp_path, change, words) -> None:
