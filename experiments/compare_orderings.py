@@ -55,6 +55,7 @@ from labelchain.experiments.run.common import (
     given_fields,
     parse_args,
 )
+from labelchain.experiments.run.folder import check_writable_folder
 from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args, knobs_of, override
 from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
@@ -339,7 +340,7 @@ def main(args: Args) -> Path:
     given = args
     args = resolve_args(args)
     out_dir = results_dir(args.out_dir, args.runs_dir, args.quick)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(out_dir, "--out-dir", create=True)  # one line, not a FileNotFoundError traceback
     results = load_results(out_dir / "orderings.json")
     command = command_line(given, SCRIPT)
     if args.peers_only:  # the table's command stays the one that trained the chains

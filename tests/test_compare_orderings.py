@@ -353,3 +353,12 @@ def test_quick_keeps_typed_datasets_and_seeds(tmp_path):
     assert (typed.datasets, typed.seeds) == (["scene"], [3, 4])
     plain = resolve_args(parse_args(Args, ["--quick", "--runs-dir", str(tmp_path)]))
     assert (plain.datasets, plain.seeds, plain.updates) == (["emotions"], [0], 30)
+
+
+def test_an_unwritable_out_dir_is_one_line_before_any_cell(tmp_path):
+    """Issue 19 re-probe: `--out-dir /proc/x` was a FileNotFoundError traceback."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(ArgsError, match=f"--out-dir {blocker / 'sub'}: cannot write there"):
+        main(quick_args(tmp_path, out_dir=str(blocker / "sub")))
+    assert not (tmp_path / "runs").exists()
