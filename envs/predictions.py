@@ -185,9 +185,26 @@ def save_predictions(path: str | Path, pred: Predictions) -> Path:
     return path
 
 
+def _label_ids(arrays: Any, name: str, n_labels: int, path: Path) -> np.ndarray:
+    """`arrays[name]` as int32 label ids, refused unless integral and in 0..n_labels-1 (checked before
+    the cast, so a crafted float or int64 array cannot truncate or wrap into a valid-looking id)."""
+    ids = arrays[name]
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise PredictionsError(f"{path}: {name} should hold integer label ids, got dtype {ids.dtype}")
+    if ids.size and (ids.min() < 0 or ids.max() >= n_labels):
+        raise PredictionsError(f"{path}: {name} holds label ids outside 0..{n_labels - 1}")
+    return ids.astype(np.int32)
+
+
 def _csr(arrays: Any, prefix: str, shape: tuple[int, int], path: Path) -> sp.csr_matrix:
-    indptr, indices = arrays[f"{prefix}_indptr"], arrays[f"{prefix}_indices"].astype(np.int32)
-    if indptr.shape != (shape[0] + 1,) or indptr[-1] != indices.size or (indices.size and indices.max() >= shape[1]):
+    indptr, indices = arrays[f"{prefix}_indptr"], _label_ids(arrays, f"{prefix}_indices", shape[1], path)
+    if (
+        indptr.shape != (shape[0] + 1,)
+        or not np.issubdtype(indptr.dtype, np.integer)
+        or indptr[0] != 0
+        or indptr[-1] != indices.size
+        or np.any(np.diff(indptr) < 0)
+    ):
         raise PredictionsError(f"{path}: {prefix} sets do not fit {shape[0]} documents x {shape[1]} labels")
     return sp.csr_matrix((np.ones(indices.size, dtype=bool), indices, indptr), shape=shape)
 
@@ -209,10 +226,14 @@ def load_predictions(
             if meta.get("format") != FORMAT:
                 raise PredictionsError(f"{path}: predictions format {meta.get('format')!r}, this reader knows {FORMAT}")
             shape = (int(meta["n_docs"]), int(meta["n_labels"]))
-            top_ids = arrays["top_ids"].astype(np.int32)
+            top_ids = _label_ids(arrays, "top_ids", shape[1], path)
             top_scores = arrays["top_scores"].astype(np.float32)
             if top_ids.shape != (shape[0], meta["k"]) or top_scores.shape != top_ids.shape:
                 raise PredictionsError(f"{path}: top_ids/top_scores are not ({shape[0]}, {meta['k']})")
+            if arrays["doc_ids"].shape != (shape[0],):
+                raise PredictionsError(f"{path}: doc_ids is not ({shape[0]},)")
+            if "label_freq" in arrays.files and arrays["label_freq"].shape != (shape[1],):
+                raise PredictionsError(f"{path}: label_freq is not ({shape[1]},)")
             pred = Predictions(
                 method=meta["method"],
                 top_ids=top_ids,
@@ -230,7 +251,7 @@ def load_predictions(
             )
     except PredictionsError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, zipfile.BadZipFile) as error:
         raise PredictionsError(f"{path}: not a predictions file ({type(error).__name__}: {error})") from None
     expected = {"dataset_hash": dataset_hash, "split": split, "n_docs": n_docs}
     for field_name, want in expected.items():

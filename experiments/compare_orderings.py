@@ -51,8 +51,10 @@ from labelchain.experiments.run.common import (
     results_dir,
     atomic_write_text,
     command_line,
+    given_fields,
     parse_args,
 )
+from labelchain.experiments.run.folder import check_writable_folder
 from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args, knobs_of, override
 from labelchain.experiments.grid import results_file
 from labelchain.experiments.grid.cells import Cell
@@ -92,7 +94,9 @@ class Args(TrainKnobs, ExecutionFlags):
         default=None,
         metadata={"help": "orderings.json/.md go here (default experiments/results; with --quick: RUNS_DIR/quick)"},
     )
-    quick: bool = field(default=False, metadata={"help": "smoke test: emotions, first seed, 30 updates, hidden 32"})
+    quick: bool = field(
+        default=False, metadata={"help": "smoke test: emotions, first seed (unless given), 30 updates, hidden 32"}
+    )
     redo: bool = field(
         default=False,
         metadata={
@@ -112,9 +116,11 @@ class Args(TrainKnobs, ExecutionFlags):
 # ----------------------------------------------------------------------------- arguments
 def resolve_args(args: Args) -> Args:
     """Apply --quick, fill out_dir, check every field (train_rl checks the knobs it receives)."""
+    given = given_fields(args)
     args = replace(args)
-    if args.quick:
-        args.datasets, args.seeds = ["emotions"], args.seeds[:1]
+    if args.quick:  # typed --datasets / --seeds are kept (issue 19: were replaced without a word)
+        args.datasets = args.datasets if "datasets" in given else ["emotions"]
+        args.seeds = args.seeds if "seeds" in given else args.seeds[:1]
         args.updates, args.eval_every, args.checkpoint_every = min(args.updates, 30), 10, 10
         args.hidden_size = min(args.hidden_size, 32)
     args.out_dir = str(results_dir(args.out_dir, args.runs_dir, args.quick))
@@ -334,7 +340,7 @@ def main(args: Args) -> Path:
     given = args
     args = resolve_args(args)
     out_dir = results_dir(args.out_dir, args.runs_dir, args.quick)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(out_dir, "--out-dir", create=True)  # one line, not a FileNotFoundError traceback
     results = load_results(out_dir / "orderings.json")
     command = command_line(given, SCRIPT)
     if args.peers_only:  # the table's command stays the one that trained the chains

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 from labelchain.agents.config import DEFAULTS as D
-from labelchain.experiments.run.config import precision_problems
+from labelchain.experiments.run.config import ArgsError, check_args, precision_problems
 from labelchain.experiments.run.common import (
     REPO_ROOT,
     command_line,
@@ -61,7 +61,7 @@ class Args(vg.GridArgs):
     shapes: list[str] = field(
         default_factory=lambda: ["16x16", "4x64"], metadata={"help": "tree shapes BxLEAF, chosen on validation"}
     )
-    tree_beam: int = D.policy.tree_beam
+    tree_beam: int = field(default=D.policy.tree_beam, metadata={"at_least": 1})
     out: str | None = field(
         default="experiments/results/trees", metadata={"help": "results stem (.json, .md); none = print only"}
     )
@@ -211,11 +211,19 @@ def cell_key(name: str, seed: int) -> str:
 
 def main(args: Args) -> dict:
     set_threads(args.threads or 1)
-    for shape in args.shapes:
-        parse_shape(shape)
+    try:
+        for shape in args.shapes:
+            if min(parse_shape(shape)) < 1:
+                raise ValueError(f"--shapes: {shape!r} needs B and LEAF >= 1")
+    except ValueError as error:
+        raise ArgsError(str(error)) from None
     problems = execution.check_backend(args.backend, args.address, args.jobs) + precision_problems(args.precision)
+    problems += check_args(args)  # ranges and finite floats (a raw ValueError traceback before, issue 19)
+    problems += [
+        f"--outputs must be from ('flat', 'tree'), got {o!r}" for o in args.outputs if o not in ("flat", "tree")
+    ]
     if problems:
-        raise SystemExit("; ".join(problems))
+        raise ArgsError("; ".join(problems))
     out = None if args.out is None else REPO_ROOT / args.out
     command = command_line(args, SCRIPT)
     payload: dict = {"rows": [], "shapes": {}, "args": asdict(args), "command": command, "commands": [command]}

@@ -52,7 +52,7 @@ from labelchain.experiments.run.common import (
     parse_args,
     resolve_device,
 )
-from labelchain.experiments.run.config import override, precision_problems
+from labelchain.experiments.run.config import check_args, override, precision_problems
 from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
 from labelchain.experiments.grid.predictions import cell_predictions_dir, save_row_predictions
@@ -72,17 +72,21 @@ class Args(ExecutionFlags):
     """Chains at full strength vs tuned peers and the label-frequency floor, per dataset and seed."""
 
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "delicious", "reuters21578"])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"at_least": 0, "at_most": 2**32 - 1})
     preset: str = field(default="paper", metadata={"help": f"one of {sorted(PRESETS)}"})
-    epochs: int | None = field(default=None, metadata={"help": "override the preset's maximum epochs"})
-    combined_epochs: int | None = None
-    hidden_size: int | None = None
+    epochs: int | None = field(default=None, metadata={"help": "override the preset's maximum epochs", "at_least": 0})
+    combined_epochs: int | None = field(default=None, metadata={"at_least": 0})
+    hidden_size: int | None = field(default=None, metadata={"at_least": 1})
     fixed: list[str] = field(default_factory=lambda: list(FIXED_ORDERINGS))
     peers: list[str] = field(default_factory=lambda: ["ovr_logistic", "omikuji"])
-    val_fraction: float = D.run.val_fraction
-    min_val_docs: int = field(default=200, metadata={"help": "smaller validation splits select by k folds"})
-    folds: int = 5
-    max_train_docs: int | None = field(default=None, metadata={"help": "use only the first N training docs"})
+    val_fraction: float = field(default=D.run.val_fraction, metadata={"above": 0, "below": 1})
+    min_val_docs: int = field(
+        default=200, metadata={"help": "smaller validation splits select by k folds", "at_least": 0}
+    )
+    folds: int = field(default=5, metadata={"at_least": 2})  # k-fold selection needs k >= 2
+    max_train_docs: int | None = field(
+        default=None, metadata={"help": "use only the first N training docs", "at_least": 1}
+    )
     device: str = "auto"
     out_dir: str = str(REPO_ROOT / "experiments" / "results")
     runs_dir: str = field(default="runs/strength", metadata={"help": "ray: where Tune keeps its trial folders"})
@@ -327,6 +331,10 @@ def main(args: Args) -> Path:
     resolve_preset(args)
     problems = check_backend(args.backend, args.address, args.jobs)
     problems += precision_problems(args.precision)
+    problems += check_args(args)  # ranges: bad values were raw tracebacks from training (issue 19)
+    problems += [
+        f"--fixed must name orderings from {FIXED_ORDERINGS}, got {f!r}" for f in args.fixed if f not in FIXED_ORDERINGS
+    ]
     if problems:
         raise SystemExit("; ".join(problems))
     out_dir = Path(args.out_dir)

@@ -215,6 +215,12 @@ def main(args: Args) -> Path:
         except KeyboardInterrupt:  # a second Ctrl-C: the last complete checkpoint stays (atomic writes)
             raise RunAborted(f"aborted; the last complete checkpoints are kept; {resume_hint}") from None
         except (OSError, RuntimeError) as error:
+            if isinstance(error, PermissionError) or (isinstance(error, OSError) and error.errno == errno.EROFS):
+                # a shared run folder whose files are someone else's, or a read-only mount (issue 19)
+                where = error.filename or run_dir
+                raise ArgsError(
+                    f"cannot write {where} ({error.strerror}); make the run folder writable, then {resume_hint}"
+                ) from None
             if not disk_is_full(error, run_dir):
                 raise
             where = str(error) if isinstance(error, DiskFullError) else f"the disk is full (ENOSPC) in {run_dir}"

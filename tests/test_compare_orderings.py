@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from labelchain.experiments import compare_orderings, peers, train_rl
-from labelchain.experiments.run.common import REPO_ROOT, command_line, results_dir
+from labelchain.experiments.run.common import REPO_ROOT, command_line, parse_args, results_dir
 from labelchain.experiments.compare_orderings import SCRIPT, Args, main, resolve_args, train_args
 from labelchain.experiments.run.config import ArgsError
 from labelchain.experiments.reports.orderings import TABLE_METRICS, Summary, compare, mean_std, render_markdown
@@ -342,3 +342,25 @@ def test_add_peers_keeps_every_other_row_and_adds_only_the_new_peer(tmp_path, mo
     assert [line for line in before.splitlines() if line not in after.splitlines()] == []
     with pytest.raises(ArgsError, match="--add-peers needs --peers-only"):
         resolve_args(Args(add_peers=True))
+
+
+def test_quick_keeps_typed_datasets_and_seeds(tmp_path):
+    """Issue 19 re-probe: `--quick --datasets nosuch` trained emotions with rc 0 (a typed flag replaced
+    without a word); --quick now fills only what was not typed."""
+    with pytest.raises(ArgsError, match="--datasets nosuch"):
+        resolve_args(parse_args(Args, ["--quick", "--datasets", "nosuch", "--runs-dir", str(tmp_path)]))
+    typed = resolve_args(
+        parse_args(Args, ["--quick", "--datasets", "scene", "--seeds", "3", "4", "--runs-dir", str(tmp_path)])
+    )
+    assert (typed.datasets, typed.seeds) == (["scene"], [3, 4])
+    plain = resolve_args(parse_args(Args, ["--quick", "--runs-dir", str(tmp_path)]))
+    assert (plain.datasets, plain.seeds, plain.updates) == (["emotions"], [0], 30)
+
+
+def test_an_unwritable_out_dir_is_one_line_before_any_cell(tmp_path):
+    """Issue 19 re-probe: `--out-dir /proc/x` was a FileNotFoundError traceback."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(ArgsError, match=f"--out-dir {blocker / 'sub'}: cannot write there"):
+        main(quick_args(tmp_path, out_dir=str(blocker / "sub")))
+    assert not (tmp_path / "runs").exists()

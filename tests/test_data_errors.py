@@ -307,3 +307,15 @@ def test_reuters_damaged_markup(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError, match="LEWISSPLIT='TRAIX'") as info:
         parse_sgml(moved)
     assert info.value.line == 1
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_a_dataset_file_that_is_a_directory_is_named(tmp_path: Path, cache: bool) -> None:
+    """Issue 19 re-probe: a folder named like the train file ended in a raw IsADirectoryError."""
+    (tmp_path / "toy").mkdir()
+    folder = mulan_folder(tmp_path / "toy", HEADER + "@data\n1,2,0\n", HEADER + "@data\n3,4,1\n", ["y"])
+    (folder / "toy-train.arff").unlink()
+    (folder / "toy-train.arff").mkdir()
+    with pytest.raises(DataFormatError, match="toy-train.arff: is a directory, expected a file") as info:
+        load_dataset(folder, cache=cache, cache_dir=tmp_path / "cache")
+    assert "\n" not in str(info.value)

@@ -160,3 +160,42 @@ def test_deep_ranks_from_stored_ids_equal_the_full_score_metrics(tmp_path: Path,
     dcg = hits @ discount
     ndcg = np.divide(dcg, ideal, out=np.zeros_like(dcg), where=ideal > 0).mean()
     assert ndcg == pytest.approx(ndcg_at_k(gold, scores, k), abs=1e-12)
+
+
+def _tampered(tmp_path: Path, change) -> Path:
+    """A saved predictions file with one array replaced by `change(arrays)`'s edit (a crafted file)."""
+    scores, gold, Y_pred, label_freq = _random_case(2)
+    path = save_predictions(tmp_path / "p.npz", _pred(scores, gold, Y_pred, label_freq))
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    change(arrays)
+    out = tmp_path / "crafted.npz"
+    np.savez(out, **arrays)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (
+            lambda a: a.__setitem__("top_ids", a["top_ids"].astype(np.int64) + 2**32),
+            "top_ids holds label ids outside 0..8",
+        ),
+        (lambda a: a["top_ids"].__setitem__((0, 0), -1), "top_ids holds label ids outside 0..8"),
+        (lambda a: a["top_ids"].__setitem__((0, 0), 9), "top_ids holds label ids outside 0..8"),
+        (lambda a: a.__setitem__("top_ids", a["top_ids"] + 0.5), "top_ids should hold integer label ids"),
+        (lambda a: a.__setitem__("gold_indices", a["gold_indices"].astype(np.int64) - 2**32), "gold_indices holds"),
+        (lambda a: a.__setitem__("pred_indices", a["pred_indices"].astype(np.int64) - 1), "pred_indices holds"),
+        (lambda a: a.__setitem__("doc_ids", a["doc_ids"][:-1]), r"doc_ids is not \(40,\)"),
+        (lambda a: a.__setitem__("label_freq", a["label_freq"][:3]), r"label_freq is not \(9,\)"),
+        (lambda a: a.__setitem__("meta", np.array("[1, 2]")), "not a predictions file"),
+        (lambda a: a["gold_indptr"].__setitem__(1, a["gold_indptr"][-1] + 1), "gold sets do not fit"),
+    ],
+)
+def test_crafted_arrays_are_refused_not_wrapped_or_truncated(tmp_path: Path, change, words: str):
+    """Issue 19 re-probe: ids were cast to int32 before any check, so 2**32+1 became label 1, 1.5 became 1
+    and -1 indexed the last label: a tampered file loaded as other, valid-looking predictions."""
+    path = _tampered(tmp_path, change)
+    with pytest.raises(PredictionsError, match=words) as info:
+        load_predictions(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)

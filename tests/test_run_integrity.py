@@ -405,3 +405,40 @@ def test_a_typed_flag_wins_over_the_preset_whatever_its_value():
     assert typed.updates == Args().updates  # typed at the default's value: kept (it used to be replaced)
     assert typed.hidden_size == paper.hidden_size  # not typed: the preset's
     assert resolve_args(cli_args(["--preset", "paper"])).updates == paper.updates
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"learners": ["freq2rare"], "warm_start": "/nowhere/policy"}, "--warm-start /nowhere/policy: no learner"),
+        ({"learners": ["freq2rare"], "rearrange_warm_start": "/nowhere"}, "--rearrange-warm-start /nowhere: this run"),
+    ],
+)
+def test_a_warm_start_no_learner_uses_is_refused_not_ignored(tmp_path: Path, changes: dict, words: str):
+    """Issue 19 re-probe: `--learners freq2rare --warm-start <crafted, garbage or missing file>` ran
+    with rc 0, the typed flag silently ignored (only the RL learners / rearrange read it)."""
+    with pytest.raises(ArgsError, match=words) as info:
+        main(replace(TINY, runs_dir=str(tmp_path / "runs"), **changes))
+    assert "\n" not in str(info.value) and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.needs_data
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
+def test_an_unwritable_file_in_a_resumed_run_is_one_line(tmp_path: Path, monkeypatch, code: int):
+    """Issue 19 re-probe: a run folder that is writable but whose checkpoint is not (a colleague's
+    files in a shared folder, a read-only mount) ended in a raw PermissionError traceback on resume."""
+    run_dir = main(replace(TINY, runs_dir=str(tmp_path / "my runs"), stop_after_updates=2))
+    real_fdopen = os.fdopen
+
+    def fdopen(fd, *args, **kwargs):
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).name.startswith(".checkpoint.pt."):
+            os.close(fd)
+            raise OSError(code, os.strerror(code), str(run_dir / "freq2rare" / "checkpoint.pt"))
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    with pytest.raises(SystemExit) as info:
+        run_script(lambda: main(cli_args(["--resume", str(run_dir), "--no-progress"])))
+    message = one_line_error(info.value.code)
+    assert message.startswith(f"error: cannot write {run_dir / 'freq2rare' / 'checkpoint.pt'} ({os.strerror(code)})")
+    assert message.endswith(f"resume with: python experiments/train_rl.py --resume {shlex.quote(str(run_dir))}")

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from labelchain.experiments.bench import bench_scale
 from labelchain.experiments import compare_trees
+from labelchain.experiments.run.config import ArgsError
 from labelchain.experiments.reports.scale import summary as scale_summary
 
 
@@ -123,8 +124,30 @@ def test_compare_trees_runs_flat_and_tree_apart(tmp_path):
 
 def test_compare_trees_names_bad_execution_flags(tmp_path):
     args = compare_trees.Args(datasets=["emotions"], seeds=[0], out=str(tmp_path / "trees"))
-    with pytest.raises(SystemExit, match="--jobs must be >= 1"):
+    with pytest.raises(ArgsError, match="--jobs must be >= 1"):
         compare_trees.main(compare_trees.Args(**{**args.__dict__, "jobs": 0}))
-    with pytest.raises(SystemExit, match="--backend must be one of"):
+    with pytest.raises(ArgsError, match="--backend must be one of"):
         compare_trees.main(compare_trees.Args(**{**args.__dict__, "backend": "slurm"}))
+    assert not (tmp_path / "trees.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"seeds": [-1]}, r"--seeds must be >= 0 and <= 4294967295, got \[-1\]"),
+        ({"hidden_size": 0}, "--hidden-size must be >= 1, got 0"),
+        ({"lr": float("nan")}, "--lr must be a finite number > 0, got nan"),
+        ({"val_fraction": 2.0}, "--val-fraction must be > 0 and < 1, got 2.0"),
+        ({"rearrange_epochs": -1}, "--rearrange-epochs must be >= 0, got -1"),
+        ({"tree_beam": 0}, "--tree-beam must be >= 1, got 0"),
+        ({"shapes": ["bogus"]}, "--shapes: 'bogus' is not BxLEAF"),
+        ({"shapes": ["0x4"]}, "--shapes: '0x4' needs B and LEAF >= 1"),
+        ({"outputs": ["bogus"]}, "--outputs must be from"),
+    ],
+)
+def test_compare_trees_bad_values_are_one_line_errors(tmp_path, change, words):
+    """Issue 19 re-probe: these were raw ValueError tracebacks from deep in training (or parse_shape)."""
+    args = compare_trees.Args(**{"datasets": ["emotions"], "seeds": [0], "out": str(tmp_path / "trees"), **change})
+    with pytest.raises(ArgsError, match=words):
+        compare_trees.main(args)
     assert not (tmp_path / "trees.json").exists()

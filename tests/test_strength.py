@@ -189,3 +189,21 @@ def test_kfold_indices_partition_and_pick_best() -> None:
     assert best == "a" and means == {"a": pytest.approx(0.6), "b": 0.6, "c": 0.45}  # tie: the earlier
     assert pick_best({"a": [0.1], "b": [0.05]}, "hamming_loss")[0] == "b"  # lower is better
     assert needs_folds(391, 0.1, 200) and not needs_folds(4880, 0.1, 200)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"seeds": [-1]}, r"--seeds must be >= 0 and <= 4294967295, got \[-1\]"),
+        ({"epochs": -1}, "--epochs must be >= 0, got -1"),
+        ({"hidden_size": 0}, "--hidden-size must be >= 1, got 0"),
+        ({"folds": 1}, "--folds must be >= 2, got 1"),
+        ({"max_train_docs": 0}, "--max-train-docs must be >= 1, got 0"),
+        ({"val_fraction": float("nan")}, "--val-fraction must be a finite number > 0 and < 1, got nan"),
+        ({"fixed": ["nosuch"]}, "--fixed must name orderings from .*, got 'nosuch'"),
+    ],
+)
+def test_bad_values_are_one_line_errors(tmp_path, change, words) -> None:
+    """Issue 19 re-probe: these were raw ValueError tracebacks from inside training."""
+    with pytest.raises(SystemExit, match=words):
+        strength.main(tiny_args(tmp_path, **change))

@@ -69,8 +69,16 @@ def test_a_cell_keeps_its_count_and_restores_the_process(monkeypatch):
 
 
 def test_bad_thread_count_is_a_one_line_error():
-    with pytest.raises(SystemExit, match=r"--threads must be >= 1, got 0"):
+    with pytest.raises(SystemExit, match=r"--threads must be >= 1 and <= 1024, got 0"):
         set_threads(0)
+
+
+def test_a_huge_thread_count_is_refused_before_torch_starts_threads():
+    """Issue 19 re-probe: `train_rl --threads 1000000` started threads until the OS refused (every
+    process of the user then failed to fork) and died with a segfault or a RuntimeError traceback."""
+    with pytest.raises(SystemExit, match=r"--threads must be >= 1 and <= 1024, got 1000000"):
+        set_threads(1_000_000)
+    assert torch.get_num_threads() == 1
 
 
 @pytest.mark.parametrize(("flag", "expected"), [(None, 1), (2, 2)])

@@ -16,7 +16,8 @@ Feature rules for ARFF attributes (nominal, string, ID): see `envs.data.multilab
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +227,31 @@ def load_dataset(
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be strictly between 0 and 1, got {test_fraction}")
     name, path = resolve(name_or_path, data_dir)
+    with _readable_files():
+        return _load(name, path, cache, cache_dir, split_index, test_fraction, split_seed)
+
+
+@contextmanager
+def _readable_files() -> Iterator[None]:
+    """A dataset file that is a directory or unreadable is a one-line `DataFormatError` naming it
+    (was a raw IsADirectoryError / PermissionError traceback from deep in a reader)."""
+    try:
+        yield
+    except (IsADirectoryError, PermissionError, NotADirectoryError) as err:
+        what = "is a directory, expected a file" if isinstance(err, IsADirectoryError) else "cannot be read"
+        raise DataFormatError(err.filename or "dataset", f"{what} ({err.strerror})") from None
+
+
+def _load(
+    name: str,
+    path: Path,
+    cache: bool,
+    cache_dir: str | Path | None,
+    split_index: int | None,
+    test_fraction: float,
+    split_seed: int,
+) -> Dataset:
+    """`load_dataset` once the name is resolved."""
     files, options, build = _plan(name, path, {"test_fraction": test_fraction, "split_seed": split_seed})
     dataset = None
     entry = None

@@ -54,15 +54,16 @@ class GridArgs(execution.ExecutionFlags):
     """The training budget and selection every variant of a grid shares."""
 
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "corel5k", "delicious"])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    rearrange_epochs: int = 3
-    combined_epochs: int = 1
-    hidden_size: int = D.policy.hidden_size
-    batch_size: int = D.learner.batch_size
-    lr: float = D.learner.lr
-    rl_lr: float = RL_LR  # (not None: a grid's combined rows always take their own rate)
+    # ranges for check_args (a grid's main checks them: bad values were raw tracebacks, issue 19)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"at_least": 0, "at_most": 2**32 - 1})
+    rearrange_epochs: int = field(default=3, metadata={"at_least": 0})
+    combined_epochs: int = field(default=1, metadata={"at_least": 0})
+    hidden_size: int = field(default=D.policy.hidden_size, metadata={"at_least": 1})
+    batch_size: int = field(default=D.learner.batch_size, metadata={"at_least": 1})
+    lr: float = field(default=D.learner.lr, metadata={"above": 0})
+    rl_lr: float = field(default=RL_LR, metadata={"above": 0})  # (not None: combined rows take their own rate)
     select_metric: str = D.run.select_metric
-    val_fraction: float = D.run.val_fraction
+    val_fraction: float = field(default=D.run.val_fraction, metadata={"above": 0, "below": 1})
     data_dir: str | None = None
     runs_dir: str = field(default="runs/grid", metadata={"help": "ray: where Tune keeps its trial folders"})
     precision: str = override("precision", "fp32")

@@ -33,6 +33,11 @@ class Threads:
     )
 
 
+# Above this, `--threads 1000000` made torch start threads until the OS refused (fork failures for every
+# process of the user, then a segfault or a RuntimeError traceback); no machine we run on has this many.
+MAX_THREADS = 1024
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its CPU affinity, e.g. under taskset or a container quota)."""
     try:
@@ -52,8 +57,8 @@ def set_threads(threads: int | None) -> int:
     import torch
 
     count = threads if threads is not None else (_in_cell or default_threads())
-    if count < 1:  # a one-line error, as resolve_device gives, whichever script was called
-        raise SystemExit(f"error: --threads must be >= 1, got {count}")
+    if not 1 <= count <= MAX_THREADS:  # a one-line error, as resolve_device gives, whichever script was called
+        raise SystemExit(f"error: --threads must be >= 1 and <= {MAX_THREADS}, got {count}")
     torch.set_num_threads(count)
     return count
 

@@ -212,6 +212,18 @@ def _check(args: Args) -> None:
         raise ArgsError(f"--group-name {args.group_name!r} cannot be part of a run name (empty, '__' or '/')")
     if not run_name_part(args.dataset):
         raise ArgsError(f"--dataset {args.dataset!r}: give a dataset name or a folder")
+    # a warm start no learner of this run uses would be silently ignored (issue 19: a typed flag is
+    # applied or refused); 'rearrange' is the default and means "if rearrange is trained"
+    if args.warm_start not in (None, "rearrange") and not any(n in RL_LEARNERS for n in args.learners):
+        raise ArgsError(
+            f"--warm-start {args.warm_start}: no learner of this run starts from it (it starts "
+            f"{', '.join(RL_LEARNERS)}; --learners is {' '.join(args.learners)})"
+        )
+    if args.rearrange_warm_start is not None and "rearrange" not in args.learners:
+        raise ArgsError(
+            f"--rearrange-warm-start {args.rearrange_warm_start}: this run does not train rearrange "
+            f"(--learners is {' '.join(args.learners)})"
+        )
     for flag, source in external_sources(args).items():
         if not Path(source).exists():
             raise ArgsError(f"--{flag} {source}: no such file or folder")
