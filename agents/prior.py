@@ -22,7 +22,6 @@ experiments/prior_cache.py: agents never read files.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import scipy.sparse as sp
 from labelchain.agents.peers import Scorer, TunedPeer, _make, tune_peer
 from labelchain.agents.supervised import carve_validation
 from labelchain.envs.data.dataset import Dataset, Features, Split
+from labelchain.envs.data.fingerprint import HASH_CHARS, content_hash, splits_digest
 
 PRIOR_PEERS = ("ovr_logistic", "omikuji")
 SCORE_KINDS = {"ovr_logistic": "log_odds", "omikuji": "log_score"}
@@ -49,28 +49,6 @@ class PriorMismatch(ValueError):
 
 
 # ----------------------------------------------------------------------------- identities
-def content_hash(*splits: Split) -> str:
-    """sha256 (20 hex) over the features and labels of `splits`: the same data gives the same hash."""
-    digest = hashlib.sha256()
-    for split in splits:
-        for matrix in (split.X, split.Y):
-            if sp.issparse(matrix):
-                csr = sp.csr_matrix(matrix, copy=True)
-                csr.sort_indices()
-                parts = [
-                    np.asarray(csr.shape, dtype=np.int64),
-                    csr.indptr.astype(np.int64),
-                    csr.indices.astype(np.int64),
-                    csr.data,
-                ]
-            else:
-                parts = [np.asarray(matrix.shape, dtype=np.int64), np.ascontiguousarray(matrix)]
-            for part in parts:
-                digest.update(str(part.dtype).encode())
-                digest.update(np.ascontiguousarray(part).tobytes())
-    return digest.hexdigest()[:20]
-
-
 def split_identity(train: Split, val: Split, test: Split, *, seed: int, val_fraction: float) -> dict[str, Any]:
     """What names the three parts a prior was built on: the carving settings, row counts and contents."""
     return {
@@ -79,7 +57,7 @@ def split_identity(train: Split, val: Split, test: Split, *, seed: int, val_frac
         "n_train": len(train),
         "n_val": len(val),
         "n_test": len(test),
-        "parts_hash": content_hash(train, val, test),
+        "parts_hash": splits_digest({"train": train, "val": val, "test": test})[:HASH_CHARS],
     }
 
 
@@ -87,7 +65,7 @@ def prior_identity(ds: Dataset, train: Split, val: Split, *, seed: int, val_frac
     """What `PriorScores.check` compares, for the data a chain is about to train on:
     `prior.check(**prior_identity(ds, train, val, seed=seed, val_fraction=val_fraction))`."""
     return {
-        "dataset_hash": content_hash(ds.train, ds.test),
+        "dataset_hash": content_hash(ds),
         "split": split_identity(train, val, ds.test, seed=seed, val_fraction=val_fraction),
         "n_labels": ds.n_labels,
     }
@@ -273,7 +251,7 @@ def build_prior(
         test=test_scores,
         peer=peer,
         settings=settings,
-        dataset_hash=content_hash(ds.train, ds.test),
+        dataset_hash=content_hash(ds),
         split=split_identity(train, val, ds.test, seed=seed, val_fraction=val_fraction),
         n_labels=ds.n_labels,
         timings={"tune_s": tuned_at - started, "total_s": time.perf_counter() - started},

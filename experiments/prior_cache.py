@@ -26,7 +26,8 @@ from typing import Any
 
 from labelchain.experiments.run.threads import Threads, set_threads
 from labelchain.agents.peers import PeerUnavailable
-from labelchain.agents.prior import PRIOR_PEERS, PriorMismatch, PriorScores, build_prior, content_hash, recall_at
+from labelchain.agents.prior import PRIOR_PEERS, PriorMismatch, PriorScores, build_prior, recall_at
+from labelchain.envs.data.fingerprint import content_hash
 from labelchain.envs.atomic import atomic_write
 from labelchain.envs.data.cache import _body_digest, _load_matrix, _matrix_bytes, _writer, default_cache_dir
 from labelchain.envs.data.dataset import Dataset
@@ -131,7 +132,7 @@ def cached_prior(
 ) -> PriorScores:
     """The prior from the cache, else built by agents.prior.build_prior and stored (an unwritable cache
     folder only costs the cache, with one warning)."""
-    dataset_hash = content_hash(ds.train, ds.test)
+    dataset_hash = content_hash(ds)
     grid_list = [dict(h) for h in grid] if grid is not None else None
     key = prior_key(dataset_hash, peer, seed=seed, val_fraction=val_fraction, folds=folds, top_m=top_m, grid=grid_list)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()

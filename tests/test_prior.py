@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from labelchain.envs.data.fingerprint import content_hash
 from labelchain.agents.prior import (
     FLOOR,
     PriorMismatch,
     PriorScores,
     build_prior,
     check_shortlist,
-    content_hash,
     fold_assignment,
     log_scores,
     out_of_fold,
@@ -153,7 +153,7 @@ def fake_prior(ds: Dataset, seed: int = 0, val_fraction: float = 0.1) -> PriorSc
         part(len(ds.test)),
         "ovr_logistic",
         {"hyper": {"C": 1.0}, "top_m": 2, "folds": 5, "floor": FLOOR},
-        content_hash(ds.train, ds.test),
+        content_hash(ds),
         split_identity(train, val, ds.test, seed=seed, val_fraction=val_fraction),
         ds.n_labels,
     )
@@ -162,10 +162,10 @@ def fake_prior(ds: Dataset, seed: int = 0, val_fraction: float = 0.1) -> PriorSc
 def test_prior_from_other_data_split_or_labels_is_refused_in_one_line() -> None:
     ds = tiny_dataset()
     prior = fake_prior(ds)
-    prior.check(dataset_hash=content_hash(ds.train, ds.test), split=prior.split, n_labels=5)
+    prior.check(dataset_hash=content_hash(ds), split=prior.split, n_labels=5)
     other = tiny_dataset(seed=1)
     with pytest.raises(PriorMismatch, match=r"^prior \(ovr_logistic\) was built on dataset \w+, not on this one"):
-        prior.check(dataset_hash=content_hash(other.train, other.test), split=prior.split, n_labels=5)
+        prior.check(dataset_hash=content_hash(other), split=prior.split, n_labels=5)
     with pytest.raises(PriorMismatch, match="has 5 labels, the data has 6"):
         prior.check(dataset_hash=prior.dataset_hash, split=prior.split, n_labels=6)
     with pytest.raises(PriorMismatch, match=r"^prior \(ovr_logistic\) was built on another split: seed 0, here 1$"):

@@ -9,11 +9,12 @@ and changes when any value, row or label column does.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 
 import numpy as np
 import scipy.sparse as sp
 
-from labelchain.envs.data.dataset import Dataset, Features
+from labelchain.envs.data.dataset import Dataset, Features, Split
 
 HASH_CHARS = 16  # 64 bits of sha256: collisions between versions of one dataset are not a concern
 
@@ -33,11 +34,16 @@ def _feed(digest: "hashlib._Hash", name: str, matrix: Features) -> None:
         digest.update(np.ascontiguousarray(values).tobytes())
 
 
-def content_hash(dataset: Dataset) -> str:
-    """Hex sha256 prefix over train and test X and Y (about 0.1 s for Delicious' 16k x 500 floats)."""
+def splits_digest(splits: Mapping[str, Split]) -> str:
+    """Hex sha256 over named splits' X and Y (shapes, dtypes, values): the one content hash of split
+    data (datasets here, a prior's parts in agents.prior, a run's splits in experiments.run.identity)."""
     digest = hashlib.sha256()
-    for split_name in ("train", "test"):
-        split = getattr(dataset, split_name)
+    for split_name, split in splits.items():
         _feed(digest, f"{split_name}_X", split.X)
         _feed(digest, f"{split_name}_Y", split.Y)
-    return digest.hexdigest()[:HASH_CHARS]
+    return digest.hexdigest()
+
+
+def content_hash(dataset: Dataset) -> str:
+    """Hex sha256 prefix over train and test X and Y (about 0.1 s for Delicious' 16k x 500 floats)."""
+    return splits_digest({"train": dataset.train, "test": dataset.test})[:HASH_CHARS]

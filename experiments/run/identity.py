@@ -15,31 +15,15 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import scipy.sparse as sp
 
 from labelchain.envs.data.cache import file_digest
 from labelchain.envs.data.dataset import Split
+from labelchain.envs.data.fingerprint import splits_digest
 from labelchain.envs.data.loading import source_files
 from labelchain.experiments.run.config import ArgsError
 from labelchain.experiments.run.folder import CheckpointError
 
 SPLITS = ("train", "val", "test")
-
-
-def split_digest(split: Split) -> str:
-    """sha256 over a split's feature and label arrays (shape, dtype and values)."""
-    digest = hashlib.sha256()
-    for matrix in (split.X, split.Y):
-        if sp.issparse(matrix):
-            csr = sp.csr_matrix(matrix)
-            parts = [csr.data, csr.indices, csr.indptr]
-        else:
-            parts = [np.asarray(matrix)]
-        digest.update(repr((type(matrix).__name__, matrix.shape, str(matrix.dtype))).encode())
-        for part in parts:
-            digest.update(np.ascontiguousarray(part).tobytes())
-    return digest.hexdigest()
 
 
 def data_identity(dataset: str, data_dir: str | None, splits: dict[str, Split]) -> dict[str, Any]:
@@ -53,7 +37,7 @@ def data_identity(dataset: str, data_dir: str | None, splits: dict[str, Split]) 
         except ValueError:
             name = str(file.resolve())
         shown[name] = file_digest(file)
-    split_info = {name: {"rows": len(split), "sha256": split_digest(split)} for name, split in splits.items()}
+    split_info = {name: {"rows": len(split), "sha256": splits_digest({name: split})} for name, split in splits.items()}
     combined = hashlib.sha256(repr(sorted((k, v["sha256"]) for k, v in split_info.items())).encode()).hexdigest()
     return {"path": str(path.resolve()), "files": shown, "splits": split_info, "sha256": combined}
 
