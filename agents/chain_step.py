@@ -25,18 +25,34 @@ class Choice:
     first_probs: torch.Tensor | None = None
 
 
-class FlatEmitted:
-    """Emitted labels as a dense (B, L + 1) mask (the STOP column stays False)."""
+@dataclass
+class DocPrior:
+    """A prior policy's per-document part (agents.prior_columns): logit offsets `bias` (B, L + 1; STOP's
+    is 0) added to every step's logits, and with a shortlist `blocked` (B, L + 1 bool): the labels
+    outside the document's shortlist, never emitted (the STOP column is False)."""
 
-    def __init__(self, mask: torch.Tensor) -> None:
+    bias: torch.Tensor
+    blocked: torch.Tensor | None = None
+
+    def select(self, rows: torch.Tensor) -> DocPrior:
+        return DocPrior(self.bias[rows], None if self.blocked is None else self.blocked[rows])
+
+
+class FlatEmitted:
+    """Labels a chain may no longer emit as a dense (B, L + 1) mask (the STOP column stays False):
+    those it emitted, and a prior policy's labels outside the shortlist, blocked from the start.
+    `bias`: the prior's per-document logit offsets, which the flat layer adds to its logits."""
+
+    def __init__(self, mask: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         self.mask = mask
+        self.bias = bias
 
     def add(self, action: torch.Tensor, active: torch.Tensor, stop_id: int) -> None:
         newly = (active & (action != stop_id) & (action >= 0)).nonzero().squeeze(1)
         self.mask[newly, action[newly]] = True
 
     def select(self, rows: torch.Tensor) -> FlatEmitted:
-        return FlatEmitted(self.mask[rows].clone())
+        return FlatEmitted(self.mask[rows].clone(), None if self.bias is None else self.bias[rows])
 
 
 class HistoryEmitted:

@@ -128,7 +128,7 @@ def rollout(
     cap = _check_cap(policy, max_steps)
     state = policy.initial_state(X)
     batch, device, stop_id = state.doc.shape[0], state.doc.device, policy.stop_id
-    emitted = policy.output.new_emitted(batch, device)
+    emitted = policy.new_emitted(state)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     last = torch.full((batch,), START, dtype=torch.long, device=device)
     set_len = torch.full((batch,), cap, dtype=torch.long, device=device)
@@ -197,7 +197,7 @@ def beam_search(
     state = state0.select(torch.arange(batch, device=device).repeat_interleave(K))
     scores = torch.full((batch, K), NEG_INF, device=device)
     scores[:, 0] = 0.0
-    emitted = policy.output.new_emitted(batch * K, device)
+    emitted = policy.new_emitted(state)
     finished = torch.zeros(batch * K, dtype=torch.bool, device=device)
     last = torch.full((batch * K,), START, dtype=torch.long, device=device)
     history = torch.zeros(batch * K, 0, dtype=torch.long, device=device)
@@ -260,7 +260,11 @@ def sequence_log_probs(
     actions = torch.as_tensor(actions, dtype=torch.long, device=policy.input_weight.device)
     joint, values = policy.sequence_joint(X, actions)
     log_p, entropy = policy.output.sequence_log_probs(
-        joint, actions, suppress_stop_steps=suppress_stop_steps, temperature=temperature
+        joint,
+        actions,
+        suppress_stop_steps=suppress_stop_steps,
+        temperature=temperature,
+        prior=policy.document_prior(X),
     )
     return log_p, entropy, torch.where(actions >= 0, values, torch.zeros((), device=values.device))
 

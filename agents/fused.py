@@ -87,6 +87,8 @@ class FusedSteps:
         self.rows = torch.arange(self.batch, device=doc.device)  # the batch rows still running
         self.doc_gates = torch.addmm(self.w.b_in, doc, self.w.w_doc.t())
         self.doc_logits = torch.addmm(self.w.b_out, doc, self.w.w_out_doc.t())
+        if state.prior is not None:  # the prior's offsets are per document too (the shortlist is in `emitted`)
+            self.doc_logits = self.doc_logits + state.prior.bias
         self.doc_value = torch.addmm(self.w.b_value, doc, self.w.w_value_doc.t())
         self.hidden = state.hidden.float()  # the recurrent state stays fp32 under bf16 products
 
@@ -225,8 +227,11 @@ def fused_teacher_forcing_loss(
     packed = PackedGRU.apply(gates_in.float(), state.hidden[order].float(), w.w_hh, w.b_hh, batch_sizes)
     if policy.training and policy.dropout.p > 0:  # drawn over the padded grid, as the packed pass does
         packed = packed * policy.dropout(packed.new_ones(B, T, packed.shape[1]))[rows, steps]
-    logits = torch.addmm(w.b_out, doc, w.w_out_doc.t())[rows] + packed @ w.w_out.t()
+    doc_logits = torch.addmm(w.b_out, doc, w.w_out_doc.t())
+    if state.prior is not None:
+        doc_logits = doc_logits + state.prior.bias
+    logits = doc_logits[rows] + packed @ w.w_out.t()
     log_p, _ = flat_output(policy).position_log_probs(
-        logits, targets, rows, steps, mask_emitted=mask_emitted, with_entropy=False
+        logits, targets, rows, steps, mask_emitted=mask_emitted, with_entropy=False, prior=state.prior
     )
     return log_p.sum(), doc

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from labelchain.agents.chain_step import Choice, FlatEmitted
+from labelchain.agents.chain_step import Choice, DocPrior, FlatEmitted
 from labelchain.agents.tree_output import TreeOutput
 from labelchain.envs.label_clusters import LabelTree
 
@@ -36,6 +36,11 @@ class FlatOutput(nn.Module):
 
     def logits(self, joint: torch.Tensor) -> torch.Tensor:
         return self.linear(joint)
+
+    def _scores(self, joint: torch.Tensor, emitted: FlatEmitted) -> torch.Tensor:
+        """The step's logits: the layer's, plus the prior's per-document offsets when there is one."""
+        logits = self.linear(joint)
+        return logits if emitted.bias is None else logits + emitted.bias
 
     def new_emitted(self, batch: int, device: torch.device) -> FlatEmitted:
         return FlatEmitted(torch.zeros(batch, self.n_labels + 1, dtype=torch.bool, device=device))
@@ -62,7 +67,7 @@ class FlatOutput(nn.Module):
         with_first_probs: bool = False,
     ) -> Choice:
         return self.choose_from_logits(
-            self.linear(joint),
+            self._scores(joint, emitted),
             emitted,
             suppress_stop=suppress_stop,
             sample=sample,
@@ -83,7 +88,8 @@ class FlatOutput(nn.Module):
         with_first_probs: bool = False,
         sample_rows: tuple[torch.Tensor, int] | None = None,
     ) -> Choice:
-        """`choose` on logits already computed (agents.fused adds the per-document part once per batch).
+        """`choose` on logits already computed, the prior's offsets included (agents.fused adds the
+        per-document part once per batch).
 
         `sample_rows` = (rows, batch): these logits are rows `rows` of a batch of `batch` chains whose
         others have ended; sampling then draws what the full batch would (`sample_categorical`).
@@ -106,12 +112,12 @@ class FlatOutput(nn.Module):
     def candidates(self, joint, emitted: FlatEmitted, *, suppress_stop: bool | torch.Tensor, k: int):
         """All L + 1 actions: (log-probs (N, L + 1), None = column index is the action; STOP last)."""
         allowed = self._allowed(emitted, suppress_stop)
-        return torch.log_softmax(self.linear(joint).masked_fill(~allowed, NEG_INF), dim=-1), None
+        return torch.log_softmax(self._scores(joint, emitted).masked_fill(~allowed, NEG_INF), dim=-1), None
 
     def first_step_probs(self, joint, emitted: FlatEmitted) -> torch.Tensor:
         """Label probabilities under the unsuppressed distribution (a constraint's masks too), as `choose`."""
         blocked = emitted.mask if self.constraint is None else ~self._allowed(emitted, False)
-        return torch.softmax(self.linear(joint).masked_fill(blocked, NEG_INF), dim=-1)[:, : self.stop_id]
+        return torch.softmax(self._scores(joint, emitted).masked_fill(blocked, NEG_INF), dim=-1)[:, : self.stop_id]
 
     def sequence_log_probs(
         self,
@@ -122,15 +128,18 @@ class FlatOutput(nn.Module):
         temperature: float = 1.0,
         mask_emitted: bool = True,
         with_entropy: bool = True,
+        prior: DocPrior | None = None,
     ):
         """Per-position log-prob and entropy (B, T) of `actions` (-1 padded; 0 on padding).
 
         The layer and the masks are computed at the N real positions only, not on the B x T grid:
-        most of a teacher-forcing batch is padding when label-set sizes vary.
+        most of a teacher-forcing batch is padding when label-set sizes vary. `prior`: the documents'
+        offsets and shortlist (`ChainPolicy.document_prior`).
         """
         rows, steps = (actions >= 0).nonzero(as_tuple=True)
+        logits = self.linear(joint[rows, steps])
         return self.position_log_probs(
-            self.linear(joint[rows, steps]),
+            logits if prior is None else logits + prior.bias[rows],
             actions,
             rows,
             steps,
@@ -138,6 +147,7 @@ class FlatOutput(nn.Module):
             temperature=temperature,
             mask_emitted=mask_emitted,
             with_entropy=with_entropy,
+            prior=prior,
         )
 
     def position_log_probs(
@@ -151,8 +161,10 @@ class FlatOutput(nn.Module):
         temperature: float = 1.0,
         mask_emitted: bool = True,
         with_entropy: bool = True,
+        prior: DocPrior | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`sequence_log_probs` from the logits (N, L + 1) of the real positions (rows, steps), in any order."""
+        """`sequence_log_probs` from the logits (N, L + 1) of the real positions (rows, steps), in any
+        order, the prior's offsets included; `prior.blocked` (the shortlist) is masked here."""
         B, T = actions.shape
         present = actions >= 0
         logits = logits.float()  # fp32 log-probabilities under bf16 products too (agents.precision)
@@ -164,6 +176,8 @@ class FlatOutput(nn.Module):
             emitted = torch.zeros(len(rows), n_actions + 1, dtype=torch.bool, device=logits.device)
             emitted.scatter_(1, before, True)
             allowed = ~emitted[:, :n_actions]
+        if prior is not None and prior.blocked is not None:
+            allowed = allowed & ~prior.blocked[rows]
         if self.constraint is not None:
             if not mask_emitted:
                 raise ValueError("an output constraint (MCG) needs mask_emitted=True")

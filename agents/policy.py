@@ -30,9 +30,11 @@ from labelchain.agents.features import (
     input_normalization,
     sparse_linear,
 )
+from labelchain.agents.chain_step import DocPrior, FlatEmitted, HistoryEmitted
 from labelchain.agents.guidance import ClusterGuidance, split_guidance_columns
 from labelchain.agents.mcg import MCGConstraint
 from labelchain.agents.output_layers import make_output_layer
+from labelchain.agents.prior_columns import FLOOR, split_prior_columns
 from labelchain.agents.torch_files import load_torch_file, save_torch_file
 from labelchain.agents.policy_config import PolicyConfig
 from labelchain.envs.atomic import atomic_write
@@ -44,14 +46,16 @@ WEIGHTS_FILE = "policy_weights.pt"
 
 @dataclass
 class ChainState:
-    """Recurrent state of a batch of chains: GRU hidden (B, H) and the fixed document encoding (B, D)."""
+    """Recurrent state of a batch of chains: GRU hidden (B, H), the fixed document encoding (B, D) and,
+    for a prior policy, the documents' prior offsets and shortlist (fixed too)."""
 
     hidden: torch.Tensor
     doc: torch.Tensor
+    prior: DocPrior | None = None
 
     def select(self, rows: torch.Tensor) -> ChainState:
         """Rows `rows` of the batch (beam search reorders and repeats chains)."""
-        return ChainState(self.hidden[rows], self.doc[rows])
+        return ChainState(self.hidden[rows], self.doc[rows], None if self.prior is None else self.prior.select(rows))
 
 
 class ChainPolicy(nn.Module):
@@ -115,6 +119,14 @@ class ChainPolicy(nn.Module):
                     f"clusters = {self.mcg.n_actions}; got output={output!r}, n_labels={n_labels}"
                 )
             self.output.constraint = MCGConstraint(self.mcg)
+        # A peer's prior (agents.prior_columns): logits + a * prior + b, a and b learned; created last so
+        # policies without one draw the same initial weights. a = 1, b = 0: the chain starts at the peer.
+        self.prior_mode, self.shortlist = config.prior, config.shortlist
+        self.label_history = config.label_history
+        if config.prior != "none":
+            width = n_labels if config.prior == "per_label" else 1
+            self.prior_scale = nn.Parameter(torch.ones(width))
+            self.prior_offset = nn.Parameter(torch.zeros(width))
         self._register_load_state_dict_pre_hook(_rename_old_policy_head)
 
     @property
@@ -142,7 +154,10 @@ class ChainPolicy(nn.Module):
 
     @property
     def feature_widths(self) -> tuple[int, ...]:
-        """Accepted feature-row widths: the text features, and for a guided policy text + gold clusters."""
+        """Accepted feature-row widths: the text features, for a guided policy also text + gold clusters,
+        for a prior policy text + one prior column per label only."""
+        if self.prior_mode != "none":
+            return (self.n_features + self.n_labels,)
         if self.guidance is None:
             return (self.n_features,)
         return (self.n_features, self.n_features + self.guidance.n_clusters)
@@ -188,7 +203,12 @@ class ChainPolicy(nn.Module):
             return self.guidance.predict(self._encode_text(self._split_guidance(X)[0])).bool().cpu().numpy()
 
     def _split_guidance(self, X):
-        """(text features, gold clusters or None): only a guided policy reads cluster columns."""
+        """(text features, gold clusters or None): only a guided policy reads cluster columns; a prior
+        policy's prior columns are cut off here (`document_prior` reads them)."""
+        if self.prior_mode != "none":
+            if isinstance(X, DocFeatures):
+                raise ValueError("a prior policy reads raw feature rows (text + prior columns), not DocFeatures")
+            return split_prior_columns(X, self.n_features, self.n_labels)[0], None
         if self.guidance is None or isinstance(X, DocFeatures):
             return X, None
         return split_guidance_columns(X, self.n_features, self.guidance.n_clusters)
@@ -202,9 +222,51 @@ class ChainPolicy(nn.Module):
         raw = sparse_linear(features, self.input_weight, self.input_scale) - offset + self.input_bias
         return self.dropout(torch.relu(self.doc_norm(raw)))
 
+    def document_prior(self, X) -> DocPrior | None:
+        """The prior's offsets a * prior + b (B, L + 1; STOP 0) and shortlist of feature rows X; None
+        for a policy without a prior. Labels the prior does not store sit at FLOOR (agents.prior_columns)."""
+        if self.prior_mode == "none":
+            return None
+        if isinstance(X, DocFeatures):
+            raise ValueError("a prior policy reads raw feature rows (text + prior columns), not DocFeatures")
+        columns = torch.as_tensor(split_prior_columns(X, self.n_features, self.n_labels)[1])
+        columns = columns.to(device=self.input_weight.device, dtype=torch.float32)
+        if columns.dim() == 1:
+            columns = columns[None]
+        label_bias = self.prior_scale * (FLOOR + columns) + self.prior_offset
+        bias = torch.cat([label_bias, label_bias.new_zeros(columns.shape[0], 1)], dim=1)
+        if not self.shortlist:
+            return DocPrior(bias)
+        blocked = torch.cat([columns <= 0, torch.zeros_like(columns[:, :1], dtype=torch.bool)], dim=1)
+        return DocPrior(bias, blocked)
+
+    def new_emitted(self, state: ChainState) -> FlatEmitted | HistoryEmitted:
+        """The output layer's tracker of what each chain may no longer emit, with the prior's offsets and
+        the labels outside its shortlist blocked from the start (decoders and the RL collector)."""
+        emitted = self.output.new_emitted(state.doc.shape[0], state.doc.device)
+        if state.prior is None:
+            return emitted
+        mask = emitted.mask if state.prior.blocked is None else state.prior.blocked.clone()
+        return FlatEmitted(mask, state.prior.bias)
+
+    @staticmethod
+    def _with_prior(logits: torch.Tensor, prior: DocPrior | None) -> torch.Tensor:
+        """Dense logits (B, A) or (B, T, A) plus the prior's offsets; labels outside the shortlist -inf."""
+        if prior is None:
+            return logits
+        bias = prior.bias if logits.dim() == 2 else prior.bias[:, None, :]
+        logits = logits + bias
+        if prior.blocked is None:
+            return logits
+        blocked = prior.blocked if logits.dim() == 2 else prior.blocked[:, None, :]
+        return logits.masked_fill(blocked, float("-inf"))
+
     def _input_ids(self, labels: torch.Tensor) -> torch.Tensor:
-        """Map previous-label ids to embedding rows: START/padding (-1) and STOP both use row L."""
+        """Map previous-label ids to embedding rows: START/padding (-1) and STOP both use row L (and
+        every label does without `label_history`: the chain never sees what it emitted)."""
         labels = labels.to(self.input_weight.device).long()
+        if not self.label_history:
+            return torch.full_like(labels, self.n_labels)
         return torch.where((labels < 0) | (labels >= self.n_labels), self.n_labels, labels)
 
     def _rnn_inputs(self, doc: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
@@ -233,7 +295,7 @@ class ChainPolicy(nn.Module):
     def initial_state(self, X) -> ChainState:
         """State before any step; feed `START` (-1) as the first `last_label`."""
         doc = self.encode(X)
-        return ChainState(torch.tanh(self.init_hidden(doc)), doc)
+        return ChainState(torch.tanh(self.init_hidden(doc)), doc, self.document_prior(X))
 
     def step_joint(self, state: ChainState, last_label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, ChainState]:
         """Consume `last_label` (B,) -> output-layer input (B, H+D), value (B), new state."""
@@ -241,12 +303,12 @@ class ChainPolicy(nn.Module):
         _, hidden = self.gru(inputs, state.hidden[None].contiguous())
         hidden = hidden[0]
         joint, value = self.joint_inputs(hidden, state.doc)
-        return joint, value, ChainState(hidden, state.doc)
+        return joint, value, ChainState(hidden, state.doc, state.prior)
 
     def step(self, state: ChainState, last_label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, ChainState]:
         """Consume `last_label` (B,) -> logits (B, L+1) and value (B) for the next action, new state."""
         joint, value, state = self.step_joint(state, last_label)
-        return self.output.logits(joint), value, state
+        return self._with_prior(self.output.logits(joint), state.prior), value, state
 
     # ------------------------------------------------------------------ sequence faces
     def _run_sequence(
@@ -291,7 +353,7 @@ class ChainPolicy(nn.Module):
     def sequence_logits(self, X, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing: logits (B, T, L+1) and values (B, T) (see `sequence_joint`)."""
         joint, values = self.sequence_joint(X, targets)
-        return self.output.logits(joint), values
+        return self._with_prior(self.output.logits(joint), self.document_prior(X)), values
 
     def prefix_logits(self, X, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Memoryless face: logits (B, L+1) and value (B) for the action after each row's history.
@@ -309,7 +371,8 @@ class ChainPolicy(nn.Module):
         start = torch.full((history.shape[0], 1), START, dtype=torch.long, device=history.device)
         joint, values = self._run_sequence(X, torch.cat([start, history[:, :width]], dim=1), lengths + 1)
         rows = torch.arange(history.shape[0], device=history.device)
-        return self.output.logits(joint[rows, lengths]), values[rows, lengths]
+        logits = self._with_prior(self.output.logits(joint[rows, lengths]), self.document_prior(X))
+        return logits, values[rows, lengths]
 
     # ------------------------------------------------------------------ persistence
     @classmethod

@@ -16,7 +16,9 @@ from typing import Any
 from labelchain.envs.label_clusters import LabelTree
 from labelchain.envs.mcg import MCGSpec
 
-__all__ = ["PolicyConfig"]
+__all__ = ["PRIOR_MODES", "PolicyConfig"]
+
+PRIOR_MODES = ("none", "shared", "per_label")
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,12 +50,21 @@ class PolicyConfig:
     guidance_anneal: bool = False
     guidance_mix: float = 0.0
     mcg: MCGSpec | None = None
+    prior: str = "none"
+    shortlist: bool = False
+    label_history: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.tree, dict):  # as saved
             object.__setattr__(self, "tree", LabelTree.from_dict(self.tree))
         if isinstance(self.mcg, dict):
             object.__setattr__(self, "mcg", MCGSpec.from_config(self.mcg))
+        if self.prior not in PRIOR_MODES:
+            raise ValueError(f"prior must be one of {PRIOR_MODES}, got {self.prior!r}")
+        if self.prior != "none" and (self.output != "flat" or self.n_clusters or self.mcg is not None):
+            raise ValueError("a prior policy needs output='flat' without guidance clusters or MCG")
+        if self.shortlist and self.prior == "none":
+            raise ValueError("shortlist needs a prior (the shortlist is the prior's top-M labels)")
         if self.tree is not None:  # the built tree is the truth about its shape
             object.__setattr__(self, "tree_branching", int(self.tree.branching))
             object.__setattr__(self, "tree_leaf_size", int(self.tree.max_leaf_size))
@@ -99,6 +110,12 @@ class PolicyConfig:
             config["sparse_label_grads"] = True
         if self.mcg is not None:
             config["mcg"] = self.mcg.config()
+        if self.prior != "none":
+            config["prior"] = self.prior
+        if self.shortlist:
+            config["shortlist"] = True
+        if not self.label_history:
+            config["label_history"] = False
         return config
 
     @classmethod

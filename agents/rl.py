@@ -110,7 +110,7 @@ class EpisodeCollector:
         active = torch.ones(batch, dtype=torch.bool, device=device)
         columns: dict[str, list[torch.Tensor]] = {k: [] for k in ("a", "lp", "h", "v", "r", "m")}
         zero = torch.zeros((), device=device)
-        emitted = policy.output.new_emitted(batch, device)  # the env's masks, kept by the output layer
+        emitted = policy.new_emitted(state)  # the env's masks, kept by the output layer
         steps = FusedSteps(policy, state) if self.fused and fused_applies(policy) and not policy.training else None
         for _ in range(task.max_steps):
             if steps is not None:

@@ -33,7 +33,9 @@ def teacher_forcing_loss(
     else:
         outputs, doc = policy.sequence_hidden(X_batch, policy.previous_labels(targets), present.sum(dim=1))
         joint, _ = policy.joint_inputs(outputs, doc)
-        log_p, _ = policy.output.sequence_log_probs(joint, targets, mask_emitted=mask_emitted, with_entropy=False)
+        log_p, _ = policy.output.sequence_log_probs(
+            joint, targets, mask_emitted=mask_emitted, with_entropy=False, prior=policy.document_prior(X_batch)
+        )
         log_p_sum = log_p.sum()
     loss = -log_p_sum / present.sum().clamp(min=1)
     if policy.label_head is not None:  # the head reads the same encoding (one encoder pass, one dropout mask)

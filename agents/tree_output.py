@@ -201,8 +201,12 @@ class TreeOutput(nn.Module):
         temperature: float = 1.0,
         mask_emitted: bool = True,
         with_entropy: bool = True,
+        prior: object = None,
     ):
-        """Per-position log-prob and path entropy (B, T) of `actions` (-1 padded; 0 on padding)."""
+        """Per-position log-prob and path entropy (B, T) of `actions` (-1 padded; 0 on padding).
+        `prior` must be None: prior policies are flat (agents.policy_config)."""
+        if prior is not None:
+            raise ValueError("the tree output takes no prior (a prior policy needs output='flat')")
         if not mask_emitted:
             raise ValueError("the tree output always masks emitted labels (mask_emitted=False is flat-only)")
         B, T = actions.shape

@@ -1,0 +1,174 @@
+"""A peer's prior inside the chain: columns built exactly, added exactly at every face, the shortlist
+masked in every decoder and in teacher forcing, the fused passes equal to the plain ones."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from labelchain.agents.decoding import beam_search, greedy_decode, sequence_log_probs
+from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.prior_columns import (
+    FLOOR,
+    PRIOR_EPS,
+    prior_columns,
+    shortlist_of,
+    split_prior_columns,
+    top_stored,
+    with_prior_columns,
+)
+from labelchain.agents.supervised import teacher_forcing_loss
+
+N_FEATURES, N_LABELS = 12, 6
+STOP = N_LABELS
+
+
+def _scores() -> sp.csr_matrix:
+    """4 documents' stored prior scores (chain units); row 2 ties labels 1 and 4; row 3 stores nothing."""
+    dense = np.array(
+        [
+            [2.0, -1.0, np.nan, 0.5, np.nan, FLOOR - 3],
+            [np.nan, 1.0, 3.0, np.nan, np.nan, np.nan],
+            [np.nan, 0.0, -2.0, np.nan, 0.0, np.nan],
+            [np.nan] * 6,
+        ]
+    )
+    rows, cols = np.nonzero(~np.isnan(dense))
+    return sp.csr_matrix((dense[rows, cols].astype(np.float32), (rows, cols)), shape=dense.shape)
+
+
+def test_top_stored_shortlist_and_columns_exact() -> None:
+    scores = _scores()
+    kept = top_stored(scores, 2)
+    assert kept.indptr.tolist() == [0, 2, 4, 6, 6] and kept.indices.tolist() == [0, 3, 1, 2, 1, 4]
+    assert kept.data.tolist() == [2.0, 0.5, 1.0, 3.0, 0.0, 0.0]  # stored zeros stay stored
+    shortlist = shortlist_of(scores, 2).toarray()
+    assert shortlist.tolist() == [
+        [True, False, False, True, False, False],
+        [False, True, True, False, False, False],
+        [False, True, False, False, True, False],  # the tie keeps the lower ids 1 and 4 over -2.0 at 2
+        [False] * 6,
+    ]
+    columns = prior_columns(scores).toarray()
+    assert columns[0, 0] == pytest.approx(2.0 - FLOOR)
+    assert columns[0, 5] == pytest.approx(PRIOR_EPS)  # below the floor: still stored, at the floor
+    assert columns[0, 2] == 0.0 and columns[3].sum() == 0.0
+    assert ((prior_columns(scores, 2).toarray() > 0) == shortlist).all()
+    with pytest.raises(ValueError, match="shortlist size"):
+        top_stored(scores, 0)
+
+
+def _pair(prior: str = "shared", shortlist: bool = False, **extra):
+    torch.manual_seed(0)
+    plain = ChainPolicy(N_FEATURES, N_LABELS, hidden_size=16, label_embed_size=8, dropout=0.0, **extra).eval()
+    torch.manual_seed(0)
+    with_prior = ChainPolicy(
+        N_FEATURES, N_LABELS, hidden_size=16, label_embed_size=8, dropout=0.0, prior=prior, shortlist=shortlist, **extra
+    ).eval()
+    return plain, with_prior
+
+
+def _X() -> sp.csr_matrix:
+    return sp.random(4, N_FEATURES, density=0.5, format="csr", dtype=np.float32, random_state=1)
+
+
+def test_prior_is_added_exactly_at_every_face() -> None:
+    plain, policy = _pair("per_label")
+    with torch.no_grad():
+        policy.prior_scale.copy_(torch.linspace(0.5, 1.5, N_LABELS))
+        policy.prior_offset.copy_(torch.arange(N_LABELS, dtype=torch.float32) / 10)
+    X, scores = _X(), _scores()
+    X_prior = with_prior_columns(X, prior_columns(scores))
+    prior = FLOOR + prior_columns(scores).toarray()
+    expected_bias = policy.prior_scale.detach().numpy() * prior + policy.prior_offset.detach().numpy()
+    targets = torch.tensor([[3, 1, STOP], [0, STOP, -1], [STOP, -1, -1], [2, 4, STOP]])
+    plain_logits, _ = plain.sequence_logits(X, targets)
+    prior_logits, _ = policy.sequence_logits(X_prior, targets)
+    difference = (prior_logits - plain_logits).detach().numpy()
+    for t in range(3):
+        np.testing.assert_allclose(difference[:, t, :N_LABELS], expected_bias, atol=1e-5)
+        np.testing.assert_allclose(difference[:, t, STOP], 0.0, atol=1e-6)
+    state = policy.initial_state(X_prior)
+    step_logits, _, _ = policy.step(state, torch.full((4,), -1))
+    np.testing.assert_allclose(step_logits.detach().numpy(), prior_logits[:, 0].detach().numpy(), atol=1e-5)
+    prefix, _ = policy.prefix_logits(X_prior, torch.tensor([[3], [0], [-1], [2]]))
+    np.testing.assert_allclose(prefix[[0, 1, 3]].detach().numpy(), prior_logits[[0, 1, 3], 1].detach().numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="prior columns"):
+        policy.initial_state(X)  # text features alone: one line naming both widths
+
+
+def test_shortlist_is_masked_in_every_decoder_and_in_teacher_forcing() -> None:
+    _, policy = _pair("shared", shortlist=True)
+    X_prior = with_prior_columns(_X(), prior_columns(_scores(), 2))
+    allowed = shortlist_of(_scores(), 2).toarray()
+    logits, _, _ = policy.step(policy.initial_state(X_prior), torch.full((4,), -1))
+    assert torch.isinf(logits[:, :N_LABELS][torch.from_numpy(~allowed)]).all()
+    decodes = [greedy_decode(policy, X_prior, suppress_stop_steps=3), beam_search(policy, X_prior, beam_width=3)]
+    generator = torch.Generator().manual_seed(0)
+    from labelchain.agents.decoding import rollout
+
+    decodes += [rollout(policy, X_prior, sample=True, generator=generator) for _ in range(20)]
+    for result in decodes:
+        for row, labels in enumerate(result.labels.tolist()):
+            emitted = [label for label in labels if 0 <= label < N_LABELS]
+            assert all(allowed[row, label] for label in emitted), (row, emitted)
+    # STOP suppression counts only shortlisted labels: row 3 has none, so it stops at once
+    suppressed = greedy_decode(policy, X_prior, suppress_stop_steps=3)
+    assert suppressed.actions[3, 0].item() == STOP
+    assert (suppressed.labels[:2] >= 0).sum(dim=1).tolist() == [2, 2]
+    # teacher forcing normalises over the shortlist only
+    targets = torch.tensor([[3, STOP], [2, STOP], [4, STOP], [STOP, -1]])
+    log_p, _, _ = sequence_log_probs(policy, X_prior, targets)
+    full, _ = policy.sequence_logits(X_prior, targets)
+    expected = torch.log_softmax(full[:, 0], dim=-1).gather(1, targets[:, :1]).squeeze(1)
+    torch.testing.assert_close(log_p[:, 0], expected, atol=1e-5, rtol=0)
+    assert torch.isfinite(log_p).all()
+
+
+def test_fused_passes_equal_the_plain_ones_with_a_prior() -> None:
+    _, policy = _pair("per_label", shortlist=True)
+    policy.train()
+    X_prior = with_prior_columns(_X(), prior_columns(_scores(), 3))
+    targets = torch.tensor([[3, 0, STOP], [2, STOP, -1], [4, 1, STOP], [STOP, -1, -1]])
+    fused = teacher_forcing_loss(policy, X_prior, targets, fused=True)
+    plain = teacher_forcing_loss(policy, X_prior, targets, fused=False)
+    torch.testing.assert_close(fused, plain, atol=1e-5, rtol=0)
+    fused.backward()
+    assert policy.prior_scale.grad is not None and policy.prior_scale.grad.abs().sum() > 0
+
+
+def test_without_label_history_the_chain_never_sees_what_it_emitted() -> None:
+    _, policy = _pair("shared", label_history=False)
+    X_prior = with_prior_columns(_X(), prior_columns(_scores()))
+    state = policy.initial_state(X_prior)
+    after_a, _, _ = policy.step(state, torch.tensor([0, 1, 2, 3]))
+    after_b, _, _ = policy.step(state, torch.tensor([5, 4, 3, 2]))
+    torch.testing.assert_close(after_a, after_b)
+    _, with_history = _pair("shared")
+    with_history.load_state_dict(policy.state_dict())
+    state = with_history.initial_state(X_prior)
+    assert not torch.allclose(with_history.step(state, torch.tensor([0, 1, 2, 3]))[0], with_history.step(state, torch.tensor([5, 4, 3, 2]))[0])
+
+
+def test_prior_policy_saves_and_loads(tmp_path) -> None:
+    _, policy = _pair("per_label", shortlist=True, label_history=False)
+    with torch.no_grad():
+        policy.prior_scale.mul_(2.0)
+    policy.save(tmp_path)
+    loaded = ChainPolicy.load(tmp_path).eval()
+    assert loaded.config == policy.config
+    assert loaded.config["prior"] == "per_label" and loaded.config["shortlist"] is True
+    assert loaded.config["label_history"] is False
+    X_prior = with_prior_columns(_X(), prior_columns(_scores(), 2))
+    torch.testing.assert_close(loaded.sequence_logits(X_prior, torch.tensor([[STOP]] * 4))[0], policy.sequence_logits(X_prior, torch.tensor([[STOP]] * 4))[0])
+
+
+def test_bad_prior_configurations_are_refused_in_one_line() -> None:
+    with pytest.raises(ValueError, match="prior must be one of"):
+        ChainPolicy(N_FEATURES, N_LABELS, prior="both")
+    with pytest.raises(ValueError, match="shortlist needs a prior"):
+        ChainPolicy(N_FEATURES, N_LABELS, shortlist=True)
+    with pytest.raises(ValueError, match="needs output='flat'"):
+        ChainPolicy(N_FEATURES, N_LABELS, prior="shared", n_clusters=2)
+    text, columns = split_prior_columns(np.ones((2, N_FEATURES + N_LABELS)), N_FEATURES, N_LABELS)
+    assert text.shape == (2, N_FEATURES) and columns.shape == (2, N_LABELS)
