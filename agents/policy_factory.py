@@ -34,19 +34,20 @@ def build_policy(config: PolicyConfig, train: Split | None, *, seed: int = 0) ->
 
 def resolve_config(config: PolicyConfig, train: Split | None, *, seed: int = 0) -> PolicyConfig:
     """`config` with what `train` decides filled in: n_features (text columns: a BCL split's gold
-    cluster columns are not features), n_labels (an MCG split: labels + clusters) and the tree."""
+    cluster columns and a prior split's prior columns are not features), n_labels (an MCG split: labels + clusters) and the tree."""
     if train is None:
         if config.n_features < 1 or config.n_labels < 1 or (config.output == "tree" and config.tree is None):
             raise ValueError(
                 "build_policy without a training split needs n_features, n_labels and any tree in the config"
             )
         return config
-    n_features = config.n_features or int(train.X.shape[1]) - config.n_clusters
     n_labels = config.n_labels or int(train.Y.shape[1])
-    if train.X.shape[1] != n_features + config.n_clusters:
+    extra = config.n_clusters + (n_labels if config.prior != "none" else 0)  # gold cluster or prior columns
+    n_features = config.n_features or int(train.X.shape[1]) - extra
+    if train.X.shape[1] != n_features + extra:
         raise ValueError(
             f"build_policy: the training split has {train.X.shape[1]} feature columns, the config wants "
-            f"{n_features} features + {config.n_clusters} gold cluster columns"
+            f"{n_features} features + {extra} gold cluster or prior columns"
         )
     if config.mcg is not None and train.Y.shape[1] != config.mcg.n_actions:
         raise ValueError(

@@ -31,13 +31,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from labelchain.agents.peers import Scorer, TunedPeer, _make, tune_peer
+from labelchain.agents.prior_columns import FLOOR, PRIOR_PEERS, top_stored
 from labelchain.agents.supervised import carve_validation
 from labelchain.envs.data.dataset import Dataset, Features, Split
 from labelchain.envs.data.fingerprint import HASH_CHARS, content_hash, splits_digest
 
-PRIOR_PEERS = ("ovr_logistic", "omikuji")
 SCORE_KINDS = {"ovr_logistic": "log_odds", "omikuji": "log_score"}
-FLOOR = math.log(1e-6)
 DEFAULT_FOLDS = 5
 DEFAULT_TOP_M = 100
 SPLIT_FIELDS = ("seed", "val_fraction", "n_train", "n_val", "n_test", "parts_hash")

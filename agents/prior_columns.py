@@ -23,6 +23,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
+PRIOR_PEERS = ("ovr_logistic", "omikuji")  # the peers whose scores can be a chain's prior (agents.prior)
 FLOOR = math.log(1e-6)  # the prior of a label the peer did not rank (about -13.8)
 PRIOR_EPS = 1e-3  # a stored score at the floor still marks its label as shortlisted
 

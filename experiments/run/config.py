@@ -20,6 +20,7 @@ from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.guidance import GUIDANCE_KINDS
 from labelchain.agents.output_layers import OUTPUT_KINDS
 from labelchain.agents.precision import PRECISIONS
+from labelchain.agents.prior_columns import PRIOR_PEERS
 from labelchain.envs.metrics import RANKING_NAMES, SET_NAMES
 from labelchain.envs.rewards import REWARD_MODES, REWARDS
 from labelchain.experiments.run.common import flag_name
@@ -196,6 +197,29 @@ class TrainKnobs:
             "for the label sets; fills the knobs left at their defaults"
         },
     )
+    prior: str = field(
+        default="none",
+        metadata={
+            "help": f"a peer's out-of-fold scores as the chain's prior, from {('none',) + PRIOR_PEERS}: logits + "
+            "a * prior + b (agents.prior_columns; the prior is built once and cached, experiments/prior_cache.py)"
+        },
+    )
+    prior_scale: str = field(
+        default="shared",
+        metadata={"help": "--prior: learn one (a, b) pair ('shared') or one per label ('per_label')"},
+    )
+    shortlist: int = field(
+        default=0,
+        metadata={
+            "help": "--prior: each document's action space is its top-M prior labels + STOP (0 = every label); "
+            "gold labels outside it are not trained on (the matcher's recall loss)",
+            "at_least": 0,
+        },
+    )
+    label_history: bool = field(
+        default=True,
+        metadata={"help": "the GRU reads the labels emitted so far (--no-label-history: an independent scorer, ablation)"},
+    )
     device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu or cuda"})
     precision: str = field(
         default="fp32",
@@ -251,6 +275,8 @@ def check_args(args: Any) -> list[str]:
             ("device", ("auto", "cpu", "cuda")),
             ("output", OUTPUT_KINDS),
             ("guidance", GUIDANCE_KINDS),
+            ("prior", ("none",) + PRIOR_PEERS),
+            ("prior_scale", ("shared", "per_label")),
         )
         for name, allowed in choices:
             if getattr(args, name) not in allowed:
@@ -266,6 +292,10 @@ def check_args(args: Any) -> list[str]:
             problems.append("--sparse-label-grads needs --output tree")
         if args.tree_query_size is not None and args.output != "tree":
             problems.append("--tree-query-size needs --output tree")
+        if args.prior != "none" and (args.output != "flat" or args.guidance != "none" or args.hide_train_labels):
+            problems.append("--prior needs --output flat, no --guidance and no --hide-train-labels")
+        if args.shortlist and args.prior == "none":
+            problems.append("--shortlist needs --prior (the shortlist is the prior's top-M labels)")
     return problems
 
 

@@ -52,11 +52,14 @@ class RunData:
     mcg: MCGSpec | None = None  # --guidance mcg: train's labels carry their clusters (agents.mcg)
     identity: dict[str, Any] | None = None  # the data's identity, checked on --resume (run.identity)
     dataset_hash: str = ""  # envs.data.fingerprint.content_hash of the loaded dataset (saved predictions carry it)
+    prior_columns: int = 0  # --prior: every part's X ends with one prior column per label (agents.prior_columns)
+    shortlist: Any = None  # --shortlist: train's (n, L) bool CSR action spaces, for the environments
 
     @property
     def n_features(self) -> int:
-        """Text features per document (test's width: with --guidance bcl, train carries gold cluster columns too)."""
-        return int(np.shape(self.test.X)[1])
+        """Text features per document (test's width: with --guidance bcl, train carries gold cluster columns
+        too; with --prior, every part carries the prior columns after them)."""
+        return int(np.shape(self.test.X)[1]) - self.prior_columns
 
     @property
     def n_labels(self) -> int:

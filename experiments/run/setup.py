@@ -23,9 +23,10 @@ from labelchain.agents.config import Config, RunConfig
 from labelchain.agents.learner_base import LearnerConfig
 from labelchain.agents.policy_config import PolicyConfig
 from labelchain.agents.policy_factory import build_policy
+from labelchain.agents.prior_columns import prior_columns, shortlist_of, with_prior_columns
 from labelchain.agents.supervised import carve_validation
 from labelchain.envs.chain_task import default_max_steps
-from labelchain.envs.data.dataset import Split
+from labelchain.envs.data.dataset import Dataset, Split
 from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
 from labelchain.envs.data.fingerprint import content_hash
 from labelchain.envs.data.loading import load_dataset
@@ -76,7 +77,40 @@ def load_run_data(args: Args) -> RunData:
         mcg = MCGSpec(member, args.mcg_restrict)
         train = mcg.augment_split(train)
         max_steps = default_max_steps(train.max_labels_per_doc, mcg.n_actions)
-    return RunData(train, val, dataset.test, label_freq, max_steps, mcg, identity, content_hash(dataset))
+    test, shortlist = dataset.test, None
+    if args.prior != "none":
+        train, val, test, shortlist = with_prior(args, dataset, train, val)
+    data = RunData(train, val, test, label_freq, max_steps, mcg, identity, content_hash(dataset))
+    data.prior_columns, data.shortlist = (dataset.n_labels if args.prior != "none" else 0), shortlist
+    return data
+
+
+def with_prior(args: Args, dataset: Dataset, train: Split, val: Split) -> tuple[Split, Split, Split, sp.csr_matrix | None]:
+    """The three parts with the --prior peer's columns appended (agents.prior_columns), the prior built
+    out of fold on `train` and cached; with --shortlist M, training labels outside each document's top M
+    are dropped (the matcher's recall loss: no target can be outside the action space) and the
+    training shortlist is returned for the environments."""
+    from labelchain.agents.prior import PriorMismatch, prior_identity
+    from labelchain.experiments.prior_cache import cached_prior
+
+    if args.shortlist > dataset.n_labels:
+        raise ArgsError(f"--shortlist {args.shortlist}: {args.dataset} has only {dataset.n_labels} labels")
+    try:
+        prior = cached_prior(args.prior, dataset, seed=args.seed, val_fraction=args.val_fraction, top_m=min(100, dataset.n_labels))
+        prior.check(**prior_identity(dataset, train, val, seed=args.seed, val_fraction=args.val_fraction))
+    except PriorMismatch as error:
+        raise ArgsError(f"--prior {args.prior}: {error}") from None
+    if args.shortlist > prior.settings["top_m"]:
+        raise ArgsError(f"--shortlist {args.shortlist}: the prior stores only the top {prior.settings['top_m']} labels")
+    m = args.shortlist or None
+    parts = []
+    for name, split in (("train", train), ("val", val), ("test", dataset.test)):
+        parts.append(Split(with_prior_columns(split.X, prior_columns(prior.part(name), m)), split.Y))
+    shortlist = None
+    if m is not None:
+        shortlist = shortlist_of(prior.train, m)
+        parts[0] = Split(parts[0].X, sp.csr_matrix(parts[0].Y.multiply(shortlist), dtype=parts[0].Y.dtype))
+    return parts[0], parts[1], parts[2], shortlist
 
 
 def overlapping_clusters(args: Args, train: Split, label_cluster: np.ndarray) -> sp.csr_matrix:
@@ -167,6 +201,9 @@ def policy_config(args: TrainKnobs, mcg: MCGSpec | None = None) -> PolicyConfig:
         tree_query_size=args.tree_query_size,
         sparse_label_grads=args.sparse_label_grads,
         n_clusters=args.clusters if args.guidance == "bcl" else 0,
+        prior="none" if args.prior == "none" else args.prior_scale,
+        shortlist=bool(args.shortlist),
+        label_history=args.label_history,
         guidance_weight=args.guidance_weight,
         guidance_anneal=args.guidance_anneal,
         guidance_mix=args.guidance_mix,
