@@ -10,6 +10,13 @@ its actions by the MCG constraint (`action_masks()`), and MaskablePPO applies th
 rollouts and updates; `make_maskable_ppo` gives the chain the env's spec (the `mcg` key), so the
 policy handed back decodes under the same constraint and scores label columns only.
 
+Shortlists (envs.shortlist, `LabelChainEnv(..., shortlist=S)`): the env's `action_masks()` already
+apply the one rule (`envs.shortlist.allowed_actions`: not emitted AND shortlisted; STOP always), and
+MaskablePPO reads them in rollouts (through SB3's wrappers: `get_wrapper_attr`), stores them in its
+buffer and applies them in updates, so nothing here changes. A shortlist belongs to documents, not
+to the policy: `predict(obs, action_masks=env.action_masks())` stays inside it, and the policy handed
+back by `chain_policy_from` needs the shortlist given to its decoder.
+
 What the adapter replaces in `MaskableActorCriticPolicy`: SB3's preprocessing (it would one-hot the
 `history` MultiDiscrete and the `step` Discrete), the features extractor and the MLP heads. What it
 keeps: SB3's masked categorical distribution, optimizer handling, `predict`, and save/load

@@ -17,6 +17,7 @@ from gymnasium import spaces
 from labelchain.envs.data.dataset import Dataset, Split
 from labelchain.envs.mcg import MCGSpec
 from labelchain.envs.rewards import DEFAULT_REWARD_MODE, check_reward_args
+from labelchain.envs.shortlist import check_shortlist_matrix
 
 SPLITS = ("train", "test")
 DENSIFY_BYTES = 256 * 2**20  # sparse splits up to this dense size are kept dense for fast gathers
@@ -33,9 +34,15 @@ class ChainTask:
     reward_mode: str = DEFAULT_REWARD_MODE
     name: str = ""
     mcg: MCGSpec | None = None  # MCG: actions L..L+C-1 are cluster tokens (envs.mcg); rewards count labels only
+    # (n_docs, L) bool: the labels each document may emit (envs.shortlist); None: every label
+    shortlist: sp.csr_matrix | None = None
 
     def __post_init__(self) -> None:
         check_reward_args(self.reward, self.reward_mode)
+        if self.shortlist is not None:
+            if self.mcg is not None:
+                raise ValueError("shortlist: not with mcg (cluster tokens have no shortlist); pass one or the other")
+            self.shortlist = check_shortlist_matrix(self.shortlist, len(self.split), self.n_labels)
         if self.mcg is not None and not self.n_labels == self.split.Y.shape[1] == self.mcg.n_actions:
             raise ValueError(
                 f"mcg: the task needs n_labels and label columns = {self.mcg.n_labels} labels + "
@@ -60,6 +67,11 @@ class ChainTask:
         # membership is a binary search, memory O(nnz), never a dense (N, L) row.
         docs = np.repeat(np.arange(len(self.split), dtype=np.int64), self.gold_count)
         self.gold_keys = docs * self.n_labels + Y.indices.astype(np.int64)
+        self.shortlist_keys: np.ndarray | None = None  # the same sorted keys for the shortlist's pairs
+        if self.shortlist is not None:
+            S = self.shortlist
+            rows = np.repeat(np.arange(S.shape[0], dtype=np.int64), np.diff(S.indptr))
+            self.shortlist_keys = rows * self.n_labels + S.indices.astype(np.int64)
         # What the reward scores: actions below `scored_labels` (all of them, or MCG's labels).
         self.scored_labels = self.n_labels if self.mcg is None else self.mcg.n_labels
         self.scored_gold_count = (
@@ -87,12 +99,26 @@ class ChainTask:
 
     def is_gold(self, docs: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Whether label `labels[i]` is a gold label of document `docs[i]` (bool array), in O(log nnz)."""
+        return self._member(self.gold_keys, docs, labels)
+
+    def in_shortlist(self, docs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Whether label `labels[i]` is in document `docs[i]`'s shortlist (all True without one), O(log nnz)."""
+        if self.shortlist_keys is None:
+            return np.ones(np.shape(labels), dtype=bool)
+        return self._member(self.shortlist_keys, docs, labels)
+
+    def shortlist_rows(self, docs: np.ndarray) -> sp.csr_matrix | None:
+        """The shortlist rows of documents `docs` (for `envs.shortlist.allowed_actions`), None without one."""
+        return None if self.shortlist is None else self.shortlist[np.asarray(docs, dtype=np.int64)]
+
+    def _member(self, sorted_keys: np.ndarray, docs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Whether each (doc, label) pair's key is in `sorted_keys` (bool array), by binary search."""
         keys = np.asarray(docs, dtype=np.int64) * self.n_labels + np.asarray(labels, dtype=np.int64)
-        if len(self.gold_keys) == 0:
+        if len(sorted_keys) == 0:
             return np.zeros(keys.shape, dtype=bool)
-        where = np.searchsorted(self.gold_keys, keys)
-        found = self.gold_keys[np.minimum(where, len(self.gold_keys) - 1)] == keys
-        return found & (where < len(self.gold_keys))
+        where = np.searchsorted(sorted_keys, keys)
+        found = sorted_keys[np.minimum(where, len(sorted_keys) - 1)] == keys
+        return found & (where < len(sorted_keys))
 
     def observation_space(self) -> spaces.Dict:
         """Features (dense row), emitted-label history (L marks an empty slot), step index."""
@@ -122,13 +148,19 @@ def make_task(
     max_steps: int | None = None,
     data_dir: str | Path | None = None,
     mcg: MCGSpec | None = None,
+    shortlist: Any = None,
 ) -> ChainTask:
     """Resolve a dataset (name, path or `Dataset`) and one of its splits into a `ChainTask`; a
     `ChainTask` is returned as it is (the environments accept either). With `mcg`, the split's labels
-    are augmented with their clusters (`MCGSpec.augment`) and cluster tokens become actions."""
+    are augmented with their clusters (`MCGSpec.augment`) and cluster tokens become actions. With
+    `shortlist` ((split rows, L), `envs.shortlist`), each document may emit only its shortlisted labels."""
     if isinstance(dataset, ChainTask):
         if mcg is not None and dataset.mcg is not mcg:
             raise ValueError("mcg: a ready ChainTask carries its own mcg; build it with ChainTask(..., mcg=...)")
+        if shortlist is not None and dataset.shortlist is not shortlist:
+            raise ValueError(
+                "shortlist: a ready ChainTask carries its own shortlist; build it with ChainTask(..., shortlist=...)"
+            )
         return dataset
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -150,4 +182,5 @@ def make_task(
         reward_mode=reward_mode,
         name=f"{dataset.name}/{split}",
         mcg=mcg,
+        shortlist=shortlist,
     )

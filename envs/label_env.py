@@ -14,6 +14,7 @@ from labelchain.envs.data.dataset import Dataset
 from labelchain.envs.actions import integer_action
 from labelchain.envs.mcg import MCGSpec, emitted_mask
 from labelchain.envs.rewards import DEFAULT_REWARD_MODE, chain_quality
+from labelchain.envs.shortlist import allowed_actions
 
 DOC_ORDERS = ("random", "sequential")
 
@@ -32,7 +33,10 @@ class LabelChainEnv(gym.Env):
     emitted is masked: ``action_masks()`` (sb3-contrib's contract) and ``info["action_mask"]`` give
     the valid actions (an array of L + 1 built on request; ``dense_masks=False`` leaves it out of
     ``info``, so a step costs O(cap), not O(L), at large L). Taking a masked action anyway is a
-    wasted step: nothing is emitted, the step counter advances, and the delta reward is 0. An action
+    wasted step: nothing is emitted, the step counter advances, and the delta reward is 0. With a
+    shortlist (``shortlist=``, an (n_docs, L) bool matrix, `envs.shortlist`), a label outside the
+    document's shortlist is masked too and taking it is the same wasted step as a repeat: the mask
+    is `envs.shortlist.allowed_actions` (not emitted AND shortlisted; STOP always). An action
     outside ``0 .. L``, or not a whole number (``1.5``, ``nan``), is a ``ValueError`` (``1.0`` and numpy
     integer types are fine; `envs.actions`).
 
@@ -66,7 +70,8 @@ class LabelChainEnv(gym.Env):
     ``"test"``), ``reward``, ``reward_mode``, ``max_steps``, ``doc_order`` (``"random"`` or
     ``"sequential"``), ``data_dir``, ``dense_masks``, ``mcg`` (an `envs.mcg.MCGSpec`: MCG's cluster
     tokens become actions L..L+C-1 under its constraint, a disallowed action is a wasted step, and the
-    reward counts labels only). ``gym.make("LabelChain-v0", dataset="bibtex", ...)`` passes them on;
+    reward counts labels only), ``shortlist`` (rows = the split's documents; not with ``mcg``).
+    ``gym.make("LabelChain-v0", dataset="bibtex", ...)`` passes them on;
     ``gym.make_vec(..., vectorization_mode="vector_entry_point")`` builds `LabelChainVectorEnv`.
 
     ## Version History
@@ -89,11 +94,19 @@ class LabelChainEnv(gym.Env):
         data_dir: str | Path | None = None,
         dense_masks: bool = True,
         mcg: MCGSpec | None = None,
+        shortlist: Any = None,
     ) -> None:
         if doc_order not in DOC_ORDERS:
             raise ValueError(f"doc_order must be one of {DOC_ORDERS}, got {doc_order!r}")
         self.task = make_task(
-            dataset, split, reward=reward, reward_mode=reward_mode, max_steps=max_steps, data_dir=data_dir, mcg=mcg
+            dataset,
+            split,
+            reward=reward,
+            reward_mode=reward_mode,
+            max_steps=max_steps,
+            data_dir=data_dir,
+            mcg=mcg,
+            shortlist=shortlist,
         )
         self.doc_order, self.dense_masks = doc_order, dense_masks
         self.observation_space = self.task.observation_space()
@@ -106,16 +119,23 @@ class LabelChainEnv(gym.Env):
         self._needs_reset = True  # before the first reset and after an episode ended
 
     def action_masks(self) -> np.ndarray:
-        """Valid actions: labels not yet emitted, and STOP (always valid); a fresh array, O(L)."""
+        """Valid actions: labels not yet emitted (and shortlisted, with a shortlist), and STOP (always
+        valid); a fresh array, O(L)."""
         if self._mask is not None:
             return self._mask.copy()
         return self._build_mask()
 
     def _build_mask(self) -> np.ndarray:
-        """The valid actions from the history, O(L) (MCG: `envs.mcg.MCGSpec.allowed_actions`)."""
+        """The valid actions from the history, O(L) (MCG: `envs.mcg.MCGSpec.allowed_actions`; a
+        shortlist: `envs.shortlist.allowed_actions`)."""
         if self.task.mcg is not None:
             history = np.array([self._history], dtype=np.int64).reshape(1, -1)
             return self.task.mcg.allowed_actions(emitted_mask(history, self.task.n_labels))[0]
+        if self.task.shortlist is not None:
+            history = np.array([self._history], dtype=np.int64).reshape(1, -1)
+            return allowed_actions(
+                emitted_mask(history, self.task.n_labels), self.task.shortlist_rows(np.array([self.doc]))
+            )[0]
         masks = np.ones(self.task.n_labels + 1, dtype=bool)
         masks[self._history] = False
         return masks
@@ -158,7 +178,14 @@ class LabelChainEnv(gym.Env):
             raise ValueError(f"action {action} is outside 0..{task.n_labels} (L labels + STOP)")
         self._steps += 1
         terminated = action == task.stop_action
-        allowed = action not in self._emitted if task.mcg is None else bool(self.action_masks()[action])
+        if task.mcg is not None:
+            allowed = bool(self.action_masks()[action])
+        else:  # a label outside the shortlist is refused exactly as a repeat is
+            allowed = action not in self._emitted and (
+                task.shortlist is None
+                or terminated
+                or bool(task.in_shortlist(np.array([self.doc]), np.array([action]))[0])
+            )
         if not terminated and allowed:
             self._emitted.add(action)
             self._history.append(action)

@@ -16,6 +16,7 @@ from labelchain.envs.label_env import DOC_ORDERS
 from labelchain.envs.actions import integer_array
 from labelchain.envs.mcg import MCGSpec, emitted_mask
 from labelchain.envs.rewards import DEFAULT_REWARD_MODE, chain_quality
+from labelchain.envs.shortlist import allowed_actions
 
 
 class LabelChainVectorEnv(VectorEnv):
@@ -52,6 +53,13 @@ class LabelChainVectorEnv(VectorEnv):
     actions L..L+C-1 are cluster tokens under the constraint of `envs.mcg` (a disallowed action is a
     wasted step, as a repeat is), and the reward counts labels only.
 
+    Shortlist (``shortlist=`` an (n_docs, L) bool matrix, `envs.shortlist`; not with ``mcg``): each
+    document may emit only its shortlisted labels; the masks are `envs.shortlist.allowed_actions`
+    (not emitted AND shortlisted; STOP always) and an out-of-shortlist label is a wasted step, as a
+    repeat is. ``dense_masks=True`` applies the shortlist row once per document reset (O(L), as the
+    mask reset already is); ``dense_masks=False`` stays free of size-L state: membership is a binary
+    search in the task's sorted (doc, label) shortlist keys, O(N log nnz) per step.
+
     Order: ``step()`` before the first ``reset()`` raises ``gymnasium.error.ResetNeeded`` (there are
     no documents yet); ``num_envs`` must be >= 1.
     """
@@ -73,6 +81,7 @@ class LabelChainVectorEnv(VectorEnv):
         copy: bool = False,
         dense_masks: bool = True,
         mcg: MCGSpec | None = None,
+        shortlist: Any = None,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
@@ -82,7 +91,14 @@ class LabelChainVectorEnv(VectorEnv):
         if autoreset_mode == AutoresetMode.SAME_STEP:
             raise ValueError("autoreset_mode must be NEXT_STEP or DISABLED, not SAME_STEP")
         self.task = make_task(
-            dataset, split, reward=reward, reward_mode=reward_mode, max_steps=max_steps, data_dir=data_dir, mcg=mcg
+            dataset,
+            split,
+            reward=reward,
+            reward_mode=reward_mode,
+            max_steps=max_steps,
+            data_dir=data_dir,
+            mcg=mcg,
+            shortlist=shortlist,
         )
         self.metadata = {**self.metadata, "autoreset_mode": autoreset_mode}
         self.num_envs, self.doc_order, self.copy = int(num_envs), doc_order, copy
@@ -146,8 +162,9 @@ class LabelChainVectorEnv(VectorEnv):
             valid[rows, labels] = False
             hits = gold[rows, labels]
         else:  # a repeat is a label already in the row's history: O(N x cap), not O(N x L)
-            if task.mcg is None:
+            if task.mcg is None:  # an out-of-shortlist label is refused as a repeat is
                 fresh = ~(self.history[rows] == labels[:, None]).any(axis=1)
+                fresh &= task.in_shortlist(self.docs[rows], labels)
             else:  # MCG's constraint needs the emitted mask: O(N x L) per step
                 fresh = self._mcg_allowed(rows)[np.arange(len(rows)), labels]
             rows, labels = rows[fresh], labels[fresh]
@@ -182,13 +199,16 @@ class LabelChainVectorEnv(VectorEnv):
         return self.task.mcg.allowed_actions(emitted_mask(self.history[envs], self.task.n_labels))
 
     def action_masks(self) -> np.ndarray:
-        """Valid actions per sub-env (N, L + 1): labels not yet emitted, and STOP (with ``mcg``, the
-        constraint of `envs.mcg`).
+        """Valid actions per sub-env (N, L + 1): labels not yet emitted (and shortlisted, with a
+        shortlist: `envs.shortlist.allowed_actions`), and STOP (with ``mcg``, the constraint of `envs.mcg`).
 
         Without ``dense_masks`` this builds the mask from the histories on every call: O(N x (L + 1)).
         """
         if self.valid is None and self.task.mcg is not None:
             return self._mcg_allowed(self._arange)
+        if self.valid is None and self.task.shortlist is not None:
+            emitted = emitted_mask(self.history, self.task.n_labels)
+            return allowed_actions(emitted, self.task.shortlist_rows(self.docs))
         if self.valid is None:
             masks = np.ones((self.num_envs, self.task.n_labels + 1), dtype=bool)
             masks[self._arange[:, None], self.history] = False  # empty slots hold L (= STOP) ...
@@ -222,6 +242,8 @@ class LabelChainVectorEnv(VectorEnv):
         self.history[envs] = task.n_labels
         if task.mcg is not None and self.valid is not None:
             self.valid[envs] = self._mcg_allowed(envs)
+        if task.shortlist is not None and self.valid is not None:
+            self.valid[envs] = allowed_actions(np.zeros((k, task.n_labels), dtype=bool), task.shortlist_rows(docs))
         for counter in (self.n_emitted, self.n_scored, self.steps, self.tp):
             counter[envs] = 0
         self.quality[envs] = 0.0
