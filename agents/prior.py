@@ -31,7 +31,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from labelchain.agents.peers import Scorer, TunedPeer, _make, tune_peer
-from labelchain.agents.prior_columns import FLOOR, PRIOR_PEERS, top_stored
+from labelchain.agents.prior_columns import FLOOR, PRIOR_PEERS
+from labelchain.envs.shortlist import shortlist_from_scores
 from labelchain.agents.supervised import carve_validation
 from labelchain.envs.data.dataset import Dataset, Features, Split
 from labelchain.envs.data.fingerprint import HASH_CHARS, content_hash, splits_digest
@@ -259,17 +260,11 @@ def build_prior(
 
 def recall_at(scores: sp.csr_matrix, Y: sp.csr_matrix, m: int) -> float:
     """Micro recall of the shortlist: gold labels among each document's `m` best stored labels / all gold
-    labels (a row's stored labels are already its top-M for M >= m; ties to the lower label id)."""
+    labels (envs.shortlist.shortlist_from_scores: ties to the lower label id)."""
     if scores.shape != Y.shape:
         raise PriorMismatch(f"scores have shape {scores.shape}, labels {Y.shape}")
     gold = int(Y.nnz)
     if gold == 0:
         return math.nan
-    hits = 0
     Y = sp.csr_matrix(Y, dtype=bool)
-    for row in range(scores.shape[0]):
-        start, end = scores.indptr[row], scores.indptr[row + 1]
-        labels, values = scores.indices[start:end], scores.data[start:end]
-        best = labels[np.lexsort((labels, -values))[:m]]
-        hits += int(np.isin(Y.indices[Y.indptr[row] : Y.indptr[row + 1]], best).sum())
-    return hits / gold
+    return int(Y.multiply(shortlist_from_scores(scores, m)).nnz) / gold

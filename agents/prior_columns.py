@@ -11,8 +11,8 @@ Carrying the prior in the feature rows means every path that hands feature rows 
 (decoders, teacher forcing, the RL collector, the environments' observations, SB3) carries it
 without a second argument, and a document's rows cannot be paired with another document's prior.
 
-The shortlist the environments mask with (`shortlist_of`) and the columns the policy masks with
-(`prior_columns`) come from the same `top_stored` selection, so the two masks are equal by
+The shortlist the environments mask with (`envs.shortlist.shortlist_from_scores`) and the columns the
+policy masks with (`prior_columns`) come from the same `envs.shortlist.top_stored` selection, so the two masks are equal by
 construction (tests hold them to it). numpy/scipy only: the policy imports this module.
 """
 
@@ -23,27 +23,11 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
+from labelchain.envs.shortlist import top_stored
+
 PRIOR_PEERS = ("ovr_logistic", "omikuji")  # the peers whose scores can be a chain's prior (agents.prior)
 FLOOR = math.log(1e-6)  # the prior of a label the peer did not rank (about -13.8)
 PRIOR_EPS = 1e-3  # a stored score at the floor still marks its label as shortlisted
-
-
-def top_stored(scores: sp.csr_matrix, m: int | None) -> sp.csr_matrix:
-    """Each row's `m` highest stored entries (ties to the lower label id); all of them when m is None."""
-    scores = sp.csr_matrix(scores, dtype=np.float32)
-    scores.sort_indices()
-    if m is None:
-        return scores
-    if m < 1:
-        raise ValueError(f"shortlist size must be >= 1, got {m}")
-    rows = np.repeat(np.arange(scores.shape[0]), np.diff(scores.indptr))
-    order = np.lexsort((scores.indices, -scores.data, rows))  # by row, best first, lower id first
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size) - scores.indptr[rows[order]]
-    keep = rank < m
-    kept_rows = rows[keep]
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(kept_rows, minlength=scores.shape[0]))]).astype(np.int64)
-    return sp.csr_matrix((scores.data[keep], scores.indices[keep], indptr), shape=scores.shape)
 
 
 def prior_columns(scores: sp.csr_matrix, shortlist: int | None = None) -> sp.csr_matrix:
@@ -52,12 +36,6 @@ def prior_columns(scores: sp.csr_matrix, shortlist: int | None = None) -> sp.csr
     kept = top_stored(scores, shortlist)
     values = np.maximum(kept.data.astype(np.float64) - FLOOR, PRIOR_EPS).astype(np.float32)
     return sp.csr_matrix((values, kept.indices, kept.indptr), shape=kept.shape)
-
-
-def shortlist_of(scores: sp.csr_matrix, shortlist: int) -> sp.csr_matrix:
-    """Bool CSR (n, L): each document's top-`shortlist` stored labels, the action space the envs mask to."""
-    kept = top_stored(scores, shortlist)
-    return sp.csr_matrix((np.ones(kept.nnz, dtype=bool), kept.indices, kept.indptr), shape=kept.shape)
 
 
 def with_prior_columns(X, columns: sp.csr_matrix):

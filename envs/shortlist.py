@@ -66,24 +66,32 @@ def check_shortlist_matrix(shortlist: Any, n_docs: int, n_labels: int, name: str
     return out
 
 
-def shortlist_from_scores(scores: sp.spmatrix, m: int) -> sp.csr_matrix:
-    """Each row's `m` highest stored scores (ties to the lower label id) as a bool CSR of the same
-    shape: the shortlist `agents.prior.recall_at(scores, Y, m)` measures. Rows with fewer than `m`
-    stored entries keep all of them (Omikuji's can)."""
+def top_stored(scores: sp.spmatrix, m: int | None) -> sp.csr_matrix:
+    """Each row's `m` highest stored scores (ties to the lower label id) with their values, float32 CSR
+    with sorted indices; every stored entry when m is None. Rows with fewer than `m` stored entries
+    keep all of them (Omikuji's can). The one selection behind shortlists and a prior's columns."""
+    csr = sp.csr_matrix(scores, dtype=np.float32, copy=True)  # sum_duplicates sorts in place: never the caller's
+    csr.sum_duplicates()
+    if m is None:
+        return csr
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
         raise ValueError(f"shortlist size M={m!r} must be a whole number >= 1")
-    csr = sp.csr_matrix(scores)
-    csr.sum_duplicates()
     n_rows = csr.shape[0]
     counts = np.diff(csr.indptr)
     rows = np.repeat(np.arange(n_rows), counts)
     # One stable sort: by row, then by score descending, then by label id ascending.
     order = np.lexsort((csr.indices, -csr.data.astype(np.float64), rows))
     rank = np.arange(csr.nnz) - np.repeat(csr.indptr[:-1], counts)
-    keep = order[rank < m]  # `order` keeps rows contiguous, so rank is the position inside the row
-    out = sp.csr_matrix((np.ones(len(keep), dtype=bool), (rows[keep], csr.indices[keep])), shape=csr.shape)
-    out.sort_indices()
-    return out
+    keep = np.sort(order[rank < m])  # `order` keeps rows contiguous, so rank is the position inside the row
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=n_rows))]).astype(np.int64)
+    return sp.csr_matrix((csr.data[keep], csr.indices[keep], indptr), shape=csr.shape)
+
+
+def shortlist_from_scores(scores: sp.spmatrix, m: int) -> sp.csr_matrix:
+    """Bool CSR of each row's `top_stored(scores, m)` labels: the shortlist the environments mask to
+    and `agents.prior.recall_at(scores, Y, m)` measures."""
+    kept = top_stored(scores, m)
+    return sp.csr_matrix((np.ones(kept.nnz, dtype=bool), kept.indices, kept.indptr), shape=kept.shape)
 
 
 def allowed_actions(emitted: Any, shortlist_rows: Any) -> np.ndarray:

@@ -12,11 +12,11 @@ from labelchain.agents.prior_columns import (
     FLOOR,
     PRIOR_EPS,
     prior_columns,
-    shortlist_of,
     split_prior_columns,
-    top_stored,
     with_prior_columns,
 )
+from labelchain.envs.shortlist import shortlist_from_scores as shortlist_of
+from labelchain.envs.shortlist import top_stored
 from labelchain.agents.supervised import teacher_forcing_loss
 
 N_FEATURES, N_LABELS = 12, 6
@@ -54,7 +54,7 @@ def test_top_stored_shortlist_and_columns_exact() -> None:
     assert columns[0, 5] == pytest.approx(PRIOR_EPS)  # below the floor: still stored, at the floor
     assert columns[0, 2] == 0.0 and columns[3].sum() == 0.0
     assert ((prior_columns(scores, 2).toarray() > 0) == shortlist).all()
-    with pytest.raises(ValueError, match="shortlist size"):
+    with pytest.raises(ValueError, match="shortlist size M=0"):
         top_stored(scores, 0)
 
 

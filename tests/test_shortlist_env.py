@@ -132,6 +132,7 @@ def test_shortlist_from_scores_is_the_top_m_recall_at_measures() -> None:
         assert recall_at(scores, Y, m) == pytest.approx(kept / Y.nnz)
     with pytest.raises(ValueError, match="shortlist size M=0 must be a whole number >= 1"):
         shortlist_from_scores(scores, 0)
+    assert scores.indices.tolist() == [0, 1, 3, 4, 2, 4, 0]  # the caller's matrix is never reordered
 
 
 # ---------------------------------------------------------------------- the task

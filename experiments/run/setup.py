@@ -23,7 +23,8 @@ from labelchain.agents.config import Config, RunConfig
 from labelchain.agents.learner_base import LearnerConfig
 from labelchain.agents.policy_config import PolicyConfig
 from labelchain.agents.policy_factory import build_policy
-from labelchain.agents.prior_columns import prior_columns, shortlist_of, with_prior_columns
+from labelchain.agents.prior_columns import prior_columns, with_prior_columns
+from labelchain.envs.shortlist import shortlist_from_scores
 from labelchain.agents.supervised import carve_validation
 from labelchain.envs.chain_task import default_max_steps
 from labelchain.envs.data.dataset import Dataset, Split
@@ -108,7 +109,7 @@ def with_prior(args: Args, dataset: Dataset, train: Split, val: Split) -> tuple[
         parts.append(Split(with_prior_columns(split.X, prior_columns(prior.part(name), m)), split.Y))
     shortlist = None
     if m is not None:
-        shortlist = shortlist_of(prior.train, m)
+        shortlist = shortlist_from_scores(prior.train, m)
         parts[0] = Split(parts[0].X, sp.csr_matrix(parts[0].Y.multiply(shortlist), dtype=parts[0].Y.dtype))
     return parts[0], parts[1], parts[2], shortlist
 
