@@ -17,6 +17,7 @@ import torch
 
 from labelchain.agents.optim import clip_grad_norm, make_optimizer
 from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.prior_columns import shortlist_in_columns
 from labelchain.agents.precision import autocast, check_precision, full_precision
 from labelchain.agents.rl import BASELINES, EpisodeCollector, Episodes
 from labelchain.envs.chain_task import ChainTask, default_max_steps
@@ -115,6 +116,8 @@ class Learner:
             reward_mode=config.reward_mode,
             name="train",
             mcg=policy.mcg,  # MCG: cluster tokens are actions, the reward counts labels (agents.mcg)
+            # a shortlisting prior policy: the envs mask what its output layer blocks (agents.prior_columns)
+            shortlist=shortlist_in_columns(train.X, policy.n_features, policy.n_labels) if policy.shortlist else None,
         )
         self.lead_from = None if policy.mcg is None else policy.mcg.n_labels  # MCG targets: clusters first
         self.collector = EpisodeCollector(self.task, fused=config.fused)

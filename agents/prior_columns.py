@@ -48,6 +48,14 @@ def with_prior_columns(X, columns: sp.csr_matrix):
     return np.hstack([np.asarray(X, dtype=np.float32), columns.toarray()])
 
 
+def shortlist_in_columns(X, n_features: int, n_labels: int) -> sp.csr_matrix:
+    """Bool CSR (n, L) of the labels whose prior column is > 0: the shortlist a shortlisting policy
+    masks to, for the environments its learners step (equal to `envs.shortlist.shortlist_from_scores`
+    of the scores the columns were built from)."""
+    columns = split_prior_columns(X, n_features, n_labels)[1]
+    return sp.csr_matrix(np.asarray(columns) > 0)
+
+
 def split_prior_columns(X, n_features: int, n_labels: int):
     """(text feature rows, prior columns as a dense (B, L) array, or tensor for tensor rows) of rows of width F + L."""
     width = int(X.shape[1])

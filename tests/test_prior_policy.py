@@ -92,7 +92,9 @@ def test_prior_is_added_exactly_at_every_face() -> None:
     step_logits, _, _ = policy.step(state, torch.full((4,), -1))
     np.testing.assert_allclose(step_logits.detach().numpy(), prior_logits[:, 0].detach().numpy(), atol=1e-5)
     prefix, _ = policy.prefix_logits(X_prior, torch.tensor([[3], [0], [-1], [2]]))
-    np.testing.assert_allclose(prefix[[0, 1, 3]].detach().numpy(), prior_logits[[0, 1, 3], 1].detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        prefix[[0, 1, 3]].detach().numpy(), prior_logits[[0, 1, 3], 1].detach().numpy(), atol=1e-5
+    )
     with pytest.raises(ValueError, match="prior columns"):
         policy.initial_state(X)  # text features alone: one line naming both widths
 
@@ -147,7 +149,9 @@ def test_without_label_history_the_chain_never_sees_what_it_emitted() -> None:
     _, with_history = _pair("shared")
     with_history.load_state_dict(policy.state_dict())
     state = with_history.initial_state(X_prior)
-    assert not torch.allclose(with_history.step(state, torch.tensor([0, 1, 2, 3]))[0], with_history.step(state, torch.tensor([5, 4, 3, 2]))[0])
+    assert not torch.allclose(
+        with_history.step(state, torch.tensor([0, 1, 2, 3]))[0], with_history.step(state, torch.tensor([5, 4, 3, 2]))[0]
+    )
 
 
 def test_prior_policy_saves_and_loads(tmp_path) -> None:
@@ -160,7 +164,10 @@ def test_prior_policy_saves_and_loads(tmp_path) -> None:
     assert loaded.config["prior"] == "per_label" and loaded.config["shortlist"] is True
     assert loaded.config["label_history"] is False
     X_prior = with_prior_columns(_X(), prior_columns(_scores(), 2))
-    torch.testing.assert_close(loaded.sequence_logits(X_prior, torch.tensor([[STOP]] * 4))[0], policy.sequence_logits(X_prior, torch.tensor([[STOP]] * 4))[0])
+    torch.testing.assert_close(
+        loaded.sequence_logits(X_prior, torch.tensor([[STOP]] * 4))[0],
+        policy.sequence_logits(X_prior, torch.tensor([[STOP]] * 4))[0],
+    )
 
 
 def test_bad_prior_configurations_are_refused_in_one_line() -> None:
@@ -172,3 +179,42 @@ def test_bad_prior_configurations_are_refused_in_one_line() -> None:
         ChainPolicy(N_FEATURES, N_LABELS, prior="shared", n_clusters=2)
     text, columns = split_prior_columns(np.ones((2, N_FEATURES + N_LABELS)), N_FEATURES, N_LABELS)
     assert text.shape == (2, N_FEATURES) and columns.shape == (2, N_LABELS)
+
+
+def test_one_shortlist_mask_in_the_policy_both_envs_and_the_rl_collector() -> None:
+    """The policy's blocked labels (from its prior columns), the single and the vector env's masks (from
+    the shortlist of the same scores) and the collector's task agree at every step of greedy chains."""
+    from labelchain.agents.learner_base import LearnerConfig
+    from labelchain.agents.learners import make_learner
+    from labelchain.envs import LabelChainEnv, LabelChainVectorEnv
+    from labelchain.envs.chain_task import ChainTask
+    from labelchain.envs.data.dataset import Split
+    from labelchain.envs.shortlist import allowed_actions
+    from gymnasium.vector import AutoresetMode
+
+    _, policy = _pair("shared", shortlist=True)
+    scores, m = _scores(), 2
+    X_prior = with_prior_columns(_X(), prior_columns(scores, m))
+    shortlist = shortlist_of(scores, m)
+    Y = sp.csr_matrix(np.array([[1, 0, 0, 1, 0, 0], [0, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1]], bool))
+    task = ChainTask(Split(X_prior, Y), N_LABELS, max_steps=N_LABELS + 1, shortlist=shortlist)
+    single, vector = LabelChainEnv(task), LabelChainVectorEnv(4, task, autoreset_mode=AutoresetMode.DISABLED)
+    vector.reset(options={"doc_indices": np.arange(4)})
+    state = policy.initial_state(X_prior)
+    emitted = policy.new_emitted(state)
+    result = greedy_decode(policy, X_prior)
+    for doc in range(4):
+        single.reset(options={"doc_index": doc})
+        for action in result.actions[doc].tolist():
+            if action < 0:
+                break
+            assert (
+                single.action_masks() == allowed_actions(emitted.mask[doc, :N_LABELS].numpy(), shortlist[doc])
+            ).all()
+            assert (~emitted.mask[doc].numpy() == single.action_masks()).all()  # the policy's view
+            single.step(action)
+            if action < N_LABELS:
+                emitted.mask[doc, action] = True
+    assert (vector.action_masks() == ~policy.new_emitted(state).mask.numpy()).all()
+    learner = make_learner("rearrange", policy, Split(X_prior, Y), LearnerConfig(seed=0))
+    assert learner.task.shortlist is not None and (learner.task.shortlist != shortlist).nnz == 0

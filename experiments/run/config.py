@@ -218,7 +218,9 @@ class TrainKnobs:
     )
     label_history: bool = field(
         default=True,
-        metadata={"help": "the GRU reads the labels emitted so far (--no-label-history: an independent scorer, ablation)"},
+        metadata={
+            "help": "the GRU reads the labels emitted so far (--no-label-history: an independent scorer, ablation)"
+        },
     )
     device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu or cuda"})
     precision: str = field(

@@ -86,7 +86,9 @@ def load_run_data(args: Args) -> RunData:
     return data
 
 
-def with_prior(args: Args, dataset: Dataset, train: Split, val: Split) -> tuple[Split, Split, Split, sp.csr_matrix | None]:
+def with_prior(
+    args: Args, dataset: Dataset, train: Split, val: Split
+) -> tuple[Split, Split, Split, sp.csr_matrix | None]:
     """The three parts with the --prior peer's columns appended (agents.prior_columns), the prior built
     out of fold on `train` and cached; with --shortlist M, training labels outside each document's top M
     are dropped (the matcher's recall loss: no target can be outside the action space) and the
@@ -97,7 +99,9 @@ def with_prior(args: Args, dataset: Dataset, train: Split, val: Split) -> tuple[
     if args.shortlist > dataset.n_labels:
         raise ArgsError(f"--shortlist {args.shortlist}: {args.dataset} has only {dataset.n_labels} labels")
     try:
-        prior = cached_prior(args.prior, dataset, seed=args.seed, val_fraction=args.val_fraction, top_m=min(100, dataset.n_labels))
+        prior = cached_prior(
+            args.prior, dataset, seed=args.seed, val_fraction=args.val_fraction, top_m=min(100, dataset.n_labels)
+        )
         prior.check(**prior_identity(dataset, train, val, seed=args.seed, val_fraction=args.val_fraction))
     except PriorMismatch as error:
         raise ArgsError(f"--prior {args.prior}: {error}") from None
