@@ -28,7 +28,7 @@ class Choice:
 @dataclass
 class DocPrior:
     """A prior policy's per-document part (agents.prior_columns): logit offsets `bias` (B, L + 1; STOP's
-    is 0) added to every step's logits, and with a shortlist `blocked` (B, L + 1 bool): the labels
+    is the policy's `stop_offset`) added to every step's logits, and with a shortlist `blocked` (B, L + 1 bool): the labels
     outside the document's shortlist, never emitted (the STOP column is False)."""
 
     bias: torch.Tensor

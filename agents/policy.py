@@ -123,6 +123,7 @@ class ChainPolicy(nn.Module):
         # policies without one draw the same initial weights. a = 1, b = 0: the chain starts at the peer.
         self.prior_mode, self.shortlist = config.prior, config.shortlist
         self.label_history = config.label_history
+        self.stop_offset = 0.0  # added to STOP's prior offset: the set rule tuned on validation (agents.chain_rules)
         if config.prior != "none":
             width = n_labels if config.prior == "per_label" else 1
             self.prior_scale = nn.Parameter(torch.ones(width))
@@ -223,8 +224,8 @@ class ChainPolicy(nn.Module):
         return self.dropout(torch.relu(self.doc_norm(raw)))
 
     def document_prior(self, X) -> DocPrior | None:
-        """The prior's offsets a * prior + b (B, L + 1; STOP 0) and shortlist of feature rows X; None
-        for a policy without a prior. Labels the prior does not store sit at FLOOR (agents.prior_columns)."""
+        """The prior's offsets a * prior + b (B, L + 1; STOP `stop_offset`, 0 unless a set rule moved it)
+        and shortlist of feature rows X; None for a policy without a prior. Labels the prior does not store sit at FLOOR (agents.prior_columns)."""
         if self.prior_mode == "none":
             return None
         if isinstance(X, DocFeatures):
@@ -234,7 +235,7 @@ class ChainPolicy(nn.Module):
         if columns.dim() == 1:
             columns = columns[None]
         label_bias = self.prior_scale * (FLOOR + columns) + self.prior_offset
-        bias = torch.cat([label_bias, label_bias.new_zeros(columns.shape[0], 1)], dim=1)
+        bias = torch.cat([label_bias, label_bias.new_full((columns.shape[0], 1), float(self.stop_offset))], dim=1)
         if not self.shortlist:
             return DocPrior(bias)
         blocked = torch.cat([columns <= 0, torch.zeros_like(columns[:, :1], dtype=torch.bool)], dim=1)

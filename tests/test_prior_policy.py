@@ -218,3 +218,19 @@ def test_one_shortlist_mask_in_the_policy_both_envs_and_the_rl_collector() -> No
     assert (vector.action_masks() == ~policy.new_emitted(state).mask.numpy()).all()
     learner = make_learner("rearrange", policy, Split(X_prior, Y), LearnerConfig(seed=0))
     assert learner.task.shortlist is not None and (learner.task.shortlist != shortlist).nnz == 0
+
+
+def test_stop_offset_moves_only_stop_and_makes_sets_shorter_or_longer() -> None:
+    _, policy = _pair("shared")
+    X_prior = with_prior_columns(_X(), prior_columns(_scores()))
+    targets = torch.tensor([[STOP]] * 4)
+    before = policy.sequence_logits(X_prior, targets)[0]
+    policy.stop_offset = 2.5
+    after = policy.sequence_logits(X_prior, targets)[0]
+    torch.testing.assert_close(after[..., :STOP], before[..., :STOP])
+    torch.testing.assert_close(after[..., STOP], before[..., STOP] + 2.5)
+    lengths = []
+    for offset in (-30.0, 0.0, 30.0):
+        policy.stop_offset = offset
+        lengths.append(int((greedy_decode(policy, X_prior).labels >= 0).sum()))
+    assert lengths[0] >= lengths[1] >= lengths[2] and lengths[2] == 0 and lengths[0] == 4 * N_LABELS
