@@ -7,7 +7,7 @@ import scipy.sparse as sp
 import torch
 
 from labelchain.agents.decoding import beam_search, greedy_decode, sequence_log_probs
-from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.policy import PRIOR_GAIN, ChainPolicy
 from labelchain.agents.prior_columns import (
     FLOOR,
     PRIOR_EPS,
@@ -75,12 +75,13 @@ def _X() -> sp.csr_matrix:
 def test_prior_is_added_exactly_at_every_face() -> None:
     plain, policy = _pair("per_label")
     with torch.no_grad():
-        policy.prior_scale.copy_(torch.linspace(0.5, 1.5, N_LABELS))
-        policy.prior_offset.copy_(torch.arange(N_LABELS, dtype=torch.float32) / 10)
+        policy.prior_scale.copy_(torch.linspace(0.5, 1.5, N_LABELS) / PRIOR_GAIN)
+        policy.prior_offset.copy_(torch.arange(N_LABELS, dtype=torch.float32) / 10 / PRIOR_GAIN)
     X, scores = _X(), _scores()
     X_prior = with_prior_columns(X, prior_columns(scores))
     prior = FLOOR + prior_columns(scores).toarray()
-    expected_bias = policy.prior_scale.detach().numpy() * prior + policy.prior_offset.detach().numpy()
+    expected_bias = np.linspace(0.5, 1.5, N_LABELS) * prior + np.arange(N_LABELS) / 10
+    assert torch.allclose(policy.prior_weights()[0], torch.linspace(0.5, 1.5, N_LABELS))
     targets = torch.tensor([[3, 1, STOP], [0, STOP, -1], [STOP, -1, -1], [2, 4, STOP]])
     plain_logits, _ = plain.sequence_logits(X, targets)
     prior_logits, _ = policy.sequence_logits(X_prior, targets)
