@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from labelchain.agents.selection import pick_best
 from labelchain.agents.set_rules import SetRule, tune_set_rule
-from labelchain.envs.metrics import RANKING_NAMES, SET_NAMES, evaluate, is_better
+from labelchain.envs.metrics import RANKING_NAMES, SET_NAMES, evaluate
 
 RANKING_RULES = ("emission", "first_step", "set_then_prior", "marginals", "prior")
 SCORE_SET_SOURCES = ("first_step", "marginals", "prior")  # sources of a tuned threshold / top-k set
@@ -255,27 +256,20 @@ def choose_rules(
     gold = sp.csr_matrix(Y_val, dtype=bool)
     if gold.shape != val.prior.shape:
         raise ValueError(f"Y_val has shape {gold.shape}, the validation outputs {val.prior.shape}")
-    ranking_validation: dict[str, float] = {}
-    best_ranking: str | None = None
-    for rule in val.ranking_rules():
-        ranking_validation[rule] = evaluate(gold, scores=ranking_scores(val, rule))[ranking_metric]
-        if best_ranking is None or is_better(
-            ranking_metric, ranking_validation[rule], ranking_validation[best_ranking]
-        ):
-            best_ranking = rule
-    set_validation: dict[str, float] = {}
+    ranking_validation = {
+        rule: evaluate(gold, scores=ranking_scores(val, rule))[ranking_metric] for rule in val.ranking_rules()
+    }
+    set_validation = {
+        chain_rule_name(offset): evaluate(gold, Y_pred=val.chain_set(offset))[set_metric] for offset in val.offsets()
+    }
     tuned: dict[str, SetRule] = {}
-    for offset in val.offsets():
-        set_validation[chain_rule_name(offset)] = evaluate(gold, Y_pred=val.chain_set(offset))[set_metric]
     for name in val.score_sources():
         scores = val.source(name)
         tuned[name], _ = tune_set_rule(scores, gold, metric=set_metric, n_thresholds=n_thresholds, max_k=max_k)
         set_validation[name] = evaluate(gold, Y_pred=tuned[name].apply(scores))[set_metric]
-    best_set: str | None = None
-    for name, value in set_validation.items():  # insertion order is the candidate order
-        if best_set is None or is_better(set_metric, value, set_validation[best_set]):
-            best_set = name
-    assert best_ranking is not None and best_set is not None
+    # dicts keep insertion order, the candidate order; pick_best keeps the earlier of equals
+    best_ranking, _ = pick_best({rule: [value] for rule, value in ranking_validation.items()}, ranking_metric)
+    best_set, _ = pick_best({name: [value] for name, value in set_validation.items()}, set_metric)
     chain = best_set.startswith(CHAIN_PREFIX)
     return ChosenRules(
         ranking_rule=best_ranking,
