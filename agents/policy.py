@@ -226,9 +226,15 @@ class ChainPolicy(nn.Module):
 
     def document_prior(self, X) -> DocPrior | None:
         """The prior's offsets a * prior + b (B, L + 1; STOP `stop_offset`, 0 unless a set rule moved it)
-        and shortlist of feature rows X; None for a policy without a prior. Labels the prior does not store sit at FLOOR (agents.prior_columns)."""
+        and shortlist of feature rows X; for a flat policy without a prior only a nonzero STOP offset,
+        else None. Labels the prior does not store sit at FLOOR (agents.prior_columns)."""
         if self.prior_mode == "none":
-            return None
+            if self.stop_offset == 0 or self.output.kind != "flat":
+                return None
+            rows = X.n_rows if isinstance(X, DocFeatures) else int(X.shape[0])
+            bias = torch.zeros(rows, self.n_labels + 1, device=self.input_weight.device)
+            bias[:, self.stop_id] = float(self.stop_offset)
+            return DocPrior(bias)  # a flat policy without a prior: only the STOP offset
         if isinstance(X, DocFeatures):
             raise ValueError("a prior policy reads raw feature rows (text + prior columns), not DocFeatures")
         columns = torch.as_tensor(split_prior_columns(X, self.n_features, self.n_labels)[1])

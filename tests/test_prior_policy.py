@@ -235,3 +235,32 @@ def test_stop_offset_moves_only_stop_and_makes_sets_shorter_or_longer() -> None:
         policy.stop_offset = offset
         lengths.append(int((greedy_decode(policy, X_prior).labels >= 0).sum()))
     assert lengths[0] >= lengths[1] >= lengths[2] and lengths[2] == 0 and lengths[0] == 4 * N_LABELS
+
+
+def test_a_stop_offset_reaches_a_flat_policy_without_a_prior_too() -> None:
+    plain, _ = _pair("shared")
+    X = _X()
+    before = plain.sequence_logits(X, torch.tensor([[STOP]] * 4))[0]
+    plain.stop_offset = -1.5
+    after = plain.sequence_logits(X, torch.tensor([[STOP]] * 4))[0]
+    torch.testing.assert_close(after[..., STOP], before[..., STOP] - 1.5)
+    torch.testing.assert_close(after[..., :STOP], before[..., :STOP])
+    plain.stop_offset = -50.0
+    assert int((greedy_decode(plain, X).labels >= 0).sum()) == 4 * N_LABELS
+
+
+def test_decode_chain_outputs_feed_the_rules_and_restore_the_policy() -> None:
+    from labelchain.agents.chain_rules import choose_rules
+    from labelchain.agents.rule_outputs import decode_chain_outputs
+
+    _, policy = _pair("shared", shortlist=True)
+    X_prior = with_prior_columns(_X(), prior_columns(_scores(), 2))
+    outputs = decode_chain_outputs(policy, X_prior, offsets=(-40.0, 40.0), n_samples=3)
+    assert sorted(outputs.sets_by_offset) == [-40.0, 0.0, 40.0] and policy.stop_offset == 0.0
+    assert outputs.sets_by_offset[40.0].nnz == 0  # STOP first everywhere
+    assert (outputs.sets_by_offset[-40.0].toarray() == shortlist_of(_scores(), 2).toarray()).all()  # all shortlisted
+    np.testing.assert_allclose(outputs.prior, FLOOR + prior_columns(_scores(), 2).toarray(), atol=1e-5)
+    assert outputs.marginals is not None and outputs.marginals.shape == (4, N_LABELS)
+    Y = sp.csr_matrix(np.eye(4, N_LABELS, dtype=bool))
+    chosen = choose_rules(outputs, Y)
+    assert chosen.apply(outputs)[0].shape == (4, N_LABELS)
