@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from labelchain.agents.chain_rules import choose_rules
 from labelchain.agents.decoding import predict
+from labelchain.agents.rule_outputs import decode_chain_outputs
 from labelchain.agents.ensemble import Ensemble
 from labelchain.agents.learners import FIXED_ORDERINGS
 from labelchain.agents.peers import tune_peer
@@ -68,9 +70,13 @@ def final_evaluation(
         state = load_checkpoint(run_dir / name / CHECKPOINT_FILE)
         policy = policy_from_state(state["policy_config"], state["best_policy"])
         started = time.perf_counter()
-        val_out = predict(policy, data.val.X, batch_size=PREDICT_BATCH, max_steps=data.max_steps)
-        test_out = predict(policy, data.test.X, batch_size=PREDICT_BATCH, max_steps=data.max_steps)
-        if "best_set_policy" in state:  # two checkpoints: label sets from the best-example-F1 weights
+        rules = None
+        if policy.prior_mode != "none":  # a prior chain: its ranking and set rules chosen on validation
+            rules, val_out, test_out = chosen_rule_outputs(policy, data, seed)
+        else:
+            val_out = predict(policy, data.val.X, batch_size=PREDICT_BATCH, max_steps=data.max_steps)
+            test_out = predict(policy, data.test.X, batch_size=PREDICT_BATCH, max_steps=data.max_steps)
+        if "best_set_policy" in state and rules is None:  # two checkpoints: label sets from the best-example-F1 weights
             set_policy = policy_from_state(state["policy_config"], state["best_set_policy"])
             val_out = (
                 predict(set_policy, data.val.X, batch_size=PREDICT_BATCH, max_steps=data.max_steps)[0],
@@ -88,6 +94,7 @@ def final_evaluation(
                 data.test.Y, scores=test_out[1], Y_pred=test_out[0], label_freq=data.label_freq, n_train=len(data.train)
             ),
             "few_shot": few_shot_report(data, test_out[0]),
+            **({"rules": rules} if rules is not None else {}),
             "val": progress.best_metrics,
             "best_update": progress.best_update,
             "updates": progress.update,
@@ -130,6 +137,16 @@ def final_evaluation(
             **fused.describe(),
         }
     return report
+
+
+def chosen_rule_outputs(policy, data: RunData, seed: int | None) -> tuple[dict[str, Any], Any, Any]:
+    """A prior chain's (rules chosen on validation, validation outputs, test outputs) under those rules
+    (agents.chain_rules): which ranking (emission, first step, set-then-prior, sampled shares, the
+    prior alone) and which set (the chain's own at a STOP offset, or a tuned threshold / top-k)."""
+    kwargs = {"max_steps": data.max_steps, "seed": seed or 0, "batch_size": PREDICT_BATCH}
+    val = decode_chain_outputs(policy, data.val.X, **kwargs)
+    chosen = choose_rules(val, data.val.Y)
+    return chosen.to_dict(), chosen.apply(val), chosen.apply(decode_chain_outputs(policy, data.test.X, **kwargs))
 
 
 class PredictionSaver:
