@@ -42,7 +42,9 @@ def decode_chain_outputs(
 ) -> ChainOutputs:
     """`ChainOutputs` of the rows of X (eval mode, no gradients; the policy's stop_offset is restored)."""
     if policy.output.kind != "flat" or policy.mcg is not None:
-        raise ValueError("chain rules need a flat output layer without MCG (STOP offsets, dense first-step probabilities)")
+        raise ValueError(
+            "chain rules need a flat output layer without MCG (STOP offsets, dense first-step probabilities)"
+        )
     if prior is None:
         if policy.prior_mode == "none":
             raise ValueError("a policy without a prior needs the peer's scores as `prior`")

@@ -4,30 +4,26 @@
 
 Per dataset and seed: tunes the OvR peer on the chains' validation slice (agents.peers.tune_peer),
 trains a plain chain (freq2rare teacher forcing, early stopping on validation; no prior inside the
-chain), decodes validation and test into `ChainOutputs` (sets at every STOP logit offset in
---offsets, by adding the offset to a copy's STOP bias: exactly the STOP logit plus s at every step;
-position scores; first-step probabilities; the share of --n-samples sampled chains (STOP
-suppressed for 5 labels, as predict's marginal mode) holding each label; the peer's
-log-odds as the prior), chooses the rules on validation and prints a Markdown table: the winners,
+chain), decodes validation and test into `ChainOutputs` (agents.rule_outputs: sets at every STOP logit
+offset in --offsets, position scores, first-step probabilities, the share of --n-samples sampled
+chains holding each label; the peer's log-odds as the prior), chooses the rules on validation and prints a Markdown table: the winners,
 and test nDCG@5 / example F1 of the chosen rules, of today's chain (emission + chain@0) and of the
 peer alone. Prints only; writes nothing.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from labelchain.agents.chain_rules import ChainOutputs, choose_rules
-from labelchain.agents.decoding import greedy_decode, marginal_scores
-from labelchain.agents.label_scores import labels_to_csr, position_scores
+from labelchain.agents.chain_rules import choose_rules
 from labelchain.agents.peers import TunedPeer, tune_peer
 from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.policy_config import PolicyConfig
 from labelchain.agents.policy_factory import build_policy
+from labelchain.agents.rule_outputs import decode_chain_outputs
 from labelchain.agents.supervised import carve_validation
 from labelchain.agents.training import TrainConfig, train_epochs
 from labelchain.envs.data.loading import load_dataset
@@ -52,25 +48,9 @@ class Args(Threads):
 
 
 def chain_outputs(policy: ChainPolicy, peer: TunedPeer, X, offsets: list[float], n_samples: int, seed: int):
-    """One split's ChainOutputs from a flat-output chain and the peer's log-odds."""
-    if policy.output.kind != "flat":
-        raise ValueError(f"STOP offsets here shift the flat layer's STOP bias; got a {policy.output.kind} layer")
-    sets = {}
-    with torch.no_grad():
-        for offset in sorted({0.0, *offsets}):
-            shifted = copy.deepcopy(policy)
-            shifted.output.linear.bias.data[policy.stop_id] += offset
-            result = greedy_decode(shifted, X)
-            sets[offset] = labels_to_csr(result.labels, policy.n_labels, result.set_lengths)
-        ranked = greedy_decode(policy, X, suppress_stop_steps=5)  # as predict's position scores
-        emission = position_scores(ranked.labels, policy.n_labels, ranked.first_probs)
-        generator = torch.Generator().manual_seed(seed)
-        no_tiebreak = torch.zeros(X.shape[0], policy.n_labels)  # plain shares: chain_rules breaks their ties
-        marginals = marginal_scores(
-            policy, X, n_samples=n_samples, max_steps=None, score_steps=5, generator=generator, tiebreak=no_tiebreak
-        )
+    """One split's ChainOutputs from a flat-output chain, with the peer's log-odds as the prior."""
     p = np.clip(peer.scorer.scores(X), PROB_CLIP, 1 - PROB_CLIP)
-    return ChainOutputs(sets, emission, ranked.first_probs.numpy(), np.log(p / (1 - p)), marginals)
+    return decode_chain_outputs(policy, X, prior=np.log(p / (1 - p)), offsets=offsets, n_samples=n_samples, seed=seed)
 
 
 def run_one(args: Args, dataset: str, seed: int) -> str:

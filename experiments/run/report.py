@@ -143,10 +143,12 @@ def chosen_rule_outputs(policy, data: RunData, seed: int | None) -> tuple[dict[s
     """A prior chain's (rules chosen on validation, validation outputs, test outputs) under those rules
     (agents.chain_rules): which ranking (emission, first step, set-then-prior, sampled shares, the
     prior alone) and which set (the chain's own at a STOP offset, or a tuned threshold / top-k)."""
-    kwargs = {"max_steps": data.max_steps, "seed": seed or 0, "batch_size": PREDICT_BATCH}
-    val = decode_chain_outputs(policy, data.val.X, **kwargs)
+    def outputs(X):
+        return decode_chain_outputs(policy, X, max_steps=data.max_steps, seed=seed or 0, batch_size=PREDICT_BATCH)
+
+    val = outputs(data.val.X)
     chosen = choose_rules(val, data.val.Y)
-    return chosen.to_dict(), chosen.apply(val), chosen.apply(decode_chain_outputs(policy, data.test.X, **kwargs))
+    return chosen.to_dict(), chosen.apply(val), chosen.apply(outputs(data.test.X))
 
 
 class PredictionSaver:
