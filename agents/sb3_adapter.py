@@ -56,6 +56,9 @@ CHAIN_ARCH_KEYS = (
     "sparse_label_grads",
     "tree_query_size",
     "mcg",
+    "prior",
+    "shortlist",
+    "label_history",
 )
 
 
@@ -114,11 +117,15 @@ class ChainPolicyAdapter(MaskableActorCriticPolicy):
         sparse_label_grads: bool = False,
         tree_query_size: int | None = None,
         mcg: MCGSpec | dict | None = None,
+        prior: str = "none",
+        shortlist: bool = False,
+        label_history: bool = True,
         optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
         **unused_sb3_kwargs: Any,
     ) -> None:
         n_features, n_labels = _check_spaces(observation_space, action_space)
+        n_features -= n_labels if prior != "none" else 0  # a prior policy's rows end with L prior columns
         ignored = set(unused_sb3_kwargs) - {
             "normalize_images",
             "net_arch",
@@ -155,6 +162,9 @@ class ChainPolicyAdapter(MaskableActorCriticPolicy):
                 sparse_label_grads=sparse_label_grads,
                 tree_query_size=tree_query_size,
                 mcg=mcg,
+                prior=prior,
+                shortlist=shortlist,
+                label_history=label_history,
             )
         )
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
@@ -174,7 +184,7 @@ class ChainPolicyAdapter(MaskableActorCriticPolicy):
         """Dense features (B, d) and the history as ChainPolicy wants it (L = empty slot -> -1)."""
         if not isinstance(obs, dict):
             raise TypeError(f"ChainPolicyAdapter expects a dict observation, got {type(obs).__name__}")
-        features = obs["features"].float().reshape(-1, self.chain.n_features)
+        features = obs["features"].float().reshape(-1, self.chain.feature_widths[-1])
         history = obs["history"]
         history = (history.round() if history.is_floating_point() else history).long()
         history = history.reshape(features.shape[0], -1)
@@ -265,6 +275,7 @@ def make_maskable_ppo(
     source = chain_policy_or_config if isinstance(chain_policy_or_config, ChainPolicy) else None
     config = dict(source.config if source is not None else (chain_policy_or_config or {}))
     n_features, n_labels = _check_spaces(env.observation_space, env.action_space)
+    n_features -= n_labels if config.get("prior", "none") != "none" else 0  # the prior columns are not features
     for key, expected in (("n_features", n_features), ("n_labels", n_labels)):
         given = config.pop(key, expected)
         if int(given) != expected:

@@ -143,6 +143,7 @@ def chosen_rule_outputs(policy, data: RunData, seed: int | None) -> tuple[dict[s
     """A prior chain's (rules chosen on validation, validation outputs, test outputs) under those rules
     (agents.chain_rules): which ranking (emission, first step, set-then-prior, sampled shares, the
     prior alone) and which set (the chain's own at a STOP offset, or a tuned threshold / top-k)."""
+
     def outputs(X):
         return decode_chain_outputs(policy, X, max_steps=data.max_steps, seed=seed or 0, batch_size=PREDICT_BATCH)
 
