@@ -235,3 +235,21 @@ def test_bad_choose_arguments_give_one_line_errors():
         choose_rules(outputs(), GOLD, ranking_metric="ndcg@5")
     with pytest.raises(ValueError, match="set_metric must be one of"):
         choose_rules(outputs(), GOLD, set_metric="f1")
+
+
+def test_peer_rules_are_scored_but_cannot_win_when_not_eligible() -> None:
+    """Where the prior alone is best on validation, peer_eligible=False picks the best chain rule."""
+    prior = np.array([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0]])
+    chain_set = sp.csr_matrix(np.array([[0, 0, 1], [1, 0, 0]], dtype=bool))  # wrong everywhere
+    outputs = ChainOutputs(
+        {0.0: chain_set},
+        emission_scores=np.array([[0.0, 1.0, 2.0], [2.0, 0.0, 1.0]]),
+        first_probs=np.array([[0.1, 0.3, 0.6], [0.5, 0.2, 0.3]]),
+        prior=prior,
+    )
+    Y = sp.csr_matrix(np.array([[1, 0, 0], [0, 1, 0]], dtype=bool))
+    with_peer = choose_rules(outputs, Y)
+    assert with_peer.ranking_rule == "prior" and with_peer.set_rule == "prior"
+    chain_only = choose_rules(outputs, Y, peer_eligible=False)
+    assert chain_only.ranking_rule != "prior" and chain_only.set_rule != "prior"
+    assert chain_only.ranking_validation["prior"] == with_peer.ranking_validation["prior"]  # still scored

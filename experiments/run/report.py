@@ -141,14 +141,15 @@ def final_evaluation(
 
 def chosen_rule_outputs(policy, data: RunData, seed: int | None) -> tuple[dict[str, Any], Any, Any]:
     """A prior chain's (rules chosen on validation, validation outputs, test outputs) under those rules
-    (agents.chain_rules): which ranking (emission, first step, set-then-prior, sampled shares, the
-    prior alone) and which set (the chain's own at a STOP offset, or a tuned threshold / top-k)."""
+    (agents.chain_rules): which ranking (emission, first step, set-then-prior, sampled shares) and
+    which set (the chain's own at a STOP offset, or a tuned threshold / top-k on the chain's scores).
+    The peer's own rules are scored but not eligible: the peer alone is its own row."""
 
     def outputs(X):
         return decode_chain_outputs(policy, X, max_steps=data.max_steps, seed=seed or 0, batch_size=PREDICT_BATCH)
 
     val = outputs(data.val.X)
-    chosen = choose_rules(val, data.val.Y)
+    chosen = choose_rules(val, data.val.Y, peer_eligible=False)
     return chosen.to_dict(), chosen.apply(val), chosen.apply(outputs(data.test.X))
 
 
