@@ -41,7 +41,6 @@ from labelchain.agents.policy_factory import build_policy
 from labelchain.envs.data.dataset import Split
 from labelchain.envs.label_clusters import kmeans_clusters, pifa_embeddings
 from labelchain.envs.label_overlap import assign_overlapping, cluster_matrix, cooccurrence_counts, membership_matrix
-from labelchain.experiments.grid import execution
 from labelchain.experiments.grid import variants as vg
 from labelchain.experiments.reports.guidance import render_markdown
 from labelchain.experiments.run.setup import predicted_clusters
@@ -152,7 +151,7 @@ def run_cell(args: Args, name: str, seed: int, variants: list[str], results: str
 
 
 def check(args: Args) -> None:
-    problems = execution.check_backend(args.backend, args.address, args.jobs) + precision_problems(args.precision)
+    problems = args.execution_problems() + precision_problems(args.precision)
     unknown = [g for g in args.guidance if g not in GUIDANCE]
     if unknown:
         problems.append(f"--guidance must be among {GUIDANCE}, got {unknown}")

@@ -44,7 +44,6 @@ from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.policy_config import PolicyConfig
 from labelchain.agents.policy_factory import build_policy
 from labelchain.envs.metrics import HEADLINE
-from labelchain.experiments.grid import execution
 from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.reports.claim_stats import across_datasets_markdown, bootstrap_markdown
 from labelchain.experiments.grid import variants as vg
@@ -217,7 +216,7 @@ def main(args: Args) -> dict:
                 raise ValueError(f"--shapes: {shape!r} needs B and LEAF >= 1")
     except ValueError as error:
         raise ArgsError(str(error)) from None
-    problems = execution.check_backend(args.backend, args.address, args.jobs) + precision_problems(args.precision)
+    problems = args.execution_problems() + precision_problems(args.precision)
     problems += check_args(args)  # ranges and finite floats (a raw ValueError traceback before, issue 19)
     problems += [
         f"--outputs must be from ('flat', 'tree'), got {o!r}" for o in args.outputs if o not in ("flat", "tree")

@@ -35,7 +35,7 @@ from labelchain.experiments.run.common import (
     resolve_device,
 )
 from labelchain.experiments.grid.cells import Cell
-from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid.execution import ExecutionFlags
 from labelchain.experiments.run.threads import set_threads
 
 
@@ -99,7 +99,7 @@ def cell_key(dataset: str, aux_weight: float) -> str:
 def main(args: Args) -> dict:
     set_threads(args.threads or 1)
     device = resolve_device(args.device)  # fail early on a bad --device
-    problems = check_backend(args.backend, args.address, args.jobs)
+    problems = args.execution_problems()
     if problems:
         raise SystemExit("; ".join(problems))
     grid = [(dataset, weight) for dataset in args.datasets for weight in args.aux_weights]
@@ -110,13 +110,9 @@ def main(args: Args) -> dict:
         print(f"done {key}", flush=True)
 
     grid_cells = [Cell(cell_key(d, w), run_one, {"args": args, "dataset": d, "aux_weight": w}) for d, w in grid]
-    failed = run_cells(
+    failed = args.run_grid(
         grid_cells,
         record,
-        backend=args.backend,
-        address=args.address,
-        jobs=args.jobs,
-        threads=args.threads,
         storage_dir=args.runs_dir,
         metric="nDCG@5",
         progress=False,  # each finished cell prints a line

@@ -54,7 +54,7 @@ from labelchain.experiments.run.common import (
 )
 from labelchain.experiments.run.config import check_args, override, precision_problems
 from labelchain.experiments.grid.cells import Cell
-from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid.execution import ExecutionFlags
 from labelchain.experiments.grid.predictions import cell_predictions_dir, save_row_predictions
 from labelchain.experiments.grid.results_file import ResultsFile, ResultsFileError, load_results, save_results
 from labelchain.experiments.run.presets import PRESETS, Preset
@@ -329,7 +329,7 @@ def main(args: Args) -> Path:
     set_threads(args.threads or 1)
     resolve_device(args.device)  # fail early on a bad --device
     resolve_preset(args)
-    problems = check_backend(args.backend, args.address, args.jobs)
+    problems = args.execution_problems()
     problems += precision_problems(args.precision)
     problems += check_args(args)  # ranges: bad values were raw tracebacks from training (issue 19)
     problems += [
@@ -361,13 +361,9 @@ def main(args: Args) -> Path:
         print(f"  {key} done in {cell['cell_wall_time_s']:.0f} s", flush=True)
 
     cells = [Cell(cell_key(d, s), compute_cell, {"args": args, "dataset": d, "seed": s}) for d, s in todo]
-    failed = run_cells(
+    failed = args.run_grid(
         cells,
         finish,
-        backend=args.backend,
-        address=args.address,
-        jobs=args.jobs,
-        threads=args.threads,
         storage_dir=args.runs_dir,
         metric=RANK_METRIC,
         done_before=len(args.datasets) * len(args.seeds) - len(todo),

@@ -51,6 +51,25 @@ class ExecutionFlags(Threads):
         metadata={"help": "cells at once: local = processes, ray = CPUs of the local Ray (a cluster has its own)"},
     )
 
+    def execution_problems(self) -> list[str]:
+        """Problems with these flags, one message each naming the flag (`check_backend`)."""
+        return check_backend(self.backend, self.address, self.jobs)
+
+    def run_grid(
+        self, cells: list[Cell], on_result: Callable[[str, dict[str, Any]], object], **options: Any
+    ) -> list[str]:
+        """`run_cells` with these flags (backend, address, jobs, threads); `options` are its others
+        (storage_dir, metric, done_before, progress, should_stop). Returns the failed cells' keys."""
+        return run_cells(
+            cells,
+            on_result,
+            backend=self.backend,
+            address=self.address,
+            jobs=self.jobs,
+            threads=self.threads,
+            **options,
+        )
+
 
 def check_backend(backend: str, address: str | None, jobs: int) -> list[str]:
     """Problems with the execution flags, as messages naming the flag (empty: fine)."""

@@ -258,13 +258,9 @@ def done_variants(out: Path | None) -> set[tuple[str, int, str]]:
 
 def run_cells(args: GridArgs, cells: list[GridCell], record: Callable[[str, dict], None]) -> list[str]:
     """The grid's cells through experiments/grid/execution.py with its flags; returns the failed cells' keys."""
-    return execution.run_cells(
+    return args.run_grid(
         cells,
         record,
-        backend=args.backend,
-        address=args.address,
-        jobs=args.jobs,
-        threads=args.threads,
         storage_dir=args.runs_dir,
         metric=args.select_metric,
         progress=False,  # each finished cell prints a line
