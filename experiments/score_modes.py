@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 
@@ -31,6 +32,8 @@ from labelchain.envs.metrics import HEADLINE, evaluate
 from labelchain.experiments.grid.results_file import ResultsFile, save_results
 from labelchain.experiments.run.common import (
     REPO_ROOT,
+    Renames,
+    out_to_out_dir,
     parse_args,
     resolve_device,
 )
@@ -43,6 +46,8 @@ from labelchain.experiments.run.threads import set_threads
 class Args(ExecutionFlags):
     """Compare ranking score modes (and the auxiliary head's weight) on validation."""
 
+    RENAMED: ClassVar[Renames] = {"out": ("out_dir", out_to_out_dir("score_modes"))}  # before issue 20: the file
+
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "delicious"])
     aux_weights: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.1])
     learner: str = "rearrange"
@@ -52,14 +57,17 @@ class Args(ExecutionFlags):
     seed: int = 0
     val_fraction: float = D.run.val_fraction
     device: str = "auto"
-    out: str = str(REPO_ROOT / "experiments" / "results" / "score_modes.json")
+    data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
+    out_dir: str = field(
+        default=str(REPO_ROOT / "experiments" / "results"), metadata={"help": "results folder (score_modes.json)"}
+    )
     runs_dir: str = field(default="runs/score_modes", metadata={"help": "ray: where Tune keeps its trial folders"})
 
 
 def run_one(args: Args, dataset: str, aux_weight: float) -> dict[str, Any]:
     """One cell: train at this weight, score validation with every mode; {"rows": [...]}."""
     device = resolve_device(args.device)
-    ds = load_dataset(dataset)
+    ds = load_dataset(dataset, args.data_dir)
     train, val = carve_validation(ds.train, args.val_fraction, args.seed)
     torch.manual_seed(args.seed)
     architecture = PolicyConfig(ds.n_features, ds.n_labels, hidden_size=args.hidden_size, aux_weight=aux_weight)
@@ -125,7 +133,10 @@ def main(args: Args) -> dict:
         cells = "".join(f"{100 * row['val'][m]:>9.2f}" for m in HEADLINE)
         print(f"{row['dataset']:<11}{row['aux_weight']:>7g} {row['score_mode']:<13}{cells}{row['score_seconds']:>9.1f}")
     result = {"args": vars(args), "device": str(device), "rows": rows}
-    save_results(args.out, ResultsFile("score_modes", rows, args=vars(args), sections={"device": str(device)}))
+    save_results(
+        Path(args.out_dir) / "score_modes.json",
+        ResultsFile("score_modes", rows, args=vars(args), sections={"device": str(device)}),
+    )
     print(
         json.dumps(
             {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 from labelchain.experiments import ecc_report, restate_claims
 from labelchain.experiments.run.common import parse_args
@@ -42,3 +43,87 @@ def test_every_grid_takes_the_execution_flags_from_one_mixin(monkeypatch):
     monkeypatch.setattr(execution, "run_cells", lambda cells, on_result, **kw: seen.update(kw) or ["x"])
     assert score_modes.Args(jobs=3, threads=2).run_grid([], print, metric="P@1") == ["x"]
     assert seen == {"backend": "local", "address": None, "jobs": 3, "threads": 2, "metric": "P@1"}
+
+
+def test_deprecated_flags_are_renamed_with_one_line_each(capsys):
+    from labelchain.experiments import compare_trees, score_modes, tune
+    from labelchain.experiments.bench import bench_output_layer, bench_scale
+
+    args = parse_args(compare_trees.Args, ["--out", "experiments/results/trees", "--seeds", "0"])
+    assert (args.out_dir, args.seeds) == ("experiments/results", [0])
+    assert parse_args(compare_trees.Args, ["--out", "none"]).out_dir is None
+    assert parse_args(score_modes.Args, ["--out=/tmp/x/score_modes.json"]).out_dir == "/tmp/x"
+    assert parse_args(tune.Args, ["--metric", "P@1"]).select_metric == "P@1"
+    args = parse_args(bench_scale.Args, ["--budget-updates", "3", "--decode-batch", "7", "--updates", "3"])
+    assert (args.updates, args.decode_batch_size) == (3, 7)
+    args = parse_args(
+        bench_output_layer.Args, ["--beam", "2", "--branching", "4", "--leaf-size", "9", "--features", "5"]
+    )
+    assert (args.tree_beam, args.tree_branching, args.tree_leaf_size, args.n_features) == (2, 4, 9, 5)
+    assert capsys.readouterr().err.splitlines() == [
+        "--out is now --out-dir",
+        "--out is now --out-dir",
+        "--out is now --out-dir",
+        "--metric is now --select-metric",
+        "--budget-updates is now --updates",
+        "--decode-batch is now --decode-batch-size",
+        "--beam is now --tree-beam",
+        "--branching is now --tree-branching",
+        "--leaf-size is now --tree-leaf-size",
+        "--features is now --n-features",
+    ]
+    # typed with the old spelling counts as given under the new name (train_rl's --resume / --preset rules)
+    from labelchain.experiments.run.common import given_fields
+
+    assert given_fields(parse_args(tune.Args, ["--metric", "P@1"])) == {"select_metric"}
+
+
+def test_an_old_out_naming_another_file_is_one_line_error(capsys):
+    import pytest
+
+    from labelchain.experiments import compare_trees
+
+    with pytest.raises(SystemExit) as stop:
+        parse_args(compare_trees.Args, ["--out", "x/t.json"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("error: argument --out: x/t.json: the results file is now <--out-dir>/trees.json")
+    assert len(err) == 2  # the rename note, the error
+
+
+def test_a_boolean_flag_keeps_its_no_form_under_a_new_name(capsys):
+    from dataclasses import dataclass
+
+    @dataclass
+    class Old:
+        RENAMED: ClassVar[dict] = {"plots": "figures"}
+        figures: bool = True
+
+    assert parse_args(Old, ["--no-plots"]).figures is False
+    assert parse_args(Old, ["--plots"]).figures is True
+    assert capsys.readouterr().err.splitlines() == ["--no-plots is now --no-figures", "--plots is now --figures"]
+
+
+def test_saved_args_of_the_old_shape_still_load(capsys):
+    """Committed grid files store their Args by field name ("out" before the rename): they load as today's Args."""
+    import pytest
+
+    from labelchain.experiments import compare_guidance, compare_trees
+    from labelchain.experiments.grid.results_file import load_results
+    from labelchain.experiments.run.common import args_from_dict, given_fields
+    from labelchain.experiments.run.common import REPO_ROOT
+
+    for module, name in ((compare_trees, "trees"), (compare_guidance, "guidance")):
+        saved = load_results(REPO_ROOT / "experiments" / "results" / f"{name}.json", name).args
+        assert saved["out"] == f"experiments/results/{name}"  # the old shape, as committed
+        args = args_from_dict(module.Args, saved, f"{name}.json")
+        assert args.out_dir == "experiments/results" and "out_dir" in given_fields(args)
+        assert args.datasets == saved["datasets"] and args.runs_dir == saved["runs_dir"]
+    assert capsys.readouterr().err.splitlines() == [
+        "trees.json: field 'out' is now 'out_dir'",
+        "guidance.json: field 'out' is now 'out_dir'",
+    ]
+    with pytest.raises(ValueError, match="fields 'out' and 'out_dir' are the same field"):
+        args_from_dict(compare_trees.Args, {"out": "a/trees", "out_dir": "a"}, "x.json")
+    with pytest.raises(ValueError, match=r"x.json: field 'out': a/t: the results file is now <--out-dir>/trees.json"):
+        args_from_dict(compare_trees.Args, {"out": "a/t"}, "x.json")

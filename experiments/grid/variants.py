@@ -8,7 +8,7 @@ validation (agents.ensemble). Rows as in orderings.json (dataset, seed, method, 
 config, wall_time_s), the variant in the method's name after a ``+`` (``rearrange+tree``,
 ``combined+bcl``); wall_time_s is training time (an ensemble: its members' sum).
 
-Results merge into ``{out}.json`` under a lock after each cell and ``{out}.md`` is rebuilt, so a
+Results merge into ``{out-dir}/<grid>.json`` under a lock after each cell and ``.md`` is rebuilt, so a
 stopped grid keeps its finished cells; a (dataset, seed, variant) already in the file is skipped.
 """
 
@@ -38,7 +38,7 @@ from labelchain.envs.metrics import evaluate
 from labelchain.envs.tail_metrics import few_shot_f1
 from labelchain.experiments.grid import execution
 from labelchain.experiments.grid.results_file import ResultsFile, load_results, merge_rows_locked
-from labelchain.experiments.run.common import atomic_write_text
+from labelchain.experiments.run.common import REPO_ROOT, atomic_write_text
 from labelchain.experiments.grid.predictions import cell_predictions_dir, save_row_predictions
 from labelchain.experiments.run.config import override
 from labelchain.experiments.grid.cells import Cell as GridCell
@@ -67,6 +67,15 @@ class GridArgs(execution.ExecutionFlags):
     data_dir: str | None = None
     runs_dir: str = field(default="runs/grid", metadata={"help": "ray: where Tune keeps its trial folders"})
     precision: str = override("precision", "fp32")
+    out_dir: str | None = field(
+        default="experiments/results",
+        metadata={"help": "results folder (the grid's .json and .md; relative = to the checkout); none = print only"},
+    )
+
+
+def results_stem(args: GridArgs, name: str) -> Path | None:
+    """Where grid `name` keeps its results: <--out-dir>/<name> (.json, .md), None with --out-dir none."""
+    return None if args.out_dir is None else REPO_ROOT / args.out_dir / name
 
 
 def variant_of(method: str) -> str:
