@@ -127,3 +127,13 @@ def test_saved_args_of_the_old_shape_still_load(capsys):
         args_from_dict(compare_trees.Args, {"out": "a/trees", "out_dir": "a"}, "x.json")
     with pytest.raises(ValueError, match=r"x.json: field 'out': a/t: the results file is now <--out-dir>/trees.json"):
         args_from_dict(compare_trees.Args, {"out": "a/t"}, "x.json")
+
+
+def test_one_file_outputs_are_out_file(capsys):
+    from labelchain.experiments import peers
+    from labelchain.experiments.bench import bench_ecc, bench_ray, bench_training
+
+    for args_class in (peers.Args, bench_ecc.Args, bench_ray.Args, bench_training.Args):
+        assert parse_args(args_class, ["--out", "x.json"]).out_file == "x.json"
+    assert capsys.readouterr().err.splitlines() == ["--out is now --out-file"] * 4
+    assert parse_args(bench_training.Args, ["--out-file", "none"]).out_file is None
