@@ -88,6 +88,7 @@ class Args(ExecutionFlags):
         default=None, metadata={"help": "use only the first N training docs", "at_least": 1}
     )
     device: str = "auto"
+    data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
     out_dir: str = str(REPO_ROOT / "experiments" / "results")
     runs_dir: str = field(default="runs/strength", metadata={"help": "ray: where Tune keeps its trial folders"})
     precision: str = override("precision", "fp32")
@@ -227,7 +228,7 @@ def _row(
 def compute_cell(args: Args, dataset: str, seed: int) -> dict:
     started, device, preset = time.perf_counter(), resolve_device(args.device), resolve_preset(args)
     precision = resolve_precision(check_precision(args.precision), device.type)
-    ds: Dataset = load_dataset(dataset)
+    ds: Dataset = load_dataset(dataset, args.data_dir)
     source = (
         ds.train if args.max_train_docs is None else ds.train.subset(np.arange(min(args.max_train_docs, len(ds.train))))
     )
@@ -317,7 +318,7 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
 # ----------------------------------------------------------------------------- results file
 def cell_config(args: Args) -> dict:
     """What makes a finished cell reusable: everything but the grid, where it runs and output places."""
-    skip = ("datasets", "seeds", "backend", "address", "jobs", "device", "out_dir", "runs_dir")
+    skip = ("datasets", "seeds", "backend", "address", "jobs", "device", "data_dir", "out_dir", "runs_dir")
     return {**{k: v for k, v in asdict(args).items() if k not in skip}, "resolved": resolve_preset(args).to_dict()}
 
 

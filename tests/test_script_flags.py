@@ -137,3 +137,12 @@ def test_one_file_outputs_are_out_file(capsys):
         assert parse_args(args_class, ["--out", "x.json"]).out_file == "x.json"
     assert capsys.readouterr().err.splitlines() == ["--out is now --out-file"] * 4
     assert parse_args(bench_training.Args, ["--out-file", "none"]).out_file is None
+
+
+def test_strength_and_score_modes_take_data_dir():
+    """--data-dir says where the data lives, not what a cell is: strength's finished cells stay reusable."""
+    from labelchain.experiments import score_modes, strength
+
+    assert parse_args(score_modes.Args, ["--data-dir", "d"]).data_dir == "d"
+    args = parse_args(strength.Args, ["--data-dir", "d"])
+    assert args.data_dir == "d" and strength.cell_config(args) == strength.cell_config(strength.Args())
