@@ -146,3 +146,28 @@ def test_strength_and_score_modes_take_data_dir():
     assert parse_args(score_modes.Args, ["--data-dir", "d"]).data_dir == "d"
     args = parse_args(strength.Args, ["--data-dir", "d"])
     assert args.data_dir == "d" and strength.cell_config(args) == strength.cell_config(strength.Args())
+
+
+def test_every_rename_is_in_the_docs_table():
+    """docs/scripts.md lists each deprecated spelling of every script (found on disk) in its table."""
+    import importlib
+    from pathlib import Path
+
+    from labelchain.experiments.run.common import flag_name, renamed_fields
+
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "scripts.md").read_text()
+    table = [line for line in page.splitlines() if line.startswith("| ")]
+    scripts = [*root.glob("experiments/*.py"), *root.glob("experiments/bench/*.py")]
+    seen = 0
+    for path in scripts:
+        if path.stem == "__init__" or "class Args" not in path.read_text():
+            continue
+        package = "bench." if path.parent.name == "bench" else ""
+        args_class = importlib.import_module(f"labelchain.experiments.{package}{path.stem}").Args
+        for old, (new, _) in renamed_fields(args_class).items():
+            rows = [row for row in table if f"`{flag_name(new)}" in row]
+            old_cells = (f"`{flag_name(old)}`", f"`{flag_name(old)} ")  # the flag itself, not a longer one
+            assert any(cell in row for row in rows for cell in old_cells), (path.stem, old, new)
+            seen += 1
+    assert seen >= 14
