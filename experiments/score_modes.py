@@ -21,12 +21,12 @@ from typing import Any, ClassVar
 
 import torch
 
-from labelchain.agents.config import DEFAULTS as D
+from labelchain.agents.config import DEFAULTS as D, Config
 from labelchain.agents.decoding import SCORE_MODES, predict
 from labelchain.agents.policy_config import PolicyConfig
 from labelchain.agents.policy_factory import build_policy
 from labelchain.agents.supervised import carve_validation
-from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.agents.training import train_epochs
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import HEADLINE, evaluate
 from labelchain.experiments.grid.results_file import ResultsFile, save_results
@@ -74,7 +74,7 @@ def run_one(args: Args, dataset: str, aux_weight: float) -> dict[str, Any]:
     policy = build_policy(architecture, train).to(device)
     # patience 2 under the one rule (agents.training.out_of_patience) = the 1 score_modes.json ran with
     # when this loop stopped after patience + 1 epochs without improvement
-    config = TrainConfig(epochs=args.epochs, seed=args.seed, val_metric="nDCG@5", patience=2)
+    config = Config.of(epochs=args.epochs, seed=args.seed, select_metric="nDCG@5", patience=2)
     started = time.perf_counter()
     history = train_epochs(
         policy, train, config, learner=args.learner, label_freq=ds.label_freq, val=val, progress=False

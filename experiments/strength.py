@@ -24,14 +24,14 @@ Cells run through experiments/grid/execution.py (--backend local|ray, --address,
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from labelchain.agents.config import DEFAULTS as D
+from labelchain.agents.config import DEFAULTS as D, Config
 from labelchain.agents.decoding import predict
 from labelchain.agents.ensemble import Ensemble
 from labelchain.agents.learners import FIXED_ORDERINGS
@@ -40,7 +40,7 @@ from labelchain.agents.policy_factory import build_policy
 from labelchain.agents.precision import check_precision, resolve_precision
 from labelchain.agents.selection import kfold_indices, needs_folds, pick_best
 from labelchain.agents.supervised import carve_validation
-from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.agents.training import train_epochs
 from labelchain.envs.data.dataset import Dataset, Split
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import evaluate
@@ -57,7 +57,7 @@ from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.grid.execution import ExecutionFlags
 from labelchain.experiments.grid.predictions import cell_predictions_dir, save_row_predictions
 from labelchain.experiments.grid.results_file import ResultsFile, ResultsFileError, load_results, save_results
-from labelchain.experiments.run.presets import PRESETS, Preset
+from labelchain.experiments.run.presets import PRESETS, preset_record
 from labelchain.experiments.reports.strength import render_markdown
 from labelchain.experiments.run.threads import set_threads
 
@@ -94,7 +94,7 @@ class Args(ExecutionFlags):
     precision: str = override("precision", "fp32")
 
 
-def resolve_preset(args: Args) -> Preset:
+def resolve_preset(args: Args) -> Config:
     if args.preset not in PRESETS:
         raise SystemExit(f"--preset must be one of {sorted(PRESETS)}, got {args.preset!r}")
     overrides = {
@@ -102,7 +102,7 @@ def resolve_preset(args: Args) -> Preset:
         for key in ("epochs", "combined_epochs", "hidden_size")
         if getattr(args, key) is not None
     }
-    return replace(PRESETS[args.preset], **overrides)
+    return PRESETS[args.preset].changed(**overrides)
 
 
 # ----------------------------------------------------------------------------- one chain learner
@@ -125,7 +125,7 @@ def fit_chain(
     train: Split,
     val: Split,
     test: Split | None,
-    preset: Preset,
+    preset: Config,
     seed: int,
     device: torch.device,
     warm_state: dict | None = None,
@@ -133,22 +133,18 @@ def fit_chain(
 ) -> ChainFit:
     started = time.perf_counter()
     torch.manual_seed(seed)
-    policy = build_policy(preset.policy_config(), train).to(device)
+    policy = build_policy(preset.policy, train).to(device)
     if warm_state is not None:
         policy.load_state_dict(warm_state)
     rl = learner == "combined"
-    config = TrainConfig(
-        epochs=preset.combined_epochs if rl else preset.epochs,
-        batch_size=preset.batch_size,
-        lr=preset.lr,
-        rl_lr=preset.rl_lr,
+    config = preset.changed(
+        epochs=preset.run.combined_epochs if rl else preset.run.epochs,
         seed=seed,
         # +1: the committed grid ran when this loop stopped after patience + 1 epochs without improvement;
         # the one rule (agents.training.out_of_patience) stops after patience, so this keeps its cells.
-        patience=preset.patience + 1,
-        val_metric=RANK_METRIC,
+        patience=None if preset.run.patience is None else preset.run.patience + 1,
+        select_metric=RANK_METRIC,
         extra_checkpoints=(SET_METRIC,),
-        weight_decay=preset.weight_decay,
         precision=precision,
     )
     history = train_epochs(policy, train, config, learner=learner, label_freq=train.label_freq, val=val, progress=False)
@@ -180,7 +176,7 @@ def fit_chain(
 
 
 def choose_fixed(
-    args: Args, train: Split, val: Split, fits: dict[str, ChainFit], preset: Preset, seed: int, device: torch.device
+    args: Args, train: Split, val: Split, fits: dict[str, ChainFit], preset: Config, seed: int, device: torch.device
 ) -> tuple[str, dict]:
     """The best fixed ordering on validation nDCG@5; k-fold means when the split is small."""
     if not needs_folds(len(train) + len(val), args.val_fraction, args.min_val_docs):
@@ -248,7 +244,11 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
     )
     for name, fit in fits.items():
         assert fit.test is not None and (fit.aux_val is None) == (fit.aux_test is None)
-        config = {"preset": preset.to_dict(), "best_epochs": fit.best_epochs, "checkpoints": [SET_METRIC, RANK_METRIC]}
+        config = {
+            "preset": preset_record(preset),
+            "best_epochs": fit.best_epochs,
+            "checkpoints": [SET_METRIC, RANK_METRIC],
+        }
         kind = "fixed" if name in FIXED_ORDERINGS else "dynamic"
         rows.append(_row(dataset, seed, name, kind, test.Y, fit.test, ds.label_freq, fit.wall_time_s, config))
         save(name, fit.test)
@@ -319,7 +319,7 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
 def cell_config(args: Args) -> dict:
     """What makes a finished cell reusable: everything but the grid, where it runs and output places."""
     skip = ("datasets", "seeds", "backend", "address", "jobs", "device", "data_dir", "out_dir", "runs_dir")
-    return {**{k: v for k, v in asdict(args).items() if k not in skip}, "resolved": resolve_preset(args).to_dict()}
+    return {**{k: v for k, v in asdict(args).items() if k not in skip}, "resolved": preset_record(resolve_preset(args))}
 
 
 def cell_key(dataset: str, seed: int) -> str:

@@ -145,15 +145,16 @@ def build(dataset: Any, learner: str, hidden: int, precision: str, fused: bool, 
         dataset.n_features,
         dataset.n_labels,
         hidden_size=hidden,
-        label_embed_size=paper.label_embed_size if hidden >= 1024 else 64,
-        dropout=paper.dropout,
-        input_dropout=paper.input_dropout,
-        aux_weight=paper.aux_weight,
+        label_embed_size=paper.policy.label_embed_size if hidden >= 1024 else 64,
+        dropout=paper.policy.dropout,
+        input_dropout=paper.policy.input_dropout,
+        aux_weight=paper.policy.aux_weight,
     )
     policy.fit_input_normalization(dataset.train.X)
-    lr = paper.rl_lr if learner == "combined" else paper.lr
+    rl_lr = paper.run.rl_lr
+    lr = rl_lr if learner == "combined" and rl_lr is not None else paper.learner.lr
     config = LearnerConfig(
-        lr=lr, batch_size=batch, seed=seed, weight_decay=paper.weight_decay, fused=fused, precision=precision
+        lr=lr, batch_size=batch, seed=seed, weight_decay=paper.learner.weight_decay, fused=fused, precision=precision
     )
     return policy, make_learner(learner, policy, dataset.train, config)
 

@@ -24,13 +24,13 @@ from pathlib import Path
 import torch
 
 from labelchain.agents.decoding import predict
-from labelchain.agents.config import DEFAULTS as D
+from labelchain.agents.config import DEFAULTS as D, Config
 from labelchain.agents.learner_base import RL_LR
 from labelchain.agents.ensemble import Ensemble
 from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.precision import check_precision, resolve_precision
 from labelchain.agents.supervised import carve_validation
-from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.agents.training import train_epochs
 from labelchain.envs.data.dataset import Split
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.data.pu import hide_labels
@@ -105,14 +105,14 @@ class Cell:
 
     def fit(self, policy: ChainPolicy, learner: str, epochs: int, lr: float, train: Split | None = None) -> float:
         """Train in place (best epoch on validation kept); returns the training wall time."""
-        config = TrainConfig(
+        config = Config.of(
             epochs=epochs,
             batch_size=self.args.batch_size,
             lr=lr,
             rl_lr=None,  # `lr` is this learner's own rate (the caller picks --lr or --rl-lr)
             ppo_lr=None,
             seed=self.seed,
-            val_metric=self.args.select_metric,
+            select_metric=self.args.select_metric,
             patience=epochs,
             precision=resolve_precision(check_precision(self.args.precision), policy.input_weight.device.type),
         )
