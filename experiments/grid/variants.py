@@ -51,20 +51,26 @@ FREQUENCY_BUCKETS = (0, 1, 5, 10, 20, 50, 100)
 
 @dataclass
 class GridArgs(execution.ExecutionFlags):
-    """The training budget and selection every variant of a grid shares."""
+    """The training budget and selection every variant of a grid shares.
+
+    The variant grids' flags (a command line, so a class of its own): the knobs they share with
+    train_rl take its flag's name, help, range and default (`override`, from TrainKnobs and so from
+    `agents.config.DEFAULTS`); a cell trains from `Config.of(...)` of them (`Cell.fit`)."""
 
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "corel5k", "delicious"])
     # ranges for check_args (a grid's main checks them: bad values were raw tracebacks, issue 19)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"at_least": 0, "at_most": 2**32 - 1})
     rearrange_epochs: int = field(default=3, metadata={"at_least": 0})
     combined_epochs: int = field(default=1, metadata={"at_least": 0})
-    hidden_size: int = field(default=D.policy.hidden_size, metadata={"at_least": 1})
-    batch_size: int = field(default=D.learner.batch_size, metadata={"at_least": 1})
-    lr: float = field(default=D.learner.lr, metadata={"above": 0})
-    rl_lr: float = field(default=RL_LR, metadata={"above": 0})  # (not None: combined rows take their own rate)
-    select_metric: str = D.run.select_metric
-    val_fraction: float = field(default=D.run.val_fraction, metadata={"above": 0, "below": 1})
-    data_dir: str | None = None
+    hidden_size: int = override("hidden_size", D.policy.hidden_size)
+    batch_size: int = override("batch_size", D.learner.batch_size)
+    lr: float = override("lr", D.learner.lr)
+    rl_lr: float = field(  # not None: combined rows take their own rate
+        default=RL_LR, metadata={"help": "learning rate of the combined learner", "above": 0}
+    )
+    select_metric: str = override("select_metric", D.run.select_metric)
+    val_fraction: float = override("val_fraction", D.run.val_fraction)
+    data_dir: str | None = override("data_dir", None)
     runs_dir: str = field(default="runs/grid", metadata={"help": "ray: where Tune keeps its trial folders"})
     precision: str = override("precision", "fp32")
     out_dir: str | None = field(
