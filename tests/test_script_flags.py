@@ -171,3 +171,15 @@ def test_every_rename_is_in_the_docs_table():
             assert any(cell in row for row in rows for cell in old_cells), (path.stem, old, new)
             seen += 1
     assert seen >= 14
+
+
+def test_bench_stats_counts_are_n_star(capsys):
+    from labelchain.experiments.bench import bench_stats
+
+    args = parse_args(bench_stats.Args, ["--docs", "60", "--labels", "20", "--seeds", "2"])
+    assert (args.n_docs, args.n_labels, args.n_seeds) == (60, 20, 2)
+    assert capsys.readouterr().err.splitlines() == [
+        "--docs is now --n-docs",
+        "--labels is now --n-labels",
+        "--seeds is now --n-seeds",
+    ]
