@@ -183,3 +183,25 @@ def test_bench_stats_counts_are_n_star(capsys):
         "--labels is now --n-labels",
         "--seeds is now --n-seeds",
     ]
+
+
+def test_a_run_folder_of_an_older_shape_still_resumes(tmp_path, monkeypatch, capsys):
+    """train_rl's --resume reads config.json's "args" by field name: fields added since take their
+    defaults, and a renamed field (declared in Args.RENAMED) is read under its new name."""
+    from dataclasses import asdict
+
+    from labelchain.experiments.run import train_rl_args
+    from labelchain.experiments.run.train_rl_args import Args, saved_args
+
+    today = asdict(Args(dataset="emotions", updates=7, select_metric="P@1"))
+    old = {k: v for k, v in today.items() if k not in ("precision", "predictions_k", "threads", "tree_query_size")}
+    (tmp_path / "config.json").write_text(json.dumps({"args": old, "derived": {}}))
+    resumed = saved_args(tmp_path)
+    assert asdict(resumed) == today
+    monkeypatch.setattr(train_rl_args.Args, "RENAMED", {"metric": "select_metric"}, raising=False)
+    renamed = {("metric" if k == "select_metric" else k): v for k, v in old.items()}
+    (tmp_path / "config.json").write_text(json.dumps({"args": renamed, "derived": {}}))
+    assert asdict(saved_args(tmp_path)) == today
+    assert capsys.readouterr().err.splitlines() == [
+        f"{tmp_path / 'config.json'}: field 'metric' is now 'select_metric'"
+    ]
