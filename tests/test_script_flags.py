@@ -205,3 +205,17 @@ def test_a_run_folder_of_an_older_shape_still_resumes(tmp_path, monkeypatch, cap
     assert capsys.readouterr().err.splitlines() == [
         f"{tmp_path / 'config.json'}: field 'metric' is now 'select_metric'"
     ]
+
+
+def test_help_lists_the_old_spellings(capsys):
+    import pytest
+
+    from labelchain.experiments.bench import bench_scale
+
+    with pytest.raises(SystemExit):
+        parse_args(bench_scale.Args, ["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert (
+        "old spellings still accepted: --budget-updates (now --updates), --decode-batch (now --decode-batch-size)"
+        in text
+    )

@@ -142,7 +142,12 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def _parser(args_class: type, defaults: Any) -> argparse.ArgumentParser:
     hints = typing.get_type_hints(args_class)
-    parser = _OneLineParser(description=(args_class.__doc__ or "").strip())
+    renamed = renamed_fields(args_class)
+    epilog = ", ".join(f"{flag_name(old)} (now {flag_name(new)})" for old, (new, _) in renamed.items())
+    parser = _OneLineParser(
+        description=(args_class.__doc__ or "").strip(),
+        epilog=f"old spellings still accepted: {epilog}" if epilog else None,
+    )
     for field in dataclasses.fields(args_class):
         flag = flag_name(field.name)
         if defaults is not None:
