@@ -42,6 +42,7 @@ from labelchain.envs.data.dataset import Split
 from labelchain.envs.label_clusters import kmeans_clusters, pifa_embeddings
 from labelchain.envs.label_overlap import assign_overlapping, cluster_matrix, cooccurrence_counts, membership_matrix
 from labelchain.experiments.grid import variants as vg
+from labelchain.experiments.grid.execution import runs_dir_flag
 from labelchain.experiments.reports.guidance import render_markdown
 from labelchain.experiments.run.setup import predicted_clusters
 from labelchain.experiments.grid.cells import Cell
@@ -68,7 +69,7 @@ class Args(vg.GridArgs):
         default=D.policy.guidance_weight, metadata={"help": "bcl: weight of the cluster BCE loss"}
     )
     mcg_restrict: bool = field(default=False, metadata={"help": "mcg: labels only inside the emitted clusters"})
-    runs_dir: str = field(default="runs/guidance", metadata={"help": "ray: where Tune keeps its trial folders"})
+    runs_dir: str = runs_dir_flag("runs/guidance")
 
 
 def variant_name(guidance: str, clusters: int, lam: int, hide: float) -> str:

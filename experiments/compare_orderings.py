@@ -58,7 +58,7 @@ from labelchain.experiments.run.folder import check_writable_folder
 from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args, knobs_of, override
 from labelchain.experiments.grid import results_file
 from labelchain.experiments.grid.cells import Cell
-from labelchain.experiments.grid.execution import ExecutionFlags
+from labelchain.experiments.grid.execution import ExecutionFlags, runs_dir_flag
 from labelchain.experiments.reports.orderings import TABLE_METRICS, render_markdown
 from labelchain.experiments.grid.orderings_rows import rows_from_run
 from labelchain.experiments.peers import PEERS, PeerUnavailable, run_peer, tuned_config
@@ -89,7 +89,7 @@ class Args(TrainKnobs, ExecutionFlags):
         default_factory=lambda: ["ovr_logistic", "omikuji", "label_frequency"],
         metadata={"help": f"non-sequential reference rows, from {sorted(PEERS)} (or none)"},
     )
-    runs_dir: str = field(default="runs/compare", metadata={"help": "where the cells' run folders go"})
+    runs_dir: str = runs_dir_flag("runs/compare")
     out_dir: str | None = field(
         default=None,
         metadata={"help": "orderings.json/.md go here (default experiments/results; with --quick: RUNS_DIR/quick)"},
@@ -377,7 +377,6 @@ def main(args: Args) -> Path:
         args.run_grid(
             cells,
             lambda _key, cell: finish(cell),
-            storage_dir=args.runs_dir,
             metric=args.select_metric,
             done_before=done,
             progress=args.progress,

@@ -48,6 +48,7 @@ from labelchain.envs.metrics import HEADLINE
 from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.reports.claim_stats import across_datasets_markdown, bootstrap_markdown
 from labelchain.experiments.grid import variants as vg
+from labelchain.experiments.grid.execution import runs_dir_flag
 
 TABLE_METRICS = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "PSP@1", "PSP@3", "PSP@5", "micro_f1", "macro_f1")
 SCRIPT = "experiments/compare_trees.py"
@@ -64,7 +65,7 @@ class Args(vg.GridArgs):
         default_factory=lambda: ["16x16", "4x64"], metadata={"help": "tree shapes BxLEAF, chosen on validation"}
     )
     tree_beam: int = field(default=D.policy.tree_beam, metadata={"at_least": 1})
-    runs_dir: str = field(default="runs/trees", metadata={"help": "ray: where Tune keeps its trial folders"})
+    runs_dir: str = runs_dir_flag("runs/trees")
 
 
 def parse_shape(text: str) -> tuple[int, int]:

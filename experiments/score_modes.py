@@ -38,7 +38,7 @@ from labelchain.experiments.run.common import (
     resolve_device,
 )
 from labelchain.experiments.grid.cells import Cell
-from labelchain.experiments.grid.execution import ExecutionFlags
+from labelchain.experiments.grid.execution import ExecutionFlags, runs_dir_flag
 from labelchain.experiments.run.threads import set_threads
 
 
@@ -61,7 +61,7 @@ class Args(ExecutionFlags):
     out_dir: str = field(
         default=str(REPO_ROOT / "experiments" / "results"), metadata={"help": "results folder (score_modes.json)"}
     )
-    runs_dir: str = field(default="runs/score_modes", metadata={"help": "ray: where Tune keeps its trial folders"})
+    runs_dir: str = runs_dir_flag("runs/score_modes")
 
 
 def run_one(args: Args, dataset: str, aux_weight: float) -> dict[str, Any]:
@@ -121,7 +121,6 @@ def main(args: Args) -> dict:
     failed = args.run_grid(
         grid_cells,
         record,
-        storage_dir=args.runs_dir,
         metric="nDCG@5",
         progress=False,  # each finished cell prints a line
     )

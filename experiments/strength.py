@@ -54,7 +54,7 @@ from labelchain.experiments.run.common import (
 )
 from labelchain.experiments.run.config import check_args, override, precision_problems
 from labelchain.experiments.grid.cells import Cell
-from labelchain.experiments.grid.execution import ExecutionFlags
+from labelchain.experiments.grid.execution import ExecutionFlags, runs_dir_flag
 from labelchain.experiments.grid.predictions import cell_predictions_dir, save_row_predictions
 from labelchain.experiments.grid.results_file import ResultsFile, ResultsFileError, load_results, save_results
 from labelchain.experiments.run.presets import PRESETS, preset_record
@@ -90,7 +90,7 @@ class Args(ExecutionFlags):
     device: str = "auto"
     data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
     out_dir: str = str(REPO_ROOT / "experiments" / "results")
-    runs_dir: str = field(default="runs/strength", metadata={"help": "ray: where Tune keeps its trial folders"})
+    runs_dir: str = runs_dir_flag("runs/strength")
     precision: str = override("precision", "fp32")
 
 
@@ -365,7 +365,6 @@ def main(args: Args) -> Path:
     failed = args.run_grid(
         cells,
         finish,
-        storage_dir=args.runs_dir,
         metric=RANK_METRIC,
         done_before=len(args.datasets) * len(args.seeds) - len(todo),
         progress=False,  # compute_cell reports no validation steps; each finished cell prints a line

@@ -36,13 +36,15 @@ def test_every_grid_takes_the_execution_flags_from_one_mixin(monkeypatch):
     for module in (ablations, compare_guidance, compare_orderings, compare_trees, score_modes, strength):
         assert issubclass(module.Args, execution.ExecutionFlags), module.__name__
         names = [f.name for f in dataclasses.fields(module.Args)]
-        assert names[:4] == ["threads", "backend", "address", "jobs"], module.__name__
+        assert names[:5] == ["threads", "backend", "address", "jobs", "runs_dir"], module.__name__
+        assert dataclasses.fields(module.Args)[4].metadata["help"] == execution.RUNS_DIR_HELP
     args = score_modes.Args(backend="local", address="auto", jobs=0)
     assert args.execution_problems() == ["--address auto needs --backend ray", "--jobs must be >= 1, got 0"]
     seen = {}
     monkeypatch.setattr(execution, "run_cells", lambda cells, on_result, **kw: seen.update(kw) or ["x"])
     assert score_modes.Args(jobs=3, threads=2).run_grid([], print, metric="P@1") == ["x"]
-    assert seen == {"backend": "local", "address": None, "jobs": 3, "threads": 2, "metric": "P@1"}
+    expected = {"backend": "local", "address": None, "jobs": 3, "threads": 2, "metric": "P@1"}
+    assert seen == expected | {"storage_dir": "runs/score_modes"}  # each grid's own --runs-dir default
 
 
 def test_deprecated_flags_are_renamed_with_one_line_each(capsys):

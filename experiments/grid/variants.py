@@ -71,7 +71,6 @@ class GridArgs(execution.ExecutionFlags):
     select_metric: str = override("select_metric", D.run.select_metric)
     val_fraction: float = override("val_fraction", D.run.val_fraction)
     data_dir: str | None = override("data_dir", None)
-    runs_dir: str = field(default="runs/grid", metadata={"help": "ray: where Tune keeps its trial folders"})
     precision: str = override("precision", "fp32")
     out_dir: str | None = field(
         default="experiments/results",
@@ -276,7 +275,6 @@ def run_cells(args: GridArgs, cells: list[GridCell], record: Callable[[str, dict
     return args.run_grid(
         cells,
         record,
-        storage_dir=args.runs_dir,
         metric=args.select_metric,
         progress=False,  # each finished cell prints a line
     )
