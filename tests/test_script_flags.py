@@ -221,3 +221,18 @@ def test_help_lists_the_old_spellings(capsys):
         "old spellings still accepted: --budget-updates (now --updates), --decode-batch (now --decode-batch-size)"
         in text
     )
+
+
+def test_a_rename_table_must_name_old_names_of_present_fields():
+    import pytest
+    from dataclasses import dataclass
+
+    from labelchain.experiments.run.common import renamed_fields
+
+    @dataclass
+    class Clash:
+        RENAMED: ClassVar[dict] = {"figures": "figures", "plots": "missing"}
+        figures: bool = True
+
+    with pytest.raises(TypeError, match=r"Clash.RENAMED: \['figures', 'plots'\] must be old names of present fields"):
+        renamed_fields(Clash)

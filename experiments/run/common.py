@@ -36,7 +36,12 @@ def renamed_fields(args_class: type) -> dict[str, tuple[str, Callable[[Any], Any
     merged: dict[str, Any] = {}
     for klass in reversed(args_class.__mro__):
         merged.update(vars(klass).get("RENAMED", {}))
-    return {old: (new, None) if isinstance(new, str) else new for old, new in merged.items()}
+    renamed = {old: (new, None) if isinstance(new, str) else new for old, new in merged.items()}
+    names = {spec.name for spec in dataclasses.fields(args_class)} if dataclasses.is_dataclass(args_class) else set()
+    clash = sorted(old for old, (new, _) in renamed.items() if old in names or new not in names)
+    if names and clash:  # a programming error in the table, caught by any script's first parse
+        raise TypeError(f"{args_class.__qualname__}.RENAMED: {clash} must be old names of present fields")
+    return renamed
 
 
 def _renamed_argv(args_class: type, argv: list[str], fail: Callable[[str], typing.NoReturn]) -> list[str]:
