@@ -6,10 +6,14 @@
     └── run: RunConfig         how a learner's training runs: budget, rates per learner kind,
                                validation, early stopping (train_rl's LearnerRun and train_epochs)
 
-`DEFAULTS = Config()` is the one set of defaults: train_rl's flags (experiments.run.config.TrainKnobs),
-train_epochs' `TrainConfig`, the grids' `GridArgs` and the presets read their defaults from it, so a
-default is written once. `to_dict` / `from_dict` round-trip through JSON-able nested dicts (PECOS'
-TrainParams / PredParams are the model); a missing key takes its default, an unknown key is named.
+`DEFAULTS = Config()` is the one set of defaults, and a `Config` is what everything trains from:
+`train_epochs` takes one, the presets are named ones (experiments.run.presets), train_rl's flags
+(experiments.run.config.TrainKnobs) and the variant grids' flags (experiments.grid.variants.GridArgs)
+read their defaults from it and turn into one (`TrainKnobs.config`, `Config.of`). `to_dict` /
+`from_dict` round-trip through JSON-able nested dicts (PECOS' TrainParams / PredParams are the
+model); a missing key takes its default, an unknown key is named. Field names are unique across the
+sections, so `Config.of(epochs=4, seed=0)` / `config.changed(lr=3e-3)` / `config.flat()` address a
+field by its name alone.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 from labelchain.agents.learner_base import PPO_LR, RL_LR, LearnerConfig, build_learner_config
 from labelchain.agents.policy_config import PolicyConfig
 
-__all__ = ["DEFAULTS", "Config", "RunConfig"]
+__all__ = ["DEFAULTS", "SECTION_OF", "Config", "RunConfig"]
 
 
 @dataclass(frozen=True)
@@ -39,13 +43,19 @@ class RunConfig:
     max_seconds: float | None = None
     rl_lr: float | None = RL_LR
     ppo_lr: float | None = PPO_LR
+    combined_epochs: int = 1  # epoch loops: the combined learner's budget after rearrangement (strength, grids)
+    extra_checkpoints: tuple[str, ...] = ()  # more metrics to keep a best checkpoint for (e.g. example_f1)
+    val_batch_size: int = 512  # documents per validation decoding batch
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "extra_checkpoints": list(self.extra_checkpoints)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        return cls(**_known(cls, data, "run"))
+        known = _known(cls, data, "run")
+        if "extra_checkpoints" in known:
+            known["extra_checkpoints"] = tuple(known["extra_checkpoints"])
+        return cls(**known)
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,34 @@ class Config:
 
     def replace(self, **sections: Any) -> Config:
         return replace(self, **sections)
+
+    @classmethod
+    def of(cls, **values: Any) -> Config:
+        """`DEFAULTS` with `values`, each a field of one section by its name (`Config.of(epochs=4, lr=3e-3)`)."""
+        return DEFAULTS.changed(**values)
+
+    def changed(self, **values: Any) -> Config:
+        """A copy with `values` (fields by name, from any section); an unknown name is a TypeError naming it."""
+        by_section: dict[str, dict[str, Any]] = {"policy": {}, "learner": {}, "run": {}}
+        for name, value in values.items():
+            if name not in SECTION_OF:
+                raise TypeError(f"unknown config field {name!r} (not in policy, learner or run)")
+            by_section[SECTION_OF[name]][name] = value
+        if by_section["run"].get("extra_checkpoints") is not None:
+            by_section["run"]["extra_checkpoints"] = tuple(by_section["run"]["extra_checkpoints"])
+        return Config(
+            self.policy.replace(**by_section["policy"]),
+            replace(self.learner, **by_section["learner"]),
+            replace(self.run, **by_section["run"]),
+        )
+
+    def flat(self) -> dict[str, Any]:
+        """Every field of every section by its name (the inverse of `Config.of`)."""
+        return {
+            name: getattr(getattr(self, section), name)
+            for section, cls in _SECTIONS.items()
+            for name in (spec.name for spec in fields(cls))
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {"policy": self.policy.to_dict(), "learner": asdict(self.learner), "run": self.run.to_dict()}
@@ -86,5 +124,10 @@ def _known(cls: type, data: dict[str, Any], section: str) -> dict[str, Any]:
         raise TypeError(f"unknown {section} config keys {unknown}")
     return dict(data)
 
+
+_SECTIONS: dict[str, type] = {"policy": PolicyConfig, "learner": LearnerConfig, "run": RunConfig}
+SECTION_OF = {spec.name: section for section, cls in _SECTIONS.items() for spec in fields(cls)}
+if len(SECTION_OF) != sum(len(fields(cls)) for cls in _SECTIONS.values()):  # `of` / `changed` need unique names
+    raise TypeError("a config field name appears in two sections")
 
 DEFAULTS = Config()

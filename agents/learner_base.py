@@ -28,7 +28,7 @@ __all__ = ["LR", "PPO_LR", "RL_LEARNERS", "RL_LR", "Learner", "LearnerConfig", "
 
 # Learners trained on sampled chains: they fine-tune a warm start, so they may take their own rate.
 RL_LEARNERS = ("reinforce", "ppo", "combined")
-# The one set of default rates (train_rl's flags, train_epochs' TrainConfig, the grids), picked per
+# The one set of default rates (agents.config.DEFAULTS' run section, train_rl's flags, train_epochs, the grids), picked per
 # learner by `build_learner_config`. Supervised learners: LR. reinforce / combined: RL_LR, lower because
 # they fine-tune a warm start (bibtex seed 0: 1e-3 drifted below the start on val nDCG@3, 3e-4 rose
 # above it). ppo: PPO_LR, as it takes ppo_epochs x ppo_minibatches steps per rollout (bibtex seed 0,

@@ -11,11 +11,12 @@ How a library caller trains an MCG-guided chain (what `experiments/train_rl.py -
     from labelchain.agents.mcg import mcg_setup
     from labelchain.agents.policy_config import PolicyConfig
     from labelchain.agents.policy_factory import build_policy
-    from labelchain.agents.training import TrainConfig, train_epochs
+    from labelchain.agents.config import Config
+    from labelchain.agents.training import train_epochs
 
     kwargs, train_mcg = mcg_setup(train, n_clusters=30, seed=0, restrict=False)
     policy = build_policy(PolicyConfig(**kwargs, hidden_size=128), train_mcg)
-    train_epochs(policy, train_mcg, TrainConfig(epochs=10), learner="rearrange", val=val)
+    train_epochs(policy, train_mcg, Config.of(epochs=10), learner="rearrange", val=val)
 
 `train` and `val` are ordinary splits (n, L); only the training split is augmented. The policy's
 `n_labels` is L + C (its action vocabulary), `label_columns` is L; `agents.decoding.predict`, and so

@@ -5,7 +5,7 @@ what it decides: the dimensions, the label tree (PIFA embeddings -> balanced tre
 input normalisation. Guidance is part of the config and of the split: BCL (`n_clusters` > 0) reads a
 split that carries its gold cluster columns (`agents.guidance.with_gold_clusters`), MCG (`mcg`) a
 split whose labels are followed by their clusters (`agents.mcg.mcg_setup` / `MCGSpec.augment_split`).
-Presets give their architecture with `experiments.run.presets.Preset.policy_config`.
+Presets give their architecture as `experiments.run.presets.PRESETS[name].policy` (a preset is a `Config`).
 
 Seeding stays with the caller (`torch.manual_seed` before the call), so the weights a script drew
 before the factory existed are the weights it draws now. Rebuilding a *saved* policy is

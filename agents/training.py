@@ -11,67 +11,19 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from labelchain.agents.decoding import predict
-from labelchain.agents.config import DEFAULTS as D
-from labelchain.agents.learner_base import LearnerConfig, build_learner_config
+from labelchain.agents.config import Config
+from labelchain.agents.learner_base import LearnerConfig
 from labelchain.agents.learners import LEARNERS, make_learner
 from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.supervised import carve_validation
 from labelchain.envs.data.dataset import Split
 from labelchain.envs.metrics import RANKING_NAMES, SET_NAMES, evaluate, is_better
 from labelchain.envs.progress import progress_bar
-
-
-@dataclass
-class TrainConfig:
-    """Epochs, early stopping and the learner's own knobs; `max_steps` None = the envs' default cap.
-
-    Every default is the one configuration's (`agents.config.DEFAULTS`: the learner and run sections);
-    `val_metric` is the run's select_metric, `patience` (None = never stop early) counts epochs in a
-    row without improvement of any tracked metric (`out_of_patience`).
-    """
-
-    epochs: int = D.run.epochs
-    batch_size: int = D.learner.batch_size
-    lr: float = D.learner.lr
-    seed: int = D.learner.seed
-    val_fraction: float = D.run.val_fraction
-    patience: int | None = D.run.patience
-    max_steps: int | None = D.learner.max_steps
-    greedy_rearrangement: bool = D.learner.greedy_rearrangement
-    temperature: float = D.learner.temperature
-    grad_clip: float | None = D.learner.grad_clip
-    val_metric: str = D.run.select_metric
-    val_batch_size: int = 512
-    max_seconds: float | None = D.run.max_seconds
-    weight_decay: float = D.learner.weight_decay
-    extra_checkpoints: tuple[str, ...] = ()  # more metrics to keep a best checkpoint for (e.g. nDCG@5)
-    # reinforce / combined and ppo: their own (smaller) rates, as in train_rl (agents.learner_base
-    # explains the values); None = lr. `build_learner_config` picks the learner's rate.
-    rl_lr: float | None = D.run.rl_lr
-    ppo_lr: float | None = D.run.ppo_lr
-    precision: str = "fp32"  # agents.precision, for the updates and the validation decoding
-
-    def learner_config(self, learner: str = "freq2rare") -> LearnerConfig:
-        return build_learner_config(
-            learner,
-            self.lr,
-            rl_lr=self.rl_lr,
-            ppo_lr=self.ppo_lr,
-            batch_size=self.batch_size,
-            seed=self.seed,
-            max_steps=self.max_steps,
-            greedy_rearrangement=self.greedy_rearrangement,
-            temperature=self.temperature,
-            grad_clip=self.grad_clip,
-            weight_decay=self.weight_decay,
-            greedy_charts=False,  # no charts here
-            precision=self.precision,
-        )
 
 
 @dataclass
@@ -82,8 +34,14 @@ class TrainHistory:
     best_epoch: int = -1
     best_score: float = float("nan")
     config: dict = field(default_factory=dict)
-    # val_metric and every extra checkpoint metric -> (epoch, validation metrics, weights) of its best epoch
+    # select_metric and every extra checkpoint metric -> (epoch, validation metrics, weights) of its best epoch
     checkpoints: dict[str, tuple[int, dict, dict]] = field(default_factory=dict)
+
+
+def epoch_learner_config(config: Config, learner: str) -> LearnerConfig:
+    """What `learner` trains with in this loop: `config`'s learner section at its rate (the one rule,
+    `Config.learner_config`), without the greedy return charts (nothing here draws them)."""
+    return replace(config.learner_config(learner), greedy_charts=False)
 
 
 def out_of_patience(without_improvement: int, patience: int | None) -> bool:
@@ -92,14 +50,16 @@ def out_of_patience(without_improvement: int, patience: int | None) -> bool:
     return patience is not None and without_improvement >= patience
 
 
-def _check(config: TrainConfig, learner: str) -> None:
+def _check(config: Config, learner: str) -> None:
     if learner not in LEARNERS:
         raise ValueError(f"learner must be one of {LEARNERS}, got {learner!r}")
-    for metric in (config.val_metric, *config.extra_checkpoints):
+    for metric in (config.run.select_metric, *config.run.extra_checkpoints):
         if metric not in RANKING_NAMES + SET_NAMES:
-            raise ValueError(f"val_metric / extra_checkpoints must be in {RANKING_NAMES + SET_NAMES}, got {metric!r}")
-    if config.batch_size < 1 or config.epochs < 0:
-        raise ValueError(f"need batch_size >= 1 and epochs >= 0, got {config.batch_size}, {config.epochs}")
+            raise ValueError(
+                f"select_metric / extra_checkpoints must be in {RANKING_NAMES + SET_NAMES}, got {metric!r}"
+            )
+    if config.learner.batch_size < 1 or config.run.epochs < 0:
+        raise ValueError(f"need batch_size >= 1 and epochs >= 0, got {config.learner.batch_size}, {config.run.epochs}")
 
 
 def validation_metrics(
@@ -115,7 +75,7 @@ def validation_metrics(
 def train_epochs(
     policy: ChainPolicy,
     train: Split,
-    config: TrainConfig,
+    config: Config,
     *,
     learner: str = "freq2rare",
     label_freq: np.ndarray | None = None,
@@ -125,32 +85,40 @@ def train_epochs(
 ) -> TrainHistory:
     """Train `policy` in place with `learner` (any of agents.learners.LEARNERS) and return its history.
 
-    Warm start = pass a loaded policy. Without `val`, `config.val_fraction` of `train` is held out
+    `config` (agents.config, e.g. `Config.of(epochs=8, seed=0)`): its learner section at `learner`'s
+    rate (`Config.learner_config`) drives the updates; its run section the epochs (`epochs`), validation
+    (`val_fraction`, `select_metric`, `extra_checkpoints`, `val_batch_size`) and stopping (`patience`:
+    validations in a row without improvement, `out_of_patience`; `max_seconds`); the policy section is
+    not read (the policy is built).
+    Warm start = pass a loaded policy. Without `val`, `val_fraction` of `train` is held out
     (0 = no validation, no early stopping). label_freq defaults to the training split's label counts.
     log_fn(epoch, record) receives each epoch's record (e.g. to write TensorBoard scalars).
     """
     _check(config, learner)
-    if val is None and config.val_fraction > 0:
-        train, val = carve_validation(train, config.val_fraction, config.seed)
-    trainer = make_learner(learner, policy, train, config.learner_config(learner), label_freq=label_freq)
-    tracked = dict.fromkeys((config.val_metric, *config.extra_checkpoints))
-    rng = np.random.default_rng(config.seed)
-    history = TrainHistory(config={**asdict(config), "learner": learner})
+    run, seed = config.run, config.learner.seed
+    if val is None and run.val_fraction > 0:
+        train, val = carve_validation(train, run.val_fraction, seed)
+    learner_config = epoch_learner_config(config, learner)
+    trainer = make_learner(learner, policy, train, learner_config, label_freq=label_freq)
+    tracked = dict.fromkeys((run.select_metric, *run.extra_checkpoints))
+    rng = np.random.default_rng(seed)
+    history = TrainHistory(config={"learner": learner, **config.to_dict()})
     best_state, bad_epochs, started = None, 0, time.perf_counter()
     n_docs = len(train)
-    bar = progress_bar(progress, total=config.epochs * n_docs, unit="doc", desc=f"train[{learner}]")
-    for epoch in range(config.epochs):
+    batch_size, precision = learner_config.batch_size, learner_config.precision
+    bar = progress_bar(progress, total=run.epochs * n_docs, unit="doc", desc=f"train[{learner}]")
+    for epoch in range(run.epochs):
         epoch_start, losses = time.perf_counter(), []
         order = rng.permutation(n_docs)
-        for begin in range(0, n_docs, config.batch_size):
-            rows = np.sort(order[begin : begin + config.batch_size])
+        for begin in range(0, n_docs, batch_size):
+            rows = np.sort(order[begin : begin + batch_size])
             scalars = trainer.update(rows)
             losses.append(scalars.get("losses/total", scalars.get("losses/teacher_forcing", np.nan)))
             bar.update(len(rows))
         seconds = time.perf_counter() - epoch_start
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "docs_per_sec": n_docs / max(seconds, 1e-9)}
         if val is not None:
-            metrics = validation_metrics(policy, val, config.val_batch_size, trainer.task.max_steps, config.precision)
+            metrics = validation_metrics(policy, val, run.val_batch_size, trainer.task.max_steps, precision)
             record.update({f"val/{k}": v for k, v in metrics.items()})
             improved = False
             for metric in tracked:  # early stopping waits while any tracked metric still improves
@@ -158,8 +126,8 @@ def train_epochs(
                 if is_better(metric, metrics[metric], None if kept is None else kept[1][metric]):
                     history.checkpoints[metric] = (epoch, metrics, copy.deepcopy(policy.state_dict()))
                     improved = True
-            best_epoch, best_metrics, best_state = history.checkpoints[config.val_metric]
-            history.best_epoch, history.best_score = best_epoch, best_metrics[config.val_metric]
+            best_epoch, best_metrics, best_state = history.checkpoints[run.select_metric]
+            history.best_epoch, history.best_score = best_epoch, best_metrics[run.select_metric]
             bad_epochs = 0 if improved else bad_epochs + 1
         history.epochs.append(record)
         bar.set_postfix(
@@ -167,8 +135,8 @@ def train_epochs(
         )
         if log_fn is not None:
             log_fn(epoch, record)
-        out_of_time = config.max_seconds is not None and time.perf_counter() - started > config.max_seconds
-        if (val is not None and out_of_patience(bad_epochs, config.patience)) or out_of_time:
+        out_of_time = run.max_seconds is not None and time.perf_counter() - started > run.max_seconds
+        if (val is not None and out_of_patience(bad_epochs, run.patience)) or out_of_time:
             break
     bar.close()
     if best_state is not None:

@@ -43,7 +43,7 @@ from labelchain.experiments.run.common import (
 )
 from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args, knobs_of, override
 from labelchain.experiments.grid.cells import Cell
-from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid.execution import ExecutionFlags, runs_dir_flag
 from labelchain.experiments.grid.lookup import find_run, run_config, train_or_resume
 from labelchain.experiments.run.folder import METRICS_FILE, POLICY_DIR, GracefulInterrupt, run_script
 from labelchain.experiments.run.threads import set_threads
@@ -80,7 +80,7 @@ class Args(TrainKnobs, ExecutionFlags):
     warm_updates: int = field(
         default=1000, metadata={"help": "updates of the per-seed rearrangement warm start", "at_least": 1}
     )
-    runs_dir: str = field(default="runs/ablations", metadata={"help": "where the run folders go"})
+    runs_dir: str = runs_dir_flag("runs/ablations")
     out_dir: str | None = field(
         default=None,
         metadata={"help": "ablations.json/.md go here (default experiments/results; with --quick: RUNS_DIR/quick)"},
@@ -100,7 +100,7 @@ def resolve_args(args: Args) -> Args:
         raise ArgsError(f"--variants must be distinct names from {list(VARIANTS)}, got {args.variants}")
     if not args.seeds or len(set(args.seeds)) != len(args.seeds):
         raise ArgsError(f"--seeds must be distinct integers, got {args.seeds}")
-    problems = check_args(args) + check_backend(args.backend, args.address, args.jobs)
+    problems = check_args(args) + args.execution_problems()
     if problems:
         raise ArgsError("; ".join(problems))
     for name in args.variants:  # checks every knob
@@ -286,14 +286,9 @@ def main(args: Args) -> Path:
         return None if entry is None else str(Path(entry["run_dir"]) / "rearrange" / POLICY_DIR)
 
     def run(cells: list[Cell]) -> None:
-        run_cells(
+        args.run_grid(
             cells,
             record,
-            backend=args.backend,
-            address=args.address,
-            jobs=args.jobs,
-            threads=args.threads,
-            storage_dir=args.runs_dir,
             metric=args.select_metric,
             progress=args.progress,
             should_stop=lambda: interrupt.requested,

@@ -6,10 +6,10 @@ clusters, tail labels, partial labels).
     python experiments/compare_guidance.py --datasets bibtex --guidance bcl mcg --clusters 8
     python experiments/compare_guidance.py --datasets bibtex --hide-train-labels 0.5
     python experiments/compare_guidance.py --datasets emotions --seeds 0 --rearrange-epochs 1 \
-        --combined-epochs 1 --clusters 3 --out none             # a smoke test
+        --combined-epochs 1 --clusters 3 --out-dir none             # a smoke test
 
 The grid is experiments/grid/variants.py's (rearrange, combined, their ensemble; best epoch on
-validation; rows merged into ``{out}.json`` with the table rebuilt). Variants, in the method's name:
+validation; rows merged into ``{out-dir}/guidance.json`` with the table rebuilt). Variants, in the method's name:
 ``+bcl`` / ``+mcg`` (guidance; none = no suffix), ``+c8`` (``--clusters`` other than XLGen's 30),
 ``+lambda2`` (each label in up to λ clusters: label disentanglement, envs.label_overlap, from the
 λ = 1 rearrangement policy's predicted clusters of the training documents; λ = 1 is the plain
@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 from labelchain.experiments.run.folder import run_script
 from labelchain.agents.config import DEFAULTS as D
 from labelchain.experiments.run.config import precision_problems
-from labelchain.experiments.run.common import REPO_ROOT, command_line, parse_args
+from labelchain.experiments.run.common import Renames, command_line, out_to_out_dir, parse_args
 
 from labelchain.agents.guidance import with_gold_clusters
 from labelchain.agents.mcg import mcg_setup
@@ -41,8 +41,8 @@ from labelchain.agents.policy_factory import build_policy
 from labelchain.envs.data.dataset import Split
 from labelchain.envs.label_clusters import kmeans_clusters, pifa_embeddings
 from labelchain.envs.label_overlap import assign_overlapping, cluster_matrix, cooccurrence_counts, membership_matrix
-from labelchain.experiments.grid import execution
 from labelchain.experiments.grid import variants as vg
+from labelchain.experiments.grid.execution import runs_dir_flag
 from labelchain.experiments.reports.guidance import render_markdown
 from labelchain.experiments.run.setup import predicted_clusters
 from labelchain.experiments.grid.cells import Cell
@@ -57,6 +57,8 @@ XLGEN_CLUSTERS = 30
 class Args(vg.GridArgs):
     """Guidance none / bcl / mcg x learners rearrange, combined, ensemble, over datasets and seeds."""
 
+    RENAMED: ClassVar[Renames] = {"out": ("out_dir", out_to_out_dir("guidance"))}  # before issue 20: a stem
+
     guidance: list[str] = field(default_factory=lambda: list(GUIDANCE), metadata={"help": f"from {GUIDANCE}"})
     clusters: int = field(default=XLGEN_CLUSTERS, metadata={"help": "k-means clusters of the label embeddings"})
     lambdas: list[int] = field(
@@ -67,10 +69,7 @@ class Args(vg.GridArgs):
         default=D.policy.guidance_weight, metadata={"help": "bcl: weight of the cluster BCE loss"}
     )
     mcg_restrict: bool = field(default=False, metadata={"help": "mcg: labels only inside the emitted clusters"})
-    out: str | None = field(
-        default="experiments/results/guidance", metadata={"help": "results stem (.json, .md); none = print only"}
-    )
-    runs_dir: str = field(default="runs/guidance", metadata={"help": "ray: where Tune keeps its trial folders"})
+    runs_dir: str = runs_dir_flag("runs/guidance")
 
 
 def variant_name(guidance: str, clusters: int, lam: int, hide: float) -> str:
@@ -118,7 +117,7 @@ def guided(cell: vg.Cell, guidance: str, clusters: np.ndarray | sp.csr_matrix, a
 
 def run_cell(args: Args, name: str, seed: int, variants: list[str], results: str | None = None) -> dict[str, Any]:
     """One (dataset, seed): the rows of every variant in `variants` (λ > 1 retrains its λ = 1 first);
-    with `results` (the {out} path) each test row's predictions are saved next to it (vg.predictions_folder)."""
+    with `results` (<out-dir>/<grid>, the results stem) each test row's predictions are saved next to it (vg.predictions_folder)."""
     started = time.perf_counter()
     cell = vg.Cell(name, seed, args, args.hide_train_labels, results=results)
     label_cluster = kmeans_clusters(pifa_embeddings(cell.train.X, cell.train.Y), args.clusters, seed=seed)
@@ -152,7 +151,7 @@ def run_cell(args: Args, name: str, seed: int, variants: list[str], results: str
 
 
 def check(args: Args) -> None:
-    problems = execution.check_backend(args.backend, args.address, args.jobs) + precision_problems(args.precision)
+    problems = args.execution_problems() + precision_problems(args.precision)
     unknown = [g for g in args.guidance if g not in GUIDANCE]
     if unknown:
         problems.append(f"--guidance must be among {GUIDANCE}, got {unknown}")
@@ -167,7 +166,7 @@ def check(args: Args) -> None:
 def main(args: Args) -> dict:
     set_threads(args.threads or 1)
     check(args)
-    out = None if args.out is None else REPO_ROOT / args.out
+    out = vg.results_stem(args, "guidance")
     command = command_line(args, SCRIPT)
     payload: dict = {"rows": [], "args": asdict(args), "command": command, "commands": [command]}
     done = vg.done_variants(out)

@@ -58,7 +58,7 @@ from labelchain.experiments.run.folder import check_writable_folder
 from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args, knobs_of, override
 from labelchain.experiments.grid import results_file
 from labelchain.experiments.grid.cells import Cell
-from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid.execution import ExecutionFlags, runs_dir_flag
 from labelchain.experiments.reports.orderings import TABLE_METRICS, render_markdown
 from labelchain.experiments.grid.orderings_rows import rows_from_run
 from labelchain.experiments.peers import PEERS, PeerUnavailable, run_peer, tuned_config
@@ -89,7 +89,7 @@ class Args(TrainKnobs, ExecutionFlags):
         default_factory=lambda: ["ovr_logistic", "omikuji", "label_frequency"],
         metadata={"help": f"non-sequential reference rows, from {sorted(PEERS)} (or none)"},
     )
-    runs_dir: str = field(default="runs/compare", metadata={"help": "where the cells' run folders go"})
+    runs_dir: str = runs_dir_flag("runs/compare")
     out_dir: str | None = field(
         default=None,
         metadata={"help": "orderings.json/.md go here (default experiments/results; with --quick: RUNS_DIR/quick)"},
@@ -141,7 +141,7 @@ def resolve_args(args: Args) -> Args:
     if any(name not in PEERS for name in args.peers) or len(set(args.peers)) != len(args.peers):
         problems.append(f"--peers must be distinct names from {sorted(PEERS)} (or none), got {args.peers}")
     problems += check_args(args)
-    problems += check_backend(args.backend, args.address, args.jobs)
+    problems += args.execution_problems()
     if problems:
         raise ArgsError("; ".join(problems))
     train_rl_args.resolve_args(train_args(args, args.datasets[0], args.seeds[0]))  # checks every knob
@@ -374,14 +374,9 @@ def main(args: Args) -> Path:
             Cell(cell_key(d, s), compute_cell, {"args": quiet, "dataset": d, "seed": s, "command": command})
             for d, s in pending
         ]
-        run_cells(
+        args.run_grid(
             cells,
             lambda _key, cell: finish(cell),
-            backend=args.backend,
-            address=args.address,
-            jobs=args.jobs,
-            threads=args.threads,
-            storage_dir=args.runs_dir,
             metric=args.select_metric,
             done_before=done,
             progress=args.progress,

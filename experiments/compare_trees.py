@@ -2,7 +2,7 @@
 
     python experiments/compare_trees.py                          # bibtex corel5k delicious x seeds 0 1 2
     python experiments/compare_trees.py --datasets emotions --seeds 0 --rearrange-epochs 1 \
-        --combined-epochs 1 --out none                           # a smoke test
+        --combined-epochs 1 --out-dir none                           # a smoke test
 
 The grid (rearrange, combined, ensemble per output layer; rows, merging, skipping what the file
 has) is experiments/grid/variants.py's; this script adds the output layers as variants.
@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from labelchain.agents.config import DEFAULTS as D
 from labelchain.experiments.run.config import ArgsError, check_args, precision_problems
 from labelchain.experiments.run.common import (
-    REPO_ROOT,
+    Renames,
+    out_to_out_dir,
     command_line,
     mean_and_std,
     parse_args,
@@ -44,10 +45,10 @@ from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.policy_config import PolicyConfig
 from labelchain.agents.policy_factory import build_policy
 from labelchain.envs.metrics import HEADLINE
-from labelchain.experiments.grid import execution
 from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.reports.claim_stats import across_datasets_markdown, bootstrap_markdown
 from labelchain.experiments.grid import variants as vg
+from labelchain.experiments.grid.execution import runs_dir_flag
 
 TABLE_METRICS = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "PSP@1", "PSP@3", "PSP@5", "micro_f1", "macro_f1")
 SCRIPT = "experiments/compare_trees.py"
@@ -57,15 +58,14 @@ SCRIPT = "experiments/compare_trees.py"
 class Args(vg.GridArgs):
     """Flat vs tree-factored chain (rearrange, combined, ensemble) on real data, over seeds."""
 
+    RENAMED: ClassVar[Renames] = {"out": ("out_dir", out_to_out_dir("trees"))}  # before issue 20: a stem
+
     outputs: list[str] = field(default_factory=lambda: ["flat", "tree"])
     shapes: list[str] = field(
         default_factory=lambda: ["16x16", "4x64"], metadata={"help": "tree shapes BxLEAF, chosen on validation"}
     )
     tree_beam: int = field(default=D.policy.tree_beam, metadata={"at_least": 1})
-    out: str | None = field(
-        default="experiments/results/trees", metadata={"help": "results stem (.json, .md); none = print only"}
-    )
-    runs_dir: str = field(default="runs/trees", metadata={"help": "ray: where Tune keeps its trial folders"})
+    runs_dir: str = runs_dir_flag("runs/trees")
 
 
 def parse_shape(text: str) -> tuple[int, int]:
@@ -197,7 +197,7 @@ def run_cell(
     args: Args, name: str, seed: int, shapes: dict[str, str], outputs: list[str], results: str | None = None
 ) -> dict[str, Any]:
     """One grid cell's rows for `outputs`, and `shapes` plus the tree shape it chose (if it chose);
-    with `results` (the {out} path) each test row's predictions are saved next to it (vg.predictions_folder)."""
+    with `results` (<out-dir>/<grid>, the results stem) each test row's predictions are saved next to it (vg.predictions_folder)."""
     started = time.perf_counter()
     cell = vg.Cell(name, seed, args, results=results)
     chosen = dict(shapes)  # run_output adds this dataset's shape when the cell chooses it
@@ -217,14 +217,14 @@ def main(args: Args) -> dict:
                 raise ValueError(f"--shapes: {shape!r} needs B and LEAF >= 1")
     except ValueError as error:
         raise ArgsError(str(error)) from None
-    problems = execution.check_backend(args.backend, args.address, args.jobs) + precision_problems(args.precision)
+    problems = args.execution_problems() + precision_problems(args.precision)
     problems += check_args(args)  # ranges and finite floats (a raw ValueError traceback before, issue 19)
     problems += [
         f"--outputs must be from ('flat', 'tree'), got {o!r}" for o in args.outputs if o not in ("flat", "tree")
     ]
     if problems:
         raise ArgsError("; ".join(problems))
-    out = None if args.out is None else REPO_ROOT / args.out
+    out = vg.results_stem(args, "trees")
     command = command_line(args, SCRIPT)
     payload: dict = {"rows": [], "shapes": {}, "args": asdict(args), "command": command, "commands": [command]}
     if out is not None and out.with_suffix(".json").exists():

@@ -1,6 +1,7 @@
 """Where the ensemble of classifier chains (peer "ecc") beats the chains' ensemble, from orderings.json.
 
     python experiments/ecc_report.py            # prints a Markdown table (docs/prior.md quotes it)
+    python experiments/ecc_report.py --results other/orderings.json --peer omikuji
 
 Per dataset with ECC rows and metric: points ×100 of the seed means, ecc minus the chains'
 ensemble (rearrange + combined), with the seeds on which ECC is ahead of that seed's ensemble
@@ -10,10 +11,13 @@ accuracy is read from the rows (orderings.md does not show it).
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from labelchain.experiments.reports.orderings import TABLE_METRICS
+from labelchain.experiments.run.common import parse_args
+from labelchain.experiments.run.folder import run_script
+from labelchain.experiments.run.threads import Threads
 
 METRICS = (*TABLE_METRICS, "subset_accuracy")
 RESULTS = Path(__file__).resolve().parent / "results" / "orderings.json"
@@ -42,5 +46,23 @@ def markdown(results: dict, peer: str = "ecc", chains: str = "ensemble") -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class Args(Threads):
+    """Print where the ensemble of classifier chains beats the chains' ensemble (a Markdown table)."""
+
+    results: str = field(default=str(RESULTS), metadata={"help": "an orderings results file (orderings.json)"})
+    peer: str = field(default="ecc", metadata={"help": "the peer method compared"})
+    chains: str = field(default="ensemble", metadata={"help": "the chains' method it is compared with"})
+
+
+def main(args: Args) -> str:
+    """The table for `args` (printed by the script); --threads is accepted like every script's (no torch here)."""
+    from labelchain.experiments.grid.results_file import load_results
+
+    table = markdown(load_results(Path(args.results), "orderings").payload(), peer=args.peer, chains=args.chains)
+    print(table)
+    return table
+
+
 if __name__ == "__main__":
-    print(markdown(json.loads(RESULTS.read_text())))
+    run_script(lambda: main(parse_args(Args)))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.peers import PEERS, PeerUnavailable, TunedPeer, tune_peer
@@ -22,7 +23,7 @@ from labelchain.envs.data.fingerprint import content_hash
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import HEADLINE, evaluate
 from labelchain.envs.predictions import DEFAULT_TOP_K, from_outputs, save_predictions
-from labelchain.experiments.run.common import atomic_write_json, parse_args
+from labelchain.experiments.run.common import Renames, atomic_write_json, parse_args
 from labelchain.experiments.run.threads import Threads, set_threads
 
 
@@ -79,11 +80,13 @@ def tuned_config(tuned: TunedPeer, val_fraction: float) -> dict:
 class Args(Threads):
     """Score the non-sequential peers on one dataset's test split (one thread), tuned on validation."""
 
+    RENAMED: ClassVar[Renames] = {"out": "out_file"}  # issue 20: --out-dir is a folder, --out-file one file
+
     dataset: str = "bibtex"
     peers: list[str] = field(default_factory=lambda: list(PEERS))
     seed: int = 0
     val_fraction: float = D.run.val_fraction
-    out: str | None = field(default=None, metadata={"help": "also write the table as JSON here"})
+    out_file: str | None = field(default=None, metadata={"help": "also write the table as JSON here"})
     predictions_dir: str | None = field(
         default=None, metadata={"help": "also write each peer's test predictions here, as <peer>.npz"}
     )
@@ -113,8 +116,8 @@ def main(args: Args) -> dict[str, dict]:
     for name, metrics in results.items():
         cells = "".join(f"{metrics[c]:>12.4f}" if c in metrics else f"{'-':>12}" for c in TABLE_COLUMNS)
         print(f"{name:<16}{cells}")
-    if args.out:
-        atomic_write_json(args.out, {"dataset": args.dataset, "seed": args.seed, "results": results})
+    if args.out_file:
+        atomic_write_json(args.out_file, {"dataset": args.dataset, "seed": args.seed, "results": results})
     return results
 
 

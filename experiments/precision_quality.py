@@ -52,20 +52,24 @@ def run(args: Args, seed: int, precision: str) -> dict[str, float]:
     policy = ChainPolicy(
         data.n_features,
         data.n_labels,
-        hidden_size=preset.hidden_size,
-        label_embed_size=preset.label_embed_size,
-        dropout=preset.dropout,
-        input_dropout=preset.input_dropout,
-        aux_weight=preset.aux_weight,
+        hidden_size=preset.policy.hidden_size,
+        label_embed_size=preset.policy.label_embed_size,
+        dropout=preset.policy.dropout,
+        input_dropout=preset.policy.input_dropout,
+        aux_weight=preset.policy.aux_weight,
     )
     policy.fit_input_normalization(data.train.X)
     config = LearnerConfig(
-        lr=preset.lr, batch_size=preset.batch_size, seed=seed, weight_decay=preset.weight_decay, precision=precision
+        lr=preset.learner.lr,
+        batch_size=preset.learner.batch_size,
+        seed=seed,
+        weight_decay=preset.learner.weight_decay,
+        precision=precision,
     )
     learner = make_learner(args.learner, policy, data.train, config)
     rng = np.random.default_rng(seed)
     for _ in range(args.updates):
-        learner.update(np.sort(rng.choice(len(data.train), preset.batch_size, replace=False)))
+        learner.update(np.sort(rng.choice(len(data.train), preset.learner.batch_size, replace=False)))
     Y_pred, scores = predict(policy, data.test.X, max_steps=data.max_labels_per_doc + 1, precision=precision)
     metrics = evaluate(data.test.Y, scores=scores, Y_pred=Y_pred)
     return {m: float(metrics[m]) for m in METRICS}

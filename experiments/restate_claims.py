@@ -15,9 +15,9 @@ cell of orderings.json names) and stores the intervals under "bootstrap" in the 
 
 from __future__ import annotations
 
-import argparse
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,10 @@ from labelchain.envs.metrics import LOWER_IS_BETTER
 from labelchain.envs.rank_tests import complete_block, friedman, nemenyi_cd
 from labelchain.envs.stats import MethodPredictions
 from labelchain.experiments.grid.results_file import ResultsFile, load_results, save_results
+from labelchain.experiments.run.common import parse_args
+from labelchain.experiments.run.config import ArgsError, check_args
+from labelchain.experiments.run.folder import run_script
+from labelchain.experiments.run.threads import Threads, set_threads
 from labelchain.experiments.reports.cd_diagram import draw
 from labelchain.experiments.reports.claim_stats import (
     ALPHA,
@@ -175,16 +179,27 @@ def grid_loader(results: dict, out_dir: Path, grid: str) -> Loader:
     return load
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reports", nargs="+", default=["orderings", "strength", "guidance", "trees"])
-    parser.add_argument("--bootstrap", action="store_true", help="intervals from saved predictions into the JSON")
-    parser.add_argument("--resamples", type=int, default=1000)
-    args = parser.parse_args(argv)
+REPORTS = ("orderings", "strength", "guidance", "trees")
+
+
+@dataclass
+class Args(Threads):
+    """Re-render the results reports with their statistics sections and write the figures they link."""
+
+    reports: list[str] = field(default_factory=lambda: list(REPORTS), metadata={"help": f"from {REPORTS}"})
+    bootstrap: bool = field(default=False, metadata={"help": "intervals from saved predictions into the JSON"})
+    resamples: int = field(default=1000, metadata={"help": "--bootstrap: paired resamples", "at_least": 1})
+
+
+def main(args: Args) -> None:
+    problems = check_args(args)
+    if problems:
+        raise ArgsError("; ".join(problems))
+    set_threads(args.threads or 1)
     table = reports()
     unknown = sorted(set(args.reports) - set(table))
     if unknown:
-        raise SystemExit(f"--reports: unknown {', '.join(unknown)}; choose from {', '.join(table)}")
+        raise ArgsError(f"--reports: unknown {', '.join(unknown)}; choose from {', '.join(table)}")
     for name in args.reports:
         render, metrics, methods, pairs = table[name]
         path = RESULTS / f"{name}.json"
@@ -204,4 +219,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(lambda: main(parse_args(Args)))

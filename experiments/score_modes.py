@@ -16,32 +16,37 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 
-from labelchain.agents.config import DEFAULTS as D
+from labelchain.agents.config import DEFAULTS as D, Config
 from labelchain.agents.decoding import SCORE_MODES, predict
 from labelchain.agents.policy_config import PolicyConfig
 from labelchain.agents.policy_factory import build_policy
 from labelchain.agents.supervised import carve_validation
-from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.agents.training import train_epochs
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import HEADLINE, evaluate
 from labelchain.experiments.grid.results_file import ResultsFile, save_results
 from labelchain.experiments.run.common import (
     REPO_ROOT,
+    Renames,
+    out_to_out_dir,
     parse_args,
     resolve_device,
 )
 from labelchain.experiments.grid.cells import Cell
-from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid.execution import ExecutionFlags, runs_dir_flag
 from labelchain.experiments.run.threads import set_threads
 
 
 @dataclass
 class Args(ExecutionFlags):
     """Compare ranking score modes (and the auxiliary head's weight) on validation."""
+
+    RENAMED: ClassVar[Renames] = {"out": ("out_dir", out_to_out_dir("score_modes"))}  # before issue 20: the file
 
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "delicious"])
     aux_weights: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.1])
@@ -52,21 +57,24 @@ class Args(ExecutionFlags):
     seed: int = 0
     val_fraction: float = D.run.val_fraction
     device: str = "auto"
-    out: str = str(REPO_ROOT / "experiments" / "results" / "score_modes.json")
-    runs_dir: str = field(default="runs/score_modes", metadata={"help": "ray: where Tune keeps its trial folders"})
+    data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
+    out_dir: str = field(
+        default=str(REPO_ROOT / "experiments" / "results"), metadata={"help": "results folder (score_modes.json)"}
+    )
+    runs_dir: str = runs_dir_flag("runs/score_modes")
 
 
 def run_one(args: Args, dataset: str, aux_weight: float) -> dict[str, Any]:
     """One cell: train at this weight, score validation with every mode; {"rows": [...]}."""
     device = resolve_device(args.device)
-    ds = load_dataset(dataset)
+    ds = load_dataset(dataset, args.data_dir)
     train, val = carve_validation(ds.train, args.val_fraction, args.seed)
     torch.manual_seed(args.seed)
     architecture = PolicyConfig(ds.n_features, ds.n_labels, hidden_size=args.hidden_size, aux_weight=aux_weight)
     policy = build_policy(architecture, train).to(device)
     # patience 2 under the one rule (agents.training.out_of_patience) = the 1 score_modes.json ran with
     # when this loop stopped after patience + 1 epochs without improvement
-    config = TrainConfig(epochs=args.epochs, seed=args.seed, val_metric="nDCG@5", patience=2)
+    config = Config.of(epochs=args.epochs, seed=args.seed, select_metric="nDCG@5", patience=2)
     started = time.perf_counter()
     history = train_epochs(
         policy, train, config, learner=args.learner, label_freq=ds.label_freq, val=val, progress=False
@@ -99,7 +107,7 @@ def cell_key(dataset: str, aux_weight: float) -> str:
 def main(args: Args) -> dict:
     set_threads(args.threads or 1)
     device = resolve_device(args.device)  # fail early on a bad --device
-    problems = check_backend(args.backend, args.address, args.jobs)
+    problems = args.execution_problems()
     if problems:
         raise SystemExit("; ".join(problems))
     grid = [(dataset, weight) for dataset in args.datasets for weight in args.aux_weights]
@@ -110,14 +118,9 @@ def main(args: Args) -> dict:
         print(f"done {key}", flush=True)
 
     grid_cells = [Cell(cell_key(d, w), run_one, {"args": args, "dataset": d, "aux_weight": w}) for d, w in grid]
-    failed = run_cells(
+    failed = args.run_grid(
         grid_cells,
         record,
-        backend=args.backend,
-        address=args.address,
-        jobs=args.jobs,
-        threads=args.threads,
-        storage_dir=args.runs_dir,
         metric="nDCG@5",
         progress=False,  # each finished cell prints a line
     )
@@ -129,7 +132,10 @@ def main(args: Args) -> dict:
         cells = "".join(f"{100 * row['val'][m]:>9.2f}" for m in HEADLINE)
         print(f"{row['dataset']:<11}{row['aux_weight']:>7g} {row['score_mode']:<13}{cells}{row['score_seconds']:>9.1f}")
     result = {"args": vars(args), "device": str(device), "rows": rows}
-    save_results(args.out, ResultsFile("score_modes", rows, args=vars(args), sections={"device": str(device)}))
+    save_results(
+        Path(args.out_dir) / "score_modes.json",
+        ResultsFile("score_modes", rows, args=vars(args), sections={"device": str(device)}),
+    )
     print(
         json.dumps(
             {

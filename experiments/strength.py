@@ -24,14 +24,14 @@ Cells run through experiments/grid/execution.py (--backend local|ray, --address,
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from labelchain.agents.config import DEFAULTS as D
+from labelchain.agents.config import DEFAULTS as D, Config
 from labelchain.agents.decoding import predict
 from labelchain.agents.ensemble import Ensemble
 from labelchain.agents.learners import FIXED_ORDERINGS
@@ -40,7 +40,7 @@ from labelchain.agents.policy_factory import build_policy
 from labelchain.agents.precision import check_precision, resolve_precision
 from labelchain.agents.selection import kfold_indices, needs_folds, pick_best
 from labelchain.agents.supervised import carve_validation
-from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.agents.training import train_epochs
 from labelchain.envs.data.dataset import Dataset, Split
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import evaluate
@@ -54,10 +54,10 @@ from labelchain.experiments.run.common import (
 )
 from labelchain.experiments.run.config import check_args, override, precision_problems
 from labelchain.experiments.grid.cells import Cell
-from labelchain.experiments.grid.execution import ExecutionFlags, check_backend, run_cells
+from labelchain.experiments.grid.execution import ExecutionFlags, runs_dir_flag
 from labelchain.experiments.grid.predictions import cell_predictions_dir, save_row_predictions
 from labelchain.experiments.grid.results_file import ResultsFile, ResultsFileError, load_results, save_results
-from labelchain.experiments.run.presets import PRESETS, Preset
+from labelchain.experiments.run.presets import PRESETS, preset_record
 from labelchain.experiments.reports.strength import render_markdown
 from labelchain.experiments.run.threads import set_threads
 
@@ -88,12 +88,13 @@ class Args(ExecutionFlags):
         default=None, metadata={"help": "use only the first N training docs", "at_least": 1}
     )
     device: str = "auto"
+    data_dir: str | None = field(default=None, metadata={"help": "data folder (default: ../shared/data)"})
     out_dir: str = str(REPO_ROOT / "experiments" / "results")
-    runs_dir: str = field(default="runs/strength", metadata={"help": "ray: where Tune keeps its trial folders"})
+    runs_dir: str = runs_dir_flag("runs/strength")
     precision: str = override("precision", "fp32")
 
 
-def resolve_preset(args: Args) -> Preset:
+def resolve_preset(args: Args) -> Config:
     if args.preset not in PRESETS:
         raise SystemExit(f"--preset must be one of {sorted(PRESETS)}, got {args.preset!r}")
     overrides = {
@@ -101,7 +102,7 @@ def resolve_preset(args: Args) -> Preset:
         for key in ("epochs", "combined_epochs", "hidden_size")
         if getattr(args, key) is not None
     }
-    return replace(PRESETS[args.preset], **overrides)
+    return PRESETS[args.preset].changed(**overrides)
 
 
 # ----------------------------------------------------------------------------- one chain learner
@@ -124,7 +125,7 @@ def fit_chain(
     train: Split,
     val: Split,
     test: Split | None,
-    preset: Preset,
+    preset: Config,
     seed: int,
     device: torch.device,
     warm_state: dict | None = None,
@@ -132,22 +133,18 @@ def fit_chain(
 ) -> ChainFit:
     started = time.perf_counter()
     torch.manual_seed(seed)
-    policy = build_policy(preset.policy_config(), train).to(device)
+    policy = build_policy(preset.policy, train).to(device)
     if warm_state is not None:
         policy.load_state_dict(warm_state)
     rl = learner == "combined"
-    config = TrainConfig(
-        epochs=preset.combined_epochs if rl else preset.epochs,
-        batch_size=preset.batch_size,
-        lr=preset.lr,
-        rl_lr=preset.rl_lr,
+    config = preset.changed(
+        epochs=preset.run.combined_epochs if rl else preset.run.epochs,
         seed=seed,
         # +1: the committed grid ran when this loop stopped after patience + 1 epochs without improvement;
         # the one rule (agents.training.out_of_patience) stops after patience, so this keeps its cells.
-        patience=preset.patience + 1,
-        val_metric=RANK_METRIC,
+        patience=None if preset.run.patience is None else preset.run.patience + 1,
+        select_metric=RANK_METRIC,
         extra_checkpoints=(SET_METRIC,),
-        weight_decay=preset.weight_decay,
         precision=precision,
     )
     history = train_epochs(policy, train, config, learner=learner, label_freq=train.label_freq, val=val, progress=False)
@@ -179,7 +176,7 @@ def fit_chain(
 
 
 def choose_fixed(
-    args: Args, train: Split, val: Split, fits: dict[str, ChainFit], preset: Preset, seed: int, device: torch.device
+    args: Args, train: Split, val: Split, fits: dict[str, ChainFit], preset: Config, seed: int, device: torch.device
 ) -> tuple[str, dict]:
     """The best fixed ordering on validation nDCG@5; k-fold means when the split is small."""
     if not needs_folds(len(train) + len(val), args.val_fraction, args.min_val_docs):
@@ -227,7 +224,7 @@ def _row(
 def compute_cell(args: Args, dataset: str, seed: int) -> dict:
     started, device, preset = time.perf_counter(), resolve_device(args.device), resolve_preset(args)
     precision = resolve_precision(check_precision(args.precision), device.type)
-    ds: Dataset = load_dataset(dataset)
+    ds: Dataset = load_dataset(dataset, args.data_dir)
     source = (
         ds.train if args.max_train_docs is None else ds.train.subset(np.arange(min(args.max_train_docs, len(ds.train))))
     )
@@ -247,7 +244,11 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
     )
     for name, fit in fits.items():
         assert fit.test is not None and (fit.aux_val is None) == (fit.aux_test is None)
-        config = {"preset": preset.to_dict(), "best_epochs": fit.best_epochs, "checkpoints": [SET_METRIC, RANK_METRIC]}
+        config = {
+            "preset": preset_record(preset),
+            "best_epochs": fit.best_epochs,
+            "checkpoints": [SET_METRIC, RANK_METRIC],
+        }
         kind = "fixed" if name in FIXED_ORDERINGS else "dynamic"
         rows.append(_row(dataset, seed, name, kind, test.Y, fit.test, ds.label_freq, fit.wall_time_s, config))
         save(name, fit.test)
@@ -317,8 +318,8 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
 # ----------------------------------------------------------------------------- results file
 def cell_config(args: Args) -> dict:
     """What makes a finished cell reusable: everything but the grid, where it runs and output places."""
-    skip = ("datasets", "seeds", "backend", "address", "jobs", "device", "out_dir", "runs_dir")
-    return {**{k: v for k, v in asdict(args).items() if k not in skip}, "resolved": resolve_preset(args).to_dict()}
+    skip = ("datasets", "seeds", "backend", "address", "jobs", "device", "data_dir", "out_dir", "runs_dir")
+    return {**{k: v for k, v in asdict(args).items() if k not in skip}, "resolved": preset_record(resolve_preset(args))}
 
 
 def cell_key(dataset: str, seed: int) -> str:
@@ -329,7 +330,7 @@ def main(args: Args) -> Path:
     set_threads(args.threads or 1)
     resolve_device(args.device)  # fail early on a bad --device
     resolve_preset(args)
-    problems = check_backend(args.backend, args.address, args.jobs)
+    problems = args.execution_problems()
     problems += precision_problems(args.precision)
     problems += check_args(args)  # ranges: bad values were raw tracebacks from training (issue 19)
     problems += [
@@ -361,14 +362,9 @@ def main(args: Args) -> Path:
         print(f"  {key} done in {cell['cell_wall_time_s']:.0f} s", flush=True)
 
     cells = [Cell(cell_key(d, s), compute_cell, {"args": args, "dataset": d, "seed": s}) for d, s in todo]
-    failed = run_cells(
+    failed = args.run_grid(
         cells,
         finish,
-        backend=args.backend,
-        address=args.address,
-        jobs=args.jobs,
-        threads=args.threads,
-        storage_dir=args.runs_dir,
         metric=RANK_METRIC,
         done_before=len(args.datasets) * len(args.seeds) - len(todo),
         progress=False,  # compute_cell reports no validation steps; each finished cell prints a line

@@ -10,7 +10,7 @@ with a configuration drawn from SEARCH_SPACE. An RL learner (reinforce, ppo, com
 trial after the trial's own rearrangement warm start (train_rl's default `--warm-start rearrange`), so
 the warm start has the trial's hidden size and dropout; only the tuned learner's validation steps are
 reported to Tune, one report per validation step, and ASHA (time = validation steps) compares trials
-on validation `--metric` at the same step. The searched learning rate is the tuned learner's: `--lr`
+on validation `--select-metric` at the same step. The searched learning rate is the tuned learner's: `--lr`
 for a supervised learner, `--rl-lr` for reinforce and combined, `--ppo-lr` for ppo. A killed trial
 restarts from its last checkpoint, as in the grids (experiments/grid/ray_backend.py).
 
@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from labelchain.agents.config import DEFAULTS as D
 from labelchain.agents.learner_base import RL_LEARNERS
@@ -36,7 +36,7 @@ from labelchain.envs.data.errors import DataFormatError, DataNotFoundError
 from labelchain.envs.metrics import LOWER_IS_BETTER
 from labelchain.experiments.grid import execution, ray_backend
 from labelchain.experiments.run import train_rl_args
-from labelchain.experiments.run.common import atomic_write_json, parse_args
+from labelchain.experiments.run.common import Renames, atomic_write_json, parse_args
 from labelchain.experiments.run.config import ArgsError, override
 from labelchain.experiments.grid.lookup import run_config, train_or_resume
 from labelchain.experiments.run.reporting import reporting_to
@@ -65,6 +65,8 @@ def search_space(learner: str) -> dict[str, Any]:
 class Args(Threads):
     """Ray Tune search (ASHA) over one learner's learning rate, size, dropout, RL weight, entropy bonus."""
 
+    RENAMED: ClassVar[Renames] = {"metric": "select_metric"}  # before issue 20's one flag vocabulary
+
     dataset: str = field(default="bibtex", metadata={"help": "dataset name or folder (see envs.data.loading)"})
     learner: str = field(default="combined", metadata={"help": f"the learner to tune, from {LEARNERS}"})
     samples: int = field(default=16, metadata={"help": "trials (configurations drawn from the search space)"})
@@ -76,8 +78,8 @@ class Args(Threads):
     )
     grace_period: int = field(default=2, metadata={"help": "ASHA: validation steps before a trial may be stopped"})
     reduction_factor: int = field(default=3, metadata={"help": "ASHA: keep 1 in this many trials per rung"})
-    metric: str = field(
-        default="nDCG@3", metadata={"help": "validation metric searched on (and selecting checkpoints)"}
+    select_metric: str = field(
+        default=D.run.select_metric, metadata={"help": "validation metric searched on (and selecting checkpoints)"}
     )
     seed: int = field(default=0, metadata={"help": "seed of the trials' training and of the search's draws"})
     jobs: int = field(default=2, metadata={"help": "trials at once on the local Ray instance (ignored with --address)"})
@@ -120,7 +122,7 @@ def trial_args(args: Args, config: dict[str, Any], runs_dir: str) -> train_rl_ar
         updates=args.updates,
         eval_every=args.eval_every,
         checkpoint_every=args.eval_every,
-        select_metric=args.metric,
+        select_metric=args.select_metric,
         ensemble=[],
         seed=args.seed,
         runs_dir=runs_dir,
@@ -152,7 +154,7 @@ def main(args: Args) -> Path:
 
     name = f"{args.dataset}__tune-{args.learner}__{args.seed}__{int(time.time())}"
     out_dir = Path(args.runs_dir).resolve() / name
-    metric, mode = f"val/{args.metric}", "min" if args.metric in LOWER_IS_BETTER else "max"
+    metric, mode = f"val/{args.select_metric}", "min" if args.select_metric in LOWER_IS_BETTER else "max"
     max_t = -(-args.updates // args.eval_every)  # validation steps of a full trial
     cpus = args.threads or 1  # per trial
     started_here = ray_backend.ray_init(args.address, args.jobs * cpus)
@@ -201,7 +203,7 @@ def main(args: Args) -> Path:
         )
     scored = [t for t in trials if t["best_val"] is not None]
     if not scored:
-        raise RuntimeError(f"no trial reported validation {args.metric}; see {out_dir / 'ray'}")
+        raise RuntimeError(f"no trial reported validation {args.select_metric}; see {out_dir / 'ray'}")
     winner = (min if mode == "min" else max)(scored, key=lambda t: t["best_val"])
     best_run = replace(trial_args(args, winner["config"], args.runs_dir), group_name=None, progress=True)
     atomic_write_json(out_dir / BEST_CONFIG_FILE, run_config(best_run))
@@ -210,7 +212,7 @@ def main(args: Args) -> Path:
         {"args": asdict(args), "metric": metric, "mode": mode, "winner": winner, "trials": trials},
     )
     print(
-        f"\nbest validation {args.metric}: {winner['best_val']:.4f} with {winner['config']}\n"
+        f"\nbest validation {args.select_metric}: {winner['best_val']:.4f} with {winner['config']}\n"
         f"trials:      {out_dir / 'trials.json'}\n"
         f"train it:    python experiments/train_rl.py --config {out_dir / BEST_CONFIG_FILE}"
     )

@@ -425,7 +425,7 @@ def probe_grids() -> None:
         for extra in bads:
             out = WORK / f"grid_{script}"
             where = ["--runs-dir", str(out / "runs")]
-            where += ["--out-dir", str(out)] if script != "compare_trees" else ["--out", str(out / "t.json")]
+            where += ["--out-dir", str(out)]
             if "--out-dir" in extra:
                 where = ["--runs-dir", str(out / "runs")]
             cli(f"{script} {' '.join(extra)}", script, [*base_args, *where, *extra], timeout=60)

@@ -72,7 +72,7 @@ def test_tiny_grid_writes_rows_and_skips_done_ones(tmp_path):
         rearrange_epochs=1,
         combined_epochs=1,
         hidden_size=16,
-        out=str(tmp_path / "guidance"),
+        out_dir=str(tmp_path),
         jobs=1,
     )
     payload = compare_guidance.main(args)
@@ -102,7 +102,7 @@ def test_tiny_grid_writes_rows_and_skips_done_ones(tmp_path):
 
 
 def test_bad_flags_are_named(tmp_path):
-    args = compare_guidance.Args(datasets=["emotions"], seeds=[0], out=str(tmp_path / "g"))
+    args = compare_guidance.Args(datasets=["emotions"], seeds=[0], out_dir=str(tmp_path))
     with pytest.raises(SystemExit, match="--guidance must be among"):
         compare_guidance.main(compare_guidance.Args(**{**args.__dict__, "guidance": ["xlgen"]}))
     with pytest.raises(SystemExit, match="--hide-train-labels"):

@@ -1,6 +1,6 @@
 """Both scripts' knobs become the same `LearnerConfig` through one builder: values pinned from before it.
 
-train_rl (`experiments.run.train_rl_args.learner_config`) and `agents.training.TrainConfig.learner_config`
+train_rl (`experiments.run.train_rl_args.learner_config`) and train_epochs (then `TrainConfig.learner_config`, now `agents.training.epoch_learner_config`)
 once built the config each in its own way; the numbers below were read from those two copies before they
 were folded into `agents.learner_base.build_learner_config`, so any drift in either caller fails here.
 """
@@ -11,7 +11,8 @@ import pytest
 
 from labelchain.agents.learner_base import RL_LEARNERS, LearnerConfig, build_learner_config
 from labelchain.agents.learners import LEARNERS
-from labelchain.agents.training import TrainConfig
+from labelchain.agents.config import Config
+from labelchain.agents.training import epoch_learner_config
 from labelchain.experiments import train_rl
 from labelchain.experiments.run import train_rl_args
 from labelchain.experiments.run.train_rl_args import Args, learner_config
@@ -95,17 +96,17 @@ def test_train_rl_ppo_takes_its_own_default_rate() -> None:
 
 @pytest.mark.parametrize(
     ("name", "lr"),
-    # ppo: TrainConfig's ppo_lr default (5e-5, train_rl's) wins over rl_lr; before the one rate rule it
+    # ppo: the config's ppo_lr default (5e-5, train_rl's) wins over rl_lr; before the one rate rule it
     # had no ppo_lr and trained ppo at rl_lr (5e-4 here)
     [("freq2rare", 2e-3), ("rearrange", 2e-3), ("reinforce", 5e-4), ("ppo", 5e-5), ("combined", 5e-4)],
 )
 def test_train_epochs_configs_as_before(name: str, lr: float) -> None:
-    config = TrainConfig(**TRAIN_CONFIG).learner_config(name)  # type: ignore[arg-type]
+    config = epoch_learner_config(Config.of(**TRAIN_CONFIG), name)
     assert asdict(config) == DEFAULTS | TRAIN_CONFIG_SHARED | {"lr": lr}
 
 
 def test_train_epochs_default_config() -> None:
-    assert asdict(TrainConfig().learner_config()) == DEFAULTS | {"greedy_charts": False}
+    assert asdict(epoch_learner_config(Config(), "freq2rare")) == DEFAULTS | {"greedy_charts": False}
 
 
 @pytest.mark.parametrize("name", LEARNERS)
@@ -113,7 +114,7 @@ def test_one_rate_rule_train_epochs_and_train_rl_defaults_agree(name: str) -> No
     """The same learner trains at the same default rate through train_epochs and through train_rl
     (before: train_epochs ran ppo / reinforce / combined at 1e-3, train_rl at 5e-5 / 3e-4 / 3e-4)."""
     expected = {"reinforce": 3e-4, "combined": 3e-4, "ppo": 5e-5}.get(name, 1e-3)
-    assert TrainConfig().learner_config(name).lr == expected
+    assert epoch_learner_config(Config(), name).lr == expected
     assert learner_config(Args(), None, name).lr == expected
 
 

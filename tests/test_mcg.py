@@ -19,7 +19,8 @@ from labelchain.agents.learners import LEARNERS, make_learner
 from labelchain.agents.mcg import MCGConstraint, cluster_part, mcg_setup
 from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.rearrangement import ordered_targets, rearranged_target_matrix
-from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.agents.config import Config
+from labelchain.agents.training import train_epochs
 from labelchain.envs.label_env import LabelChainEnv
 from labelchain.envs.mcg import MCGSpec, emitted_mask
 from labelchain.envs.metrics import evaluate
@@ -192,7 +193,7 @@ def test_mcg_chain_learns_emotions_beyond_most_frequent_labels(emotions, restric
     kwargs, train = mcg_setup(emotions.train, 3, seed=0, restrict=restrict)
     torch.manual_seed(0)
     policy = ChainPolicy(**kwargs, hidden_size=64, label_embed_size=16).fit_input_normalization(train.X)
-    config = TrainConfig(epochs=12, batch_size=32, lr=3e-3, seed=0, val_fraction=0.1, patience=12)
+    config = Config.of(epochs=12, batch_size=32, lr=3e-3, seed=0, val_fraction=0.1, patience=12)
     history = train_epochs(policy, train, config, learner="rearrange", progress=False)
     assert "val/example_f1" in history.epochs[0]
     Y_pred, scores = predict(policy, emotions.test.X, max_steps=train.max_labels_per_doc + 1)

@@ -68,7 +68,7 @@ def tiny_results(tmp_path_factory) -> Path:
             rearrange_epochs=1,
             combined_epochs=1,
             hidden_size=16,
-            out=str(tmp / "results" / "guidance"),
+            out_dir=str(tmp / "results"),
         )
     )
     return tmp

@@ -169,7 +169,7 @@ def test_script_writes_table_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     out = tmp_path / "peers.json"
     args = peers.parse_args(
         peers.Args,
-        ["--dataset", "emotions", "--peers", "ovr_logistic", "label_frequency", "--out", str(out)]
+        ["--dataset", "emotions", "--peers", "ovr_logistic", "label_frequency", "--out-file", str(out)]
         + ["--predictions-dir", str(tmp_path / "pred")],
     )
     peers.main(args)

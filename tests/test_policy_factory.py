@@ -1,8 +1,6 @@
 """`build_policy`: the one factory gives the weights a hand-built policy had (flat, tree, BCL, MCG,
 presets), reads what the split decides, and refuses a split that does not fit the config."""
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
@@ -14,7 +12,7 @@ from labelchain.agents.policy_config import PolicyConfig
 from labelchain.agents.policy_factory import build_policy
 from labelchain.envs.label_clusters import build_label_tree, pifa_embeddings
 from labelchain.experiments.run.presets import PRESETS
-from labelchain.experiments.run.setup import policy_config
+from labelchain.experiments.run.config import TrainKnobs
 
 
 def same_weights(a: ChainPolicy, b: ChainPolicy) -> bool:
@@ -72,7 +70,7 @@ def test_without_a_split_the_config_must_be_complete():
 
 
 def test_preset_and_flags_give_one_architecture(tiny_dataset):
-    paper = PRESETS["paper"].policy_config()
+    paper = PRESETS["paper"].policy
     assert (paper.hidden_size, paper.label_embed_size, paper.dropout, paper.input_dropout, paper.aux_weight) == (
         1024,
         256,
@@ -80,7 +78,7 @@ def test_preset_and_flags_give_one_architecture(tiny_dataset):
         0.2,
         0.1,
     )
-    args = SimpleNamespace(
+    args = TrainKnobs(
         preset="paper",
         hidden_size=16,
         dropout=0.25,
@@ -96,7 +94,7 @@ def test_preset_and_flags_give_one_architecture(tiny_dataset):
         guidance_anneal=False,
         guidance_mix=0.0,
     )
-    config = policy_config(args)  # type: ignore[arg-type]
+    config = args.to_policy_config()
     assert config.to_dict() == {
         "n_features": 0,
         "n_labels": 0,

@@ -400,11 +400,11 @@ def test_a_typed_flag_wins_over_the_preset_whatever_its_value():
     from labelchain.experiments.run.presets import PRESETS
 
     paper = PRESETS["paper"]
-    assert paper.updates != Args().updates
+    assert paper.run.updates != Args().updates
     typed = resolve_args(cli_args(["--preset", "paper", "--updates", str(Args().updates)]))
     assert typed.updates == Args().updates  # typed at the default's value: kept (it used to be replaced)
-    assert typed.hidden_size == paper.hidden_size  # not typed: the preset's
-    assert resolve_args(cli_args(["--preset", "paper"])).updates == paper.updates
+    assert typed.hidden_size == paper.policy.hidden_size  # not typed: the preset's
+    assert resolve_args(cli_args(["--preset", "paper"])).updates == paper.run.updates
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,7 @@ def test_scale_cells_run_end_to_end():
         test_docs=40,
         n_features=200,
         hidden_size=16,
-        budget_updates=2,
+        updates=2,
         batch_size=16,
         decode_docs=20,
         env_envs=8,
@@ -76,7 +76,7 @@ def test_compare_trees_tiny_grid_writes_and_merges(tmp_path):
         rearrange_epochs=1,
         combined_epochs=1,
         hidden_size=16,
-        out=str(tmp_path / "trees"),
+        out_dir=str(tmp_path),
         backend="local",
         jobs=1,  # the execution layer's in-process path: an error in a cell would propagate here
     )
@@ -109,7 +109,7 @@ def test_compare_trees_runs_flat_and_tree_apart(tmp_path):
         rearrange_epochs=1,
         combined_epochs=0,
         hidden_size=16,
-        out=str(tmp_path / "trees"),
+        out_dir=str(tmp_path),
         jobs=1,
     )
     first = compare_trees.main(args)
@@ -123,7 +123,7 @@ def test_compare_trees_runs_flat_and_tree_apart(tmp_path):
 
 
 def test_compare_trees_names_bad_execution_flags(tmp_path):
-    args = compare_trees.Args(datasets=["emotions"], seeds=[0], out=str(tmp_path / "trees"))
+    args = compare_trees.Args(datasets=["emotions"], seeds=[0], out_dir=str(tmp_path))
     with pytest.raises(ArgsError, match="--jobs must be >= 1"):
         compare_trees.main(compare_trees.Args(**{**args.__dict__, "jobs": 0}))
     with pytest.raises(ArgsError, match="--backend must be one of"):
@@ -147,7 +147,7 @@ def test_compare_trees_names_bad_execution_flags(tmp_path):
 )
 def test_compare_trees_bad_values_are_one_line_errors(tmp_path, change, words):
     """Issue 19 re-probe: these were raw ValueError tracebacks from deep in training (or parse_shape)."""
-    args = compare_trees.Args(**{"datasets": ["emotions"], "seeds": [0], "out": str(tmp_path / "trees"), **change})
+    args = compare_trees.Args(**{"datasets": ["emotions"], "seeds": [0], "out_dir": str(tmp_path), **change})
     with pytest.raises(ArgsError, match=words):
         compare_trees.main(args)
     assert not (tmp_path / "trees.json").exists()

@@ -14,7 +14,8 @@ from labelchain.agents.label_scores import marginal_counts_to_scores, position_s
 from labelchain.agents.peers import LabelFrequency
 from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.supervised import aux_label_loss, teacher_forcing_loss
-from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.agents.config import Config
+from labelchain.agents.training import train_epochs
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import evaluate
 
@@ -87,7 +88,7 @@ def trained_with_head():
     torch.manual_seed(0)
     ds = load_dataset("emotions")
     policy = ChainPolicy(ds.n_features, ds.n_labels, hidden_size=32, aux_weight=0.1).fit_input_normalization(ds.train.X)
-    train_epochs(policy, ds.train, TrainConfig(epochs=8, seed=0, val_fraction=0.0), learner="freq2rare", progress=False)
+    train_epochs(policy, ds.train, Config.of(epochs=8, seed=0, val_fraction=0.0), learner="freq2rare", progress=False)
     return ds, policy
 
 
@@ -124,7 +125,7 @@ def test_score_modes_grid_gives_the_same_rows_in_one_process_and_two(tmp_path) -
             n_samples=2,
             device="cpu",
             jobs=jobs,
-            out=str(tmp_path / f"jobs{jobs}.json"),
+            out_dir=str(tmp_path / f"jobs{jobs}"),
         )
         found = score_modes.main(args)["rows"]
         return [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in found]

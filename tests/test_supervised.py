@@ -9,7 +9,8 @@ from labelchain.agents.decoding import predict
 from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.rearrangement import ordered_targets, pad_sequences, rearranged_target_matrix, rearranged_targets
 from labelchain.agents.supervised import carve_validation, teacher_forcing_loss
-from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.agents.config import Config
+from labelchain.agents.training import train_epochs
 from labelchain.envs.data.dataset import Split
 from labelchain.envs.metrics import evaluate
 from labelchain.envs.orderings import LabelOrdering
@@ -97,12 +98,12 @@ def _synthetic_split(n=60, n_features=12, seed=0) -> Split:
 @pytest.mark.slow
 def test_training_is_seeded(ordering):
     split = _synthetic_split()
-    config = TrainConfig(epochs=2, batch_size=16, seed=5, patience=10)
+    config = Config.of(epochs=2, batch_size=16, seed=5, patience=10)
 
     def trained(seed: int) -> dict:
         torch.manual_seed(0)
         policy = ChainPolicy(12, L, hidden_size=8, label_embed_size=4, dropout=0.2)
-        train_epochs(policy, split, TrainConfig(**{**config.__dict__, "seed": seed}), learner=ordering, progress=False)
+        train_epochs(policy, split, config.changed(seed=seed), learner=ordering, progress=False)
         return policy.state_dict()
 
     first, second, other = trained(5), trained(5), trained(6)
@@ -114,11 +115,11 @@ def test_training_rejects_bad_arguments():
     split = _synthetic_split()
     policy = ChainPolicy(12, L, hidden_size=8)
     with pytest.raises(ValueError, match="learner must be one of"):
-        train_epochs(policy, split, TrainConfig(epochs=1), learner="alphabetical", progress=False)
-    with pytest.raises(ValueError, match="val_metric"):
-        train_epochs(policy, split, TrainConfig(epochs=1, val_metric="accuracy"), progress=False)
+        train_epochs(policy, split, Config.of(epochs=1), learner="alphabetical", progress=False)
+    with pytest.raises(ValueError, match="select_metric"):
+        train_epochs(policy, split, Config.of(epochs=1, select_metric="accuracy"), progress=False)
     with pytest.raises(ValueError, match="12 features x 7 labels"):
-        train_epochs(ChainPolicy(12, 7), split, TrainConfig(epochs=1), progress=False)
+        train_epochs(ChainPolicy(12, 7), split, Config.of(epochs=1), progress=False)
 
 
 def _most_frequent_baseline_f1(dataset) -> float:
@@ -139,7 +140,7 @@ def test_learns_emotions_beyond_most_frequent_labels(emotions, ordering):
     torch.manual_seed(0)
     policy = ChainPolicy(emotions.n_features, emotions.n_labels, hidden_size=64, label_embed_size=16)
     policy.fit_input_normalization(emotions.train.X)
-    config = TrainConfig(epochs=12, batch_size=32, lr=3e-3, patience=4, seed=0)  # epochs, not seconds: same result
+    config = Config.of(epochs=12, batch_size=32, lr=3e-3, patience=4, seed=0)  # epochs, not seconds: same result
     history = train_epochs(policy, emotions.train, config, learner=ordering, progress=False)  # on a busy machine
     assert 0 <= history.best_epoch < len(history.epochs)
     Y_pred, scores = predict(policy, emotions.test.X, max_steps=emotions.max_labels_per_doc + 1)

@@ -6,7 +6,8 @@ import torch
 
 from labelchain.agents.decoding import predict
 from labelchain.agents.policy import ChainPolicy
-from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.agents.config import Config
+from labelchain.agents.training import train_epochs
 from labelchain.envs.data.synthetic import hidden_paths, make_synthetic
 from labelchain.envs.metrics import precision_at_k
 
@@ -68,7 +69,7 @@ def test_a_flat_chain_learns_it():
     data = make_synthetic(200, seed=0, n_train=2000, n_test=500)
     torch.manual_seed(0)
     policy = ChainPolicy(data.n_features, data.n_labels, hidden_size=64, label_embed_size=16)
-    config = TrainConfig(epochs=8, batch_size=64, lr=3e-3, seed=0, val_fraction=0.0)
+    config = Config.of(epochs=8, batch_size=64, lr=3e-3, seed=0, val_fraction=0.0)
     train_epochs(policy, data.train, config, progress=False)
     _, scores = predict(policy, data.test.X, batch_size=500)
     chain_p1 = precision_at_k(data.test.Y, scores, 1)

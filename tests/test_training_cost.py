@@ -49,14 +49,15 @@ def test_input_dropout_is_one_mask_per_sequence() -> None:
 @pytest.mark.slow
 def test_train_epochs_keeps_a_best_checkpoint_per_metric() -> None:
     from labelchain.agents.decoding import predict
-    from labelchain.agents.training import TrainConfig, train_epochs
+    from labelchain.agents.config import Config
+    from labelchain.agents.training import train_epochs
     from labelchain.envs.data.loading import load_dataset
     from labelchain.envs.metrics import evaluate
 
     ds = load_dataset("emotions")
     torch.manual_seed(0)
     policy = ChainPolicy(ds.n_features, ds.n_labels, hidden_size=16).fit_input_normalization(ds.train.X)
-    config = TrainConfig(epochs=4, seed=0, val_metric="example_f1", extra_checkpoints=("nDCG@5",), weight_decay=0.01)
+    config = Config.of(epochs=4, seed=0, select_metric="example_f1", extra_checkpoints=("nDCG@5",), weight_decay=0.01)
     history = train_epochs(policy, ds.train, config, learner="freq2rare", val=ds.test, progress=False)
     assert set(history.checkpoints) == {"example_f1", "nDCG@5"}
     for metric, (epoch, metrics, state) in history.checkpoints.items():

@@ -23,7 +23,8 @@ from labelchain.agents.chain_step import HistoryEmitted
 from labelchain.agents.output_layers import make_output_layer
 from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.supervised import teacher_forcing_loss
-from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.agents.config import Config
+from labelchain.agents.training import train_epochs
 from labelchain.envs.label_clusters import build_label_tree, pifa_embeddings
 from labelchain.envs.metrics import evaluate
 from labelchain.envs.rewards import chain_quality
@@ -289,7 +290,7 @@ def test_teacher_forcing_and_rearrangement_learn_with_a_tree(emotions, learner, 
     label gradients (lazy Adam on the label tables): the same 0.67 / 0.71 (6 labels: nearly every row
     is touched by every batch, where lazy Adam and Adam agree)."""
     policy = emotions_tree_policy(emotions, sparse)
-    config = TrainConfig(epochs=8, batch_size=32, lr=3e-3, patience=4, seed=0)
+    config = Config.of(epochs=8, batch_size=32, lr=3e-3, patience=4, seed=0)
     train_epochs(policy, emotions.train, config, learner=learner, progress=False)
     Y_pred, scores = predict(policy, emotions.test.X, max_steps=emotions.max_labels_per_doc + 1)
     metrics = evaluate(emotions.test.Y, scores=scores, Y_pred=Y_pred)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from labelchain.experiments.run.threads import Threads, set_threads
 from labelchain.agents.classifier_chains import EnsembleOfChains, chain_count
@@ -20,18 +21,20 @@ from labelchain.agents.peers import DEFAULT_GRIDS, OvRLogistic
 from labelchain.agents.supervised import carve_validation
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import evaluate
-from labelchain.experiments.run.common import atomic_write_json, parse_args
+from labelchain.experiments.run.common import Renames, atomic_write_json, parse_args
 
 
 @dataclass
 class Args(Threads):
     """Time one-vs-rest against `--chains` classifier chains at one C, per dataset."""
 
+    RENAMED: ClassVar[Renames] = {"out": "out_file"}  # issue 20: --out-dir is a folder, --out-file one file
+
     datasets: list[str] = field(default_factory=lambda: ["bibtex"])
     chains: int = 1
     C: float = 1.0
     seed: int = 0
-    out: str | None = field(default=None, metadata={"help": "also write the numbers as JSON here"})
+    out_file: str | None = field(default=None, metadata={"help": "also write the numbers as JSON here"})
 
 
 def timed(model, train, test) -> tuple[float, float, dict]:
@@ -77,8 +80,8 @@ def main(args: Args) -> list[dict]:
             f"about {row['projected_tune_s'] / 60:.0f} min to tune (OvR: {len(DEFAULT_GRIDS['ecc']) * ovr_fit / 60:.1f} min)",
             flush=True,
         )
-    if args.out:
-        atomic_write_json(args.out, {"args": vars(args), "rows": rows})
+    if args.out_file:
+        atomic_write_json(args.out_file, {"args": vars(args), "rows": rows})
     return rows
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,7 +31,7 @@ from labelchain.agents.policy_config import PolicyConfig
 from labelchain.agents.policy_factory import build_policy
 from labelchain.agents.supervised import teacher_forcing_loss
 from labelchain.envs.label_clusters import LabelTree, build_label_tree
-from labelchain.experiments.run.common import parse_args
+from labelchain.experiments.run.common import Renames, parse_args
 from labelchain.experiments.run.threads import Threads, set_threads
 
 LAYERS = ("flat", "tree", "tree+sparse")
@@ -40,17 +41,25 @@ LAYERS = ("flat", "tree", "tree+sparse")
 class Args(Threads):
     """Documents per second of teacher forcing and greedy decoding, flat vs tree output layer."""
 
+    RENAMED: ClassVar[Renames] = {  # before issue 20's one flag vocabulary (train_rl's names)
+        "features": "n_features",
+        "branching": "tree_branching",
+        "leaf_size": "tree_leaf_size",
+        "beam": "tree_beam",
+        "query_size": "tree_query_size",
+    }
+
     labels: list[int] = field(default_factory=lambda: [1000, 100_000], metadata={"help": "label space sizes"})
     layers: list[str] = field(default_factory=lambda: list(LAYERS), metadata={"help": f"from {LAYERS}"})
-    features: int = 2000
+    n_features: int = 2000
     batch_size: int = D.learner.batch_size
     hidden_size: int = 256
     chain_length: int = 5
     decode_steps: int = 5
-    branching: int = 16
-    leaf_size: int = 100
-    beam: int = 10
-    query_size: int | None = None
+    tree_branching: int = D.policy.tree_branching
+    tree_leaf_size: int = D.policy.tree_leaf_size
+    tree_beam: int = D.policy.tree_beam
+    tree_query_size: int | None = D.policy.tree_query_size
     seconds: float = 5.0
     seed: int = 0
 
@@ -58,7 +67,7 @@ class Args(Threads):
 def _random_tree(n_labels: int, args: Args) -> tuple[LabelTree, float]:
     embeddings = sp.random(n_labels, 64, density=0.2, format="csr", random_state=args.seed, dtype=np.float32)
     started = time.perf_counter()
-    tree = build_label_tree(embeddings, args.branching, args.leaf_size, seed=args.seed)
+    tree = build_label_tree(embeddings, args.tree_branching, args.tree_leaf_size, seed=args.seed)
     return tree, time.perf_counter() - started
 
 
@@ -74,19 +83,21 @@ def _rate(work, batch: int, seconds: float) -> float:
 
 def _measure(layer: str, n_labels: int, tree: LabelTree, args: Args) -> tuple[float, float]:
     rng = np.random.default_rng(args.seed)
-    X = sp.random(args.batch_size, args.features, density=0.01, format="csr", random_state=args.seed, dtype=np.float32)
+    X = sp.random(
+        args.batch_size, args.n_features, density=0.01, format="csr", random_state=args.seed, dtype=np.float32
+    )
     targets = np.full((args.batch_size, args.chain_length + 1), n_labels)
     targets[:, :-1] = np.stack([rng.choice(n_labels, args.chain_length, replace=False) for _ in range(args.batch_size)])
     torch.manual_seed(args.seed)
     config = PolicyConfig(
-        args.features,
+        args.n_features,
         n_labels,
         hidden_size=args.hidden_size,
         output="flat" if layer == "flat" else "tree",
         tree=None if layer == "flat" else tree,
-        tree_beam=args.beam,
+        tree_beam=args.tree_beam,
         sparse_label_grads=layer == "tree+sparse",
-        tree_query_size=None if layer == "flat" else args.query_size,
+        tree_query_size=None if layer == "flat" else args.tree_query_size,
     )
     policy = build_policy(config, None)  # synthetic inputs: no training split to normalise on
     optimizer = make_optimizer(policy, 1e-3)
@@ -138,10 +149,10 @@ def main(args: Args) -> dict:
         "threads": torch.get_num_threads(),
         "batch_size": args.batch_size,
         "hidden_size": args.hidden_size,
-        "branching": args.branching,
-        "leaf_size": args.leaf_size,
-        "beam": args.beam,
-        "query_size": args.query_size,
+        "tree_branching": args.tree_branching,
+        "tree_leaf_size": args.tree_leaf_size,
+        "tree_beam": args.tree_beam,
+        "tree_query_size": args.tree_query_size,
         "rows": rows,
     }
     print(json.dumps(result))

@@ -28,11 +28,11 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from labelchain.experiments import compare_orderings
 from labelchain.experiments.grid import execution, ray_backend
-from labelchain.experiments.run.common import REPO_ROOT, atomic_write_json, parse_args
+from labelchain.experiments.run.common import REPO_ROOT, Renames, atomic_write_json, parse_args
 from labelchain.experiments.reports.orderings import render_markdown
 from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.run.threads import Threads
@@ -41,6 +41,8 @@ from labelchain.experiments.run.threads import Threads
 @dataclass
 class Args(Threads):
     """Orderings grid: local backend vs Ray backend (local Ray or a cluster), wall time and peak memory."""
+
+    RENAMED: ClassVar[Renames] = {"out": "out_file"}  # issue 20: --out-dir is a folder, --out-file one file
 
     grid: str = field(
         default="quick",
@@ -57,7 +59,7 @@ class Args(Threads):
     address: str | None = field(default=None, metadata={"help": "the cluster's address for the cluster backend"})
     jobs: int = field(default=2, metadata={"help": "cells at once (local pool / local Ray CPUs)"})
     repeats: int = field(default=1, metadata={"help": "measurements per backend"})
-    out: str | None = field(default=None, metadata={"help": "also write the rows to this JSON file"})
+    out_file: str | None = field(default=None, metadata={"help": "also write the rows to this JSON file"})
     child: str | None = field(default=None, metadata={"help": "(internal) run one measurement on this backend"})
 
 
@@ -255,8 +257,8 @@ def main(args: Args) -> list[dict]:
             f"| {row['backend']} | {row['wall_s']} | {row.get('grid_s', '-')} | {row.get('ray_init_s') or '-'} | "
             f"{row['peak_mb']} | {row.get('nodes') or '-'} | {row['load_before']} | {differing} |"
         )
-    if args.out:
-        atomic_write_json(Path(args.out), {"args": asdict(args), "rows": rows})
+    if args.out_file:
+        atomic_write_json(Path(args.out_file), {"args": asdict(args), "rows": rows})
     print(json.dumps({"args": asdict(args), "rows": rows}))
     return rows
 

@@ -17,13 +17,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from labelchain.agents.config import DEFAULTS as D
+from labelchain.agents.config import DEFAULTS as D, Config
 from labelchain.experiments.run.common import parse_args, resolve_device
 from labelchain.experiments.run.threads import Threads, set_threads
 
-from labelchain.agents.learner_base import LR, PPO_LR, RL_LR, build_learner_config
 from labelchain.agents.learners import make_learner
-from labelchain.agents.policy_config import PolicyConfig
 from labelchain.agents.policy_factory import build_policy
 from labelchain.envs.data.loading import load_dataset
 
@@ -44,12 +42,13 @@ class Args(Threads):
 
 def bench(dataset, learner_name: str, args: Args) -> dict[str, float]:
     torch.manual_seed(args.seed)
-    policy = build_policy(PolicyConfig(hidden_size=args.hidden_size), dataset.train).to(resolve_device(args.device))
+    config = Config.of(hidden_size=args.hidden_size, batch_size=args.batch_size, seed=args.seed)
+    policy = build_policy(config.policy, dataset.train).to(resolve_device(args.device))
     learner = make_learner(
         learner_name,
         policy,
         dataset.train,
-        build_learner_config(learner_name, LR, rl_lr=RL_LR, ppo_lr=PPO_LR, batch_size=args.batch_size, seed=args.seed),
+        config.learner_config(learner_name),  # the default rates (agents.config), as before
     )
     rng = np.random.default_rng(args.seed)
     n = len(dataset.train)

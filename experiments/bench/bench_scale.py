@@ -1,14 +1,14 @@
 """How the chain scales with the number of labels, on synthetic label spaces (one thread).
 
     python experiments/bench/bench_scale.py                       # L = 1,000 / 10,000 / 100,000
-    python experiments/bench/bench_scale.py --labels 1000 --budget-updates 20 --no-write   # a quick look
+    python experiments/bench/bench_scale.py --labels 1000 --updates 20 --no-write   # a quick look
 
 For each L it builds ``synthetic-L{L}-s{seed}`` (envs.data.synthetic: hidden label tree, power-law
 label frequencies; the same train/test sizes at every L) and measures, each cell in its own process
 so that peak memory (``ru_maxrss``) is that cell's alone:
 
 - ``flat`` (and each output layer in ``--outputs``): a freq2rare ChainPolicy trained by teacher
-  forcing for ``--budget-updates`` updates of ``--batch-size`` documents (training docs/s over those
+  forcing for ``--updates`` updates of ``--batch-size`` documents (training docs/s over those
   updates, after one untimed warm-up update), then greedy decoding of ``--decode-docs`` test documents
   with STOP suppressed for 5 steps, as `agents.decoding.predict` ranks (decoding docs/s), and P@1 of
   the first emitted label on the test split (quality after that fixed small budget);
@@ -36,6 +36,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ from labelchain.envs.data.synthetic import make_synthetic
 from labelchain.experiments.grid.results_file import ResultsFile, load_results, save_results
 from labelchain.experiments.run.common import (
     REPO_ROOT,
+    Renames,
     atomic_write_text,
     command_line,
     parse_args,
@@ -57,6 +59,8 @@ KINDS_BESIDE_OUTPUTS = ("env", "omikuji")
 @dataclass
 class Args(Threads):
     """Scale benchmark of the label chain on synthetic label spaces (one thread, each cell its own process)."""
+
+    RENAMED: ClassVar[Renames] = {"budget_updates": "updates", "decode_batch": "decode_batch_size"}  # issue 20
 
     labels: list[int] = field(default_factory=lambda: [1000, 10000, 100000])
     outputs: list[str] = field(default_factory=lambda: ["flat", "tree"])
@@ -72,9 +76,9 @@ class Args(Threads):
         metadata={"help": "tree cells: sparse gradients and lazy Adam for the label tables (agents.optim)"},
     )
     batch_size: int = 64
-    budget_updates: int = field(default=10, metadata={"help": "teacher-forcing updates per cell"})
+    updates: int = field(default=10, metadata={"help": "teacher-forcing updates per cell"})
     decode_docs: int = 200
-    decode_batch: int = 256
+    decode_batch_size: int = 256
     env_envs: int = 1024
     env_seconds: float = 3.0
     omikuji: bool = True
@@ -159,7 +163,7 @@ def chain_cell(kind: str, n_labels: int, args: Args) -> dict:
 
     learner.update(batch())  # warm-up: first-touch allocations and lazy initialisation
     started = time.process_time()
-    for _ in range(args.budget_updates):
+    for _ in range(args.updates):
         learner.update(batch())
     train_seconds = time.process_time() - started
     policy.eval()
@@ -167,19 +171,21 @@ def chain_cell(kind: str, n_labels: int, args: Args) -> dict:
     n_decode = min(args.decode_docs, X_test.shape[0])
     with torch.no_grad():
         started = time.process_time()
-        for begin in range(0, n_decode, args.decode_batch):
-            greedy_decode(policy, X_test[begin : min(begin + args.decode_batch, n_decode)], suppress_stop_steps=5)
+        for begin in range(0, n_decode, args.decode_batch_size):
+            greedy_decode(policy, X_test[begin : min(begin + args.decode_batch_size, n_decode)], suppress_stop_steps=5)
         decode_seconds = time.process_time() - started
         first = np.concatenate(
             [
-                greedy_decode(policy, X_test[begin : begin + args.decode_batch], max_steps=1, suppress_stop_steps=1)
+                greedy_decode(
+                    policy, X_test[begin : begin + args.decode_batch_size], max_steps=1, suppress_stop_steps=1
+                )
                 .labels[:, 0]
                 .numpy()
-                for begin in range(0, X_test.shape[0], args.decode_batch)
+                for begin in range(0, X_test.shape[0], args.decode_batch_size)
             ]
         )
     return {
-        "train_docs_per_s": args.budget_updates * args.batch_size / train_seconds,
+        "train_docs_per_s": args.updates * args.batch_size / train_seconds,
         "decode_docs_per_s": n_decode / decode_seconds,
         "P@1": first_label_precision(data.test.Y, first),
         "parameters": int(sum(p.numel() for p in policy.parameters())),

@@ -30,7 +30,8 @@ from labelchain.agents.policy_config import PolicyConfig
 from labelchain.agents.policy_factory import build_policy
 from labelchain.agents.rearrangement import ordered_targets
 from labelchain.agents.supervised import teacher_forcing_loss
-from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.agents.config import Config
+from labelchain.agents.training import train_epochs
 from labelchain.envs.data.dataset import Dataset, Split
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.orderings import LabelOrdering
@@ -64,7 +65,7 @@ def _fresh_policy(dataset: Dataset, hidden: int, args: Args, device: torch.devic
 
 
 def _train_rate(policy: ChainPolicy, train: Split, args: Args, ordering: str, label_freq: np.ndarray) -> float:
-    config = TrainConfig(epochs=1, batch_size=args.batch_size, seed=args.seed, val_fraction=0.0)
+    config = Config.of(epochs=1, batch_size=args.batch_size, seed=args.seed, val_fraction=0.0)
     started = time.perf_counter()
     train_epochs(policy, train, config, learner=ordering, label_freq=label_freq, progress=False)
     return len(train) / (time.perf_counter() - started)

@@ -28,7 +28,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.precision import bf16_native
 from labelchain.envs.data.loading import load_dataset
 from labelchain.experiments.run.threads import Threads, set_threads
-from labelchain.experiments.run.common import REPO_ROOT, atomic_write_json, command_line, parse_args
+from labelchain.experiments.run.common import REPO_ROOT, Renames, atomic_write_json, command_line, parse_args
 from labelchain.experiments.run.presets import PRESETS
 
 SCRIPT = "experiments/bench/bench_training.py"
@@ -53,6 +53,8 @@ _ORIGINAL_TF = learners_module.teacher_forcing_loss
 class Args(Threads):
     """Docs/s and model-FLOP utilisation of learner updates, nn.GRU passes vs agents.fused."""
 
+    RENAMED: ClassVar[Renames] = {"out": "out_file"}  # issue 20: --out-dir is a folder, --out-file one file
+
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "delicious"])
     learners: list[str] = field(default_factory=lambda: ["freq2rare", "rearrange", "combined"])
     precisions: list[str] = field(default_factory=lambda: ["fp32", "bf16"])
@@ -62,7 +64,7 @@ class Args(Threads):
     batch_size: int = 64
     seed: int = 0
     profile: bool = field(default=False, metadata={"help": "torch.profiler breakdown instead of the timing table"})
-    out: str | None = field(
+    out_file: str | None = field(
         default=str(REPO_ROOT / "experiments" / "results" / "training_speed.json"),
         metadata={"help": "JSON of every figure (none = do not write)"},
     )
@@ -143,15 +145,16 @@ def build(dataset: Any, learner: str, hidden: int, precision: str, fused: bool, 
         dataset.n_features,
         dataset.n_labels,
         hidden_size=hidden,
-        label_embed_size=paper.label_embed_size if hidden >= 1024 else 64,
-        dropout=paper.dropout,
-        input_dropout=paper.input_dropout,
-        aux_weight=paper.aux_weight,
+        label_embed_size=paper.policy.label_embed_size if hidden >= 1024 else 64,
+        dropout=paper.policy.dropout,
+        input_dropout=paper.policy.input_dropout,
+        aux_weight=paper.policy.aux_weight,
     )
     policy.fit_input_normalization(dataset.train.X)
-    lr = paper.rl_lr if learner == "combined" else paper.lr
+    rl_lr = paper.run.rl_lr
+    lr = rl_lr if learner == "combined" and rl_lr is not None else paper.learner.lr
     config = LearnerConfig(
-        lr=lr, batch_size=batch, seed=seed, weight_decay=paper.weight_decay, fused=fused, precision=precision
+        lr=lr, batch_size=batch, seed=seed, weight_decay=paper.learner.weight_decay, fused=fused, precision=precision
     )
     return policy, make_learner(learner, policy, dataset.train, config)
 
@@ -269,9 +272,9 @@ def main(args: Args) -> list[dict]:
                         f"  ({new['model_gflop_per_doc']:.2f} GFLOP/doc)",
                         flush=True,
                     )
-    if args.out and rows:
+    if args.out_file and rows:
         atomic_write_json(
-            args.out, {"command": command_line(args, SCRIPT), "threads": torch.get_num_threads(), "results": rows}
+            args.out_file, {"command": command_line(args, SCRIPT), "threads": torch.get_num_threads(), "results": rows}
         )
     return rows
 

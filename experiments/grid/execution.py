@@ -32,6 +32,12 @@ from labelchain.experiments.run.reporting import reporting_to
 from labelchain.experiments.run.threads import Threads, cell_threads
 
 BACKENDS = ("local", "ray")
+RUNS_DIR_HELP = "the cells' run folders (grids that train through train_rl) and Ray Tune's trial folders"
+
+
+def runs_dir_flag(default: str) -> Any:
+    """A grid's own --runs-dir default, with the one help text (the field is ExecutionFlags')."""
+    return field(default=default, metadata={"help": RUNS_DIR_HELP})
 
 
 @dataclass
@@ -50,6 +56,27 @@ class ExecutionFlags(Threads):
         default=1,
         metadata={"help": "cells at once: local = processes, ray = CPUs of the local Ray (a cluster has its own)"},
     )
+    runs_dir: str = field(default="runs/grid", metadata={"help": RUNS_DIR_HELP})  # each grid: `runs_dir_flag`
+
+    def execution_problems(self) -> list[str]:
+        """Problems with these flags, one message each naming the flag (`check_backend`)."""
+        return check_backend(self.backend, self.address, self.jobs)
+
+    def run_grid(
+        self, cells: list[Cell], on_result: Callable[[str, dict[str, Any]], object], **options: Any
+    ) -> list[str]:
+        """`run_cells` with these flags (backend, address, jobs, threads, runs_dir as Ray's storage);
+        `options` are its others (metric, done_before, progress, should_stop). Returns the failed cells' keys."""
+        options.setdefault("storage_dir", self.runs_dir)
+        return run_cells(
+            cells,
+            on_result,
+            backend=self.backend,
+            address=self.address,
+            jobs=self.jobs,
+            threads=self.threads,
+            **options,
+        )
 
 
 def check_backend(backend: str, address: str | None, jobs: int) -> list[str]:

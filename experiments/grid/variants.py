@@ -8,7 +8,7 @@ validation (agents.ensemble). Rows as in orderings.json (dataset, seed, method, 
 config, wall_time_s), the variant in the method's name after a ``+`` (``rearrange+tree``,
 ``combined+bcl``); wall_time_s is training time (an ensemble: its members' sum).
 
-Results merge into ``{out}.json`` under a lock after each cell and ``{out}.md`` is rebuilt, so a
+Results merge into ``{out-dir}/<grid>.json`` under a lock after each cell and ``.md`` is rebuilt, so a
 stopped grid keeps its finished cells; a (dataset, seed, variant) already in the file is skipped.
 """
 
@@ -24,13 +24,13 @@ from pathlib import Path
 import torch
 
 from labelchain.agents.decoding import predict
-from labelchain.agents.config import DEFAULTS as D
+from labelchain.agents.config import DEFAULTS as D, Config
 from labelchain.agents.learner_base import RL_LR
 from labelchain.agents.ensemble import Ensemble
 from labelchain.agents.policy import ChainPolicy
 from labelchain.agents.precision import check_precision, resolve_precision
 from labelchain.agents.supervised import carve_validation
-from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.agents.training import train_epochs
 from labelchain.envs.data.dataset import Split
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.data.pu import hide_labels
@@ -38,7 +38,7 @@ from labelchain.envs.metrics import evaluate
 from labelchain.envs.tail_metrics import few_shot_f1
 from labelchain.experiments.grid import execution
 from labelchain.experiments.grid.results_file import ResultsFile, load_results, merge_rows_locked
-from labelchain.experiments.run.common import atomic_write_text
+from labelchain.experiments.run.common import REPO_ROOT, atomic_write_text
 from labelchain.experiments.grid.predictions import cell_predictions_dir, save_row_predictions
 from labelchain.experiments.run.config import override
 from labelchain.experiments.grid.cells import Cell as GridCell
@@ -51,22 +51,36 @@ FREQUENCY_BUCKETS = (0, 1, 5, 10, 20, 50, 100)
 
 @dataclass
 class GridArgs(execution.ExecutionFlags):
-    """The training budget and selection every variant of a grid shares."""
+    """The training budget and selection every variant of a grid shares.
+
+    The variant grids' flags (a command line, so a class of its own): the knobs they share with
+    train_rl take its flag's name, help, range and default (`override`, from TrainKnobs and so from
+    `agents.config.DEFAULTS`); a cell trains from `Config.of(...)` of them (`Cell.fit`)."""
 
     datasets: list[str] = field(default_factory=lambda: ["bibtex", "corel5k", "delicious"])
     # ranges for check_args (a grid's main checks them: bad values were raw tracebacks, issue 19)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"at_least": 0, "at_most": 2**32 - 1})
     rearrange_epochs: int = field(default=3, metadata={"at_least": 0})
     combined_epochs: int = field(default=1, metadata={"at_least": 0})
-    hidden_size: int = field(default=D.policy.hidden_size, metadata={"at_least": 1})
-    batch_size: int = field(default=D.learner.batch_size, metadata={"at_least": 1})
-    lr: float = field(default=D.learner.lr, metadata={"above": 0})
-    rl_lr: float = field(default=RL_LR, metadata={"above": 0})  # (not None: combined rows take their own rate)
-    select_metric: str = D.run.select_metric
-    val_fraction: float = field(default=D.run.val_fraction, metadata={"above": 0, "below": 1})
-    data_dir: str | None = None
-    runs_dir: str = field(default="runs/grid", metadata={"help": "ray: where Tune keeps its trial folders"})
+    hidden_size: int = override("hidden_size", D.policy.hidden_size)
+    batch_size: int = override("batch_size", D.learner.batch_size)
+    lr: float = override("lr", D.learner.lr)
+    rl_lr: float = field(  # not None: combined rows take their own rate
+        default=RL_LR, metadata={"help": "learning rate of the combined learner", "above": 0}
+    )
+    select_metric: str = override("select_metric", D.run.select_metric)
+    val_fraction: float = override("val_fraction", D.run.val_fraction)
+    data_dir: str | None = override("data_dir", None)
     precision: str = override("precision", "fp32")
+    out_dir: str | None = field(
+        default="experiments/results",
+        metadata={"help": "results folder (the grid's .json and .md; relative = to the checkout); none = print only"},
+    )
+
+
+def results_stem(args: GridArgs, name: str) -> Path | None:
+    """Where grid `name` keeps its results: <--out-dir>/<name> (.json, .md), None with --out-dir none."""
+    return None if args.out_dir is None else REPO_ROOT / args.out_dir / name
 
 
 def variant_of(method: str) -> str:
@@ -96,14 +110,14 @@ class Cell:
 
     def fit(self, policy: ChainPolicy, learner: str, epochs: int, lr: float, train: Split | None = None) -> float:
         """Train in place (best epoch on validation kept); returns the training wall time."""
-        config = TrainConfig(
+        config = Config.of(
             epochs=epochs,
             batch_size=self.args.batch_size,
             lr=lr,
             rl_lr=None,  # `lr` is this learner's own rate (the caller picks --lr or --rl-lr)
             ppo_lr=None,
             seed=self.seed,
-            val_metric=self.args.select_metric,
+            select_metric=self.args.select_metric,
             patience=epochs,
             precision=resolve_precision(check_precision(self.args.precision), policy.input_weight.device.type),
         )
@@ -258,14 +272,9 @@ def done_variants(out: Path | None) -> set[tuple[str, int, str]]:
 
 def run_cells(args: GridArgs, cells: list[GridCell], record: Callable[[str, dict], None]) -> list[str]:
     """The grid's cells through experiments/grid/execution.py with its flags; returns the failed cells' keys."""
-    return execution.run_cells(
+    return args.run_grid(
         cells,
         record,
-        backend=args.backend,
-        address=args.address,
-        jobs=args.jobs,
-        threads=args.threads,
-        storage_dir=args.runs_dir,
         metric=args.select_metric,
         progress=False,  # each finished cell prints a line
     )

@@ -7,7 +7,9 @@ import dataclasses
 import json
 import math
 import shlex
+import sys
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,15 +25,109 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+# A deprecated field name -> its new name, or (new name, how an old value becomes a new one: it may
+# raise ValueError with a one-line message). An Args class declares `RENAMED: ClassVar[Renames]`;
+# mixins' and subclasses' tables merge (`renamed_fields`).
+Renames = dict[str, Any]  # values: str | tuple[str, Callable[[Any], Any]] (plain Any: hints resolve anywhere)
+
+
+def renamed_fields(args_class: type) -> dict[str, tuple[str, Callable[[Any], Any] | None]]:
+    """Every deprecated field name of `args_class` (its own `RENAMED` and its bases'), old -> (new, convert)."""
+    merged: dict[str, Any] = {}
+    for klass in reversed(args_class.__mro__):
+        merged.update(vars(klass).get("RENAMED", {}))
+    renamed = {old: (new, None) if isinstance(new, str) else new for old, new in merged.items()}
+    names = {spec.name for spec in dataclasses.fields(args_class)} if dataclasses.is_dataclass(args_class) else set()
+    clash = sorted(old for old, (new, _) in renamed.items() if old in names or new not in names)
+    if names and clash:  # a programming error in the table, caught by any script's first parse
+        raise TypeError(f"{args_class.__qualname__}.RENAMED: {clash} must be old names of present fields")
+    return renamed
+
+
+def _renamed_argv(args_class: type, argv: list[str], fail: Callable[[str], typing.NoReturn]) -> list[str]:
+    """`argv` with deprecated flags spelled the new way, one line on stderr for each ("--out is now
+    --out-dir"); `--no-old` becomes `--no-new`, and a converted flag's value is converted."""
+    renamed = renamed_fields(args_class)
+    if not renamed:
+        return list(argv)
+    spellings = {flag_name(old): old for old in renamed} | {"--no-" + old.replace("_", "-"): old for old in renamed}
+    words, told, index = [], set(), 0
+    while index < len(argv):
+        word = argv[index]
+        index += 1
+        flag, equals, inline = word.partition("=")
+        old = spellings.get(flag)
+        if old is None or word == "--":
+            words.append(word)
+            continue
+        new, convert = renamed[old]
+        new_flag = flag_name(new) if flag == flag_name(old) else "--no-" + new.replace("_", "-")
+        if old not in told:
+            print(f"{flag} is now {new_flag}", file=sys.stderr)
+            told.add(old)
+        if convert is None:
+            words.append(new_flag + equals + inline)
+            continue
+        if not equals:
+            if index >= len(argv):
+                fail(f"argument {flag}: expected one argument")
+            inline, index = argv[index], index + 1
+        try:
+            words += [new_flag, str(convert(inline))]
+        except ValueError as error:
+            fail(f"argument {flag}: {error}")
+    return words
+
+
+def rename_old_fields(args_class: type, values: dict[str, Any], where: str) -> dict[str, Any]:
+    """A saved dict of Args fields (a run folder's config.json, a --config file) with deprecated
+    names under their new ones, so folders written before a rename still load; one line on stderr each."""
+    values = dict(values)
+    for old, (new, convert) in renamed_fields(args_class).items():
+        if old not in values:
+            continue
+        if new in values:
+            raise ValueError(
+                f"{where}: fields {old!r} and {new!r} are the same field (its old and new name); keep {new!r}"
+            )
+        value = values.pop(old)
+        try:
+            values[new] = value if convert is None or value is None else convert(value)
+        except ValueError as error:
+            raise ValueError(f"{where}: field {old!r}: {error}") from None
+        print(f"{where}: field {old!r} is now {new!r}", file=sys.stderr)
+    return values
+
+
+def out_to_out_dir(name: str) -> Callable[[Any], Any]:
+    """The deprecated `--out PATH` of grid `name` (its results file or stem) as `--out-dir`: PATH's
+    folder, when PATH names the grid's own file (`experiments/results/trees` -> `experiments/results`)."""
+
+    def convert(value: Any) -> Any:
+        if value is None or str(value).lower() == "none":
+            return value
+        path = Path(str(value))
+        if path.with_suffix("").name != name:
+            raise ValueError(
+                f"{value}: the results file is now <--out-dir>/{name}.json; give --out-dir {path.parent} "
+                f"(and rename {path.with_suffix('').name}.* there to {name}.*)"
+            )
+        return str(path.parent)
+
+    return convert
+
+
 def parse_args(args_class: type[T], argv: list[str] | None = None, defaults: T | None = None) -> T:
     """Build an argparse parser from a dataclass: one `--field-name` flag per field, help from docs.
 
     Booleans take `--flag/--no-flag`; list fields take several values (`none` alone = empty list);
     `X | None` fields accept "none". `defaults` (an instance) replaces the dataclass defaults, so
     flags given on the command line override it (train_rl's --config). The result knows which
-    fields were typed on the command line (`given_fields`), whatever their values.
+    fields were typed on the command line (`given_fields`), whatever their values. A deprecated
+    spelling (the class's `RENAMED`) is accepted with one line saying the new one.
     """
     parser = _parser(args_class, defaults)
+    argv = _renamed_argv(args_class, sys.argv[1:] if argv is None else argv, parser.error)
     values = vars(parser.parse_args(argv))
     for key, value in values.items():  # "--list-flag none" means an empty list
         if isinstance(value, list) and [str(v).lower() for v in value] == ["none"]:
@@ -51,7 +147,12 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def _parser(args_class: type, defaults: Any) -> argparse.ArgumentParser:
     hints = typing.get_type_hints(args_class)
-    parser = _OneLineParser(description=(args_class.__doc__ or "").strip())
+    renamed = renamed_fields(args_class)
+    epilog = ", ".join(f"{flag_name(old)} (now {flag_name(new)})" for old, (new, _) in renamed.items())
+    parser = _OneLineParser(
+        description=(args_class.__doc__ or "").strip(),
+        epilog=f"old spellings still accepted: {epilog}" if epilog else None,
+    )
     for field in dataclasses.fields(args_class):
         flag = flag_name(field.name)
         if defaults is not None:
@@ -114,8 +215,10 @@ def args_from_dict(args_class: type[T], values: Any, where: str) -> T:
     start with `where` (the file, or the flag and the file). The result records those fields as given."""
     if not isinstance(values, dict):
         raise ValueError(f"{where}: expected a JSON object of {args_class.__module__}.Args fields")
+    values = rename_old_fields(args_class, values, where)
     hints = typing.get_type_hints(args_class)
-    unknown = sorted(set(values) - set(hints))
+    names = {spec.name for spec in dataclasses.fields(args_class)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(f"{where}: unknown fields {unknown}")
     for name, value in values.items():

@@ -1,10 +1,15 @@
-"""The training knobs every training script shares, declared once.
+"""The training knobs every training script shares, declared once: the command-line face of the one
+configuration (agents.config.Config).
 
 `train_rl.Args`, `compare_orderings.Args` and `ablations.Args` inherit `TrainKnobs`, so each knob has
 one flag name, one type, one help text and one default (a script may redeclare a field only to give
-its own budget default, e.g. `updates`). Their runs are built with `knobs_of(args)`, which copies
-every knob, so a knob added here reaches every script without touching four functions. Ranges live
-in each field's metadata and `check_args` checks every numeric flag of any script with them.
+its own budget default, e.g. `updates`). `TrainKnobs` is a different thing from `Config` (flags with
+help, ranges and the script-only knobs: --preset, --device, --data-dir, --guidance's cluster
+settings), so it stays a class, but it restates no default (each is `DEFAULTS`') and turns into the
+configuration in one place, `to_config` (knobs named as config fields map by name). Grid cells build
+their runs with `knobs_of(args)`, which copies every knob, so a knob added here reaches every script
+without touching four functions. Ranges live in each field's metadata and `check_args` checks every
+numeric flag of any script with them.
 
 A new knob must default to the behaviour runs had before it existed: saved run configs that lack it
 read it at its default (`run_lookup.run_config`), so finished runs stay valid.
@@ -16,14 +21,17 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from labelchain.agents.config import DEFAULTS as D
+from labelchain.agents.config import DEFAULTS as D, SECTION_OF, Config
 from labelchain.agents.guidance import GUIDANCE_KINDS
 from labelchain.agents.output_layers import OUTPUT_KINDS
+from labelchain.agents.policy_config import PolicyConfig
 from labelchain.agents.precision import PRECISIONS
 from labelchain.agents.prior_columns import PRIOR_PEERS
 from labelchain.envs.metrics import RANKING_NAMES, SET_NAMES
+from labelchain.envs.mcg import MCGSpec
 from labelchain.envs.rewards import REWARD_MODES, REWARDS
 from labelchain.experiments.run.common import flag_name
+from labelchain.experiments.run.presets import PRESETS
 
 
 class ArgsError(ValueError):
@@ -231,6 +239,42 @@ class TrainKnobs:
             "losses and metrics stay fp32 (agents/precision.py)"
         },
     )
+
+    def to_policy_config(self, mcg: MCGSpec | None = None) -> PolicyConfig:
+        """The architecture the flags describe: the preset's (its label embedding size, input dropout,
+        auxiliary head; its hidden size and dropout already fill the flags) or the default one, with
+        every architecture flag; --guidance bcl adds `n_clusters`, --guidance mcg passes `mcg`, --prior
+        its scale mode, --shortlist and --no-label-history theirs."""
+        base = PRESETS[self.preset].policy if self.preset in PRESETS else D.policy
+        return base.replace(
+            hidden_size=self.hidden_size,
+            dropout=self.dropout,
+            output=self.output,
+            tree_branching=self.tree_branching,
+            tree_leaf_size=self.tree_leaf_size,
+            tree_beam=self.tree_beam,
+            tree_query_size=self.tree_query_size,
+            sparse_label_grads=self.sparse_label_grads,
+            n_clusters=self.clusters if self.guidance == "bcl" else 0,
+            prior="none" if self.prior == "none" else self.prior_scale,
+            shortlist=bool(self.shortlist),
+            label_history=self.label_history,
+            guidance_weight=self.guidance_weight,
+            guidance_anneal=self.guidance_anneal,
+            guidance_mix=self.guidance_mix,
+            mcg=mcg,
+        )
+
+    def to_config(self, seed: int = 0, max_steps: int | None = None) -> Config:
+        """The one configuration these flags describe: the policy section as `to_policy_config`, every
+        knob named as a learner or run field under that name, the run's `seed` and the envs' step cap.
+        Flags left at their defaults give `DEFAULTS` (tested)."""
+        knobs = {
+            spec.name: getattr(self, spec.name)
+            for spec in fields(TrainKnobs)
+            if SECTION_OF.get(spec.name) in ("learner", "run")
+        }
+        return D.replace(policy=self.to_policy_config()).changed(seed=seed, max_steps=max_steps, **knobs)
 
 
 def override(name: str, default: Any, help: str | None = None) -> Any:

@@ -11,46 +11,15 @@ for set metrics, best nDCG@5 for ranking metrics; train_rl: up to 20,000 updates
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
-from labelchain.agents.config import DEFAULTS as D
-from labelchain.agents.policy_config import PolicyConfig
+from labelchain.agents.config import Config
 
-
-@dataclass(frozen=True)
-class Preset:
-    hidden_size: int
-    label_embed_size: int
-    dropout: float
-    input_dropout: float
-    aux_weight: float
-    weight_decay: float
-    lr: float
-    rl_lr: float
-    epochs: int
-    combined_epochs: int
-    patience: int
-    batch_size: int = D.learner.batch_size
-    updates: int = D.run.updates  # train_rl counts updates, not epochs: the cap; patience (in validations) stops sooner
-    eval_every: int = D.run.eval_every
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def policy_config(self, **changes: Any) -> PolicyConfig:
-        """The preset's architecture (for `agents.policy_factory.build_policy`), with `changes`."""
-        return PolicyConfig(
-            hidden_size=self.hidden_size,
-            label_embed_size=self.label_embed_size,
-            dropout=self.dropout,
-            input_dropout=self.input_dropout,
-            aux_weight=self.aux_weight,
-        ).replace(**changes)
-
-
-PRESETS = {
-    "paper": Preset(
+# A preset is a named `Config` (agents.config): the architecture in its policy section, the rates
+# and batch in its learner section, the budgets (train_rl's `updates` and `eval_every`, the epoch
+# loops' `epochs` and `combined_epochs`) and `patience` in its run section.
+PRESETS: dict[str, Config] = {
+    "paper": Config.of(
         hidden_size=1024,
         label_embed_size=256,
         dropout=0.3,
@@ -65,7 +34,7 @@ PRESETS = {
         updates=20000,
         eval_every=100,
     ),
-    "small": Preset(
+    "small": Config.of(
         hidden_size=128,
         label_embed_size=64,
         dropout=0.1,
@@ -81,3 +50,29 @@ PRESETS = {
         eval_every=50,
     ),
 }
+
+# The fields a preset sets, in the order strength.json has always recorded them (`preset_record`).
+RECORDED = (
+    "hidden_size",
+    "label_embed_size",
+    "dropout",
+    "input_dropout",
+    "aux_weight",
+    "weight_decay",
+    "lr",
+    "rl_lr",
+    "epochs",
+    "combined_epochs",
+    "patience",
+    "batch_size",
+    "updates",
+    "eval_every",
+)
+
+
+def preset_record(config: Config) -> dict[str, Any]:
+    """A preset's fields as the flat dict strength.json records for each cell and row ("preset",
+    "resolved": the shape of the former `Preset` class). Kept because a finished cell is reused only
+    when this record equals the saved one: committed cells stay reusable and the files re-render."""
+    values = config.flat()
+    return {name: values[name] for name in RECORDED}

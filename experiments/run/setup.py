@@ -8,7 +8,6 @@ Kept apart from `train_rl.py`, which owns the run's flow (arguments, folders, le
 from __future__ import annotations
 
 import warnings
-from dataclasses import fields
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,9 +18,6 @@ from labelchain.agents.decoding import greedy_decode
 from labelchain.agents.guidance import with_gold_clusters
 from labelchain.agents.mcg import cluster_part
 from labelchain.agents.policy import ChainPolicy
-from labelchain.agents.config import Config, RunConfig
-from labelchain.agents.learner_base import LearnerConfig
-from labelchain.agents.policy_config import PolicyConfig
 from labelchain.agents.policy_factory import build_policy
 from labelchain.agents.prior_columns import prior_columns, with_prior_columns
 from labelchain.envs.shortlist import shortlist_from_scores
@@ -35,9 +31,8 @@ from labelchain.envs.data.pu import hide_labels
 from labelchain.envs.label_clusters import kmeans_clusters, pifa_embeddings
 from labelchain.envs.label_overlap import assign_overlapping, cooccurrence_counts, membership_matrix
 from labelchain.envs.mcg import MCGSpec
-from labelchain.experiments.run.config import ArgsError, TrainKnobs
+from labelchain.experiments.run.config import ArgsError
 from labelchain.experiments.run.learner_run import RunData
-from labelchain.experiments.run.presets import PRESETS
 from labelchain.experiments.run.identity import data_identity
 from labelchain.experiments.run.folder import load_policy
 
@@ -174,43 +169,4 @@ def fresh_policy(args: Args, train: Split, n_features: int | None = None, mcg: M
     balanced label tree of the PIFA embeddings of `train` (seeded by --seed, so every learner of a run
     gets the same tree). With `--guidance bcl`, `train` carries gold cluster columns after its first
     `n_features`; with `--guidance mcg` (`mcg` given), its labels are followed by their clusters."""
-    return build_policy(policy_config(args, mcg).replace(n_features=n_features or 0), train, seed=args.seed)
-
-
-def config_of(args: TrainKnobs, seed: int = 0, max_steps: int | None = None) -> Config:
-    """The one configuration (agents.config) the training flags describe: policy (as `policy_config`),
-    learner (LearnerConfig's fields of the same names) and run sections; every flag left at its default
-    gives `DEFAULTS`' value."""
-    learner_fields = {spec.name for spec in fields(LearnerConfig)} - {"seed", "max_steps"}
-    run_fields = {spec.name for spec in fields(RunConfig)} - {"epochs", "max_seconds"}
-    return Config(
-        policy_config(args),
-        LearnerConfig(
-            seed=seed, max_steps=max_steps, **{k: getattr(args, k) for k in learner_fields if hasattr(args, k)}
-        ),
-        RunConfig(**{k: getattr(args, k) for k in run_fields}),
-    )
-
-
-def policy_config(args: TrainKnobs, mcg: MCGSpec | None = None) -> PolicyConfig:
-    """The architecture the flags describe; a preset adds its label embedding size, input dropout and
-    auxiliary head (its hidden size and dropout already fill the flags)."""
-    base = PRESETS[args.preset].policy_config() if args.preset in PRESETS else PolicyConfig()
-    return base.replace(
-        hidden_size=args.hidden_size,
-        dropout=args.dropout,
-        output=args.output,
-        tree_branching=args.tree_branching,
-        tree_leaf_size=args.tree_leaf_size,
-        tree_beam=args.tree_beam,
-        tree_query_size=args.tree_query_size,
-        sparse_label_grads=args.sparse_label_grads,
-        n_clusters=args.clusters if args.guidance == "bcl" else 0,
-        prior="none" if args.prior == "none" else args.prior_scale,
-        shortlist=bool(args.shortlist),
-        label_history=args.label_history,
-        guidance_weight=args.guidance_weight,
-        guidance_anneal=args.guidance_anneal,
-        guidance_mix=args.guidance_mix,
-        mcg=mcg,
-    )
+    return build_policy(args.to_policy_config(mcg).replace(n_features=n_features or 0), train, seed=args.seed)

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from labelchain.agents.learner_base import RL_LEARNERS, LearnerConfig, build_learner_config
+from labelchain.agents.learner_base import RL_LEARNERS, LearnerConfig
 from labelchain.agents.learners import FIXED_ORDERINGS, LEARNERS
 from labelchain.envs.predictions import DEFAULT_TOP_K
 from labelchain.agents.precision import resolve_precision
@@ -169,7 +169,7 @@ def apply_preset(args: Args, given: set[str] | None = None) -> None:
     if args.preset not in PRESETS:
         return  # none, or a bad name that _check reports
     given = given_fields(args) if given is None else given
-    preset, defaults = PRESETS[args.preset], type(args)()
+    preset, defaults = PRESETS[args.preset].flat(), type(args)()
     for knob in (
         "hidden_size",
         "dropout",
@@ -182,7 +182,7 @@ def apply_preset(args: Args, given: set[str] | None = None) -> None:
         "batch_size",
     ):
         if knob not in given and getattr(args, knob) == getattr(defaults, knob):
-            setattr(args, knob, getattr(preset, knob))
+            setattr(args, knob, preset[knob])
 
 
 def resume_conflicts(given: Args, saved: Args, names: set[str]) -> list[str]:
@@ -235,26 +235,11 @@ def _check(args: Args) -> None:
 
 
 def learner_config(args: Args, max_steps: int | None = None, name: str = "") -> LearnerConfig:
-    """Learner `name`'s config from the flags (`name` "" = a supervised learner's, for the checks)."""
-    return build_learner_config(
-        name,
-        args.lr,
-        rl_lr=args.rl_lr,
-        ppo_lr=args.ppo_lr,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        reward=args.reward,
-        reward_mode=args.reward_mode,
-        baseline=args.baseline,
-        entropy_coef=args.entropy_coef,
-        rl_weight=args.rl_weight,
-        max_steps=max_steps,
-        ppo_epochs=args.ppo_epochs,
-        ppo_minibatches=args.ppo_minibatches,
-        greedy_rearrangement=args.greedy_rearrangement,
-        weight_decay=args.weight_decay,
-        precision=resolve_precision(args.precision, resolve_device(args.device).type),
-    )
+    """Learner `name`'s config from the flags (`name` "" = a supervised learner's, for the checks):
+    the configuration they describe (`TrainKnobs.to_config`) at that learner's rate, with --precision
+    resolved for the device."""
+    config = args.to_config(args.seed, max_steps).learner_config(name)
+    return replace(config, precision=resolve_precision(args.precision, resolve_device(args.device).type))
 
 
 def learner_order(args: Args) -> list[str]:
