@@ -25,7 +25,8 @@ from labelchain.agents.policy_config import PolicyConfig
 from labelchain.agents.policy_factory import build_policy
 from labelchain.agents.rule_outputs import decode_chain_outputs
 from labelchain.agents.supervised import carve_validation
-from labelchain.agents.training import TrainConfig, train_epochs
+from labelchain.agents.config import Config
+from labelchain.agents.training import train_epochs
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import evaluate
 from labelchain.experiments.run.common import parse_args
@@ -60,7 +61,7 @@ def run_one(args: Args, dataset: str, seed: int) -> str:
     peer = tune_peer("ovr_logistic", train, val, seed=seed)
     torch.manual_seed(seed)
     policy = build_policy(PolicyConfig(ds.n_features, ds.n_labels, hidden_size=args.hidden_size), train)
-    config = TrainConfig(epochs=args.epochs, seed=seed, patience=5)
+    config = Config.of(epochs=args.epochs, seed=seed, patience=5)
     train_epochs(policy, train, config, learner="freq2rare", val=val, progress=False)
     policy.eval()
     val_out = chain_outputs(policy, peer, val.X, args.offsets, args.n_samples, seed)
