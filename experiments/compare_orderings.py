@@ -301,6 +301,17 @@ def merge_cell(results: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
     return results
 
 
+def merge_cell_into_file(out_dir: Path, cell: dict[str, Any]) -> dict[str, Any]:
+    """Merge `cell` into orderings.json as it is on disk now, under the file's lock, and return the
+    merged results: two grids writing one --out-dir (a --redo beside a running grid) keep each
+    other's cells (a grid used to write back the copy it had loaded at its start)."""
+    path = out_dir / "orderings.json"
+    with results_file.locked(path):
+        results = merge_cell(load_results(path), cell)
+        write_results(out_dir, results)
+    return results
+
+
 def write_results(out_dir: Path, results: dict[str, Any]) -> None:
     order = {name: i for i, name in enumerate([*LEARNERS, "best_fixed", "ensemble", *PEERS])}
     results["rows"].sort(key=lambda r: (r["dataset"], r["seed"], order.get(r["method"], len(order)), r["method"]))
@@ -362,8 +373,8 @@ def main(args: Args) -> Path:
             )
         except FileNotFoundError as missing:  # a finished run reused from before predictions were saved
             print(f"\n{cell_key(cell['dataset'], cell['seed'])}: {missing}; --redo with a fresh --runs-dir saves them")
-        merge_cell(results, cell)
-        write_results(out_dir, results)
+        nonlocal results
+        results = merge_cell_into_file(out_dir, cell)
 
     with GracefulInterrupt() as interrupt:
         in_process = args.backend == "local" and args.jobs == 1

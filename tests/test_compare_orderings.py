@@ -364,3 +364,29 @@ def test_an_unwritable_out_dir_is_one_line_before_any_cell(tmp_path):
     with pytest.raises(ArgsError, match=f"--out-dir {blocker / 'sub'}: cannot write there"):
         main(quick_args(tmp_path, out_dir=str(blocker / "sub")))
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_cell_merges_into_the_file_on_disk_not_a_stale_copy(tmp_path):
+    """Two grids writing one --out-dir (a --redo beside a running grid) keep each other's cells."""
+    metrics = {m: 0.5 for m in TABLE_METRICS}
+
+    def cell(dataset: str, value: float) -> dict:
+        row = {
+            "dataset": dataset,
+            "seed": 0,
+            "method": "rearrange",
+            "kind": "dynamic",
+            "metrics": dict(metrics, **{"P@1": value}),
+        }
+        return {"dataset": dataset, "seed": 0, "rows": [row], "skipped_peers": [], "run_dir": str(tmp_path)}
+
+    stale = compare_orderings.load_results(tmp_path / "orderings.json")  # what a grid holds from its start
+    compare_orderings.merge_cell_into_file(tmp_path, cell("emotions", 0.7))  # another grid's cell lands
+    merged = compare_orderings.merge_cell_into_file(tmp_path, cell("scene", 0.6))
+    assert stale["rows"] == []
+    on_disk = compare_orderings.load_results(tmp_path / "orderings.json")
+    assert {(r["dataset"], r["metrics"]["P@1"]) for r in on_disk["rows"]} == {("emotions", 0.7), ("scene", 0.6)}
+    assert merged["rows"] == on_disk["rows"]
+    compare_orderings.merge_cell_into_file(tmp_path, cell("emotions", 0.8))  # a redo replaces its own cell
+    rows = compare_orderings.load_results(tmp_path / "orderings.json")["rows"]
+    assert sorted((r["dataset"], r["metrics"]["P@1"]) for r in rows) == [("emotions", 0.8), ("scene", 0.6)]
