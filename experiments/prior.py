@@ -84,7 +84,8 @@ def gain_figure(results: dict[str, Any], path: Path) -> Path:
                     rows = [r for r in results["rows"] if r["dataset"] == dataset]
                     table = seed_means(rows, metric).get(dataset, {})
                     pair = resolve_pair(table, (system, BETTER_PEER), report.PEERS, metric)
-                    stats.append(report.difference(results, dataset, *pair, metric) if pair else None)
+                    kept = metric in report.goal_metrics(results, dataset, (system, *report.PEERS))
+                    stats.append(report.difference(results, dataset, *pair, metric) if pair and kept else None)
                 x = np.arange(len(datasets)) + (i - (len(report.GOAL_METRICS) - 1) / 2) * width
                 mean = np.array([100 * s.difference if s else np.nan for s in stats])
                 err = np.array(
