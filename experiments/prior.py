@@ -53,6 +53,8 @@ def loader(results: dict[str, Any], files: dict[str, dict[str, Any]], paths: dic
     @functools.cache
     def load(dataset: str, seed: int, method: str) -> tuple[Any, MethodPredictions] | None:
         if method == report.VAL_BEST:
+            if (dataset, seed) not in chosen:  # that cell's rows carry no validation metrics
+                return None
             method = chosen[(dataset, seed)]
         for suffix, grid in ((report.NOHISTORY, "nohistory"), (report.PRIOR, "prior")):
             if method.endswith(suffix):

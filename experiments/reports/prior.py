@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from labelchain.envs.metrics import HEADLINE
-from labelchain.experiments.reports.claim_stats import Loader, attach_bootstrap, seed_means, seed_t_interval
+from labelchain.experiments.reports.claim_stats import (
+    BETTER_PEER,
+    Loader,
+    across_datasets_markdown,
+    attach_bootstrap,
+    seed_means,
+    seed_t_interval,
+)
 from labelchain.experiments.reports.orderings import METHOD_ORDER, claims_markdown, summarize
 
 GOAL_METRICS = (*HEADLINE, "example_f1", "subset_accuracy")
@@ -383,5 +390,9 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     lines += means_markdown(results)
     lines += ["### (c) vs (b): what the prior adds to the chain", "", f"{FIXED} − {CHAIN_ALONE}:", ""]
     lines += pair_markdown(results, FIXED, CHAIN_ALONE, GOAL_METRICS)
-    lines += nohistory_markdown(results) + learned_markdown(results) + ecc_markdown(results) + cells_markdown(results)
-    return "\n".join(lines)
+    lines += nohistory_markdown(results) + learned_markdown(results) + ecc_markdown(results)
+    if results["rows"]:
+        ranked = (*PEERS, ECC, CHAIN_ALONE, FIXED)
+        named = ((FIXED, BETTER_PEER), (FIXED, CHAIN_ALONE), (FIXED, ECC))
+        lines += across_datasets_markdown(results["rows"], GOAL_METRICS, ranked, named, None, PEERS)
+    return "\n".join(lines + cells_markdown(results))
