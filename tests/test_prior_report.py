@@ -27,7 +27,8 @@ def _file(rows: list[dict], datasets: list[str], seeds: list[int], command: str 
 
 def _hand_made() -> tuple[dict, dict]:
     """d1: the prior ensemble above both peers on all seven (0.60/0.62 vs 0.50/0.55); d2: above on six,
-    behind omikuji on example F1; subset accuracy 0 for all three on d2 (left out); d3 expected, never run."""
+    behind omikuji on example F1; subset accuracy 0 for all three on d2 (left out); d3 expected, never
+    run; d4 run (not in the grid's args) but without an omikuji row."""
     prior_rows, base_rows = [], []
     for seed, bump in ((0, 0.0), (1, 0.02)):
         prior_rows.append(_row("d1", seed, "ensemble", 0.6 + bump, "ensemble"))
@@ -40,6 +41,8 @@ def _hand_made() -> tuple[dict, dict]:
                 _row(dataset, seed, "omikuji", {m: 0.55 for m in GOAL} | zero, "peer"),
             ]
     base_rows.append(_row("d1", 2, "ovr_logistic", 0.9, "peer"))  # a seed the prior grid has not run: dropped
+    prior_rows.append(_row("d4", 0, "ensemble", 0.9, "ensemble"))  # run, though not in the grid's args
+    base_rows.append(_row("d4", 0, "ovr_logistic", 0.5, "peer"))  # omikuji never scored on d4
     return _file(prior_rows, ["d1", "d2", "d3"], [0, 1]), _file(base_rows, ["d1", "d2"], [0, 1, 2])
 
 
@@ -49,7 +52,7 @@ def test_goal_count_differences_and_missing_cells_by_hand():
     assert results["missing_cells"]["prior"] == ["d3:0", "d3:1"]
     assert {r["seed"] for r in results["rows"]} == {0, 1}
     table = report.goal(results, report.FIXED)
-    assert table["d3"] == {"missing": "ensemble+prior, ovr_logistic, omikuji"}
+    assert table["d3"] == {"missing": "no prior-grid cell yet"} and table["d4"] == {"missing": "omikuji"}
     d1, d2 = table["d1"], table["d2"]
     assert d1["ahead"] and d1["seeds"] == 2 and d1["metrics"] == GOAL
     assert d1["diffs"]["ovr_logistic"]["P@1"].difference == pytest.approx(0.11)  # 0.61 - 0.50
@@ -62,8 +65,8 @@ def test_goal_count_differences_and_missing_cells_by_hand():
     assert d2["diffs"]["omikuji"]["example_f1"].difference == pytest.approx(-0.15)
     text = report.render_markdown(results)
     assert "Ahead of both peers on every metric (seed means): **1 of 2** datasets with results (d1)" in text
-    assert "the goal needs 7 of 9: **open**" in text and "Missing: d3." in text
-    assert "| d3 | 0 | missing: ensemble+prior, ovr_logistic, omikuji |" in text
+    assert "the goal needs 7 of 9: **open**" in text and "Missing: d3, d4." in text
+    assert "| d3 | 0 | missing: no prior-grid cell yet |" in text
     assert "| d1 | 2 | ovr_logistic | +11.00 [-1.71, +23.71] t |" in text
     assert "| d2 | 2 | omikuji |" in text and "left out (all 0)" in text
     assert "Not run yet: no prior_nohistory results file" in text

@@ -189,6 +189,8 @@ def goal(results: Mapping[str, Any], system: str) -> dict[str, dict[str, Any]]:
         metrics = goal_metrics(results, dataset, (system, *PEERS))
         diffs = {p: {m: difference(results, dataset, system, p, m) for m in metrics} for p in PEERS}
         absent = [name for name in (system, *PEERS) if not per_seed(results["rows"], dataset, name, "P@1")]
+        if not any(c["dataset"] == dataset for c in results["cells"]["prior"]):
+            absent = ["no prior-grid cell yet"]
         if absent:
             out[dataset] = {"missing": ", ".join(absent)}
             continue
