@@ -90,9 +90,10 @@ def gain_figure(results: dict[str, Any], path: Path) -> Path:
                     stats.append(report.difference(results, dataset, *pair, metric) if pair and kept else None)
                 x = np.arange(len(datasets)) + (i - (len(report.GOAL_METRICS) - 1) / 2) * width
                 mean = np.array([100 * s.difference if s else np.nan for s in stats])
-                err = np.array(
+                err = np.array(  # one seed without predictions: no interval, no error bar
                     [[100 * (s.difference - s.low), 100 * (s.high - s.difference)] if s else [0, 0] for s in stats]
                 )
+                err[~np.isfinite(err)] = 0
                 ax.bar(x, mean, width, yerr=err.T, capsize=1.5, label=metric)
             ax.axhline(0, color="k", lw=0.8)
             ax.set_xticks(range(len(datasets)), datasets, fontsize=9)

@@ -53,6 +53,8 @@ def test_goal_count_differences_and_missing_cells_by_hand():
     assert {r["seed"] for r in results["rows"]} == {0, 1}
     table = report.goal(results, report.FIXED)
     assert table["d3"] == {"missing": "no prior-grid cell yet"} and table["d4"] == {"missing": "omikuji"}
+    one_seed = report.difference(results, "d4", report.FIXED, "ovr_logistic", "P@1")
+    assert one_seed is not None and one_seed.cell() == "+40.00 (1 seed, no predictions: no interval)"
     d1, d2 = table["d1"], table["d2"]
     assert d1["ahead"] and d1["seeds"] == 2 and d1["metrics"] == GOAL
     assert d1["diffs"]["ovr_logistic"]["P@1"].difference == pytest.approx(0.11)  # 0.61 - 0.50
@@ -69,7 +71,7 @@ def test_goal_count_differences_and_missing_cells_by_hand():
     assert "| d3 | 0 | missing: no prior-grid cell yet |" in text
     assert "| d1 | 2 | ovr_logistic | +11.00 [-1.71, +23.71] t |" in text
     assert "| d2 | 2 | omikuji |" in text and "left out (all 0)" in text
-    assert "Not run yet: no prior_nohistory results file" in text
+    assert "Not run yet: no prior_nohistory results file" in text and "- prior_nohistory: no results file." in text
     assert "NOT SHOWN where rows carry no validation metrics" in text
 
 
@@ -161,7 +163,7 @@ def test_main_bootstraps_over_both_grids_and_val_best_reads_its_chosen_row(tmp_p
     assert report.difference(results, "d2", report.FIXED, "omikuji", "P@1").kind == "t, 2 seeds"
     text = (tmp_path / "out" / "prior.md").read_text()
     assert "(d) below (c) on P@1 or example F1 (seed means):" in text and "of 1** datasets" in text
-    assert "- prior: 4 cells done, 4.0 min of cell wall time (d1 2 seeds, 2.0 min; d2 2 seeds, 2.0 min)." in text
+    assert "- prior: 4 cells done, 4.0 min of cell wall time (d1: seeds 2, 2.0 min; d2: seeds 2, 2.0 min)." in text
 
 
 REAL = Path("/work/results_prior/prior/orderings.json")

@@ -144,6 +144,8 @@ class Diff:
     seeds: int
 
     def cell(self) -> str:
+        if not math.isfinite(self.low):
+            return f"{100 * self.difference:+.2f} (1 seed, no predictions: no interval)"
         mark = " **beats**" if self.low > 0 else (" worse" if self.high < 0 else "")
         t = "" if self.kind == "bootstrap" else " t"
         return f"{100 * self.difference:+.2f} [{100 * self.low:+.2f}, {100 * self.high:+.2f}]{t}{mark}"
@@ -167,6 +169,8 @@ def difference(results: Mapping[str, Any], dataset: str, a: str, b: str, metric:
     if not seeds:
         return None
     mean, low, high = seed_t_interval([left[s] - right[s] for s in seeds])
+    if len(seeds) < 2:  # one seed: no noise estimate, so no interval (never "beats")
+        low, high = -math.inf, math.inf
     kind = f"t, {len(seeds)} seeds"
     for e in results.get("bootstrap", []):
         if (e["dataset"], e["a"], e["b"], e["metric"]) == (dataset, a, b, metric):
@@ -290,18 +294,7 @@ def learned_markdown(results: Mapping[str, Any]) -> list[str]:
     rows = [r | {"method": r["method"][: -len(PRIOR)]} for r in results["rows"] if r["method"].endswith(PRIOR)]
     rows = [r for r in rows if r["method"] != "val_best"]
     table = summarize(rows)
-    order = (
-        "freq2rare",
-        "rare2freq",
-        "fixed_random",
-        "always_random",
-        "best_fixed",
-        "rearrange",
-        "reinforce",
-        "ppo",
-        "combined",
-        "ensemble",
-    )
+    order = tuple(m for m in METHOD_ORDER[:10] if any(m in methods for methods in table.values()))
     lines = [
         "### (e) Fixed orderings vs learned orders under the prior",
         "",
@@ -353,7 +346,10 @@ def cells_markdown(results: Mapping[str, Any]) -> list[str]:
         by_dataset: dict[str, list[float]] = {}
         for c in cells:
             by_dataset.setdefault(c["dataset"], []).append(c["wall_s"] or 0.0)
-        per = "; ".join(f"{d} {len(w)} seeds, {sum(w) / 60:.1f} min" for d, w in by_dataset.items())
+        per = "; ".join(f"{d}: seeds {len(w)}, {sum(w) / 60:.1f} min" for d, w in by_dataset.items())
+        if not results.get("sources", {}).get(grid):
+            lines.append(f"- {grid}: no results file.")
+            continue
         total = sum(sum(w) for w in by_dataset.values()) / 60
         lines.append(f"- {grid}: {len(cells)} cells done, {total:.1f} min of cell wall time ({per or 'none'}).")
         missing = results["missing_cells"][grid]
