@@ -163,6 +163,7 @@ def test_main_bootstraps_over_both_grids_and_val_best_reads_its_chosen_row(tmp_p
     assert report.difference(results, "d2", report.FIXED, "omikuji", "P@1").kind == "t, 2 seeds"
     text = (tmp_path / "out" / "prior.md").read_text()
     assert report.render_markdown(results) == text  # the report re-renders from prior.json alone
+    assert "Chosen on validation (dataset:seed row): d1:0 combined+prior, d1:1 rearrange+prior," in text
     assert "(d) below (c) on P@1 or example F1 (seed means):" in text and "of 1** datasets" in text
     assert "- prior: 4 cells done, 4.0 min of cell wall time (d1: seeds 2, 2.0 min; d2: seeds 2, 2.0 min)." in text
 

@@ -379,6 +379,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     ]
     lines += goal_markdown(results, FIXED, "fixed in advance (rearrange + combined, fused on validation)")
     lines += goal_markdown(results, VAL_BEST, f"chosen on validation among {choice}")
+    picked = [f"{r['dataset']}:{r['seed']} {r['chosen']}" for r in results["rows"] if r["method"] == VAL_BEST]
+    lines += [f"Chosen on validation (dataset:seed row): {', '.join(picked) or 'none'}.", ""]
     lines += [
         "## Ablations",
         "",
