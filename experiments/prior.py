@@ -27,13 +27,14 @@ from labelchain.experiments.reports.claim_stats import FIGURE_DIR, Loader
 from labelchain.experiments.restate_claims import grid_loader
 from labelchain.experiments.run.common import command_line, parse_args
 from labelchain.experiments.run.config import ArgsError
+from labelchain.experiments.run.threads import Threads, set_threads
 
 SCRIPT = "experiments/prior.py"
 FIGURE = "prior_gain.png"
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Issue 16's prior-chain report (goal table, ablations, ECC) from the grids' results files."""
 
     prior: str = "experiments/results/prior/orderings.json"
@@ -113,6 +114,7 @@ def gain_figure(results: dict[str, Any], path: Path) -> Path:
 
 
 def main(args: Args) -> Path:
+    set_threads(args.threads)
     if args.resamples < 1:
         raise ArgsError(f"--resamples must be at least 1, got {args.resamples}")
     paths = {"prior": Path(args.prior), "nohistory": Path(args.nohistory), "base": Path(args.base)}
