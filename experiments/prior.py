@@ -95,6 +95,7 @@ def gain_figure(results: dict[str, Any], path: Path) -> Path:
                     [[100 * (s.difference - s.low), 100 * (s.high - s.difference)] if s else [0, 0] for s in stats]
                 )
                 err[~np.isfinite(err)] = 0
+                err = np.clip(err, 0, None)  # a percentile interval may sit beside its point
                 ax.bar(x, mean, width, yerr=err.T, capsize=1.5, label=metric)
             ax.axhline(0, color="k", lw=0.8)
             ax.set_xticks(range(len(datasets)), datasets, fontsize=9)

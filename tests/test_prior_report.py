@@ -22,7 +22,8 @@ def _row(dataset: str, seed: int, method: str, value: float | dict, kind: str = 
 
 
 def _file(rows: list[dict], datasets: list[str], seeds: list[int], command: str = "grid") -> dict:
-    return {"command": command, "args": {"datasets": datasets, "seeds": seeds, "select_metric": "nDCG@3"}, "rows": rows}
+    args = {"datasets": datasets, "seeds": seeds, "select_metric": "nDCG@3", "prior": "ovr_logistic"}
+    return {"command": command, "args": args, "rows": rows}
 
 
 def _hand_made() -> tuple[dict, dict]:
@@ -73,6 +74,22 @@ def test_goal_count_differences_and_missing_cells_by_hand():
     assert "| d2 | 2 | omikuji |" in text and "left out (all 0)" in text
     assert "Not run yet: no prior_nohistory results file" in text and "- prior_nohistory: no results file." in text
     assert "NOT SHOWN where rows carry no validation metrics" in text
+
+
+def test_predictions_that_disagree_with_rows_are_not_used_and_peer_copies_are_named():
+    prior, base = _hand_made()
+    prior["rows"].append(_row("d2", 0, "freq2rare", {m: 0.5 for m in GOAL} | {"subset_accuracy": 0.0}, "fixed"))
+    results = report.combine(prior, None, base)
+    entry = {"dataset": "d1", "a": report.FIXED, "b": "omikuji", "metric": "P@1", "low": 0.01, "high": 0.02}
+    results["bootstrap"] = [entry | {"difference": 0.06}, entry | {"metric": "P@3", "difference": 0.2}]
+    agree = report.difference(results, "d1", report.FIXED, "omikuji", "P@1")
+    assert agree is not None and agree.kind == "bootstrap" and agree.cell() == "+6.00 [+1.00, +2.00] **beats**"
+    other = report.difference(results, "d1", report.FIXED, "omikuji", "P@3")
+    assert other is not None and other.kind == "t, 2 seeds, predictions disagree" and " t*" in other.cell()
+    text = "\n".join(report.consistency_markdown(results))
+    assert "(marked t*: the interval is the seeds' t interval instead): d1 ensemble+prior − omikuji (P@3)." in text
+    assert "equal to ovr_logistic on every ranking metric: 1 (d2:0 freq2rare+prior)." in text
+    assert "equal to ovr_logistic on every sets metric: 1 (d2:0 freq2rare+prior)." in text
 
 
 def test_validation_choice_picks_the_best_validation_row_never_test():

@@ -39,6 +39,7 @@ LEARNED = ("rearrange", "combined", "ensemble")  # learned orders vs best_fixed 
 GOAL_DATASETS, NOHISTORY_GOAL, LEARNED_GOAL = 7, 6, 35  # the issue's bars: of 9 datasets, of 45 cells
 SUBSET_ZERO = 0.001  # subset accuracy left out where every compared method's seed mean is below this
 ABLATION_METRICS = ("P@1", "example_f1")
+MATCH, DISAGREE = 1e-9, ", predictions disagree"
 
 
 def _strip(row: Mapping[str, Any], suffix: str = "") -> dict[str, Any]:
@@ -94,6 +95,7 @@ def combine(prior: Mapping[str, Any], nohistory: Mapping[str, Any] | None, base:
         "rows": rows,
         "datasets": list(dict.fromkeys([d for d, _ in _expected(prior)] + [d for d, _ in sorted(done)])),
         "select_metric": select,
+        "prior_peer": (prior.get("args") or {}).get("prior"),
         "validation_choice": bool(done) and all(c is not None for c in choices),
         "cells": {"prior": _cells(prior, done), "prior_nohistory": _cells(nohistory, nohist_done & done)},
         "missing_cells": {
@@ -147,7 +149,7 @@ class Diff:
         if not math.isfinite(self.low):
             return f"{100 * self.difference:+.2f} (1 seed, no predictions: no interval)"
         mark = " **beats**" if self.low > 0 else (" worse" if self.high < 0 else "")
-        t = "" if self.kind == "bootstrap" else " t"
+        t = "" if self.kind == "bootstrap" else (" t*" if self.kind.endswith(DISAGREE) else " t")
         return f"{100 * self.difference:+.2f} [{100 * self.low:+.2f}, {100 * self.high:+.2f}]{t}{mark}"
 
 
@@ -172,10 +174,53 @@ def difference(results: Mapping[str, Any], dataset: str, a: str, b: str, metric:
     if len(seeds) < 2:  # one seed: no noise estimate, so no interval (never "beats")
         low, high = -math.inf, math.inf
     kind = f"t, {len(seeds)} seeds"
+    entry = bootstrap_entry(results, dataset, a, b, metric)
+    if entry is not None and abs(entry["difference"] - mean) <= MATCH:
+        low, high, kind = entry["low"], entry["high"], "bootstrap"
+    elif entry is not None:  # the saved predictions are not what the rows were computed from
+        kind += DISAGREE
+    return Diff(mean, low, high, kind, len(seeds))
+
+
+def bootstrap_entry(results: Mapping[str, Any], dataset: str, a: str, b: str, metric: str) -> dict[str, Any] | None:
     for e in results.get("bootstrap", []):
         if (e["dataset"], e["a"], e["b"], e["metric"]) == (dataset, a, b, metric):
-            low, high, kind = e["low"], e["high"], "bootstrap"
-    return Diff(mean, low, high, kind, len(seeds))
+            return e
+    return None
+
+
+def consistency_markdown(results: Mapping[str, Any]) -> list[str]:
+    """Where saved predictions do not reproduce the rows (their intervals are not used), and prior-chain
+    rows equal to the prior's own peer on every ranking metric or on both set metrics (a rule chosen
+    on validation that returned the peer's output)."""
+    lines = ["## Consistency: predictions vs rows, rows equal to the peer", ""]
+    bad: dict[str, set[str]] = {}
+    for e in results.get("bootstrap", []):
+        d = difference(results, e["dataset"], e["a"], e["b"], e["metric"])
+        if d is not None and d.kind.endswith(DISAGREE):
+            bad.setdefault(f"{e['dataset']} {e['a']} − {e['b']}", set()).add(e["metric"])
+    text = "; ".join(f"{k} ({', '.join(m for m in GOAL_METRICS if m in v)})" for k, v in bad.items())
+    lines += [
+        "Saved predictions whose bootstrap difference is not the rows' seed-mean difference (marked t*: the "
+        f"interval is the seeds' t interval instead): {text or 'none'}.",
+        "",
+    ]
+    peer = results.get("prior_peer")
+    rows = {(r["dataset"], r["seed"], r["method"]): r["metrics"] for r in results["rows"]}
+    same: dict[str, list[str]] = {"ranking": [], "sets": []}
+    for (dataset, seed, method), metrics in rows.items():
+        other = rows.get((dataset, seed, peer or ""))
+        if not method.endswith(PRIOR) or method == VAL_BEST or other is None:
+            continue
+        for what, names in (("ranking", HEADLINE), ("sets", ("example_f1", "subset_accuracy"))):
+            if all(metrics.get(m) == other.get(m) for m in names):
+                same[what].append(f"{dataset}:{seed} {method}")
+    for what, hits in same.items():
+        lines += [
+            f"Prior-chain rows equal to {peer} on every {what} metric: {len(hits)} ({', '.join(hits) or 'none'}).",
+            "",
+        ]
+    return lines
 
 
 def goal_metrics(results: Mapping[str, Any], dataset: str, methods: Sequence[str]) -> tuple[str, ...]:
@@ -371,7 +416,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         "no-prior grid (chains, tuned peers) on the same cells, seeds, splits and test documents. A cell "
         "a − b: seed-mean difference in points ×100 with its 95% interval: paired bootstrap over test documents, "
         "seeds as strata (claim_stats.attach_bootstrap), or, marked t, a Student-t interval over the seeds' paired "
-        "differences where no predictions were saved; **beats** where the interval lies wholly above 0. "
+        "differences where no predictions were saved (t*: saved predictions that do not reproduce the rows, see Consistency); **beats** where the interval lies wholly above 0. "
         f"Subset accuracy is left out on a dataset where every compared method's seed mean is below {100 * SUBSET_ZERO:.1f} points.",
         "",
         "## Goal: the prior chain vs both tuned peers",
@@ -395,4 +440,4 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         ranked = (*PEERS, ECC, CHAIN_ALONE, FIXED)
         named = ((FIXED, BETTER_PEER), (FIXED, CHAIN_ALONE), (FIXED, ECC))
         lines += across_datasets_markdown(results["rows"], GOAL_METRICS, ranked, named, None, PEERS)
-    return "\n".join(lines + cells_markdown(results))
+    return "\n".join(lines + consistency_markdown(results) + cells_markdown(results))
