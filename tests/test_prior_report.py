@@ -55,7 +55,9 @@ def test_goal_count_differences_and_missing_cells_by_hand():
     table = report.goal(results, report.FIXED)
     assert table["d3"] == {"missing": "no prior-grid cell yet"} and table["d4"] == {"missing": "omikuji"}
     one_seed = report.difference(results, "d4", report.FIXED, "ovr_logistic", "P@1")
-    assert one_seed is not None and one_seed.cell() == "+40.00 (1 seed, no predictions: no interval)"
+    assert one_seed is not None and one_seed.cell() == "+40.00 (1 seed, no saved predictions: no interval)"
+    flat = report.Diff(0.02, 0.02, 0.02, "t, 2 seeds", 2)  # both seeds +2 points: no noise estimate, no verdict
+    assert not flat.beats and flat.cell() == "+2.00 [+2.00, +2.00] t"
     d1, d2 = table["d1"], table["d2"]
     assert d1["ahead"] and d1["seeds"] == 2 and d1["metrics"] == GOAL
     assert d1["diffs"]["ovr_logistic"]["P@1"].difference == pytest.approx(0.11)  # 0.61 - 0.50

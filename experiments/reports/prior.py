@@ -145,11 +145,26 @@ class Diff:
     kind: str  # "bootstrap" or "t, n seeds"
     seeds: int
 
+    @property
+    def _interval(self) -> bool:
+        """An interval that says something: the bootstrap's, or a t interval with seed noise (a zero-width
+        t interval, seeds that all differ by the same amount, decides nothing)."""
+        return self.kind == "bootstrap" or (math.isfinite(self.low) and self.high > self.low)
+
+    @property
+    def beats(self) -> bool:
+        return self._interval and self.low > 0
+
+    @property
+    def worse(self) -> bool:
+        return self._interval and self.high < 0
+
     def cell(self) -> str:
-        if not math.isfinite(self.low):
-            return f"{100 * self.difference:+.2f} (1 seed, no predictions: no interval)"
-        mark = " **beats**" if self.low > 0 else (" worse" if self.high < 0 else "")
         t = "" if self.kind == "bootstrap" else (" t*" if self.kind.endswith(DISAGREE) else " t")
+        if not math.isfinite(self.low):
+            why = "saved predictions disagree with the rows" if t == " t*" else "no saved predictions"
+            return f"{100 * self.difference:+.2f} (1 seed, {why}: no interval)"
+        mark = " **beats**" if self.beats else (" worse" if self.worse else "")
         return f"{100 * self.difference:+.2f} [{100 * self.low:+.2f}, {100 * self.high:+.2f}]{t}{mark}"
 
 
@@ -249,7 +264,7 @@ def goal(results: Mapping[str, Any], system: str) -> dict[str, dict[str, Any]]:
             "metrics": metrics,
             "diffs": diffs,
             "ahead": all(d is not None and d.difference > 0 for d in flat),
-            "beats": all(d is not None and d.low > 0 for d in flat),
+            "beats": all(d is not None and d.beats for d in flat),
         }
     return out
 
@@ -324,7 +339,7 @@ def nohistory_markdown(results: Mapping[str, Any]) -> list[str]:
                 cells = " | ".join(d.cell() for d in diffs if d)
                 lines.append(f"| {dataset} | {method} | {max(d.seeds for d in diffs if d)} | {cells} |")
                 below += [dataset] if any(d.difference < 0 for d in diffs if d) else []
-                below_ci += [dataset] if any(d.high < 0 for d in diffs if d) else []
+                below_ci += [dataset] if any(d.worse for d in diffs if d) else []
                 break
     return lines + [
         "",
@@ -359,7 +374,7 @@ def learned_markdown(results: Mapping[str, Any]) -> list[str]:
         lines += pair_markdown(results, method + PRIOR, "best_fixed" + PRIOR, HEADLINE)
     cells = [difference(results, d, FIXED, "best_fixed" + PRIOR, m) for d in table for m in HEADLINE]
     ahead = sum(c is not None and c.difference > 0 for c in cells)
-    beats = sum(c is not None and c.low > 0 for c in cells)
+    beats = sum(c is not None and c.beats for c in cells)
     return lines + [
         f"Learned orders (ensemble of rearrange + combined) above the best fixed ordering under the prior: **{ahead} of "
         f"{len(cells)}** dataset × ranking-metric cells (seed means), {beats} with the interval wholly above 0; the goal "
@@ -380,7 +395,7 @@ def ecc_markdown(results: Mapping[str, Any]) -> list[str]:
         f"{d} {m}"
         for d in results["datasets"]
         for m in GOAL_METRICS
-        if (x := difference(results, d, ECC, FIXED, m)) is not None and x.low > 0
+        if (x := difference(results, d, ECC, FIXED, m)) is not None and x.beats
     ]
     return lines + [f"ECC beats the prior chain (interval wholly above 0) on: {', '.join(wins) or 'no cell'}.", ""]
 
