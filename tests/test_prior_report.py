@@ -1,0 +1,199 @@
+"""experiments/prior.py and experiments/reports/prior.py: issue 16's goal count, differences, missing
+cells, the validation choice and the bootstrap over two grids' saved predictions, on hand-made files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labelchain.envs.predictions import from_outputs, metrics_from_predictions, save_predictions
+from labelchain.experiments import prior as script
+from labelchain.experiments.reports import prior as report
+
+GOAL = report.GOAL_METRICS
+
+
+def _row(dataset: str, seed: int, method: str, value: float | dict, kind: str = "dynamic", **extra) -> dict:
+    metrics = value if isinstance(value, dict) else {m: value for m in GOAL}
+    return {"dataset": dataset, "seed": seed, "method": method, "kind": kind, "metrics": metrics, **extra}
+
+
+def _file(rows: list[dict], datasets: list[str], seeds: list[int], command: str = "grid") -> dict:
+    args = {"datasets": datasets, "seeds": seeds, "select_metric": "nDCG@3", "prior": "ovr_logistic"}
+    return {"command": command, "args": args, "rows": rows}
+
+
+def _hand_made() -> tuple[dict, dict]:
+    """d1: the prior ensemble above both peers on all seven (0.60/0.62 vs 0.50/0.55); d2: above on six,
+    behind omikuji on example F1; subset accuracy 0 for all three on d2 (left out); d3 expected, never
+    run; d4 run (not in the grid's args) but without an omikuji row."""
+    prior_rows, base_rows = [], []
+    for seed, bump in ((0, 0.0), (1, 0.02)):
+        prior_rows.append(_row("d1", seed, "ensemble", 0.6 + bump, "ensemble"))
+        d2 = {m: 0.7 + bump for m in GOAL} | {"example_f1": 0.4, "subset_accuracy": 0.0}
+        prior_rows.append(_row("d2", seed, "ensemble", d2, "ensemble"))
+        for dataset in ("d1", "d2"):
+            zero = {"subset_accuracy": 0.0} if dataset == "d2" else {}
+            base_rows += [
+                _row(dataset, seed, "ovr_logistic", {m: 0.5 for m in GOAL} | zero, "peer"),
+                _row(dataset, seed, "omikuji", {m: 0.55 for m in GOAL} | zero, "peer"),
+            ]
+    base_rows.append(_row("d1", 2, "ovr_logistic", 0.9, "peer"))  # a seed the prior grid has not run: dropped
+    prior_rows.append(_row("d4", 0, "ensemble", 0.9, "ensemble"))  # run, though not in the grid's args
+    base_rows.append(_row("d4", 0, "ovr_logistic", 0.5, "peer"))  # omikuji never scored on d4
+    return _file(prior_rows, ["d1", "d2", "d3"], [0, 1]), _file(base_rows, ["d1", "d2"], [0, 1, 2])
+
+
+def test_goal_count_differences_and_missing_cells_by_hand():
+    prior, base = _hand_made()
+    results = report.combine(prior, None, base)
+    assert results["missing_cells"]["prior"] == ["d3:0", "d3:1"]
+    assert {r["seed"] for r in results["rows"]} == {0, 1}
+    table = report.goal(results, report.FIXED)
+    assert table["d3"] == {"missing": "no prior-grid cell yet"} and table["d4"] == {"missing": "omikuji"}
+    one_seed = report.difference(results, "d4", report.FIXED, "ovr_logistic", "P@1")
+    assert one_seed is not None and one_seed.cell() == "+40.00 (1 seed, no saved predictions: no interval)"
+    flat = report.Diff(0.02, 0.02, 0.02, "t, 2 seeds", 2)  # both seeds +2 points: no noise estimate, no verdict
+    assert not flat.beats and flat.cell() == "+2.00 [+2.00, +2.00] t"
+    d1, d2 = table["d1"], table["d2"]
+    assert d1["ahead"] and d1["seeds"] == 2 and d1["metrics"] == GOAL
+    assert d1["diffs"]["ovr_logistic"]["P@1"].difference == pytest.approx(0.11)  # 0.61 - 0.50
+    assert d1["diffs"]["omikuji"]["nDCG@5"].difference == pytest.approx(0.06)
+    # two seeds, differences 0.10 and 0.12: t(0.975, 1) = 12.7062, sd 0.01414 / sqrt 2 -> half 0.127062
+    low, high = d1["diffs"]["ovr_logistic"]["P@1"].low, d1["diffs"]["ovr_logistic"]["P@1"].high
+    assert (low, high) == pytest.approx((0.11 - 0.127062, 0.11 + 0.127062), abs=1e-6)
+    assert not d1["beats"]  # every seed mean ahead, but two seeds' t intervals hold 0
+    assert d2["metrics"] == GOAL[:-1] and not d2["ahead"]
+    assert d2["diffs"]["omikuji"]["example_f1"].difference == pytest.approx(-0.15)
+    text = report.render_markdown(results)
+    assert "Ahead of both peers on every metric (seed means): **1 of 2** datasets with results (d1)" in text
+    assert "the goal needs 7 of 9: **open**" in text and "Missing: d3, d4." in text
+    assert "| d3 | 0 | missing: no prior-grid cell yet |" in text
+    assert "| d1 | 2 | ovr_logistic | +11.00 [-1.71, +23.71] t |" in text
+    assert "| d2 | 2 | omikuji |" in text and "left out (all 0)" in text
+    assert "Not run yet: no prior_nohistory results file" in text and "- prior_nohistory: no results file." in text
+    assert "NOT SHOWN where rows carry no validation metrics" in text
+
+
+def test_predictions_that_disagree_with_rows_are_not_used_and_peer_copies_are_named():
+    prior, base = _hand_made()
+    prior["rows"].append(_row("d2", 0, "freq2rare", {m: 0.5 for m in GOAL} | {"subset_accuracy": 0.0}, "fixed"))
+    results = report.combine(prior, None, base)
+    entry = {"dataset": "d1", "a": report.FIXED, "b": "omikuji", "metric": "P@1", "low": 0.01, "high": 0.02}
+    results["bootstrap"] = [entry | {"difference": 0.06}, entry | {"metric": "P@3", "difference": 0.2}]
+    agree = report.difference(results, "d1", report.FIXED, "omikuji", "P@1")
+    assert agree is not None and agree.kind == "bootstrap" and agree.cell() == "+6.00 [+1.00, +2.00] **beats**"
+    other = report.difference(results, "d1", report.FIXED, "omikuji", "P@3")
+    assert other is not None and other.kind == "t, 2 seeds, predictions disagree" and " t*" in other.cell()
+    text = "\n".join(report.consistency_markdown(results))
+    assert "(marked t*: the interval is the seeds' t interval instead): d1 ensemble+prior − omikuji (P@3)." in text
+    assert "equal to ovr_logistic on every ranking metric: 1 (d2:0 freq2rare+prior)." in text
+    assert "equal to ovr_logistic on every sets metric: 1 (d2:0 freq2rare+prior)." in text
+
+
+def test_validation_choice_picks_the_best_validation_row_never_test():
+    rows = [
+        _row("d", 0, "rearrange", 0.9, val={"nDCG@3": 0.4}),  # best on test, worse on validation
+        _row("d", 0, "combined", 0.1, val={"nDCG@3": 0.5}),
+        _row("d", 0, "freq2rare", 0.2, "fixed", val={"nDCG@3": 0.5}),  # tie: report order puts it first
+        _row("d", 0, "ensemble", 0.95, "ensemble"),  # no validation metrics: not a candidate
+    ]
+    chosen = report.validation_choice(rows, "nDCG@3")
+    assert chosen is not None and chosen["chosen"] == "freq2rare+prior" and chosen["metrics"]["P@1"] == 0.2
+    assert report.validation_choice(rows[3:], "nDCG@3") is None
+
+
+def _save(folder: Path, method: str, dataset: str, seed: int, gold: np.ndarray, rng: np.random.Generator) -> dict:
+    scores = rng.random(gold.shape) + 0.6 * gold * rng.random()
+    pred = from_outputs(method, gold, scores, scores > 0.7, dataset=dataset, dataset_hash="h", seed=seed, top_k=5)
+    save_predictions(folder / f"{method}.npz", pred)
+    return metrics_from_predictions(pred)
+
+
+def test_main_bootstraps_over_both_grids_and_val_best_reads_its_chosen_row(tmp_path):
+    """Rows' metrics come from their saved predictions, so every bootstrap difference equals the
+    seed-mean difference of the rows; d2 of the base grid has no predictions: t intervals there."""
+    rng = np.random.default_rng(0)
+    prior_rows, base_rows, nohist_rows, cells = [], [], [], {}
+    for dataset in ("d1", "d2"):
+        for seed in (0, 1):
+            gold = (rng.random((12, 6)) < 0.3).astype(np.int8)
+            gold[:, 0] = 1
+            folder = f"predictions/orderings/{dataset}/seed{seed}"
+            cells[f"{dataset}:{seed}"] = {"predictions": folder, "cell_wall_time_s": 60.0}
+            for method, kind in (
+                ("rearrange", "dynamic"),
+                ("combined", "dynamic"),
+                ("best_fixed", "best_fixed"),
+                ("ensemble", "ensemble"),
+            ):
+                metrics = _save(tmp_path / "prior" / folder, method, dataset, seed, gold, rng)
+                val = (
+                    {"nDCG@3": {"rearrange": 0.3 + 0.2 * seed, "combined": 0.4}.get(method, 0.0)}
+                    if kind == "dynamic"
+                    else None
+                )
+                prior_rows.append(_row(dataset, seed, method, metrics, kind, **({"val": val} if val else {})))
+            if dataset == "d1":
+                nohist_rows.append(
+                    _row(
+                        dataset,
+                        seed,
+                        "ensemble",
+                        _save(tmp_path / "nohist" / folder, "ensemble", dataset, seed, gold, rng),
+                        "ensemble",
+                    )
+                )
+            for method in ("ovr_logistic", "omikuji", "ensemble"):
+                place = tmp_path / ("base" if dataset == "d1" else "elsewhere") / folder
+                base_rows.append(_row(dataset, seed, method, _save(place, method, dataset, seed, gold, rng), "peer"))
+    for name, rows in (("prior", prior_rows), ("nohist", nohist_rows), ("base", base_rows)):
+        payload = _file(rows, ["d1", "d2"], [0, 1]) | {"cells": cells if name != "nohist" else {}}
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / "orderings.json").write_text(json.dumps(payload))
+    args = script.Args(
+        **{n: str(tmp_path / n / "orderings.json") for n in ("prior", "base")},
+        nohistory=str(tmp_path / "nohist" / "orderings.json"),
+        out_dir=str(tmp_path / "out"),
+        figure_dir=str(tmp_path / "fig"),
+        resamples=50,
+    )
+    script.main(args)
+    results = json.loads((tmp_path / "out" / "prior.json").read_text())
+    assert results["kind"] == "prior" and (tmp_path / "fig" / script.FIGURE).stat().st_size > 0
+    chosen = {(r["dataset"], r["seed"]): r["chosen"] for r in results["rows"] if r["method"] == report.VAL_BEST}
+    assert chosen == {(d, 0): "combined+prior" for d in ("d1", "d2")} | {
+        (d, 1): "rearrange+prior" for d in ("d1", "d2")
+    }
+    entries = {(e["dataset"], e["a"], e["b"], e["metric"]): e for e in results["bootstrap"]}
+    for a, b in (
+        (report.VAL_BEST, "omikuji"),
+        (report.FIXED, "ovr_logistic"),
+        ("ensemble+prior-nohistory", report.FIXED),
+    ):
+        for metric in ("P@1", "example_f1"):
+            expected = report.difference(results, "d1", a, b, metric)
+            assert expected is not None and expected.kind == "bootstrap"
+            assert entries[("d1", a, b, metric)]["difference"] == pytest.approx(expected.difference, abs=1e-12)
+    assert not any(d == "d2" and b == "omikuji" for d, _, b, _ in entries)  # no base predictions for d2
+    assert report.difference(results, "d2", report.FIXED, "omikuji", "P@1").kind == "t, 2 seeds"
+    text = (tmp_path / "out" / "prior.md").read_text()
+    assert report.render_markdown(results) == text  # the report re-renders from prior.json alone
+    assert "Chosen on validation (dataset:seed row): d1:0 combined+prior, d1:1 rearrange+prior," in text
+    assert "(d) below (c) on P@1 or example F1 (seed means):" in text and "of 1** datasets" in text
+    assert "- prior: 4 cells done, 4.0 min of cell wall time (d1: seeds 2, 2.0 min; d2: seeds 2, 2.0 min)." in text
+
+
+REAL = Path("/work/results_prior/prior/orderings.json")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL.exists(), reason="the prior grid's partial results are not on this machine")
+def test_the_real_partial_file_renders(tmp_path):
+    base = Path(script.__file__).resolve().parent / "results" / "orderings.json"
+    args = script.Args(prior=str(REAL), base=str(base), out_dir=str(tmp_path), figure_dir=str(tmp_path), resamples=20)
+    script.main(args)
+    assert "## Goal: the prior chain vs both tuned peers" in (tmp_path / "prior.md").read_text()
