@@ -23,6 +23,7 @@ from labelchain.envs.atomic import atomic_write, atomic_write_text
 from labelchain.envs.stats import MethodPredictions
 from labelchain.experiments.grid.results_file import ResultsFile, load_results, save_results
 from labelchain.experiments.reports import prior as report
+from labelchain.experiments.reports import prior_rows as merged
 from labelchain.experiments.reports.claim_stats import FIGURE_DIR, Loader
 from labelchain.experiments.restate_claims import grid_loader
 from labelchain.experiments.run.common import command_line, parse_args
@@ -49,15 +50,15 @@ def loader(results: dict[str, Any], files: dict[str, dict[str, Any]], paths: dic
     """One Loader over the three grids: the method's suffix names the grid, val_best+prior reads its
     seed's chosen row; files loaded once."""
     loads = {name: grid_loader(files[name], paths[name].parent, "orderings") for name in files}
-    chosen = {(r["dataset"], r["seed"]): r["chosen"] for r in results["rows"] if r["method"] == report.VAL_BEST}
+    chosen = {(r["dataset"], r["seed"]): r["chosen"] for r in results["rows"] if r["method"] == merged.VAL_BEST}
 
     @functools.cache
     def load(dataset: str, seed: int, method: str) -> tuple[Any, MethodPredictions] | None:
-        if method == report.VAL_BEST:
+        if method == merged.VAL_BEST:
             if (dataset, seed) not in chosen:  # that cell's rows carry no validation metrics
                 return None
             method = chosen[(dataset, seed)]
-        for suffix, grid in ((report.NOHISTORY, "nohistory"), (report.PRIOR, "prior")):
+        for suffix, grid in ((merged.NOHISTORY, "nohistory"), (merged.PRIOR, "prior")):
             if method.endswith(suffix):
                 return loads[grid](dataset, seed, method[: -len(suffix)]) if grid in loads else None
         return loads["base"](dataset, seed, method)
@@ -76,20 +77,20 @@ def gain_figure(results: dict[str, Any], path: Path) -> Path:
     from labelchain.experiments.reports.claim_stats import BETTER_PEER, resolve_pair, seed_means
 
     datasets = results["datasets"]
-    systems = ((report.CHAIN_ALONE, "chain alone (no prior)"), (report.FIXED, "prior chain (ensemble+prior)"))
-    width = 0.8 / len(report.GOAL_METRICS)
+    systems = ((merged.CHAIN_ALONE, "chain alone (no prior)"), (merged.FIXED, "prior chain (ensemble+prior)"))
+    width = 0.8 / len(merged.GOAL_METRICS)
     with plt.style.context("default"):
         fig, axes = plt.subplots(len(systems), 1, figsize=(15, 4.2 * len(systems)), sharey=True, squeeze=False)
         for ax, (system, title) in zip(axes[:, 0], systems):
-            for i, metric in enumerate(report.GOAL_METRICS):
+            for i, metric in enumerate(merged.GOAL_METRICS):
                 stats = []
                 for dataset in datasets:
                     rows = [r for r in results["rows"] if r["dataset"] == dataset]
                     table = seed_means(rows, metric).get(dataset, {})
-                    pair = resolve_pair(table, (system, BETTER_PEER), report.PEERS, metric)
-                    kept = metric in report.goal_metrics(results, dataset, (system, *report.PEERS))
+                    pair = resolve_pair(table, (system, BETTER_PEER), merged.PEERS, metric)
+                    kept = metric in report.goal_metrics(results, dataset, (system, *merged.PEERS))
                     stats.append(report.difference(results, dataset, *pair, metric) if pair and kept else None)
-                x = np.arange(len(datasets)) + (i - (len(report.GOAL_METRICS) - 1) / 2) * width
+                x = np.arange(len(datasets)) + (i - (len(merged.GOAL_METRICS) - 1) / 2) * width
                 mean = np.array([100 * s.difference if s else np.nan for s in stats])
                 err = np.array(  # one seed without predictions: no interval, no error bar
                     [[100 * (s.difference - s.low), 100 * (s.high - s.difference)] if s else [0, 0] for s in stats]
@@ -100,9 +101,9 @@ def gain_figure(results: dict[str, Any], path: Path) -> Path:
             ax.axhline(0, color="k", lw=0.8)
             ax.set_xticks(range(len(datasets)), datasets, fontsize=9)
             ax.set_ylabel("minus the better peer (points ×100)", fontsize=9)
-            ax.set_title(f"{title} minus the better of {', '.join(report.PEERS)} per metric", fontsize=10)
+            ax.set_title(f"{title} minus the better of {', '.join(merged.PEERS)} per metric", fontsize=10)
             ax.grid(axis="y", alpha=0.3)
-        axes[0, 0].legend(ncol=len(report.GOAL_METRICS), fontsize=8, loc="lower left")
+        axes[0, 0].legend(ncol=len(merged.GOAL_METRICS), fontsize=8, loc="lower left")
         fig.suptitle(
             "Gain over the better tuned peer; 95% intervals (paired bootstrap, or t over seeds); no bar: no cell yet"
         )
@@ -120,9 +121,9 @@ def main(args: Args) -> Path:
         raise ArgsError(f"--resamples must be at least 1, got {args.resamples}")
     paths = {"prior": Path(args.prior), "nohistory": Path(args.nohistory), "base": Path(args.base)}
     files = {name: load_results(p).payload() for name, p in paths.items() if name != "nohistory" or p.exists()}
-    results = report.combine(files["prior"], files.get("nohistory"), files["base"])
+    results = merged.combine(files["prior"], files.get("nohistory"), files["base"])
     try:
-        report.attach(results, loader(results, files, paths), args.resamples)
+        merged.attach(results, loader(results, files, paths), args.resamples)
     except ValueError as error:  # predictions of two grids on different gold labels: one line
         raise ArgsError(str(error)) from None
     results |= {"command": command_line(args, SCRIPT), "args": asdict(args)}

@@ -12,8 +12,9 @@ import pytest
 from labelchain.envs.predictions import from_outputs, metrics_from_predictions, save_predictions
 from labelchain.experiments import prior as script
 from labelchain.experiments.reports import prior as report
+from labelchain.experiments.reports import prior_rows as merged
 
-GOAL = report.GOAL_METRICS
+GOAL = merged.GOAL_METRICS
 
 
 def _row(dataset: str, seed: int, method: str, value: float | dict, kind: str = "dynamic", **extra) -> dict:
@@ -49,12 +50,12 @@ def _hand_made() -> tuple[dict, dict]:
 
 def test_goal_count_differences_and_missing_cells_by_hand():
     prior, base = _hand_made()
-    results = report.combine(prior, None, base)
+    results = merged.combine(prior, None, base)
     assert results["missing_cells"]["prior"] == ["d3:0", "d3:1"]
     assert {r["seed"] for r in results["rows"]} == {0, 1}
-    table = report.goal(results, report.FIXED)
+    table = report.goal(results, merged.FIXED)
     assert table["d3"] == {"missing": "no prior-grid cell yet"} and table["d4"] == {"missing": "omikuji"}
-    one_seed = report.difference(results, "d4", report.FIXED, "ovr_logistic", "P@1")
+    one_seed = report.difference(results, "d4", merged.FIXED, "ovr_logistic", "P@1")
     assert one_seed is not None and one_seed.cell() == "+40.00 (1 seed, no saved predictions: no interval)"
     flat = report.Diff(0.02, 0.02, 0.02, "t, 2 seeds", 2)  # both seeds +2 points: no noise estimate, no verdict
     assert not flat.beats and flat.cell() == "+2.00 [+2.00, +2.00] t"
@@ -81,12 +82,12 @@ def test_goal_count_differences_and_missing_cells_by_hand():
 def test_predictions_that_disagree_with_rows_are_not_used_and_peer_copies_are_named():
     prior, base = _hand_made()
     prior["rows"].append(_row("d2", 0, "freq2rare", {m: 0.5 for m in GOAL} | {"subset_accuracy": 0.0}, "fixed"))
-    results = report.combine(prior, None, base)
-    entry = {"dataset": "d1", "a": report.FIXED, "b": "omikuji", "metric": "P@1", "low": 0.01, "high": 0.02}
+    results = merged.combine(prior, None, base)
+    entry = {"dataset": "d1", "a": merged.FIXED, "b": "omikuji", "metric": "P@1", "low": 0.01, "high": 0.02}
     results["bootstrap"] = [entry | {"difference": 0.06}, entry | {"metric": "P@3", "difference": 0.2}]
-    agree = report.difference(results, "d1", report.FIXED, "omikuji", "P@1")
+    agree = report.difference(results, "d1", merged.FIXED, "omikuji", "P@1")
     assert agree is not None and agree.kind == "bootstrap" and agree.cell() == "+6.00 [+1.00, +2.00] **beats**"
-    other = report.difference(results, "d1", report.FIXED, "omikuji", "P@3")
+    other = report.difference(results, "d1", merged.FIXED, "omikuji", "P@3")
     assert other is not None and other.kind == "t, 2 seeds, predictions disagree" and " t*" in other.cell()
     text = "\n".join(report.consistency_markdown(results))
     assert "(marked t*: the interval is the seeds' t interval instead): d1 ensemble+prior − omikuji (P@3)." in text
@@ -101,9 +102,9 @@ def test_validation_choice_picks_the_best_validation_row_never_test():
         _row("d", 0, "freq2rare", 0.2, "fixed", val={"nDCG@3": 0.5}),  # tie: report order puts it first
         _row("d", 0, "ensemble", 0.95, "ensemble"),  # no validation metrics: not a candidate
     ]
-    chosen = report.validation_choice(rows, "nDCG@3")
+    chosen = merged.validation_choice(rows, "nDCG@3")
     assert chosen is not None and chosen["chosen"] == "freq2rare+prior" and chosen["metrics"]["P@1"] == 0.2
-    assert report.validation_choice(rows[3:], "nDCG@3") is None
+    assert merged.validation_choice(rows[3:], "nDCG@3") is None
 
 
 def _save(folder: Path, method: str, dataset: str, seed: int, gold: np.ndarray, rng: np.random.Generator) -> dict:
@@ -164,22 +165,22 @@ def test_main_bootstraps_over_both_grids_and_val_best_reads_its_chosen_row(tmp_p
     script.main(args)
     results = json.loads((tmp_path / "out" / "prior.json").read_text())
     assert results["kind"] == "prior" and (tmp_path / "fig" / script.FIGURE).stat().st_size > 0
-    chosen = {(r["dataset"], r["seed"]): r["chosen"] for r in results["rows"] if r["method"] == report.VAL_BEST}
+    chosen = {(r["dataset"], r["seed"]): r["chosen"] for r in results["rows"] if r["method"] == merged.VAL_BEST}
     assert chosen == {(d, 0): "combined+prior" for d in ("d1", "d2")} | {
         (d, 1): "rearrange+prior" for d in ("d1", "d2")
     }
     entries = {(e["dataset"], e["a"], e["b"], e["metric"]): e for e in results["bootstrap"]}
     for a, b in (
-        (report.VAL_BEST, "omikuji"),
-        (report.FIXED, "ovr_logistic"),
-        ("ensemble+prior-nohistory", report.FIXED),
+        (merged.VAL_BEST, "omikuji"),
+        (merged.FIXED, "ovr_logistic"),
+        ("ensemble+prior-nohistory", merged.FIXED),
     ):
         for metric in ("P@1", "example_f1"):
             expected = report.difference(results, "d1", a, b, metric)
             assert expected is not None and expected.kind == "bootstrap"
             assert entries[("d1", a, b, metric)]["difference"] == pytest.approx(expected.difference, abs=1e-12)
     assert not any(d == "d2" and b == "omikuji" for d, _, b, _ in entries)  # no base predictions for d2
-    assert report.difference(results, "d2", report.FIXED, "omikuji", "P@1").kind == "t, 2 seeds"
+    assert report.difference(results, "d2", merged.FIXED, "omikuji", "P@1").kind == "t, 2 seeds"
     text = (tmp_path / "out" / "prior.md").read_text()
     assert report.render_markdown(results) == text  # the report re-renders from prior.json alone
     assert "Chosen on validation (dataset:seed row): d1:0 combined+prior, d1:1 rearrange+prior," in text
