@@ -15,6 +15,8 @@ pinned before this module existed).
     rows (a packed sequence without `nn.GRU`'s per-step zero-filled (N, 3H) gradient buffers).
 
 Both cover the flat output layer (with or without an MCG constraint); `fused_applies` says when.
+For a shortlisting prior policy the teacher-forcing pass scores each position's shortlist only
+(agents.shortlist_step: O(M) a position, not O(L)); `FusedSteps` (the RL collector) stays dense.
 The profile and the measured speed-ups are in experiments/results/training_speed.md.
 """
 
@@ -29,6 +31,8 @@ from torch.nn import functional as F
 from labelchain.agents.chain_step import Choice, FlatEmitted
 from labelchain.agents.output_layers import FlatOutput
 from labelchain.agents.policy import ChainPolicy, ChainState
+from labelchain.agents.shortlist_step import compact_applies, shortlist_start
+from labelchain.agents.tree_ops import gathered_scores
 
 __all__ = ["FusedSteps", "fused_applies", "fused_teacher_forcing_loss", "gru_cell"]
 
@@ -197,15 +201,20 @@ class PackedGRU(torch.autograd.Function):
 
 
 def fused_teacher_forcing_loss(
-    policy: ChainPolicy, X_batch, targets: torch.Tensor, *, mask_emitted: bool = True
+    policy: ChainPolicy, X_batch, targets: torch.Tensor, *, mask_emitted: bool = True, compact: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(summed log-prob of the non-padding targets, document encodings): `teacher_forcing_loss`'s
     packed pass, with the same dropout draws (encoding, GRU-input mask per sequence, GRU outputs on
-    the padded (B, T, H) grid) in the same order."""
+    the padded (B, T, H) grid) in the same order. `compact`: a shortlisting prior policy's positions
+    score their shortlist only (agents.shortlist_step)."""
     w = _Split(policy)
     present = targets >= 0
     B, T = targets.shape
-    state = policy.initial_state(X_batch)
+    shortlist = None
+    if compact and compact_applies(policy, X_batch):
+        state, shortlist = shortlist_start(policy, X_batch)
+    else:
+        state = policy.initial_state(X_batch)
     doc, embed = state.doc, policy.label_embedding.embedding_dim
     embedded = policy.label_embedding(policy._input_ids(policy.previous_labels(targets)))
     doc_in = doc
@@ -227,11 +236,24 @@ def fused_teacher_forcing_loss(
     packed = PackedGRU.apply(gates_in.float(), state.hidden[order].float(), w.w_hh, w.b_hh, batch_sizes)
     if policy.training and policy.dropout.p > 0:  # drawn over the padded grid, as the packed pass does
         packed = packed * policy.dropout(packed.new_ones(B, T, packed.shape[1]))[rows, steps]
-    doc_logits = torch.addmm(w.b_out, doc, w.w_out_doc.t())
-    if state.prior is not None:
-        doc_logits = doc_logits + state.prior.bias
-    logits = doc_logits[rows] + packed @ w.w_out.t()
+    if shortlist is not None:  # per document its shortlist's document parts, per position the hidden parts
+        ids = shortlist.ids
+        doc_logits = gathered_scores(doc, w.w_out_doc, w.b_out[:, None], ids) + shortlist.bias
+        no_bias = w.b_out.new_zeros(w.b_out.shape[0], 1)
+        logits = doc_logits[rows] + gathered_scores(packed.to(doc_logits.dtype), w.w_out, no_bias, ids[rows])
+    else:
+        doc_logits = torch.addmm(w.b_out, doc, w.w_out_doc.t())
+        if state.prior is not None:
+            doc_logits = doc_logits + state.prior.bias
+        logits = doc_logits[rows] + packed @ w.w_out.t()
     log_p, _ = flat_output(policy).position_log_probs(
-        logits, targets, rows, steps, mask_emitted=mask_emitted, with_entropy=False, prior=state.prior
+        logits,
+        targets,
+        rows,
+        steps,
+        mask_emitted=mask_emitted,
+        with_entropy=False,
+        prior=state.prior,
+        shortlist=shortlist,
     )
     return log_p.sum(), doc
