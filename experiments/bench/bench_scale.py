@@ -86,6 +86,9 @@ class Args(Threads):
     decode_batch: int = 256
     env_envs: int = 1024
     env_seconds: float = 3.0
+    chains: bool = field(
+        default=True, metadata={"help": "the --outputs chain cells (--no-chains: e.g. prior rows only)"}
+    )
     omikuji: bool = True
     env: bool = True
     prior: bool = field(default=True, metadata={"help": "the prior-chain cell (Omikuji's scores as the prior)"})
@@ -265,6 +268,7 @@ def prior_cell(n_labels: int, args: Args) -> dict:
     from labelchain.agents.learners import make_learner
     from labelchain.agents.peers import OmikujiTree
     from labelchain.agents.policy_config import PolicyConfig
+    from labelchain.agents import prior as prior_module
     from labelchain.agents.prior import build_prior, recall_at
     from labelchain.agents.prior_columns import prior_columns, with_prior_columns
     from labelchain.agents.supervised import carve_validation
@@ -273,6 +277,8 @@ def prior_cell(n_labels: int, args: Args) -> dict:
 
     data = synthetic_data(args, n_labels)
     m = args.prior_shortlist
+    # agents.prior scores ROW_CHUNK documents as one dense (chunk x L) block: keep it near 200 MB
+    prior_module.ROW_CHUNK = int(min(prior_module.ROW_CHUNK, max(64, 50_000_000 // n_labels)))
     started = time.process_time()
     omikuji = ({"n_trees": 1, "cluster_k": 2},)  # the Omikuji row's hyper-parameters
     prior = build_prior(
@@ -288,8 +294,8 @@ def prior_cell(n_labels: int, args: Args) -> dict:
     matcher = OmikujiTree(n_trees=1, cluster_k=2, top_k=m, beam_size=max(m, 10)).fit(
         carve_validation(data.train, 0.1, args.seed)[0]
     )
-    started = time.process_time()
-    matcher.scores(data.test.X)
+    started = time.process_time()  # its scaling and top-M predictions, as `prior.test` was made
+    omikuji_top(matcher.model, matcher.scaler.transform(data.test.X), m, max(m, 10))
     matcher_seconds = time.process_time() - started
 
     torch.manual_seed(args.seed)
@@ -389,10 +395,23 @@ def env_cell(n_labels: int, args: Args) -> dict:
     }
 
 
+def omikuji_top(model, X, top_k: int, beam_size: int | None = None) -> list[list[int]]:
+    """Each row's top `top_k` labels from an Omikuji model, one document at a time (beam: its default)."""
+    import scipy.sparse as sp
+
+    X = sp.csr_matrix(X, dtype=np.float32)
+    X.sort_indices()
+    beam = {} if beam_size is None else {"beam_size": beam_size}
+    ranked = []
+    for row in range(X.shape[0]):
+        lo, hi = X.indptr[row], X.indptr[row + 1]
+        top = model.predict(list(zip(X.indices[lo:hi].tolist(), X.data[lo:hi].tolist())), top_k=top_k, **beam)
+        ranked.append([label for label, _ in top])
+    return ranked
+
+
 def omikuji_cell(n_labels: int, args: Args) -> dict:
     import tempfile
-
-    import scipy.sparse as sp
 
     from labelchain.envs.data.textformats import write_xc
     from labelchain.agents.peers import import_omikuji, native_output_to
@@ -409,20 +428,14 @@ def omikuji_cell(n_labels: int, args: Args) -> dict:
             model = omikuji.Model.train_on_data(str(path), hyper, n_threads=1)
         fit_seconds = time.process_time() - started
     model.init_prediction_thread_pool(1)
-    X = sp.csr_matrix(data.test.X)
-    X.sort_indices()
-    ranked: list[list[int]] = []
     started = time.process_time()
-    for row in range(X.shape[0]):
-        lo, hi = X.indptr[row], X.indptr[row + 1]
-        top = model.predict(list(zip(X.indices[lo:hi].tolist(), X.data[lo:hi].tolist())), top_k=RANK_K)
-        ranked.append([label for label, _ in top])
+    ranked = omikuji_top(model, data.test.X, RANK_K)
     predict_seconds = time.process_time() - started
     metrics = ranked_metrics(data.train.Y, data.test.Y, fill_ranked(ranked, frequency_order(data.train.Y)))
     return {
         "omikuji_train_s": fit_seconds,
         **{f"omikuji_{key}": value for key, value in metrics.items()},
-        "omikuji_decode_docs_per_s": X.shape[0] / predict_seconds,
+        "omikuji_decode_docs_per_s": data.test.X.shape[0] / predict_seconds,
         "peak_rss_mb": peak_rss_mb(),
     }
 
@@ -454,7 +467,7 @@ def main(args: Args) -> dict:
         result = run_cell(args.cell, args)
         print(json.dumps(result))
         return result
-    kinds = list(args.outputs) + [kind for kind in KINDS_BESIDE_OUTPUTS if getattr(args, kind)]
+    kinds = (list(args.outputs) if args.chains else []) + [kind for kind in KINDS_BESIDE_OUTPUTS if getattr(args, kind)]
     cells = [(str(n), kind) for n in sorted(args.labels, reverse=True) for kind in kinds]  # long ones first
     results: dict[str, dict] = {str(n): {} for n in args.labels}
 
