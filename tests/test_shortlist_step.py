@@ -166,3 +166,31 @@ def test_rescoring_compact_equals_dense_outside_labels_at_minus_infinity() -> No
         rescored = sequence_log_probs(policy, X, sampled.actions, suppress_stop_steps=2, compact=False)[0]
         torch.testing.assert_close(sampled.log_probs, rescored, atol=ATOL, rtol=0)
     assert compact[0][0, 0].item() == float("-inf")  # a label outside the shortlist, as the dense path has it
+
+
+def test_rl_collector_fused_compact_equals_the_dense_step() -> None:
+    """The collector's fused steps (agents.fused.FusedSteps) score the shortlist only: greedy chains and
+    their log-probs as the unfused dense step; sampled chains stay in the shortlist, log-probs exact."""
+    from labelchain.agents.learner_base import LearnerConfig
+    from labelchain.agents.learners import make_learner
+    from labelchain.envs.data.dataset import Split
+
+    policy, X = _policy(), _X()
+    allowed = shortlist_from_scores(_scores(), M).toarray()
+    Y = sp.csr_matrix(allowed & (np.random.default_rng(4).random(allowed.shape) < 0.5))
+    episodes = {}
+    for fused in (True, False):
+        learner = make_learner("rearrange", policy, Split(X, Y), LearnerConfig(seed=0, fused=fused))
+        episodes[fused] = learner._sample_chains(np.arange(7), greedy=True)
+        sampled = learner._sample_chains(np.arange(7), greedy=False)
+        for row, labels in enumerate(sampled.actions.tolist()):
+            assert all(allowed[row, label] for label in labels if 0 <= label < N_LABELS)
+        with torch.no_grad():
+            rescored = sequence_log_probs(policy, X, sampled.actions, compact=False)[0]
+        torch.testing.assert_close(sampled.log_probs, rescored, atol=ATOL, rtol=0)
+    from labelchain.agents.fused import FusedSteps
+
+    assert FusedSteps(policy, policy.initial_state(X)).ids.shape == (7, M + 1)  # the compact step ran
+    assert torch.equal(episodes[True].actions, episodes[False].actions)
+    torch.testing.assert_close(episodes[True].log_probs, episodes[False].log_probs, atol=ATOL, rtol=0)
+    torch.testing.assert_close(episodes[True].values, episodes[False].values, atol=ATOL, rtol=0)
