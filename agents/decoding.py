@@ -27,19 +27,27 @@ the global argmax the flat layer always finds; and the "first-step probability" 
 label is its exact tree probability only if it sits in one of the leaves the first step's beam kept;
 every other label scores exactly -1 (ties, broken by label id). So P@k / nDCG@k rank the chain's
 labels first, then at most beam x leaf-size further labels by probability, then the rest unranked.
+
+A prior policy with a shortlist (agents.prior_columns) steps in O(M), not O(L), in every decoder here
+and in `sequence_log_probs` (agents.shortlist_step; `compact=False` keeps the dense O(L) step, the
+same numbers to float rounding): its first-step probabilities are then a sparse COO tensor over the
+shortlist, as the tree layer's are over its beam's leaves.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from labelchain.agents.label_scores import labels_to_csr, marginal_counts_to_scores, position_scores
+from labelchain.agents.output_layers import FlatOutput
 from labelchain.agents.policy import START, ChainPolicy
 from labelchain.agents.precision import autocast
+from labelchain.agents.shortlist_step import compact_applies, document_shortlist, shortlist_start
 
 NEG_INF = float("-inf")
 
@@ -117,18 +125,19 @@ def rollout(
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
     suppress_stop_steps: int = 0,
+    compact: bool = True,
 ) -> DecodeResult:
     """Greedy (`sample=False`) or sampled decoding of a batch; gradients flow if not under no_grad.
 
     Greedy with STOP suppressed is also exact greedy for the sets: until greedy would pick STOP the
     two chains coincide, so `set_lengths` marks the first step where STOP was the argmax.
+    `compact`: a shortlisting prior policy steps over its shortlist only (see the module).
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     cap = _check_cap(policy, max_steps)
-    state = policy.initial_state(X)
+    state, emitted = _start(policy, X, compact)
     batch, device, stop_id = state.doc.shape[0], state.doc.device, policy.stop_id
-    emitted = policy.new_emitted(state)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     last = torch.full((batch,), START, dtype=torch.long, device=device)
     set_len = torch.full((batch,), cap, dtype=torch.long, device=device)
@@ -166,10 +175,19 @@ def rollout(
     return _finish(actions, log_probs, values, stop_id, first_probs, None if sample else set_len)
 
 
+def _start(policy: ChainPolicy, X, compact: bool):
+    """The chains' start state and emitted-label tracker: a shortlisting prior policy's compact one
+    (agents.shortlist_step) when `compact` and it applies, else the output layer's."""
+    if compact and compact_applies(policy, X):
+        return shortlist_start(policy, X)
+    state = policy.initial_state(X)
+    return state, policy.new_emitted(state)
+
+
 def greedy_decode(
-    policy: ChainPolicy, X, *, max_steps: int | None = None, suppress_stop_steps: int = 0
+    policy: ChainPolicy, X, *, max_steps: int | None = None, suppress_stop_steps: int = 0, compact: bool = True
 ) -> DecodeResult:
-    return rollout(policy, X, max_steps=max_steps, suppress_stop_steps=suppress_stop_steps)
+    return rollout(policy, X, max_steps=max_steps, suppress_stop_steps=suppress_stop_steps, compact=compact)
 
 
 @torch.no_grad()
@@ -181,6 +199,7 @@ def beam_search(
     max_steps: int | None = None,
     suppress_stop_steps: int = 0,
     length_penalty: float = 0.0,
+    compact: bool = True,
 ) -> DecodeResult:
     """Most probable chains by beam search (sum of log-probs / length**length_penalty).
 
@@ -192,12 +211,12 @@ def beam_search(
         raise ValueError(f"beam_width must be >= 1, got {beam_width}")
     cap = _check_cap(policy, max_steps)
     K, stop_id = beam_width, policy.stop_id
-    state0 = policy.initial_state(X)
+    state0, emitted0 = _start(policy, X, compact)
     batch, device = state0.doc.shape[0], state0.doc.device
-    state = state0.select(torch.arange(batch, device=device).repeat_interleave(K))
+    repeat = torch.arange(batch, device=device).repeat_interleave(K)
+    state, emitted = state0.select(repeat), emitted0.select(repeat)
     scores = torch.full((batch, K), NEG_INF, device=device)
     scores[:, 0] = 0.0
-    emitted = policy.new_emitted(state)
     finished = torch.zeros(batch * K, dtype=torch.bool, device=device)
     last = torch.full((batch * K,), START, dtype=torch.long, device=device)
     history = torch.zeros(batch * K, 0, dtype=torch.long, device=device)
@@ -250,22 +269,38 @@ def beam_search(
 
 
 def sequence_log_probs(
-    policy: ChainPolicy, X, actions: torch.Tensor, *, suppress_stop_steps: int = 0, temperature: float = 1.0
+    policy: ChainPolicy,
+    X,
+    actions: torch.Tensor,
+    *,
+    suppress_stop_steps: int = 0,
+    temperature: float = 1.0,
+    compact: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Re-score recorded `actions` (B, T, STOP included, -1 padded) in one teacher-forced pass.
 
     Returns per-action log-probs, entropies and values (B, T), zero on padding, under the same
     masking the decoders use, with gradients; this is what policy-gradient learners differentiate.
+    `compact`: a shortlisting prior policy's output layer scores its shortlist only (see the module).
     """
     actions = torch.as_tensor(actions, dtype=torch.long, device=policy.input_weight.device)
     joint, values = policy.sequence_joint(X, actions)
-    log_p, entropy = policy.output.sequence_log_probs(
-        joint,
-        actions,
-        suppress_stop_steps=suppress_stop_steps,
-        temperature=temperature,
-        prior=policy.document_prior(X),
-    )
+    if compact and compact_applies(policy, X):
+        log_p, entropy = cast(FlatOutput, policy.output).sequence_log_probs(
+            joint,
+            actions,
+            suppress_stop_steps=suppress_stop_steps,
+            temperature=temperature,
+            shortlist=document_shortlist(policy, X),
+        )
+    else:
+        log_p, entropy = policy.output.sequence_log_probs(
+            joint,
+            actions,
+            suppress_stop_steps=suppress_stop_steps,
+            temperature=temperature,
+            prior=policy.document_prior(X),
+        )
     return log_p, entropy, torch.where(actions >= 0, values, torch.zeros((), device=values.device))
 
 

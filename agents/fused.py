@@ -15,6 +15,9 @@ pinned before this module existed).
     rows (a packed sequence without `nn.GRU`'s per-step zero-filled (N, 3H) gradient buffers).
 
 Both cover the flat output layer (with or without an MCG constraint); `fused_applies` says when.
+For a shortlisting prior policy both score each document's shortlist only (agents.shortlist_step:
+O(M) a step or position, not O(L)); `FusedSteps` then samples over the M + 1 allowed actions (the
+same distribution as the dense step, not the same draws).
 The profile and the measured speed-ups are in experiments/results/training_speed.md.
 """
 
@@ -29,6 +32,8 @@ from torch.nn import functional as F
 from labelchain.agents.chain_step import Choice, FlatEmitted
 from labelchain.agents.output_layers import FlatOutput
 from labelchain.agents.policy import ChainPolicy, ChainState
+from labelchain.agents.shortlist_step import compact_applies, shortlist_start
+from labelchain.agents.tree_ops import gathered_scores
 
 __all__ = ["FusedSteps", "fused_applies", "fused_teacher_forcing_loss", "gru_cell"]
 
@@ -87,7 +92,13 @@ class FusedSteps:
         self.rows = torch.arange(self.batch, device=doc.device)  # the batch rows still running
         self.doc_gates = torch.addmm(self.w.b_in, doc, self.w.w_doc.t())
         self.doc_logits = torch.addmm(self.w.b_out, doc, self.w.w_out_doc.t())
-        if state.prior is not None:  # the prior's offsets are per document too (the shortlist is in `emitted`)
+        self.ids: torch.Tensor | None = None  # a shortlisting prior policy: each row's M + 1 actions
+        if state.prior is not None and state.prior.blocked is not None and flat_output(policy).constraint is None:
+            self.ids, self.pad = _shortlist_ids(state.prior.blocked)
+            bias = state.prior.bias.gather(1, self.ids).masked_fill(self.pad, 0.0)
+            self.doc_logits = gathered_scores(doc, self.w.w_out_doc, self.w.b_out[:, None], self.ids) + bias
+            self.no_bias = self.w.b_out.new_zeros(self.w.b_out.shape[0], 1)
+        elif state.prior is not None:  # the prior's offsets are per document too (the shortlist is in `emitted`)
             self.doc_logits = self.doc_logits + state.prior.bias
         self.doc_value = torch.addmm(self.w.b_value, doc, self.w.w_value_doc.t())
         self.hidden = state.hidden.float()  # the recurrent state stays fp32 under bf16 products
@@ -101,6 +112,8 @@ class FusedSteps:
         self.rows = self.rows[index]
         self.hidden, self.doc_gates = self.hidden[index], self.doc_gates[index]
         self.doc_logits, self.doc_value = self.doc_logits[index], self.doc_value[index]
+        if self.ids is not None:
+            self.ids, self.pad = self.ids[index], self.pad[index]
 
     def choose(
         self,
@@ -121,9 +134,16 @@ class FusedSteps:
         gates_in = torch.addmm(self.doc_gates, embedded, w.w_label.t())
         gates_hidden = torch.addmm(w.b_hh, self.hidden, w.w_hh.t())
         self.hidden = gru_cell(gates_in.float(), gates_hidden.float(), self.hidden)
-        logits = torch.addmm(self.doc_logits, self.hidden, w.w_out.t())
         value = torch.addmm(self.doc_value, self.hidden, w.w_value.t()).squeeze(-1).float()
-        sub = emitted if full else FlatEmitted(emitted.mask[rows])
+        mask = emitted.mask if full else emitted.mask[rows]
+        if self.ids is not None:  # the shortlist's M + 1 columns: padding blocked, STOP last
+            logits = self.doc_logits + gathered_scores(
+                self.hidden.to(self.doc_logits.dtype), w.w_out, self.no_bias, self.ids
+            )
+            sub = FlatEmitted(mask.gather(1, self.ids) | self.pad)
+        else:
+            logits = torch.addmm(self.doc_logits, self.hidden, w.w_out.t())
+            sub = emitted if full else FlatEmitted(mask)
         choice = flat_output(policy).choose_from_logits(
             logits,
             sub,
@@ -133,6 +153,9 @@ class FusedSteps:
             generator=generator,
             sample_rows=None if full else (rows, self.batch),
         )
+        if self.ids is not None:
+            action = self.ids.gather(1, choice.action[:, None]).squeeze(1)
+            choice = Choice(action, choice.log_prob, choice.entropy, choice.natural_stop)
         if full:
             return choice, value
         stop = torch.full((self.batch,), policy.stop_id, dtype=choice.action.dtype, device=rows.device)
@@ -143,6 +166,22 @@ class FusedSteps:
             zeros.index_put((rows,), choice.entropy),
             torch.zeros_like(stop, dtype=torch.bool).index_put((rows,), choice.natural_stop),
         ), zeros.index_put((rows,), value)
+
+
+def _shortlist_ids(blocked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A dense (B, L + 1) blocked mask (STOP last, never blocked) -> each row's allowed actions (B, M + 1)
+    ascending, padded with the STOP id before STOP's own last column, and the padding (B, M + 1)."""
+    allowed = ~blocked[:, :-1]
+    stop = blocked.shape[1] - 1
+    width = int(allowed.sum(dim=1).max()) if allowed.shape[0] else 0
+    rows, labels = allowed.nonzero(as_tuple=True)
+    counts = allowed.sum(dim=1)
+    slots = torch.arange(rows.shape[0], device=rows.device) - (torch.cumsum(counts, 0) - counts)[rows]
+    ids = torch.full((allowed.shape[0], width + 1), stop, dtype=torch.long, device=blocked.device)
+    ids[rows, slots] = labels
+    pad = ids == stop
+    pad[:, -1] = False
+    return ids, pad
 
 
 class PackedGRU(torch.autograd.Function):
@@ -197,15 +236,20 @@ class PackedGRU(torch.autograd.Function):
 
 
 def fused_teacher_forcing_loss(
-    policy: ChainPolicy, X_batch, targets: torch.Tensor, *, mask_emitted: bool = True
+    policy: ChainPolicy, X_batch, targets: torch.Tensor, *, mask_emitted: bool = True, compact: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(summed log-prob of the non-padding targets, document encodings): `teacher_forcing_loss`'s
     packed pass, with the same dropout draws (encoding, GRU-input mask per sequence, GRU outputs on
-    the padded (B, T, H) grid) in the same order."""
+    the padded (B, T, H) grid) in the same order. `compact`: a shortlisting prior policy's positions
+    score their shortlist only (agents.shortlist_step)."""
     w = _Split(policy)
     present = targets >= 0
     B, T = targets.shape
-    state = policy.initial_state(X_batch)
+    shortlist = None
+    if compact and compact_applies(policy, X_batch):
+        state, shortlist = shortlist_start(policy, X_batch)
+    else:
+        state = policy.initial_state(X_batch)
     doc, embed = state.doc, policy.label_embedding.embedding_dim
     embedded = policy.label_embedding(policy._input_ids(policy.previous_labels(targets)))
     doc_in = doc
@@ -227,11 +271,24 @@ def fused_teacher_forcing_loss(
     packed = PackedGRU.apply(gates_in.float(), state.hidden[order].float(), w.w_hh, w.b_hh, batch_sizes)
     if policy.training and policy.dropout.p > 0:  # drawn over the padded grid, as the packed pass does
         packed = packed * policy.dropout(packed.new_ones(B, T, packed.shape[1]))[rows, steps]
-    doc_logits = torch.addmm(w.b_out, doc, w.w_out_doc.t())
-    if state.prior is not None:
-        doc_logits = doc_logits + state.prior.bias
-    logits = doc_logits[rows] + packed @ w.w_out.t()
+    if shortlist is not None:  # per document its shortlist's document parts, per position the hidden parts
+        ids = shortlist.ids
+        doc_logits = gathered_scores(doc, w.w_out_doc, w.b_out[:, None], ids) + shortlist.bias
+        no_bias = w.b_out.new_zeros(w.b_out.shape[0], 1)
+        logits = doc_logits[rows] + gathered_scores(packed.to(doc_logits.dtype), w.w_out, no_bias, ids[rows])
+    else:
+        doc_logits = torch.addmm(w.b_out, doc, w.w_out_doc.t())
+        if state.prior is not None:
+            doc_logits = doc_logits + state.prior.bias
+        logits = doc_logits[rows] + packed @ w.w_out.t()
     log_p, _ = flat_output(policy).position_log_probs(
-        logits, targets, rows, steps, mask_emitted=mask_emitted, with_entropy=False, prior=state.prior
+        logits,
+        targets,
+        rows,
+        steps,
+        mask_emitted=mask_emitted,
+        with_entropy=False,
+        prior=state.prior,
+        shortlist=shortlist,
     )
     return log_p.sum(), doc

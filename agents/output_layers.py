@@ -5,7 +5,8 @@ Both layers offer the one interface the decoders and learners use (`agents.decod
 `agents.supervised`): `new_emitted`, `choose` (one step: greedy or sampled), `candidates` (beam
 search), `first_step_probs` (ranking labels a chain never emitted), `sequence_log_probs` (teacher
 forcing / re-scoring) and `logits` (dense scores for the policy's logit faces; O(L) on the tree).
-The flat layer keeps emitted labels as a dense (B, L + 1) mask.
+The flat layer keeps emitted labels as a dense (B, L + 1) mask, or, for a shortlisting prior policy,
+in its shortlist's M + 1 columns (agents.shortlist_step.ShortlistEmitted: a step costs O(M), not O(L)).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import torch
 from torch import nn
 
 from labelchain.agents.chain_step import Choice, DocPrior, FlatEmitted
+from labelchain.agents.shortlist_step import ShortlistEmitted
+from labelchain.agents.tree_ops import gathered_scores
 from labelchain.agents.tree_output import TreeOutput
 from labelchain.envs.label_clusters import LabelTree
 
@@ -37,15 +40,24 @@ class FlatOutput(nn.Module):
     def logits(self, joint: torch.Tensor) -> torch.Tensor:
         return self.linear(joint)
 
-    def _scores(self, joint: torch.Tensor, emitted: FlatEmitted) -> torch.Tensor:
-        """The step's logits: the layer's, plus the prior's per-document offsets when there is one."""
+    def _scores(self, joint: torch.Tensor, emitted: FlatEmitted | ShortlistEmitted) -> torch.Tensor:
+        """The step's logits: the layer's, plus the prior's per-document offsets when there is one;
+        over the shortlist's M + 1 columns only for a `ShortlistEmitted` tracker."""
+        if isinstance(emitted, ShortlistEmitted):
+            return self.shortlist_scores(joint, emitted.ids) + emitted.bias
         logits = self.linear(joint)
         return logits if emitted.bias is None else logits + emitted.bias
+
+    def shortlist_scores(self, joint: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """The layer's logits (N, C) of each row's own actions ids[n] (C of them, STOP = L included):
+        the gathered weight rows, never the L + 1 of the dense layer (agents.tree_ops.gathered_scores
+        picks the cheapest exact way)."""
+        return gathered_scores(joint, self.linear.weight, self.linear.bias[:, None], ids)
 
     def new_emitted(self, batch: int, device: torch.device) -> FlatEmitted:
         return FlatEmitted(torch.zeros(batch, self.n_labels + 1, dtype=torch.bool, device=device))
 
-    def _allowed(self, emitted: FlatEmitted, suppress_stop: bool | torch.Tensor) -> torch.Tensor:
+    def _allowed(self, emitted: FlatEmitted | ShortlistEmitted, suppress_stop: bool | torch.Tensor) -> torch.Tensor:
         """Allowed actions (B, L + 1); `suppress_stop` is per row (a (B,) tensor) only with a constraint:
         an MCG chain counts its labels, not its steps (agents.decoding)."""
         if self.constraint is not None:
@@ -58,7 +70,7 @@ class FlatOutput(nn.Module):
     def choose(
         self,
         joint,
-        emitted: FlatEmitted,
+        emitted: FlatEmitted | ShortlistEmitted,
         *,
         suppress_stop: bool | torch.Tensor,
         sample: bool,
@@ -66,7 +78,7 @@ class FlatOutput(nn.Module):
         generator: torch.Generator | None = None,
         with_first_probs: bool = False,
     ) -> Choice:
-        return self.choose_from_logits(
+        choice = self.choose_from_logits(
             self._scores(joint, emitted),
             emitted,
             suppress_stop=suppress_stop,
@@ -75,11 +87,16 @@ class FlatOutput(nn.Module):
             generator=generator,
             with_first_probs=with_first_probs,
         )
+        if not isinstance(emitted, ShortlistEmitted):
+            return choice
+        first = None if choice.first_probs is None else emitted.sparse_probs(choice.first_probs)
+        action = emitted.ids.gather(1, choice.action[:, None]).squeeze(1)  # shortlist column -> label id
+        return Choice(action, choice.log_prob, choice.entropy, choice.natural_stop, first)
 
     def choose_from_logits(
         self,
         logits: torch.Tensor,
-        emitted: FlatEmitted,
+        emitted: FlatEmitted | ShortlistEmitted,
         *,
         suppress_stop: bool | torch.Tensor,
         sample: bool,
@@ -95,7 +112,7 @@ class FlatOutput(nn.Module):
         others have ended; sampling then draws what the full batch would (`sample_categorical`).
         Log-probabilities are fp32 whatever precision the logits came in (agents.precision).
         """
-        logits = logits.float()
+        logits, stop = logits.float(), logits.shape[1] - 1  # STOP is the last column (L, or M shortlisted)
         free = logits.masked_fill(emitted.mask if self.constraint is None else ~self._allowed(emitted, False), NEG_INF)
         allowed = self._allowed(emitted, suppress_stop)
         masked = logits.masked_fill(~allowed, NEG_INF)
@@ -106,18 +123,22 @@ class FlatOutput(nn.Module):
             action = masked.argmax(dim=-1)
         chosen = log_p.gather(1, action[:, None]).squeeze(1)  # before the entropy: same gradient sums as ever
         entropy = -(log_p.exp() * log_p.masked_fill(~allowed, 0.0)).sum(dim=1)
-        first = torch.softmax(free, dim=-1)[:, : self.stop_id] if with_first_probs else None  # = first_step_probs
-        return Choice(action, chosen, entropy, free.argmax(dim=-1) == self.stop_id, first)
+        first = torch.softmax(free, dim=-1)[:, :stop] if with_first_probs else None  # = first_step_probs
+        return Choice(action, chosen, entropy, free.argmax(dim=-1) == stop, first)
 
-    def candidates(self, joint, emitted: FlatEmitted, *, suppress_stop: bool | torch.Tensor, k: int):
-        """All L + 1 actions: (log-probs (N, L + 1), None = column index is the action; STOP last)."""
+    def candidates(self, joint, emitted: FlatEmitted | ShortlistEmitted, *, suppress_stop: bool | torch.Tensor, k: int):
+        """All L + 1 actions: (log-probs (N, L + 1), None = column index is the action; STOP last);
+        with a `ShortlistEmitted` tracker the M + 1 shortlisted ones and their ids (N, M + 1)."""
         allowed = self._allowed(emitted, suppress_stop)
-        return torch.log_softmax(self._scores(joint, emitted).masked_fill(~allowed, NEG_INF), dim=-1), None
+        log_p = torch.log_softmax(self._scores(joint, emitted).masked_fill(~allowed, NEG_INF), dim=-1)
+        return log_p, emitted.ids if isinstance(emitted, ShortlistEmitted) else None
 
-    def first_step_probs(self, joint, emitted: FlatEmitted) -> torch.Tensor:
-        """Label probabilities under the unsuppressed distribution (a constraint's masks too), as `choose`."""
+    def first_step_probs(self, joint, emitted: FlatEmitted | ShortlistEmitted) -> torch.Tensor:
+        """Label probabilities under the unsuppressed distribution (a constraint's masks too), as `choose`:
+        dense (B, L), or a sparse COO (B, L) over the shortlist for a `ShortlistEmitted` tracker."""
         blocked = emitted.mask if self.constraint is None else ~self._allowed(emitted, False)
-        return torch.softmax(self._scores(joint, emitted).masked_fill(blocked, NEG_INF), dim=-1)[:, : self.stop_id]
+        probs = torch.softmax(self._scores(joint, emitted).masked_fill(blocked, NEG_INF), dim=-1)[:, :-1]
+        return emitted.sparse_probs(probs) if isinstance(emitted, ShortlistEmitted) else probs
 
     def sequence_log_probs(
         self,
@@ -129,15 +150,20 @@ class FlatOutput(nn.Module):
         mask_emitted: bool = True,
         with_entropy: bool = True,
         prior: DocPrior | None = None,
+        shortlist: ShortlistEmitted | None = None,
     ):
         """Per-position log-prob and entropy (B, T) of `actions` (-1 padded; 0 on padding).
 
         The layer and the masks are computed at the N real positions only, not on the B x T grid:
         most of a teacher-forcing batch is padding when label-set sizes vary. `prior`: the documents'
-        offsets and shortlist (`ChainPolicy.document_prior`).
+        offsets and shortlist (`ChainPolicy.document_prior`); or `shortlist` (agents.shortlist_step,
+        for `prior` None): the same over the M + 1 shortlisted actions only, O(M) a position.
         """
         rows, steps = (actions >= 0).nonzero(as_tuple=True)
-        logits = self.linear(joint[rows, steps])
+        if shortlist is not None:
+            logits = self.shortlist_scores(joint[rows, steps], shortlist.ids[rows]) + shortlist.bias[rows]
+        else:
+            logits = self.linear(joint[rows, steps])
         return self.position_log_probs(
             logits if prior is None else logits + prior.bias[rows],
             actions,
@@ -148,6 +174,7 @@ class FlatOutput(nn.Module):
             mask_emitted=mask_emitted,
             with_entropy=with_entropy,
             prior=prior,
+            shortlist=shortlist,
         )
 
     def position_log_probs(
@@ -162,22 +189,28 @@ class FlatOutput(nn.Module):
         mask_emitted: bool = True,
         with_entropy: bool = True,
         prior: DocPrior | None = None,
+        shortlist: ShortlistEmitted | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`sequence_log_probs` from the logits (N, L + 1) of the real positions (rows, steps), in any
-        order, the prior's offsets included; `prior.blocked` (the shortlist) is masked here."""
+        order, the prior's offsets included; `prior.blocked` (the shortlist) is masked here. With
+        `shortlist` the logits are (N, M + 1) over each row's shortlist columns (a target outside its
+        shortlist gets log-prob -inf, as the dense path's blocked label does)."""
         B, T = actions.shape
         present = actions >= 0
         logits = logits.float()  # fp32 log-probabilities under bf16 products too (agents.precision)
         n_actions = logits.shape[1]
+        columns = actions if shortlist is None else _shortlist_columns(shortlist, actions)  # -1 padding
         allowed = torch.ones_like(logits, dtype=torch.bool)
         if mask_emitted:  # the actions earlier in the same row, gathered into a spare last column otherwise
             earlier = (torch.arange(T, device=actions.device)[None, :] < steps[:, None]) & present[rows]
-            before = torch.where(earlier, actions[rows], n_actions)
+            before = torch.where(earlier, columns[rows], n_actions)
             emitted = torch.zeros(len(rows), n_actions + 1, dtype=torch.bool, device=logits.device)
             emitted.scatter_(1, before, True)
             allowed = ~emitted[:, :n_actions]
         if prior is not None and prior.blocked is not None:
             allowed = allowed & ~prior.blocked[rows]
+        if shortlist is not None:
+            allowed = allowed & ~shortlist.mask[rows]
         if self.constraint is not None:
             if not mask_emitted:
                 raise ValueError("an output constraint (MCG) needs mask_emitted=True")
@@ -187,7 +220,10 @@ class FlatOutput(nn.Module):
             suppress = (steps < suppress_stop_steps) & allowed[:, :-1].any(dim=1)
             allowed[:, -1] &= ~suppress
         log_p_all = torch.log_softmax(logits.masked_fill(~allowed, NEG_INF) / temperature, dim=-1)
-        chosen = log_p_all.gather(1, actions[rows, steps][:, None]).squeeze(1)
+        target = columns[rows, steps]
+        chosen = log_p_all.gather(1, target.clamp(max=n_actions - 1)[:, None]).squeeze(1)
+        if shortlist is not None:
+            chosen = chosen.masked_fill(target >= n_actions, NEG_INF)
         grid = torch.zeros(B, T, dtype=logits.dtype, device=logits.device)
         entropy = grid
         if with_entropy:
@@ -195,6 +231,17 @@ class FlatOutput(nn.Module):
                 (rows, steps), -(log_p_all.exp() * log_p_all.masked_fill(~allowed, 0.0)).sum(dim=1)
             )
         return grid.index_put((rows, steps), chosen), entropy
+
+
+def _shortlist_columns(shortlist: ShortlistEmitted, actions: torch.Tensor) -> torch.Tensor:
+    """Actions (B, T; -1 padded) as columns of each row's shortlist: STOP -> M, a label outside it ->
+    M + 1 (the spare column), padding stays -1. O(B T M)."""
+    labels = shortlist.ids[:, None, :-1]
+    hit = labels == actions[:, :, None]
+    outside = hit.shape[2] + 1
+    columns = torch.where(hit.any(dim=2), hit.float().argmax(dim=2), outside)
+    columns = torch.where(actions == shortlist.n_labels, shortlist.stop_column, columns)
+    return torch.where(actions < 0, -1, columns)
 
 
 def sample_categorical(

@@ -66,7 +66,8 @@ def decode_chain_outputs(
                 policy.stop_offset = kept_offset
                 ranked = greedy_decode(policy, rows, max_steps=max_steps, suppress_stop_steps=score_steps)
                 emission.append(position_scores(ranked.labels, policy.n_labels, ranked.first_probs))
-                first.append(ranked.first_probs.float().cpu().numpy())
+                probs = ranked.first_probs  # sparse COO from the O(M) shortlist step (agents.shortlist_step)
+                first.append((probs.to_dense() if probs.is_sparse else probs).float().cpu().numpy())
                 if n_samples > 0:
                     no_tiebreak = torch.zeros(rows.shape[0], policy.n_labels)
                     shares.append(

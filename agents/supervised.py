@@ -7,16 +7,26 @@ all use this one loss (agents.learners).
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 
 from labelchain.agents.fused import fused_applies, fused_teacher_forcing_loss
+from labelchain.agents.output_layers import FlatOutput
 from labelchain.agents.policy import ChainPolicy
+from labelchain.agents.shortlist_step import compact_applies, document_shortlist
 from labelchain.envs.data.dataset import Split
 
 
 def teacher_forcing_loss(
-    policy: ChainPolicy, X_batch, targets: torch.Tensor | np.ndarray, *, mask_emitted: bool = True, fused: bool = True
+    policy: ChainPolicy,
+    X_batch,
+    targets: torch.Tensor | np.ndarray,
+    *,
+    mask_emitted: bool = True,
+    fused: bool = True,
+    compact: bool = True,
 ) -> torch.Tensor:
     """Mean cross-entropy over the non-padding positions of `targets` (B, T; STOP-terminated, -1 pad).
 
@@ -24,18 +34,31 @@ def teacher_forcing_loss(
     the same masking the decoders apply, so training and decoding see one distribution. The GRU runs
     packed (padding costs no recurrent work; most of a batch is padding when label-set sizes vary).
     `fused` (default): agents.fused's pass, the same loss to float rounding at about half the FLOPs;
-    False keeps the `nn.GRU` pass (the benchmark's baseline).
+    False keeps the `nn.GRU` pass (the benchmark's baseline). `compact` (default): a shortlisting prior
+    policy scores each position's shortlist only, O(M) not O(L) (agents.shortlist_step), the same loss
+    to float rounding.
     """
     targets = torch.as_tensor(targets, dtype=torch.long, device=policy.input_weight.device)
     present = targets >= 0
     if fused and fused_applies(policy):
-        log_p_sum, doc = fused_teacher_forcing_loss(policy, X_batch, targets, mask_emitted=mask_emitted)
+        log_p_sum, doc = fused_teacher_forcing_loss(
+            policy, X_batch, targets, mask_emitted=mask_emitted, compact=compact
+        )
     else:
         outputs, doc = policy.sequence_hidden(X_batch, policy.previous_labels(targets), present.sum(dim=1))
         joint, _ = policy.joint_inputs(outputs, doc)
-        log_p, _ = policy.output.sequence_log_probs(
-            joint, targets, mask_emitted=mask_emitted, with_entropy=False, prior=policy.document_prior(X_batch)
-        )
+        if compact and compact_applies(policy, X_batch):
+            log_p, _ = cast(FlatOutput, policy.output).sequence_log_probs(
+                joint,
+                targets,
+                mask_emitted=mask_emitted,
+                with_entropy=False,
+                shortlist=document_shortlist(policy, X_batch),
+            )
+        else:
+            log_p, _ = policy.output.sequence_log_probs(
+                joint, targets, mask_emitted=mask_emitted, with_entropy=False, prior=policy.document_prior(X_batch)
+            )
         log_p_sum = log_p.sum()
     loss = -log_p_sum / present.sum().clamp(min=1)
     if policy.label_head is not None:  # the head reads the same encoding (one encoder pass, one dropout mask)

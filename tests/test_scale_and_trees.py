@@ -35,6 +35,86 @@ def test_scale_summary_ratios():
     assert summary["tree_over_flat_train_L10"] == pytest.approx(0.9)
 
 
+def test_prior_cell_rankings_and_metrics_exact():
+    # the chain's labels in emission order, then by first-step probability (sparse), distinct
+    from types import SimpleNamespace
+
+    import torch
+
+    first = torch.sparse_coo_tensor(
+        torch.tensor([[0, 0, 0, 1, 1], [2, 4, 1, 0, 3]]),
+        torch.tensor([0.1, 0.5, 0.3, 0.2, 0.7]),
+        (2, 5),
+        check_invariants=True,
+    ).coalesce()
+    result = SimpleNamespace(labels=torch.tensor([[2, -1], [-1, -1]]), first_probs=first)
+    assert bench_scale.chain_ranking(result, 5) == [[2, 4, 1, 2], [3, 0]]
+    ranked = bench_scale.fill_ranked([[2, 4, 1, 2], [3, 0]], np.array([0, 1, 2, 3, 4]), k=4)
+    assert ranked.tolist() == [[2, 4, 1, 0], [3, 0, 1, 2]]  # repeats dropped, filled by frequency order
+    Y_train = sp.csr_matrix(np.array([[1, 0, 0, 0, 0, 0]] * 3 + [[1, 1, 0, 0, 0, 0]], dtype=bool))
+    Y_test = sp.csr_matrix(np.array([[0, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0]], dtype=bool))
+    top = np.array([[2, 4, 1, 0, 5], [3, 0, 1, 2, 4]])
+    metrics = bench_scale.ranked_metrics(Y_train, Y_test, top)
+    assert metrics["P@1"] == 0.5 and metrics["P@5"] == pytest.approx(3 / 10)
+    from labelchain.envs.tail_metrics import propensity
+
+    inv_p = 1.0 / propensity(np.array([4, 1, 0, 0, 0, 0]), 4)
+    assert metrics["PSP@5"] == pytest.approx(((inv_p[2] + inv_p[1]) / 5 + inv_p[0] / 5) / 2)
+    assert bench_scale.frequency_order(Y_train).tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_prior_goal_lines():
+    from labelchain.experiments.reports.scale import prior_goals, prior_table
+
+    prior = {
+        "P@1": 0.9,
+        "P@5": 0.5,
+        "PSP@5": 1.0,
+        "prior_alone_P@1": 0.88,
+        "prior_alone_P@5": 0.5,
+        "prior_alone_PSP@5": 1.0,
+        "recall_at_M": 0.97,
+        "train_docs_per_s": 100.0,
+        "decode_docs_per_s": 600.0,
+        "pipeline_decode_docs_per_s": 300.0,
+        "dense_decode_docs_per_s": 50.0,
+        "shortlist": 100,
+        "folds": 3,
+        "updates": 10,
+        "learner": "rearrange",
+        "peak_rss_mb": 1.0,
+    }
+    omikuji = {"omikuji_P@1": 0.92, "omikuji_decode_docs_per_s": 1200.0, "omikuji_train_s": 4.0, "peak_rss_mb": 1.0}
+    goals = prior_goals({"100000": {"prior": prior, "omikuji": omikuji}})["100000"]
+    assert goals["P@1_minus_omikuji"] == pytest.approx(-0.02) and not goals["P@1_met"]
+    assert goals["decode_over_omikuji"] == pytest.approx(0.5) and goals["decode_met"]
+    assert goals["pipeline_decode_over_omikuji"] == pytest.approx(0.25) and not goals["pipeline_decode_met"]
+    text = "\n".join(prior_table({"100000": {"prior": prior, "omikuji": omikuji}}))
+    assert "P@1 -0.020 (missed)" in text and "0.50x Omikuji's for the chain alone (met)" in text
+    assert prior_table({"10": {"flat": {}}}) == []
+
+
+@pytest.mark.slow
+def test_prior_cell_runs_end_to_end():
+    pytest.importorskip("omikuji")
+    args = bench_scale.Args(
+        labels=[300],
+        train_docs=300,
+        test_docs=40,
+        n_features=200,
+        hidden_size=16,
+        batch_size=16,
+        decode_docs=20,
+        prior_shortlist=10,
+        prior_updates=2,
+        write=False,
+    )
+    cell = bench_scale.prior_cell(300, args)
+    assert 0.0 <= cell["P@1"] <= 1.0 and 0.0 <= cell["P@5"] <= 1.0 and cell["PSP@5"] >= 0.0
+    assert 0.0 < cell["recall_at_M"] <= 1.0 and cell["decode_docs_per_s"] > 0 and cell["dense_decode_docs_per_s"] > 0
+    assert cell["pipeline_decode_docs_per_s"] < cell["decode_docs_per_s"]
+
+
 @pytest.mark.slow
 def test_scale_cells_run_end_to_end():
     args = bench_scale.Args(

@@ -36,6 +36,7 @@ def table(results: dict, outputs: list[str]) -> str:
                 f"- | {o['omikuji_decode_docs_per_s']:,.0f} | {o['omikuji_P@1']:.3f} | - | - | "
                 f"{o['peak_rss_mb']:,.0f} |"
             )
+    lines += ["", *prior_table(results)]
     lines += ["", "| L | env label-steps/CPU-s (no dense mask) | with dense mask | peak MB |", "|---|---|---|---|"]
     for n_labels, cells in results.items():
         if "env" in cells:
@@ -45,6 +46,77 @@ def table(results: dict, outputs: list[str]) -> str:
                 f"{e['env_dense_mask_steps_per_s']:,.0f} | {e['peak_rss_mb']:,.0f} |"
             )
     return "\n".join(lines)
+
+
+def _num(row: dict, key: str, fmt: str) -> str:
+    return format(row[key], fmt) if key in row else "-"
+
+
+def prior_table(results: dict) -> list[str]:
+    """Markdown lines: the prior chain (docs/prior-scale.md) beside Omikuji at every L that has one.
+
+    Decode rates: the chain alone (the matcher's scores given), matcher + chain (the top-M scoring
+    of the same documents timed too), and the chain's dense O(L) step for comparison."""
+    if not any("prior" in cells for cells in results.values()):
+        return []
+    lines = [
+        "Prior chain (Omikuji's out-of-fold scores as the prior, shortlist M; docs/prior-scale.md) beside Omikuji:",
+        "",
+        "| L | run | P@1 | P@5 | PSP@5 | train docs/CPU-s | decode docs/CPU-s | matcher + chain | dense step "
+        "| recall@M | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n_labels, cells in results.items():
+        if "prior" not in cells:
+            continue
+        row = cells["prior"]
+        lines.append(
+            f"| {int(n_labels):,} | prior chain, M={row['shortlist']}, {row['learner']} x {row['updates']} updates, "
+            f"{row['folds']} folds | {row['P@1']:.3f} | {row['P@5']:.3f} | {row['PSP@5']:.3f} | "
+            f"{row['train_docs_per_s']:,.0f} | {row['decode_docs_per_s']:,.0f} | "
+            f"{row['pipeline_decode_docs_per_s']:,.0f} | {row['dense_decode_docs_per_s']:,.0f} | "
+            f"{row['recall_at_M']:.3f} | {row['peak_rss_mb']:,.0f} |"
+        )
+        lines.append(
+            f"| {int(n_labels):,} | its prior alone (Omikuji out-of-fold, top M) | {row['prior_alone_P@1']:.3f} | "
+            f"{row['prior_alone_P@5']:.3f} | {row['prior_alone_PSP@5']:.3f} | - | - | - | - | - | - |"
+        )
+        if "omikuji" in cells:
+            o = cells["omikuji"]
+            lines.append(
+                f"| {int(n_labels):,} | Omikuji (1 tree), train {o['omikuji_train_s']:.1f} CPU-s | "
+                f"{o['omikuji_P@1']:.3f} | {_num(o, 'omikuji_P@5', '.3f')} | {_num(o, 'omikuji_PSP@5', '.3f')} | "
+                f"- | {o['omikuji_decode_docs_per_s']:,.0f} | - | - | - | {o['peak_rss_mb']:,.0f} |"
+            )
+    goals = prior_goals(results)
+    for n_labels, goal in goals.items():
+        lines += [
+            "",
+            f"Goal at L = {int(n_labels):,} (P@1 >= Omikuji's, decoding at >= 1/3 of its docs/s): "
+            f"P@1 {goal['P@1_minus_omikuji']:+.3f} ({'met' if goal['P@1_met'] else 'missed'}); decoding "
+            f"{goal['decode_over_omikuji']:.2f}x Omikuji's for the chain alone "
+            f"({'met' if goal['decode_met'] else 'missed'}), {goal['pipeline_decode_over_omikuji']:.2f}x "
+            f"with the matcher's top-M scoring counted ({'met' if goal['pipeline_decode_met'] else 'missed'}).",
+        ]
+    return lines
+
+
+def prior_goals(results: dict) -> dict:
+    """Issue 16's scale goal at every L with a prior chain and an Omikuji row measured."""
+    out = {}
+    for n_labels, cells in results.items():
+        if "prior" in cells and "omikuji" in cells:
+            row, o = cells["prior"], cells["omikuji"]
+            rate = o["omikuji_decode_docs_per_s"]
+            out[n_labels] = {
+                "P@1_minus_omikuji": row["P@1"] - o["omikuji_P@1"],
+                "P@1_met": row["P@1"] >= o["omikuji_P@1"],
+                "decode_over_omikuji": row["decode_docs_per_s"] / rate,
+                "decode_met": row["decode_docs_per_s"] >= rate / 3,
+                "pipeline_decode_over_omikuji": row["pipeline_decode_docs_per_s"] / rate,
+                "pipeline_decode_met": row["pipeline_decode_docs_per_s"] >= rate / 3,
+            }
+    return out
 
 
 def plot(results: dict, outputs: list[str], path: Path) -> None:
@@ -60,6 +132,10 @@ def plot(results: dict, outputs: list[str], path: Path) -> None:
             points = [(n, results[str(n)][kind][key]) for n in sizes if kind in results[str(n)]]
             if points:
                 axis.plot(*zip(*points), marker="o", label=f"chain, {kind}")
+    for axis, key in zip(axes, ("train_docs_per_s", "decode_docs_per_s")):
+        points = [(n, results[str(n)]["prior"][key]) for n in sizes if "prior" in results[str(n)]]
+        if points:
+            axis.plot(*zip(*points), marker="^", label="prior chain, flat, shortlist")
     omikuji = [
         (n, results[str(n)]["omikuji"]["omikuji_decode_docs_per_s"]) for n in sizes if "omikuji" in results[str(n)]
     ]
@@ -90,6 +166,8 @@ def summary(results: dict, outputs: list[str]) -> dict:
                     out[f"{kind}_{key}_slowdown_{lo}_to_{hi}"] = (
                         results[lo][kind][f"{key}_docs_per_s"] / results[hi][kind][f"{key}_docs_per_s"]
                     )
+    for n_labels, goal in prior_goals(results).items():
+        out[f"prior_goal_L{n_labels}"] = goal
     if "tree" in outputs and "flat" in outputs:
         for n, cells in results.items():
             if "tree" in cells and "flat" in cells:
