@@ -330,14 +330,14 @@ def prior_cell(n_labels: int, args: Args) -> dict:
     ranked: list[list[int]] = []
     with torch.no_grad():
         started = time.process_time()
-        for begin in range(0, X_test.shape[0], args.decode_batch):
-            result = greedy_decode(policy, X_test[begin : begin + args.decode_batch], suppress_stop_steps=RANK_K)
+        for begin in range(0, X_test.shape[0], args.decode_batch_size):
+            result = greedy_decode(policy, X_test[begin : begin + args.decode_batch_size], suppress_stop_steps=RANK_K)
             ranked += chain_ranking(result, n_labels)
         decode_seconds = time.process_time() - started
         n_dense = min(args.decode_docs, X_test.shape[0])
         started = time.process_time()
-        for begin in range(0, n_dense, args.decode_batch):
-            rows = X_test[begin : min(begin + args.decode_batch, n_dense)]
+        for begin in range(0, n_dense, args.decode_batch_size):
+            rows = X_test[begin : min(begin + args.decode_batch_size, n_dense)]
             greedy_decode(policy, rows, suppress_stop_steps=RANK_K, compact=False)
         dense_seconds = time.process_time() - started
     chain = ranked_metrics(data.train.Y, data.test.Y, fill_ranked(ranked, fallback))
