@@ -25,6 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multioutput import ClassifierChain
 
 from labelchain.envs.data.dataset import Features, Split
+from labelchain.agents.feature_scaler import FeatureScaler
 
 DEFAULT_CHAINS = 10
 CHAIN_LABEL_BUDGET = 2000  # label models per ECC fit (chains x labels) before chains are dropped
@@ -82,7 +83,6 @@ class EnsembleOfChains:
         self.chain_budget = chain_budget
 
     def fit(self, train: Split) -> EnsembleOfChains:
-        from labelchain.agents.peers import FeatureScaler  # agents.peers imports this module
 
         self.scaler = FeatureScaler().fit(train.X)
         X = self.scaler.transform(train.X)

@@ -6,7 +6,7 @@ Both layers offer the one interface the decoders and learners use (`agents.decod
 search), `first_step_probs` (ranking labels a chain never emitted), `sequence_log_probs` (teacher
 forcing / re-scoring) and `logits` (dense scores for the policy's logit faces; O(L) on the tree).
 The flat layer keeps emitted labels as a dense (B, L + 1) mask, or, for a shortlisting prior policy,
-in its shortlist's M + 1 columns (agents.shortlist_step.ShortlistEmitted: a step costs O(M), not O(L)).
+in its shortlist's M + 1 columns (agents.chain_step.ShortlistEmitted: a step costs O(M), not O(L)).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from labelchain.agents.chain_step import Choice, DocPrior, FlatEmitted
-from labelchain.agents.shortlist_step import ShortlistEmitted
+from labelchain.agents.chain_step import Choice, DocPrior, FlatEmitted, ShortlistEmitted
 from labelchain.agents.tree_ops import gathered_scores
 from labelchain.agents.tree_output import TreeOutput
 from labelchain.envs.label_clusters import LabelTree

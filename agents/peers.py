@@ -31,6 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from labelchain.agents.set_rules import SetRule, tune_set_rule
+from labelchain.agents.feature_scaler import FeatureScaler
 from labelchain.envs.data.dataset import Features, Split
 from labelchain.envs.data.textformats import write_xc
 from labelchain.envs.metrics import RANKING_NAMES, evaluate, is_better
@@ -47,24 +48,6 @@ class PeerUnavailable(RuntimeError):
 class Scorer(Protocol):
     def fit(self, train: Split) -> Scorer: ...
     def scores(self, X: Features) -> np.ndarray: ...
-
-
-# ----------------------------------------------------------------------------- features
-class FeatureScaler:
-    """Dense: z-score with train statistics (a constant column stays 0); sparse: float64 CSR as is."""
-
-    def fit(self, X: Features) -> FeatureScaler:
-        self.sparse = sp.issparse(X)
-        if not self.sparse:
-            dense = np.asarray(X, dtype=np.float64)
-            self.mean, self.std = dense.mean(axis=0), dense.std(axis=0)
-            self.std[self.std == 0] = 1.0
-        return self
-
-    def transform(self, X: Features) -> Features:
-        if self.sparse:
-            return sp.csr_matrix(X, dtype=np.float64)
-        return (np.asarray(X, dtype=np.float64) - self.mean) / self.std
 
 
 # ----------------------------------------------------------------------------- scorers

@@ -29,49 +29,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from labelchain.agents.chain_step import ShortlistEmitted
 from labelchain.agents.prior_columns import FLOOR
 
 if TYPE_CHECKING:
     from labelchain.agents.policy import ChainPolicy, ChainState
-
-
-class ShortlistEmitted:
-    """Per chain its shortlisted labels and what it may no longer emit, in shortlist columns.
-
-    ids (B, M + 1): the shortlisted label ids ascending, padding = the STOP id, STOP last; bias
-    (B, M + 1): the prior's offsets a * prior + b of those labels (0 for padding; STOP: the policy's stop_offset); mask
-    (B, M + 1) bool: blocked columns (padding and labels emitted); the STOP column stays False.
-    """
-
-    def __init__(self, ids: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor, n_labels: int) -> None:
-        self.ids, self.bias, self.mask, self.n_labels = ids, bias, mask, n_labels
-
-    @property
-    def stop_column(self) -> int:
-        return self.ids.shape[1] - 1
-
-    def columns_of(self, labels: torch.Tensor) -> torch.Tensor:
-        """The column of each row's label `labels` (B,): STOP -> the last column, a label outside the
-        row's shortlist (or padding -1) -> -1."""
-        hit = self.ids[:, :-1] == labels[:, None]
-        column = torch.where(hit.any(dim=1), hit.float().argmax(dim=1), -1)
-        return torch.where(labels == self.n_labels, self.stop_column, column)
-
-    def add(self, action: torch.Tensor, active: torch.Tensor, stop_id: int) -> None:
-        hit = (self.ids[:, :-1] == action[:, None]) & (active & (action != stop_id))[:, None]
-        self.mask[:, :-1] |= hit
-
-    def select(self, rows: torch.Tensor) -> ShortlistEmitted:
-        return ShortlistEmitted(self.ids[rows], self.bias[rows], self.mask[rows].clone(), self.n_labels)
-
-    def sparse_probs(self, probs: torch.Tensor) -> torch.Tensor:
-        """Label probabilities over the shortlist columns (B, M) -> a coalesced sparse COO (B, L)."""
-        labels = self.ids[:, :-1]
-        rows, columns = (labels != self.n_labels).nonzero(as_tuple=True)
-        index = torch.stack([rows, labels[rows, columns]])
-        return torch.sparse_coo_tensor(
-            index, probs[rows, columns], (labels.shape[0], self.n_labels), check_invariants=False
-        ).coalesce()  # valid by construction: ids are distinct within a row
 
 
 def compact_applies(policy: ChainPolicy, X) -> bool:

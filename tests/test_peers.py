@@ -12,8 +12,8 @@ import pytest
 
 import scipy.sparse as sp
 
+from labelchain.agents.feature_scaler import FeatureScaler
 from labelchain.agents.peers import (
-    FeatureScaler,
     LabelFrequency,
     OmikujiTree,
     OvRLogistic,
