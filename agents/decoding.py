@@ -37,17 +37,16 @@ shortlist, as the tree layer's are over its beam's leaves.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from labelchain.agents.label_scores import labels_to_csr, marginal_counts_to_scores, position_scores
-from labelchain.agents.output_layers import FlatOutput
 from labelchain.agents.policy import START, ChainPolicy
 from labelchain.agents.precision import autocast
-from labelchain.agents.shortlist_step import compact_applies, document_shortlist, shortlist_start
+from labelchain.agents import shortlist_step
+from labelchain.agents.shortlist_step import compact_applies, shortlist_start
 
 NEG_INF = float("-inf")
 
@@ -285,22 +284,9 @@ def sequence_log_probs(
     """
     actions = torch.as_tensor(actions, dtype=torch.long, device=policy.input_weight.device)
     joint, values = policy.sequence_joint(X, actions)
-    if compact and compact_applies(policy, X):
-        log_p, entropy = cast(FlatOutput, policy.output).sequence_log_probs(
-            joint,
-            actions,
-            suppress_stop_steps=suppress_stop_steps,
-            temperature=temperature,
-            shortlist=document_shortlist(policy, X),
-        )
-    else:
-        log_p, entropy = policy.output.sequence_log_probs(
-            joint,
-            actions,
-            suppress_stop_steps=suppress_stop_steps,
-            temperature=temperature,
-            prior=policy.document_prior(X),
-        )
+    log_p, entropy = shortlist_step.sequence_log_probs(
+        policy, joint, actions, X, compact=compact, suppress_stop_steps=suppress_stop_steps, temperature=temperature
+    )
     return log_p, entropy, torch.where(actions >= 0, values, torch.zeros((), device=values.device))
 
 

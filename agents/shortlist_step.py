@@ -91,6 +91,15 @@ def document_shortlist(policy: ChainPolicy, X) -> ShortlistEmitted:
     return ShortlistEmitted(ids_t, bias, mask, L)
 
 
+def sequence_log_probs(policy: ChainPolicy, joint: torch.Tensor, actions: torch.Tensor, X, *, compact: bool, **options):
+    """The output layer's `sequence_log_probs` of `actions` for feature rows X: over each document's
+    shortlist when `compact` and the O(M) step applies, else the dense layer with the documents' prior.
+    The one dispatch teacher forcing and policy-gradient re-scoring share."""
+    if compact and compact_applies(policy, X):
+        return policy.output.sequence_log_probs(joint, actions, shortlist=document_shortlist(policy, X), **options)
+    return policy.output.sequence_log_probs(joint, actions, prior=policy.document_prior(X), **options)
+
+
 def shortlist_start(policy: ChainPolicy, X) -> tuple[ChainState, ShortlistEmitted]:
     """`policy.initial_state(X)` without the dense (B, L + 1) prior (the state's `prior` is None: the
     tracker carries it), and the tracker. A prior policy has no guidance (PolicyConfig refuses it),

@@ -7,15 +7,13 @@ all use this one loss (agents.learners).
 
 from __future__ import annotations
 
-from typing import cast
 
 import numpy as np
 import torch
 
 from labelchain.agents.fused import fused_applies, fused_teacher_forcing_loss
-from labelchain.agents.output_layers import FlatOutput
 from labelchain.agents.policy import ChainPolicy
-from labelchain.agents.shortlist_step import compact_applies, document_shortlist
+from labelchain.agents import shortlist_step
 from labelchain.envs.data.dataset import Split
 
 
@@ -47,18 +45,9 @@ def teacher_forcing_loss(
     else:
         outputs, doc = policy.sequence_hidden(X_batch, policy.previous_labels(targets), present.sum(dim=1))
         joint, _ = policy.joint_inputs(outputs, doc)
-        if compact and compact_applies(policy, X_batch):
-            log_p, _ = cast(FlatOutput, policy.output).sequence_log_probs(
-                joint,
-                targets,
-                mask_emitted=mask_emitted,
-                with_entropy=False,
-                shortlist=document_shortlist(policy, X_batch),
-            )
-        else:
-            log_p, _ = policy.output.sequence_log_probs(
-                joint, targets, mask_emitted=mask_emitted, with_entropy=False, prior=policy.document_prior(X_batch)
-            )
+        log_p, _ = shortlist_step.sequence_log_probs(
+            policy, joint, targets, X_batch, compact=compact, mask_emitted=mask_emitted, with_entropy=False
+        )
         log_p_sum = log_p.sum()
     loss = -log_p_sum / present.sum().clamp(min=1)
     if policy.label_head is not None:  # the head reads the same encoding (one encoder pass, one dropout mask)
