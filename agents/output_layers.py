@@ -238,7 +238,9 @@ def _shortlist_columns(shortlist: ShortlistEmitted, actions: torch.Tensor) -> to
     labels = shortlist.ids[:, None, :-1]
     hit = labels == actions[:, :, None]
     outside = hit.shape[2] + 1
-    columns = torch.where(hit.any(dim=2), hit.float().argmax(dim=2), outside)
+    # a batch whose documents all have empty shortlists (only STOP) has no column to take argmax over
+    first_hit = hit.float().argmax(dim=2) if hit.shape[2] else torch.zeros_like(actions)
+    columns = torch.where(hit.any(dim=2), first_hit, outside)
     columns = torch.where(actions == shortlist.n_labels, shortlist.stop_column, columns)
     return torch.where(actions < 0, -1, columns)
 

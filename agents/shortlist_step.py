@@ -87,7 +87,8 @@ def document_shortlist(policy: ChainPolicy, X) -> ShortlistEmitted:
         bias = scale * (FLOOR + values_t) + offset
     stop = bias.new_full((bias.shape[0], 1), float(policy.stop_offset))  # as document_prior's STOP column
     bias = torch.cat([bias.masked_fill(~valid, 0.0), stop], dim=1)
-    mask = torch.cat([~valid, torch.zeros_like(valid[:, :1])], dim=1)
+    stop_allowed = torch.zeros(valid.shape[0], 1, dtype=torch.bool, device=device)  # width 0: STOP only
+    mask = torch.cat([~valid, stop_allowed], dim=1)
     return ShortlistEmitted(ids_t, bias, mask, L)
 
 

@@ -264,3 +264,48 @@ def test_decode_chain_outputs_feed_the_rules_and_restore_the_policy() -> None:
     Y = sp.csr_matrix(np.eye(4, N_LABELS, dtype=bool))
     chosen = choose_rules(outputs, Y)
     assert chosen.apply(outputs)[0].shape == (4, N_LABELS)
+
+
+@pytest.mark.parametrize(
+    "name", ["freq2rare", "rare2freq", "fixed_random", "always_random", "rearrange", "reinforce", "ppo", "combined"]
+)
+def test_every_learner_trains_a_shortlisted_prior_chain_inside_its_shortlist(name: str) -> None:
+    """All eight learners train the prior chain: their losses stay finite (a teacher-forced target the
+    shortlist blocked would cost inf), the prior's a and b move, and no chain they sample leaves a
+    document's shortlist (documents with an empty shortlist only STOP)."""
+    from labelchain.agents.learner_base import LearnerConfig
+    from labelchain.agents.learners import LEARNERS, make_learner
+    from labelchain.envs.data.dataset import Split
+
+    assert name in LEARNERS and len(LEARNERS) == 8
+    _, policy = _pair("shared", shortlist=True)
+    policy.train()
+    scores, m = _scores(), 2
+    X_prior = with_prior_columns(_X(), prior_columns(scores, m))
+    shortlist = shortlist_of(scores, m)
+    gold = sp.csr_matrix(
+        np.array([[1, 0, 0, 1, 0, 1], [0, 1, 1, 0, 0, 0], [0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1]], bool)
+    )
+    Y = sp.csr_matrix(gold.multiply(shortlist).astype(bool))  # what setup.with_prior keeps: the matcher's recall
+    assert Y[3].nnz == 0 and Y[0].nnz == 2
+    learner = make_learner(name, policy, Split(X_prior, Y), LearnerConfig(seed=0, batch_size=4))
+    sampled: list[tuple[np.ndarray, torch.Tensor]] = []
+    rollout = learner.collector.rollout
+
+    def recording_rollout(*args, **kwargs):
+        episodes = rollout(*args, **kwargs)
+        sampled.append((np.asarray(episodes.rows), episodes.actions.detach().clone()))
+        return episodes
+
+    learner.collector.rollout = recording_rollout  # type: ignore[method-assign]
+    a_b_before = [p.detach().clone() for p in policy.prior_weights()]
+    for _ in range(3):
+        scalars = learner.update(np.arange(4))
+        assert all(np.isfinite(v) for v in scalars.values()), scalars
+    assert any(not torch.equal(before, after.detach()) for before, after in zip(a_b_before, policy.prior_weights()))
+    assert sampled  # every learner rolls chains out (its charts; rearrangement's and RL's targets)
+    allowed = shortlist.toarray().astype(bool)
+    for rows, actions in sampled:
+        for doc, row in zip(rows.tolist(), actions.tolist()):
+            labels = [a for a in row if 0 <= a < N_LABELS]
+            assert all(allowed[doc, a] for a in labels), (name, doc, row)

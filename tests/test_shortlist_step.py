@@ -194,3 +194,18 @@ def test_rl_collector_fused_compact_equals_the_dense_step() -> None:
     assert torch.equal(episodes[True].actions, episodes[False].actions)
     torch.testing.assert_close(episodes[True].log_probs, episodes[False].log_probs, atol=ATOL, rtol=0)
     torch.testing.assert_close(episodes[True].values, episodes[False].values, atol=ATOL, rtol=0)
+
+
+def test_a_batch_of_documents_with_empty_shortlists_only_stops() -> None:
+    """Row 6 stores no prior label: alone in a batch (a PPO minibatch can be) its compact tracker has
+    width 0, STOP is its one action (log-prob 0, entropy 0), and a label costs -inf, as in the dense step."""
+    policy, X = _policy(), _X()[[6, 6]]
+    tracker = document_shortlist(policy, X)
+    assert tracker.ids.tolist() == [[STOP], [STOP]] and tracker.mask.tolist() == [[False], [False]]
+    actions = torch.tensor([[STOP, -1], [3, STOP]])
+    with torch.no_grad():
+        compact = sequence_log_probs(policy, X, actions)
+        dense = sequence_log_probs(policy, X, actions, compact=False)
+    assert compact[0][0].tolist() == [0.0, 0.0] and compact[0][1, 0].item() == float("-inf")
+    assert compact[1][0].tolist() == [0.0, 0.0]
+    torch.testing.assert_close(compact[0], dense[0], atol=ATOL, rtol=0)
