@@ -45,15 +45,8 @@ def ray_session():
 
 def quick_args(tmp: Path, **changes) -> Args:
     """The quick emotions grid (one seed, 30 updates, checkpoints every 10), three learners, no peers."""
-    return Args(
-        quick=True,
-        learners=LEARNERS,
-        peers=["none"],
-        runs_dir=str(tmp / "runs"),
-        out_dir=str(tmp / "out"),
-        progress=False,
-        **changes,
-    )
+    settings = {"quick": True, "learners": LEARNERS, "peers": ["none"], "progress": False, **changes}
+    return Args(runs_dir=str(tmp / "runs"), out_dir=str(tmp / "out"), **settings)
 
 
 def table(results: dict) -> str:
@@ -163,3 +156,15 @@ def test_tune_search_writes_a_best_config_that_train_rl_reproduces(ray_session, 
     )  # what `train_rl.py --config` runs
     again = json.loads((run_dir / "metrics.json").read_text())["learners"]["combined"]["val"]["nDCG@3"]
     assert again == pytest.approx(winner["best_val"], abs=1e-12)  # same seed, same config: same best score
+
+
+def test_a_prior_chain_grid_gives_the_same_table_on_local_and_ray(ray_session, tmp_path):
+    """Issue 16: a prior chain's cell (OvR out-of-fold prior, shortlist 3) is one Ray Tune trial with the
+    local backend's numbers; the prior is built once and read from the cache by the trial."""
+    changes = {"learners": ["rearrange"], "prior": "ovr_logistic", "shortlist": 3}
+    local = json.loads(compare_orderings.main(quick_args(tmp_path / "local", **changes)).read_text())
+    on_ray = json.loads(compare_orderings.main(quick_args(tmp_path / "ray", backend="ray", **changes)).read_text())
+    assert local["args"]["prior"] == on_ray["args"]["prior"] == "ovr_logistic" and local["args"]["shortlist"] == 3
+    assert {row["method"] for row in local["rows"]} >= {"rearrange"}
+    assert metrics_by_row(on_ray) == metrics_by_row(local)
+    assert table(on_ray) == table(local)
