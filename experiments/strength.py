@@ -112,7 +112,8 @@ class Args(ExecutionFlags):
     label_history: bool = knob("label_history")
 
 
-def resolve_preset(args: Args) -> Config:
+def plain_preset(args: Args) -> Config:
+    """The --preset with the --epochs / --combined-epochs / --hidden-size overrides."""
     if args.preset not in PRESETS:
         raise SystemExit(f"--preset must be one of {sorted(PRESETS)}, got {args.preset!r}")
     overrides = {
@@ -120,7 +121,12 @@ def resolve_preset(args: Args) -> Config:
         for key in ("epochs", "combined_epochs", "hidden_size")
         if getattr(args, key) is not None
     }
-    return with_prior_policy(PRESETS[args.preset].changed(**overrides), args)
+    return PRESETS[args.preset].changed(**overrides)
+
+
+def resolve_preset(args: Args) -> Config:
+    """What every chain of a cell is built and trained with: `plain_preset` and the --prior flags."""
+    return with_prior_policy(plain_preset(args), args)
 
 
 # ----------------------------------------------------------------------------- one cell
@@ -264,7 +270,7 @@ def cell_key(dataset: str, seed: int) -> str:
 def main(args: Args) -> Path:
     set_threads(args.threads or 1)
     resolve_device(args.device)  # fail early on a bad --device
-    resolve_preset(args)
+    plain = plain_preset(args)
     problems = args.execution_problems()
     problems += precision_problems(args.precision)
     problems += check_args(args)  # ranges: bad values were raw tracebacks from training (issue 19)
@@ -273,7 +279,7 @@ def main(args: Args) -> Path:
     ]
     if any(p not in PEER_CHOICES for p in args.peers) or len(set(args.peers)) != len(args.peers):
         problems.append(f"--peers must be distinct names from {PEER_CHOICES} (or none), got {args.peers}")
-    problems += check_prior_flags(args, resolve_preset(args))
+    problems += check_prior_flags(args, plain)
     if problems:
         raise SystemExit("; ".join(problems))
     out_dir = Path(args.out_dir)
