@@ -49,7 +49,7 @@ def prior_args(tmp: Path, **changes) -> strength.Args:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("strength_prior")
-    path = strength.main(prior_args(tmp))
+    path = strength.main(prior_args(tmp, peers=["ovr_logistic", "ecc"]))
     return tmp, json.loads(path.read_text())
 
 
@@ -58,19 +58,23 @@ def run(tmp_path_factory):
 def test_every_chain_row_trains_on_the_prior_and_records_it(run) -> None:
     _, results = run
     rows = {r["method"]: r for r in results["rows"]}
-    assert set(rows) == {*CHAIN_ROWS, "ensemble_chains", "ensemble_chains_peers", "ovr_logistic", "label_frequency"}
+    peers = {"ovr_logistic", "ecc", "label_frequency"}
+    assert set(rows) == {*CHAIN_ROWS, "ensemble_chains", "ensemble_chains_peers", *peers}
+    assert rows["ecc"]["kind"] == "peer" and rows["ecc"]["config"]["hyper"]["C"] in (0.1, 1.0, 10.0)
+    assert rows["ensemble_chains_peers"]["config"]["members"][-2:] == ["ovr_logistic", "ecc"]
     for name in (*CHAIN_ROWS, "ensemble_chains", "ensemble_chains_peers"):
         assert rows[name]["prior"] == PRIOR, name
     for name in CHAIN_ROWS:  # rules chosen on validation, from the one nDCG@5 checkpoint
         rules = rows[name]["config"]["rules"]
         assert rules["ranking_metric"] == "nDCG@5" and rules["set_metric"] == "example_f1"
         assert rows[name]["config"]["checkpoints"] == ["nDCG@5"]
-    assert "prior" not in rows["ovr_logistic"] and "prior" not in rows["label_frequency"]
+    assert not any("prior" in rows[name] for name in peers)
     assert results["cells"]["emotions:0"]["config"]["prior"] == "ovr_logistic"
     assert results["cells"]["emotions:0"]["config"]["shortlist"] == 3
     best = rows["best_fixed"]  # 16 validation docs: chosen by 2 folds of prior chains
     assert best["selection"]["rule"].startswith("2-fold") and best["metrics"] == rows[best["chosen"]]["metrics"]
     text = render_markdown(results)
+    assert "| ecc |" in text and "ensemble_chains_peers vs ecc | P@1 |" in text
     assert "Chain rows (learners, best_fixed, ensembles) on a peer's prior: prior ovr_logistic, shortlist 3." in text
 
 
@@ -104,7 +108,7 @@ def test_chain_outputs_stay_inside_each_documents_shortlist(run) -> None:
 @pytest.mark.slow
 def test_resume_never_reuses_a_cell_of_other_prior_settings(run, tmp_path, monkeypatch, capsys) -> None:
     tmp, results = run
-    strength.main(prior_args(tmp))
+    strength.main(prior_args(tmp, peers=["ovr_logistic", "ecc"]))
     assert "0 cells to run (1 reused)" in capsys.readouterr().out
 
     class Rerun(Exception):
@@ -119,8 +123,8 @@ def test_resume_never_reuses_a_cell_of_other_prior_settings(run, tmp_path, monke
             strength.main(changed)
         assert "1 cells to run (0 reused)" in capsys.readouterr().out
     # the same file with its cell made by the plain grid: reused by the plain grid only
-    plain = {**results, "cells": {"emotions:0": {**results["cells"]["emotions:0"], "config": {}}}}
-    plain["cells"]["emotions:0"]["config"] = strength.cell_config(plain_args(tmp_path))
+    cell = {**results["cells"]["emotions:0"], "config": strength.cell_config(plain_args(tmp_path))}
+    plain = {**results, "cells": {"emotions:0": cell}}
     save_results(tmp_path / "strength.json", ResultsFile.from_payload(plain, "strength"))
     strength.main(plain_args(tmp_path))
     assert "0 cells to run (1 reused)" in capsys.readouterr().out
