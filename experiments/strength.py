@@ -3,6 +3,7 @@
     python experiments/strength.py --jobs 4 --device auto                  # paper preset, full table
     python experiments/strength.py --backend ray --address auto            # each cell one Ray Tune trial
     python experiments/strength.py --datasets emotions --seeds 0 --preset small   # a quick check
+    python experiments/strength.py --prior ovr_logistic --shortlist 50 --out-dir runs/strength_prior
 
 For every dataset x seed (a cell) it trains, with one preset (experiments/run/presets.py) and the same
 validation split (train minus a seeded 10% slice):
@@ -13,7 +14,11 @@ validation split (train minus a seeded 10% slice):
     validation nDCG@5 (its ranking scores);
   * ensembles fused on validation (agents.ensemble): chains only (rearrange + combined, with their
     auxiliary heads' scores as extra members) and chains + peers;
-  * the peers tuned on the same split (agents.peers) and the label-frequency floor.
+  * the peers tuned on the same split (agents.peers: --peers from ovr_logistic, omikuji, ecc) and the
+    label-frequency floor.
+With --prior (--prior-scale, --shortlist, --no-label-history: train_rl's flags, docs/prior.md) every
+chain learner above trains on that peer's cached out-of-fold prior, and its sets and scores come from
+the ranking and set rules chosen on validation (experiments/grid/strength_chains.py).
 Rows go to experiments/results/strength.json (resumable: finished cells with the same settings are
 kept; an interrupted cell reruns), verdicts and tables to strength.md (experiments/reports/strength.py),
 each row's test predictions to <out_dir>/predictions/strength/<dataset>/seed<seed>/<method>.npz.
@@ -29,19 +34,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from labelchain.agents.config import DEFAULTS as D, Config
-from labelchain.agents.decoding import predict
 from labelchain.agents.ensemble import Ensemble
 from labelchain.agents.learners import FIXED_ORDERINGS
-from labelchain.agents.peers import PeerUnavailable, tune_peer
-from labelchain.agents.policy_factory import build_policy
+from labelchain.agents.peers import PEERS, PeerUnavailable, tune_peer
 from labelchain.agents.precision import check_precision, resolve_precision
-from labelchain.agents.selection import kfold_indices, needs_folds, pick_best
+from labelchain.agents.selection import needs_folds
 from labelchain.agents.supervised import carve_validation
-from labelchain.agents.training import train_epochs
-from labelchain.envs.data.dataset import Dataset, Split
+from labelchain.envs.data.dataset import Dataset
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import evaluate
 from labelchain.experiments.run.folder import run_script
@@ -52,7 +53,19 @@ from labelchain.experiments.run.common import (
     parse_args,
     resolve_device,
 )
-from labelchain.experiments.run.config import check_args, override, precision_problems
+from labelchain.experiments.run.config import PRIOR_KNOBS, check_args, knob, override, precision_problems
+from labelchain.experiments.grid.strength_chains import (
+    RANK_METRIC,
+    SET_METRIC,
+    ChainFit,
+    Output,
+    chain_splits,
+    check_prior_flags,
+    choose_fixed,
+    fit_chain,
+    prior_setting,
+    with_prior_policy,
+)
 from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.grid.execution import ExecutionFlags, runs_dir_flag
 from labelchain.experiments.grid.predictions import cell_predictions_dir, save_row_predictions
@@ -63,8 +76,7 @@ from labelchain.experiments.run.threads import set_threads
 
 SCRIPT = "experiments/strength.py"
 GRID = "strength"  # rows' test predictions: <out_dir>/predictions/strength/<dataset>/seed<seed>/<method>.npz
-RANK_METRIC, SET_METRIC = "nDCG@5", "example_f1"
-Output = tuple[Any, np.ndarray]
+PEER_CHOICES = tuple(p for p in PEERS if p != "label_frequency")  # the floor is always scored
 
 
 @dataclass
@@ -78,7 +90,9 @@ class Args(ExecutionFlags):
     combined_epochs: int | None = field(default=None, metadata={"at_least": 0})
     hidden_size: int | None = field(default=None, metadata={"at_least": 1})
     fixed: list[str] = field(default_factory=lambda: list(FIXED_ORDERINGS))
-    peers: list[str] = field(default_factory=lambda: ["ovr_logistic", "omikuji"])
+    peers: list[str] = field(
+        default_factory=lambda: ["ovr_logistic", "omikuji"], metadata={"help": f"from {PEER_CHOICES} (or none)"}
+    )
     val_fraction: float = field(default=D.run.val_fraction, metadata={"above": 0, "below": 1})
     min_val_docs: int = field(
         default=200, metadata={"help": "smaller validation splits select by k folds", "at_least": 0}
@@ -92,9 +106,14 @@ class Args(ExecutionFlags):
     out_dir: str = str(REPO_ROOT / "experiments" / "results")
     runs_dir: str = runs_dir_flag("runs/strength")
     precision: str = override("precision", "fp32")
+    prior: str = knob("prior")  # every chain learner of a cell on this peer's prior (train_rl's flags)
+    prior_scale: str = knob("prior_scale")
+    shortlist: int = knob("shortlist")
+    label_history: bool = knob("label_history")
 
 
-def resolve_preset(args: Args) -> Config:
+def plain_preset(args: Args) -> Config:
+    """The --preset with the --epochs / --combined-epochs / --hidden-size overrides."""
     if args.preset not in PRESETS:
         raise SystemExit(f"--preset must be one of {sorted(PRESETS)}, got {args.preset!r}")
     overrides = {
@@ -105,110 +124,25 @@ def resolve_preset(args: Args) -> Config:
     return PRESETS[args.preset].changed(**overrides)
 
 
-# ----------------------------------------------------------------------------- one chain learner
-@dataclass
-class ChainFit:
-    """A trained chain learner: (set from the F1 checkpoint, scores from the nDCG@5 checkpoint)."""
-
-    val: Output
-    test: Output | None
-    aux_val: np.ndarray | None
-    aux_test: np.ndarray | None
-    val_metrics: dict
-    wall_time_s: float
-    best_epochs: dict
-    rank_state: dict
-
-
-def fit_chain(
-    learner: str,
-    train: Split,
-    val: Split,
-    test: Split | None,
-    preset: Config,
-    seed: int,
-    device: torch.device,
-    warm_state: dict | None = None,
-    precision: str = "fp32",
-) -> ChainFit:
-    started = time.perf_counter()
-    torch.manual_seed(seed)
-    policy = build_policy(preset.policy, train).to(device)
-    if warm_state is not None:
-        policy.load_state_dict(warm_state)
-    rl = learner == "combined"
-    config = preset.changed(
-        epochs=preset.run.combined_epochs if rl else preset.run.epochs,
-        seed=seed,
-        # +1: the committed grid ran when this loop stopped after patience + 1 epochs without improvement;
-        # the one rule (agents.training.out_of_patience) stops after patience, so this keeps its cells.
-        patience=None if preset.run.patience is None else preset.run.patience + 1,
-        select_metric=RANK_METRIC,
-        extra_checkpoints=(SET_METRIC,),
-        precision=precision,
-    )
-    history = train_epochs(policy, train, config, learner=learner, label_freq=train.label_freq, val=val, progress=False)
-    rank_state, set_state = history.checkpoints[RANK_METRIC][2], history.checkpoints[SET_METRIC][2]
-    outputs: dict[str, Any] = {}
-    for part, split in (("val", val), ("test", test)):
-        if split is None:
-            continue
-        policy.load_state_dict(set_state)
-        sets, _ = predict(policy, split.X, precision=precision)
-        policy.load_state_dict(rank_state)
-        _, scores = predict(policy, split.X, precision=precision)
-        outputs[part] = (sets, scores)
-        if policy.label_head is not None:
-            with torch.no_grad():
-                outputs[f"aux_{part}"] = torch.sigmoid(policy.aux_logits(split.X)).cpu().numpy()
-    val_metrics = evaluate(val.Y, scores=outputs["val"][1], Y_pred=outputs["val"][0])
-    best_epochs = {metric: kept[0] for metric, kept in history.checkpoints.items()}
-    return ChainFit(
-        outputs["val"],
-        outputs.get("test"),
-        outputs.get("aux_val"),
-        outputs.get("aux_test"),
-        val_metrics,
-        time.perf_counter() - started,
-        best_epochs,
-        rank_state,
-    )
-
-
-def choose_fixed(
-    args: Args, train: Split, val: Split, fits: dict[str, ChainFit], preset: Config, seed: int, device: torch.device
-) -> tuple[str, dict]:
-    """The best fixed ordering on validation nDCG@5; k-fold means when the split is small."""
-    if not needs_folds(len(train) + len(val), args.val_fraction, args.min_val_docs):
-        best, means = pick_best({name: [fits[name].val_metrics[RANK_METRIC]] for name in args.fixed}, RANK_METRIC)
-        return best, {"rule": "one validation split", "val": means}
-    full = Split(_vstack(train.X, val.X), _vstack(train.Y, val.Y))
-    scores: dict[str, list[float]] = {name: [] for name in args.fixed}
-    precision = resolve_precision(check_precision(args.precision), device.type)
-    for fold_train, fold_val in kfold_indices(len(full), args.folds, seed):
-        for name in args.fixed:
-            fit = fit_chain(
-                name, full.subset(fold_train), full.subset(fold_val), None, preset, seed, device, precision=precision
-            )
-            scores[name].append(fit.val_metrics[RANK_METRIC])
-    best, means = pick_best(scores, RANK_METRIC)
-    return best, {
-        "rule": f"{args.folds}-fold mean (validation split < {args.min_val_docs} docs)",
-        "val": means,
-        "folds": scores,
-    }
-
-
-def _vstack(a, b):
-    import scipy.sparse as sp
-
-    return sp.vstack([a, b], format="csr") if sp.issparse(a) else np.vstack([a, b])
+def resolve_preset(args: Args) -> Config:
+    """What every chain of a cell is built and trained with: `plain_preset` and the --prior flags."""
+    return with_prior_policy(plain_preset(args), args)
 
 
 # ----------------------------------------------------------------------------- one cell
 def _row(
-    dataset: str, seed: int, method: str, kind: str, test_Y, output: Output, label_freq, wall: float, config: dict
+    dataset: str,
+    seed: int,
+    method: str,
+    kind: str,
+    test_Y,
+    output: Output,
+    label_freq,
+    wall: float,
+    config: dict,
+    prior: dict | None = None,
 ) -> dict:
+    """One method's row; `prior`: the chain's --prior flags that differ from their defaults (chain rows)."""
     metrics = evaluate(test_Y, scores=output[1], Y_pred=output[0], label_freq=label_freq)
     return {
         "dataset": dataset,
@@ -218,6 +152,7 @@ def _row(
         "metrics": metrics,
         "wall_time_s": wall,
         "config": config,
+        **({"prior": prior} if prior else {}),
     }
 
 
@@ -237,22 +172,25 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
         save_row_predictions(keep, method, test.Y, output, dataset=ds, seed=seed, label_freq=ds.label_freq)
 
     fits: dict[str, ChainFit] = {}
-    for name in [*args.fixed, "rearrange"]:
-        fits[name] = fit_chain(name, train, val, test, preset, seed, device, precision=precision)
-    fits["combined"] = fit_chain(
-        "combined", train, val, test, preset, seed, device, warm_state=fits["rearrange"].rank_state, precision=precision
-    )
+    chain = chain_splits(args, ds, source, train, val, seed)  # with the --prior columns, when given
+    prior = prior_setting(args)
+    for name in [*args.fixed, "rearrange", "combined"]:
+        warm = fits["rearrange"].rank_state if name == "combined" else None
+        fits[name] = fit_chain(
+            name, chain.train, chain.val, chain.test, preset, seed, device, warm_state=warm, precision=precision
+        )
     for name, fit in fits.items():
         assert fit.test is not None and (fit.aux_val is None) == (fit.aux_test is None)
         config = {
             "preset": preset_record(preset),
             "best_epochs": fit.best_epochs,
-            "checkpoints": [SET_METRIC, RANK_METRIC],
+            "checkpoints": [SET_METRIC, RANK_METRIC] if fit.rules is None else [RANK_METRIC],
+            **({"rules": fit.rules} if fit.rules is not None else {}),
         }
         kind = "fixed" if name in FIXED_ORDERINGS else "dynamic"
-        rows.append(_row(dataset, seed, name, kind, test.Y, fit.test, ds.label_freq, fit.wall_time_s, config))
+        rows.append(_row(dataset, seed, name, kind, test.Y, fit.test, ds.label_freq, fit.wall_time_s, config, prior))
         save(name, fit.test)
-    best, selection = choose_fixed(args, train, val, fits, preset, seed, device)
+    best, selection = choose_fixed(args, chain, len(source), fits, preset, seed, device)
     best_row = next(r for r in rows if r["method"] == best)
     rows.append({**best_row, "method": "best_fixed", "kind": "best_fixed", "chosen": best, "selection": selection})
     best_test = fits[best].test
@@ -301,7 +239,7 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
         )
         output = ensemble.predict([test_out[m] for m in members])
         config = {"members": members, **ensemble.describe(), "validation": ensemble.validation}
-        rows.append(_row(dataset, seed, method, "ensemble", test.Y, output, ds.label_freq, wall, config))
+        rows.append(_row(dataset, seed, method, "ensemble", test.Y, output, ds.label_freq, wall, config, prior))
         save(method, output)
     data = {"n_train": len(train), "n_val": len(val), "n_test": len(test), "n_labels": ds.n_labels}
     return {
@@ -317,9 +255,12 @@ def compute_cell(args: Args, dataset: str, seed: int) -> dict:
 
 # ----------------------------------------------------------------------------- results file
 def cell_config(args: Args) -> dict:
-    """What makes a finished cell reusable: everything but the grid, where it runs and output places."""
+    """What makes a finished cell reusable: everything but the grid, where it runs and output places; the
+    --prior flags only where they differ from their defaults (`prior_setting`: plain cells keep the
+    config they were saved with, and no cell is reused for other prior settings)."""
     skip = ("datasets", "seeds", "backend", "address", "jobs", "device", "data_dir", "out_dir", "runs_dir")
-    return {**{k: v for k, v in asdict(args).items() if k not in skip}, "resolved": preset_record(resolve_preset(args))}
+    config = {k: v for k, v in asdict(args).items() if k not in skip and k not in PRIOR_KNOBS}
+    return {**config, **prior_setting(args), "resolved": preset_record(resolve_preset(args))}
 
 
 def cell_key(dataset: str, seed: int) -> str:
@@ -329,13 +270,16 @@ def cell_key(dataset: str, seed: int) -> str:
 def main(args: Args) -> Path:
     set_threads(args.threads or 1)
     resolve_device(args.device)  # fail early on a bad --device
-    resolve_preset(args)
+    plain = plain_preset(args)
     problems = args.execution_problems()
     problems += precision_problems(args.precision)
     problems += check_args(args)  # ranges: bad values were raw tracebacks from training (issue 19)
     problems += [
         f"--fixed must name orderings from {FIXED_ORDERINGS}, got {f!r}" for f in args.fixed if f not in FIXED_ORDERINGS
     ]
+    if any(p not in PEER_CHOICES for p in args.peers) or len(set(args.peers)) != len(args.peers):
+        problems.append(f"--peers must be distinct names from {PEER_CHOICES} (or none), got {args.peers}")
+    problems += check_prior_flags(args, plain)
     if problems:
         raise SystemExit("; ".join(problems))
     out_dir = Path(args.out_dir)

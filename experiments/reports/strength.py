@@ -8,6 +8,7 @@ no noise estimate and says so.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 from labelchain.envs.metrics import HEADLINE as RANKING
@@ -27,10 +28,12 @@ METHOD_ORDER = (
     "ensemble_chains_peers",
     "ovr_logistic",
     "omikuji",
+    "ecc",
     "label_frequency",
 )
 CHAINS = ("rearrange", "combined")
-PEERS = ("ovr_logistic", "omikuji")
+PEERS = ("ovr_logistic", "omikuji")  # the tuned peers of the goals (and the better-peer column)
+REFERENCE_PEERS = ("ecc",)  # classifier chains (Read et al.): a peer row and verdicts when the grid scored it
 ENSEMBLE = "ensemble_chains_peers"
 
 
@@ -90,7 +93,7 @@ def goal_checks(table, datasets: list[str]) -> list[tuple[str, str, str, str, di
                     gap(table, dataset, chain, "omikuji", "P@1"),
                 )
             )
-        for peer in PEERS:
+        for peer in PEERS + REFERENCE_PEERS:
             for metric in RANKING:
                 checks.append(
                     (
@@ -177,7 +180,7 @@ def render_markdown(results: dict) -> str:
             wall = mean_and_std([v["wall_time_s"] for v in seeds.values()])[0]
             lines.append(f"| {method} | " + " | ".join(cells) + f" | {wall:.0f} |")
         chosen = [r.get("chosen") for r in rows if r["dataset"] == dataset and r["method"] == "best_fixed"]
-        lines += ["", f"best_fixed chosen per seed: {', '.join(map(str, chosen))}", ""]
+        lines += ["", f"best_fixed chosen per seed: {', '.join(map(str, chosen))}", *prior_lines(rows, dataset), ""]
     lines += [
         "## Goals, cell by cell",
         "",
@@ -199,6 +202,25 @@ def render_markdown(results: dict) -> str:
         ]
     lines += ["", *statistics_sections(results, rows)]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def prior_lines(rows: list[dict], dataset: str) -> list[str]:
+    """What the chain rows of `dataset` were trained on when not the plain chains (strength.py --prior
+    and friends, recorded per row as "prior"), with each seed's validation-chosen rules of rearrange."""
+    settings = {json.dumps(r["prior"], sort_keys=True) for r in rows if r["dataset"] == dataset and r.get("prior")}
+    if not settings:
+        return []
+    said = "; ".join(", ".join(f"{k} {v}" for k, v in json.loads(s).items()) for s in sorted(settings))
+    rules = [
+        f"seed {r['seed']}: {r['config']['rules']['ranking_rule']} / {r['config']['rules']['set_rule']}"
+        for r in rows
+        if r["dataset"] == dataset and r["method"] == "rearrange" and "rules" in r.get("config", {})
+    ]
+    return [
+        "",
+        f"Chain rows (learners, best_fixed, ensembles) on a peer's prior: {said}. Their sets and scores come "
+        "from the ranking / set rules chosen on validation (rearrange: " + ("; ".join(rules) or "none recorded") + ").",
+    ]
 
 
 NAMED_PAIRS = (

@@ -277,6 +277,13 @@ class TrainKnobs:
         return D.replace(policy=self.to_policy_config()).changed(seed=seed, max_steps=max_steps, **knobs)
 
 
+def knob(name: str) -> Any:
+    """Knob `name` exactly as `TrainKnobs` declares it (flag, default, range, help), for a script whose
+    Args are not `TrainKnobs` (the strength grid's --prior flags)."""
+    spec = _KNOB_FIELDS[name]
+    return field(default=spec.default, metadata=dict(spec.metadata))
+
+
 def override(name: str, default: Any, help: str | None = None) -> Any:
     """A script's own default for knob `name` (same flag, range and, unless given, help text)."""
     metadata = dict(_KNOB_FIELDS[name].metadata)
@@ -286,6 +293,7 @@ def override(name: str, default: Any, help: str | None = None) -> Any:
 
 
 _KNOB_FIELDS = {spec.name: spec for spec in fields(TrainKnobs)}
+PRIOR_KNOBS = ("prior", "prior_scale", "shortlist", "label_history")  # the chain-on-a-prior flags (issue 16)
 
 
 def knobs_of(args: TrainKnobs) -> dict[str, Any]:
@@ -321,8 +329,6 @@ def check_args(args: Any) -> list[str]:
             ("device", ("auto", "cpu", "cuda")),
             ("output", OUTPUT_KINDS),
             ("guidance", GUIDANCE_KINDS),
-            ("prior", ("none",) + PRIOR_PEERS),
-            ("prior_scale", ("shared", "per_label")),
         )
         for name, allowed in choices:
             if getattr(args, name) not in allowed:
@@ -338,10 +344,21 @@ def check_args(args: Any) -> list[str]:
             problems.append("--sparse-label-grads needs --output tree")
         if args.tree_query_size is not None and args.output != "tree":
             problems.append("--tree-query-size needs --output tree")
+        problems += prior_problems(args)
         if args.prior != "none" and (args.output != "flat" or args.guidance != "none" or args.hide_train_labels):
             problems.append("--prior needs --output flat, no --guidance and no --hide-train-labels")
-        if args.shortlist and args.prior == "none":
-            problems.append("--shortlist needs --prior (the shortlist is the prior's top-M labels)")
+    return problems
+
+
+def prior_problems(args: Any) -> list[str]:
+    """The checks of the --prior flags (`PRIOR_KNOBS`) wherever they are declared: TrainKnobs and the
+    strength grid (which declares them with `knob`)."""
+    problems = []
+    for name, allowed in (("prior", ("none",) + PRIOR_PEERS), ("prior_scale", ("shared", "per_label"))):
+        if getattr(args, name) not in allowed:
+            problems.append(f"{flag_name(name)} must be one of {allowed}, got {getattr(args, name)!r}")
+    if args.shortlist and args.prior == "none":
+        problems.append("--shortlist needs --prior (the shortlist is the prior's top-M labels)")
     return problems
 
 

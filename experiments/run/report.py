@@ -17,6 +17,7 @@ from labelchain.agents.rule_outputs import decode_chain_outputs
 from labelchain.agents.ensemble import Ensemble
 from labelchain.agents.learners import FIXED_ORDERINGS
 from labelchain.agents.peers import tune_peer
+from labelchain.envs.data.dataset import Split
 from labelchain.envs.metrics import HEADLINE, RANKING_NAMES, evaluate, is_better
 from labelchain.envs.predictions import DEFAULT_TOP_K, PREDICTIONS_DIR, from_outputs, save_predictions
 from labelchain.envs.tail_metrics import few_shot_f1
@@ -141,16 +142,26 @@ def final_evaluation(
 
 def chosen_rule_outputs(policy, data: RunData, seed: int | None) -> tuple[dict[str, Any], Any, Any]:
     """A prior chain's (rules chosen on validation, validation outputs, test outputs) under those rules
-    (agents.chain_rules): which ranking (emission, first step, set-then-prior, sampled shares) and
-    which set (the chain's own at a STOP offset, or a tuned threshold / top-k on the chain's scores).
-    The peer's own rules are scored but not eligible: the peer alone is its own row."""
+    (`rules_chosen_on`)."""
+    rules, val_out, (test_out,) = rules_chosen_on(policy, data.val, [data.test.X], max_steps=data.max_steps, seed=seed)
+    return rules, val_out, test_out
+
+
+def rules_chosen_on(
+    policy, val: Split, others: Sequence[Any], *, max_steps: int | None, seed: int | None
+) -> tuple[dict[str, Any], Any, list[Any]]:
+    """A prior chain's ranking and set rules chosen on `val` (agents.chain_rules): which ranking
+    (emission, first step, set-then-prior, sampled shares) and which set (the chain's own at a STOP
+    offset, or a tuned threshold / top-k on the chain's scores); returns (the rules, `val`'s outputs
+    and each of `others`' feature rows' outputs under them). The peer's own rules are scored but not
+    eligible: the peer alone is its own row. train_rl's report and the strength grid both use it."""
 
     def outputs(X):
-        return decode_chain_outputs(policy, X, max_steps=data.max_steps, seed=seed or 0, batch_size=PREDICT_BATCH)
+        return decode_chain_outputs(policy, X, max_steps=max_steps, seed=seed or 0, batch_size=PREDICT_BATCH)
 
-    val = outputs(data.val.X)
-    chosen = choose_rules(val, data.val.Y, peer_eligible=False)
-    return chosen.to_dict(), chosen.apply(val), chosen.apply(outputs(data.test.X))
+    decoded = outputs(val.X)
+    chosen = choose_rules(decoded, val.Y, peer_eligible=False)
+    return chosen.to_dict(), chosen.apply(decoded), [chosen.apply(outputs(X)) for X in others]
 
 
 class PredictionSaver:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from labelchain.experiments.run.train_rl_args import Args
 
 EMPTY_WARN_FRACTION = 0.01  # warn when at least this share of training documents has no label
+PRIOR_TOP_M = 100  # labels a document's cached prior stores (the largest --shortlist)
 
 
 def load_run_data(args: Args) -> RunData:
@@ -84,33 +85,65 @@ def load_run_data(args: Args) -> RunData:
 def with_prior(
     args: Args, dataset: Dataset, train: Split, val: Split
 ) -> tuple[Split, Split, Split, sp.csr_matrix | None]:
-    """The three parts with the --prior peer's columns appended (agents.prior_columns), the prior built
-    out of fold on `train` and cached; with --shortlist M, training labels outside each document's top M
-    are dropped (the matcher's recall loss: no target can be outside the action space) and the
-    training shortlist is returned for the environments."""
+    """The three parts with the --prior peer's columns appended (`attach_prior`)."""
+    return attach_prior(
+        args.prior,
+        args.shortlist,
+        dataset,
+        train,
+        val,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        name=args.dataset,
+    )
+
+
+def attach_prior(
+    peer: str, shortlist: int, dataset: Dataset, train: Split, val: Split, *, seed: int, val_fraction: float, name: str
+) -> tuple[Split, Split, Split, sp.csr_matrix | None]:
+    """`train`, `val` (carved from `dataset.train` with `seed`, `val_fraction`) and `dataset.test` with
+    the `peer`'s prior columns appended (agents.prior_columns), the prior built out of fold on `train`
+    and cached; with `shortlist` M > 0, training labels outside each document's top M are dropped (the
+    matcher's recall loss: no target can be outside the action space) and the training shortlist is
+    returned for the environments. The one way a run or grid cell gets its prior (train_rl, strength);
+    bad settings are one-line ArgsErrors naming --prior / --shortlist and `name`."""
     from labelchain.agents.prior import PriorMismatch, prior_identity
     from labelchain.experiments.prior_cache import cached_prior
 
-    if args.shortlist > dataset.n_labels:
-        raise ArgsError(f"--shortlist {args.shortlist}: {args.dataset} has only {dataset.n_labels} labels")
+    problem = shortlist_problem(shortlist, dataset.n_labels, name)
+    if problem:
+        raise ArgsError(problem)
     try:
-        prior = cached_prior(
-            args.prior, dataset, seed=args.seed, val_fraction=args.val_fraction, top_m=min(100, dataset.n_labels)
-        )
-        prior.check(**prior_identity(dataset, train, val, seed=args.seed, val_fraction=args.val_fraction))
+        prior = cached_prior(peer, dataset, seed=seed, val_fraction=val_fraction, top_m=prior_top_m(dataset.n_labels))
+        prior.check(**prior_identity(dataset, train, val, seed=seed, val_fraction=val_fraction))
     except PriorMismatch as error:
-        raise ArgsError(f"--prior {args.prior}: {error}") from None
-    if args.shortlist > prior.settings["top_m"]:
-        raise ArgsError(f"--shortlist {args.shortlist}: the prior stores only the top {prior.settings['top_m']} labels")
-    m = args.shortlist or None
+        raise ArgsError(f"--prior {peer}: {error}") from None
+    if shortlist > prior.settings["top_m"]:
+        raise ArgsError(f"--shortlist {shortlist}: the prior stores only the top {prior.settings['top_m']} labels")
+    m = shortlist or None
     parts = []
-    for name, split in (("train", train), ("val", val), ("test", dataset.test)):
-        parts.append(Split(with_prior_columns(split.X, prior_columns(prior.part(name), m)), split.Y))
-    shortlist = None
+    for part, split in (("train", train), ("val", val), ("test", dataset.test)):
+        parts.append(Split(with_prior_columns(split.X, prior_columns(prior.part(part), m)), split.Y))
+    kept = None
     if m is not None:
-        shortlist = shortlist_from_scores(prior.train, m)
-        parts[0] = Split(parts[0].X, sp.csr_matrix(parts[0].Y.multiply(shortlist), dtype=parts[0].Y.dtype))
-    return parts[0], parts[1], parts[2], shortlist
+        kept = shortlist_from_scores(prior.train, m)
+        parts[0] = Split(parts[0].X, sp.csr_matrix(parts[0].Y.multiply(kept), dtype=parts[0].Y.dtype))
+    return parts[0], parts[1], parts[2], kept
+
+
+def prior_top_m(n_labels: int) -> int:
+    """How many labels a document's cached prior stores: its top PRIOR_TOP_M, or all when fewer."""
+    return min(PRIOR_TOP_M, n_labels)
+
+
+def shortlist_problem(shortlist: int, n_labels: int, name: str) -> str | None:
+    """Why --shortlist cannot be used on dataset `name` (None when it can): above its label count or
+    above what the prior stores (`prior_top_m`). Grids check it for every dataset before training."""
+    if shortlist > n_labels:
+        return f"--shortlist {shortlist}: {name} has only {n_labels} labels"
+    if shortlist > prior_top_m(n_labels):
+        return f"--shortlist {shortlist}: the prior stores only the top {prior_top_m(n_labels)} labels"
+    return None
 
 
 def overlapping_clusters(args: Args, train: Split, label_cluster: np.ndarray) -> sp.csr_matrix:
