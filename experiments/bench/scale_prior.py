@@ -44,7 +44,6 @@ def prior_cell(n_labels: int, args: Args) -> dict:
     from labelchain.agents.learners import make_learner
     from labelchain.agents.peers import OmikujiTree
     from labelchain.agents.policy_config import PolicyConfig
-    from labelchain.agents import prior as prior_module
     from labelchain.agents.prior import build_prior, recall_at
     from labelchain.agents.prior_columns import prior_columns, with_prior_columns
     from labelchain.agents.supervised import carve_validation
@@ -53,8 +52,6 @@ def prior_cell(n_labels: int, args: Args) -> dict:
 
     data = synthetic_data(args, n_labels)
     m = args.prior_shortlist
-    # agents.prior scores ROW_CHUNK documents as one dense (chunk x L) block: keep it near 200 MB
-    prior_module.ROW_CHUNK = int(min(prior_module.ROW_CHUNK, max(64, 50_000_000 // n_labels)))
     started = time.process_time()
     omikuji = ({"n_trees": 1, "cluster_k": 2},)  # the Omikuji row's hyper-parameters
     prior = build_prior(
