@@ -231,3 +231,17 @@ def test_compare_trees_bad_values_are_one_line_errors(tmp_path, change, words):
     with pytest.raises(ArgsError, match=words):
         compare_trees.main(args)
     assert not (tmp_path / "trees.json").exists()
+
+
+def test_prior_memory_bench_rules_give_one_matrix():
+    """bench_prior_memory's old and new rules of each step return the same matrix (tiny sizes, in process)."""
+    from labelchain.experiments.bench import bench_prior_memory as memory
+
+    args = memory.Args(n_labels=40, n_docs=30, n_features=20, text_nnz=3, top_m=5)
+    for step, rules in memory.RULES.items():
+        outs = [memory.run_step(args, step, rule, args.n_docs)[0] for rule in rules]
+        assert outs[0].shape == (30, 40) and outs[0].nnz > 0
+        for other in outs[1:]:
+            assert (other != outs[0]).nnz == 0, step
+    shortlist = memory.run_step(args, "shortlist", "new", args.n_docs)[0]
+    assert shortlist.dtype == bool and (shortlist.sum(axis=1) == 5).all()  # every top-5 prior entry shortlisted

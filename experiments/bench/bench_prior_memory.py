@@ -1,10 +1,10 @@
 """Peak memory of the prior chain's two large-L steps, each rule in its own process, beside the old rule.
 
-    python experiments/bench/bench_prior_memory.py                      # L = 100,000, 2,000 documents
-    python experiments/bench/bench_prior_memory.py --docs 18000 --steps shortlist --rules new   # the full split
+    python experiments/bench/bench_prior_memory.py                      # L = 100,000, 1,000 documents
+    python experiments/bench/bench_prior_memory.py --n-docs 18000 --rules new   # the scale cell's training split
 
-Synthetic inputs (seeded): `--docs` documents, each with `--text-nnz` random text features out of
-`--n-features` and a random top-`--top-m` prior over `--labels` labels (as bench_scale's prior cell
+Synthetic inputs (seeded): `--n-docs` documents, each with `--text-nnz` random text features out of
+`--n-features` and a random top-`--top-m` prior over `--n-labels` labels (as bench_scale's prior cell
 has them, docs/prior-scale.md). Steps and rules:
 
 - ``shortlist``: the shortlist a shortlisting learner builds over its whole training split
@@ -42,16 +42,17 @@ from labelchain.agents.prior import score_chunk_rows, score_top_m
 from labelchain.agents.prior_columns import prior_columns, shortlist_in_columns, with_prior_columns
 from labelchain.envs.data.dataset import Split
 from labelchain.experiments.run.common import command_line, parse_args
+from labelchain.experiments.run.threads import Threads, set_threads
 
 RULES = {"shortlist": ("old", "new"), "score": ("old", "bench", "new")}
 
 
 @dataclass
-class Args:
+class Args(Threads):
     """Peak memory of the prior path's large-L steps (shortlist, scoring), new rule beside the old."""
 
-    labels: int = 100_000
-    docs: int = 2000
+    n_labels: int = 100_000
+    n_docs: int = 1000
     n_features: int = 16384
     text_nnz: int = 50
     top_m: int = 100
@@ -81,10 +82,10 @@ def inputs(args: Args, docs: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         shape=(docs, args.n_features),
     )
     text.sum_duplicates()
-    labels = np.stack([np.sort(rng.choice(args.labels, size=args.top_m, replace=False)) for _ in range(docs)])
+    labels = np.stack([np.sort(rng.choice(args.n_labels, size=args.top_m, replace=False)) for _ in range(docs)])
     scores = sp.csr_matrix(
         (-10.0 * rng.random(labels.size, dtype=np.float32), labels.ravel(), np.arange(0, labels.size + 1, args.top_m)),
-        shape=(docs, args.labels),
+        shape=(docs, args.n_labels),
     )
     return text, scores
 
@@ -96,7 +97,7 @@ def old_shortlist(X: sp.csr_matrix, n_features: int) -> sp.csr_matrix:
 
 def peer(args: Args, docs: int) -> LabelFrequency:
     rng = np.random.default_rng(args.seed + 1)
-    Y = sp.csr_matrix(rng.random((64, args.labels)) < 0.01)
+    Y = sp.csr_matrix(rng.random((64, args.n_labels)) < 0.01)
     return LabelFrequency().fit(Split(sp.csr_matrix((64, 1), dtype=np.float32), Y))
 
 
@@ -109,13 +110,13 @@ def run_step(args: Args, step: str, rule: str, docs: int) -> tuple[sp.csr_matrix
         out = (
             old_shortlist(X, args.n_features)
             if rule == "old"
-            else shortlist_in_columns(X, args.n_features, args.labels)
+            else shortlist_in_columns(X, args.n_features, args.n_labels)
         )
     else:
         scorer = peer(args, docs)
-        chunk = {"old": 2048, "bench": int(min(2048, max(64, 50_000_000 // args.labels))), "new": None}[rule]
+        chunk = {"old": 2048, "bench": int(min(2048, max(64, 50_000_000 // args.n_labels))), "new": None}[rule]
         tracemalloc.start()
-        out = score_top_m(scorer, text, "log_score", args.top_m, n_labels=args.labels, chunk_rows=chunk)
+        out = score_top_m(scorer, text, "log_score", args.top_m, n_labels=args.n_labels, chunk_rows=chunk)
     step_mb = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
     return out, step_mb
@@ -133,19 +134,20 @@ def measure(args: Args, step: str, rule: str) -> dict:
 
 
 def main(args: Args) -> dict:
+    set_threads(args.threads or 1)
     if args.run is not None:
         step, rule = args.run.split(":")
-        _, step_mb = run_step(args, step, rule, args.docs)
+        _, step_mb = run_step(args, step, rule, args.n_docs)
         result = {"step_mb": step_mb, "peak_rss_mb": rss_mb()}
         print(json.dumps(result))
         return result
     for step in args.steps:  # the rules of a step give one matrix (a small slice, in this process)
-        small = [run_step(args, step, rule, min(args.docs, 200))[0] for rule in RULES[step]]
+        small = [run_step(args, step, rule, min(args.n_docs, 200))[0] for rule in RULES[step]]
         for other in small[1:]:
             assert (other != small[0]).nnz == 0, f"{step}: the rules disagree"
     print(
-        f"L = {args.labels:,}, {args.docs:,} documents, top {args.top_m}; "
-        f"score chunk (new): {score_chunk_rows(args.labels)} documents"
+        f"L = {args.n_labels:,}, {args.n_docs:,} documents, top {args.top_m}; "
+        f"score chunk (new): {score_chunk_rows(args.n_labels)} documents"
     )
     print("| step | rule | step MB | step / new | process peak RSS MB |\n|---|---|---|---|---|")
     results: dict[str, dict] = {}
