@@ -10,7 +10,10 @@ Scores are kept in the form the chain adds to its logits: log-odds log(p / (1 - 
 logistic regression, the log of Omikuji's score for Omikuji, clipped to [FLOOR, -FLOOR] with
 FLOOR = log(1e-6) (about -13.8), so a certain 0 or 1 stays finite. Per document only the M best
 labels are stored (CSR, explicit entries; ties to the lower label id), so memory is O(n M), not
-O(n L); every label not stored is at FLOOR (`PriorScores.dense`). Omikuji is asked for M labels with
+O(n L); every label not stored is at FLOOR (`PriorScores.dense`). Scoring runs in document chunks
+sized by a memory budget (`score_chunk_rows`, SCORE_BLOCK_BYTES), so a dense (chunk x L) block is
+the most the peer's scores ever take; a one-point grid is fitted without tune_peer's dense
+validation scoring (there is nothing to choose). Omikuji is asked for M labels with
 a beam of max(M, 10) (`_with_top_k`); it never returns a label absent from its training documents,
 so its rows can hold fewer than M.
 
@@ -41,7 +44,7 @@ SCORE_KINDS = {"ovr_logistic": "log_odds", "omikuji": "log_score"}
 DEFAULT_FOLDS = 5
 DEFAULT_TOP_M = 100
 SPLIT_FIELDS = ("seed", "val_fraction", "n_train", "n_val", "n_test", "parts_hash")
-ROW_CHUNK = 2048  # documents scored at once: bounds the dense (chunk x L) block
+SCORE_BLOCK_BYTES = 64 * 2**20  # one dense (chunk x L) float64 block of `score_top_m`
 
 
 class PriorMismatch(ValueError):
@@ -149,7 +152,7 @@ def top_m(scores: np.ndarray, m: int) -> sp.csr_matrix:
     explicit entries, columns ascending within a row."""
     n, L = scores.shape
     m = min(m, L)
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :m]
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :m].copy()  # the (n, L) argsort is freed here
     order.sort(axis=1)  # columns ascending within a row, as CSR keeps them
     values = np.take_along_axis(scores, order, axis=1)
     keep = np.isfinite(values)
@@ -157,11 +160,25 @@ def top_m(scores: np.ndarray, m: int) -> sp.csr_matrix:
     return sp.csr_matrix((values[keep].astype(np.float32), order[keep], indptr), shape=(n, L))
 
 
-def score_top_m(scorer: Scorer, X: Features, kind: str, m: int) -> sp.csr_matrix:
-    """Score `X` in row chunks (bounded memory) and keep each document's top `m` in the chain's units."""
+def score_chunk_rows(n_labels: int, budget_bytes: int = SCORE_BLOCK_BYTES) -> int:
+    """Documents `score_top_m` scores at once so that one dense float64 (chunk x L) block fits in
+    `budget_bytes` (at least one document). The peer's float32 scores, their log and the argsort of one
+    chunk take a few such blocks at once, so peak memory is a few budgets whatever n and L
+    (measured: experiments/bench/bench_prior_memory.py, docs/prior-scale.md)."""
+    return max(1, int(budget_bytes) // (8 * max(1, int(n_labels))))
+
+
+def score_top_m(
+    scorer: Scorer, X: Features, kind: str, m: int, *, n_labels: int, chunk_rows: int | None = None
+) -> sp.csr_matrix:
+    """Score `X` in row chunks (`chunk_rows`, default `score_chunk_rows(n_labels)`) and keep each
+    document's top `m` in the chain's units: only O(n m) outlives a chunk."""
+    chunk_rows = score_chunk_rows(n_labels) if chunk_rows is None else chunk_rows
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     blocks = [
-        top_m(log_scores(scorer.scores(X[start : start + ROW_CHUNK]), kind), m)
-        for start in range(0, X.shape[0], ROW_CHUNK)
+        top_m(log_scores(scorer.scores(X[start : start + chunk_rows]), kind), m)
+        for start in range(0, X.shape[0], chunk_rows)
     ]
     return sp.csr_matrix(sp.vstack(blocks, format="csr")) if blocks else sp.csr_matrix((0, 0), dtype=np.float32)
 
@@ -229,14 +246,18 @@ def build_prior(
     train, val = carve_validation(ds.train, val_fraction, seed)
     kind = SCORE_KINDS[peer]
     started = time.perf_counter()
-    tuned: TunedPeer = tune_peer(peer, train, val, seed=seed, grid=grid)
+    if grid is not None and len(grid) == 1:  # nothing to choose: skip tune_peer's dense (n_val x L) scoring
+        hyper, scorer = dict(grid[0]), _make(peer, dict(grid[0]), seed).fit(train)
+    else:
+        tuned: TunedPeer = tune_peer(peer, train, val, seed=seed, grid=grid)
+        hyper, scorer = dict(tuned.hyper), tuned.scorer
     tuned_at = time.perf_counter()
-    convert = lambda scorer, X: score_top_m(_with_top_k(scorer, m), X, kind, m)  # noqa: E731
-    val_scores, test_scores = convert(tuned.scorer, val.X), convert(tuned.scorer, ds.test.X)
+    convert = lambda scorer, X: score_top_m(_with_top_k(scorer, m), X, kind, m, n_labels=ds.n_labels)  # noqa: E731
+    val_scores, test_scores = convert(scorer, val.X), convert(scorer, ds.test.X)
     assignment = fold_assignment(len(train), folds, seed)
-    train_scores = out_of_fold(lambda: _make(peer, dict(tuned.hyper), seed), train, assignment, convert)
+    train_scores = out_of_fold(lambda: _make(peer, dict(hyper), seed), train, assignment, convert)
     settings = {
-        "hyper": dict(tuned.hyper),
+        "hyper": hyper,
         "grid": [dict(h) for h in grid] if grid is not None else None,
         "top_m": m,
         "folds": folds,

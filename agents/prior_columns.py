@@ -51,22 +51,39 @@ def with_prior_columns(X, columns: sp.csr_matrix):
 def shortlist_in_columns(X, n_features: int, n_labels: int) -> sp.csr_matrix:
     """Bool CSR (n, L) of the labels whose prior column is > 0: the shortlist a shortlisting policy
     masks to, for the environments its learners step (equal to `envs.shortlist.shortlist_from_scores`
-    of the scores the columns were built from)."""
-    columns = split_prior_columns(X, n_features, n_labels)[1]
-    return sp.csr_matrix(np.asarray(columns) > 0)
+    of the scores the columns were built from). The learners call this on the whole training split,
+    where a dense (n, L) block was 7.2 GB (twice, with its copy) at 18,000 documents x 100,000 labels."""
+    return prior_entries(X, n_features, n_labels).astype(bool)
 
 
-def split_prior_columns(X, n_features: int, n_labels: int):
-    """(text feature rows, prior columns as a dense (B, L) array, or tensor for tensor rows) of rows of width F + L."""
+def prior_entries(X, n_features: int, n_labels: int) -> sp.csr_matrix:
+    """The prior columns > 0 of feature rows X (width F + L) as canonical float32 CSR (n, L): each
+    document's shortlist and its column values. Sparse rows stay sparse (no (n, L) block); a repeated
+    entry counts by its sum, as in the dense rows."""
+    check_prior_width(X, n_features, n_labels)
+    columns = sp.csr_matrix(X[:, n_features:] if sp.issparse(X) else np.asarray(X)[:, n_features:], dtype=np.float32)
+    columns.sum_duplicates()  # also sorts each row's columns
+    columns.data[columns.data <= 0] = 0
+    columns.eliminate_zeros()
+    return columns
+
+
+def check_prior_width(X, n_features: int, n_labels: int) -> None:
+    """One line when rows of X are not F text features + L prior columns wide."""
     width = int(X.shape[1])
     if width != n_features + n_labels:
         raise ValueError(
             f"features have {width} columns; a prior policy expects {n_features} text features + "
             f"{n_labels} prior columns = {n_features + n_labels} (agents.prior_columns.with_prior_columns)"
         )
+
+
+def split_prior_columns(X, n_features: int, n_labels: int):
+    """(text feature rows, prior columns as a dense (B, L) array, or tensor for tensor rows) of rows of width F + L."""
+    check_prior_width(X, n_features, n_labels)
     if sp.issparse(X):
         csr = sp.csr_matrix(X)
-        return csr[:, :n_features], csr[:, n_features:].toarray().astype(np.float32)
+        return csr[:, :n_features], csr[:, n_features:].toarray().astype(np.float32, copy=False)
     if hasattr(X, "detach"):  # a torch tensor (SB3 observations): the policy converts both halves
         return X[:, :n_features], X[:, n_features:]
     array = np.asarray(X, dtype=np.float32)

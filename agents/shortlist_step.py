@@ -30,7 +30,7 @@ import scipy.sparse as sp
 import torch
 
 from labelchain.agents.chain_step import ShortlistEmitted
-from labelchain.agents.prior_columns import FLOOR
+from labelchain.agents.prior_columns import FLOOR, prior_entries
 
 if TYPE_CHECKING:
     from labelchain.agents.policy import ChainPolicy, ChainState
@@ -48,26 +48,11 @@ def compact_applies(policy: ChainPolicy, X) -> bool:
     )
 
 
-def _prior_entries(X, n_features: int, n_labels: int) -> sp.csr_matrix:
-    """The prior columns > 0 of feature rows X (width F + L) as CSR (n, L): the shortlist and its values."""
-    width = int(X.shape[1])
-    if width != n_features + n_labels:
-        raise ValueError(
-            f"features have {width} columns; a prior policy expects {n_features} text features + "
-            f"{n_labels} prior columns = {n_features + n_labels} (agents.prior_columns.with_prior_columns)"
-        )
-    columns = sp.csr_matrix(X[:, n_features:] if sp.issparse(X) else np.asarray(X)[:, n_features:], dtype=np.float32)
-    columns.sort_indices()
-    columns.data[columns.data <= 0] = 0
-    columns.eliminate_zeros()
-    return columns
-
-
 def document_shortlist(policy: ChainPolicy, X) -> ShortlistEmitted:
     """The compact tracker of feature rows X: each row's shortlisted labels (its prior columns > 0),
     their offsets a * prior + b exactly as `ChainPolicy.document_prior` computes them, nothing emitted."""
     L, device = policy.n_labels, policy.input_weight.device
-    columns = _prior_entries(X, policy.n_features, L)
+    columns = prior_entries(X, policy.n_features, L)
     counts = np.diff(columns.indptr)
     width = int(counts.max()) if counts.size else 0
     rows = np.repeat(np.arange(columns.shape[0]), counts)

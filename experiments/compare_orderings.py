@@ -16,7 +16,7 @@ are scored on the same dataset. Cells run seeds-major (every dataset for seed 0 
 grid already has one seed of everything.
 
 After each cell its rows are merged into `orderings.json` (atomic write) and `orderings.md` is
-rebuilt from the whole file, so an interrupted grid resumes where it stopped: cells already in
+rebuilt from the whole file (experiments/grid/orderings_file.py), so an interrupted grid resumes where it stopped: cells already in
 orderings.json with the same configuration are skipped, and a cell whose run folder exists but did
 not finish is continued with train_rl's resume. A cell's chain rows are read from its run folder
 (orderings_rows.py); the tables and the claims in orderings.md are computed from orderings.json only
@@ -47,19 +47,19 @@ from labelchain.envs.data import locate
 from labelchain.envs.data.errors import DataNotFoundError
 from labelchain.envs.data.loading import load_dataset
 from labelchain.experiments.run import train_rl_args
-from labelchain.experiments.run.common import (
-    results_dir,
-    atomic_write_text,
-    command_line,
-    given_fields,
-    parse_args,
-)
+from labelchain.experiments.run.common import results_dir, command_line, given_fields, parse_args
 from labelchain.experiments.run.folder import check_writable_folder
 from labelchain.experiments.run.config import ArgsError, TrainKnobs, check_args, knobs_of, override
-from labelchain.experiments.grid import results_file
 from labelchain.experiments.grid.cells import Cell
 from labelchain.experiments.grid.execution import ExecutionFlags, runs_dir_flag
-from labelchain.experiments.reports.orderings import TABLE_METRICS, render_markdown
+from labelchain.experiments.grid.orderings_file import (
+    cell_key,
+    load_results,
+    merge_cell,
+    merge_cell_into_file,
+    write_results,
+)
+from labelchain.experiments.reports.orderings import TABLE_METRICS
 from labelchain.experiments.grid.orderings_rows import rows_from_run
 from labelchain.experiments.peers import PEERS, PeerUnavailable, run_peer, tuned_config
 from labelchain.experiments.grid.lookup import run_config, train_or_resume
@@ -268,55 +268,6 @@ def refresh_peers(args: Args, results: dict[str, Any], out_dir: Path, command: s
         write_results(out_dir, results)
         print(f"{cell_key(dataset, seed)}: peers {', '.join(r['method'] for r in rows)}", flush=True)
     return absent
-
-
-# ----------------------------------------------------------------------------- results file
-def cell_key(dataset: str, seed: int) -> str:
-    return f"{dataset}:{seed}"
-
-
-def load_results(path: Path) -> dict[str, Any]:
-    """orderings.json (any format: experiments/grid/results_file.py) as the flat dict the grid updates."""
-    try:
-        results = results_file.load_results(path, "orderings", missing_ok=True).payload()
-        if not isinstance(results.setdefault("cells", {}), dict):
-            raise results_file.ResultsFileError(path, "'cells' must be an object")
-    except results_file.ResultsFileError as error:
-        raise ArgsError(
-            f"{path}: not an orderings results file ({error.reason}); move it away or pick another --out-dir"
-        ) from None
-    results.setdefault("skipped_peers", [])
-    return results
-
-
-def merge_cell(results: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
-    """Replace the cell's rows and notes (a rerun with another configuration must not add a second copy)."""
-    dataset, seed = cell["dataset"], cell["seed"]
-    same = lambda item: item["dataset"] == dataset and item["seed"] == seed  # noqa: E731
-    results["rows"] = [row for row in results["rows"] if not same(row)] + cell["rows"]
-    results["skipped_peers"] = [s for s in results.get("skipped_peers", []) if not same(s)] + cell["skipped_peers"]
-    results["cells"][cell_key(dataset, seed)] = {
-        key: value for key, value in cell.items() if key not in ("rows", "skipped_peers")
-    }
-    return results
-
-
-def merge_cell_into_file(out_dir: Path, cell: dict[str, Any]) -> dict[str, Any]:
-    """Merge `cell` into orderings.json as it is on disk now, under the file's lock, and return the
-    merged results: two grids writing one --out-dir (a --redo beside a running grid) keep each
-    other's cells (a grid used to write back the copy it had loaded at its start)."""
-    path = out_dir / "orderings.json"
-    with results_file.locked(path):
-        results = merge_cell(load_results(path), cell)
-        write_results(out_dir, results)
-    return results
-
-
-def write_results(out_dir: Path, results: dict[str, Any]) -> None:
-    order = {name: i for i, name in enumerate([*LEARNERS, "best_fixed", "ensemble", *PEERS])}
-    results["rows"].sort(key=lambda r: (r["dataset"], r["seed"], order.get(r["method"], len(order)), r["method"]))
-    results_file.save_results(out_dir / "orderings.json", results_file.ResultsFile.from_payload(results, "orderings"))
-    atomic_write_text(out_dir / "orderings.md", render_markdown(results))
 
 
 # ----------------------------------------------------------------------------- the grid

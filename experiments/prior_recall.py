@@ -61,7 +61,8 @@ def measure(name: str, dataset: str, args: Args) -> dict[str, Any]:
     tuned = tune_peer(name, train, val, seed=args.seed)
     tuned_at = time.perf_counter()
     largest = min(max(args.m), ds.n_labels)
-    scores = score_top_m(_with_top_k(tuned.scorer, largest), ds.test.X, SCORE_KINDS[name], largest)
+    scorer = _with_top_k(tuned.scorer, largest)
+    scores = score_top_m(scorer, ds.test.X, SCORE_KINDS[name], largest, n_labels=ds.n_labels)
     recall = {str(m): recall_at(scores, ds.test.Y, min(m, ds.n_labels)) for m in args.m}
     return {
         "dataset": dataset,

@@ -290,3 +290,57 @@ def test_omikuji_prior_is_log_scores_of_at_most_m_labels_and_missing_omikuji_is_
     monkeypatch.setitem(sys.modules, "omikuji", None)
     with pytest.raises(PeerUnavailable, match=r"Omikuji is not installed .*pip install -e '\.\[peers\]'"):
         build_prior("omikuji", ds, top_m_size=20)
+
+
+# ----------------------------------------------------------------------------- bounded memory at large L
+class RowsAreScores:
+    """A hand-made peer whose scores of a document are its feature row (so a chunk's scores are known)."""
+
+    def scores(self, X) -> np.ndarray:
+        return np.asarray(X, dtype=np.float32)
+
+
+def test_chunked_scoring_equals_unchunked_with_uneven_chunks() -> None:
+    from labelchain.agents.prior import score_chunk_rows, score_top_m
+
+    raw = np.array(
+        [
+            [0.5, 0.0, 0.25, 0.5],  # a tie (labels 0 and 3) and an unreturned label (0.0)
+            [0.0, 0.0, 0.0, 0.125],
+            [1.0, 0.5, 0.25, 0.125],
+            [0.0, 0.0, 0.0, 0.0],  # nothing returned: an empty row
+            [0.125, 0.25, 0.5, 1.0],
+            [0.25, 0.25, 0.25, 0.25],
+            [1e-9, 0.0, 0.0, 0.5],  # below the floor's score: clipped to FLOOR, still stored
+        ]
+    )
+    whole = score_top_m(RowsAreScores(), raw, "log_score", 2, n_labels=4, chunk_rows=7)
+    for rows in (3, 2, 1):  # 7 documents as 3 + 3 + 1, 2 + 2 + 2 + 1 and one at a time
+        chunked = score_top_m(RowsAreScores(), raw, "log_score", 2, n_labels=4, chunk_rows=rows)
+        assert chunked.indptr.tolist() == whole.indptr.tolist()
+        assert chunked.indices.tolist() == whole.indices.tolist()
+        assert chunked.data.tolist() == whole.data.tolist()
+    assert whole.indptr.tolist() == [0, 2, 3, 5, 5, 7, 9, 11]
+    assert whole.indices.tolist() == [0, 3, 3, 0, 1, 2, 3, 0, 1, 0, 3]
+    log = lambda p: float(np.float32(math.log(p)))  # noqa: E731
+    half, eighth, quarter, floor = log(0.5), log(0.125), log(0.25), float(np.float32(FLOOR))
+    rows_data = [[half, half], [eighth], [0.0, half], [], [half, 0.0], [quarter, quarter], [floor, half]]
+    assert whole.data.tolist() == [value for row in rows_data for value in row]
+    with pytest.raises(ValueError, match="chunk_rows must be at least 1"):
+        score_top_m(RowsAreScores(), raw, "log_score", 2, n_labels=4, chunk_rows=0)
+    # the default chunk holds one 64 MiB float64 (chunk x L) block, at least one document
+    assert score_chunk_rows(100_000) == 83 and score_chunk_rows(1000) == 8388 and score_chunk_rows(10**9) == 1
+
+
+@pytest.mark.needs_data
+def test_a_one_point_grid_is_fitted_without_tuning_and_gives_the_tuned_prior(monkeypatch) -> None:
+    from labelchain.agents import prior as prior_module
+
+    ds = load_dataset("emotions")
+    point = {"C": 1.0}
+    tuned = build_prior("ovr_logistic", ds, folds=2, top_m_size=3, grid=(point, dict(point)))  # ties: the first
+    monkeypatch.setattr(prior_module, "tune_peer", lambda *a, **k: pytest.fail("a one-point grid was tuned"))
+    fitted = build_prior("ovr_logistic", ds, folds=2, top_m_size=3, grid=(point,))
+    for part in ("train", "val", "test"):
+        assert (fitted.part(part) != tuned.part(part)).nnz == 0
+    assert fitted.settings["hyper"] == tuned.settings["hyper"] == point

@@ -309,3 +309,45 @@ def test_every_learner_trains_a_shortlisted_prior_chain_inside_its_shortlist(nam
         for doc, row in zip(rows.tolist(), actions.tolist()):
             labels = [a for a in row if 0 <= a < N_LABELS]
             assert all(allowed[doc, a] for a in labels), (name, doc, row)
+
+
+def test_shortlist_in_columns_stays_sparse_and_equals_the_dense_rule() -> None:
+    """The learners' shortlist from sparse feature rows: exactly the dense rule (column > 0), with
+    repeated entries summed, explicit zeros and negatives out, and no dense (n, L) block on the way."""
+    import tracemalloc
+
+    from labelchain.agents.prior_columns import shortlist_in_columns
+
+    n_features, n_labels = 2, 4
+    rows = [0, 0, 0, 1, 1, 1, 2, 2, 2]  # three stored entries a document
+    cols = [1, 2, 2, 3, 4, 5, 2, 3, 3]  # columns 2.. are labels 0..3; (0, 2) and (2, 3) repeat
+    vals = [9.0, 0.5, 0.25, 0.0, -1.0, 2.0, 7.0, 1.0, -1.0]  # (1, 3) explicit 0, (1, 4) negative, (2, 3) sums to 0
+    X = sp.csr_matrix(  # built from (data, indices, indptr): the repeats stay stored twice
+        (np.array(vals, dtype=np.float32), np.array(cols), np.array([0, 3, 6, 9])), shape=(3, n_features + n_labels)
+    )
+    assert X.nnz == len(rows)
+    sparse = shortlist_in_columns(X, n_features, n_labels)
+    dense = shortlist_in_columns(X.toarray(), n_features, n_labels)
+    assert sparse.dtype == bool and sparse.toarray().tolist() == dense.toarray().tolist()
+    assert sparse.toarray().tolist() == [
+        [True, False, False, False],
+        [False, False, False, True],
+        [True, False, False, False],
+    ]
+    with pytest.raises(ValueError, match="a prior policy expects 2 text features"):
+        shortlist_in_columns(X[:, :5], n_features, n_labels)
+    # 64 documents x 200,000 labels, 10 stored each: a dense float32 block would be 51 MB
+    big_labels, docs = 200_000, 64
+    rng = np.random.default_rng(0)
+    stored = np.sort(rng.choice(big_labels, size=(docs, 10), replace=False), axis=1) + n_features
+    big = sp.csr_matrix(
+        (np.ones(stored.size, dtype=np.float32), stored.ravel(), np.arange(0, stored.size + 1, 10)),
+        shape=(docs, n_features + big_labels),
+    )
+    tracemalloc.start()
+    try:
+        shortlist = shortlist_in_columns(big, n_features, big_labels)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert shortlist.nnz == stored.size and peak < 5_000_000

@@ -1,5 +1,5 @@
-"""experiments/bench/bench_scale.py and compare_trees.py: their pieces on hand-made cases, and one tiny
-end-to-end run of each (no timing asserts)."""
+"""experiments/bench/bench_scale.py (with scale_common.py and scale_prior.py) and compare_trees.py: their
+pieces on hand-made cases, and one tiny end-to-end run of each (no timing asserts)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from prediction_checks import assert_rows_rebuild
 import scipy.sparse as sp
 
-from labelchain.experiments.bench import bench_scale
+from labelchain.experiments.bench import bench_scale, scale_common, scale_prior
 from labelchain.experiments import compare_trees
 from labelchain.experiments.run.config import ArgsError
 from labelchain.experiments.reports.scale import summary as scale_summary
@@ -18,7 +18,7 @@ from labelchain.experiments.reports.scale import summary as scale_summary
 def test_first_label_precision_exact():
     Y = sp.csr_matrix(np.array([[1, 0, 1], [0, 1, 0], [0, 0, 0], [1, 1, 1]], dtype=bool))
     # doc 0 picks gold 2, doc 1 misses (0), doc 2 has no gold, doc 3 predicts nothing (-1)
-    assert bench_scale.first_label_precision(Y, np.array([2, 0, 1, -1])) == pytest.approx(0.25)
+    assert scale_common.first_label_precision(Y, np.array([2, 0, 1, -1])) == pytest.approx(0.25)
 
 
 def test_scale_summary_ratios():
@@ -48,19 +48,19 @@ def test_prior_cell_rankings_and_metrics_exact():
         check_invariants=True,
     ).coalesce()
     result = SimpleNamespace(labels=torch.tensor([[2, -1], [-1, -1]]), first_probs=first)
-    assert bench_scale.chain_ranking(result, 5) == [[2, 4, 1, 2], [3, 0]]
-    ranked = bench_scale.fill_ranked([[2, 4, 1, 2], [3, 0]], np.array([0, 1, 2, 3, 4]), k=4)
+    assert scale_prior.chain_ranking(result, 5) == [[2, 4, 1, 2], [3, 0]]
+    ranked = scale_common.fill_ranked([[2, 4, 1, 2], [3, 0]], np.array([0, 1, 2, 3, 4]), k=4)
     assert ranked.tolist() == [[2, 4, 1, 0], [3, 0, 1, 2]]  # repeats dropped, filled by frequency order
     Y_train = sp.csr_matrix(np.array([[1, 0, 0, 0, 0, 0]] * 3 + [[1, 1, 0, 0, 0, 0]], dtype=bool))
     Y_test = sp.csr_matrix(np.array([[0, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0]], dtype=bool))
     top = np.array([[2, 4, 1, 0, 5], [3, 0, 1, 2, 4]])
-    metrics = bench_scale.ranked_metrics(Y_train, Y_test, top)
+    metrics = scale_common.ranked_metrics(Y_train, Y_test, top)
     assert metrics["P@1"] == 0.5 and metrics["P@5"] == pytest.approx(3 / 10)
     from labelchain.envs.tail_metrics import propensity
 
     inv_p = 1.0 / propensity(np.array([4, 1, 0, 0, 0, 0]), 4)
     assert metrics["PSP@5"] == pytest.approx(((inv_p[2] + inv_p[1]) / 5 + inv_p[0] / 5) / 2)
-    assert bench_scale.frequency_order(Y_train).tolist() == [0, 1, 2, 3, 4, 5]
+    assert scale_common.frequency_order(Y_train).tolist() == [0, 1, 2, 3, 4, 5]
 
 
 def test_prior_goal_lines():
@@ -109,7 +109,7 @@ def test_prior_cell_runs_end_to_end():
         prior_updates=2,
         write=False,
     )
-    cell = bench_scale.prior_cell(300, args)
+    cell = scale_prior.prior_cell(300, args)
     assert 0.0 <= cell["P@1"] <= 1.0 and 0.0 <= cell["P@5"] <= 1.0 and cell["PSP@5"] >= 0.0
     assert 0.0 < cell["recall_at_M"] <= 1.0 and cell["decode_docs_per_s"] > 0 and cell["dense_decode_docs_per_s"] > 0
     assert cell["pipeline_decode_docs_per_s"] < cell["decode_docs_per_s"]
@@ -231,3 +231,17 @@ def test_compare_trees_bad_values_are_one_line_errors(tmp_path, change, words):
     with pytest.raises(ArgsError, match=words):
         compare_trees.main(args)
     assert not (tmp_path / "trees.json").exists()
+
+
+def test_prior_memory_bench_rules_give_one_matrix():
+    """bench_prior_memory's old and new rules of each step return the same matrix (tiny sizes, in process)."""
+    from labelchain.experiments.bench import bench_prior_memory as memory
+
+    args = memory.Args(n_labels=40, n_docs=30, n_features=20, text_nnz=3, top_m=5)
+    for step, rules in memory.RULES.items():
+        outs = [memory.run_step(args, step, rule, args.n_docs)[0] for rule in rules]
+        assert outs[0].shape == (30, 40) and outs[0].nnz > 0
+        for other in outs[1:]:
+            assert (other != outs[0]).nnz == 0, step
+    shortlist = memory.run_step(args, "shortlist", "new", args.n_docs)[0]
+    assert shortlist.dtype == bool and (shortlist.sum(axis=1) == 5).all()  # every top-5 prior entry shortlisted

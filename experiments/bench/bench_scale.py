@@ -37,98 +37,34 @@ experiments/reports/scale.py), and ends with one JSON line.
 from __future__ import annotations
 
 import json
-import resource
 import shlex
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
-from typing import ClassVar
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
-from labelchain.envs.data.synthetic import make_synthetic
-from labelchain.experiments.grid.results_file import ResultsFile, load_results, save_results
-from labelchain.experiments.run.common import (
-    REPO_ROOT,
-    Renames,
-    atomic_write_text,
-    command_line,
-    parse_args,
+from labelchain.experiments.bench.scale_common import (
+    RANK_K,
+    Args,
+    fill_ranked,
+    first_label_precision,
+    frequency_order,
+    omikuji_top,
+    peak_rss_mb,
+    ranked_metrics,
+    synthetic_data,
 )
+from labelchain.experiments.bench.scale_prior import prior_cell
+from labelchain.experiments.grid.results_file import ResultsFile, load_results, save_results
+from labelchain.experiments.run.common import REPO_ROOT, atomic_write_text, command_line, parse_args
 from labelchain.experiments.reports.scale import plot, summary, table
-from labelchain.experiments.run.threads import Threads, set_threads
+from labelchain.experiments.run.threads import set_threads
 
 KINDS_BESIDE_OUTPUTS = ("env", "omikuji", "prior")
-RANK_K = 5  # P@5 and PSP@5
-
-
-@dataclass
-class Args(Threads):
-    """Scale benchmark of the label chain on synthetic label spaces (one thread, each cell its own process)."""
-
-    RENAMED: ClassVar[Renames] = {"budget_updates": "updates", "decode_batch": "decode_batch_size"}  # issue 20
-
-    labels: list[int] = field(default_factory=lambda: [1000, 10000, 100000])
-    outputs: list[str] = field(default_factory=lambda: ["flat", "tree"])
-    n_features: int = field(default=16384, metadata={"help": "the same at every L, so only L varies"})
-    train_docs: int = 20000
-    test_docs: int = 2000
-    hidden_size: int = 256
-    tree_branching: int = 16
-    tree_leaf_size: int = 100
-    tree_beam: int = 10
-    sparse_label_grads: bool = field(
-        default=True,
-        metadata={"help": "tree cells: sparse gradients and lazy Adam for the label tables (agents.optim)"},
-    )
-    batch_size: int = 64
-    updates: int = field(default=10, metadata={"help": "teacher-forcing updates per cell"})
-    decode_docs: int = 200
-    decode_batch_size: int = 256
-    env_envs: int = 1024
-    env_seconds: float = 3.0
-    chains: bool = field(
-        default=True, metadata={"help": "the --outputs chain cells (--no-chains: e.g. prior rows only)"}
-    )
-    omikuji: bool = True
-    env: bool = True
-    prior: bool = field(default=True, metadata={"help": "the prior-chain cell (Omikuji's scores as the prior)"})
-    prior_shortlist: int = field(default=100, metadata={"help": "prior cell: shortlist M (and top-M stored)"})
-    prior_folds: int = field(default=3, metadata={"help": "prior cell: out-of-fold folds over the training split"})
-    prior_updates: int = field(default=300, metadata={"help": "prior cell: training updates of --batch-size"})
-    prior_learner: str = field(default="rearrange", metadata={"help": "prior cell: the learner (agents.learners)"})
-    prior_mode: str = field(default="shared", metadata={"help": "prior cell: 'shared' or 'per_label' (a, b)"})
-    update: bool = field(
-        default=False, metadata={"help": "replace only this run's cells in an existing results/scale.json"}
-    )
-    seed: int = 0
-    jobs: int = field(
-        default=1,
-        metadata={"help": "cells run at once (rates are per CPU-second, so parallel cells do not distort them much)"},
-    )
-    write: bool = field(default=True, metadata={"help": "write results/scale.{json,md} and the plot"})
-    cell: str | None = field(default=None, metadata={"help": "internal: run one 'L:kind' cell"})
-
-
-def synthetic_data(args: Args, n_labels: int):
-    return make_synthetic(
-        n_labels, args.seed, n_train=args.train_docs, n_test=args.test_docs, n_features=args.n_features
-    )
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
-
-
-def first_label_precision(Y, first: np.ndarray) -> float:
-    """P@1 of one predicted label per document (-1 = none): the share of documents where it is gold."""
-    hit = np.zeros(len(first), dtype=bool)
-    has = first >= 0
-    hit[has] = np.asarray(Y[np.flatnonzero(has), first[has]]).ravel()
-    return float(hit.mean())
 
 
 def build_policy(kind: str, data, args: Args) -> tuple:
@@ -214,162 +150,6 @@ def chain_cell(kind: str, n_labels: int, args: Args) -> dict:
     }
 
 
-def fill_ranked(ranked: list[list[int]], fallback: np.ndarray, k: int = RANK_K) -> np.ndarray:
-    """(n, k) label ids: each row's ranked labels, then the `fallback` labels (training frequency order)
-    it does not hold yet, so the metrics always read k distinct labels."""
-    out = np.empty((len(ranked), k), dtype=np.int64)
-    for row, labels in enumerate(ranked):
-        head = list(dict.fromkeys(labels))[:k]
-        extra = [label for label in fallback[: 2 * k].tolist() if label not in head]
-        out[row] = (head + extra)[:k]
-    return out
-
-
-def ranked_metrics(train_Y, test_Y, ranked: np.ndarray) -> dict:
-    """P@1, P@5 and PSP@5 (Jain et al.'s propensities from the training label counts) of rankings (n, 5)."""
-    import scipy.sparse as sp
-
-    from labelchain.envs.metric_core import gold_hits
-    from labelchain.envs.tail_metrics import propensity, propensity_scores
-
-    gold = sp.csr_matrix(test_Y, dtype=bool)
-    gold.sort_indices()
-    hits = gold_hits(gold, ranked)
-    counts = np.asarray(sp.csr_matrix(train_Y).sum(axis=0)).ravel()
-    inv_p = 1.0 / propensity(counts, train_Y.shape[0])
-    return {
-        "P@1": float(hits[:, 0].mean()),
-        "P@5": float(hits[:, :RANK_K].sum(axis=1).mean() / RANK_K),
-        "PSP@5": propensity_scores(gold, ranked, inv_p, RANK_K, normalized=False)[0],
-    }
-
-
-def frequency_order(Y) -> np.ndarray:
-    """Label ids by descending training frequency (ties to the lower id)."""
-    import scipy.sparse as sp
-
-    counts = np.asarray(sp.csr_matrix(Y).sum(axis=0)).ravel()
-    return np.argsort(-counts, kind="stable")
-
-
-def chain_ranking(result, n_labels: int) -> list[list[int]]:
-    """Each document's labels in emission order, then the others its first step gave probability to,
-    by that probability (position scores, `agents.decoding`, without a dense (B, L) matrix)."""
-    labels = result.labels.numpy()
-    first = result.first_probs.coalesce() if result.first_probs.is_sparse else result.first_probs.to_sparse()
-    index, values = first.indices().numpy(), first.values().numpy()
-    order = np.lexsort((-values, index[0]))
-    by_row = np.split(index[1][order], np.searchsorted(index[0][order], np.arange(1, labels.shape[0])))
-    return [[int(x) for x in row if x >= 0] + by_row[i].tolist() for i, row in enumerate(labels)]
-
-
-def prior_cell(n_labels: int, args: Args) -> dict:
-    """The prior chain (see the module docstring): Omikuji's out-of-fold prior, a shortlisting flat chain."""
-    import scipy.sparse as sp
-    import torch
-
-    from labelchain.agents import policy_factory
-    from labelchain.agents.decoding import greedy_decode
-    from labelchain.agents.learner_base import LearnerConfig
-    from labelchain.agents.learners import make_learner
-    from labelchain.agents.peers import OmikujiTree
-    from labelchain.agents.policy_config import PolicyConfig
-    from labelchain.agents import prior as prior_module
-    from labelchain.agents.prior import build_prior, recall_at
-    from labelchain.agents.prior_columns import prior_columns, with_prior_columns
-    from labelchain.agents.supervised import carve_validation
-    from labelchain.envs.data.dataset import Split
-    from labelchain.envs.shortlist import shortlist_from_scores
-
-    data = synthetic_data(args, n_labels)
-    m = args.prior_shortlist
-    # agents.prior scores ROW_CHUNK documents as one dense (chunk x L) block: keep it near 200 MB
-    prior_module.ROW_CHUNK = int(min(prior_module.ROW_CHUNK, max(64, 50_000_000 // n_labels)))
-    started = time.process_time()
-    omikuji = ({"n_trees": 1, "cluster_k": 2},)  # the Omikuji row's hyper-parameters
-    prior = build_prior(
-        "omikuji", data, seed=args.seed, folds=args.prior_folds, top_m_size=m, grid=omikuji
-    )  # val_fraction 0.1: the chain trains on the other 90%
-    prior_seconds = time.process_time() - started
-    train, _ = carve_validation(data.train, 0.1, args.seed)
-    shortlist = shortlist_from_scores(prior.train, m)
-    train_Y = sp.csr_matrix(train.Y.multiply(shortlist), dtype=train.Y.dtype)  # the matcher's recall loss
-    train = Split(with_prior_columns(train.X, prior_columns(prior.train, m)), train_Y)
-    X_test = with_prior_columns(data.test.X, prior_columns(prior.test, m))
-    # the matcher's own test-time cost: the same peer's top-M scoring of the test documents, timed
-    matcher = OmikujiTree(n_trees=1, cluster_k=2, top_k=m, beam_size=max(m, 10)).fit(
-        carve_validation(data.train, 0.1, args.seed)[0]
-    )
-    started = time.process_time()  # its scaling and top-M predictions, as `prior.test` was made
-    omikuji_top(matcher.model, matcher.scaler.transform(data.test.X), m, max(m, 10))
-    matcher_seconds = time.process_time() - started
-
-    torch.manual_seed(args.seed)
-    config = PolicyConfig(
-        data.n_features, data.n_labels, hidden_size=args.hidden_size, prior=args.prior_mode, shortlist=True
-    )
-    policy = policy_factory.build_policy(config, None)
-    learner = make_learner(
-        args.prior_learner,
-        policy,
-        train,
-        LearnerConfig(batch_size=args.batch_size, seed=args.seed, greedy_charts=False),
-    )
-    rng = np.random.default_rng(args.seed)
-
-    def batch() -> np.ndarray:
-        return np.sort(rng.choice(len(train), size=args.batch_size, replace=False))
-
-    learner.update(batch())  # warm-up
-    started = time.process_time()
-    for _ in range(args.prior_updates):
-        learner.update(batch())
-    train_seconds = time.process_time() - started
-    policy.eval()
-    fallback = frequency_order(data.train.Y)
-    ranked: list[list[int]] = []
-    with torch.no_grad():
-        started = time.process_time()
-        for begin in range(0, X_test.shape[0], args.decode_batch_size):
-            result = greedy_decode(policy, X_test[begin : begin + args.decode_batch_size], suppress_stop_steps=RANK_K)
-            ranked += chain_ranking(result, n_labels)
-        decode_seconds = time.process_time() - started
-        n_dense = min(args.decode_docs, X_test.shape[0])
-        started = time.process_time()
-        for begin in range(0, n_dense, args.decode_batch_size):
-            rows = X_test[begin : min(begin + args.decode_batch_size, n_dense)]
-            greedy_decode(policy, rows, suppress_stop_steps=RANK_K, compact=False)
-        dense_seconds = time.process_time() - started
-    chain = ranked_metrics(data.train.Y, data.test.Y, fill_ranked(ranked, fallback))
-    prior_rank = [
-        prior.test.indices[lo:hi][np.argsort(-prior.test.data[lo:hi], kind="stable")].tolist()
-        for lo, hi in zip(prior.test.indptr[:-1], prior.test.indptr[1:])
-    ]
-    alone = ranked_metrics(data.train.Y, data.test.Y, fill_ranked(prior_rank, fallback))
-    n_test = X_test.shape[0]
-    chain_rate, matcher_rate = n_test / decode_seconds, n_test / matcher_seconds
-    return {
-        **chain,
-        "prior_alone_P@1": alone["P@1"],
-        "prior_alone_P@5": alone["P@5"],
-        "prior_alone_PSP@5": alone["PSP@5"],
-        "recall_at_M": recall_at(prior.test, data.test.Y, m),
-        "train_docs_per_s": args.prior_updates * args.batch_size / train_seconds,
-        "decode_docs_per_s": chain_rate,
-        "matcher_docs_per_s": matcher_rate,
-        "pipeline_decode_docs_per_s": 1.0 / (1.0 / chain_rate + 1.0 / matcher_rate),
-        "dense_decode_docs_per_s": n_dense / dense_seconds,
-        "prior_build_s": prior_seconds,
-        "shortlist": m,
-        "folds": args.prior_folds,
-        "updates": args.prior_updates,
-        "learner": args.prior_learner,
-        "prior_mode": args.prior_mode,
-        "parameters": int(sum(p.numel() for p in policy.parameters())),
-        "peak_rss_mb": peak_rss_mb(),
-    }
-
-
 def env_rate(task, args: Args, dense_masks: bool) -> float:
     from labelchain.envs.vector_env import LabelChainVectorEnv
 
@@ -399,21 +179,6 @@ def env_cell(n_labels: int, args: Args) -> dict:
         "env_dense_mask_steps_per_s": env_rate(task, args, dense_masks=True),
         "peak_rss_mb": peak_rss_mb(),
     }
-
-
-def omikuji_top(model, X, top_k: int, beam_size: int | None = None) -> list[list[int]]:
-    """Each row's top `top_k` labels from an Omikuji model, one document at a time (beam: its default)."""
-    import scipy.sparse as sp
-
-    X = sp.csr_matrix(X, dtype=np.float32)
-    X.sort_indices()
-    beam = {} if beam_size is None else {"beam_size": beam_size}
-    ranked = []
-    for row in range(X.shape[0]):
-        lo, hi = X.indptr[row], X.indptr[row + 1]
-        top = model.predict(list(zip(X.indices[lo:hi].tolist(), X.data[lo:hi].tolist())), top_k=top_k, **beam)
-        ranked.append([label for label, _ in top])
-    return ranked
 
 
 def omikuji_cell(n_labels: int, args: Args) -> dict:
