@@ -13,6 +13,7 @@ from labelchain.envs.predictions import from_outputs, metrics_from_predictions, 
 from labelchain.experiments import prior as script
 from labelchain.experiments.reports import prior as report
 from labelchain.experiments.reports import prior_rows as merged
+from labelchain.experiments.reports import prior_tables as tables
 
 GOAL = merged.GOAL_METRICS
 
@@ -53,11 +54,11 @@ def test_goal_count_differences_and_missing_cells_by_hand():
     results = merged.combine(prior, None, base)
     assert results["missing_cells"]["prior"] == ["d3:0", "d3:1"]
     assert {r["seed"] for r in results["rows"]} == {0, 1}
-    table = report.goal(results, merged.FIXED)
-    assert table["d3"] == {"missing": "no prior-grid cell yet"} and table["d4"] == {"missing": "omikuji"}
-    one_seed = report.difference(results, "d4", merged.FIXED, "ovr_logistic", "P@1")
+    table = tables.goal(results, merged.FIXED)
+    assert table["d3"] == {"missing": "no prior grid cell yet"} and table["d4"] == {"missing": "omikuji"}
+    one_seed = tables.difference(results, "d4", merged.FIXED, "ovr_logistic", "P@1")
     assert one_seed is not None and one_seed.cell() == "+40.00 (1 seed, no saved predictions: no interval)"
-    flat = report.Diff(0.02, 0.02, 0.02, "t, 2 seeds", 2)  # both seeds +2 points: no noise estimate, no verdict
+    flat = tables.Diff(0.02, 0.02, 0.02, "t, 2 seeds", 2)  # both seeds +2 points: no noise estimate, no verdict
     assert not flat.beats and flat.cell() == "+2.00 [+2.00, +2.00] t"
     d1, d2 = table["d1"], table["d2"]
     assert d1["ahead"] and d1["seeds"] == 2 and d1["metrics"] == GOAL
@@ -72,7 +73,7 @@ def test_goal_count_differences_and_missing_cells_by_hand():
     text = report.render_markdown(results)
     assert "Ahead of both peers on every metric (seed means): **1 of 2** datasets with results (d1)" in text
     assert "the goal needs 7 of 9: **open**" in text and "Missing: d3, d4." in text
-    assert "| d3 | 0 | missing: no prior-grid cell yet |" in text
+    assert "| d3 | 0 | missing: no prior grid cell yet |" in text
     assert "| d1 | 2 | ovr_logistic | +11.00 [-1.71, +23.71] t |" in text
     assert "| d2 | 2 | omikuji |" in text and "left out (all 0)" in text
     assert "Not run yet: no prior_nohistory results file" in text and "- prior_nohistory: no results file." in text
@@ -85,26 +86,34 @@ def test_predictions_that_disagree_with_rows_are_not_used_and_peer_copies_are_na
     results = merged.combine(prior, None, base)
     entry = {"dataset": "d1", "a": merged.FIXED, "b": "omikuji", "metric": "P@1", "low": 0.01, "high": 0.02}
     results["bootstrap"] = [entry | {"difference": 0.06}, entry | {"metric": "P@3", "difference": 0.2}]
-    agree = report.difference(results, "d1", merged.FIXED, "omikuji", "P@1")
+    agree = tables.difference(results, "d1", merged.FIXED, "omikuji", "P@1")
     assert agree is not None and agree.kind == "bootstrap" and agree.cell() == "+6.00 [+1.00, +2.00] **beats**"
-    other = report.difference(results, "d1", merged.FIXED, "omikuji", "P@3")
+    other = tables.difference(results, "d1", merged.FIXED, "omikuji", "P@3")
     assert other is not None and other.kind == "t, 2 seeds, predictions disagree" and " t*" in other.cell()
     text = "\n".join(report.consistency_markdown(results))
-    assert "(marked t*: the interval is the seeds' t interval instead): d1 ensemble+prior − omikuji (P@3)." in text
-    assert "equal to ovr_logistic on every ranking metric: 1 (d2:0 freq2rare+prior)." in text
-    assert "equal to ovr_logistic on every sets metric: 1 (d2:0 freq2rare+prior)." in text
+    assert "(marked t*: the interval is the seeds' t interval instead): d1 ensemble+prior-ovr − omikuji (P@3)." in text
+    assert "`*+prior-ovr` rows equal to ovr_logistic on every ranking metric: 1 (d2:0 freq2rare+prior-ovr)." in text
+    assert "`*+prior-ovr` rows equal to ovr_logistic on every sets metric: 1 (d2:0 freq2rare+prior-ovr)." in text
 
 
 def test_validation_choice_picks_the_best_validation_row_never_test():
     rows = [
-        _row("d", 0, "rearrange", 0.9, val={"nDCG@3": 0.4}),  # best on test, worse on validation
-        _row("d", 0, "combined", 0.1, val={"nDCG@3": 0.5}),
-        _row("d", 0, "freq2rare", 0.2, "fixed", val={"nDCG@3": 0.5}),  # tie: report order puts it first
-        _row("d", 0, "ensemble", 0.95, "ensemble"),  # no validation metrics: not a candidate
+        _row("d", 0, "rearrange+prior-ovr", 0.9, val={"nDCG@3": 0.4}),  # best on test, worse on validation
+        _row("d", 0, "combined+prior-ovr", 0.1, val={"nDCG@3": 0.5}),
+        _row("d", 0, "freq2rare+prior-ovr", 0.2, "fixed", val={"nDCG@3": 0.5}),  # tie: report order puts it first
+        _row("d", 0, "ensemble+prior-ovr", 0.95, "ensemble"),  # no validation metrics: not a candidate
     ]
     chosen = merged.validation_choice(rows, "nDCG@3")
-    assert chosen is not None and chosen["chosen"] == "freq2rare+prior" and chosen["metrics"]["P@1"] == 0.2
+    assert chosen is not None and chosen["chosen"] == "freq2rare+prior-ovr" and chosen["metrics"]["P@1"] == 0.2
+    assert chosen["method"] == merged.VAL_BEST
     assert merged.validation_choice(rows[3:], "nDCG@3") is None
+    # between the priors: the same learner ties to the order of the rows (OvR's grid first)
+    omikuji = [_row("d", 0, "combined+prior-omikuji", 0.3, val={"nDCG@3": 0.5})]
+    both = merged.validation_choice(rows[1:2] + omikuji, "nDCG@3", merged.VAL_ANY)
+    assert both is not None and both["chosen"] == "combined+prior-ovr" and both["method"] == merged.VAL_ANY
+    omikuji[0]["val"]["nDCG@3"] = 0.51
+    both = merged.validation_choice(rows + omikuji, "nDCG@3", merged.VAL_ANY)
+    assert both is not None and both["chosen"] == "combined+prior-omikuji" and both["metrics"]["P@1"] == 0.3
 
 
 def _save(folder: Path, method: str, dataset: str, seed: int, gold: np.ndarray, rng: np.random.Generator) -> dict:
@@ -166,24 +175,24 @@ def test_main_bootstraps_over_both_grids_and_val_best_reads_its_chosen_row(tmp_p
     results = json.loads((tmp_path / "out" / "prior.json").read_text())
     assert results["kind"] == "prior" and (tmp_path / "fig" / script.FIGURE).stat().st_size > 0
     chosen = {(r["dataset"], r["seed"]): r["chosen"] for r in results["rows"] if r["method"] == merged.VAL_BEST}
-    assert chosen == {(d, 0): "combined+prior" for d in ("d1", "d2")} | {
-        (d, 1): "rearrange+prior" for d in ("d1", "d2")
+    assert chosen == {(d, 0): "combined+prior-ovr" for d in ("d1", "d2")} | {
+        (d, 1): "rearrange+prior-ovr" for d in ("d1", "d2")
     }
     entries = {(e["dataset"], e["a"], e["b"], e["metric"]): e for e in results["bootstrap"]}
     for a, b in (
         (merged.VAL_BEST, "omikuji"),
         (merged.FIXED, "ovr_logistic"),
-        ("ensemble+prior-nohistory", merged.FIXED),
+        ("ensemble+prior-ovr+nohistory", merged.FIXED),
     ):
         for metric in ("P@1", "example_f1"):
-            expected = report.difference(results, "d1", a, b, metric)
+            expected = tables.difference(results, "d1", a, b, metric)
             assert expected is not None and expected.kind == "bootstrap"
             assert entries[("d1", a, b, metric)]["difference"] == pytest.approx(expected.difference, abs=1e-12)
     assert not any(d == "d2" and b == "omikuji" for d, _, b, _ in entries)  # no base predictions for d2
-    assert report.difference(results, "d2", merged.FIXED, "omikuji", "P@1").kind == "t, 2 seeds"
+    assert tables.difference(results, "d2", merged.FIXED, "omikuji", "P@1").kind == "t, 2 seeds"
     text = (tmp_path / "out" / "prior.md").read_text()
     assert report.render_markdown(results) == text  # the report re-renders from prior.json alone
-    assert "Chosen on validation (dataset:seed row): d1:0 combined+prior, d1:1 rearrange+prior," in text
+    assert "Chosen on validation (dataset:seed row): d1:0 combined+prior-ovr, d1:1 rearrange+prior-ovr," in text
     assert "(d) below (c) on P@1 or example F1 (seed means):" in text and "of 1** datasets" in text
     assert "- prior: 4 cells done, 4.0 min of cell wall time (d1: seeds 2, 2.0 min; d2: seeds 2, 2.0 min)." in text
 
@@ -197,4 +206,4 @@ def test_the_real_partial_file_renders(tmp_path):
     base = Path(script.__file__).resolve().parent / "results" / "orderings.json"
     args = script.Args(prior=str(REAL), base=str(base), out_dir=str(tmp_path), figure_dir=str(tmp_path), resamples=20)
     script.main(args)
-    assert "## Goal: the prior chain vs both tuned peers" in (tmp_path / "prior.md").read_text()
+    assert "## Goal: the prior chain (OvR prior) vs both tuned peers" in (tmp_path / "prior.md").read_text()
