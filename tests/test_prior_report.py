@@ -116,6 +116,100 @@ def test_validation_choice_picks_the_best_validation_row_never_test():
     assert both is not None and both["chosen"] == "combined+prior-omikuji" and both["metrics"]["P@1"] == 0.3
 
 
+def _which_prior() -> tuple[dict, dict, dict]:
+    """OvR prior: ensemble 0.60 / 0.62 (seeds 0 / 1) on d1 and d2, rearrange and combined with validation
+    nDCG@3 0.5 / 0.7. Omikuji prior, a partial grid (d2:1 not finished): ensemble 0.66 / 0.70 on d1,
+    0.50 on d2:0; its rearrange is best on validation in seed 0 only (0.6 vs 0.5; 0.6 vs 0.7)."""
+    ovr, omikuji = [], []
+    for seed, bump in ((0, 0.0), (1, 0.02)):
+        for dataset in ("d1", "d2"):
+            ovr.append(_row(dataset, seed, "ensemble", 0.6 + bump, "ensemble"))
+            ovr.append(_row(dataset, seed, "rearrange", 0.3, val={"nDCG@3": 0.5}))
+            ovr.append(_row(dataset, seed, "combined", 0.4, val={"nDCG@3": 0.5 + 10 * bump}))
+            if (dataset, seed) == ("d2", 1):
+                continue
+            value = 0.66 + 2 * bump if dataset == "d1" else 0.5
+            omikuji.append(_row(dataset, seed, "ensemble", value, "ensemble"))
+            omikuji.append(_row(dataset, seed, "rearrange", 0.35, val={"nDCG@3": 0.6}))
+    _, base = _hand_made()
+    omikuji_file = _file(omikuji, ["d1", "d2"], [0, 1]) | {"args": {"datasets": ["d1", "d2"], "seeds": [0, 1]}}
+    omikuji_file["args"]["prior"] = "omikuji"
+    return _file(ovr, ["d1", "d2"], [0, 1]), omikuji_file, base
+
+
+def test_which_prior_section_by_hand():
+    ovr, omikuji, base = _which_prior()
+    results = merged.combine(ovr, None, base, omikuji)
+    assert results["missing_cells"]["prior_omikuji"] == ["d2:1"]
+    d1 = tables.difference(results, "d1", merged.FIXED_OMIKUJI, merged.FIXED, "P@1")
+    # differences 0.06 and 0.08: mean 0.07, t(0.975, 1) * 0.014142 / sqrt 2 = 0.127062
+    assert d1 is not None and (d1.difference, d1.low, d1.high) == pytest.approx((0.07, -0.057062, 0.197062), abs=1e-6)
+    chosen = {(r["dataset"], r["seed"]): r["chosen"] for r in results["rows"] if r["method"] == merged.VAL_ANY}
+    assert chosen == {("d1", 0): "rearrange+prior-omikuji", ("d1", 1): "combined+prior-ovr"} | {
+        ("d2", 0): "rearrange+prior-omikuji"
+    }
+    val_any = [r["metrics"]["P@1"] for r in results["rows"] if r["method"] == merged.VAL_ANY]
+    assert val_any == [0.35, 0.4, 0.35]  # the chosen rows' test metrics, never a pick on them
+    text = report.render_markdown(results)
+    section = text[text.index("## Which prior: OvR vs Omikuji") : text.index("## Ablations")]
+    assert "Omikuji-prior grid not finished yet (left out, not filled in): d2:1." in section
+    assert "| d1 | 2 | +7.00 [-5.71, +19.71] t |" in section
+    assert "| d2 | 1 | -10.00 (1 seed, no saved predictions: no interval) |" in section
+    assert "Omikuji prior ahead on every metric (seed means): d1; behind on every metric: d2." in section
+    assert "### ensemble+prior-omikuji: the Omikuji-prior chain, fixed in advance" in section
+    assert "Ahead of both peers on every metric (seed means): **1 of 2** datasets with results (d1)" in section
+    assert "| d1 | 2 | ovr_logistic | +18.00 [-7.41, +43.41] t |" in section  # 0.66, 0.70 vs 0.50
+    assert "**0 of 2** datasets with results (none)" in section  # val_best+prior-any: 0.35 / 0.40 < 0.50
+    assert (
+        "Chosen on validation between the priors, per dataset (seed: row): d1 (1 of 2 seeds Omikuji; "
+        "0: rearrange+prior-omikuji, 1: combined+prior-ovr); d2 (1 of 1 seeds Omikuji; 0: rearrange+prior-omikuji)."
+    ) in section
+
+
+def test_which_prior_absent_wrong_or_empty_omikuji_grid():
+    ovr, omikuji, base = _which_prior()
+    for absent in (None, _file([], ["d1", "d2"], [0, 1])):  # no file; a file before its first cell
+        text = report.render_markdown(merged.combine(ovr, None, base, absent))
+        assert "## Which prior: OvR vs Omikuji\n\nNot run yet: no prior_omikuji results file" in text
+        assert not any(r["method"] == merged.VAL_ANY for r in merged.combine(ovr, None, base, absent)["rows"])
+    assert "- prior_omikuji: no results file." in report.render_markdown(merged.combine(ovr, None, base, None))
+    omikuji["args"]["prior"] = "ovr_logistic"  # the OvR grid given as --omikuji: its rows would be misnamed
+    with pytest.raises(ValueError, match="^--omikuji: that grid ran with --prior ovr_logistic, this input needs"):
+        merged.combine(ovr, None, base, omikuji)
+
+
+def test_nohistory_seeds_as_they_arrive_and_missing_against_the_prior_grid():
+    """A no-history file merged from two runs (its args name only the last run's seeds): (d) is paired on
+    the seeds both grids finished per dataset, and missing cells are the OvR-prior grid's cells it lacks."""
+    prior, base = _hand_made()
+    nohist = [_row("d1", s, "ensemble", 0.55 + 0.01 * s, "ensemble") for s in (0, 1)]
+    nohist.append(_row("d2", 0, "ensemble", {m: 0.7 for m in GOAL} | {"example_f1": 0.45}, "ensemble"))
+    results = merged.combine(prior, _file(nohist, ["d1", "d2"], [1]) | {"command": "grid --seeds 1"}, base)
+    assert results["missing_cells"]["prior_nohistory"] == ["d2:1", "d4:0"]
+    text = "\n".join(report.nohistory_markdown(results))
+    # 0.55 / 0.56 vs 0.60 / 0.62: mean -0.055, t(0.975, 1) * 0.0070711 / sqrt 2 = 0.063531
+    assert "| d1 | ensemble | 2 | -5.50 [-11.85, +0.85] t | -5.50 [-11.85, +0.85] t |" in text
+    assert "| d2 | ensemble | 1 | +0.00 (1 seed, no saved predictions: no interval) | +5.00 (1 seed" in text
+    assert "**1 of 2** datasets (d1)" in text and "With the interval wholly below 0: 0 (none)." in text
+    assert "Seeds compared (both grids finished): d1 2, d2 1; not compared yet: d3, d4." in text
+
+
+def test_made_by_names_each_cells_command_repo_relative():
+    prior, base = _hand_made()
+    prior["cells"] = {
+        "d1:0": {"command": "python g.py --runs-dir /work/runs/p --out-dir /work/results_prior/prior --seeds 0"},
+        "d1:1": {"command": "python g.py --out-dir /work/results_prior/prior --cache /tmp/c 'a b'"},
+    }
+    results = merged.combine(prior, None, base)
+    text = "\n".join(report.cells_markdown(results))
+    assert (
+        "- prior: `python g.py --runs-dir <runs-dir> --out-dir experiments/results/prior --seeds 0` (1); "
+        "`python g.py --out-dir experiments/results/prior --cache <cache> 'a b'` (1); `grid` (3)"
+    ) in text
+    assert "- base: `grid` (5)" in text and "- prior_omikuji: no cell used" in text
+    assert results["sources"]["prior"] == "grid"  # the files' own commands are kept as recorded
+
+
 def _save(folder: Path, method: str, dataset: str, seed: int, gold: np.ndarray, rng: np.random.Generator) -> dict:
     scores = rng.random(gold.shape) + 0.6 * gold * rng.random()
     pred = from_outputs(method, gold, scores, scores > 0.7, dataset=dataset, dataset_hash="h", seed=seed, top_k=5)
@@ -123,11 +217,12 @@ def _save(folder: Path, method: str, dataset: str, seed: int, gold: np.ndarray, 
     return metrics_from_predictions(pred)
 
 
-def test_main_bootstraps_over_both_grids_and_val_best_reads_its_chosen_row(tmp_path):
+def test_main_bootstraps_over_the_grids_and_val_best_reads_its_chosen_row(tmp_path):
     """Rows' metrics come from their saved predictions, so every bootstrap difference equals the
-    seed-mean difference of the rows; d2 of the base grid has no predictions: t intervals there."""
+    seed-mean difference of the rows; d2 of the base grid has no predictions: t intervals there; the
+    Omikuji-prior grid has not finished d2:1, so its pairs on d2 run on seed 0."""
     rng = np.random.default_rng(0)
-    prior_rows, base_rows, nohist_rows, cells = [], [], [], {}
+    prior_rows, base_rows, nohist_rows, omikuji_rows, cells = [], [], [], [], {}
     for dataset in ("d1", "d2"):
         for seed in (0, 1):
             gold = (rng.random((12, 6)) < 0.3).astype(np.int8)
@@ -157,15 +252,21 @@ def test_main_bootstraps_over_both_grids_and_val_best_reads_its_chosen_row(tmp_p
                         "ensemble",
                     )
                 )
+            if (dataset, seed) != ("d2", 1):
+                for method, kind in (("rearrange", "dynamic"), ("ensemble", "ensemble")):
+                    metrics = _save(tmp_path / "omikuji" / folder, method, dataset, seed, gold, rng)
+                    extra = {"val": {"nDCG@3": 0.45}} if kind == "dynamic" else {}
+                    omikuji_rows.append(_row(dataset, seed, method, metrics, kind, **extra))
             for method in ("ovr_logistic", "omikuji", "ensemble"):
                 place = tmp_path / ("base" if dataset == "d1" else "elsewhere") / folder
                 base_rows.append(_row(dataset, seed, method, _save(place, method, dataset, seed, gold, rng), "peer"))
-    for name, rows in (("prior", prior_rows), ("nohist", nohist_rows), ("base", base_rows)):
+    for name, rows in (("prior", prior_rows), ("nohist", nohist_rows), ("omikuji", omikuji_rows), ("base", base_rows)):
         payload = _file(rows, ["d1", "d2"], [0, 1]) | {"cells": cells if name != "nohist" else {}}
+        payload["args"]["prior"] = "omikuji" if name == "omikuji" else payload["args"]["prior"]
         (tmp_path / name).mkdir(exist_ok=True)
         (tmp_path / name / "orderings.json").write_text(json.dumps(payload))
     args = script.Args(
-        **{n: str(tmp_path / n / "orderings.json") for n in ("prior", "base")},
+        **{n: str(tmp_path / n / "orderings.json") for n in ("prior", "base", "omikuji")},
         nohistory=str(tmp_path / "nohist" / "orderings.json"),
         out_dir=str(tmp_path / "out"),
         figure_dir=str(tmp_path / "fig"),
@@ -178,16 +279,24 @@ def test_main_bootstraps_over_both_grids_and_val_best_reads_its_chosen_row(tmp_p
     assert chosen == {(d, 0): "combined+prior-ovr" for d in ("d1", "d2")} | {
         (d, 1): "rearrange+prior-ovr" for d in ("d1", "d2")
     }
+    chosen = {(r["dataset"], r["seed"]): r["chosen"] for r in results["rows"] if r["method"] == merged.VAL_ANY}
+    assert chosen == {("d1", 0): "rearrange+prior-omikuji", ("d1", 1): "rearrange+prior-ovr"} | {
+        ("d2", 0): "rearrange+prior-omikuji"  # validation 0.45 vs 0.4 (seed 0) and 0.5 (seed 1)
+    }
     entries = {(e["dataset"], e["a"], e["b"], e["metric"]): e for e in results["bootstrap"]}
-    for a, b in (
-        (merged.VAL_BEST, "omikuji"),
-        (merged.FIXED, "ovr_logistic"),
-        ("ensemble+prior-ovr+nohistory", merged.FIXED),
+    for dataset, a, b in (
+        ("d1", merged.VAL_BEST, "omikuji"),
+        ("d1", merged.FIXED, "ovr_logistic"),
+        ("d1", "ensemble+prior-ovr+nohistory", merged.FIXED),
+        ("d1", merged.VAL_ANY, "ovr_logistic"),
+        ("d1", merged.FIXED_OMIKUJI, merged.FIXED),
+        ("d2", merged.FIXED_OMIKUJI, merged.FIXED),
     ):
         for metric in ("P@1", "example_f1"):
-            expected = tables.difference(results, "d1", a, b, metric)
+            expected = tables.difference(results, dataset, a, b, metric)
             assert expected is not None and expected.kind == "bootstrap"
-            assert entries[("d1", a, b, metric)]["difference"] == pytest.approx(expected.difference, abs=1e-12)
+            assert entries[(dataset, a, b, metric)]["difference"] == pytest.approx(expected.difference, abs=1e-12)
+    assert entries[("d2", merged.FIXED_OMIKUJI, merged.FIXED, "P@1")]["seeds"] == 1
     assert not any(d == "d2" and b == "omikuji" for d, _, b, _ in entries)  # no base predictions for d2
     assert tables.difference(results, "d2", merged.FIXED, "omikuji", "P@1").kind == "t, 2 seeds"
     text = (tmp_path / "out" / "prior.md").read_text()
@@ -195,6 +304,7 @@ def test_main_bootstraps_over_both_grids_and_val_best_reads_its_chosen_row(tmp_p
     assert "Chosen on validation (dataset:seed row): d1:0 combined+prior-ovr, d1:1 rearrange+prior-ovr," in text
     assert "(d) below (c) on P@1 or example F1 (seed means):" in text and "of 1** datasets" in text
     assert "- prior: 4 cells done, 4.0 min of cell wall time (d1: seeds 2, 2.0 min; d2: seeds 2, 2.0 min)." in text
+    assert "Omikuji-prior grid not finished yet (left out, not filled in): d2:1." in text
 
 
 REAL = Path("/work/results_prior/prior/orderings.json")
