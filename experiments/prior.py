@@ -16,7 +16,7 @@ What the report says and how: experiments/reports/prior.py; docs/prior-results.m
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +36,20 @@ SCRIPT = "experiments/prior.py"
 FIGURE = "prior_gain.png"
 
 
+def _file(grid: str) -> str:
+    return merged.GRIDS[grid][2] + "/orderings.json"
+
+
 @dataclass
 class Args(Threads):
     """Issue 16's prior-chain report (goal table, ablations, ECC) from the grids' results files."""
 
-    prior: str = merged.GRIDS["prior"][2] + "/orderings.json"
-    nohistory: str = merged.GRIDS["prior_nohistory"][2] + "/orderings.json"
-    omikuji: str = merged.GRIDS["prior_omikuji"][2] + "/orderings.json"
-    base: str = merged.GRIDS["base"][2] + "/orderings.json"
+    prior: str = field(default=_file("prior"), metadata={"help": "the --prior ovr_logistic grid's results"})
+    nohistory: str = field(
+        default=_file("prior_nohistory"), metadata={"help": "its --no-label-history twin (optional)"}
+    )
+    omikuji: str = field(default=_file("prior_omikuji"), metadata={"help": "the --prior omikuji grid's (optional)"})
+    base: str = field(default=_file("base"), metadata={"help": "the no-prior grid with the tuned peers"})
     out_dir: str = "experiments/results"
     figure_dir: str = FIGURE_DIR
     resamples: int = 1000
@@ -138,8 +144,8 @@ def main(args: Args) -> Path:
     save_results(out / "prior.json", ResultsFile.from_payload(results, "prior"))
     atomic_write_text(out / "prior.md", report.render_markdown(results))
     figure = gain_figure(results, Path(args.figure_dir) / FIGURE)
-    done = len(results["cells"]["prior"])
-    print(f"prior.md: {done} prior cells, {len(results['bootstrap'])} bootstrap intervals; {figure}")
+    done = ", ".join(f"{len(cells)} {grid}" for grid, cells in results["cells"].items())
+    print(f"prior.md: cells {done}; {len(results['bootstrap'])} bootstrap intervals; {figure}")
     return out / "prior.json"
 
 
