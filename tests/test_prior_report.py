@@ -168,9 +168,12 @@ def test_which_prior_section_by_hand():
 
 def test_which_prior_absent_wrong_or_empty_omikuji_grid():
     ovr, omikuji, base = _which_prior()
-    for absent in (None, _file([], ["d1", "d2"], [0, 1])):  # no file; a file before its first cell
-        text = report.render_markdown(merged.combine(ovr, None, base, absent))
-        assert "## Which prior: OvR vs Omikuji\n\nNot run yet: no prior_omikuji results file" in text
+    for absent, why in (
+        (None, "no prior_omikuji results file."),
+        (_file([], ["d1"], [0]), "the prior_omikuji results"),
+    ):
+        text = report.render_markdown(merged.combine(ovr, None, base, absent))  # no file; one before its first cell
+        assert "## Which prior: OvR vs Omikuji\n\nNot run yet: " + why in text
         assert not any(r["method"] == merged.VAL_ANY for r in merged.combine(ovr, None, base, absent)["rows"])
     assert "- prior_omikuji: no results file." in report.render_markdown(merged.combine(ovr, None, base, None))
     omikuji["args"]["prior"] = "ovr_logistic"  # the OvR grid given as --omikuji: its rows would be misnamed

@@ -41,7 +41,14 @@ from labelchain.experiments.reports.prior_rows import (
     VAL_ANY,
     VAL_BEST,
 )
-from labelchain.experiments.reports.prior_tables import difference, goal_markdown, names, pair_markdown, per_seed
+from labelchain.experiments.reports.prior_tables import (
+    difference,
+    goal_markdown,
+    names,
+    not_run,
+    pair_markdown,
+    per_seed,
+)
 from labelchain.experiments.reports.prior_which import which_markdown
 
 
@@ -102,7 +109,7 @@ def nohistory_markdown(results: Mapping[str, Any]) -> list[str]:
     """(d) vs (c): the method both grids have (ensemble first), P@1 and example F1, and the count."""
     lines = ["### (d) vs (c): the label history's worth", ""]
     if not results["cells"]["prior_nohistory"]:
-        return lines + ["Not run yet: no prior_nohistory results file (or no cell finished).", ""]
+        return lines + [not_run(results, "prior_nohistory"), ""]
     lines += ["(d) − (c), points ×100 with 95% intervals; below 0 = removing the label history costs.", ""]
     below, below_ci, compared, seeds = [], [], [], []
     lines += ["| dataset | method | seeds | " + " | ".join(ABLATION_METRICS) + " |", "|---|---|---|---|---|"]

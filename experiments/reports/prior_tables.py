@@ -125,6 +125,13 @@ def goal(results: Mapping[str, Any], system: str, grid: str = "prior") -> dict[s
     return out
 
 
+def not_run(results: Mapping[str, Any], grid: str) -> str:
+    """The line a section shows while `grid` has no finished cell: no file at all, or a file still empty."""
+    if not results.get("sources", {}).get(grid):
+        return f"Not run yet: no {grid} results file."
+    return f"Not run yet: the {grid} results file has no finished cell."
+
+
 def names(datasets: Sequence[str]) -> str:
     return ", ".join(datasets) or "none"
 

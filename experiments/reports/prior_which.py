@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from labelchain.experiments.reports.prior_rows import FIXED, FIXED_OMIKUJI, GOAL_METRICS, OMIKUJI, VAL_ANY
-from labelchain.experiments.reports.prior_tables import difference, goal_markdown, names, pair_markdown
+from labelchain.experiments.reports.prior_tables import difference, goal_markdown, names, not_run, pair_markdown
 
 GRID = "prior_omikuji"
 
@@ -49,7 +49,7 @@ def which_markdown(results: Mapping[str, Any]) -> list[str]:
     """The whole section; "Not run yet" while the Omikuji-prior grid has no finished cell."""
     lines = ["## Which prior: OvR vs Omikuji", ""]
     if not results["cells"].get(GRID):
-        return lines + [f"Not run yet: no {GRID} results file (or no cell finished).", ""]
+        return lines + [not_run(results, GRID), ""]
     missing = results["missing_cells"][GRID]
     lines += [
         f"{FIXED_OMIKUJI} − {FIXED}: the same chain ensemble (rearrange + combined, fused on validation) under "
