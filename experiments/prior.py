@@ -129,7 +129,7 @@ def main(args: Args) -> Path:
     set_threads(args.threads)
     if args.resamples < 1:
         raise ArgsError(f"--resamples must be at least 1, got {args.resamples}")
-    paths = {grid: Path(getattr(args, field)) for grid, (field, _, _) in merged.GRIDS.items()}
+    paths = {grid: Path(getattr(args, flag)) for grid, (flag, _, _) in merged.GRIDS.items()}
     optional = ("prior_nohistory", "prior_omikuji")
     files = {grid: load_results(p).payload() for grid, p in paths.items() if grid not in optional or p.exists()}
     try:
