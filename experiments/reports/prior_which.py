@@ -40,7 +40,9 @@ def choices_markdown(results: Mapping[str, Any]) -> list[str]:
         if r["method"] == VAL_ANY:
             picked.setdefault(r["dataset"], []).append(f"{r['seed']}: {r['chosen']}")
     parts = [
-        f"{d} ({sum(OMIKUJI in c for c in cs)} of {len(cs)} seeds Omikuji; {', '.join(cs)})" for d, cs in picked.items()
+        f"{d} ({sum(OMIKUJI in c for c in cs)} of {len(cs)} seeds Omikuji; {', '.join(cs)})"
+        for d in results["datasets"]
+        if (cs := picked.get(d))
     ]
     return [f"Chosen on validation between the priors, per dataset (seed: row): {'; '.join(parts) or 'none'}.", ""]
 
