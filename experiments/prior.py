@@ -110,6 +110,7 @@ def gain_figure(results: dict[str, Any], path: Path) -> Path:
                 ax.bar(x, mean, width, yerr=err.T, capsize=1.5, label=metric)
             ax.axhline(0, color="k", lw=0.8)
             ax.set_xticks(range(len(datasets)), datasets, fontsize=9)
+            ax.set_xlim(-0.5, len(datasets) - 0.5)  # the same slots in every panel, bars or none
             ax.set_ylabel("minus the better peer (points ×100)", fontsize=9)
             ax.set_title(f"{title} minus the better of {', '.join(merged.PEERS)} per metric", fontsize=10)
             ax.grid(axis="y", alpha=0.3)
