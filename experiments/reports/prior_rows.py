@@ -1,5 +1,5 @@
-"""The rows prior.md is rendered from: three compare_orderings results files merged into one payload
-(`combine`), the validation-chosen prior-chain row, and the bootstrap pairs the report shows (`attach`).
+"""The rows prior.md is rendered from: four compare_orderings results files merged into one payload
+(`combine`), the validation-chosen prior-chain rows, and the bootstrap pairs the report shows (`attach`).
 
 Kept apart from experiments/reports/prior.py, which renders that payload and reads nothing else.
 """
@@ -15,15 +15,35 @@ from labelchain.experiments.reports.orderings import METHOD_ORDER
 
 GOAL_METRICS = (*HEADLINE, "example_f1", "subset_accuracy")
 PEERS = ("ovr_logistic", "omikuji")
-PRIOR, NOHISTORY = "+prior", "+prior-nohistory"
-FIXED = "ensemble" + PRIOR  # the prior-chain system fixed in advance (fused on validation)
-VAL_BEST = "val_best" + PRIOR
+# row-name suffixes, as the issue names rows (`rearrange+prior-omikuji`): which grid a row comes from
+PRIOR, OMIKUJI, NOHISTORY = "+prior-ovr", "+prior-omikuji", "+prior-ovr+nohistory"
+GRID_PEER = {PRIOR: "ovr_logistic", OMIKUJI: "omikuji", NOHISTORY: "ovr_logistic"}  # each grid's --prior
+FIXED, FIXED_OMIKUJI = "ensemble" + PRIOR, "ensemble" + OMIKUJI  # fixed in advance (fused on validation)
+VAL_BEST = "val_best" + PRIOR  # per seed, the OvR-prior row best on validation
+VAL_ANY = "val_best+prior-any"  # per seed, the row best on validation among both priors' grids
 CHAIN_ALONE, ECC = "ensemble", "ecc"
 LEARNED = ("rearrange", "combined", "ensemble")  # learned orders vs best_fixed under the prior, (e)
 GOAL_DATASETS, NOHISTORY_GOAL, LEARNED_GOAL = 7, 6, 35  # the issue's bars: of 9 datasets, of 45 cells
 SUBSET_ZERO = 0.001  # subset accuracy left out where every compared method's seed mean is below this
 ABLATION_METRICS = ("P@1", "example_f1")
 MATCH, DISAGREE = 1e-9, ", predictions disagree"
+# the grids by their payload name: the Args field that names the file, its suffix, its repo-relative folder
+GRIDS = {
+    "prior": ("prior", PRIOR, "experiments/results/prior"),
+    "prior_nohistory": ("nohistory", NOHISTORY, "experiments/results/prior_nohistory"),
+    "prior_omikuji": ("omikuji", OMIKUJI, "experiments/results/prior_omikuji"),
+    "base": ("base", "", "experiments/results"),
+}
+
+
+def grid_of(method: str) -> str:
+    """The grid a merged row name comes from (module docs of reports/prior.py)."""
+    if method == VAL_ANY:
+        return "prior_omikuji"
+    for grid, (_, suffix, _) in GRIDS.items():
+        if suffix and method.endswith(suffix):
+            return grid
+    return "base"
 
 
 def _strip(row: Mapping[str, Any], suffix: str = "") -> dict[str, Any]:
@@ -44,76 +64,114 @@ def _cells(results: Mapping[str, Any], done: set[tuple[str, int]]) -> list[dict[
     ]
 
 
-def validation_choice(rows: Sequence[Mapping[str, Any]], metric: str) -> dict[str, Any] | None:
-    """Among one cell's fixed and learned rows carrying validation metrics, the best on `metric`
-    (ties to report order); None when no row carries one."""
-    rank = {name: i for i, name in enumerate(METHOD_ORDER)}
+def _commands(results: Mapping[str, Any], done: set[tuple[str, int]]) -> list[dict[str, Any]]:
+    """The distinct commands that made the finished cells (a file merged from several runs records
+    each cell's), with how many cells each made; the file's last command where cells record none."""
+    info = results.get("cells", {})
+    counts: dict[str | None, int] = {}
+    for d, s in sorted(done):
+        command = info.get(f"{d}:{s}", {}).get("command") or results.get("command")
+        counts[command] = counts.get(command, 0) + 1
+    return [{"command": c, "cells": n} for c, n in counts.items() if c]
+
+
+def validation_choice(rows: Sequence[Mapping[str, Any]], metric: str, name: str = VAL_BEST) -> dict[str, Any] | None:
+    """Among one cell's fixed and learned rows (merged names) carrying validation metrics, the best on
+    `metric` (ties to report order of the learner, then to the order of `rows`); None when no row carries one."""
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
     candidates = [r for r in rows if r.get("kind") in ("fixed", "dynamic") and metric in (r.get("val") or {})]
     if not candidates:
         return None
-    best = min(candidates, key=lambda r: (-r["val"][metric], rank.get(r["method"], len(rank)), r["method"]))
+    best = min(
+        candidates,
+        key=lambda r: (-r["val"][metric], rank.get(r["method"].split("+")[0], len(rank)), candidates.index(r)),
+    )
     return {k: best[k] for k in ("dataset", "seed", "metrics", "val")} | {
-        "method": VAL_BEST,
+        "method": name,
         "kind": "val_best",
-        "chosen": best["method"] + PRIOR,
+        "chosen": best["method"],
         "wall_time_s": best.get("wall_time_s"),
     }
 
 
-def combine(prior: Mapping[str, Any], nohistory: Mapping[str, Any] | None, base: Mapping[str, Any]) -> dict[str, Any]:
-    """One payload from the three files (module docs); rows outside the prior grid's finished cells are dropped."""
-    chain_rows = [r for r in prior.get("rows", []) if r.get("kind") != "peer"]
-    done = {(r["dataset"], r["seed"]) for r in chain_rows}
+def _check_prior(name: str, results: Mapping[str, Any], expected: str) -> None:
+    """A grid given for the wrong prior would be reported under the wrong name: refused in one line."""
+    ran = (results.get("args") or {}).get("prior")
+    if results.get("rows") and ran != expected:
+        raise ValueError(f"--{name}: that grid ran with --prior {ran}, this input needs --prior {expected}")
+
+
+def combine(
+    prior: Mapping[str, Any],
+    nohistory: Mapping[str, Any] | None,
+    base: Mapping[str, Any],
+    omikuji: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One payload from the four files (module docs of reports/prior.py); rows outside the OvR-prior
+    grid's finished cells are dropped, so every comparison is paired on the same cells."""
+    files = {"prior": prior, "prior_nohistory": nohistory or {}, "prior_omikuji": omikuji or {}, "base": base}
+    for grid in ("prior", "prior_nohistory", "prior_omikuji"):
+        field, suffix, _ = GRIDS[grid]
+        _check_prior(field, files[grid], GRID_PEER[suffix])
+    chains = {g: [r for r in files[g].get("rows", []) if r.get("kind") != "peer"] for g in files if g != "base"}
+    done = {(r["dataset"], r["seed"]) for r in chains["prior"]}
+    finished = {g: {(r["dataset"], r["seed"]) for r in chains[g]} for g in chains}
     select = (prior.get("args") or {}).get("select_metric", "nDCG@3")
-    rows = [_strip(r, PRIOR) for r in chain_rows]
-    choices = [
-        validation_choice([r for r in chain_rows if (r["dataset"], r["seed"]) == c], select) for c in sorted(done)
-    ]
-    rows += [c for c in choices if c is not None]
-    nohistory = nohistory or {}
-    nohist_rows = [r for r in nohistory.get("rows", []) if r.get("kind") != "peer"]
-    rows += [_strip(r, NOHISTORY) for r in nohist_rows if (r["dataset"], r["seed"]) in done]
+    renamed = {g: [_strip(r, GRIDS[g][1]) for r in chains[g] if (r["dataset"], r["seed"]) in done] for g in chains}
+    rows = renamed["prior"] + renamed["prior_nohistory"] + renamed["prior_omikuji"]
+
+    def choose(grids: Sequence[str], name: str, cells: set[tuple[str, int]]) -> list[dict[str, Any] | None]:
+        candidates = [r for g in grids for r in renamed[g]]
+        return [
+            validation_choice([r for r in candidates if (r["dataset"], r["seed"]) == c], select, name)
+            for c in sorted(cells)
+        ]
+
+    choices = choose(["prior"], VAL_BEST, done)
+    both = choose(["prior", "prior_omikuji"], VAL_ANY, done & finished["prior_omikuji"])
+    rows += [c for c in choices + both if c is not None]
     rows += [_strip(r) for r in base.get("rows", []) if (r["dataset"], r["seed"]) in done]
-    nohist_done = {(r["dataset"], r["seed"]) for r in nohist_rows}
+    order = list(dict.fromkeys([d for d, _ in _expected(prior)] + [d for d, _ in sorted(done)]))
+
+    def missing(grid: str) -> list[str]:  # the grid's own cells and the OvR-prior grid's, not yet finished
+        want = set(_expected(files[grid])) | (done if grid != "prior" else set())
+        cells = sorted(want - finished[grid], key=lambda c: (order.index(c[0]) if c[0] in order else len(order), c))
+        return [f"{d}:{s}" for d, s in cells]
+
     return {
         "rows": rows,
-        "datasets": list(dict.fromkeys([d for d, _ in _expected(prior)] + [d for d, _ in sorted(done)])),
+        "datasets": order,
         "select_metric": select,
-        "prior_peer": (prior.get("args") or {}).get("prior"),
         "validation_choice": bool(done) and all(c is not None for c in choices),
-        "cells": {"prior": _cells(prior, done), "prior_nohistory": _cells(nohistory, nohist_done & done)},
-        "missing_cells": {
-            "prior": [f"{d}:{s}" for d, s in _expected(prior) if (d, s) not in done],
-            "prior_nohistory": [f"{d}:{s}" for d, s in _expected(nohistory) if (d, s) not in nohist_done],
-        },
-        "sources": {
-            "prior": prior.get("command"),
-            "prior_nohistory": nohistory.get("command"),
-            "base": base.get("command"),
-        },
+        "validation_choice_any": bool(both) and all(c is not None for c in both),
+        "cells": {g: _cells(files[g], finished[g] & done) for g in chains},
+        "missing_cells": {g: missing(g) for g in chains},
+        "sources": {g: files[g].get("command") for g in files},
+        "commands": {g: _commands(files[g], finished[g] & done if g != "base" else done) for g in files},
     }
 
 
 def pairs() -> list[tuple[tuple[str, str], tuple[str, ...]]]:
     """(a, b) and the metrics to bootstrap them on: every interval the report shows."""
     out: list[tuple[tuple[str, str], tuple[str, ...]]] = []
-    for system in (FIXED, VAL_BEST, CHAIN_ALONE):
+    for system in (FIXED, VAL_BEST, CHAIN_ALONE, FIXED_OMIKUJI, VAL_ANY):
         out += [((system, peer), GOAL_METRICS) for peer in PEERS]
-    out += [((FIXED, CHAIN_ALONE), GOAL_METRICS), ((ECC, FIXED), GOAL_METRICS)]
+    out += [((FIXED, CHAIN_ALONE), GOAL_METRICS), ((ECC, FIXED), GOAL_METRICS), ((FIXED_OMIKUJI, FIXED), GOAL_METRICS)]
     out += [((m + PRIOR, "best_fixed" + PRIOR), HEADLINE) for m in LEARNED]
     out += [((m + NOHISTORY, m + PRIOR), ABLATION_METRICS) for m in LEARNED]
     return out
 
 
 def attach(results: dict[str, Any], load: Loader, resamples: int = 1000) -> list[dict[str, Any]]:
-    """Bootstrap every pair of `pairs` into results["bootstrap"]; a pair with the no-history grid runs on
-    the cells that grid finished (attach_bootstrap needs every seed of a dataset)."""
+    """Bootstrap every pair of `pairs` into results["bootstrap"]; a pair with the no-history or the
+    Omikuji-prior grid runs on the cells that grid finished (attach_bootstrap needs every seed of a
+    dataset), as `difference` pairs the seeds both rows have."""
     entries: list[dict[str, Any]] = []
-    nohist = {(c["dataset"], c["seed"]) for c in results["cells"]["prior_nohistory"]}
     for pair, metrics in pairs():
         rows = results["rows"]
-        if pair[0].endswith(NOHISTORY):
-            rows = [r for r in rows if (r["dataset"], r["seed"]) in nohist]
+        for grid in {grid_of(m) for m in pair} - {"prior", "base"}:
+            cells = {(c["dataset"], c["seed"]) for c in results["cells"][grid]}
+            rows = [r for r in rows if (r["dataset"], r["seed"]) in cells]
         entries += attach_bootstrap({"rows": rows}, load, [pair], metrics, PEERS, resamples)
     results["bootstrap"] = entries
     return entries

@@ -1,0 +1,74 @@
+"""prior.md's section "Which prior: OvR vs Omikuji": the same chain ensemble under each peer's prior,
+the goal table for the Omikuji-prior chain, and the per-seed validation choice between the priors.
+
+Reads only the payload of prior_rows.combine (the Omikuji-prior grid's rows are `<method>+prior-omikuji`,
+kept on the OvR-prior grid's cells); its numbers come from prior_tables.py, as every section's do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from labelchain.experiments.reports.prior_rows import FIXED, FIXED_OMIKUJI, GOAL_METRICS, OMIKUJI, VAL_ANY
+from labelchain.experiments.reports.prior_tables import difference, goal_markdown, names, not_run, pair_markdown
+
+GRID = "prior_omikuji"
+
+
+def _verdicts(results: Mapping[str, Any]) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Datasets where the Omikuji prior's ensemble is ahead of the OvR prior's on every metric and
+    behind on every metric (seed means), and the dataset-metric cells whose interval excludes 0 either way."""
+    ahead, behind, above, below = [], [], [], []
+    for dataset in results["datasets"]:
+        diffs = {m: difference(results, dataset, FIXED_OMIKUJI, FIXED, m) for m in GOAL_METRICS}
+        present = {m: d for m, d in diffs.items() if d is not None}
+        if not present:
+            continue
+        ahead += [dataset] if all(d.difference > 0 for d in present.values()) else []
+        behind += [dataset] if all(d.difference < 0 for d in present.values()) else []
+        above += [f"{dataset} {m}" for m, d in present.items() if d.beats]
+        below += [f"{dataset} {m}" for m, d in present.items() if d.worse]
+    return ahead, behind, above, below
+
+
+def choices_markdown(results: Mapping[str, Any]) -> list[str]:
+    """Per dataset, the row chosen on validation among both priors' rows in each seed, and how often
+    it was an Omikuji-prior row."""
+    picked: dict[str, list[str]] = {}
+    for r in results["rows"]:
+        if r["method"] == VAL_ANY:
+            picked.setdefault(r["dataset"], []).append(f"{r['seed']}: {r['chosen']}")
+    parts = [
+        f"{d} ({sum(OMIKUJI in c for c in cs)} of {len(cs)} seeds Omikuji; {', '.join(cs)})"
+        for d in results["datasets"]
+        if (cs := picked.get(d))
+    ]
+    return [f"Chosen on validation between the priors, per dataset (seed: row): {'; '.join(parts) or 'none'}.", ""]
+
+
+def which_markdown(results: Mapping[str, Any]) -> list[str]:
+    """The whole section; "Not run yet" while the Omikuji-prior grid has no finished cell."""
+    lines = ["## Which prior: OvR vs Omikuji", ""]
+    if not results["cells"].get(GRID):
+        return lines + [not_run(results, GRID), ""]
+    missing = results["missing_cells"][GRID]
+    lines += [
+        f"{FIXED_OMIKUJI} − {FIXED}: the same chain ensemble (rearrange + combined, fused on validation) under "
+        "each peer's prior, points ×100, 95% intervals; above 0: the Omikuji prior is better. Cells of the "
+        f"Omikuji-prior grid not finished yet (left out, not filled in): {', '.join(missing) or 'none'}.",
+        "",
+    ]
+    lines += pair_markdown(results, FIXED_OMIKUJI, FIXED, GOAL_METRICS)
+    ahead, behind, above, below = _verdicts(results)
+    lines += [
+        f"Omikuji prior ahead on every metric (seed means): {names(ahead)}; behind on every metric: {names(behind)}. "
+        f"Intervals wholly above 0: {len(above)} ({names(above)}); wholly below 0: {len(below)} ({names(below)}).",
+        "",
+    ]
+    lines += goal_markdown(results, FIXED_OMIKUJI, "the Omikuji-prior chain, fixed in advance", GRID)
+    choice = "fixed and learned rows of both prior grids; per seed, the best validation " + results["select_metric"]
+    if not results.get("validation_choice_any"):
+        choice = "NOT SHOWN where rows carry no validation metrics (never picked on test)"
+    lines += goal_markdown(results, VAL_ANY, f"chosen on validation among {choice}", GRID)
+    return lines + choices_markdown(results)
