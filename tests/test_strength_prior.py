@@ -20,26 +20,15 @@ from labelchain.experiments.grid.results_file import ResultsFile, save_results
 from labelchain.experiments.grid.strength_chains import prior_setting
 from labelchain.experiments.reports.strength import render_markdown
 from labelchain.experiments.run.setup import prior_top_m
+from test_strength import tiny_args
 
 CHAIN_ROWS = ("freq2rare", "rare2freq", "fixed_random", "always_random", "rearrange", "combined", "best_fixed")
 PRIOR = {"prior": "ovr_logistic", "shortlist": 3}
 
 
 def plain_args(tmp: Path, **changes) -> strength.Args:
-    base = strength.Args(
-        datasets=["emotions"],
-        seeds=[0],
-        preset="small",
-        hidden_size=16,
-        epochs=1,
-        combined_epochs=1,
-        folds=2,
-        peers=["ovr_logistic"],
-        max_train_docs=160,
-        device="cpu",
-        out_dir=str(tmp),
-    )
-    return replace(base, **changes)
+    """test_strength's tiny cell on the small preset (the prior needs a flat output layer)."""
+    return tiny_args(tmp, **{"preset": "small", **changes})
 
 
 def prior_args(tmp: Path, **changes) -> strength.Args:
