@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,12 +29,28 @@ from labelchain.agents.training import train_epochs
 from labelchain.envs.data.dataset import Dataset, Split
 from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import evaluate
-from labelchain.experiments.run.config import PRIOR_KNOBS, prior_problems
+from labelchain.experiments.run.config import PRIOR_KNOBS, knob, prior_problems
 from labelchain.experiments.run.report import rules_chosen_on
 from labelchain.experiments.run.setup import attach_prior, shortlist_problem
 
-if TYPE_CHECKING:
-    from labelchain.experiments.strength import Args
+
+class Args(Protocol):
+    """The strength grid's flags this module reads (experiments/strength.Args has them; a Protocol keeps
+    this room from importing the script above it)."""
+
+    datasets: list[str]
+    preset: str
+    fixed: list[str]
+    val_fraction: float
+    min_val_docs: int
+    folds: int
+    data_dir: str | None
+    precision: str
+    prior: str
+    prior_scale: str
+    shortlist: int
+    label_history: bool
+
 
 RANK_METRIC, SET_METRIC = "nDCG@5", "example_f1"
 Output = tuple[Any, np.ndarray]
@@ -45,7 +61,7 @@ def prior_setting(args: Args) -> dict[str, Any]:
     """The prior flags that differ from their defaults (empty: the plain chains). A cell's config and
     its chain rows record this, so cells with other prior settings are never reused for each other
     while cells of the plain grid (made before the flags existed) still are."""
-    defaults = {spec.name: spec.default for spec in dataclasses.fields(args) if spec.name in PRIOR_KNOBS}
+    defaults = {name: knob(name).default for name in PRIOR_KNOBS}  # the flags' one set of defaults
     if args.prior == "none":  # --prior-scale means nothing without a prior
         defaults.pop("prior_scale")
     return {name: getattr(args, name) for name in defaults if getattr(args, name) != defaults[name]}
