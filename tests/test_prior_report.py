@@ -212,10 +212,10 @@ def test_shortlist_section_by_hand():
     text = report.render_markdown(results)
     section = text[text.index("## Shortlist 50 vs the full label set (OvR prior)") : text.index("## Ablations")]
     assert "Cells of the shortlist grid not finished yet (left out, not filled in): d2:1." in section
-    assert "| d1 | 100 | 90.00 (seeds 0) | compared below |" in section
+    assert "| d1 | 100 | 90.00 (seed 0) | compared below |" in section
     assert "| d2 | 60 | 95.00 (seeds 0, 1) | compared below (cells still missing) |" in section
     assert "| d3 | — | — (not in prior_recall.json) | not run by the grid |" in section
-    assert "| d4 | 6 | 100.00 (seeds 0) | not run: L ≤ 50 |" in section
+    assert "| d4 | 6 | 100.00 (seed 0) | not run: L ≤ 50 |" in section
     # d1: -0.03 and -0.02, mean -0.025, t(0.975, 1) * 0.0070711 / sqrt 2 = 0.063531; P@1 the bootstrap's
     assert "| d1 | 2 | -2.50 [-5.00, -1.00] worse | -2.50 [-8.85, +3.85] t |" in section
     assert "| d2 | 1 | +5.00 (1 seed, no saved predictions: no interval) |" in section

@@ -57,12 +57,10 @@ def _recall_markdown(results: Mapping[str, Any], compared: Sequence[str]) -> lis
     lines = [f"| dataset | L | R@{SHORTLIST} ({MATCHER}, test) | shortlist grid |", "|---|---|---|---|"]
     for dataset in results["datasets"]:
         r = recall.get(dataset)
-        size = f"{r['n_labels']}" if r else "—"
-        value = (
-            f"{100 * r['recall']:.2f} (seeds {', '.join(map(str, r['seeds']))})"
-            if r
-            else "— (not in prior_recall.json)"
-        )
+        size, value = "—", "— (not in prior_recall.json)"
+        if r:
+            size, seeds = f"{r['n_labels']}", ", ".join(map(str, r["seeds"]))
+            value = f"{100 * r['recall']:.2f} (seed{'s' * (len(r['seeds']) > 1)} {seeds})"
         if dataset in compared:
             state = "compared below" + (" (cells still missing)" if dataset in missing else "")
         elif dataset in missing:
