@@ -1,4 +1,4 @@
-"""Render experiments/results/prior.{json,md} and analysis/figures/prior_gain.png from four grids' results.
+"""Render experiments/results/prior.{json,md} and analysis/figures/prior_gain.png from five grids' results.
 
     python experiments/prior.py                                   # the committed files (paths below)
     python experiments/prior.py --prior /elsewhere/prior/orderings.json --resamples 200
@@ -6,8 +6,10 @@
 Inputs (compare_orderings results files, experiments/grid/results_file.py reads every shape):
 --prior: the grid run with `--prior ovr_logistic --peers none` (every chain row with the peer's
 out-of-fold scores as its prior); --nohistory: the same with `--no-label-history` (ablation d);
---omikuji: the chain with `--prior omikuji` (which prior); --base: the no-prior grid with the tuned
-peers (orderings.json). --nohistory and --omikuji may be absent or partial.
+--omikuji: the chain with `--prior omikuji` (which prior); --shortlist50: the chain with `--prior
+ovr_logistic --shortlist 50`; --base: the no-prior grid with the tuned peers (orderings.json).
+--nohistory, --omikuji and --shortlist50 may be absent or partial. --recall: prior_recall.json, the
+matcher's recall@50 shown beside the shortlist (optional).
 Predictions are read from each file's folder as restate_claims.grid_loader reads them. Nothing is
 trained here: the report is rebuilt from the files alone, so it can be re-run while a grid fills in.
 What the report says and how: experiments/reports/prior.py; docs/prior-results.md.
@@ -25,6 +27,7 @@ from labelchain.envs.stats import MethodPredictions
 from labelchain.experiments.grid.results_file import ResultsFile, load_results, save_results
 from labelchain.experiments.reports import prior as report
 from labelchain.experiments.reports import prior_rows as merged
+from labelchain.experiments.reports.prior_shortlist import recall_at
 from labelchain.experiments.reports.prior_tables import difference, goal_metrics
 from labelchain.experiments.reports.claim_stats import FIGURE_DIR, Loader
 from labelchain.experiments.restate_claims import grid_loader
@@ -49,6 +52,12 @@ class Args(Threads):
         default=_file("prior_nohistory"), metadata={"help": "its --no-label-history twin (optional)"}
     )
     omikuji: str = field(default=_file("prior_omikuji"), metadata={"help": "the --prior omikuji grid's (optional)"})
+    shortlist50: str = field(
+        default=_file("prior_sl50"), metadata={"help": "the --prior ovr_logistic --shortlist 50 grid's (optional)"}
+    )
+    recall: str = field(
+        default="experiments/results/prior_recall.json", metadata={"help": "the matcher's recall@M (optional)"}
+    )
     base: str = field(default=_file("base"), metadata={"help": "the no-prior grid with the tuned peers"})
     out_dir: str = "experiments/results"
     figure_dir: str = FIGURE_DIR
@@ -131,12 +140,17 @@ def main(args: Args) -> Path:
     if args.resamples < 1:
         raise ArgsError(f"--resamples must be at least 1, got {args.resamples}")
     paths = {grid: Path(getattr(args, flag)) for grid, (flag, _, _) in merged.GRIDS.items()}
-    optional = ("prior_nohistory", "prior_omikuji")
+    optional = ("prior_nohistory", "prior_omikuji", "prior_sl50")
     files = {grid: load_results(p).payload() for grid, p in paths.items() if grid not in optional or p.exists()}
     try:
         results = merged.combine(
-            files["prior"], files.get("prior_nohistory"), files["base"], files.get("prior_omikuji")
+            files["prior"],
+            files.get("prior_nohistory"),
+            files["base"],
+            files.get("prior_omikuji"),
+            files.get("prior_sl50"),
         )
+        results["shortlist_recall"] = recall_at(load_results(args.recall, "prior_recall", missing_ok=True).payload())
         merged.attach(results, loader(results, files, paths), args.resamples)
     except ValueError as error:  # a grid of the wrong prior, predictions on different gold labels: one line
         raise ArgsError(str(error)) from None

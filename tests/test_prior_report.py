@@ -14,6 +14,7 @@ from labelchain.experiments import prior as script
 from labelchain.experiments.reports import prior as report
 from labelchain.experiments.reports import prior_rows as merged
 from labelchain.experiments.reports import prior_tables as tables
+from labelchain.experiments.reports.prior_shortlist import recall_at
 
 GOAL = merged.GOAL_METRICS
 
@@ -181,6 +182,77 @@ def test_which_prior_absent_wrong_or_empty_omikuji_grid():
         merged.combine(ovr, None, base, omikuji)
 
 
+def _shortlist() -> dict:
+    """The shortlist grid, partial (d2:1 not finished): ensemble 0.57 / 0.60 on d1 (OvR prior 0.60 / 0.62),
+    0.75 on d2:0 with example F1 0.45 and subset accuracy 0.01 (OvR prior 0.70, 0.40, 0.00)."""
+    rows = [_row("d1", s, "ensemble", v, "ensemble") for s, v in ((0, 0.57), (1, 0.60))]
+    rows.append(_row("d2", 0, "ensemble", {m: 0.75 for m in GOAL} | {"example_f1": 0.45, "subset_accuracy": 0.01}))
+    payload = _file(rows, ["d1", "d2"], [0, 1])
+    payload["args"]["shortlist"] = 50
+    return payload
+
+
+def test_shortlist_section_by_hand():
+    prior, base = _hand_made()
+    results = merged.combine(prior, None, base, None, _shortlist())
+    assert results["missing_cells"]["prior_sl50"] == ["d2:1"]  # d3 / d4 are not the grid's datasets
+    recall = {
+        "rows": [
+            {"dataset": d, "peer": "ovr_logistic", "seed": s, "n_labels": n, "recall": {"50": r}}
+            for d, s, n, r in (("d1", 0, 100, 0.9), ("d2", 0, 60, 0.9), ("d2", 1, 60, 1.0), ("d4", 0, 6, 1.0))
+        ]
+    }
+    recall["rows"] += [{"dataset": "d1", "peer": "omikuji", "seed": 0, "n_labels": 100, "recall": {"50": 0.5}}]
+    recall["rows"] += [{"dataset": "d3", "peer": "ovr_logistic", "seed": 0, "n_labels": 80, "recall": {"20": 0.5}}]
+    results["shortlist_recall"] = recall_at(recall)
+    assert results["shortlist_recall"]["d2"] == {"n_labels": 60, "recall": pytest.approx(0.95), "seeds": [0, 1]}
+    assert set(results["shortlist_recall"]) == {"d1", "d2", "d4"}  # omikuji's and another M's ignored
+    entry = {"dataset": "d1", "a": merged.FIXED_SL50, "b": merged.FIXED, "metric": "P@1", "difference": -0.025}
+    results["bootstrap"] = [entry | {"low": -0.05, "high": -0.01}]  # as attach_bootstrap writes one
+    text = report.render_markdown(results)
+    section = text[text.index("## Shortlist 50 vs the full label set (OvR prior)") : text.index("## Ablations")]
+    assert "Cells of the shortlist grid not finished yet (left out, not filled in): d2:1." in section
+    assert "| d1 | 100 | 90.00 (seed 0) | compared below |" in section
+    assert "| d2 | 60 | 95.00 (seeds 0, 1) | compared below (cells still missing) |" in section
+    assert "| d3 | — | — (not in prior_recall.json) | not run by the grid |" in section
+    assert "| d4 | 6 | 100.00 (seed 0) | not run: L ≤ 50 |" in section
+    # d1: -0.03 and -0.02, mean -0.025, t(0.975, 1) * 0.0070711 / sqrt 2 = 0.063531; P@1 the bootstrap's
+    assert "| d1 | 2 | -2.50 [-5.00, -1.00] worse | -2.50 [-8.85, +3.85] t |" in section
+    assert "| d2 | 1 | +5.00 (1 seed, no saved predictions: no interval) |" in section
+    assert "| d4 |" not in section.split("| dataset | seeds |")[1]  # no shortlist row: no difference line
+    assert (
+        "The shortlist gains on every metric (seed means): d2; costs on every metric: d1. Intervals wholly above 0 "
+        "(gains): 0 (none); wholly below 0 (costs): 1 (d1 P@1)."
+    ) in section
+    assert "| d1 | ensemble+prior-ovr+sl50 | 2 | 58.50 |" in text  # the seed means beside the ablations'
+
+
+def test_shortlist_absent_empty_or_other_settings():
+    prior, base = _hand_made()
+    for absent, why in ((None, "no prior_sl50 results file."), (_file([], ["d1"], [0]), "the prior_sl50 results")):
+        text = report.render_markdown(merged.combine(prior, None, base, None, absent))
+        assert "## Shortlist 50 vs the full label set (OvR prior)\n\nNot run yet: " + why in text
+    assert "- prior_sl50: no results file." in report.render_markdown(merged.combine(prior, None, base))
+    wrong = _shortlist()
+    for prior_name, shortlist, ran in (
+        ("ovr_logistic", 0, "--prior ovr_logistic"),
+        ("omikuji", 50, "--prior omikuji --shortlist 50"),
+    ):
+        wrong["args"] |= {"prior": prior_name, "shortlist": shortlist}
+        with pytest.raises(
+            ValueError,
+            match=f"^--shortlist50: that grid ran with {ran}, this input needs --prior ovr_logistic --shortlist 50$",
+        ):
+            merged.combine(prior, None, base, None, wrong)
+    sl50 = _shortlist()  # the shortlist grid given as --prior: its rows would be named as the full label set's
+    sl50["args"]["datasets"] = ["d1"]
+    with pytest.raises(
+        ValueError,
+        match="^--prior: that grid ran with --prior ovr_logistic --shortlist 50, this input needs --prior ovr_logistic$",
+    ):
+        merged.combine(sl50, None, base)
+
+
 def test_nohistory_seeds_as_they_arrive_and_missing_against_the_prior_grid():
     """A no-history file merged from two runs (its args name only the last run's seeds): (d) is paired on
     the seeds both grids finished per dataset, and missing cells are the OvR-prior grid's cells it lacks."""
@@ -225,7 +297,7 @@ def test_main_bootstraps_over_the_grids_and_val_best_reads_its_chosen_row(tmp_pa
     seed-mean difference of the rows; d2 of the base grid has no predictions: t intervals there; the
     Omikuji-prior grid has not finished d2:1, so its pairs on d2 run on seed 0."""
     rng = np.random.default_rng(0)
-    prior_rows, base_rows, nohist_rows, omikuji_rows, cells = [], [], [], [], {}
+    prior_rows, base_rows, nohist_rows, omikuji_rows, sl50_rows, cells = [], [], [], [], [], {}
     for dataset in ("d1", "d2"):
         for seed in (0, 1):
             gold = (rng.random((12, 6)) < 0.3).astype(np.int8)
@@ -255,6 +327,8 @@ def test_main_bootstraps_over_the_grids_and_val_best_reads_its_chosen_row(tmp_pa
                         "ensemble",
                     )
                 )
+                sl50 = _save(tmp_path / "sl50" / folder, "ensemble", dataset, seed, gold, rng)
+                sl50_rows.append(_row(dataset, seed, "ensemble", sl50, "ensemble"))
             if (dataset, seed) != ("d2", 1):
                 for method, kind in (("rearrange", "dynamic"), ("ensemble", "ensemble")):
                     metrics = _save(tmp_path / "omikuji" / folder, method, dataset, seed, gold, rng)
@@ -263,20 +337,27 @@ def test_main_bootstraps_over_the_grids_and_val_best_reads_its_chosen_row(tmp_pa
             for method in ("ovr_logistic", "omikuji", "ensemble"):
                 place = tmp_path / ("base" if dataset == "d1" else "elsewhere") / folder
                 base_rows.append(_row(dataset, seed, method, _save(place, method, dataset, seed, gold, rng), "peer"))
-    for name, rows in (("prior", prior_rows), ("nohist", nohist_rows), ("omikuji", omikuji_rows), ("base", base_rows)):
+    grids = (("prior", prior_rows), ("nohist", nohist_rows), ("omikuji", omikuji_rows), ("base", base_rows))
+    for name, rows in (*grids, ("sl50", sl50_rows)):
         payload = _file(rows, ["d1", "d2"], [0, 1]) | {"cells": cells if name != "nohist" else {}}
         payload["args"]["prior"] = "omikuji" if name == "omikuji" else payload["args"]["prior"]
+        payload["args"]["shortlist"] = 50 if name == "sl50" else 0
         (tmp_path / name).mkdir(exist_ok=True)
         (tmp_path / name / "orderings.json").write_text(json.dumps(payload))
     args = script.Args(
         **{n: str(tmp_path / n / "orderings.json") for n in ("prior", "base", "omikuji")},
         nohistory=str(tmp_path / "nohist" / "orderings.json"),
+        shortlist50=str(tmp_path / "sl50" / "orderings.json"),
+        recall=str(tmp_path / "prior_recall.json"),
         out_dir=str(tmp_path / "out"),
         figure_dir=str(tmp_path / "fig"),
         resamples=50,
     )
+    recall = {"dataset": "d1", "peer": "ovr_logistic", "seed": 0, "n_labels": 6, "recall": {"50": 1.0}}
+    (tmp_path / "prior_recall.json").write_text(json.dumps({"rows": [recall]}))
     script.main(args)
     results = json.loads((tmp_path / "out" / "prior.json").read_text())
+    assert results["shortlist_recall"] == {"d1": {"n_labels": 6, "recall": 1.0, "seeds": [0]}}
     assert results["kind"] == "prior" and (tmp_path / "fig" / script.FIGURE).stat().st_size > 0
     chosen = {(r["dataset"], r["seed"]): r["chosen"] for r in results["rows"] if r["method"] == merged.VAL_BEST}
     assert chosen == {(d, 0): "combined+prior-ovr" for d in ("d1", "d2")} | {
@@ -294,6 +375,7 @@ def test_main_bootstraps_over_the_grids_and_val_best_reads_its_chosen_row(tmp_pa
         ("d1", merged.VAL_ANY, "ovr_logistic"),
         ("d1", merged.FIXED_OMIKUJI, merged.FIXED),
         ("d2", merged.FIXED_OMIKUJI, merged.FIXED),
+        ("d1", merged.FIXED_SL50, merged.FIXED),
     ):
         for metric in ("P@1", "example_f1"):
             expected = tables.difference(results, dataset, a, b, metric)

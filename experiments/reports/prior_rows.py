@@ -1,4 +1,4 @@
-"""The rows prior.md is rendered from: four compare_orderings results files merged into one payload
+"""The rows prior.md is rendered from: five compare_orderings results files merged into one payload
 (`combine`), the validation-chosen prior-chain rows, and the bootstrap pairs the report shows (`attach`).
 
 Kept apart from experiments/reports/prior.py, which renders that payload and reads nothing else.
@@ -17,8 +17,12 @@ GOAL_METRICS = (*HEADLINE, "example_f1", "subset_accuracy")
 PEERS = ("ovr_logistic", "omikuji")
 # row-name suffixes, as the issue names rows (`rearrange+prior-omikuji`): which grid a row comes from
 PRIOR, OMIKUJI, NOHISTORY = "+prior-ovr", "+prior-omikuji", "+prior-ovr+nohistory"
-GRID_PEER = {PRIOR: "ovr_logistic", OMIKUJI: "omikuji", NOHISTORY: "ovr_logistic"}  # each grid's --prior
+SHORTLIST = 50  # the shortlist grid's --shortlist
+SL50 = f"+prior-ovr+sl{SHORTLIST}"
+GRID_PEER = {PRIOR: "ovr_logistic", OMIKUJI: "omikuji", NOHISTORY: "ovr_logistic", SL50: "ovr_logistic"}  # --prior
+GRID_SHORTLIST = {SL50: SHORTLIST}  # each grid's --shortlist (0: none)
 FIXED, FIXED_OMIKUJI = "ensemble" + PRIOR, "ensemble" + OMIKUJI  # fixed in advance (fused on validation)
+FIXED_SL50 = "ensemble" + SL50
 VAL_BEST = "val_best" + PRIOR  # per seed, the OvR-prior row best on validation
 VAL_ANY = "val_best+prior-any"  # per seed, the row best on validation among both priors' grids
 CHAIN_ALONE, ECC = "ensemble", "ecc"
@@ -32,6 +36,7 @@ GRIDS = {
     "prior": ("prior", PRIOR, "experiments/results/prior"),
     "prior_nohistory": ("nohistory", NOHISTORY, "experiments/results/prior_nohistory"),
     "prior_omikuji": ("omikuji", OMIKUJI, "experiments/results/prior_omikuji"),
+    "prior_sl50": ("shortlist50", SL50, f"experiments/results/prior_sl{SHORTLIST}"),
     "base": ("base", "", "experiments/results"),
 }
 
@@ -94,11 +99,13 @@ def validation_choice(rows: Sequence[Mapping[str, Any]], metric: str, name: str 
     }
 
 
-def _check_prior(name: str, results: Mapping[str, Any], expected: str) -> None:
-    """A grid given for the wrong prior would be reported under the wrong name: refused in one line."""
-    ran = (results.get("args") or {}).get("prior")
-    if results.get("rows") and ran != expected:
-        raise ValueError(f"--{name}: that grid ran with --prior {ran}, this input needs --prior {expected}")
+def _check_prior(name: str, results: Mapping[str, Any], expected: str, shortlist: int = 0) -> None:
+    """A grid given for the wrong prior or shortlist would be reported under the wrong name: refused in one line."""
+    args = results.get("args") or {}
+    ran = (args.get("prior"), int(args.get("shortlist") or 0))
+    if results.get("rows") and ran != (expected, shortlist):
+        said = [f"--prior {p}" + (f" --shortlist {m}" if m else "") for p, m in (ran, (expected, shortlist))]
+        raise ValueError(f"--{name}: that grid ran with {said[0]}, this input needs {said[1]}")
 
 
 def combine(
@@ -106,19 +113,21 @@ def combine(
     nohistory: Mapping[str, Any] | None,
     base: Mapping[str, Any],
     omikuji: Mapping[str, Any] | None = None,
+    shortlist50: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One payload from the four files (module docs of reports/prior.py); rows outside the OvR-prior
+    """One payload from the five files (module docs of reports/prior.py); rows outside the OvR-prior
     grid's finished cells are dropped, so every comparison is paired on the same cells."""
-    files = {"prior": prior, "prior_nohistory": nohistory or {}, "prior_omikuji": omikuji or {}, "base": base}
-    for grid in ("prior", "prior_nohistory", "prior_omikuji"):
+    files = {"prior": prior, "prior_nohistory": nohistory or {}, "prior_omikuji": omikuji or {}}
+    files |= {"prior_sl50": shortlist50 or {}, "base": base}
+    for grid in ("prior", "prior_nohistory", "prior_omikuji", "prior_sl50"):
         field, suffix, _ = GRIDS[grid]
-        _check_prior(field, files[grid], GRID_PEER[suffix])
+        _check_prior(field, files[grid], GRID_PEER[suffix], GRID_SHORTLIST.get(suffix, 0))
     chains = {g: [r for r in files[g].get("rows", []) if r.get("kind") != "peer"] for g in files if g != "base"}
     done = {(r["dataset"], r["seed"]) for r in chains["prior"]}
     finished = {g: {(r["dataset"], r["seed"]) for r in chains[g]} for g in chains}
     select = (prior.get("args") or {}).get("select_metric", "nDCG@3")
     renamed = {g: [_strip(r, GRIDS[g][1]) for r in chains[g] if (r["dataset"], r["seed"]) in done] for g in chains}
-    rows = renamed["prior"] + renamed["prior_nohistory"] + renamed["prior_omikuji"]
+    rows = renamed["prior"] + renamed["prior_nohistory"] + renamed["prior_omikuji"] + renamed["prior_sl50"]
 
     def choose(grids: Sequence[str], name: str, cells: set[tuple[str, int]]) -> list[dict[str, Any] | None]:
         candidates = [r for g in grids for r in renamed[g]]
@@ -134,7 +143,11 @@ def combine(
     order = list(dict.fromkeys([d for d, _ in _expected(prior)] + [d for d, _ in sorted(done)]))
 
     def missing(grid: str) -> list[str]:  # the grid's own cells and the OvR-prior grid's, not yet finished
-        want = set(_expected(files[grid])) | (done if grid != "prior" else set())
+        want = set(_expected(files[grid]))
+        if grid == "prior_sl50":  # run only where L > its shortlist: the OvR-prior cells of its own datasets
+            want |= {c for c in done if c[0] in {d for d, _ in want}}
+        elif grid != "prior":
+            want |= done
         cells = sorted(want - finished[grid], key=lambda c: (order.index(c[0]) if c[0] in order else len(order), c))
         return [f"{d}:{s}" for d, s in cells]
 
@@ -157,14 +170,15 @@ def pairs() -> list[tuple[tuple[str, str], tuple[str, ...]]]:
     for system in (FIXED, VAL_BEST, CHAIN_ALONE, FIXED_OMIKUJI, VAL_ANY):
         out += [((system, peer), GOAL_METRICS) for peer in PEERS]
     out += [((FIXED, CHAIN_ALONE), GOAL_METRICS), ((ECC, FIXED), GOAL_METRICS), ((FIXED_OMIKUJI, FIXED), GOAL_METRICS)]
+    out += [((FIXED_SL50, FIXED), GOAL_METRICS)]
     out += [((m + PRIOR, "best_fixed" + PRIOR), HEADLINE) for m in LEARNED]
     out += [((m + NOHISTORY, m + PRIOR), ABLATION_METRICS) for m in LEARNED]
     return out
 
 
 def attach(results: dict[str, Any], load: Loader, resamples: int = 1000) -> list[dict[str, Any]]:
-    """Bootstrap every pair of `pairs` into results["bootstrap"]; a pair with the no-history or the
-    Omikuji-prior grid runs on the cells that grid finished (attach_bootstrap needs every seed of a
+    """Bootstrap every pair of `pairs` into results["bootstrap"]; a pair with the no-history, the
+    Omikuji-prior or the shortlist grid runs on the cells that grid finished (attach_bootstrap needs every seed of a
     dataset), as `difference` pairs the seeds both rows have."""
     entries: list[dict[str, Any]] = []
     for pair, metrics in pairs():
