@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from labelchain.experiments.reports.prior_rows import FIXED, FIXED_SL50, GOAL_METRICS, SHORTLIST
-from labelchain.experiments.reports.prior_tables import difference, names, not_run, pair_markdown
+from labelchain.experiments.reports.prior_tables import difference, names, not_run, pair_markdown, verdicts
 
 GRID = "prior_sl50"
 MATCHER = "ovr_logistic"  # the shortlist grid's prior, whose top 50 labels are the shortlist
@@ -32,22 +32,6 @@ def recall_at(recall: Mapping[str, Any], m: int = SHORTLIST, peer: str = MATCHER
         d: {"n_labels": e["n_labels"], "recall": sum(e["values"]) / len(e["values"]), "seeds": e["seeds"]}
         for d, e in found.items()
     }
-
-
-def verdicts(results: Mapping[str, Any], a: str, b: str) -> tuple[list[str], list[str], list[str], list[str]]:
-    """Datasets where a is ahead of b on every goal metric and behind on every one (seed means), and the
-    dataset-metric cells whose interval lies wholly above 0 and wholly below 0."""
-    ahead, behind, above, below = [], [], [], []
-    for dataset in results["datasets"]:
-        diffs = {m: difference(results, dataset, a, b, m) for m in GOAL_METRICS}
-        present = {m: d for m, d in diffs.items() if d is not None}
-        if not present:
-            continue
-        ahead += [dataset] if all(d.difference > 0 for d in present.values()) else []
-        behind += [dataset] if all(d.difference < 0 for d in present.values()) else []
-        above += [f"{dataset} {m}" for m, d in present.items() if d.beats]
-        below += [f"{dataset} {m}" for m, d in present.items() if d.worse]
-    return ahead, behind, above, below
 
 
 def _recall_markdown(results: Mapping[str, Any], compared: Sequence[str]) -> list[str]:

@@ -170,3 +170,19 @@ def pair_markdown(results: Mapping[str, Any], a: str, b: str, metrics: Sequence[
             seeds = max(d.seeds for d in diffs if d)
             lines.append(f"| {dataset} | {seeds} | " + " | ".join(d.cell() if d else "—" for d in diffs) + " |")
     return lines + [""]
+
+
+def verdicts(results: Mapping[str, Any], a: str, b: str) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Datasets where a is ahead of b on every goal metric and behind on every one (seed means), and the
+    dataset-metric cells whose interval lies wholly above 0 and wholly below 0."""
+    ahead, behind, above, below = [], [], [], []
+    for dataset in results["datasets"]:
+        diffs = {m: difference(results, dataset, a, b, m) for m in GOAL_METRICS}
+        present = {m: d for m, d in diffs.items() if d is not None}
+        if not present:
+            continue
+        ahead += [dataset] if all(d.difference > 0 for d in present.values()) else []
+        behind += [dataset] if all(d.difference < 0 for d in present.values()) else []
+        above += [f"{dataset} {m}" for m, d in present.items() if d.beats]
+        below += [f"{dataset} {m}" for m, d in present.items() if d.worse]
+    return ahead, behind, above, below

@@ -11,25 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from labelchain.experiments.reports.prior_rows import FIXED, FIXED_OMIKUJI, GOAL_METRICS, OMIKUJI, VAL_ANY
-from labelchain.experiments.reports.prior_tables import difference, goal_markdown, names, not_run, pair_markdown
+from labelchain.experiments.reports.prior_tables import goal_markdown, names, not_run, pair_markdown, verdicts
 
 GRID = "prior_omikuji"
-
-
-def _verdicts(results: Mapping[str, Any]) -> tuple[list[str], list[str], list[str], list[str]]:
-    """Datasets where the Omikuji prior's ensemble is ahead of the OvR prior's on every metric and
-    behind on every metric (seed means), and the dataset-metric cells whose interval excludes 0 either way."""
-    ahead, behind, above, below = [], [], [], []
-    for dataset in results["datasets"]:
-        diffs = {m: difference(results, dataset, FIXED_OMIKUJI, FIXED, m) for m in GOAL_METRICS}
-        present = {m: d for m, d in diffs.items() if d is not None}
-        if not present:
-            continue
-        ahead += [dataset] if all(d.difference > 0 for d in present.values()) else []
-        behind += [dataset] if all(d.difference < 0 for d in present.values()) else []
-        above += [f"{dataset} {m}" for m, d in present.items() if d.beats]
-        below += [f"{dataset} {m}" for m, d in present.items() if d.worse]
-    return ahead, behind, above, below
 
 
 def choices_markdown(results: Mapping[str, Any]) -> list[str]:
@@ -60,7 +44,7 @@ def which_markdown(results: Mapping[str, Any]) -> list[str]:
         "",
     ]
     lines += pair_markdown(results, FIXED_OMIKUJI, FIXED, GOAL_METRICS)
-    ahead, behind, above, below = _verdicts(results)
+    ahead, behind, above, below = verdicts(results, FIXED_OMIKUJI, FIXED)
     lines += [
         f"Omikuji prior ahead on every metric (seed means): {names(ahead)}; behind on every metric: {names(behind)}. "
         f"Intervals wholly above 0: {len(above)} ({names(above)}); wholly below 0: {len(below)} ({names(below)}).",
