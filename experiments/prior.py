@@ -55,6 +55,10 @@ class Args(Threads):
     shortlist50: str = field(
         default=_file("prior_sl50"), metadata={"help": "the --prior ovr_logistic --shortlist 50 grid's (optional)"}
     )
+    per_label: str = field(
+        default=_file("prior_perlabel"),
+        metadata={"help": "the --prior ovr_logistic --prior-scale per_label grid's (optional)"},
+    )
     recall: str = field(
         default="experiments/results/prior_recall.json", metadata={"help": "the matcher's recall@M (optional)"}
     )
@@ -140,7 +144,7 @@ def main(args: Args) -> Path:
     if args.resamples < 1:
         raise ArgsError(f"--resamples must be at least 1, got {args.resamples}")
     paths = {grid: Path(getattr(args, flag)) for grid, (flag, _, _) in merged.GRIDS.items()}
-    optional = ("prior_nohistory", "prior_omikuji", "prior_sl50")
+    optional = ("prior_nohistory", "prior_omikuji", "prior_sl50", "prior_perlabel")
     files = {grid: load_results(p).payload() for grid, p in paths.items() if grid not in optional or p.exists()}
     try:
         results = merged.combine(
@@ -149,6 +153,7 @@ def main(args: Args) -> Path:
             files["base"],
             files.get("prior_omikuji"),
             files.get("prior_sl50"),
+            files.get("prior_perlabel"),
         )
         results["shortlist_recall"] = recall_at(load_results(args.recall, "prior_recall", missing_ok=True).payload())
         merged.attach(results, loader(results, files, paths), args.resamples)

@@ -1,16 +1,17 @@
 """prior.md from prior.json: issue 16's goal table, its ablations and ECC, computed from rows alone.
 
-`prior_rows.combine` merges five compare_orderings results files into one payload (rows as in
+`prior_rows.combine` merges six compare_orderings results files into one payload (rows as in
 orderings.json): the OvR-prior grid's chain rows renamed `<method>+prior-ovr`, the no-label-history
 grid's `<method>+prior-ovr+nohistory`, the Omikuji-prior grid's `<method>+prior-omikuji`, the
-shortlist-50 grid's `<method>+prior-ovr+sl50`, and the
+shortlist-50 grid's `<method>+prior-ovr+sl50`, the per-label
+(a, b) grid's `<method>+prior-ovr+per_label`, and the
 no-prior grid's rows (the chain alone and the tuned peers) under their own names, all kept only for
 the (dataset, seed) cells the OvR-prior grid finished, so every comparison is paired on the same
 seeds, splits and test documents. `val_best+prior-ovr` is, per seed, the OvR-prior row with the best
 validation score on the grid's select metric (the ensemble has none, so it is not a candidate);
 `val_best+prior-any` the same among both priors' rows. `render_markdown` reads only that payload;
 its numbers and tables come from prior_tables.py, the OvR-vs-Omikuji section from prior_which.py,
-the shortlist section from prior_shortlist.py.
+the shortlist section from prior_shortlist.py, the per-label one from prior_scale.py.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from labelchain.experiments.reports.prior_rows import (
     ECC,
     FIXED,
     FIXED_OMIKUJI,
+    FIXED_PER_LABEL,
     FIXED_SL50,
     GOAL_METRICS,
     GRID_PEER,
@@ -40,6 +42,7 @@ from labelchain.experiments.reports.prior_rows import (
     OMIKUJI,
     PEERS,
     PRIOR,
+    PER_LABEL,
     SL50,
     SUBSET_ZERO,
     VAL_ANY,
@@ -53,6 +56,7 @@ from labelchain.experiments.reports.prior_tables import (
     pair_markdown,
     per_seed,
 )
+from labelchain.experiments.reports.prior_scale import scale_markdown
 from labelchain.experiments.reports.prior_shortlist import shortlist_markdown
 from labelchain.experiments.reports.prior_which import which_markdown
 
@@ -74,7 +78,7 @@ def consistency_markdown(results: Mapping[str, Any]) -> list[str]:
         "",
     ]
     rows = {(r["dataset"], r["seed"], r["method"]): r["metrics"] for r in results["rows"]}
-    for suffix in (PRIOR, OMIKUJI, SL50):
+    for suffix in (PRIOR, OMIKUJI, SL50, PER_LABEL):
         peer = GRID_PEER[suffix]
         if not any(method.endswith(suffix) for _, _, method in rows):
             continue
@@ -96,7 +100,18 @@ def consistency_markdown(results: Mapping[str, Any]) -> list[str]:
 
 def means_markdown(results: Mapping[str, Any]) -> list[str]:
     """Seed means ×100 of the methods the ablations compare, per dataset."""
-    methods = (*PEERS, ECC, CHAIN_ALONE, FIXED, VAL_BEST, "ensemble" + NOHISTORY, FIXED_OMIKUJI, VAL_ANY, FIXED_SL50)
+    methods = (
+        *PEERS,
+        ECC,
+        CHAIN_ALONE,
+        FIXED,
+        VAL_BEST,
+        "ensemble" + NOHISTORY,
+        FIXED_OMIKUJI,
+        VAL_ANY,
+        FIXED_SL50,
+        FIXED_PER_LABEL,
+    )
     lines = [
         "| dataset | method | seeds | " + " | ".join(GOAL_METRICS) + " |",
         "|---|---|---|" + "---|" * len(GOAL_METRICS),
@@ -243,7 +258,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         "# Peer scores as the chain's prior: issue 16's goal, ablations and ECC (test split)",
         "",
         f"Rows: the OvR-prior grid (`<method>{PRIOR}`), the no-label-history grid (`<method>{NOHISTORY}`), the "
-        f"Omikuji-prior grid (`<method>{OMIKUJI}`), the shortlist-50 grid (`<method>{SL50}`) and the no-prior grid (chains, tuned peers) on the same cells, "
+        f"Omikuji-prior grid (`<method>{OMIKUJI}`), the shortlist-50 grid (`<method>{SL50}`), the per-label (a, b) grid (`<method>{PER_LABEL}`) and the no-prior grid (chains, tuned peers) on the same cells, "
         "seeds, splits and test documents. A cell "
         "a − b: seed-mean difference in points ×100 with its 95% interval: paired bootstrap over test documents, "
         "seeds as strata (claim_stats.attach_bootstrap), or, marked t, a Student-t interval over the seeds' paired "
@@ -257,7 +272,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     lines += goal_markdown(results, VAL_BEST, f"chosen on validation among {choice}")
     picked = [f"{r['dataset']}:{r['seed']} {r['chosen']}" for r in results["rows"] if r["method"] == VAL_BEST]
     lines += [f"Chosen on validation (dataset:seed row): {', '.join(picked) or 'none'}.", ""]
-    lines += which_markdown(results) + shortlist_markdown(results)
+    lines += which_markdown(results) + shortlist_markdown(results) + scale_markdown(results)
     lines += [
         "## Ablations",
         "",

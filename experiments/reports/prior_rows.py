@@ -1,4 +1,4 @@
-"""The rows prior.md is rendered from: five compare_orderings results files merged into one payload
+"""The rows prior.md is rendered from: six compare_orderings results files merged into one payload
 (`combine`), the validation-chosen prior-chain rows, and the bootstrap pairs the report shows (`attach`).
 
 Kept apart from experiments/reports/prior.py, which renders that payload and reads nothing else.
@@ -19,10 +19,13 @@ PEERS = ("ovr_logistic", "omikuji")
 PRIOR, OMIKUJI, NOHISTORY = "+prior-ovr", "+prior-omikuji", "+prior-ovr+nohistory"
 SHORTLIST = 50  # the shortlist grid's --shortlist
 SL50 = f"+prior-ovr+sl{SHORTLIST}"
+PER_LABEL = "+prior-ovr+per_label"  # one (a, b) per label (--prior-scale per_label); every other grid: shared
 GRID_PEER = {PRIOR: "ovr_logistic", OMIKUJI: "omikuji", NOHISTORY: "ovr_logistic", SL50: "ovr_logistic"}  # --prior
+GRID_PEER[PER_LABEL] = "ovr_logistic"
 GRID_SHORTLIST = {SL50: SHORTLIST}  # each grid's --shortlist (0: none)
+GRID_SCALE = {PER_LABEL: "per_label"}  # each grid's --prior-scale (default: shared)
 FIXED, FIXED_OMIKUJI = "ensemble" + PRIOR, "ensemble" + OMIKUJI  # fixed in advance (fused on validation)
-FIXED_SL50 = "ensemble" + SL50
+FIXED_SL50, FIXED_PER_LABEL = "ensemble" + SL50, "ensemble" + PER_LABEL
 VAL_BEST = "val_best" + PRIOR  # per seed, the OvR-prior row best on validation
 VAL_ANY = "val_best+prior-any"  # per seed, the row best on validation among both priors' grids
 CHAIN_ALONE, ECC = "ensemble", "ecc"
@@ -37,6 +40,7 @@ GRIDS = {
     "prior_nohistory": ("nohistory", NOHISTORY, "experiments/results/prior_nohistory"),
     "prior_omikuji": ("omikuji", OMIKUJI, "experiments/results/prior_omikuji"),
     "prior_sl50": ("shortlist50", SL50, f"experiments/results/prior_sl{SHORTLIST}"),
+    "prior_perlabel": ("per_label", PER_LABEL, "experiments/results/prior_perlabel"),
     "base": ("base", "", "experiments/results"),
 }
 
@@ -99,13 +103,19 @@ def validation_choice(rows: Sequence[Mapping[str, Any]], metric: str, name: str 
     }
 
 
-def _check_prior(name: str, results: Mapping[str, Any], expected: str, shortlist: int = 0) -> None:
-    """A grid given for the wrong prior or shortlist would be reported under the wrong name: refused in one line."""
+def _check_prior(
+    name: str, results: Mapping[str, Any], expected: str, shortlist: int = 0, scale: str = "shared"
+) -> None:
+    """A grid given for the wrong prior, shortlist or a, b scale would be reported under the wrong name:
+    refused in one line."""
     args = results.get("args") or {}
-    ran = (args.get("prior"), int(args.get("shortlist") or 0))
-    if results.get("rows") and ran != (expected, shortlist):
-        said = [f"--prior {p}" + (f" --shortlist {m}" if m else "") for p, m in (ran, (expected, shortlist))]
-        raise ValueError(f"--{name}: that grid ran with {said[0]}, this input needs {said[1]}")
+    ran = (args.get("prior"), int(args.get("shortlist") or 0), args.get("prior_scale") or "shared")
+    if results.get("rows") and ran != (expected, shortlist, scale):
+        said = [
+            f"--prior {p}" + (f" --shortlist {m}" if m else "") + (f" --prior-scale {a}" if a != "shared" else "")
+            for p, m, a in (ran, (expected, shortlist, scale))
+        ]
+        raise ValueError(f"--{name.replace('_', '-')}: that grid ran with {said[0]}, this input needs {said[1]}")
 
 
 def combine(
@@ -114,20 +124,23 @@ def combine(
     base: Mapping[str, Any],
     omikuji: Mapping[str, Any] | None = None,
     shortlist50: Mapping[str, Any] | None = None,
+    per_label: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One payload from the five files (module docs of reports/prior.py); rows outside the OvR-prior
+    """One payload from the six files (module docs of reports/prior.py); rows outside the OvR-prior
     grid's finished cells are dropped, so every comparison is paired on the same cells."""
     files = {"prior": prior, "prior_nohistory": nohistory or {}, "prior_omikuji": omikuji or {}}
-    files |= {"prior_sl50": shortlist50 or {}, "base": base}
-    for grid in ("prior", "prior_nohistory", "prior_omikuji", "prior_sl50"):
+    files |= {"prior_sl50": shortlist50 or {}, "prior_perlabel": per_label or {}, "base": base}
+    for grid in ("prior", "prior_nohistory", "prior_omikuji", "prior_sl50", "prior_perlabel"):
         field, suffix, _ = GRIDS[grid]
-        _check_prior(field, files[grid], GRID_PEER[suffix], GRID_SHORTLIST.get(suffix, 0))
+        _check_prior(
+            field, files[grid], GRID_PEER[suffix], GRID_SHORTLIST.get(suffix, 0), GRID_SCALE.get(suffix, "shared")
+        )
     chains = {g: [r for r in files[g].get("rows", []) if r.get("kind") != "peer"] for g in files if g != "base"}
     done = {(r["dataset"], r["seed"]) for r in chains["prior"]}
     finished = {g: {(r["dataset"], r["seed"]) for r in chains[g]} for g in chains}
     select = (prior.get("args") or {}).get("select_metric", "nDCG@3")
     renamed = {g: [_strip(r, GRIDS[g][1]) for r in chains[g] if (r["dataset"], r["seed"]) in done] for g in chains}
-    rows = renamed["prior"] + renamed["prior_nohistory"] + renamed["prior_omikuji"] + renamed["prior_sl50"]
+    rows = [r for g in chains for r in renamed[g]]
 
     def choose(grids: Sequence[str], name: str, cells: set[tuple[str, int]]) -> list[dict[str, Any] | None]:
         candidates = [r for g in grids for r in renamed[g]]
@@ -170,7 +183,7 @@ def pairs() -> list[tuple[tuple[str, str], tuple[str, ...]]]:
     for system in (FIXED, VAL_BEST, CHAIN_ALONE, FIXED_OMIKUJI, VAL_ANY):
         out += [((system, peer), GOAL_METRICS) for peer in PEERS]
     out += [((FIXED, CHAIN_ALONE), GOAL_METRICS), ((ECC, FIXED), GOAL_METRICS), ((FIXED_OMIKUJI, FIXED), GOAL_METRICS)]
-    out += [((FIXED_SL50, FIXED), GOAL_METRICS)]
+    out += [((FIXED_SL50, FIXED), GOAL_METRICS), ((FIXED_PER_LABEL, FIXED), GOAL_METRICS)]
     out += [((m + PRIOR, "best_fixed" + PRIOR), HEADLINE) for m in LEARNED]
     out += [((m + NOHISTORY, m + PRIOR), ABLATION_METRICS) for m in LEARNED]
     return out
@@ -178,7 +191,7 @@ def pairs() -> list[tuple[tuple[str, str], tuple[str, ...]]]:
 
 def attach(results: dict[str, Any], load: Loader, resamples: int = 1000) -> list[dict[str, Any]]:
     """Bootstrap every pair of `pairs` into results["bootstrap"]; a pair with the no-history, the
-    Omikuji-prior or the shortlist grid runs on the cells that grid finished (attach_bootstrap needs every seed of a
+    Omikuji-prior, the shortlist or the per-label grid runs on the cells that grid finished (attach_bootstrap needs every seed of a
     dataset), as `difference` pairs the seeds both rows have."""
     entries: list[dict[str, Any]] = []
     for pair, metrics in pairs():
