@@ -12,24 +12,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from labelchain.experiments.reports.prior_rows import FIXED, FIXED_PER_LABEL, GOAL_METRICS
-from labelchain.experiments.reports.prior_tables import names, not_run, pair_markdown, verdicts
+from labelchain.experiments.reports.prior_tables import names, pair_markdown, section_head, verdicts
 
 GRID = "prior_perlabel"
 
 
 def scale_markdown(results: Mapping[str, Any]) -> list[str]:
     """The whole section; "Not run yet" while the per-label grid has no finished cell."""
-    lines = ["## One (a, b) or one per label (OvR prior)", ""]
-    if not results["cells"].get(GRID):
-        return lines + [not_run(results, GRID), ""]
-    missing = results["missing_cells"][GRID]
-    lines += [
+    intro = (
         f"{FIXED_PER_LABEL} − {FIXED}: the same chain ensemble (rearrange + combined, fused on validation) under "
         "the OvR prior with a learned (a, b) per label (`--prior-scale per_label`) vs one shared pair; points ×100, "
-        "95% intervals; above 0: per-label is better. Cells of the per-label grid not finished yet (left out, not "
-        f"filled in): {', '.join(missing) or 'none'}.",
-        "",
-    ]
+        "95% intervals; above 0: per-label is better."
+    )
+    lines, ran = section_head(results, "One (a, b) or one per label (OvR prior)", GRID, "per-label grid", intro)
+    if not ran:
+        return lines
     lines += pair_markdown(results, FIXED_PER_LABEL, FIXED, GOAL_METRICS)
     ahead, behind, above, below = verdicts(results, FIXED_PER_LABEL, FIXED)
     return lines + [

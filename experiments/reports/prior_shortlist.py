@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from labelchain.experiments.reports.prior_rows import FIXED, FIXED_SL50, GOAL_METRICS, SHORTLIST
-from labelchain.experiments.reports.prior_tables import difference, names, not_run, pair_markdown, verdicts
+from labelchain.experiments.reports.prior_tables import difference, names, pair_markdown, section_head, verdicts
 
 GRID = "prior_sl50"
 MATCHER = "ovr_logistic"  # the shortlist grid's prior, whose top 50 labels are the shortlist
@@ -59,11 +59,7 @@ def _recall_markdown(results: Mapping[str, Any], compared: Sequence[str]) -> lis
 
 def shortlist_markdown(results: Mapping[str, Any]) -> list[str]:
     """The whole section; "Not run yet" while the shortlist grid has no finished cell."""
-    lines = [f"## Shortlist {SHORTLIST} vs the full label set (OvR prior)", ""]
-    if not results["cells"].get(GRID):
-        return lines + [not_run(results, GRID), ""]
-    missing = results["missing_cells"][GRID]
-    lines += [
+    intro = (
         f"{FIXED_SL50} − {FIXED}: the same chain ensemble (rearrange + combined, fused on validation) under the "
         f"OvR prior, its actions cut to each document's top {SHORTLIST} OvR labels + STOP (`--shortlist {SHORTLIST}`) "
         "vs every label; points ×100, 95% intervals; above 0: the shortlist is better. A gold label outside the "
@@ -71,10 +67,12 @@ def shortlist_markdown(results: Mapping[str, Any]) -> list[str]:
         "prior_recall.json). With the shortlist every decoding and teacher-forcing step scores M + 1 actions, "
         "O(M) not O(L); the output layer's Adam update stays dense (docs/prior-scale.md). `--shortlist` is "
         f"refused where L < {SHORTLIST} and cuts nothing at L = {SHORTLIST}, so the grid runs only datasets "
-        f"with more than {SHORTLIST} labels. Cells of the shortlist grid not finished yet (left out, not filled "
-        f"in): {', '.join(missing) or 'none'}.",
-        "",
-    ]
+        f"with more than {SHORTLIST} labels."
+    )
+    title = f"Shortlist {SHORTLIST} vs the full label set (OvR prior)"
+    lines, ran = section_head(results, title, GRID, "shortlist grid", intro)
+    if not ran:
+        return lines
     compared = [
         d for d in results["datasets"] if any(difference(results, d, FIXED_SL50, FIXED, m) for m in GOAL_METRICS)
     ]

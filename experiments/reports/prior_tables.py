@@ -186,3 +186,13 @@ def verdicts(results: Mapping[str, Any], a: str, b: str) -> tuple[list[str], lis
         above += [f"{dataset} {m}" for m, d in present.items() if d.beats]
         below += [f"{dataset} {m}" for m, d in present.items() if d.worse]
     return ahead, behind, above, below
+
+
+def section_head(results: Mapping[str, Any], title: str, grid: str, named: str, intro: str) -> tuple[list[str], bool]:
+    """A secondary grid's section start: its title and `intro` ending with the grid's unfinished cells
+    (`named`: how the text names the grid), or "Not run yet" and False while it has no finished cell."""
+    lines = [f"## {title}", ""]
+    if not results["cells"].get(grid):
+        return lines + [not_run(results, grid), ""], False
+    missing = ", ".join(results["missing_cells"][grid]) or "none"
+    return lines + [f"{intro} Cells of the {named} not finished yet (left out, not filled in): {missing}.", ""], True

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from labelchain.experiments.reports.prior_rows import FIXED, FIXED_OMIKUJI, GOAL_METRICS, OMIKUJI, VAL_ANY
-from labelchain.experiments.reports.prior_tables import goal_markdown, names, not_run, pair_markdown, verdicts
+from labelchain.experiments.reports.prior_tables import goal_markdown, names, pair_markdown, section_head, verdicts
 
 GRID = "prior_omikuji"
 
@@ -33,16 +33,13 @@ def choices_markdown(results: Mapping[str, Any]) -> list[str]:
 
 def which_markdown(results: Mapping[str, Any]) -> list[str]:
     """The whole section; "Not run yet" while the Omikuji-prior grid has no finished cell."""
-    lines = ["## Which prior: OvR vs Omikuji", ""]
-    if not results["cells"].get(GRID):
-        return lines + [not_run(results, GRID), ""]
-    missing = results["missing_cells"][GRID]
-    lines += [
+    intro = (
         f"{FIXED_OMIKUJI} − {FIXED}: the same chain ensemble (rearrange + combined, fused on validation) under "
-        "each peer's prior, points ×100, 95% intervals; above 0: the Omikuji prior is better. Cells of the "
-        f"Omikuji-prior grid not finished yet (left out, not filled in): {', '.join(missing) or 'none'}.",
-        "",
-    ]
+        "each peer's prior, points ×100, 95% intervals; above 0: the Omikuji prior is better."
+    )
+    lines, ran = section_head(results, "Which prior: OvR vs Omikuji", GRID, "Omikuji-prior grid", intro)
+    if not ran:
+        return lines
     lines += pair_markdown(results, FIXED_OMIKUJI, FIXED, GOAL_METRICS)
     ahead, behind, above, below = verdicts(results, FIXED_OMIKUJI, FIXED)
     lines += [
