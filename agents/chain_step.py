@@ -84,13 +84,6 @@ class ShortlistEmitted:
     def stop_column(self) -> int:
         return self.ids.shape[1] - 1
 
-    def columns_of(self, labels: torch.Tensor) -> torch.Tensor:
-        """The column of each row's label `labels` (B,): STOP -> the last column, a label outside the
-        row's shortlist (or padding -1) -> -1."""
-        hit = self.ids[:, :-1] == labels[:, None]
-        column = torch.where(hit.any(dim=1), hit.float().argmax(dim=1), -1)
-        return torch.where(labels == self.n_labels, self.stop_column, column)
-
     def add(self, action: torch.Tensor, active: torch.Tensor, stop_id: int) -> None:
         hit = (self.ids[:, :-1] == action[:, None]) & (active & (action != stop_id))[:, None]
         self.mask[:, :-1] |= hit

@@ -83,7 +83,6 @@ class EnsembleOfChains:
         self.chain_budget = chain_budget
 
     def fit(self, train: Split) -> EnsembleOfChains:
-
         self.scaler = FeatureScaler().fit(train.X)
         X = self.scaler.transform(train.X)
         Y = train.Y.toarray().astype(np.int8)

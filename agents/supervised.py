@@ -7,7 +7,6 @@ all use this one loss (agents.learners).
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 

@@ -31,7 +31,7 @@ from labelchain.envs.data.loading import load_dataset
 from labelchain.envs.metrics import evaluate
 from labelchain.experiments.run.config import PRIOR_KNOBS, knob, prior_problems
 from labelchain.experiments.run.report import rules_chosen_on
-from labelchain.experiments.run.setup import attach_prior, shortlist_problem
+from labelchain.experiments.run.setup import attach_prior, drop_outside_shortlist, shortlist_problem
 
 
 class Args(Protocol):
@@ -120,8 +120,7 @@ def trainable(split: Split, preset: Config) -> Split:
     if not preset.policy.shortlist:
         return split
     n_labels = int(split.Y.shape[1])
-    kept = shortlist_in_columns(split.X, int(split.X.shape[1]) - n_labels, n_labels)
-    return Split(split.X, sp.csr_matrix(sp.csr_matrix(split.Y).multiply(kept), dtype=split.Y.dtype))
+    return drop_outside_shortlist(split, shortlist_in_columns(split.X, int(split.X.shape[1]) - n_labels, n_labels))
 
 
 # ----------------------------------------------------------------------------- one chain learner

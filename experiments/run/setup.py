@@ -127,8 +127,14 @@ def attach_prior(
     kept = None
     if m is not None:
         kept = shortlist_from_scores(prior.train, m)
-        parts[0] = Split(parts[0].X, sp.csr_matrix(parts[0].Y.multiply(kept), dtype=parts[0].Y.dtype))
+        parts[0] = drop_outside_shortlist(parts[0], kept)
     return parts[0], parts[1], parts[2], kept
+
+
+def drop_outside_shortlist(split: Split, shortlist: sp.csr_matrix) -> Split:
+    """`split` with each document's gold labels outside its shortlist dropped: the matcher's recall
+    loss, as no target may lie outside the action space (train_rl's runs, the strength grid's folds)."""
+    return Split(split.X, sp.csr_matrix(sp.csr_matrix(split.Y).multiply(shortlist), dtype=split.Y.dtype))
 
 
 def prior_top_m(n_labels: int) -> int:
